@@ -1,0 +1,158 @@
+// Package conformance is the test suite every lockout store passes: the
+// [backend.Backend] contract checked operation by operation.
+//
+// A store's own tests describe the store with a [Harness] and call [Run]:
+//
+//	func TestConformance(t *testing.T) {
+//		conformance.Run(t, conformance.Harness{
+//			New: func(t testing.TB) backend.Backend {
+//				s, err := mystore.Open(...)
+//				if err != nil {
+//					t.Fatal(err)
+//				}
+//				return s
+//			},
+//			Granularity: time.Second,
+//			Lister:      true,
+//		})
+//	}
+//
+// The harness declares what the suite must not guess: the store's TTL
+// granularity, whether its time can be faked with testing/synctest, and which
+// optional capabilities it has. A declared capability the store lacks, or one
+// it has but does not declare, fails the suite.
+//
+// [RunBenchmarks] measures the same operations in parallel over many keys.
+//
+// The package depends on the standard library only.
+package conformance
+
+import (
+	"context"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/go-lockout/lockout/backend"
+)
+
+// Harness describes a store to the suite.
+type Harness struct {
+	// New returns a fresh, empty store. The suite calls it once per subtest,
+	// from the subtest's goroutine (inside its synctest bubble when FakeTime
+	// is set), and closes the store when the subtest ends. New registers any
+	// other cleanup it needs with t and fails t if it cannot make a store.
+	New func(t testing.TB) backend.Backend
+
+	// Granularity is the store's TTL granularity: it rounds every TTL up to
+	// it and reports remaining TTLs to within it. Zero means exact.
+	Granularity time.Duration
+
+	// FakeTime declares that the store reads the clock only through package
+	// time and runs no goroutines that outlive Close, so that its subtests
+	// can run inside a testing/synctest bubble where time is fake and sleeps
+	// cost nothing. Stores behind a network server leave it false; the suite
+	// then sleeps real time, scaled to Granularity.
+	FakeTime bool
+
+	// Lister declares that the store implements backend.Lister.
+	Lister bool
+
+	// CallTimeout bounds how long one call may take when the suite expects a
+	// prompt answer (a cancelled context). Zero means one second.
+	CallTimeout time.Duration
+}
+
+// Run runs the whole suite against the store h describes, as subtests of t.
+func Run(t *testing.T, h Harness) {
+	t.Helper()
+	if h.New == nil {
+		t.Fatal("conformance: Harness.New is nil")
+	}
+	for _, c := range storeCases {
+		t.Run(c.name, func(t *testing.T) { h.run(t, c.fn) })
+	}
+}
+
+type caseFunc func(t *testing.T, e *env)
+
+type testCase struct {
+	name string
+	fn   caseFunc
+}
+
+// storeCases lists the store-level checks, in the order they run.
+var storeCases = []testCase{
+	{"Capabilities", testCapabilities},
+	{"CreateAndIncrement", testCreateAndIncrement},
+	{"NegativeDelta", testNegativeDelta},
+	{"ZeroDelta", testZeroDelta},
+	{"InvalidOperations", testInvalid},
+	{"IncrementKeepsTTL", testIncrementKeepsTTL},
+	{"ExpireSetsTTL", testExpireSets},
+	{"ExpirePersists", testExpirePersists},
+	{"ExpireMissingKey", testExpireMissing},
+	{"ExpiredKeyNeverExists", testExpiredNeverExists},
+	{"ExpiryNeverEarly", testExpiryNeverEarly},
+	{"DeleteMissingKey", testDeleteMissing},
+	{"Delete", testDelete},
+	{"MixedBatch", testMixedBatch},
+	{"SameKeyInBatch", testSameKeyInBatch},
+	{"ConcurrentSharedKey", testConcurrentShared},
+	{"ConcurrentDistinctKeys", testConcurrentDistinct},
+	{"HostileKeys", testHostileKeys},
+	{"CancelledContext", testCancelledContext},
+	{"ExpiredContext", testExpiredContext},
+	{"Close", testClose},
+	{"ListerAgrees", testListerAgrees},
+	{"ListerHostileKeys", testListerHostile},
+}
+
+// env is what one subtest works with.
+type env struct {
+	h   Harness
+	b   backend.Backend
+	ctx context.Context
+	// unit is the TTL the time-based checks use, scaled to the granularity.
+	unit time.Duration
+	// margin is how long before an expected expiry a key is checked for, and
+	// how long after one it is checked for again: call latency on a
+	// network store, nearly nothing with fake time.
+	margin time.Duration
+}
+
+func (h Harness) run(t *testing.T, fn caseFunc) {
+	if h.FakeTime {
+		synctest.Test(t, func(t *testing.T) { h.runIn(t, fn) })
+		return
+	}
+	h.runIn(t, fn)
+}
+
+func (h Harness) runIn(t *testing.T, fn caseFunc) {
+	b := h.New(t)
+	if b == nil {
+		t.Fatal("conformance: Harness.New returned nil")
+	}
+	t.Cleanup(func() {
+		if err := b.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	e := &env{h: h, b: b, ctx: context.Background()}
+	if h.FakeTime {
+		e.unit = 10*time.Second + h.Granularity
+		e.margin = time.Millisecond
+	} else {
+		e.unit = 2 * max(h.Granularity, 250*time.Millisecond)
+		e.margin = e.unit / 10
+	}
+	fn(t, e)
+}
+
+func (h Harness) callTimeout() time.Duration {
+	if h.CallTimeout > 0 {
+		return h.CallTimeout
+	}
+	return time.Second
+}

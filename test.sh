@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The test command: vet, staticcheck and the race-enabled tests, for the
+# library and for the nested integration module.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+go vet ./...
+go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+go test -race -count=1 -timeout 20m ./...
