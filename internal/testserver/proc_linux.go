@@ -1,0 +1,21 @@
+//go:build linux
+
+package testserver
+
+import (
+	"os/exec"
+	"syscall"
+)
+
+// setProcAttr puts the child in its own process group and has the kernel
+// kill it when the thread that started it (and so the test binary) dies.
+func setProcAttr(cmd *exec.Cmd) {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+}
+
+// killProc sends SIGKILL to the child's process group.
+func killProc(cmd *exec.Cmd) {
+	if err := syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); err != nil {
+		_ = cmd.Process.Kill()
+	}
+}

@@ -1,0 +1,631 @@
+package lockout_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/go-lockout/lockout"
+	"github.com/go-lockout/lockout/backend"
+	"github.com/go-lockout/lockout/conformance"
+)
+
+// newPolicy returns a policy over a fresh store wrapped in a call counter.
+// Call it inside the test's synctest bubble.
+func newPolicy(t *testing.T, cfg lockout.Config) (*lockout.Policy, *conformance.Counting) {
+	t.Helper()
+	store, counter := conformance.Wrap(newStore(t))
+	p, err := lockout.New(store, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p, counter
+}
+
+var bg = context.Background()
+
+// attempt runs one attempt with the given outcome and returns Allow's error.
+func attempt(t *testing.T, p *lockout.Policy, s lockout.Subject, ok bool) error {
+	t.Helper()
+	a, err := p.Allow(bg, s)
+	if err != nil {
+		return err
+	}
+	if ok {
+		err = a.Success(bg)
+	} else {
+		err = a.Failure(bg)
+	}
+	if err != nil {
+		t.Fatalf("reporting the outcome: %v", err)
+	}
+	return nil
+}
+
+func fail(t *testing.T, p *lockout.Policy, s lockout.Subject, n int) {
+	t.Helper()
+	for i := range n {
+		if err := attempt(t, p, s, false); err != nil {
+			t.Fatalf("failure %d of %d: %v", i+1, n, err)
+		}
+	}
+}
+
+// refusal returns err as a *RefusedError, failing the test if it is not one.
+func refusal(t *testing.T, err error) *lockout.RefusedError {
+	t.Helper()
+	var re *lockout.RefusedError
+	if !errors.As(err, &re) {
+		t.Fatalf("err = %v, want a *RefusedError", err)
+	}
+	return re
+}
+
+func status(t *testing.T, p *lockout.Policy, s lockout.Subject) map[string]lockout.RuleStatus {
+	t.Helper()
+	st, err := p.Status(bg, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := map[string]lockout.RuleStatus{}
+	for _, r := range st {
+		m[r.Rule] = r
+	}
+	return m
+}
+
+var (
+	alice = lockout.Subject{Username: "alice", IP: "198.51.100.7"}
+	bob   = lockout.Subject{Username: "bob", IP: "198.51.100.7"}
+)
+
+func TestReserveBeforeVerify(t *testing.T) {
+	rules := []lockout.Rule{lockout.ByUsername(5), lockout.ByIP(5), lockout.ByUsernameAndIP(5)}
+	for _, r := range rules {
+		for _, slow := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%v/slow=%v", r.Fields, slow), func(t *testing.T) {
+				synctest.Test(t, func(t *testing.T) {
+					p, _ := newPolicy(t, lockout.Config{Rules: []lockout.Rule{r}})
+					var verified atomic.Int64
+					var wg sync.WaitGroup
+					refused := make([]error, 256)
+					for g := range 256 {
+						s := lockout.Subject{Username: "victim", IP: "203.0.113.9"}
+						if r.Fields[0] == lockout.IP {
+							s.Username = fmt.Sprintf("user%d", g) // an IP rule sees many usernames
+						}
+						wg.Go(func() {
+							_, err := p.Check(bg, s, func(context.Context) (bool, error) {
+								verified.Add(1)
+								if slow {
+									time.Sleep(50 * time.Millisecond) // all in flight at once
+								}
+								return false, nil
+							})
+							refused[g] = err
+						})
+					}
+					wg.Wait()
+					if got := verified.Load(); got != 5 {
+						t.Errorf("%d password verifications, want exactly 5", got)
+					}
+					n := 0
+					for _, err := range refused {
+						if err != nil {
+							n++
+							if !errors.Is(err, lockout.ErrRefused) {
+								t.Errorf("err = %v, want a refusal", err)
+							}
+						}
+					}
+					if n != 251 {
+						t.Errorf("%d refusals, want 251", n)
+					}
+					st, err := p.Status(bg, lockout.Subject{Username: "victim", IP: "203.0.113.9"})
+					if err != nil {
+						t.Fatal(err)
+					}
+					if !st[0].Locked || st[0].Lockouts != 1 || st[0].Attempts != 0 {
+						t.Errorf("status %v: want locked once, with a fresh counter", st[0])
+					}
+				})
+			})
+		}
+	}
+}
+
+func TestLockTimingAndEscalation(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := lockout.ByUsername(3)
+		r.Window = time.Hour
+		r.Schedule = lockout.List(time.Minute, 2*time.Minute, 5*time.Minute, 10*time.Minute, lockout.Forever)
+		var events []lockout.LockoutEvent
+		p, _ := newPolicy(t, lockout.Config{
+			Rules: []lockout.Rule{r},
+			Hooks: lockout.Hooks{Lockout: func(_ context.Context, e lockout.LockoutEvent) { events = append(events, e) }},
+		})
+		for i, want := range []time.Duration{time.Minute, 2 * time.Minute, 5 * time.Minute, 10 * time.Minute} {
+			fail(t, p, alice, 3)
+			start := time.Now()
+			re := refusal(t, attempt(t, p, alice, true))
+			if re.Reason != lockout.ReasonLocked || re.RetryAfter != want || re.Rule != "username" || re.Key != "u=alice" {
+				t.Fatalf("lockout %d: %+v, want locked by username for %v", i+1, re, want)
+			}
+			if !errors.Is(re, lockout.ErrLocked) {
+				t.Errorf("errors.Is(ErrLocked) = false")
+			}
+			// Refused attempts during the lock do not extend it.
+			for range 10 {
+				time.Sleep(want / 20)
+				re := refusal(t, attempt(t, p, alice, false))
+				if got, wantLeft := re.RetryAfter, want-time.Since(start); got != wantLeft {
+					t.Fatalf("retry after %v, want %v", got, wantLeft)
+				}
+			}
+			time.Sleep(time.Until(start.Add(want - time.Nanosecond)))
+			if err := attempt(t, p, alice, false); !errors.Is(err, lockout.ErrLocked) {
+				t.Fatalf("1ns before the lock ends: %v, want ErrLocked", err)
+			}
+			time.Sleep(time.Nanosecond)
+			// Admitted again, with a fresh counter: refused attempts did not count.
+			a, err := p.Allow(bg, alice)
+			if err != nil {
+				t.Fatalf("when the lock ends: %v", err)
+			}
+			a.Success(bg)
+			if st := status(t, p, alice)["username"]; st.Attempts != 0 || st.Lockouts != int64(i+1) || st.Locked {
+				t.Errorf("after lockout %d: %v", i+1, st)
+			}
+		}
+		fail(t, p, alice, 3)
+		re := refusal(t, attempt(t, p, alice, true))
+		if !re.Forever || re.RetryAfter != 0 {
+			t.Fatalf("fifth lockout: %+v, want Forever", re)
+		}
+		time.Sleep(365 * 24 * time.Hour)
+		if err := attempt(t, p, alice, true); !errors.Is(err, lockout.ErrLocked) {
+			t.Fatalf("a year into a forever lock: %v", err)
+		}
+		if len(events) != 5 || events[4].Duration != lockout.Forever || events[4].Count != 5 || events[0].Duration != time.Minute {
+			t.Errorf("lockout events: %+v", events)
+		}
+		if err := p.Unlock(bg, alice); err != nil {
+			t.Fatal(err)
+		}
+		if err := attempt(t, p, alice, true); err != nil {
+			t.Fatalf("after Unlock: %v", err)
+		}
+	})
+}
+
+func TestHistoryForgets(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := lockout.ByUsername(2)
+		r.Schedule = lockout.List(time.Minute, time.Hour)
+		r.HistoryWindow = 3 * time.Hour
+		p, _ := newPolicy(t, lockout.Config{Rules: []lockout.Rule{r}})
+		lockFor := func() time.Duration {
+			t.Helper()
+			fail(t, p, alice, 2)
+			return refusal(t, attempt(t, p, alice, true)).RetryAfter
+		}
+		if d := lockFor(); d != time.Minute {
+			t.Fatalf("first lock %v", d)
+		}
+		time.Sleep(2 * time.Hour)
+		if d := lockFor(); d != time.Hour {
+			t.Fatalf("second lock within the history window: %v, want 1h", d)
+		}
+		// The history runs 3h from the latest lockout.
+		time.Sleep(3*time.Hour - time.Nanosecond)
+		if st := status(t, p, alice)["username"]; st.Lockouts != 2 {
+			t.Fatalf("history just before it ends: %d lockouts", st.Lockouts)
+		}
+		time.Sleep(time.Nanosecond)
+		if d := lockFor(); d != time.Minute {
+			t.Fatalf("lock after the history window: %v, want 1m again", d)
+		}
+	})
+}
+
+func TestWindow(t *testing.T) {
+	for _, sliding := range []bool{false, true} {
+		t.Run(fmt.Sprintf("sliding=%v", sliding), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				r := lockout.ByUsername(3)
+				r.Window = 10 * time.Minute
+				r.Sliding = sliding
+				p, _ := newPolicy(t, lockout.Config{Rules: []lockout.Rule{r}})
+				fail(t, p, alice, 1)
+				time.Sleep(6 * time.Minute)
+				fail(t, p, alice, 1)
+				time.Sleep(6 * time.Minute)
+				// Fixed: the first failure is forgotten with its window, and
+				// the second with it. Sliding: both are remembered.
+				want := int64(0)
+				if sliding {
+					want = 2
+				}
+				if st := status(t, p, alice)["username"]; st.Attempts != want {
+					t.Errorf("attempts = %d, want %d", st.Attempts, want)
+				}
+			})
+		})
+	}
+}
+
+func TestSuccessSemantics(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p, _ := newPolicy(t, lockout.Config{Rules: []lockout.Rule{lockout.ByUsername(5), lockout.ByIP(5)}})
+		fail(t, p, alice, 3)
+		// bob logs in from alice's IP: the IP's counter stays.
+		if err := attempt(t, p, bob, true); err != nil {
+			t.Fatal(err)
+		}
+		st := status(t, p, alice)
+		if st["ip"].Attempts != 3 || st["username"].Attempts != 3 {
+			t.Fatalf("after bob's success from the same IP: %v", st)
+		}
+		// alice logs in: her username counter resets, the IP's does not.
+		if err := attempt(t, p, alice, true); err != nil {
+			t.Fatal(err)
+		}
+		st = status(t, p, alice)
+		if st["ip"].Attempts != 3 || st["username"].Attempts != 0 {
+			t.Fatalf("after alice's success: %v", st)
+		}
+		// An explicit SuccessReset on the IP rule does reset it.
+		ipReset := lockout.ByIP(5)
+		ipReset.OnSuccess = lockout.SuccessReset
+		userRelease := lockout.ByUsername(5)
+		userRelease.OnSuccess = lockout.SuccessRelease
+		p2, _ := newPolicy(t, lockout.Config{Rules: []lockout.Rule{userRelease, ipReset}, Prefix: "p2"})
+		fail(t, p2, alice, 2)
+		if err := attempt(t, p2, alice, true); err != nil {
+			t.Fatal(err)
+		}
+		st = status(t, p2, alice)
+		if st["ip"].Attempts != 0 || st["username"].Attempts != 2 {
+			t.Fatalf("SuccessReset on ip, SuccessRelease on username: %v", st)
+		}
+	})
+}
+
+func TestSubjects(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p, _ := newPolicy(t, lockout.Config{Rules: []lockout.Rule{lockout.ByUsername(3), lockout.ByIP(100)}})
+		attempts := func(s lockout.Subject, rule string) int64 {
+			t.Helper()
+			return status(t, p, s)[rule].Attempts
+		}
+		// A username that looks like an IP never touches the IP's counter.
+		fail(t, p, lockout.Subject{Username: "203.0.113.5", IP: "198.51.100.1"}, 2)
+		if n := attempts(lockout.Subject{IP: "203.0.113.5"}, "ip"); n != 0 {
+			t.Errorf("IP 203.0.113.5 has %d attempts from username 203.0.113.5", n)
+		}
+		// Case and width variants share a counter.
+		for _, u := range []string{"Alice", "ALICE", "Ａｌｉｃｅ"} {
+			fail(t, p, lockout.Subject{Username: u}, 1)
+		}
+		if err := attempt(t, p, lockout.Subject{Username: "alice"}, true); !errors.Is(err, lockout.ErrLocked) {
+			t.Errorf("after failures as Alice, ALICE and Ａｌｉｃｅ: %v, want alice locked", err)
+		}
+		// One IPv6 /64 shares a counter; the next /64 does not.
+		fail(t, p, lockout.Subject{IP: "2001:db8:1:2::1"}, 1)
+		fail(t, p, lockout.Subject{IP: "2001:db8:1:2:ffff:ffff:ffff:fffe"}, 1)
+		if n := attempts(lockout.Subject{IP: "2001:db8:1:2::99"}, "ip"); n != 2 {
+			t.Errorf("/64 counter = %d, want 2", n)
+		}
+		if n := attempts(lockout.Subject{IP: "2001:db8:1:3::1"}, "ip"); n != 0 {
+			t.Errorf("next /64 counter = %d, want 0", n)
+		}
+		// IPv4-mapped IPv6 is IPv4.
+		fail(t, p, lockout.Subject{IP: "::ffff:192.0.2.1"}, 1)
+		fail(t, p, lockout.Subject{IP: "192.0.2.1"}, 1)
+		if n := attempts(lockout.Subject{IP: "192.0.2.1"}, "ip"); n != 2 {
+			t.Errorf("mapped and plain IPv4 counter = %d, want 2", n)
+		}
+		// An empty username makes the username rule not apply.
+		st, err := p.Status(bg, lockout.Subject{IP: "192.0.2.1"})
+		if err != nil || len(st) != 1 || st[0].Rule != "ip" {
+			t.Errorf("status without a username: %v, %v; want the ip rule only", st, err)
+		}
+		// Unparseable IPs and rejected usernames are errors, not buckets.
+		for _, s := range []lockout.Subject{
+			{IP: "203.0.113.5, 198.51.100.1"}, {IP: "203.0.113.5:443"}, {IP: "not an ip"}, {IP: "999.1.1.1"},
+			{Username: "with space"}, {Username: "tab\tname"}, {Username: "\u0000"},
+		} {
+			_, err := p.Allow(bg, s)
+			if !errors.Is(err, lockout.ErrInvalidSubject) || errors.Is(err, lockout.ErrRefused) {
+				t.Errorf("Allow(%+v) = %v, want ErrInvalidSubject", s, err)
+			}
+		}
+	})
+}
+
+func TestLists(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p, counter := newPolicy(t, lockout.Config{
+			Rules:          []lockout.Rule{lockout.ByUsername(3), lockout.ByIP(3)},
+			AllowIPs:       []string{"10.0.0.0/8", "2001:db8:aaaa::/48"},
+			AllowUsernames: []string{"Monitor"},
+			DenyIPs:        []string{"192.0.2.66", "10.6.6.0/24"},
+			DenyUsernames:  []string{"root"},
+		})
+		for _, s := range []lockout.Subject{
+			{Username: "alice", IP: "10.1.2.3"},
+			{Username: "alice", IP: "2001:db8:aaaa:1::5"},
+			{Username: "MONITOR", IP: "198.51.100.1"},
+		} {
+			fail(t, p, s, 50)
+			a, err := p.Allow(bg, s)
+			if err != nil || !a.Allowlisted() {
+				t.Errorf("allowlisted %+v after 50 failures: %v", s, err)
+			}
+		}
+		if n := counter.Calls(); n != 0 {
+			t.Errorf("allowlisted attempts made %d backend calls, want 0", n)
+		}
+		for _, s := range []lockout.Subject{
+			{Username: "alice", IP: "192.0.2.66"},
+			{Username: "alice", IP: "10.6.6.1"}, // deny wins over allow
+			{Username: "Root", IP: "198.51.100.1"},
+			{Username: "root"},
+		} {
+			_, err := p.Allow(bg, s)
+			if re := refusal(t, err); re.Reason != lockout.ReasonDenylisted || !errors.Is(err, lockout.ErrDenylisted) {
+				t.Errorf("denylisted %+v: %v", s, err)
+			}
+		}
+		if n := counter.Calls(); n != 0 {
+			t.Errorf("denylisted attempts made %d backend calls, want 0", n)
+		}
+	})
+}
+
+// brokenStore fails every call, or hangs until the context is done.
+type brokenStore struct{ hang bool }
+
+var errBroken = errors.New("store is down")
+
+func (s brokenStore) Do(ctx context.Context, ops []backend.Op, res []backend.Result) error {
+	if s.hang {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	return errBroken
+}
+
+func (brokenStore) Close() error { return nil }
+
+func TestOutage(t *testing.T) {
+	for _, hang := range []bool{false, true} {
+		for _, closed := range []bool{false, true} {
+			t.Run(fmt.Sprintf("hang=%v/failClosed=%v", hang, closed), func(t *testing.T) {
+				synctest.Test(t, func(t *testing.T) {
+					var hooked []error
+					p, err := lockout.New(brokenStore{hang}, lockout.Config{
+						Rules:      []lockout.Rule{lockout.ByUsername(3)},
+						Timeout:    200 * time.Millisecond,
+						FailClosed: closed,
+						Hooks:      lockout.Hooks{BackendError: func(_ context.Context, err error) { hooked = append(hooked, err) }},
+					})
+					if err != nil {
+						t.Fatal(err)
+					}
+					start := time.Now()
+					a, err := p.Allow(bg, alice)
+					if took := time.Since(start); took > 200*time.Millisecond {
+						t.Errorf("decision took %v, want within the 200ms deadline", took)
+					}
+					if len(hooked) != 1 {
+						t.Fatalf("BackendError hook called %d times, want 1", len(hooked))
+					}
+					want := errBroken
+					if hang {
+						want = context.DeadlineExceeded
+					}
+					if !errors.Is(hooked[0], want) {
+						t.Errorf("hook saw %v, want %v", hooked[0], want)
+					}
+					if closed {
+						re := refusal(t, err)
+						if re.Reason != lockout.ReasonUnavailable || !errors.Is(err, lockout.ErrUnavailable) || !errors.Is(err, want) {
+							t.Errorf("fail closed: %v", err)
+						}
+						return
+					}
+					if err != nil || !errors.Is(a.Err(), want) {
+						t.Fatalf("fail open: %v, attempt error %v", err, a.Err())
+					}
+					if err := a.Failure(bg); err != nil {
+						t.Errorf("failure of a fail-open attempt: %v", err)
+					}
+					// The operator API reports the error.
+					if _, err := p.Status(bg, alice); !errors.Is(err, want) {
+						t.Errorf("Status: %v", err)
+					}
+				})
+			})
+		}
+	}
+}
+
+func TestRoundTripBudget(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rules := []lockout.Rule{lockout.ByUsername(3), lockout.ByIP(10), lockout.ByUsernameAndIP(3)}
+		p, counter := newPolicy(t, lockout.Config{Rules: rules, DenyIPs: []string{"192.0.2.66"}})
+		sliding := rules
+		sliding[1].Sliding = true
+		ps, counterS := newPolicy(t, lockout.Config{Rules: sliding})
+		check := func(step string, c *conformance.Counting, max int64, f func()) {
+			t.Helper()
+			c.Reset()
+			f()
+			if got := c.Calls(); got > max {
+				t.Errorf("%s: %d backend calls, budget %d", step, got, max)
+			} else {
+				t.Logf("%s: %d backend calls (budget %d)", step, got, max)
+			}
+		}
+		var a *lockout.Attempt
+		check("permission asked, admitted", counter, 1, func() { a, _ = p.Allow(bg, alice) })
+		check("failure that does not lock", counter, 0, func() { a.Failure(bg) })
+		a, _ = p.Allow(bg, alice)
+		check("success", counter, 1, func() { a.Success(bg) })
+		fail(t, p, alice, 2)
+		a, _ = p.Allow(bg, alice)
+		check("failure that locks", counter, 3, func() { a.Failure(bg) })
+		check("refused (locked)", counter, 2, func() {
+			if _, err := p.Allow(bg, alice); !errors.Is(err, lockout.ErrLocked) {
+				t.Fatalf("want locked: %v", err)
+			}
+		})
+		check("refused (denylisted)", counter, 0, func() { p.Allow(bg, lockout.Subject{IP: "192.0.2.66"}) })
+		a, _ = ps.Allow(bg, alice)
+		check("failure that does not lock, sliding window", counterS, 1, func() { a.Failure(bg) })
+		if counterS.Calls() != 1 {
+			t.Errorf("a sliding window failure made %d calls, want exactly 1", counterS.Calls())
+		}
+	})
+}
+
+func TestCheck(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p, _ := newPolicy(t, lockout.Config{Rules: []lockout.Rule{lockout.ByUsername(3)}})
+		errDB := errors.New("user database down")
+		// A verify error counts as a failure and is returned.
+		ok, err := p.Check(bg, alice, func(context.Context) (bool, error) { return false, errDB })
+		if ok || !errors.Is(err, errDB) {
+			t.Errorf("Check with a verify error = %v, %v", ok, err)
+		}
+		// A panic counts as a failure and goes on.
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Error("the panic did not go on")
+				}
+			}()
+			p.Check(bg, alice, func(context.Context) (bool, error) { panic("boom") })
+		}()
+		if st := status(t, p, alice)["username"]; st.Attempts != 2 {
+			t.Errorf("attempts after an error and a panic = %d, want 2", st.Attempts)
+		}
+		ok, err = p.Check(bg, alice, func(context.Context) (bool, error) { return true, nil })
+		if !ok || err != nil {
+			t.Errorf("Check of a right password = %v, %v", ok, err)
+		}
+		// An abandoned attempt counts as a failure: three of them use up the
+		// limit, and the next attempt is refused without verifying.
+		for range 3 {
+			if _, err := p.Allow(bg, alice); err != nil {
+				t.Fatal(err)
+			}
+		}
+		called := false
+		ok, err = p.Check(bg, alice, func(context.Context) (bool, error) { called = true; return true, nil })
+		if ok || called || !errors.Is(err, lockout.ErrCapacity) {
+			t.Errorf("after three abandoned attempts: ok=%v called=%v err=%v, want ErrCapacity without verifying", ok, called, err)
+		}
+		// Reporting twice is an error.
+		a, _ := p.Allow(bg, bob)
+		a.Failure(bg)
+		if err := a.Success(bg); !errors.Is(err, lockout.ErrReported) {
+			t.Errorf("second report: %v", err)
+		}
+	})
+}
+
+func TestOperator(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p, _ := newPolicy(t, lockout.Config{Rules: []lockout.Rule{lockout.ByUsername(2), lockout.ByIP(50)}})
+		fail(t, p, alice, 2)
+		fail(t, p, lockout.Subject{Username: "carol", IP: "2001:db8::1"}, 2)
+		fail(t, p, bob, 1)
+		st := status(t, p, alice)
+		if u := st["username"]; !u.Locked || u.LockRemaining != time.Minute || u.Lockouts != 1 || u.Limit != 2 {
+			t.Errorf("alice: %v", u)
+		}
+		if ip := st["ip"]; ip.Attempts != 3 || ip.Locked || ip.WindowRemaining != lockout.DefaultWindow {
+			t.Errorf("alice's IP: %+v", ip)
+		}
+		var locks []lockout.Lock
+		for l, err := range p.Locks(bg) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			locks = append(locks, l)
+		}
+		if len(locks) != 2 {
+			t.Fatalf("Locks: %+v, want alice and carol", locks)
+		}
+		for _, l := range locks {
+			if l.Rule != "username" || l.Remaining != time.Minute || len(l.Subject) != 1 || l.Subject[0].Tag != "u" {
+				t.Errorf("lock %+v", l)
+			}
+			if l.Subject[0].Value == "carol" {
+				if err := p.UnlockKey(bg, l.Key); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		if err := attempt(t, p, lockout.Subject{Username: "carol"}, true); err != nil {
+			t.Errorf("carol after UnlockKey: %v", err)
+		}
+		if err := p.UnlockKey(bg, "lockout:a:username:{u=alice}"); err == nil {
+			t.Error("UnlockKey of a counter key succeeded")
+		}
+		if err := p.Reset(bg, alice); err != nil {
+			t.Fatal(err)
+		}
+		if st := status(t, p, alice)["username"]; st.Locked || st.Lockouts != 0 {
+			t.Errorf("after Reset: %v", st)
+		}
+		// A store that cannot list says so.
+		pb, _ := lockout.New(brokenStore{}, lockout.Config{Rules: []lockout.Rule{lockout.ByIP(1)}})
+		for _, err := range pb.Locks(bg) {
+			if !errors.Is(err, errors.ErrUnsupported) || !errors.Is(err, backend.ErrUnsupported) {
+				t.Errorf("Locks on a store that cannot list: %v", err)
+			}
+		}
+	})
+}
+
+func TestConfigErrors(t *testing.T) {
+	store := newStore(t)
+	good := lockout.ByUsername(3)
+	tests := []struct {
+		name string
+		cfg  lockout.Config
+	}{
+		{"no rules", lockout.Config{}},
+		{"no fields", lockout.Config{Rules: []lockout.Rule{{Limit: 3}}}},
+		{"negative limit", lockout.Config{Rules: []lockout.Rule{lockout.ByIP(-1)}}},
+		{"duplicate names", lockout.Config{Rules: []lockout.Rule{good, good}}},
+		{"bad rule name", lockout.Config{Rules: []lockout.Rule{{Name: "a:b", Fields: []lockout.Field{lockout.IP}}}}},
+		{"bad field name", lockout.Config{Rules: []lockout.Rule{{Fields: []lockout.Field{"a b"}}}}},
+		{"same field twice", lockout.Config{Rules: []lockout.Rule{{Fields: []lockout.Field{lockout.IP, lockout.IP}}}}},
+		{"bad prefix", lockout.Config{Rules: []lockout.Rule{good}, Prefix: "a{b}"}},
+		{"IPv6 prefix", lockout.Config{Rules: []lockout.Rule{{Fields: []lockout.Field{lockout.IP}, IPv6Prefix: 129}}}},
+		{"empty schedule", lockout.Config{Rules: []lockout.Rule{{Fields: []lockout.Field{lockout.IP}, Schedule: lockout.List()}}}},
+		{"forever not last", lockout.Config{Rules: []lockout.Rule{{Fields: []lockout.Field{lockout.IP}, Schedule: lockout.List(lockout.Forever, time.Minute)}}}},
+		{"zero fixed", lockout.Config{Rules: []lockout.Rule{{Fields: []lockout.Field{lockout.IP}, Schedule: lockout.Fixed(0)}}}},
+		{"exponential max below base", lockout.Config{Rules: []lockout.Rule{{Fields: []lockout.Field{lockout.IP}, Schedule: lockout.Exponential(time.Hour, 2, time.Minute)}}}},
+		{"bad allow IP", lockout.Config{Rules: []lockout.Rule{good}, AllowIPs: []string{"10.0.0.0/33"}}},
+		{"bad deny username", lockout.Config{Rules: []lockout.Rule{good}, DenyUsernames: []string{"a b"}}},
+		{"negative timeout", lockout.Config{Rules: []lockout.Rule{good}, Timeout: -1}},
+	}
+	for _, tc := range tests {
+		if _, err := lockout.New(store, tc.cfg); err == nil {
+			t.Errorf("%s: New succeeded", tc.name)
+		}
+	}
+	if _, err := lockout.New(nil, lockout.Config{Rules: []lockout.Rule{good}}); err == nil {
+		t.Error("New with a nil store succeeded")
+	}
+}

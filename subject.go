@@ -1,0 +1,107 @@
+package lockout
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"golang.org/x/text/secure/precis"
+)
+
+// Subject describes who is attempting to log in. Every field is optional;
+// a rule applies to an attempt only when every field it is keyed by is
+// present.
+type Subject struct {
+	// Username is the name the client claims. It is canonicalised (see
+	// Config.Canonicalize) so that case and width variants share a counter.
+	Username string
+	// IP is the client's address, as net/netip parses it: "203.0.113.5",
+	// "2001:db8::1", "::ffff:192.0.2.1" (which is keyed as 192.0.2.1). An
+	// address that does not parse is an error, never a shared bucket: strip
+	// ports and pick one address from X-Forwarded-For before passing it
+	// (package lockouthttp does both).
+	IP string
+	// UserAgent is the client's User-Agent header.
+	UserAgent string
+	// Fields holds custom fields by name, for rules keyed by them.
+	Fields map[string]string
+}
+
+// canonical is a Subject after canonicalisation.
+type canonical struct {
+	username  string // canonical; "" when absent
+	ip        netip.Addr
+	userAgent string
+	fields    map[string]string
+}
+
+// CanonicalizeUsername is the default username canonicaliser: the PRECIS
+// UsernameCaseMapped profile of RFC 8265 (width mapping, case folding to
+// lower case, NFC). It rejects names the profile disallows, such as ones with
+// spaces or control characters.
+func CanonicalizeUsername(name string) (string, error) {
+	if s, ok := asciiUsername(name); ok {
+		return s, nil
+	}
+	return precis.UsernameCaseMapped.String(name)
+}
+
+// asciiUsername is the fast path of CanonicalizeUsername for printable ASCII
+// without spaces, where the PRECIS profile amounts to lower-casing. It
+// reports false when the name needs the full profile.
+func asciiUsername(name string) (string, bool) {
+	upper := false
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if c <= ' ' || c >= 0x7f {
+			return "", false
+		}
+		if 'A' <= c && c <= 'Z' {
+			upper = true
+		}
+	}
+	if name == "" {
+		return "", false
+	}
+	if upper {
+		return strings.ToLower(name), true
+	}
+	return name, true
+}
+
+// ErrInvalidSubject is wrapped by the errors returned for a subject that
+// cannot be keyed: an IP address that does not parse, or a username the
+// canonicaliser rejects.
+var ErrInvalidSubject = errors.New("lockout: invalid subject")
+
+func (p *Policy) canonicalize(s Subject) (canonical, error) {
+	c := canonical{userAgent: s.UserAgent, fields: s.Fields}
+	if s.Username != "" {
+		u, err := p.canon(s.Username)
+		if err != nil {
+			return c, fmt.Errorf("%w: username %q: %w", ErrInvalidSubject, s.Username, err)
+		}
+		c.username = u
+	}
+	if s.IP != "" {
+		ip, err := ParseIP(s.IP)
+		if err != nil {
+			return c, err
+		}
+		c.ip = ip
+	}
+	return c, nil
+}
+
+// ParseIP parses a client address as the policy keys it: IPv4-mapped IPv6
+// addresses become IPv4, and IPv6 zones are dropped. Anything else that
+// netip.ParseAddr rejects, including an address with a port or a list of
+// addresses, is an error wrapping ErrInvalidSubject.
+func ParseIP(s string) (netip.Addr, error) {
+	ip, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("%w: IP %q: %w", ErrInvalidSubject, s, err)
+	}
+	return ip.Unmap().WithZone(""), nil
+}
