@@ -51,7 +51,7 @@ func (s listSchedule) validate() error {
 		switch {
 		case d == Forever && i == len(s)-1:
 		case d == Forever:
-			return fmt.Errorf("Forever at entry %d of %d: only the last entry may be Forever", i+1, len(s))
+			return fmt.Errorf("entry %d of %d is Forever: only the last entry may be", i+1, len(s))
 		case d <= 0:
 			return fmt.Errorf("entry %d is %v: want a positive duration or Forever", i+1, d)
 		}

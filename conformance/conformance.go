@@ -24,7 +24,8 @@
 //
 // [RunBenchmarks] measures the same operations in parallel over many keys.
 //
-// The package depends on the standard library only.
+// The package depends on the standard library and this module's own
+// packages only.
 package conformance
 
 import (
@@ -63,7 +64,11 @@ type Harness struct {
 	CallTimeout time.Duration
 }
 
-// Run runs the whole suite against the store h describes, as subtests of t.
+// Run runs the whole suite against the store h describes, as subtests of t:
+// the store-level checks of the backend contract, then, under "Policy",
+// scenarios that show the lockout engine works on the store (exact
+// reservations under concurrency, lockout timing and escalation, success
+// semantics, the round-trip budget, the operator API, hostile subjects).
 func Run(t *testing.T, h Harness) {
 	t.Helper()
 	if h.New == nil {
@@ -72,6 +77,11 @@ func Run(t *testing.T, h Harness) {
 	for _, c := range storeCases {
 		t.Run(c.name, func(t *testing.T) { h.run(t, c.fn) })
 	}
+	t.Run("Policy", func(t *testing.T) {
+		for _, c := range policyCases {
+			t.Run(c.name, func(t *testing.T) { h.run(t, c.fn) })
+		}
+	})
 }
 
 type caseFunc func(t *testing.T, e *env)

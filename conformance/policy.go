@@ -1,0 +1,277 @@
+package conformance
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/go-lockout/lockout"
+	"github.com/go-lockout/lockout/backend"
+)
+
+// policyCases are the scenarios that show the lockout engine works on the
+// store, with times scaled to its granularity.
+var policyCases = []testCase{
+	{"ReserveBeforeVerify", testPolicyReserve},
+	{"LockoutAndEscalation", testPolicyLockout},
+	{"SuccessSemantics", testPolicySuccess},
+	{"RoundTripBudget", testPolicyBudget},
+	{"Operator", testPolicyOperator},
+	{"HostileSubjects", testPolicyHostile},
+}
+
+// policy returns a policy over the env's store, wrapped in a call counter.
+func (e *env) policy(t *testing.T, cfg lockout.Config) (*lockout.Policy, *Counting) {
+	t.Helper()
+	store, counter := Wrap(e.b)
+	if cfg.Timeout == 0 {
+		cfg.Timeout = 10 * e.h.callTimeout()
+	}
+	p, err := lockout.New(store, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p, counter
+}
+
+// try runs one attempt with the given outcome and returns Allow's error.
+func try(t *testing.T, p *lockout.Policy, s lockout.Subject, ok bool) error {
+	t.Helper()
+	ctx := context.Background()
+	a, err := p.Allow(ctx, s)
+	if err != nil {
+		return err
+	}
+	if ok {
+		err = a.Success(ctx)
+	} else {
+		err = a.Failure(ctx)
+	}
+	if err != nil {
+		t.Fatalf("reporting the outcome: %v", err)
+	}
+	return nil
+}
+
+func refused(t *testing.T, err error, reason lockout.Reason) *lockout.RefusedError {
+	t.Helper()
+	var re *lockout.RefusedError
+	if !errors.As(err, &re) || re.Reason != reason {
+		t.Fatalf("err = %v, want a refusal for %v", err, reason)
+	}
+	return re
+}
+
+func testPolicyReserve(t *testing.T, e *env) {
+	rules := []lockout.Rule{lockout.ByUsername(5), lockout.ByIP(5), lockout.ByUsernameAndIP(5)}
+	for i, r := range rules {
+		r.Schedule = lockout.Fixed(100 * e.unit)
+		p, _ := e.policy(t, lockout.Config{Rules: []lockout.Rule{r}, Prefix: fmt.Sprintf("reserve%d", i)})
+		var verified atomic.Int64
+		var wg sync.WaitGroup
+		errs := make([]error, 256)
+		for g := range errs {
+			s := lockout.Subject{Username: "victim", IP: "203.0.113.9"}
+			if r.Fields[0] == lockout.IP {
+				s.Username = fmt.Sprintf("user%d", g)
+			}
+			wg.Go(func() {
+				_, errs[g] = p.Check(context.Background(), s, func(context.Context) (bool, error) {
+					verified.Add(1)
+					return false, nil
+				})
+			})
+		}
+		wg.Wait()
+		if n := verified.Load(); n != 5 {
+			t.Errorf("rule %v: 256 concurrent guesses verified %d passwords, want exactly 5", r.Fields, n)
+		}
+		for _, err := range errs {
+			if err != nil && !errors.Is(err, lockout.ErrRefused) {
+				t.Errorf("rule %v: %v", r.Fields, err)
+			}
+		}
+	}
+}
+
+func testPolicyLockout(t *testing.T, e *env) {
+	r := lockout.ByUsername(2)
+	r.Window = 100 * e.unit
+	r.Schedule = lockout.List(e.unit, 3*e.unit)
+	p, _ := e.policy(t, lockout.Config{Rules: []lockout.Rule{r}})
+	s := lockout.Subject{Username: "alice"}
+	for n, d := range []time.Duration{e.unit, 3 * e.unit} {
+		for range 2 {
+			if err := try(t, p, s, false); err != nil {
+				t.Fatalf("lockout %d: failure refused: %v", n+1, err)
+			}
+		}
+		locked := time.Now()
+		re := refused(t, try(t, p, s, true), lockout.ReasonLocked)
+		if re.RetryAfter <= 0 || re.RetryAfter > d+e.h.Granularity {
+			t.Errorf("lockout %d: retry after %v, want within (0, %v]", n+1, re.RetryAfter, d+e.h.Granularity)
+		}
+		// Refused attempts do not extend the lock.
+		sleepUntil(locked.Add(d / 2))
+		refused(t, try(t, p, s, false), lockout.ReasonLocked)
+		sleepUntil(locked.Add(d - e.margin))
+		refused(t, try(t, p, s, false), lockout.ReasonLocked)
+		sleepUntil(locked.Add(d + e.h.Granularity + e.margin))
+		if err := try(t, p, s, false); err != nil {
+			t.Fatalf("lockout %d: after the lock: %v", n+1, err)
+		}
+		// The refused attempts did not count: one failure so far.
+		st, err := p.Status(context.Background(), s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st[0].Attempts != 1 || st[0].Lockouts != int64(n+1) {
+			t.Errorf("lockout %d: status %v, want 1 attempt and %d lockouts", n+1, st[0], n+1)
+		}
+		if err := try(t, p, s, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func testPolicySuccess(t *testing.T, e *env) {
+	p, _ := e.policy(t, lockout.Config{Rules: []lockout.Rule{lockout.ByUsername(5), lockout.ByIP(5)}})
+	alice := lockout.Subject{Username: "alice", IP: "198.51.100.7"}
+	bob := lockout.Subject{Username: "bob", IP: "198.51.100.7"}
+	for range 3 {
+		if err := try(t, p, alice, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := try(t, p, bob, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := try(t, p, alice, true); err != nil {
+		t.Fatal(err)
+	}
+	st, err := p.Status(context.Background(), alice)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range st {
+		want := map[string]int64{"username": 0, "ip": 3}[r.Rule]
+		if r.Attempts != want {
+			t.Errorf("rule %s: %d attempts after successes, want %d", r.Rule, r.Attempts, want)
+		}
+	}
+}
+
+func testPolicyBudget(t *testing.T, e *env) {
+	rules := []lockout.Rule{lockout.ByUsername(3), lockout.ByIP(10), lockout.ByUsernameAndIP(3)}
+	for i := range rules {
+		rules[i].Schedule = lockout.Fixed(100 * e.unit)
+	}
+	p, c := e.policy(t, lockout.Config{Rules: rules})
+	s := lockout.Subject{Username: "alice", IP: "198.51.100.7"}
+	ctx := context.Background()
+	check := func(name string, budget int64, f func() error) {
+		t.Helper()
+		c.Reset()
+		if err := f(); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if c.Calls() > budget {
+			t.Errorf("%s: %d backend calls, budget %d", name, c.Calls(), budget)
+		}
+	}
+	var a *lockout.Attempt
+	allow := func() (err error) { a, err = p.Allow(ctx, s); return err }
+	check("admitted", 1, allow)
+	check("failure that does not lock", 0, func() error { return a.Failure(ctx) })
+	if err := allow(); err != nil {
+		t.Fatal(err)
+	}
+	check("success", 1, func() error { return a.Success(ctx) })
+	for range 2 {
+		if err := try(t, p, s, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := allow(); err != nil {
+		t.Fatal(err)
+	}
+	check("failure that locks", 3, func() error { return a.Failure(ctx) })
+	check("refused (locked)", 2, func() error {
+		if _, err := p.Allow(ctx, s); !errors.Is(err, lockout.ErrLocked) {
+			return fmt.Errorf("want ErrLocked, got %v", err)
+		}
+		return nil
+	})
+}
+
+func testPolicyOperator(t *testing.T, e *env) {
+	r := lockout.ByUsername(1)
+	r.Schedule = lockout.Fixed(100 * e.unit)
+	p, _ := e.policy(t, lockout.Config{Rules: []lockout.Rule{r}})
+	ctx := context.Background()
+	for _, u := range []string{"alice", "bob"} {
+		if err := try(t, p, lockout.Subject{Username: u}, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, err := p.Status(ctx, lockout.Subject{Username: "alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !st[0].Locked || st[0].LockRemaining <= 0 || st[0].LockRemaining > 100*e.unit+e.h.Granularity || st[0].Lockouts != 1 {
+		t.Errorf("status of a locked key: %v", st[0])
+	}
+	if _, ok := e.b.(backend.Lister); ok {
+		var names []string
+		for l, err := range p.Locks(ctx) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			names = append(names, l.Subject[0].Value)
+			if l.Remaining <= 0 {
+				t.Errorf("lock %v: remaining %v", l.KeyInfo, l.Remaining)
+			}
+		}
+		if len(names) != 2 {
+			t.Errorf("Locks: %v, want alice and bob", names)
+		}
+	} else {
+		for _, err := range p.Locks(ctx) {
+			if !errors.Is(err, backend.ErrUnsupported) {
+				t.Errorf("Locks on a store without Lister: %v, want ErrUnsupported", err)
+			}
+		}
+	}
+	if err := p.Unlock(ctx, lockout.Subject{Username: "alice"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := try(t, p, lockout.Subject{Username: "alice"}, true); err != nil {
+		t.Errorf("after Unlock: %v", err)
+	}
+	refused(t, try(t, p, lockout.Subject{Username: "bob"}, true), lockout.ReasonLocked)
+}
+
+func testPolicyHostile(t *testing.T, e *env) {
+	r := lockout.Rule{Fields: []lockout.Field{lockout.Username, lockout.UserAgent, "tenant"}, Limit: 1, Schedule: lockout.Fixed(100 * e.unit)}
+	p, _ := e.policy(t, lockout.Config{Rules: []lockout.Rule{r}})
+	subjects := []lockout.Subject{
+		{Username: strings.Repeat("ü", 500), UserAgent: "a", Fields: map[string]string{"tenant": "t"}},
+		{Username: strings.Repeat("ü", 500) + "x", UserAgent: "a", Fields: map[string]string{"tenant": "t"}},
+		{Username: "a", UserAgent: "Mozilla/5.0 {x} \x00\n" + strings.Repeat("z", 2000), Fields: map[string]string{"tenant": "t"}},
+		{Username: "a", UserAgent: "b", Fields: map[string]string{"tenant": "{t},u=a"}},
+		{Username: "a", UserAgent: "b", Fields: map[string]string{"tenant": "{t}"}},
+	}
+	for _, s := range subjects {
+		if err := try(t, p, s, false); err != nil {
+			t.Fatalf("first failure of %q: %v", s.Username, err)
+		}
+	}
+	for _, s := range subjects {
+		refused(t, try(t, p, s, true), lockout.ReasonLocked)
+	}
+}

@@ -1,0 +1,267 @@
+package lockout
+
+import (
+	"bytes"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"golang.org/x/text/secure/precis"
+)
+
+func mustRule(t testing.TB, r Rule) rule {
+	t.Helper()
+	cr, err := r.compile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cr
+}
+
+// subjectKey returns the attempts key of r for s, and false when r does not
+// apply to s or s is invalid.
+func subjectKey(t testing.TB, prefix string, r *rule, s Subject) (string, bool) {
+	p := &Policy{prefix: prefix, canon: CanonicalizeUsername}
+	c, err := p.canonicalize(s)
+	if err != nil {
+		return "", false
+	}
+	subj, ok := appendSubject(nil, r, &c)
+	if !ok {
+		return "", false
+	}
+	return string(appendKey(nil, prefix, kindAttempts, r.Name, subj)), true
+}
+
+func TestKeyExamples(t *testing.T) {
+	user := mustRule(t, ByUsername(3))
+	ip := mustRule(t, ByIP(3))
+	pair := mustRule(t, ByUsernameAndIP(3))
+	custom := mustRule(t, Rule{Name: "tenant-user", Fields: []Field{"tenant", Username}})
+	ua := mustRule(t, Rule{Fields: []Field{UserAgent}})
+	long := strings.Repeat("x", 200)
+	tests := []struct {
+		r    *rule
+		s    Subject
+		want string
+	}{
+		{&user, Subject{Username: "Alice"}, "lockout:a:username:{u=alice}"},
+		{&user, Subject{Username: "203.0.113.5"}, "lockout:a:username:{u=203.0.113.5}"},
+		{&ip, Subject{IP: "203.0.113.5"}, "lockout:a:ip:{ip=203.0.113.5}"},
+		{&ip, Subject{IP: "::ffff:203.0.113.5"}, "lockout:a:ip:{ip=203.0.113.5}"},
+		{&ip, Subject{IP: "2001:db8:1:2:3:4:5:6"}, "lockout:a:ip:{ip=2001:db8:1:2::/64}"},
+		{&ip, Subject{IP: "fe80::1%eth0"}, "lockout:a:ip:{ip=fe80::/64}"},
+		{&pair, Subject{Username: "bob@example.com", IP: "192.0.2.1"}, "lockout:a:username+ip:{u=bob@example.com,ip=192.0.2.1}"},
+		{&user, Subject{Username: "a,b=c{d}%"}, "lockout:a:username:{u=a%2Cb%3Dc%7Bd%7D%25}"},
+		{&custom, Subject{Username: "x", Fields: map[string]string{"tenant": "acme"}}, "lockout:a:tenant-user:{f.tenant=acme,u=x}"},
+		{&ua, Subject{UserAgent: "curl/8.0 (x)"}, "lockout:a:useragent:{ua=curl/8.0%20%28x%29}"},
+		{&ua, Subject{UserAgent: long}, "lockout:a:useragent:{ua=~" + hashOf(long) + "}"},
+	}
+	for _, tc := range tests {
+		got, ok := subjectKey(t, DefaultPrefix, tc.r, tc.s)
+		if !ok || got != tc.want {
+			t.Errorf("key of %+v = %q (%v), want %q", tc.s, got, ok, tc.want)
+		}
+	}
+	// Rules that do not apply.
+	for _, tc := range []struct {
+		r *rule
+		s Subject
+	}{
+		{&user, Subject{IP: "192.0.2.1"}},
+		{&pair, Subject{Username: "bob"}},
+		{&custom, Subject{Username: "bob"}},
+		{&ua, Subject{}},
+	} {
+		if k, ok := subjectKey(t, DefaultPrefix, tc.r, tc.s); ok {
+			t.Errorf("rule %s applies to %+v: %q", tc.r.Name, tc.s, k)
+		}
+	}
+}
+
+func hashOf(v string) string {
+	return string(appendValue(nil, v)[1:])
+}
+
+func TestParseKey(t *testing.T) {
+	pair := mustRule(t, ByUsernameAndIP(3))
+	long := strings.Repeat("y", 100)
+	k, _ := subjectKey(t, "app:v1", &pair, Subject{Username: "Eve,{x}", IP: "2001:db8::7"})
+	kind, info, err := parseKey("app:v1", k)
+	if err != nil || kind != kindAttempts || info.Rule != "username+ip" || len(info.Subject) != 2 ||
+		info.Subject[0] != (SubjectField{"u", "eve,{x}"}) || info.Subject[1] != (SubjectField{"ip", "2001:db8::/64"}) {
+		t.Errorf("parseKey(%q) = %c %+v %v", k, kind, info, err)
+	}
+	if s := info.String(); s != "username+ip:u=eve,{x},ip=2001:db8::/64" {
+		t.Errorf("String() = %q", s)
+	}
+	u := mustRule(t, ByUsername(3))
+	k, _ = subjectKey(t, "app:v1", &u, Subject{Username: long})
+	if _, info, err := parseKey("app:v1", k); err != nil || !strings.HasPrefix(info.Subject[0].Value, "~") {
+		t.Errorf("parseKey of a hashed value: %+v %v", info, err)
+	}
+	for _, bad := range []string{"", "app:v1", "other:a:x:{u=a}", "app:v1:a:x", "app:v1:a:x:{u=a", "app:v1:a:x:{u}", "app:v1:a:x:{u=%G0}", "app:v1:a:x:{u=%4}"} {
+		if _, _, err := parseKey("app:v1", bad); err == nil {
+			t.Errorf("parseKey(%q) succeeded", bad)
+		}
+	}
+}
+
+// FuzzKeys checks that keys are unambiguous and bounded: two subjects get
+// the same key only when they are the same after canonicalisation, a key
+// never exceeds MaxKeyLen, and it parses back to its fields.
+func FuzzKeys(f *testing.F) {
+	f.Add("alice", "192.0.2.1", "ua", "v", "203.0.113.5", "203.0.113.5", "ua", "v", uint8(0), uint8(1))
+	f.Add("a,ip=1", "::1", "x=y", "}", "a", "::1", "x", "y=}", uint8(2), uint8(2))
+	f.Add("Alice", "::ffff:1.2.3.4", "", "", "ALICE", "1.2.3.4", "", "", uint8(3), uint8(3))
+	f.Add(strings.Repeat("a", 300), "2001:db8::1", "long", strings.Repeat("b", 300), strings.Repeat("a", 300)+"b", "2001:db8::2", "long", strings.Repeat("b", 299), uint8(4), uint8(4))
+	rules := []Rule{
+		ByUsername(1), ByIP(1), ByUsernameAndIP(1),
+		{Name: "ua", Fields: []Field{UserAgent}},
+		{Name: "custom", Fields: []Field{"f", Username, IP, UserAgent}},
+		{Name: "custom2", Fields: []Field{"f", "g"}},
+	}
+	compiled := make([]rule, len(rules))
+	for i, r := range rules {
+		compiled[i] = mustRule(f, r)
+	}
+	f.Fuzz(func(t *testing.T, u1, ip1, ua1, v1, u2, ip2, ua2, v2 string, r1, r2 uint8) {
+		s1 := Subject{Username: u1, IP: ip1, UserAgent: ua1, Fields: map[string]string{"f": v1, "g": ua1}}
+		s2 := Subject{Username: u2, IP: ip2, UserAgent: ua2, Fields: map[string]string{"f": v2, "g": ua2}}
+		ra, rb := &compiled[int(r1)%len(compiled)], &compiled[int(r2)%len(compiled)]
+		k1, ok1 := subjectKey(t, "p", ra, s1)
+		k2, ok2 := subjectKey(t, "p", rb, s2)
+		for _, k := range []string{k1, k2} {
+			if len(k) > MaxKeyLen {
+				t.Fatalf("key of %d bytes > MaxKeyLen %d", len(k), MaxKeyLen)
+			}
+			if k == "" {
+				continue
+			}
+			kind, info, err := parseKey("p", k)
+			if err != nil || kind != kindAttempts {
+				t.Fatalf("parseKey(%q): %v", k, err)
+			}
+			if strings.Count(k, "{") != 1 || strings.Count(k, "}") != 1 {
+				t.Fatalf("key %q does not have exactly one hash tag", k)
+			}
+			_ = info
+		}
+		if !ok1 || !ok2 || k1 != k2 {
+			return
+		}
+		// Equal keys: same rule and the same canonical values.
+		if ra.Name != rb.Name {
+			t.Fatalf("rules %s and %s share key %q", ra.Name, rb.Name, k1)
+		}
+		p := &Policy{canon: CanonicalizeUsername}
+		c1, _ := p.canonicalize(s1)
+		c2, _ := p.canonicalize(s2)
+		for _, fld := range ra.Fields {
+			var a, b string
+			switch fld {
+			case Username:
+				a, b = c1.username, c2.username
+			case IP:
+				a, b = string(appendIP(nil, c1.ip, ra)), string(appendIP(nil, c2.ip, ra))
+			case UserAgent:
+				a, b = c1.userAgent, c2.userAgent
+			default:
+				a, b = c1.fields[string(fld)], c2.fields[string(fld)]
+			}
+			if a != b && !(len(a) > maxValueLen/3 && len(b) > maxValueLen/3 && bytes.Equal(appendValue(nil, a), appendValue(nil, b))) {
+				t.Fatalf("field %s: %q and %q share key %q", fld, a, b, k1)
+			}
+		}
+	})
+}
+
+// FuzzCanonicalizeUsername checks the ASCII fast path against the PRECIS
+// profile.
+func FuzzCanonicalizeUsername(f *testing.F) {
+	for _, s := range []string{"alice", "Alice", "ALICE", "Ａｌｉｃｅ", "a b", "", "x@y.z", "\x7f", "é", "İ", "~!#$%^&*()"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got, err := CanonicalizeUsername(s)
+		want, werr := precis.UsernameCaseMapped.String(s)
+		if (err == nil) != (werr == nil) || got != want {
+			t.Fatalf("CanonicalizeUsername(%q) = %q, %v; precis says %q, %v", s, got, err, want, werr)
+		}
+		if err == nil && !utf8.ValidString(got) {
+			t.Fatalf("canonical %q is not UTF-8", got)
+		}
+	})
+}
+
+// FuzzParseIP checks that every accepted address is canonical: unmapped,
+// without a zone, and stable under a second parse.
+func FuzzParseIP(f *testing.F) {
+	for _, s := range []string{"192.0.2.1", "::ffff:192.0.2.1", "fe80::1%eth0", "2001:db8::1", "1.2.3.4:80", "1.2.3.4, 5.6.7.8", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		ip, err := ParseIP(s)
+		if err != nil {
+			if _, perr := netip.ParseAddr(s); perr == nil {
+				t.Fatalf("ParseIP(%q) rejected an address netip accepts: %v", s, err)
+			}
+			return
+		}
+		if ip.Is4In6() || ip.Zone() != "" {
+			t.Fatalf("ParseIP(%q) = %v: not canonical", s, ip)
+		}
+		again, err := ParseIP(ip.String())
+		if err != nil || again != ip {
+			t.Fatalf("ParseIP(%q) = %v, which parses again as %v, %v", s, ip, again, err)
+		}
+	})
+}
+
+func TestSchedules(t *testing.T) {
+	m := time.Minute
+	tests := []struct {
+		name string
+		s    Schedule
+		want []time.Duration // for n = 1, 2, ...
+	}{
+		{"fixed", Fixed(5 * m), []time.Duration{5 * m, 5 * m, 5 * m}},
+		{"list", List(m, 2*m, 5*m, 10*m, Forever), []time.Duration{m, 2 * m, 5 * m, 10 * m, Forever, Forever}},
+		{"list repeats", List(m, 3*m), []time.Duration{m, 3 * m, 3 * m, 3 * m}},
+		{"exponential", Exponential(m, 2, 10*m), []time.Duration{m, 2 * m, 4 * m, 8 * m, 10 * m, 10 * m}},
+		{"exponential 1.5", Exponential(10*time.Second, 1.5, time.Hour), []time.Duration{10 * time.Second, 15 * time.Second, 22500 * time.Millisecond}},
+	}
+	for _, tc := range tests {
+		for i, want := range tc.want {
+			if got := tc.s.Lockout(i + 1); got != want {
+				t.Errorf("%s: lockout %d = %v, want %v", tc.name, i+1, got, want)
+			}
+		}
+	}
+	// Huge n saturates at the maximum instead of overflowing.
+	if got := Exponential(m, 2, time.Hour).Lockout(1 << 20); got != time.Hour {
+		t.Errorf("exponential lockout 2^20 = %v", got)
+	}
+	// Jitter stretches each duration but never past the maximum.
+	j := ExponentialSchedule{Base: m, Factor: 2, Max: 5 * m, Jitter: 0.5}
+	for n := 1; n <= 6; n++ {
+		base := Exponential(m, 2, 5*m).Lockout(n)
+		for range 1000 {
+			d := j.Lockout(n)
+			if d < base || d > 5*m || d > base+base/2 {
+				t.Fatalf("jittered lockout %d = %v, want within [%v, min(%v, 5m)]", n, d, base, base+base/2)
+			}
+		}
+	}
+	for _, bad := range []Schedule{
+		List(), List(0), List(-2), List(Forever, m), Fixed(-m),
+		Exponential(0, 2, m), Exponential(m, 0.5, m), Exponential(m, 2, m/2), Exponential(m, 2, Forever),
+		ExponentialSchedule{Base: m, Factor: 2, Max: m, Jitter: 2},
+	} {
+		if err := bad.(validator).validate(); err == nil {
+			t.Errorf("schedule %#v validates", bad)
+		}
+	}
+}
