@@ -106,21 +106,25 @@ func testPolicyLockout(t *testing.T, e *env) {
 	p, _ := e.policy(t, lockout.Config{Rules: []lockout.Rule{r}})
 	s := lockout.Subject{Username: "alice"}
 	for n, d := range []time.Duration{e.unit, 3 * e.unit} {
-		for range 2 {
+		var locking, locked time.Time // the lock is set between these
+		for i := range 2 {
+			locking = time.Now()
 			if err := try(t, p, s, false); err != nil {
-				t.Fatalf("lockout %d: failure refused: %v", n+1, err)
+				t.Fatalf("lockout %d: failure %d refused: %v", n+1, i+1, err)
 			}
 		}
-		locked := time.Now()
+		locked = time.Now()
 		re := refused(t, try(t, p, s, true), lockout.ReasonLocked)
 		if re.RetryAfter <= 0 || re.RetryAfter > d+e.h.Granularity {
 			t.Errorf("lockout %d: retry after %v, want within (0, %v]", n+1, re.RetryAfter, d+e.h.Granularity)
 		}
 		// Refused attempts do not extend the lock.
-		sleepUntil(locked.Add(d / 2))
-		refused(t, try(t, p, s, false), lockout.ReasonLocked)
-		sleepUntil(locked.Add(d - e.margin))
-		refused(t, try(t, p, s, false), lockout.ReasonLocked)
+		for _, at := range []time.Time{locking.Add(d / 2), locking.Add(d - e.margin)} {
+			sleepUntil(at)
+			if err := try(t, p, s, false); !errors.Is(err, lockout.ErrLocked) && !e.late(t, locking.Add(d)) {
+				t.Fatalf("lockout %d: %v into a %v lock: %v, want ErrLocked", n+1, time.Since(locking), d, err)
+			}
+		}
 		sleepUntil(locked.Add(d + e.h.Granularity + e.margin))
 		if err := try(t, p, s, false); err != nil {
 			t.Fatalf("lockout %d: after the lock: %v", n+1, err)

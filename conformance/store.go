@@ -50,6 +50,19 @@ func sleepUntil(deadline time.Time) {
 	}
 }
 
+// late reports whether the call just made may have reached the store after
+// deadline, which makes a check that the key still existed inconclusive:
+// the test goroutine woke, or the call took, too late (a loaded machine).
+// With fake time it is never late.
+func (e *env) late(t *testing.T, deadline time.Time) bool {
+	t.Helper()
+	if now := time.Now(); now.After(deadline) {
+		t.Logf("inconclusive: the check ran %v after the deadline it needed to beat", now.Sub(deadline))
+		return true
+	}
+	return false
+}
+
 // checkTTL fails unless r is a found key whose remaining TTL is within
 // (0, want+granularity].
 func (e *env) checkTTL(t *testing.T, what string, r backend.Result, want time.Duration) {
@@ -207,7 +220,7 @@ func testIncrementKeepsTTL(t *testing.T, e *env) {
 	}
 	e.checkTTL(t, "halfway", r, ttl-time.Since(t1)+e.margin)
 	sleepUntil(t0.Add(ttl - e.margin))
-	if r := e.do1(t, backend.ExistsOp("k")); !r.Found || r.Value != 3 {
+	if r := e.do1(t, backend.ExistsOp("k")); (!r.Found || r.Value != 3) && !e.late(t, t0.Add(ttl)) {
 		t.Errorf("just before the original TTL: %+v, want value 3", r)
 	}
 	sleepUntil(t1.Add(ttl + e.h.Granularity + e.margin))
@@ -229,7 +242,7 @@ func testExpireSets(t *testing.T, e *env) {
 
 	sleepUntil(t0.Add(e.unit - e.margin))
 	rs = e.do(t, backend.ExistsOp("shorten"), backend.ExistsOp("lengthen"))
-	if !rs[0].Found || rs[0].Value != 1 {
+	if (!rs[0].Found || rs[0].Value != 1) && !e.late(t, t0.Add(e.unit)) {
 		t.Errorf("shortened key before its new TTL: %+v, want value 1", rs[0])
 	}
 	sleepUntil(t1.Add(e.unit + e.h.Granularity + e.margin))
@@ -353,7 +366,9 @@ func testExpiryNeverEarly(t *testing.T, e *env) {
 		r := e.do1(t, backend.ExistsOp(ops[c.i].Key))
 		switch {
 		case c.present && !r.Found:
-			t.Errorf("key with TTL %v gone %v after creation, before its TTL", ttl, time.Since(t0))
+			if !e.late(t, t0.Add(ttl)) {
+				t.Errorf("key with TTL %v gone %v after creation, before its TTL", ttl, time.Since(t0))
+			}
 		case c.present:
 			if bound := t1.Sub(t0) + e.h.Granularity + 2*e.margin; r.TTL > bound {
 				t.Errorf("key with TTL %v: remaining TTL %v near its end, want at most %v", ttl, r.TTL, bound)

@@ -1,0 +1,101 @@
+// Package bolt is a lockout store kept in a bbolt file (go.etcd.io/bbolt):
+// an embedded, durable [backend.Backend] for single-binary applications,
+// with the [backend.Lister] capability.
+//
+// [Open] opens (or creates) a file that the store owns; [New] keeps the
+// store in a bucket of a *bbolt.DB the caller owns:
+//
+//	s, err := bolt.Open("/var/lib/myapp/lockout.db", 0o600, nil)
+//	if err != nil {
+//		return err
+//	}
+//	defer s.Close()
+//
+// # Expiry
+//
+// Every entry carries its expiry, in wall-clock nanoseconds, and every read
+// compares it with time.Now: a key is reported until the nanosecond before
+// its expiry and never after (the TTL granularity is zero). Expired entries
+// stay on disk, invisible, until a background goroutine sweeps them: every
+// Options.SweepInterval it walks an expiry index (a bucket of keys ordered
+// by expiry time) and deletes expired entries in transactions of at most
+// Options.SweepChunk keys, so that a sweep never holds bbolt's single writer
+// lock for long. Close stops it. [Store.Sweep] runs one by hand.
+//
+// # Writes and durability
+//
+// Each bbolt commit writes its pages and syncs the file twice. A call whose
+// batch writes anything returns only once its transaction is committed and
+// synced: an increment that returned is on disk, and survives a crash of
+// the process, or of the machine as far as its disk honours fdatasync. Calls that change nothing (Exists, Incr by
+// zero, a decrement of a counter at zero, Delete or Expire of a missing
+// key) are served by a read transaction, which never syncs.
+//
+// Concurrent writers share commits: one goroutine commits, and every write
+// that arrives while a commit is under way goes into the next transaction,
+// together with the others that arrived meanwhile (group commit). A lone
+// writer is committed at once; it never waits for company the way bbolt's
+// DB.Batch makes it wait (DB.MaxBatchDelay, 10 ms by default). One caller's
+// error never fails another caller's writes nor applies them twice: a
+// caller whose operations fail (a corrupt entry) is answered with its error
+// and the others are committed again without it, in a fresh transaction (a
+// rolled-back transaction leaves nothing behind); a shared commit that
+// would outgrow MaxSize is retried in halves, down to single callers, so
+// that only the callers that need the space get ErrFull.
+//
+// # Capacity
+//
+// Options.MaxSize (1 GiB by default) bounds the file. A write that would
+// grow it further fails with an error wrapping [backend.ErrFull] and is not
+// applied; the keys already stored keep reading, and writes that fit in
+// pages the file has freed (incrementing or deleting existing keys, new
+// keys in the space of swept ones) still succeed.
+//
+// # Keys
+//
+// Any non-empty key is accepted. A key of at most 512 bytes is stored as
+// is; a longer one (bbolt refuses keys over 32 KiB) is stored under its
+// SHA-256 hash, with the original key kept in the value and checked on every
+// read, so that distinct keys never share a counter. [Store.Keys] yields the
+// original keys.
+//
+// # Time and tests
+//
+// The store reads the clock only through time.Now, and its goroutines (the
+// committer and the sweeper, which uses a time.Ticker) wait on channels and
+// timers made when the store is: a store opened inside a testing/synctest
+// bubble runs on the bubble's fake clock, and Close ends its goroutines.
+// Its conformance tests run that way (Harness.FakeTime), and, on request,
+// once more in real time. Such a store belongs to its bubble: like a
+// channel made in a bubble, it must not be used from outside it.
+//
+// # Caveats
+//
+//   - The file is locked while a store (or any bbolt DB) has it open. A
+//     second Open, from this process or another, fails after
+//     Options.Timeout (1 s by default; there is no "wait forever") with an
+//     error wrapping [ErrLocked] and bbolt's errors.ErrTimeout. One process
+//     at a time can use a store file: share lockout state between processes
+//     or machines with the redis backend instead.
+//   - Expiry uses the wall clock, which is stored in the file so that it
+//     means the same after a restart. Setting the clock forward expires
+//     keys early (locks lift early); setting it back keeps them longer.
+//   - A bbolt file never shrinks. The space of swept and deleted keys is
+//     reused, but the file keeps the size of its largest burst (an attacker
+//     spraying keys can grow it up to MaxSize, after which new keys fail
+//     closed with ErrFull until the burst expires and is swept). [Compact]
+//     rewrites the file offline, with only its live keys.
+//   - When the file is at MaxSize, a write can only use pages freed by
+//     earlier transactions, and bbolt cannot reuse pages that an open read
+//     transaction may still see: under heavy concurrent reads, even an
+//     increment of an existing key may fail with ErrFull.
+//   - Every write costs two fsyncs, so a store's write throughput follows
+//     its disk's sync latency; group commit spreads that cost over
+//     concurrent callers but does not remove it from any single call.
+//   - A call whose context ends while its write waits for the committer
+//     returns the context's error at once; its batch may still be committed
+//     if the committer had taken it (the backend contract allows this).
+//   - New does not apply Options.Timeout and Options.MaxSize, which belong
+//     to the caller's bbolt.Open; a write beyond the DB's own MaxSize is
+//     reported as ErrFull all the same.
+package bolt

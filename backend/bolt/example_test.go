@@ -1,0 +1,44 @@
+package bolt_test
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"log"
+	"os"
+	"time"
+
+	"github.com/go-lockout/lockout/backend"
+	"github.com/go-lockout/lockout/backend/bolt"
+)
+
+func ExampleOpen() {
+	path := "/var/lib/myapp/lockout.db"
+
+	// Optionally, at start-up, reclaim the space of a past burst of keys.
+	ctx := context.Background()
+	switch err := bolt.Compact(ctx, path, path+".compact"); {
+	case err == nil:
+		if err := os.Rename(path+".compact", path); err != nil {
+			log.Fatal(err)
+		}
+	case errors.Is(err, fs.ErrNotExist): // the first start: nothing to compact
+	default:
+		log.Fatal(err)
+	}
+
+	s, err := bolt.Open(path, 0o600, &bolt.Options{
+		Timeout: 5 * time.Second, // wait up to 5 s for another process to let go of the file
+		MaxSize: 256 << 20,       // fail closed (backend.ErrFull) beyond 256 MiB
+	})
+	if err != nil {
+		log.Fatal(err) // errors.Is(err, bolt.ErrLocked): the file is in use
+	}
+	defer s.Close()
+
+	r, err := backend.Do1(ctx, s, backend.IncrOp("u=alice", 1, 15*time.Minute))
+	if err != nil {
+		log.Fatal(err)
+	}
+	log.Printf("alice: %d failures, %v left", r.Value, r.TTL)
+}
