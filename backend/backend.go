@@ -38,10 +38,14 @@
 //   - Any non-empty key is accepted: any bytes, long ones too. A store with key
 //     rules of its own (memcached: at most 250 bytes, no spaces or control
 //     bytes) maps keys internally without collisions.
-//   - Operations on distinct keys within one batch may be applied in any order,
-//     or concurrently; operations on the same key are applied in batch order.
-//     A batch as a whole is not atomic: when Do returns an error, any subset of
-//     its operations may have been applied.
+//   - Within one batch, operations on the same key are applied in batch
+//     order, and a read (Exists, or an Incr with Delta zero) takes effect
+//     after every write that precedes it in the batch, on any key: it sees
+//     those writes, and whatever they saw. Writes on distinct keys may be
+//     applied in any order, or concurrently. The engine relies on this: it
+//     reserves an attempt and then reads the lock marker, in one batch.
+//   - A batch as a whole is not atomic: when Do returns an error, any subset
+//     of its operations may have been applied.
 //   - Context cancellation and deadlines are honoured: Do returns promptly with
 //     an error wrapping the context's error.
 //   - After Close, every call returns an error wrapping [ErrClosed].

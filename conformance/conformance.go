@@ -108,6 +108,7 @@ var storeCases = []testCase{
 	{"Delete", testDelete},
 	{"MixedBatch", testMixedBatch},
 	{"SameKeyInBatch", testSameKeyInBatch},
+	{"ReadsAfterWrites", testReadsAfterWrites},
 	{"ConcurrentSharedKey", testConcurrentShared},
 	{"ConcurrentDistinctKeys", testConcurrentDistinct},
 	{"HostileKeys", testHostileKeys},

@@ -34,6 +34,7 @@ type faults struct {
 	expireEarly   bool // keys expire at 90% of their TTL
 	rejectSpaces  bool // keys with spaces are refused
 	ignoreContext bool // done contexts are ignored
+	readsFirst    bool // reads run before the batch's writes, in a pass of their own
 }
 
 type refEntry struct {
@@ -79,6 +80,24 @@ func (s *refStore) Do(ctx context.Context, ops []backend.Op, res []backend.Resul
 	if err := backend.ValidateBatch(ops, res); err != nil {
 		return err
 	}
+	if s.faults.readsFirst {
+		return s.readsFirst(ctx, ops, res)
+	}
+	return s.apply(ops, res, func(backend.Op) bool { return true })
+}
+
+// readsFirst applies the batch's reads, then, after a pause, its writes.
+func (s *refStore) readsFirst(ctx context.Context, ops []backend.Op, res []backend.Result) error {
+	read := func(op backend.Op) bool { return op.Kind == backend.Exists }
+	if err := s.apply(ops, res, read); err != nil {
+		return err
+	}
+	time.Sleep(time.Millisecond)
+	return s.apply(ops, res, func(op backend.Op) bool { return !read(op) })
+}
+
+// apply applies the ops for which which returns true.
+func (s *refStore) apply(ops []backend.Op, res []backend.Result, which func(backend.Op) bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -86,6 +105,9 @@ func (s *refStore) Do(ctx context.Context, ops []backend.Op, res []backend.Resul
 	}
 	now := time.Now()
 	for i, op := range ops {
+		if !which(op) {
+			continue
+		}
 		if s.faults.rejectSpaces && strings.Contains(op.Key, " ") {
 			return fmt.Errorf("key %q has a space", op.Key)
 		}
@@ -193,6 +215,7 @@ var broken = []struct {
 	{"expires-early", faults{expireEarly: true}, []string{"ExpiryNeverEarly", "IncrementKeepsTTL", "ExpireSetsTTL"}},
 	{"rejects-spaces", faults{rejectSpaces: true}, []string{"HostileKeys"}},
 	{"ignores-context", faults{ignoreContext: true}, []string{"CancelledContext", "ExpiredContext"}},
+	{"reads-first", faults{readsFirst: true}, []string{"ReadsAfterWrites"}},
 }
 
 const brokenEnv = "CONFORMANCE_BROKEN_STORE"

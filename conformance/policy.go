@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -31,6 +32,9 @@ func (e *env) policy(t *testing.T, cfg lockout.Config) (*lockout.Policy, *Counti
 	store, counter := Wrap(e.b)
 	if cfg.Timeout == 0 {
 		cfg.Timeout = 10 * e.h.callTimeout()
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	p, err := lockout.New(store, cfg)
 	if err != nil {
@@ -88,8 +92,15 @@ func testPolicyReserve(t *testing.T, e *env) {
 			})
 		}
 		wg.Wait()
-		if n := verified.Load(); n != 5 {
-			t.Errorf("rule %v: 256 concurrent guesses verified %d passwords, want exactly 5", r.Fields, n)
+		// At most the limit, by the reservation. A store that serves a batch
+		// in one atomic step admits exactly the limit; one that cannot (the
+		// lock read of an admitted attempt comes a round trip after its
+		// reservation, as on memcached) may refuse an attempt whose read sees
+		// the lock another attempt's failure set meanwhile.
+		if n := verified.Load(); n > 5 || n < 1 {
+			t.Errorf("rule %v: 256 concurrent guesses verified %d passwords, want 1 to 5", r.Fields, n)
+		} else if n < 5 {
+			t.Logf("rule %v: 256 concurrent guesses verified %d passwords (the limit is 5)", r.Fields, n)
 		}
 		for _, err := range errs {
 			if err != nil && !errors.Is(err, lockout.ErrRefused) {

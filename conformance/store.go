@@ -549,6 +549,45 @@ func testSameKeyInBatch(t *testing.T, e *env) {
 	}
 }
 
+// testReadsAfterWrites is the store-buffering litmus test: two callers at
+// once each increment their own key and read the other's, in one batch. If
+// reads may overtake the batch's writes, both can miss the other's write; a
+// store that reads after writing never lets both miss.
+func testReadsAfterWrites(t *testing.T, e *env) {
+	const pairs = 200
+	ttl := 20 * e.unit
+	var wg sync.WaitGroup
+	seen := make([][2]bool, pairs)
+	errs := make(chan error, 2*pairs)
+	for i := range pairs {
+		a, b := fmt.Sprintf("litmus/%d/a", i), fmt.Sprintf("litmus/%d/b", i)
+		start := make(chan struct{})
+		for side, keys := range [2][2]string{{a, b}, {b, a}} {
+			wg.Go(func() {
+				<-start
+				res := make([]backend.Result, 2)
+				ops := []backend.Op{backend.IncrOp(keys[0], 1, ttl), backend.ExistsOp(keys[1])}
+				if err := e.b.Do(e.ctx, ops, res); err != nil {
+					errs <- err
+					return
+				}
+				seen[i][side] = res[1].Found
+			})
+		}
+		close(start)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	for i, s := range seen {
+		if !s[0] && !s[1] {
+			t.Errorf("pair %d: each caller's read missed the other's write: a read overtook its batch's write", i)
+		}
+	}
+}
+
 const (
 	goroutines = 64
 	perG       = 500
