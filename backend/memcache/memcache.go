@@ -1,0 +1,492 @@
+package memcache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	gm "github.com/bradfitz/gomemcache/memcache"
+
+	"github.com/go-lockout/lockout/backend"
+)
+
+// Defaults of the client NewServers builds.
+const (
+	// DefaultMaxIdleConns is the number of idle connections kept per
+	// server. gomemcache's own default, 2, makes a busy application dial
+	// and close a connection for most requests: every request takes a
+	// connection of its own for its round trip, and a decision sends
+	// several at once.
+	DefaultMaxIdleConns = 64
+
+	// DefaultTimeout bounds dialling a server and each read or write on a
+	// connection (gomemcache's default too). It is also how long a request
+	// abandoned by a done context may still run in the background.
+	DefaultTimeout = 500 * time.Millisecond
+)
+
+// Options configure a Store. The zero value (or a nil *Options) gives the
+// defaults.
+type Options struct {
+	// Prefix is written before every key in memcached, to keep the store's
+	// keys apart from other data on a shared server. It must be at most 64
+	// bytes, none of them a space, control byte or DEL. Default: none.
+	Prefix string
+
+	// MaxIdleConns is the number of idle connections NewServers keeps per
+	// server (gomemcache's Client.MaxIdleConns). Default:
+	// DefaultMaxIdleConns. New leaves the caller's client as it is.
+	MaxIdleConns int
+
+	// Timeout bounds dialling and each read or write for the client
+	// NewServers builds (gomemcache's Client.Timeout). Default:
+	// DefaultTimeout. New leaves the caller's client as it is.
+	Timeout time.Duration
+
+	// MaxActive bounds the requests in flight: per server for a store made
+	// by NewServers, over the whole client for one made by New (which
+	// cannot tell which server a key goes to). A request beyond it waits,
+	// within its context, for another to finish, rather than dialling a
+	// connection that the idle pool would then close. Default: MaxIdleConns
+	// for NewServers; no bound for New. Negative: no bound.
+	MaxActive int
+}
+
+// Store is a backend.Backend over memcached. It does not implement
+// backend.Lister: memcached cannot enumerate keys. Its methods are safe for
+// concurrent use.
+type Store struct {
+	c      *gm.Client
+	lim    *limiter // nil: no bound
+	prefix string
+	own    bool // Close closes c
+	closed atomic.Bool
+}
+
+var _ backend.Backend = (*Store)(nil)
+
+// New returns a Store over client, which the caller keeps: Close does not
+// close it. Set its MaxIdleConns well above the default of 2 (see
+// DefaultMaxIdleConns), and its Timeout to what a request may take. The
+// store calls client.Close when a connection breaks, to drop the idle
+// connections that are likely stale too; the client stays usable.
+func New(client *gm.Client, opts *Options) (*Store, error) {
+	if client == nil {
+		return nil, errors.New("memcache: New with a nil client")
+	}
+	var o Options
+	if opts != nil {
+		o = *opts
+	}
+	if len(o.Prefix) > maxPrefixLen || (o.Prefix != "" && !legalKey(o.Prefix)) {
+		return nil, fmt.Errorf("memcache: prefix %q: want at most %d bytes, none a space, control byte or DEL", o.Prefix, maxPrefixLen)
+	}
+	return &Store{c: client, prefix: o.Prefix, lim: newLimiter(o.MaxActive, nil)}, nil
+}
+
+// NewServers returns a Store over a client of its own for servers
+// ("host:port", or a Unix socket path), which picks the server of a key
+// with a RendezvousSelector: adding or removing a server moves only the keys
+// that must move. Every application instance must list the same servers
+// (in any order). Close closes the client. No connection is made until the
+// first call.
+func NewServers(servers []string, opts *Options) (*Store, error) {
+	if len(servers) == 0 {
+		return nil, errors.New("memcache: NewServers with no servers")
+	}
+	sel := new(RendezvousSelector)
+	if err := sel.SetServers(servers...); err != nil {
+		return nil, err
+	}
+	c := gm.NewFromSelector(sel)
+	c.MaxIdleConns = DefaultMaxIdleConns
+	c.Timeout = DefaultTimeout
+	if opts != nil {
+		if opts.MaxIdleConns > 0 {
+			c.MaxIdleConns = opts.MaxIdleConns
+		}
+		if opts.Timeout > 0 {
+			c.Timeout = opts.Timeout
+		}
+	}
+	s, err := New(c, opts)
+	if err != nil {
+		return nil, err
+	}
+	s.own = true
+	active := c.MaxIdleConns
+	if opts != nil && opts.MaxActive != 0 {
+		active = opts.MaxActive
+	}
+	s.lim = newLimiter(active, sel)
+	return s, nil
+}
+
+// Close makes every later call fail with backend.ErrClosed and, for a
+// store made by NewServers, closes the client's idle connections. Requests
+// still running finish in the background. Close may be called more than
+// once.
+func (s *Store) Close() error {
+	if s.closed.Swap(true) || !s.own {
+		return nil
+	}
+	if err := s.c.Close(); err != nil {
+		return fmt.Errorf("memcache: close: %w", err)
+	}
+	return nil
+}
+
+// Do applies ops, running their requests concurrently (see the package
+// documentation). When ctx is done first, Do returns an error wrapping
+// ctx.Err() at once; requests already sent then finish in the background,
+// each bounded by the client's Timeout, and the results are not written.
+func (s *Store) Do(ctx context.Context, ops []backend.Op, results []backend.Result) error {
+	if s.closed.Load() {
+		return fmt.Errorf("memcache: %w", backend.ErrClosed)
+	}
+	if err := backend.ValidateBatch(ops, results); err != nil {
+		return err
+	}
+	if err := checkTTLs(ops, time.Now()); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("memcache: %w", err)
+	}
+	if len(ops) == 0 {
+		return nil
+	}
+	b := &batch{s: s, ctx: ctx, ops: ops, res: make([]backend.Result, len(ops)), preDone: make(chan struct{})}
+	if ctx.Done() == nil {
+		b.run()
+	} else {
+		done := make(chan struct{})
+		go func() {
+			b.run()
+			close(done)
+		}()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return fmt.Errorf("memcache: %w (requests already sent finish in the background)", ctx.Err())
+		}
+	}
+	if b.err != nil {
+		return b.err
+	}
+	copy(results, b.res)
+	return nil
+}
+
+// checkTTLs rejects TTLs whose logical expiry the flags cannot hold, before
+// anything is applied.
+func checkTTLs(ops []backend.Op, now time.Time) error {
+	limit := time.Unix(math.MaxUint32-1, 0).Sub(now)
+	for i, op := range ops {
+		if op.TTL > limit && ((op.Kind == backend.Incr && op.Delta > 0) || op.Kind == backend.Expire) {
+			return fmt.Errorf("op %d: %w: TTL %v ends after 2106, beyond what memcached flags can hold", i, backend.ErrInvalid, op.TTL)
+		}
+	}
+	return nil
+}
+
+// batch is one call of Do. See "Batches" in the package documentation.
+type batch struct {
+	s   *Store
+	ctx context.Context
+	ops []backend.Op
+	res []backend.Result
+
+	keys []string // the memcached key of each op
+	vals []uint64 // the value an increment or decrement that hit returned
+	hits []bool   // whether it hit
+
+	pre     itemSet       // the read made for Expire and Delete
+	preErr  error         // its error
+	preDone chan struct{} // closed when it has answered
+	mu      sync.Mutex
+	err     error // the first error
+}
+
+// itemSet is what a read of several keys found.
+type itemSet struct {
+	key string   // the key, when one was read
+	it  *gm.Item // its item
+	m   map[string]*gm.Item
+}
+
+// get returns the item of k (nil: missing).
+func (r itemSet) get(k string) *gm.Item {
+	if r.m != nil {
+		return r.m[k]
+	}
+	if k == r.key {
+		return r.it
+	}
+	return nil
+}
+
+// read reads keys: one request per server, concurrently.
+func (s *Store) read(ctx context.Context, keys []string) (itemSet, error) {
+	switch len(keys) {
+	case 0:
+		return itemSet{}, nil
+	case 1:
+		it, err := s.get(ctx, keys[0])
+		return itemSet{key: keys[0], it: it}, err
+	}
+	groups := s.lim.group(keys)
+	if len(groups) == 1 {
+		m, err := s.getMulti(ctx, keys)
+		return itemSet{m: m}, err
+	}
+	// One multi-get per server, each in its server's connection slot.
+	parts := make([]map[string]*gm.Item, len(groups))
+	errs := make([]error, len(groups))
+	var wg sync.WaitGroup
+	for i, g := range groups {
+		wg.Go(func() { parts[i], errs[i] = s.getMulti(ctx, g) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return itemSet{}, err
+	}
+	m := parts[0]
+	for _, p := range parts[1:] {
+		maps.Copy(m, p)
+	}
+	return itemSet{m: m}, nil
+}
+
+func (b *batch) fail(err error) {
+	b.mu.Lock()
+	if b.err == nil {
+		b.err = err
+	}
+	b.mu.Unlock()
+}
+
+// isRead reports whether op only reads.
+func isRead(op backend.Op) bool {
+	return op.Kind == backend.Exists || (op.Kind == backend.Incr && op.Delta == 0)
+}
+
+// run applies the batch, writing b.res and b.err.
+func (b *batch) run() {
+	n := len(b.ops)
+	b.keys = make([]string, n)
+	for i := range b.ops {
+		b.keys[i] = mapKey(b.s.prefix, b.ops[i].Key)
+	}
+	if sharedKey(b.keys) {
+		b.runInOrder()
+		return
+	}
+
+	// The writes, concurrently. Expire and Delete first wait for a read of
+	// their keys, made meanwhile; without them the last write runs on this
+	// goroutine.
+	b.vals, b.hits = make([]uint64, n), make([]bool, n)
+	var wg sync.WaitGroup
+	var preKeys []string
+	last := -1
+	for i, op := range b.ops {
+		if isRead(op) {
+			continue
+		}
+		if op.Kind != backend.Incr {
+			preKeys = append(preKeys, b.keys[i])
+		}
+		if j := last; j >= 0 {
+			wg.Go(func() { b.write(j) })
+		}
+		last = i
+	}
+	if len(preKeys) == 0 {
+		close(b.preDone)
+		if last >= 0 {
+			b.write(last)
+		}
+	} else {
+		wg.Go(func() { b.write(last) })
+		b.pre, b.preErr = b.s.read(b.ctx, preKeys)
+		close(b.preDone)
+	}
+	wg.Wait()
+	if b.err != nil {
+		return
+	}
+
+	// The reads, after every write: the Exists, and the flags of the keys
+	// that increments and decrements hit.
+	var readKeys []string
+	for i, op := range b.ops {
+		if isRead(op) || b.hits[i] {
+			readKeys = append(readKeys, b.keys[i])
+		}
+	}
+	if len(readKeys) == 0 {
+		return
+	}
+	got, err := b.s.read(b.ctx, readKeys)
+	if err != nil {
+		b.fail(err)
+		return
+	}
+	var settle []int
+	for i, op := range b.ops {
+		switch {
+		case !b.hits[i]:
+		case op.Delta < 0:
+			b.res[i] = decrSettle(b.vals[i], got.get(b.keys[i]))
+		default:
+			it := got.get(b.keys[i])
+			if it != nil {
+				if d, ok := remaining(it.Flags, time.Now()); ok {
+					b.res[i] = found(b.vals[i], d)
+					continue
+				}
+			}
+			settle = append(settle, i)
+		}
+	}
+	if len(settle) > 0 {
+		// Rare: increments that went to a counter deleted or expired since.
+		// They finish one by one; the reads are then made again, so that
+		// they still come after every write.
+		for _, i := range settle {
+			wg.Go(func() {
+				op, k := b.ops[i], b.keys[i]
+				r, err := b.s.incrSettle(b.ctx, k, uint64(op.Delta), op.TTL, b.vals[i], got.get(k))
+				if err != nil {
+					b.fail(err)
+				}
+				b.res[i] = r
+			})
+		}
+		wg.Wait()
+		if b.err != nil {
+			return
+		}
+		readKeys = readKeys[:0]
+		for i, op := range b.ops {
+			if isRead(op) {
+				readKeys = append(readKeys, b.keys[i])
+			}
+		}
+		if got, err = b.s.read(b.ctx, readKeys); err != nil {
+			b.fail(err)
+			return
+		}
+	}
+	now := time.Now()
+	for i, op := range b.ops {
+		if isRead(op) {
+			r, err := readResult(got.get(b.keys[i]), now)
+			if err != nil {
+				b.fail(err)
+			}
+			b.res[i] = r
+		}
+	}
+}
+
+// write applies a write op of the concurrent path. An increment or
+// decrement that hits records its value for the reads to complete.
+func (b *batch) write(i int) {
+	op, k := b.ops[i], b.keys[i]
+	var r backend.Result
+	var err error
+	switch op.Kind {
+	case backend.Incr:
+		if op.Delta > 0 {
+			var done bool
+			r, b.vals[i], done, err = b.s.incrStep(b.ctx, k, uint64(op.Delta), op.TTL)
+			b.hits[i] = err == nil && !done
+		} else {
+			b.vals[i], b.hits[i], err = b.s.incrDecr(b.ctx, k, uint64(-op.Delta), false)
+		}
+	case backend.Expire, backend.Delete:
+		<-b.preDone
+		if err = b.preErr; err != nil {
+			break
+		}
+		it := b.pre.get(k)
+		if op.Kind == backend.Expire {
+			r, err = b.s.expire(b.ctx, k, op.TTL, it)
+		} else {
+			r, err = b.s.del(b.ctx, k, it)
+		}
+	}
+	if err != nil {
+		b.fail(err)
+	}
+	b.res[i] = r
+}
+
+// sharedKey reports whether two of keys are equal.
+func sharedKey(keys []string) bool {
+	if len(keys) <= 16 {
+		for i, k := range keys {
+			for _, k2 := range keys[:i] {
+				if k == k2 {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	seen := make(map[string]struct{}, len(keys))
+	for _, k := range keys {
+		if _, dup := seen[k]; dup {
+			return true
+		}
+		seen[k] = struct{}{}
+	}
+	return false
+}
+
+// runInOrder applies the ops one after another, in batch order: the path
+// for a batch with several ops on one key.
+func (b *batch) runInOrder() {
+	for i, op := range b.ops {
+		if i > 0 {
+			if err := b.ctx.Err(); err != nil {
+				b.fail(fmt.Errorf("memcache: %w", err))
+				return
+			}
+		}
+		k := b.keys[i]
+		var r backend.Result
+		var err error
+		var it *gm.Item
+		switch {
+		case isRead(op):
+			if it, err = b.s.get(b.ctx, k); err == nil {
+				r, err = readResult(it, time.Now())
+			}
+		case op.Kind == backend.Incr && op.Delta > 0:
+			r, err = b.s.incr(b.ctx, k, uint64(op.Delta), op.TTL)
+		case op.Kind == backend.Incr:
+			r, err = b.s.decr(b.ctx, k, uint64(-op.Delta))
+		case op.Kind == backend.Expire:
+			if it, err = b.s.get(b.ctx, k); err == nil {
+				r, err = b.s.expire(b.ctx, k, op.TTL, it)
+			}
+		case op.Kind == backend.Delete:
+			if it, err = b.s.get(b.ctx, k); err == nil {
+				r, err = b.s.del(b.ctx, k, it)
+			}
+		}
+		if err != nil {
+			b.fail(err)
+			return
+		}
+		b.res[i] = r
+	}
+}
