@@ -2,6 +2,7 @@ package lockout
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"iter"
 	"strings"
@@ -169,12 +170,16 @@ func (p *Policy) Locks(ctx context.Context) iter.Seq2[Lock, error] {
 	}
 }
 
+// ErrNotLockKey is wrapped by the error UnlockKey returns for a key that is
+// not a lock key of the policy.
+var ErrNotLockKey = errors.New("lockout: not a lock key of this policy")
+
 // UnlockKey lifts the lock with the given key, as Locks lists it, and clears
 // its rule key's counter. The lockout history stays.
 func (p *Policy) UnlockKey(ctx context.Context, key string) error {
 	kind, _, err := parseKey(p.prefix, key)
 	if err != nil || kind != kindLock {
-		return fmt.Errorf("lockout: %q is not a lock key of this policy", key)
+		return fmt.Errorf("%w: %q", ErrNotLockKey, key)
 	}
 	n := len(p.prefix) + 1
 	counter := key[:n] + string(kindAttempts) + key[n+1:]

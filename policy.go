@@ -395,8 +395,6 @@ func (a *Attempt) Failure(ctx context.Context) error {
 	if len(a.rules) == 0 {
 		return nil
 	}
-	// Reporting must not be lost to a client that went away.
-	ctx = context.WithoutCancel(ctx)
 	ops, res := a.scratch(3 * len(a.rules))
 	ops, locking := ops[:0], 0
 	for _, h := range a.rules {
@@ -419,6 +417,8 @@ func (a *Attempt) Failure(ctx context.Context) error {
 	if len(ops) == 0 {
 		return nil
 	}
+	// Reporting must not be lost to a client that went away.
+	ctx = context.WithoutCancel(ctx)
 	if err := a.p.do(ctx, ops, res); err != nil || locking == 0 {
 		return err
 	}

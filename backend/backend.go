@@ -40,10 +40,15 @@
 //     bytes) maps keys internally without collisions.
 //   - Within one batch, operations on the same key are applied in batch
 //     order, and a read (Exists, or an Incr with Delta zero) takes effect
-//     after every write that precedes it in the batch, on any key: it sees
-//     those writes, and whatever they saw. Writes on distinct keys may be
-//     applied in any order, or concurrently. The engine relies on this: it
-//     reserves an attempt and then reads the lock marker, in one batch.
+//     after every write that precedes it in the batch on a key with the same
+//     hash tag (see [HashTag]): it sees those writes, and whatever they saw.
+//     Other operations may be applied in any order, or concurrently. The
+//     engine relies on this: it reserves an attempt on a counter and then
+//     reads the lock marker of the same rule key, which shares the counter's
+//     hash tag, in one batch. A store may do more, applying the operations
+//     of one hash tag in a batch as one atomic step (memory, bbolt, and Redis
+//     with its per-slot scripts do); package conformance lets a store declare
+//     it.
 //   - A batch as a whole is not atomic: when Do returns an error, any subset
 //     of its operations may have been applied.
 //   - Context cancellation and deadlines are honoured: Do returns promptly with
@@ -65,6 +70,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"strings"
 	"time"
 )
 
@@ -227,6 +233,19 @@ var (
 	// It wraps errors.ErrUnsupported.
 	ErrUnsupported = fmt.Errorf("lockout/backend: not supported by this store: %w", errors.ErrUnsupported)
 )
+
+// HashTag returns the part of key that decides which keys belong together,
+// as Redis Cluster defines it: the bytes between the first '{' and the first
+// '}' after it, when there is at least one; otherwise the whole key. Keys
+// with the same hash tag are in the same Redis Cluster slot.
+func HashTag(key string) string {
+	if i := strings.IndexByte(key, '{'); i >= 0 {
+		if j := strings.IndexByte(key[i+1:], '}'); j > 0 {
+			return key[i+1 : i+1+j]
+		}
+	}
+	return key
+}
 
 // Do1 applies a single operation: a convenience for callers outside hot paths.
 func Do1(ctx context.Context, b Backend, op Op) (Result, error) {

@@ -59,6 +59,13 @@ type Harness struct {
 	// Lister declares that the store implements backend.Lister.
 	Lister bool
 
+	// AtomicTags declares that the store applies the operations of one hash
+	// tag in a batch as one atomic step: no other call sees some of them
+	// applied and not the others. The policy then admits exactly a rule's
+	// limit of concurrent guesses, where a store without it may admit fewer
+	// (never more).
+	AtomicTags bool
+
 	// CallTimeout bounds how long one call may take when the suite expects a
 	// prompt answer (a cancelled context). Zero means one second.
 	CallTimeout time.Duration

@@ -183,9 +183,10 @@ func (s *refStore) Close() error {
 
 func harness(f faults) conformance.Harness {
 	return conformance.Harness{
-		New:      func(testing.TB) backend.Backend { return newRef(f) },
-		FakeTime: true,
-		Lister:   true,
+		New:        func(testing.TB) backend.Backend { return newRef(f) },
+		FakeTime:   true,
+		Lister:     true,
+		AtomicTags: !f.readsFirst, // one mutex per batch
 	}
 }
 

@@ -550,9 +550,10 @@ func testSameKeyInBatch(t *testing.T, e *env) {
 }
 
 // testReadsAfterWrites is the store-buffering litmus test: two callers at
-// once each increment their own key and read the other's, in one batch. If
-// reads may overtake the batch's writes, both can miss the other's write; a
-// store that reads after writing never lets both miss.
+// once each increment their own key and read the other's, in one batch, on
+// two keys with the same hash tag. If reads may overtake the batch's
+// writes, both can miss the other's write; a store that reads after writing
+// never lets both miss.
 func testReadsAfterWrites(t *testing.T, e *env) {
 	const pairs = 200
 	ttl := 20 * e.unit
@@ -560,7 +561,7 @@ func testReadsAfterWrites(t *testing.T, e *env) {
 	seen := make([][2]bool, pairs)
 	errs := make(chan error, 2*pairs)
 	for i := range pairs {
-		a, b := fmt.Sprintf("litmus/%d/a", i), fmt.Sprintf("litmus/%d/b", i)
+		a, b := fmt.Sprintf("litmus:a:{%d}", i), fmt.Sprintf("litmus:b:{%d}", i)
 		start := make(chan struct{})
 		for side, keys := range [2][2]string{{a, b}, {b, a}} {
 			wg.Go(func() {

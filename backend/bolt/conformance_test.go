@@ -19,8 +19,9 @@ func harness(fake bool) conformance.Harness {
 			}
 			return s
 		},
-		FakeTime: fake,
-		Lister:   true,
+		FakeTime:   fake,
+		Lister:     true,
+		AtomicTags: true, // a batch is one transaction
 	}
 }
 

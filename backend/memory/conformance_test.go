@@ -1,0 +1,35 @@
+package memory
+
+import (
+	"testing"
+	"time"
+
+	"github.com/go-lockout/lockout/backend"
+	"github.com/go-lockout/lockout/conformance"
+)
+
+func harness(opts *Options) conformance.Harness {
+	return conformance.Harness{
+		New: func(t testing.TB) backend.Backend {
+			s, err := New(opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return s
+		},
+		FakeTime:    true,
+		Lister:      true,
+		Granularity: 0,
+	}
+}
+
+func TestConformance(t *testing.T) {
+	conformance.Run(t, harness(nil))
+}
+
+// TestConformanceTinyReclaimDelay runs the suite with ristretto's
+// expiration as close to the keys' own as the options allow, so that ttl
+// cleanup runs right behind expiry.
+func TestConformanceTinyReclaimDelay(t *testing.T) {
+	conformance.Run(t, harness(&Options{ReclaimDelay: time.Nanosecond}))
+}

@@ -1,0 +1,173 @@
+// Package redis is a lockout backend kept in Redis, through a go-redis v9
+// client (github.com/redis/go-redis/v9) that the application creates and
+// owns: a standalone server, a Sentinel-managed failover set, or a Redis
+// Cluster. Import it under another name, for example:
+//
+//	import redisstore "github.com/go-lockout/lockout/backend/redis"
+//
+// # Setting up
+//
+// Create the go-redis client as usual and pass it to [New]; close the store
+// and then the client when the application stops. A standalone server:
+//
+//	client := redis.NewClient(&redis.Options{
+//		Addr:                  "redis:6379",
+//		DialTimeout:           time.Second,
+//		ReadTimeout:           time.Second,
+//		WriteTimeout:          time.Second,
+//		ContextTimeoutEnabled: true,
+//	})
+//	store, err := redisstore.New(ctx, client, nil)
+//
+// Sentinel (go-redis finds the current master and follows failovers):
+//
+//	client := redis.NewFailoverClient(&redis.FailoverOptions{
+//		MasterName:            "lockout",
+//		SentinelAddrs:         []string{"sentinel-1:26379", "sentinel-2:26379", "sentinel-3:26379"},
+//		DialTimeout:           time.Second,
+//		ReadTimeout:           time.Second,
+//		WriteTimeout:          time.Second,
+//		ContextTimeoutEnabled: true,
+//	})
+//
+// A Redis Cluster:
+//
+//	client := redis.NewClusterClient(&redis.ClusterOptions{
+//		Addrs:                 []string{"redis-1:6379", "redis-2:6379", "redis-3:6379"},
+//		DialTimeout:           time.Second,
+//		ReadTimeout:           time.Second,
+//		WriteTimeout:          time.Second,
+//		ContextTimeoutEnabled: true,
+//	})
+//
+// redis.NewUniversalClient returns one of these three. A *redis.Ring works
+// too, but see the caveats.
+//
+// New loads the store's Lua script on every master and checks that no master
+// may evict keys; it needs Redis 6.0 or later (SET KEEPTTL) and is tested
+// with Redis 7.0.
+//
+// # Client settings
+//
+// The store is correct with go-redis's defaults; the settings only bound the
+// time a call takes and the work it leaves behind. What the store does about
+// the two go-redis behaviours that matter:
+//
+//   - Retries. go-redis resends a command whose reply was lost (MaxRetries,
+//     3 by default; a ClusterClient also resends on network errors up to
+//     MaxRedirects), and the first one may have run: an increment would
+//     count one attempt twice. The store marks each of its commands as not
+//     retryable (go-redis's per-command NoRetry), whatever the client's
+//     options say, so an operation is applied at most once; a lost reply is
+//     an error, after which that operation may or may not have been applied.
+//     Cluster redirections (MOVED, ASK), which mean the command did not run,
+//     are still followed. MaxRetries: -1 is not needed, and the client's
+//     retries still serve the application's own commands.
+//   - Deadlines. go-redis applies a context's deadline to the socket only
+//     with ContextTimeoutEnabled, and never a cancellation (it honours both
+//     while waiting for a pooled connection or dialing). The store returns,
+//     with an error wrapping the context's, once the context is done:
+//     with ContextTimeoutEnabled, a call whose context has a deadline runs
+//     on the caller's goroutine and the socket deadline ends it, but a
+//     cancellation before the deadline ends a wait for a reply only at the
+//     deadline; any other call whose context can end runs on a goroutine of
+//     its own (about 10 µs more per call on a small machine) and returns at
+//     once, while
+//     the abandoned command finishes in the background, bounded by the
+//     client's ReadTimeout and WriteTimeout. A call whose context can never
+//     end (context.Background) runs on the caller's goroutine, bounded by
+//     those timeouts. Recommended: ContextTimeoutEnabled: true with a
+//     deadline on every call (the lockout policy sets one), and finite
+//     ReadTimeout and WriteTimeout (the go-redis default is 5 s; about a
+//     second is plenty for this store's small commands). Note that with
+//     ContextTimeoutEnabled go-redis closes a connection whose reply a
+//     deadline cut, and dials a new one. Keep PoolSize at least the number
+//     of concurrent calls expected.
+//
+// # Server settings
+//
+// Redis must never evict lockout keys: an evicted counter or lock marker
+// unlocks an attacker, silently. Run it with
+//
+//	maxmemory-policy noeviction
+//
+// (or without maxmemory). New refuses a master whose maxmemory is set with
+// another policy, unless [Options].AllowEviction. When such a server is full,
+// increments and decrements fail with an error wrapping [backend.ErrFull]
+// and the policy fails open or closed as configured; reads, expiries and
+// deletes still work. Keep lockout
+// state in its own Redis, or size maxmemory for it: its keys expire on their
+// own, but a key spray can fill a shared server.
+//
+// Without persistence (appendonly, RDB snapshots), a restart empties the
+// server: every counter and lock is gone. Enable appendonly where locks must
+// survive a restart.
+//
+// # Failover and what it can lose
+//
+// Redis replicates asynchronously. A master acknowledges an increment or a
+// lock before its replicas have it; if it fails then, the replica promoted by
+// Sentinel or by the Cluster does not have it. A failover can therefore undo
+// the last moments of counting: attempts that were counted are forgotten, and
+// a lock set just before the failover can vanish, letting an attacker try
+// again early. The loss is bounded by the replication lag (normally
+// milliseconds) and by how rarely failovers happen; the store does not use
+// WAIT, which would cost a round trip on every decision. The same holds for
+// a master restarted without persistence, which loses everything.
+//
+// The promoted replica may lack the store's script. The store notices
+// (NOSCRIPT), runs the refused commands again once by EVAL, which also loads
+// the script there, and carries on: nothing needs restarting. A refused
+// EVALSHA never ran, so this retry cannot count twice.
+//
+// # How the store uses Redis
+//
+// Operations run in one small Lua script, called by EVALSHA, so each is
+// atomic without MULTI. A batch is grouped into script calls: the whole batch
+// in one call on a single server (128 operations at most per call), the
+// operations of one hash slot per call on a Cluster (Redis requires the keys
+// of a script to share a slot), and those of one key per call on a Ring or
+// with Options.OneKeyPerCall. A call applies its operations in batch order.
+// The calls go in one pipeline: one round trip to each node the batch touches
+// (go-redis sends to the nodes of a Cluster in parallel); a batch of one call
+// is a single command.
+//
+// The calls of one pipeline may run in any order on different nodes, but a
+// read in a batch (Exists, an Incr by zero) must see every write before it in
+// the batch, on any key (the engine reserves an attempt, then reads the lock
+// marker). So on a Cluster or a Ring, a read that follows a write of another
+// slot (another key, on a Ring) is sent in a second pipeline, once the first
+// has been answered: such a batch costs two round trips. Writes never wait,
+// and a read after writes of its own slot only does not either: keys that
+// share a hash tag ({...}) share a slot, so a batch whose reads follow only
+// writes of their own hash tag is one round trip on a Cluster too. On a
+// single server every batch is one round trip.
+//
+// TTLs are sent in milliseconds, rounded up, so a key never expires early;
+// the granularity is one millisecond ([Granularity]). Counter values are
+// exact over the whole int64 range; an increment that would overflow fails.
+//
+// Keys ([backend.Lister]) uses SCAN with an escaped MATCH pattern on every
+// master in turn, never KEYS. It walks the whole key space of each master
+// (MATCH filters after the fact), so it is for operators' views, not for
+// request paths.
+//
+// # Caveats
+//
+//   - A batch is not atomic: when Do fails, some of its operations may have
+//     been applied, including after Do has returned a context error (the
+//     abandoned pipeline may still reach the server).
+//   - A lost reply (a connection dropped after the server ran a command) is
+//     reported as an error, never retried: the operation was applied once or
+//     not at all.
+//   - A Ring spreads keys by consistent hashing over shards without
+//     replication: a shard that leaves the ring takes its counters and
+//     locks with it, and keys that hashed to it start afresh on another
+//     shard. Prefer a Cluster.
+//   - Options.Prefix is prepended to keys verbatim; a prefix with braces
+//     changes how keys spread over a Cluster's slots.
+//   - New checks eviction settings once; a later CONFIG SET maxmemory-policy
+//     is not noticed.
+//   - Close does not close the client, and does not wait for calls
+//     abandoned at their deadline to finish.
+package redis

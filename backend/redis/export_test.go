@@ -1,0 +1,4 @@
+package redis
+
+// KeySlot exposes keySlot to the tests.
+var KeySlot = keySlot

@@ -1,0 +1,517 @@
+package redis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/go-lockout/lockout/backend"
+)
+
+// DefaultScanCount is the COUNT hint Keys gives each SCAN when
+// Options.ScanCount is zero.
+const DefaultScanCount = 1000
+
+// Granularity is the store's TTL granularity: TTLs are rounded up to whole
+// milliseconds (PX, PEXPIRE) and remaining TTLs are read with PTTL.
+const Granularity = time.Millisecond
+
+// Options configures a [Store]. The zero value (or a nil *Options) gives the
+// documented defaults.
+type Options struct {
+	// Prefix is prepended to every key the store writes, and stripped from
+	// the keys Keys yields, so that lockout state can share a Redis database
+	// with other data. Keys only lists keys under it. Default: none.
+	//
+	// A prefix containing '{' or '}' changes how keys spread over the hash
+	// slots of a Redis Cluster (the store groups operations by the slots of
+	// the prefixed keys, so nothing else changes).
+	Prefix string
+
+	// ScanCount is the COUNT hint of each SCAN that Keys sends: how much
+	// work one round trip asks of the server. Default: DefaultScanCount.
+	ScanCount int
+
+	// AllowEviction skips a check New makes on every master (with INFO
+	// memory): that maxmemory is unset or maxmemory-policy is noeviction.
+	// An evicted counter or lock marker silently unlocks an attacker, so New
+	// refuses any other setting unless AllowEviction is true. Set it only
+	// when the server reports a policy that does not apply. Default: false.
+	AllowEviction bool
+
+	// OneKeyPerCall makes every script call touch one key, as on a Ring.
+	// Set it when a *redis.Client talks to a proxy in front of several
+	// servers (twemproxy, Envoy) that routes a script by its first key.
+	// Default: false; a *redis.Client then sends a whole batch in one script
+	// call, and a *redis.ClusterClient the operations of one hash slot.
+	OneKeyPerCall bool
+}
+
+// Store is a lockout backend kept in Redis: a standalone server, a Sentinel
+// failover set or a Redis Cluster, through the go-redis client the caller
+// passes to [New]. It implements [backend.Backend] and [backend.Lister]. Its
+// methods are safe for concurrent use.
+type Store struct {
+	client      goredis.UniversalClient
+	grouping    int
+	ctxTimeouts bool // the client has ContextTimeoutEnabled
+	prefix      string
+	scanCount   int64
+	closed      atomic.Bool
+}
+
+var (
+	_ backend.Backend = (*Store)(nil)
+	_ backend.Lister  = (*Store)(nil)
+)
+
+// New returns a store that keeps its counters in Redis through client: a
+// *redis.Client (standalone, or Sentinel through redis.NewFailoverClient), a
+// *redis.ClusterClient or a *redis.Ring. opts may be nil for the defaults.
+//
+// New loads the store's Lua script on every master (every shard of a Ring),
+// and checks that no master may evict keys (see Options.AllowEviction). It
+// fails if a master cannot be reached within ctx. Scripts are loaded again
+// when a server has lost them (a restart, a failover, SCRIPT FLUSH), so New
+// need not be called again.
+//
+// The store does not take ownership of client: Close leaves it open, and the
+// caller closes it after the store. See the package documentation for the
+// client settings the store needs.
+func New(ctx context.Context, client goredis.UniversalClient, opts *Options) (*Store, error) {
+	if client == nil {
+		return nil, errors.New("lockout/redis: New: nil client")
+	}
+	var o Options
+	if opts != nil {
+		o = *opts
+	}
+	if o.ScanCount < 0 {
+		return nil, fmt.Errorf("lockout/redis: New: negative ScanCount %d", o.ScanCount)
+	}
+	if o.ScanCount == 0 {
+		o.ScanCount = DefaultScanCount
+	}
+	s := &Store{client: client, prefix: o.Prefix, scanCount: int64(o.ScanCount), grouping: groupNone}
+	switch c := client.(type) {
+	case *goredis.Client:
+		s.grouping = groupAll
+		s.ctxTimeouts = c.Options().ContextTimeoutEnabled
+	case *goredis.ClusterClient:
+		s.grouping = groupSlot
+		s.ctxTimeouts = c.Options().ContextTimeoutEnabled
+	case *goredis.Ring:
+		s.ctxTimeouts = c.Options().ContextTimeoutEnabled
+	}
+	if o.OneKeyPerCall {
+		s.grouping = groupNone
+	}
+	if err := s.prepare(ctx, !o.AllowEviction); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// prepare loads the script on every master and, if checkEviction, checks
+// that none of them may evict keys.
+func (s *Store) prepare(ctx context.Context, checkEviction bool) error {
+	err := s.bounded(ctx, func(ctx context.Context) error {
+		return s.forEachMaster(ctx, func(ctx context.Context, node goredis.Cmdable) error {
+			return prepareNode(ctx, node, checkEviction)
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("lockout/redis: New: %w", withCtxErr(ctx, err))
+	}
+	return nil
+}
+
+func prepareNode(ctx context.Context, node goredis.Cmdable, checkEviction bool) error {
+	pipe := node.Pipeline()
+	load := pipe.ScriptLoad(ctx, opScript)
+	var info *goredis.StringCmd
+	if checkEviction {
+		info = pipe.Info(ctx, "memory")
+	}
+	_, _ = pipe.Exec(ctx)
+	sha, err := load.Result()
+	if err != nil {
+		return fmt.Errorf("load script on %s: %w", nodeName(node), err)
+	}
+	if sha != opSHA {
+		return fmt.Errorf("load script on %s: server named it %s, want %s", nodeName(node), sha, opSHA)
+	}
+	if info == nil {
+		return nil
+	}
+	text, err := info.Result()
+	if err != nil {
+		return fmt.Errorf("INFO memory on %s: %w", nodeName(node), err)
+	}
+	maxmemory, policy := infoField(text, "maxmemory"), infoField(text, "maxmemory_policy")
+	if maxmemory != "" && maxmemory != "0" && policy != "" && policy != "noeviction" {
+		return fmt.Errorf("%s has maxmemory %s with maxmemory-policy %s: Redis may evict lockout state; "+
+			"set maxmemory-policy noeviction (or Options.AllowEviction if eviction is known to be off)",
+			nodeName(node), maxmemory, policy)
+	}
+	return nil
+}
+
+// infoField returns the value of field in INFO output, or "".
+func infoField(info, field string) string {
+	for line := range strings.Lines(info) {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}
+
+func nodeName(node goredis.Cmdable) string {
+	if c, ok := node.(*goredis.Client); ok {
+		return c.Options().Addr
+	}
+	return "the server"
+}
+
+// forEachMaster calls fn for every master of a Cluster, every shard of a
+// Ring, or the one server of any other client, concurrently.
+func (s *Store) forEachMaster(ctx context.Context, fn func(context.Context, goredis.Cmdable) error) error {
+	switch c := s.client.(type) {
+	case *goredis.ClusterClient:
+		return c.ForEachMaster(ctx, func(ctx context.Context, n *goredis.Client) error { return fn(ctx, n) })
+	case *goredis.Ring:
+		return c.ForEachShard(ctx, func(ctx context.Context, n *goredis.Client) error { return fn(ctx, n) })
+	default:
+		return fn(ctx, s.client)
+	}
+}
+
+// masters returns the clients forEachMaster would call fn with.
+func (s *Store) masters(ctx context.Context) ([]goredis.Cmdable, error) {
+	var (
+		mu    sync.Mutex
+		nodes []goredis.Cmdable
+	)
+	err := s.forEachMaster(ctx, func(_ context.Context, n goredis.Cmdable) error {
+		mu.Lock()
+		nodes = append(nodes, n)
+		mu.Unlock()
+		return nil
+	})
+	return nodes, err
+}
+
+// Close marks the store closed: every later call returns an error wrapping
+// backend.ErrClosed. It does not close the client passed to New. Close may be
+// called more than once.
+func (s *Store) Close() error {
+	s.closed.Store(true)
+	return nil
+}
+
+var errClosed = fmt.Errorf("lockout/redis: %w", backend.ErrClosed)
+
+// opCmd is the EVALSHA (or EVAL) command of a group of operations. It
+// reports NoRetry, so that go-redis never sends it a second time after a
+// network error: the first one may have run (the reply, not the request, may
+// be what was lost), and a second increment would count one attempt twice.
+// go-redis honours NoRetry in Process and in the pipelines of Client,
+// ClusterClient and Ring, whatever MaxRetries or MaxRedirects say; MOVED and
+// ASK redirections (the command did not run) are still followed.
+type opCmd struct{ *goredis.IntSliceCmd }
+
+// NoRetry reports that go-redis must not retry the command.
+func (opCmd) NoRetry() bool { return true }
+
+// minusOne is the "no expiry" script argument, boxed once.
+var minusOne any = int64(-1)
+
+// Do applies ops. It implements [backend.Backend]. On a single server a
+// batch costs one round trip; on a Cluster or a Ring, one round trip to each
+// node it touches, or two when a read follows a write of another slot.
+//
+// Operations are grouped into calls of the store's script: all of a batch in
+// one call on a single server (up to 128 operations a call), those of one
+// hash slot per call on a Cluster, and those of one key per call on a Ring.
+// One call is sent as a single command, several as one pipeline. On a
+// Cluster or a Ring, a read (Exists, Incr by zero) that follows, in its
+// batch, a write of another slot (key) waits for that write: it goes in a
+// second pipeline, a second round trip (see the package documentation).
+func (s *Store) Do(ctx context.Context, ops []backend.Op, results []backend.Result) error {
+	if s.closed.Load() {
+		return errClosed
+	}
+	if err := backend.ValidateBatch(ops, results); err != nil {
+		return fmt.Errorf("lockout/redis: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("lockout/redis: %w", err)
+	}
+	if len(ops) == 0 {
+		return nil
+	}
+	var endsBuf, roundsBuf [4]int
+	p := s.plan(ops, plan{ends: endsBuf[:0], rounds: roundsBuf[:0]})
+	var one [1]opCmd
+	cmds := one[:]
+	if len(p.ends) > 1 {
+		cmds = make([]opCmd, len(p.ends))
+	}
+	start := 0
+	for c, end := range p.ends {
+		cmds[c] = s.command(ctx, ops, &p, start, end)
+		start = end
+	}
+	var rounds []int // nil: one round (no allocation on the common path)
+	if len(p.rounds) > 1 {
+		rounds = slices.Clone(p.rounds)
+	}
+	execErr := s.bounded(ctx, func(ctx context.Context) error { return s.execute(ctx, cmds, rounds) })
+	if execErr != nil && (ctx.Err() != nil || pastDeadline(ctx)) {
+		// When bounded returned before execute did, cmds are not to be read.
+		return fmt.Errorf("lockout/redis: %w", withCtxErr(ctx, execErr))
+	}
+	start = 0
+	for c, end := range p.ends {
+		if err := parse(ops, &p, start, end, cmds[c].IntSliceCmd, execErr, results); err != nil {
+			return err
+		}
+		start = end
+	}
+	return nil
+}
+
+// command builds the EVALSHA command of the operations p takes from start
+// to end.
+func (s *Store) command(ctx context.Context, ops []backend.Op, p *plan, start, end int) opCmd {
+	n := end - start
+	args := make([]any, 3+4*n)
+	args[0], args[1], args[2] = "evalsha", opSHA, n
+	for j := range n {
+		op := &ops[p.op(start+j)]
+		key := op.Key
+		if s.prefix != "" {
+			key = s.prefix + key
+		}
+		args[3+j] = key
+		a := args[3+n+3*j : 3+n+3*j+3]
+		a[1], a[2] = "", ""
+		switch {
+		case op.Kind == backend.Incr && op.Delta > 0:
+			a[0], a[1], a[2] = scriptIncr, op.Delta, ttlArg(op.TTL)
+		case op.Kind == backend.Incr && op.Delta < 0:
+			a[0], a[1] = scriptReduce, op.Delta
+		case op.Kind == backend.Incr, op.Kind == backend.Exists:
+			a[0] = scriptGet
+		case op.Kind == backend.Expire:
+			a[0], a[1] = scriptExpire, ttlArg(op.TTL)
+		default: // backend.Delete; ValidateBatch rejected any other kind.
+			a[0] = scriptDelete
+		}
+	}
+	return opCmd{goredis.NewIntSliceCmd(ctx, args...)}
+}
+
+// ttlArg returns ttl in whole milliseconds, rounded up so that a key never
+// expires early, or -1 for backend.NoExpiry.
+func ttlArg(ttl time.Duration) any {
+	if ttl == backend.NoExpiry {
+		return minusOne
+	}
+	return int64((ttl + time.Millisecond - 1) / time.Millisecond)
+}
+
+// execute sends cmds round by round: the calls of each round (up to
+// rounds[r]; all of them when rounds is nil) in one pipeline, the next round
+// once every call of the one before has succeeded. It returns the first
+// error.
+//
+// Within a round, the calls a node refuses with NOSCRIPT are replayed once,
+// by EVAL, which runs the script and loads it into that node's cache for the
+// next EVALSHA. A refused EVALSHA did not run, so the replay cannot apply an
+// operation twice; and when a node lacks the script it refuses every call of
+// the round, so the replay keeps their order.
+//
+// execute may run on its own goroutine, abandoned when ctx is done; it
+// touches nothing but cmds, which the caller reads only after it returns.
+func (s *Store) execute(ctx context.Context, cmds []opCmd, rounds []int) error {
+	if rounds == nil {
+		return s.executeRound(ctx, cmds)
+	}
+	start := 0
+	for _, end := range rounds {
+		if err := s.executeRound(ctx, cmds[start:end]); err != nil {
+			return err
+		}
+		start = end
+	}
+	return nil
+}
+
+func (s *Store) executeRound(ctx context.Context, cmds []opCmd) error {
+	err := s.send(ctx, cmds)
+	if err == nil {
+		return nil
+	}
+	var again []int
+	for i := range cmds {
+		if err := cmds[i].Err(); err != nil && goredis.HasErrorPrefix(err, "NOSCRIPT") {
+			again = append(again, i)
+		}
+	}
+	if len(again) == 0 {
+		return err
+	}
+	retry := make([]opCmd, len(again))
+	for j, i := range again {
+		args := cmds[i].Args()
+		evalArgs := make([]any, len(args))
+		copy(evalArgs, args)
+		evalArgs[0], evalArgs[1] = "eval", opScript
+		retry[j] = opCmd{goredis.NewIntSliceCmd(ctx, evalArgs...)}
+		cmds[i] = retry[j]
+	}
+	_ = s.send(ctx, retry)
+	for i := range cmds {
+		if err := cmds[i].Err(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// send runs cmds as one command or one pipeline, and returns the first
+// error. Each command carries its own outcome.
+func (s *Store) send(ctx context.Context, cmds []opCmd) error {
+	if len(cmds) == 1 {
+		return s.client.Process(ctx, cmds[0])
+	}
+	pipe := s.client.Pipeline()
+	for i := range cmds {
+		_ = pipe.Process(ctx, cmds[i])
+	}
+	_, err := pipe.Exec(ctx)
+	return err
+}
+
+// bounded runs f, returning when it does or, with an error wrapping
+// ctx.Err(), when ctx is done first.
+//
+// go-redis interrupts a socket read at the context's deadline only when the
+// client has ContextTimeoutEnabled, and never at a cancellation (it does
+// honour both while waiting for a pool connection or dialing). So f runs on
+// the caller's goroutine when ctx can never end, or when it has a deadline
+// and the client applies it to the socket; a cancellation before that
+// deadline then ends a wait for a reply at the deadline, not at once.
+// Otherwise f runs on a goroutine of its own, which finishes in the
+// background (bounded by ctx for pool waits and dials, and by the client's
+// ReadTimeout and WriteTimeout on the socket) while the caller gets its
+// error on time.
+func (s *Store) bounded(ctx context.Context, f func(context.Context) error) error {
+	done := ctx.Done()
+	if done == nil {
+		return f(ctx)
+	}
+	if s.ctxTimeouts {
+		if _, ok := ctx.Deadline(); ok {
+			return f(ctx)
+		}
+	}
+	ch := make(chan error, 1)
+	go func() { ch <- f(ctx) }()
+	select {
+	case err := <-ch:
+		return err
+	case <-done:
+		select {
+		case err := <-ch: // finished at the same time: keep its outcome
+			return err
+		default:
+			return ctx.Err()
+		}
+	}
+}
+
+// withCtxErr returns err, adding the context's error to the errors it wraps
+// when ctx is done or past its deadline: the failure of a call whose context
+// ended (a socket deadline, a pool wait) is reported as the context's.
+func withCtxErr(ctx context.Context, err error) error {
+	cerr := ctx.Err()
+	if cerr == nil && pastDeadline(ctx) {
+		// A socket deadline set from ctx may fire just before ctx's timer.
+		cerr = context.DeadlineExceeded
+	}
+	if cerr != nil && !errors.Is(err, cerr) {
+		return fmt.Errorf("%w (%w)", cerr, err)
+	}
+	return err
+}
+
+// pastDeadline reports whether ctx has a deadline that has passed.
+func pastDeadline(ctx context.Context) bool {
+	d, ok := ctx.Deadline()
+	return ok && !time.Now().Before(d)
+}
+
+// parse writes the outcomes of the operations p takes from start to end,
+// read from the reply to their command, to results.
+func parse(ops []backend.Op, p *plan, start, end int, cmd *goredis.IntSliceCmd, execErr error, results []backend.Result) error {
+	vals, err := cmd.Result()
+	if err == nil && vals == nil {
+		// No reply was read: the command was never sent.
+		err = execErr
+		if err == nil {
+			err = errors.New("no reply")
+		}
+	}
+	if err == nil && len(vals) != 2*(end-start) {
+		err = fmt.Errorf("unexpected reply %v", vals)
+	}
+	if err != nil {
+		what := describe(&ops[p.op(start)])
+		if n := end - start; n > 1 {
+			what += fmt.Sprintf(" and %d more operations of the same script call", n-1)
+		}
+		if goredis.IsOOMError(err) {
+			return fmt.Errorf("lockout/redis: %s: %w: %w", what, backend.ErrFull, err)
+		}
+		return fmt.Errorf("lockout/redis: %s: %w", what, err)
+	}
+	for j := start; j < end; j++ {
+		i := p.op(j)
+		v, pttl := vals[2*(j-start)], vals[2*(j-start)+1]
+		switch {
+		case ops[i].Kind == backend.Delete:
+			results[i] = backend.Result{Found: v == 1}
+		case pttl == -2:
+			results[i] = backend.Result{}
+		case pttl == -1:
+			results[i] = backend.Result{Found: true, Value: v, TTL: backend.NoExpiry}
+		default: // 0 while the key lives its last millisecond
+			results[i] = backend.Result{Found: true, Value: v, TTL: time.Duration(max(pttl, 1)) * time.Millisecond}
+		}
+	}
+	return nil
+}
+
+// describe names op for an error message.
+func describe(op *backend.Op) string {
+	return op.Kind.String() + " " + quote(op.Key)
+}
+
+// quote quotes key for an error message, shortened when long.
+func quote(key string) string {
+	if len(key) > 64 {
+		return strconv.Quote(key[:48]) + fmt.Sprintf("...(%d bytes)", len(key))
+	}
+	return strconv.Quote(key)
+}

@@ -1,0 +1,814 @@
+package redis_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/go-lockout/lockout/backend"
+	redisstore "github.com/go-lockout/lockout/backend/redis"
+	"github.com/go-lockout/lockout/conformance"
+	"github.com/go-lockout/lockout/internal/testserver"
+)
+
+// lateSlack is how much longer than its deadline a call may take before a
+// test calls it late: scheduling delays on a busy 2-core machine under -race.
+// The clients' ReadTimeouts in those tests are well above deadline+lateSlack.
+const lateSlack = 300 * time.Millisecond
+
+func TestMain(m *testing.M) {
+	// go-redis logs every failed dial; the fault tests provoke many.
+	goredis.SetLogger(quietLogger{})
+	os.Exit(m.Run())
+}
+
+type quietLogger struct{}
+
+func (quietLogger) Printf(context.Context, string, ...any) {}
+
+// newClient returns a go-redis client for addr with go-redis's defaults
+// (MaxRetries 3, no ContextTimeoutEnabled) unless edit changes them, closed
+// when the test ends.
+func newClient(t testing.TB, addr string, edit func(*goredis.Options)) *goredis.Client {
+	t.Helper()
+	o := &goredis.Options{Addr: addr}
+	if edit != nil {
+		edit(o)
+	}
+	c := goredis.NewClient(o)
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func newStore(t testing.TB, c goredis.UniversalClient, opts *redisstore.Options) *redisstore.Store {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s, err := redisstore.New(ctx, c, opts)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func do(t testing.TB, s backend.Backend, ops ...backend.Op) []backend.Result {
+	t.Helper()
+	res := make([]backend.Result, len(ops))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.Do(ctx, ops, res); err != nil {
+		t.Fatalf("Do: %v", err)
+	}
+	return res
+}
+
+func TestConformance(t *testing.T) {
+	srv := testserver.Redis(t)
+	client := newClient(t, srv.Addr, nil)
+	conformance.Run(t, conformance.Harness{
+		New: func(t testing.TB) backend.Backend {
+			testserver.FlushRedis(t, srv.Addr)
+			return newStore(t, client, nil)
+		},
+		Granularity: redisstore.Granularity,
+		Lister:      true,
+		AtomicTags:  true, // one script call per slot
+	})
+}
+
+// TestCluster runs the cluster checks on one 3-master Redis Cluster.
+func TestCluster(t *testing.T) {
+	cl := testserver.RedisCluster(t)
+	client := goredis.NewClusterClient(&goredis.ClusterOptions{Addrs: cl.Addrs})
+	t.Cleanup(func() { client.Close() })
+	var masters []*goredis.Client
+	for _, a := range cl.Addrs {
+		masters = append(masters, newClient(t, a, nil))
+	}
+	fresh := func(t testing.TB) *redisstore.Store {
+		testserver.FlushRedis(t, cl.Addrs...)
+		return newStore(t, client, nil)
+	}
+
+	t.Run("Conformance", func(t *testing.T) {
+		conformance.Run(t, conformance.Harness{
+			New:         func(t testing.TB) backend.Backend { return fresh(t) },
+			Granularity: redisstore.Granularity,
+			Lister:      true,
+			AtomicTags:  true, // one script call per slot
+		})
+	})
+
+	// The hostile keys land on every master, so the conformance checks
+	// exercise them all.
+	t.Run("KeysSpread", func(t *testing.T) {
+		s := fresh(t)
+		keys := conformance.HostileKeys()
+		ops := make([]backend.Op, len(keys))
+		for i, k := range keys {
+			ops[i] = backend.IncrOp(k, 1, time.Minute)
+		}
+		do(t, s, ops...)
+		for _, m := range masters {
+			n, err := m.DBSize(t.Context()).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n == 0 {
+				t.Errorf("master %s holds none of the %d keys", m.Options().Addr, len(keys))
+			}
+		}
+	})
+
+	t.Run("ScriptReload", func(t *testing.T) {
+		checkReload(t, fresh(t), masters)
+	})
+
+	// The store groups operations by the slot it computes; Redis must agree.
+	t.Run("KeySlot", func(t *testing.T) {
+		keys := append(conformance.HostileKeys(),
+			"a{b}c", "{}x", "x{}{y}", "{{a}}", "{a}{b}", "a{", "a}b{c", "{\x00}", "\xff{\xfe}")
+		for i := range 200 {
+			keys = append(keys, fmt.Sprintf("lockout:{user:%d}:fail", i))
+		}
+		for _, k := range keys {
+			want, err := client.ClusterKeySlot(t.Context(), k).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := redisstore.KeySlot(k); int64(got) != want {
+				t.Errorf("slot of %q = %d, Redis says %d", k, got, want)
+			}
+		}
+	})
+
+	// A master stops: calls end on time; it comes back empty, without the
+	// script, and the same store and client work again.
+	t.Run("NodeRestart", func(t *testing.T) {
+		if !cl.Controllable() {
+			t.Skip("the cluster was given by LOCKOUT_TEST_REDIS_CLUSTER")
+		}
+		s := fresh(t)
+		var ops []backend.Op
+		for i := range 30 {
+			ops = append(ops, backend.IncrOp(fmt.Sprintf("restart/%d", i), 1, time.Minute))
+		}
+		do(t, s, ops...)
+		cl.Nodes[0].Stop()
+		const deadline = 200 * time.Millisecond
+		for range 5 {
+			ctx, cancel := context.WithTimeout(t.Context(), deadline)
+			start := time.Now()
+			err := s.Do(ctx, ops, make([]backend.Result, len(ops)))
+			took := time.Since(start)
+			cancel()
+			if err == nil {
+				t.Error("a batch touching a stopped master succeeded")
+			}
+			if took > deadline+lateSlack {
+				t.Errorf("a batch touching a stopped master took %v (deadline %v): %v", took, deadline, err)
+			}
+		}
+		cl.Nodes[0].Start()
+		// The cluster is healthy again; the client may need a moment to
+		// notice.
+		reads := make([]backend.Op, len(ops))
+		for i, op := range ops {
+			reads[i] = backend.ExistsOp(op.Key)
+		}
+		rs := make([]backend.Result, len(ops))
+		var err error
+		for try := 0; try < 50; try++ {
+			if err = s.Do(t.Context(), reads, rs); err == nil {
+				t.Logf("calls work again after %d failed tries", try)
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if err != nil {
+			t.Fatalf("after the master came back: %v", err)
+		}
+		lost := 0
+		for _, r := range rs {
+			if !r.Found {
+				lost++ // on the restarted master
+			}
+		}
+		if lost == 0 || lost == len(ops) {
+			t.Errorf("%d of %d counters gone, want those of the restarted master only", lost, len(ops))
+		}
+		for i, r := range do(t, s, ops...) {
+			if r.Value != rs[i].Value+1 {
+				t.Errorf("incr of %s after the restart: %+v, want value %d", ops[i].Key, r, rs[i].Value+1)
+			}
+		}
+	})
+
+	// Many operations on one slot, more than one script call takes,
+	// interleaved with operations on other slots.
+	t.Run("SameSlotBatch", func(t *testing.T) {
+		s := fresh(t)
+		var ops []backend.Op
+		for i := range 300 {
+			ops = append(ops,
+				backend.IncrOp(fmt.Sprintf("{same}/%d", i%50), 1, time.Minute),
+				backend.IncrOp(fmt.Sprintf("other/%d", i%50), 1, time.Minute))
+		}
+		for i, r := range do(t, s, ops...) {
+			if want := int64(i/100 + 1); r.Value != want {
+				t.Fatalf("op %d (%s): value %d, want %d", i, ops[i].Key, r.Value, want)
+			}
+		}
+	})
+}
+
+func TestPrefix(t *testing.T) {
+	srv := testserver.Redis(t)
+	client := newClient(t, srv.Addr, nil)
+	ctx := t.Context()
+	if err := client.Set(ctx, "foreign", 1, 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := client.Set(ctx, "lo:*", 1, 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	s := newStore(t, client, &redisstore.Options{Prefix: "lo:*", ScanCount: 2})
+	var ops []backend.Op
+	for i := range 10 {
+		ops = append(ops, backend.IncrOp(fmt.Sprintf("k%d", i), 1, time.Minute))
+	}
+	do(t, s, ops...)
+	if v, err := client.Get(ctx, "lo:*k3").Int(); err != nil || v != 1 {
+		t.Errorf(`GET "lo:*k3" = %d, %v; want 1 (the prefix is prepended)`, v, err)
+	}
+	var got []string
+	for k, err := range s.Keys(ctx, "") {
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, k)
+	}
+	if len(got) != 10 {
+		t.Errorf("Keys = %q, want k0..k9 only (no foreign keys, no prefix)", got)
+	}
+	for _, k := range got {
+		if !strings.HasPrefix(k, "k") {
+			t.Errorf("Keys yields %q", k)
+		}
+	}
+	// The store's own "" key is lo:* itself, a foreign string "1": Exists
+	// reads it like any counter.
+	if r := do(t, s, backend.ExistsOp("k9"))[0]; !r.Found || r.Value != 1 {
+		t.Errorf("exists k9 = %+v", r)
+	}
+}
+
+// TestCloseKeepsClient checks that Close does not close the caller's client.
+func TestCloseKeepsClient(t *testing.T) {
+	srv := testserver.Redis(t)
+	client := newClient(t, srv.Addr, nil)
+	s := newStore(t, client, nil)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := client.Ping(t.Context()).Err(); err != nil {
+		t.Errorf("client after store Close: %v", err)
+	}
+	if _, err := backend.Do1(t.Context(), s, backend.ExistsOp("k")); !errors.Is(err, backend.ErrClosed) {
+		t.Errorf("Do after Close: %v, want ErrClosed", err)
+	}
+}
+
+func TestScriptReload(t *testing.T) {
+	srv := testserver.Redis(t)
+	client := newClient(t, srv.Addr, nil)
+	admin := newClient(t, srv.Addr, nil)
+	s := newStore(t, client, nil)
+	checkReload(t, s, []*goredis.Client{admin})
+
+	// A restart loses the data and the script; the same client and store
+	// work again, and the first call already does.
+	srv.Stop()
+	srv.Start()
+	rs := do(t, s, backend.IncrOp("a", 1, time.Minute), backend.IncrOp("b", 2, time.Minute))
+	if rs[0].Value != 1 || rs[1].Value != 2 {
+		t.Fatalf("after restart: %+v, want fresh counters", rs)
+	}
+	checkReload(t, s, []*goredis.Client{admin})
+}
+
+// checkReload flushes the script cache of every node, then checks that a
+// batch over many keys (all nodes) works and that the script is cached
+// again everywhere.
+func checkReload(t *testing.T, s backend.Backend, nodes []*goredis.Client) {
+	t.Helper()
+	ctx := t.Context()
+	const n = 60
+	var ops []backend.Op
+	for i := range n {
+		ops = append(ops, backend.IncrOp(fmt.Sprintf("reload/%d", i), 1, time.Minute))
+	}
+	before := do(t, s, ops...)
+	for _, c := range nodes {
+		if err := c.ScriptFlush(ctx).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// One batch of every kind of operation on every key, in order.
+	var batch []backend.Op
+	for i := range n {
+		k := fmt.Sprintf("reload/%d", i)
+		batch = append(batch,
+			backend.IncrOp(k, 2, time.Minute),
+			backend.DeleteOp(k),
+			backend.IncrOp(k, 5, time.Minute),
+			backend.IncrOp(k, -1, time.Minute),
+			backend.ExpireOp(k, backend.NoExpiry),
+			backend.ExistsOp(k),
+		)
+	}
+	rs := do(t, s, batch...)
+	for i := range n {
+		r := rs[6*i : 6*i+6]
+		if r[0].Value != before[i].Value+2 || !r[1].Found || r[2].Value != 5 || r[3].Value != 4 ||
+			r[4].TTL != backend.NoExpiry || r[5].Value != 4 || r[5].TTL != backend.NoExpiry {
+			t.Fatalf("key %d after SCRIPT FLUSH: %+v (ops out of order or lost)", i, r)
+		}
+	}
+	for _, c := range nodes {
+		info, err := c.Info(ctx, "memory").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(info, "number_of_cached_scripts:1") {
+			t.Errorf("node %s: script not cached again after the batch:\n%s", c.Options().Addr, grepLine(info, "cached_scripts"))
+		}
+	}
+}
+
+func grepLine(text, sub string) string {
+	for l := range strings.Lines(text) {
+		if strings.Contains(l, sub) {
+			return l
+		}
+	}
+	return ""
+}
+
+// TestNoDoubleCount loses the reply of an increment after the server ran
+// it. go-redis retries such a command by default (MaxRetries 3), which
+// counts the attempt twice; the store's commands are never retried.
+func TestNoDoubleCount(t *testing.T) {
+	srv := testserver.Redis(t)
+	p := newProxy(t, srv.Addr)
+	client := newClient(t, p.Addr, nil) // go-redis defaults: MaxRetries 3
+	direct := newClient(t, srv.Addr, nil)
+	s := newStore(t, client, nil)
+	ctx := t.Context()
+
+	// The hazard is real: a bare INCR through the proxy counts twice.
+	if err := client.Ping(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	p.DropReplies(1)
+	_ = client.Incr(ctx, "bare").Err()
+	if v, _ := direct.Get(ctx, "bare").Int(); v != 2 {
+		t.Fatalf("bare go-redis INCR with a lost reply counted %d, want 2: the proxy does not provoke a retry", v)
+	}
+
+	tests := []struct {
+		name string
+		n    int
+		s    *redisstore.Store
+	}{
+		{"one op", 1, s},
+		{"one script call", 3, s},
+		{"pipeline", 3, newStore(t, client, &redisstore.Options{OneKeyPerCall: true})},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var ops []backend.Op
+			for i := range tc.n {
+				ops = append(ops, backend.IncrOp(fmt.Sprintf("%s/%d", tc.name, i), 1, time.Minute))
+			}
+			do(t, tc.s, ops...) // warm: a pooled connection
+			p.DropReplies(1)
+			res := make([]backend.Result, tc.n)
+			err := tc.s.Do(ctx, ops, res)
+			if err == nil {
+				t.Fatal("Do with a lost reply succeeded")
+			}
+			t.Logf("Do with a lost reply: %v", err)
+			for _, op := range ops {
+				if v, err := direct.Get(ctx, op.Key).Int(); err != nil || v != 2 {
+					t.Errorf("%s = %d (%v), want 2: increment applied twice or not at all", op.Key, v, err)
+				}
+			}
+			// And the store goes on working.
+			for i, r := range do(t, tc.s, ops...) {
+				if r.Value != 3 {
+					t.Errorf("op %d after the lost reply: %+v, want 3", i, r)
+				}
+			}
+		})
+	}
+}
+
+func TestOneKeyPerCall(t *testing.T) {
+	srv := testserver.Redis(t)
+	client := newClient(t, srv.Addr, nil)
+	s := newStore(t, client, &redisstore.Options{OneKeyPerCall: true})
+	checkReload(t, s, []*goredis.Client{client})
+}
+
+// TestDeadlines checks that calls end on time, with the context's error,
+// when the server hangs and the client's ReadTimeout is long: with a client
+// that has ContextTimeoutEnabled (calls with a deadline run on the caller's
+// goroutine and the socket deadline ends them) and with one that has not
+// (calls run on a goroutine of their own).
+func TestDeadlines(t *testing.T) {
+	for _, ctxTimeouts := range []bool{false, true} {
+		t.Run(fmt.Sprintf("ContextTimeoutEnabled=%v", ctxTimeouts), func(t *testing.T) {
+			testDeadlines(t, ctxTimeouts)
+		})
+	}
+}
+
+func testDeadlines(t *testing.T, ctxTimeouts bool) {
+	srv := testserver.Redis(t)
+	p := newProxy(t, srv.Addr)
+	client := newClient(t, p.Addr, func(o *goredis.Options) {
+		o.ReadTimeout = 2 * time.Second
+		o.ContextTimeoutEnabled = ctxTimeouts
+	})
+	s := newStore(t, client, nil)
+	do(t, s, backend.IncrOp("k", 1, time.Minute))
+	base := settledGoroutines(t, 0)
+
+	p.Hang(true)
+	const deadline = 200 * time.Millisecond
+	ops := []backend.Op{backend.IncrOp("k", 1, time.Minute), backend.ExistsOp("j")}
+	// Single command and pipeline.
+	for _, oneKey := range []bool{false, true} {
+		s := s
+		if oneKey {
+			p.Hang(false)
+			s = newStore(t, client, &redisstore.Options{OneKeyPerCall: true})
+			p.Hang(true)
+		}
+		for _, n := range []int{1, 2} {
+			ctx, cancel := context.WithTimeout(t.Context(), deadline)
+			start := time.Now()
+			err := s.Do(ctx, ops[:n], make([]backend.Result, n))
+			took := time.Since(start)
+			cancel()
+			if !errors.Is(err, context.DeadlineExceeded) {
+				t.Errorf("batch of %d (OneKeyPerCall %v) on a hung server: err = %v, want DeadlineExceeded", n, oneKey, err)
+			}
+			if took > deadline+lateSlack {
+				t.Errorf("batch of %d (OneKeyPerCall %v) on a hung server took %v, deadline %v", n, oneKey, took, deadline)
+			}
+		}
+	}
+	// Cancellation without a deadline, which go-redis never applies to a
+	// socket: the call runs on a goroutine of its own either way.
+	ctx, cancel := context.WithCancel(t.Context())
+	time.AfterFunc(100*time.Millisecond, cancel)
+	start := time.Now()
+	err := s.Do(ctx, ops, make([]backend.Result, 2))
+	if took := time.Since(start); !errors.Is(err, context.Canceled) || took > 100*time.Millisecond+lateSlack {
+		t.Errorf("cancelled call on a hung server: %v after %v, want Canceled after about 100ms", err, took)
+	}
+	// Cancellation before a deadline: at once without ContextTimeoutEnabled,
+	// at the deadline with it (as documented).
+	ctx, cancel = context.WithTimeout(t.Context(), 2*deadline)
+	time.AfterFunc(100*time.Millisecond, cancel)
+	start = time.Now()
+	err = s.Do(ctx, ops, make([]backend.Result, 2))
+	took, bound := time.Since(start), 100*time.Millisecond+lateSlack
+	if ctxTimeouts {
+		bound = 2*deadline + lateSlack
+	}
+	if !errors.Is(err, context.Canceled) || took > bound {
+		t.Errorf("call with a deadline cancelled on a hung server: %v after %v, want Canceled within %v", err, took, bound)
+	}
+	cancel()
+	// Keys too.
+	ctx, cancel = context.WithTimeout(t.Context(), deadline)
+	start = time.Now()
+	for _, err := range s.Keys(ctx, "") {
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("Keys on a hung server: %v, want DeadlineExceeded", err)
+		}
+		break
+	}
+	cancel()
+	if took := time.Since(start); took > deadline+lateSlack {
+		t.Errorf("Keys on a hung server took %v", took)
+	}
+	// And New.
+	ctx, cancel = context.WithTimeout(t.Context(), deadline)
+	start = time.Now()
+	if _, err := redisstore.New(ctx, client, nil); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("New on a hung server: %v, want DeadlineExceeded", err)
+	}
+	cancel()
+	if took := time.Since(start); took > deadline+lateSlack {
+		t.Errorf("New on a hung server took %v", took)
+	}
+
+	p.Hang(false)
+	// The abandoned calls finish within the client's ReadTimeout.
+	settledGoroutines(t, base)
+	if r := do(t, s, backend.ExistsOp("k")); !r[0].Found {
+		t.Errorf("after the server answers again: %+v", r[0])
+	}
+}
+
+// settledGoroutines waits until at most want+slack goroutines run (want 0:
+// until the count stops changing) and returns the count.
+func settledGoroutines(t *testing.T, want int) int {
+	t.Helper()
+	const slack = 4
+	deadline := time.Now().Add(15 * time.Second)
+	last := -1
+	for {
+		runtime.GC()
+		n := runtime.NumGoroutine()
+		switch {
+		case want == 0 && n == last:
+			return n
+		case want > 0 && n <= want+slack:
+			return n
+		case time.Now().After(deadline):
+			buf := make([]byte, 1<<20)
+			buf = buf[:runtime.Stack(buf, true)]
+			t.Fatalf("%d goroutines, want at most %d; stacks:\n%s", n, want+slack, buf)
+		}
+		last = n
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// TestServerRestart stops the server under traffic from many goroutines:
+// every call ends within its deadline, with an error while the server is
+// down; after the server comes back (empty, without the script), the same
+// store and client work again; no goroutine is left behind.
+func TestServerRestart(t *testing.T) {
+	srv := testserver.Redis(t)
+	if !srv.Controllable() {
+		t.Skip("the server was given by LOCKOUT_TEST_REDIS")
+	}
+	client := newClient(t, srv.Addr, func(o *goredis.Options) { o.ReadTimeout = time.Second })
+	s := newStore(t, client, nil)
+	do(t, s, backend.IncrOp("warm", 1, time.Minute))
+	base := settledGoroutines(t, 0)
+
+	const (
+		workers  = 16
+		deadline = 200 * time.Millisecond
+	)
+	var (
+		stop              atomic.Bool
+		ok, failed, late  atomic.Int64
+		lastOK            atomic.Int64 // unix nanos of the last success
+		wg                sync.WaitGroup
+		mu                sync.Mutex
+		slowest           time.Duration
+		wrongErr, example error
+	)
+	for g := range workers {
+		wg.Go(func() {
+			res := make([]backend.Result, 3)
+			for i := 0; !stop.Load(); i++ {
+				ops := []backend.Op{
+					backend.IncrOp(fmt.Sprintf("user/%d", g), 1, time.Minute),
+					backend.IncrOp(fmt.Sprintf("ip/%d", i%7), 1, time.Minute),
+					backend.ExistsOp(fmt.Sprintf("lock/%d", g)),
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), deadline)
+				start := time.Now()
+				err := s.Do(ctx, ops, res)
+				took := time.Since(start)
+				cancel()
+				mu.Lock()
+				slowest = max(slowest, took)
+				mu.Unlock()
+				if took > deadline+lateSlack {
+					late.Add(1)
+				}
+				if err == nil {
+					ok.Add(1)
+					lastOK.Store(time.Now().UnixNano())
+					continue
+				}
+				failed.Add(1)
+				mu.Lock()
+				if example == nil {
+					example = err
+				}
+				if !strings.HasPrefix(err.Error(), "lockout/redis: ") && wrongErr == nil {
+					wrongErr = err
+				}
+				mu.Unlock()
+				time.Sleep(5 * time.Millisecond)
+			}
+		})
+	}
+	time.Sleep(300 * time.Millisecond)
+	okBefore := ok.Load()
+	srv.Stop()
+	time.Sleep(500 * time.Millisecond)
+	failedDown := failed.Load()
+	srv.Start()
+	restarted := time.Now()
+	for time.Since(restarted) < 5*time.Second && lastOK.Load() < restarted.Add(200*time.Millisecond).UnixNano() {
+		time.Sleep(50 * time.Millisecond)
+	}
+	stop.Store(true)
+	wg.Wait()
+
+	t.Logf("%d calls succeeded before the stop, %d failed while down (e.g. %v), %d succeeded in all; slowest call %v",
+		okBefore, failedDown, example, ok.Load(), slowest)
+	if okBefore == 0 {
+		t.Error("no call succeeded before the stop")
+	}
+	if failedDown == 0 {
+		t.Error("no call failed while the server was down")
+	}
+	if n := late.Load(); n > 0 {
+		t.Errorf("%d calls took longer than their deadline %v + %v (slowest %v)", n, deadline, lateSlack, slowest)
+	}
+	if wrongErr != nil {
+		t.Errorf("error not from the store: %v", wrongErr)
+	}
+	if lastOK.Load() < restarted.UnixNano() {
+		t.Fatal("no call succeeded after the server came back")
+	}
+	rs := do(t, s, backend.ExistsOp("user/0"), backend.IncrOp("fresh", 1, time.Minute))
+	if !rs[0].Found || rs[1].Value != 1 {
+		t.Errorf("after the restart: %+v", rs)
+	}
+	settledGoroutines(t, base)
+}
+
+func TestFull(t *testing.T) {
+	srv := testserver.Redis(t, "--maxmemory", "2mb", "--maxmemory-policy", "noeviction")
+	client := newClient(t, srv.Addr, nil)
+	s := newStore(t, client, nil)
+	ctx := t.Context()
+	do(t, s, backend.IncrOp("before", 3, time.Minute))
+	// Fill the server with ever smaller values, so that even a small write
+	// is refused (a refused big SET only shows that its own argument did not
+	// fit). A write may still slip in as memory moves; try a few times.
+	var fullErr error
+	for try := 0; try < 20 && fullErr == nil; try++ {
+		fill(t, client, try)
+		_, err := backend.Do1(ctx, s, backend.IncrOp(fmt.Sprintf("new/%d", try), 1, time.Minute))
+		switch {
+		case err == nil:
+			continue
+		case !errors.Is(err, backend.ErrFull):
+			t.Fatalf("incr on a full server: %v, want ErrFull", err)
+		}
+		fullErr = err
+		t.Logf("incr on a full server: %v", err)
+		if r := do(t, s, backend.ExistsOp(fmt.Sprintf("new/%d", try)))[0]; r.Found {
+			t.Errorf("the refused increment created its key: %+v", r)
+		}
+	}
+	if fullErr == nil {
+		t.Fatal("no increment was refused on a full server")
+	}
+	if _, err := backend.Do1(ctx, s, backend.IncrOp("before", 1, time.Minute)); !errors.Is(err, backend.ErrFull) {
+		t.Errorf("incr of an existing key on a full server: %v, want ErrFull", err)
+	}
+	// Reads, expiries and deletes still work, and nothing was evicted.
+	if r := do(t, s, backend.ExistsOp("before"))[0]; r.Value != 3 {
+		t.Errorf("exists on a full server: %+v, want value 3", r)
+	}
+	if r := do(t, s, backend.ExistsOp("new"))[0]; r.Found {
+		t.Errorf("the refused increment created its key: %+v", r)
+	}
+	if r := do(t, s, backend.ExpireOp("before", time.Hour))[0]; !r.Found || r.Value != 3 {
+		t.Errorf("expire on a full server: %+v", r)
+	}
+	if r := do(t, s, backend.DeleteOp("before"))[0]; !r.Found {
+		t.Errorf("delete on a full server: %+v", r)
+	}
+}
+
+// fill writes values of decreasing size until the server refuses each size.
+func fill(t *testing.T, c *goredis.Client, round int) {
+	t.Helper()
+	ctx := t.Context()
+	for _, size := range []int{64 << 10, 4 << 10, 256, 16} {
+		v := strings.Repeat("x", size)
+		for i := 0; ; i++ {
+			err := c.Set(ctx, fmt.Sprintf("filler/%d/%d/%d", round, size, i), v, 0).Err()
+			if goredis.IsOOMError(err) {
+				break
+			}
+			if err != nil {
+				t.Fatalf("filling: %v", err)
+			}
+			if i > 1<<16 {
+				t.Fatal("the server never filled up")
+			}
+		}
+	}
+}
+
+func TestEvictionRefused(t *testing.T) {
+	srv := testserver.Redis(t, "--maxmemory", "100mb", "--maxmemory-policy", "volatile-lru")
+	client := newClient(t, srv.Addr, nil)
+	_, err := redisstore.New(t.Context(), client, nil)
+	if err == nil || !strings.Contains(err.Error(), "noeviction") {
+		t.Errorf("New with maxmemory-policy volatile-lru: %v, want an error naming noeviction", err)
+	}
+	if _, err := redisstore.New(t.Context(), client, &redisstore.Options{AllowEviction: true}); err != nil {
+		t.Errorf("New with AllowEviction: %v", err)
+	}
+}
+
+func TestNewErrors(t *testing.T) {
+	if _, err := redisstore.New(t.Context(), nil, nil); err == nil {
+		t.Error("New(nil client) succeeded")
+	}
+	srv := testserver.Redis(t)
+	client := newClient(t, srv.Addr, nil)
+	if _, err := redisstore.New(t.Context(), client, &redisstore.Options{ScanCount: -1}); err == nil {
+		t.Error("New with a negative ScanCount succeeded")
+	}
+	down := newClient(t, "127.0.0.1:1", func(o *goredis.Options) { o.DialerRetries = 1 })
+	if _, err := redisstore.New(t.Context(), down, nil); err == nil {
+		t.Error("New with an unreachable server succeeded")
+	}
+}
+
+func TestLargeValues(t *testing.T) {
+	srv := testserver.Redis(t)
+	s := newStore(t, newClient(t, srv.Addr, nil), nil)
+	const big = 1<<62 + 1 // not a float64
+	rs := do(t, s,
+		backend.IncrOp("k", big, time.Minute),
+		backend.IncrOp("k", 2, time.Minute),
+		backend.IncrOp("k", -1, time.Minute),
+		backend.ExistsOp("k"),
+	)
+	for i, want := range []int64{big, big + 2, big + 1, big + 1} {
+		if rs[i].Value != want {
+			t.Errorf("op %d: value %d, want %d", i, rs[i].Value, want)
+		}
+	}
+	// Overflow is an error, and changes nothing.
+	if _, err := backend.Do1(t.Context(), s, backend.IncrOp("k", 1<<62, time.Minute)); err == nil {
+		t.Error("incr beyond int64 succeeded")
+	}
+	if r := do(t, s, backend.ExistsOp("k"))[0]; r.Value != big+1 {
+		t.Errorf("after the overflow: value %d, want %d", r.Value, int64(big+1))
+	}
+}
+
+// TestRing checks the store over a go-redis Ring of two servers: keys are
+// spread over both shards, and Keys lists both.
+func TestRing(t *testing.T) {
+	a, b := testserver.Redis(t), testserver.Redis(t)
+	ring := goredis.NewRing(&goredis.RingOptions{Addrs: map[string]string{"a": a.Addr, "b": b.Addr}})
+	t.Cleanup(func() { ring.Close() })
+	s := newStore(t, ring, nil)
+	var ops []backend.Op
+	for i := range 50 {
+		ops = append(ops, backend.IncrOp(fmt.Sprintf("k%d", i), int64(i+1), time.Minute))
+	}
+	for i, r := range do(t, s, ops...) {
+		if r.Value != int64(i+1) {
+			t.Errorf("incr %d = %+v", i, r)
+		}
+	}
+	n := 0
+	for _, err := range s.Keys(t.Context(), "k") {
+		if err != nil {
+			t.Fatal(err)
+		}
+		n++
+	}
+	if n != 50 {
+		t.Errorf("Keys over the ring: %d keys, want 50", n)
+	}
+	for _, srv := range []*testserver.Server{a, b} {
+		if size := newClient(t, srv.Addr, nil).DBSize(t.Context()).Val(); size == 0 {
+			t.Errorf("shard %s holds no key", srv.Addr)
+		}
+	}
+}

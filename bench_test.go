@@ -1,0 +1,150 @@
+package lockout_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/go-lockout/lockout"
+	"github.com/go-lockout/lockout/backend"
+)
+
+const benchSubjects = 100_000
+
+var discard = slog.New(slog.DiscardHandler)
+
+func benchSubjectList() []lockout.Subject {
+	s := make([]lockout.Subject, benchSubjects)
+	for i := range s {
+		s[i] = lockout.Subject{
+			Username: fmt.Sprintf("user%06d", i),
+			IP:       fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255),
+		}
+	}
+	return s
+}
+
+// benchRules are the three rules of a typical policy. The limit is out of
+// reach, so that every decision is admitted; Refused locks on purpose.
+func benchRules(limit int) []lockout.Rule {
+	rules := []lockout.Rule{lockout.ByUsername(limit), lockout.ByIP(limit), lockout.ByUsernameAndIP(limit)}
+	for i := range rules {
+		rules[i].Window = time.Hour
+		rules[i].Schedule = lockout.Fixed(time.Hour)
+	}
+	return rules
+}
+
+// BenchmarkDecision measures whole decisions with three rules (username, IP,
+// username+IP) on the memory store, in parallel over 100,000 subjects, and,
+// as the baseline of the same run, the store serving the same six operations
+// (three Incr, three Exists) in one call without the engine.
+func BenchmarkDecision(b *testing.B) {
+	subjects := benchSubjectList()
+	ctx := context.Background()
+	run := func(b *testing.B, f func(s lockout.Subject) error) {
+		var gid atomic.Int64
+		b.ReportAllocs()
+		b.ResetTimer()
+		b.RunParallel(func(pb *testing.PB) {
+			i := int(gid.Add(1)*7919) % benchSubjects
+			for pb.Next() {
+				if err := f(subjects[i]); err != nil {
+					b.Error(err)
+					return
+				}
+				i = (i + 104729) % benchSubjects
+			}
+		})
+	}
+	// policy returns a policy whose store already holds every subject's
+	// counters, so that the benchmark measures the steady state.
+	policy := func(b *testing.B, limit int) *lockout.Policy {
+		p, err := lockout.New(newStore(b), lockout.Config{Rules: benchRules(limit), Logger: discard})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, s := range subjects {
+			a, err := p.Allow(ctx, s)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := a.Failure(ctx); err != nil {
+				b.Fatal(err)
+			}
+		}
+		return p
+	}
+	b.Run("AllowFailure", func(b *testing.B) {
+		p := policy(b, math.MaxInt32)
+		run(b, func(s lockout.Subject) error {
+			a, err := p.Allow(ctx, s)
+			if err != nil {
+				return err
+			}
+			return a.Failure(ctx)
+		})
+	})
+	b.Run("AllowSuccess", func(b *testing.B) {
+		p := policy(b, math.MaxInt32)
+		run(b, func(s lockout.Subject) error {
+			a, err := p.Allow(ctx, s)
+			if err != nil {
+				return err
+			}
+			return a.Success(ctx)
+		})
+	})
+	b.Run("RefusedLocked", func(b *testing.B) {
+		p := policy(b, 1) // every subject is locked
+		run(b, func(s lockout.Subject) error {
+			if _, err := p.Allow(ctx, s); err == nil {
+				return fmt.Errorf("%v admitted, want locked", s)
+			}
+			return nil
+		})
+	})
+	b.Run("StoreBatch6", func(b *testing.B) {
+		store := newStore(b)
+		keys := make([][6]string, benchSubjects)
+		for i := range keys {
+			for j := range keys[i] {
+				keys[i][j] = fmt.Sprintf("lockout:%c:rule%d:{u=user%06d}", "al"[j%2], j/2, i)
+			}
+		}
+		ops := make([]backend.Op, 0, 6)
+		for i := range keys {
+			for j := range 3 {
+				ops = append(ops, backend.IncrOp(keys[i][2*j], 1, time.Hour))
+			}
+			if err := store.Do(ctx, ops, make([]backend.Result, 3)); err != nil {
+				b.Fatal(err)
+			}
+			ops = ops[:0]
+		}
+		var gid atomic.Int64
+		b.ReportAllocs()
+		b.ResetTimer()
+		b.RunParallel(func(pb *testing.PB) {
+			i := int(gid.Add(1)*7919) % benchSubjects
+			ops := make([]backend.Op, 6)
+			res := make([]backend.Result, 6)
+			for pb.Next() {
+				k := &keys[i]
+				for j := range 3 {
+					ops[2*j] = backend.IncrOp(k[2*j], 1, time.Hour)
+					ops[2*j+1] = backend.ExistsOp(k[2*j+1])
+				}
+				if err := store.Do(ctx, ops, res); err != nil {
+					b.Error(err)
+					return
+				}
+				i = (i + 104729) % benchSubjects
+			}
+		})
+	})
+}

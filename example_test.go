@@ -1,0 +1,115 @@
+package lockout_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"time"
+
+	"github.com/go-lockout/lockout"
+	"github.com/go-lockout/lockout/backend/memory"
+)
+
+// checkPassword stands for the application's own password check.
+func checkPassword(username, password string) bool {
+	return username == "alice" && password == "correct horse battery staple"
+}
+
+// The quick start of the README: three rules on the memory store, and a
+// guesser locked out after five wrong passwords.
+func Example() {
+	store, err := memory.New(nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer store.Close()
+
+	policy, err := lockout.New(store, lockout.Config{
+		Rules: []lockout.Rule{
+			lockout.ByUsername(5),      // 5 failures per username
+			lockout.ByIP(20),           // 20 per client IP (IPv6: per /64)
+			lockout.ByUsernameAndIP(5), // 5 per username from one IP
+		},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+
+	ctx := context.Background()
+	login := func(username, password, ip string) error {
+		subject := lockout.Subject{Username: username, IP: ip}
+		ok, err := policy.Check(ctx, subject, func(context.Context) (bool, error) {
+			return checkPassword(username, password), nil // runs only when admitted
+		})
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return errors.New("wrong username or password")
+		}
+		return nil
+	}
+
+	for i := 1; i <= 6; i++ {
+		err := login("alice", "guess", "203.0.113.7")
+		var refused *lockout.RefusedError
+		if errors.As(err, &refused) {
+			fmt.Printf("attempt %d: %s, retry after %v\n", i, refused.Reason, refused.RetryAfter.Round(time.Second))
+			continue
+		}
+		fmt.Printf("attempt %d: %v\n", i, err)
+	}
+	// Output:
+	// attempt 1: wrong username or password
+	// attempt 2: wrong username or password
+	// attempt 3: wrong username or password
+	// attempt 4: wrong username or password
+	// attempt 5: wrong username or password
+	// attempt 6: locked, retry after 1m0s
+}
+
+// Allow and the Attempt it returns split a decision around the caller's own
+// verification.
+func ExamplePolicy_Allow() {
+	store, _ := memory.New(nil)
+	defer store.Close()
+	policy, _ := lockout.New(store, lockout.Config{Rules: []lockout.Rule{lockout.ByUsername(3)}})
+	ctx := context.Background()
+
+	attempt, err := policy.Allow(ctx, lockout.Subject{Username: "Alice", IP: "2001:db8::1"})
+	if err != nil {
+		fmt.Println("refused:", err) // do not verify the password
+		return
+	}
+	if checkPassword("alice", "correct horse battery staple") {
+		attempt.Success(ctx) // resets alice's counter
+	} else {
+		attempt.Failure(ctx)
+	}
+	st, _ := policy.Status(ctx, lockout.Subject{Username: "ALICE"})
+	fmt.Println(st[0])
+	// Output:
+	// username u=alice: 0/3 attempts, 0 lockouts
+}
+
+// Escalating lockouts as django-defender configures them with
+// DEFENDER_LOCKOUT_COOLOFF_TIME = [60, 120, 300, 600, 0]... except that
+// "forever" must be named.
+func ExampleList() {
+	s := lockout.List(time.Minute, 2*time.Minute, 5*time.Minute, 10*time.Minute, lockout.Forever)
+	for n := 1; n <= 6; n++ {
+		if d := s.Lockout(n); d == lockout.Forever {
+			fmt.Printf("lockout %d: until unlocked\n", n)
+		} else {
+			fmt.Printf("lockout %d: %v\n", n, d)
+		}
+	}
+	// Output:
+	// lockout 1: 1m0s
+	// lockout 2: 2m0s
+	// lockout 3: 5m0s
+	// lockout 4: 10m0s
+	// lockout 5: until unlocked
+	// lockout 6: until unlocked
+}

@@ -1,0 +1,265 @@
+package lockouthttp
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/netip"
+	"sync/atomic"
+
+	"github.com/go-lockout/lockout"
+)
+
+// Config configures a Middleware. Every field is optional.
+type Config struct {
+	// ClientIP returns the client's address. Default PeerIP: the request's
+	// direct peer. Behind reverse proxies, use an IPResolver's ClientIP
+	// method; with PeerIP behind a proxy, every client shares the proxy's
+	// counters. An error is handled like a UsernameFunc's (PeerIP's and
+	// IPResolver's wrap lockout.ErrInvalidSubject: 400); a zero address
+	// with a nil error means none, and rules keyed by the IP do not apply.
+	ClientIP func(*http.Request) (netip.Addr, error)
+
+	// Username returns the username the request claims: BasicAuth,
+	// FormField, JSONField or a function of your own. Default: none, so
+	// only rules without the username apply.
+	Username UsernameFunc
+
+	// Subject, when set, completes the subject after the IP, username and
+	// user agent (the User-Agent header) are filled in, e.g. with custom
+	// fields for rules keyed by them. An error is handled like a
+	// UsernameFunc's.
+	Subject func(r *http.Request, s *lockout.Subject) error
+
+	// Succeeded decides from the handler's response whether the login
+	// succeeded; it is called only when the handler wrote a response.
+	// Default: status < 400. A login page that answers a wrong password
+	// with 200 needs its own function, or SetOutcome, or every failure
+	// counts as a success.
+	Succeeded func(r *http.Request, status int, header http.Header) bool
+
+	// Refused answers a refused attempt. Default DefaultRefused.
+	Refused func(w http.ResponseWriter, r *http.Request, err *lockout.RefusedError)
+
+	// Conceal, when set, answers every refused attempt (locked,
+	// capacity, denylisted, unavailable) in place of Refused, with the
+	// response of a wrong password, so that a client cannot tell a locked
+	// account from a wrong password: typically a handler writing the same
+	// 401 and body as the login handler's failure. No Retry-After is sent.
+	// A refusal is answered faster than a password is checked; add the
+	// same delay (or a dummy hash) to Conceal if timing matters to you.
+	Conceal http.Handler
+
+	// Error answers a request that cannot be checked: a client address or
+	// username that cannot be keyed, or an error from Username or Subject.
+	// Default DefaultError.
+	Error func(w http.ResponseWriter, r *http.Request, err error)
+}
+
+// A Middleware guards a login handler with a lockout.Policy. Make one with
+// NewMiddleware; it is safe for concurrent use.
+//
+// For every request, Wrap's handler builds a lockout.Subject (Config's
+// ClientIP, Username and Subject), asks the policy (Policy.Allow), and on
+// admission runs the login handler and reports its outcome:
+//
+//   - an outcome the handler set with SetOutcome;
+//   - otherwise, when the handler wrote a response (WriteHeader, Write or
+//     Flush), Config.Succeeded's verdict on its status, by default a
+//     success iff the status is below 400;
+//   - otherwise a failure: a handler that panicked (the panic goes on), or
+//     that wrote nothing, or that hijacked the connection, counts as a
+//     failed login. Write the status of a successful login explicitly.
+//
+// A refused attempt never reaches the handler: Config.Conceal or
+// Config.Refused answers it (by default 429 with Retry-After; see
+// DefaultRefused). A request whose subject cannot be keyed (an invalid
+// address, a username the policy's canonicaliser rejects, a malformed JSON
+// body) is answered by Config.Error, by default 400, without the handler.
+//
+// When the policy fails open on a backend error, the handler runs and
+// nothing is counted.
+//
+// Guard only the handler that verifies passwords: every request it sees
+// counts as an attempt. With Go 1.22 patterns, register the login page and
+// the login action apart ("GET /login", "POST /login").
+type Middleware struct {
+	p   *lockout.Policy
+	cfg Config
+}
+
+// NewMiddleware returns a middleware asking p. It panics if p is nil.
+func NewMiddleware(p *lockout.Policy, cfg Config) *Middleware {
+	if p == nil {
+		panic("lockouthttp: NewMiddleware with a nil policy")
+	}
+	if cfg.ClientIP == nil {
+		cfg.ClientIP = PeerIP
+	}
+	if cfg.Refused == nil {
+		cfg.Refused = DefaultRefused
+	}
+	if cfg.Error == nil {
+		cfg.Error = DefaultError
+	}
+	return &Middleware{p: p, cfg: cfg}
+}
+
+// Subject returns the subject the middleware checks for r. It may read
+// (and put back) r's body.
+func (m *Middleware) Subject(r *http.Request) (lockout.Subject, error) {
+	ip, err := m.cfg.ClientIP(r)
+	if err != nil {
+		return lockout.Subject{}, err
+	}
+	s := lockout.Subject{UserAgent: r.UserAgent()}
+	if ip.IsValid() {
+		s.IP = ip.String()
+	}
+	if m.cfg.Username != nil {
+		if s.Username, err = m.cfg.Username(r); err != nil {
+			return lockout.Subject{}, err
+		}
+	}
+	if m.cfg.Subject != nil {
+		if err := m.cfg.Subject(r, &s); err != nil {
+			return lockout.Subject{}, err
+		}
+	}
+	return s, nil
+}
+
+// Wrap returns a handler that guards next, the login handler. Its signature
+// fits routers' middleware chains.
+func (m *Middleware) Wrap(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s, err := m.Subject(r)
+		if err != nil {
+			m.cfg.Error(w, r, err)
+			return
+		}
+		ctx := r.Context()
+		a, err := m.p.Allow(ctx, s)
+		if err != nil {
+			var re *lockout.RefusedError
+			switch {
+			case !errors.As(err, &re):
+				m.cfg.Error(w, r, err)
+			case m.cfg.Conceal != nil:
+				m.cfg.Conceal.ServeHTTP(w, r)
+			default:
+				m.cfg.Refused(w, r, re)
+			}
+			return
+		}
+		st := &requestState{subject: s}
+		r = r.WithContext(context.WithValue(ctx, stateKey{}, st))
+		sw := &statusWriter{ResponseWriter: w}
+		reported := false
+		defer func() {
+			if !reported { // the handler panicked
+				a.Failure(ctx)
+			}
+		}()
+		next.ServeHTTP(sw, r)
+		reported = true
+		if m.succeeded(r, sw, st) {
+			a.Success(ctx)
+		} else {
+			a.Failure(ctx)
+		}
+	})
+}
+
+func (m *Middleware) succeeded(r *http.Request, sw *statusWriter, st *requestState) bool {
+	switch st.outcome.Load() {
+	case outcomeSuccess:
+		return true
+	case outcomeFailure:
+		return false
+	}
+	if sw.status == 0 {
+		return false
+	}
+	if m.cfg.Succeeded != nil {
+		return m.cfg.Succeeded(r, sw.status, sw.Header())
+	}
+	return sw.status < 400
+}
+
+const (
+	outcomeSuccess = 1 + iota
+	outcomeFailure
+)
+
+type stateKey struct{}
+
+// requestState is what the middleware keeps in an admitted request's
+// context.
+type requestState struct {
+	subject lockout.Subject
+	outcome atomic.Int32
+}
+
+// SetOutcome tells the middleware guarding r whether the login succeeded,
+// overriding what the response's status says. Call it from the login
+// handler, with the request it was given. It does nothing outside a
+// Middleware; the last call wins.
+func SetOutcome(r *http.Request, success bool) {
+	st, ok := r.Context().Value(stateKey{}).(*requestState)
+	if !ok {
+		return
+	}
+	if success {
+		st.outcome.Store(outcomeSuccess)
+	} else {
+		st.outcome.Store(outcomeFailure)
+	}
+}
+
+// SubjectFromContext returns the subject the middleware admitted, from the
+// context of the request it passed to the login handler. The handler should
+// verify the password of exactly this Username.
+func SubjectFromContext(ctx context.Context) (lockout.Subject, bool) {
+	st, ok := ctx.Value(stateKey{}).(*requestState)
+	if !ok {
+		return lockout.Subject{}, false
+	}
+	return st.subject, true
+}
+
+// statusWriter records the status of the response. It implements Flush and
+// Unwrap, so http.NewResponseController reaches the writer underneath for
+// everything else.
+type statusWriter struct {
+	http.ResponseWriter
+	status int // the final status written; 0 if none yet
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 && code >= 200 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Flush implements http.Flusher.
+func (w *statusWriter) Flush() { _ = w.FlushError() }
+
+// FlushError flushes the response, as http.ResponseController.Flush does.
+func (w *statusWriter) FlushError() error {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return http.NewResponseController(w.ResponseWriter).Flush()
+}
+
+// Unwrap returns the writer underneath, for http.ResponseController.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

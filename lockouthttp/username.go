@@ -1,0 +1,168 @@
+package lockouthttp
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/go-lockout/lockout"
+)
+
+// A UsernameFunc returns the username a login request claims, or "" when it
+// claims none (username rules then do not apply to the attempt). An error
+// wrapping lockout.ErrInvalidSubject makes the middleware answer 400, one
+// wrapping ErrBodyTooLarge 413, any other 500; the handler does not run.
+//
+// The middleware counts attempts under the username this function returns,
+// so it must read the same value the login handler verifies: a handler that
+// reads another field (the query string where this reads the body, say)
+// lets a client be counted under one name while guessing the password of
+// another. SubjectFromContext hands the handler the exact username counted.
+type UsernameFunc func(r *http.Request) (string, error)
+
+// MaxBodyBytes bounds the request bodies FormField and JSONField read.
+// A larger body is refused with ErrBodyTooLarge (the middleware answers 413)
+// before the handler runs.
+const MaxBodyBytes = 1 << 20
+
+// ErrBodyTooLarge is returned by FormField and JSONField for a body over
+// MaxBodyBytes.
+var ErrBodyTooLarge = errors.New("lockouthttp: request body too large")
+
+// BasicAuth is a UsernameFunc that returns the username of the request's
+// HTTP Basic credentials, or "" when it has none (or malformed ones).
+func BasicAuth(r *http.Request) (string, error) {
+	u, _, ok := r.BasicAuth()
+	if !ok {
+		return "", nil
+	}
+	return u, nil
+}
+
+// FormField returns a UsernameFunc that reads the form field name exactly
+// as r.FormValue(name) does (an urlencoded body first, then the query
+// string, then a multipart body) without consuming the body: it reads at
+// most MaxBodyBytes of it and puts the bytes back into r.Body for the
+// handler. If the form was parsed already (r.Form is set), it uses r.Form.
+func FormField(name string) UsernameFunc {
+	return func(r *http.Request) (string, error) {
+		if r.Form != nil {
+			return r.FormValue(name), nil
+		}
+		body, err := readBody(r)
+		if err != nil {
+			return "", err
+		}
+		// Parse a shallow copy, so that r itself stays unparsed with its body
+		// restored.
+		c := *r
+		c.Body = io.NopCloser(bytes.NewReader(body))
+		c.Form, c.PostForm, c.MultipartForm = nil, nil, nil
+		v := c.FormValue(name)
+		if c.MultipartForm != nil {
+			c.MultipartForm.RemoveAll()
+		}
+		return v, nil
+	}
+}
+
+// JSONField returns a UsernameFunc that reads the string field name of the
+// JSON object in the request body, without consuming the body: it reads at
+// most MaxBodyBytes of it and puts the bytes back into r.Body for the
+// handler. The Content-Type is not checked.
+//
+// A body that is not one JSON object, or whose field is neither a string
+// nor null, is an error wrapping lockout.ErrInvalidSubject (400), and so is
+// an object holding the field more than once, counting names that differ
+// only in case: encoding/json matches names case-insensitively and keeps the
+// last, other decoders keep the first or match exactly, and the handler
+// must not verify a name other than the one counted. An absent or null
+// field, or an empty body, is "".
+func JSONField(name string) UsernameFunc {
+	return func(r *http.Request) (string, error) {
+		body, err := readBody(r)
+		if err != nil {
+			return "", err
+		}
+		return jsonField(body, name)
+	}
+}
+
+func jsonField(body []byte, name string) (string, error) {
+	if len(bytes.TrimSpace(body)) == 0 {
+		return "", nil
+	}
+	bad := func(why string, err error) (string, error) {
+		if err != nil {
+			return "", fmt.Errorf("%w: JSON body: %s: %w", lockout.ErrInvalidSubject, why, err)
+		}
+		return "", fmt.Errorf("%w: JSON body: %s", lockout.ErrInvalidSubject, why)
+	}
+	if !json.Valid(body) {
+		return bad("not valid JSON", nil)
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return bad("not an object", err)
+	}
+	var val string
+	var found bool
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return bad("reading a name", err)
+		}
+		key, _ := t.(string)
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return bad("reading a value", err)
+		}
+		if !strings.EqualFold(key, name) {
+			continue
+		}
+		if found {
+			return bad(fmt.Sprintf("field %q named more than once", name), nil)
+		}
+		found = true
+		var p *string
+		if err := json.Unmarshal(raw, &p); err != nil {
+			return bad(fmt.Sprintf("field %q is not a string", name), nil)
+		}
+		if p != nil {
+			val = *p
+		}
+	}
+	return val, nil
+}
+
+// restoredBody is a request body read ahead and put back.
+type restoredBody struct {
+	io.Reader
+	io.Closer
+}
+
+// readBody reads at most MaxBodyBytes of r's body and puts back what it
+// read, so that the handler reads the whole body as sent.
+func readBody(r *http.Request) ([]byte, error) {
+	if r.Body == nil || r.Body == http.NoBody {
+		return nil, nil
+	}
+	if r.ContentLength > MaxBodyBytes {
+		return nil, ErrBodyTooLarge
+	}
+	orig := r.Body
+	body, err := io.ReadAll(io.LimitReader(orig, MaxBodyBytes+1))
+	// Put back what was read, followed by whatever was not.
+	r.Body = restoredBody{io.MultiReader(bytes.NewReader(body), orig), orig}
+	if err != nil {
+		return nil, fmt.Errorf("%w: reading the body: %w", lockout.ErrInvalidSubject, err)
+	}
+	if len(body) > MaxBodyBytes {
+		return nil, ErrBodyTooLarge
+	}
+	return body, nil
+}

@@ -1,0 +1,211 @@
+package lockouthttp
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"mime/multipart"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/go-lockout/lockout"
+)
+
+func TestJSONField(t *testing.T) {
+	tests := []struct {
+		body string
+		want string
+		ok   bool
+	}{
+		{`{"username":"alice","password":"x"}`, "alice", true},
+		{` {"password":"x", "username" : "alice"} `, "alice", true},
+		{`{"Username":"alice"}`, "alice", true},
+		{`{"password":"x"}`, "", true},
+		{`{"username":null}`, "", true},
+		{``, "", true},
+		{`   `, "", true},
+		{`{"nested":{"username":"bob"},"username":"alice"}`, "alice", true},
+		{`{"nested":{"username":"bob"}}`, "", true},
+		{`{"username":"alice","username":"bob"}`, "", false},
+		{`{"username":"alice","USERNAME":"bob"}`, "", false},
+		{`{"username":"alice","uſername":"bob"}`, "", false}, // ſ folds to s, as encoding/json matches it
+		{`{"username":42}`, "", false},
+		{`{"username":["a"]}`, "", false},
+		{`["username","alice"]`, "", false},
+		{`"alice"`, "", false},
+		{`null`, "", false},
+		{`{"username":"alice"} trailing`, "", false},
+		{`{"username":"alice"`, "", false},
+		{`username=alice`, "", false},
+	}
+	for _, tt := range tests {
+		r := httptest.NewRequest("POST", "/login", strings.NewReader(tt.body))
+		got, err := JSONField("username")(r)
+		if tt.ok && (err != nil || got != tt.want) {
+			t.Errorf("body %s: %q, %v; want %q", tt.body, got, err, tt.want)
+		}
+		if !tt.ok && !errors.Is(err, lockout.ErrInvalidSubject) {
+			t.Errorf("body %s: %q, %v; want an ErrInvalidSubject", tt.body, got, err)
+		}
+		if rest, _ := io.ReadAll(r.Body); string(rest) != tt.body {
+			t.Errorf("body %s: the handler reads %q", tt.body, rest)
+		}
+	}
+}
+
+type closeTracker struct {
+	io.Reader
+	closed bool
+}
+
+func (c *closeTracker) Close() error { c.closed = true; return nil }
+
+func TestBodyLimit(t *testing.T) {
+	big := `{"username":"alice","pad":"` + strings.Repeat("x", MaxBodyBytes) + `"}`
+	// Known length: refused before reading.
+	r := httptest.NewRequest("POST", "/login", strings.NewReader(big))
+	if _, err := JSONField("username")(r); !errors.Is(err, ErrBodyTooLarge) {
+		t.Fatalf("err = %v, want ErrBodyTooLarge", err)
+	}
+	// Unknown length: read up to the limit, and everything put back.
+	body := &closeTracker{Reader: strings.NewReader(big)}
+	r = httptest.NewRequest("POST", "/login", nil)
+	r.Body, r.ContentLength = body, -1
+	if _, err := FormField("username")(r); !errors.Is(err, ErrBodyTooLarge) {
+		t.Fatalf("err = %v, want ErrBodyTooLarge", err)
+	}
+	if rest, _ := io.ReadAll(r.Body); string(rest) != big {
+		t.Errorf("the body was not put back whole: %d bytes of %d", len(rest), len(big))
+	}
+	r.Body.Close()
+	if !body.closed {
+		t.Error("closing the restored body does not close the original")
+	}
+	// Exactly at the limit is fine.
+	exact := `{"username":"alice","pad":"` + strings.Repeat("x", MaxBodyBytes-len(`{"username":"alice","pad":""}`)) + `"}`
+	r = httptest.NewRequest("POST", "/login", strings.NewReader(exact))
+	if got, err := JSONField("username")(r); err != nil || got != "alice" {
+		t.Fatalf("a body of exactly MaxBodyBytes: %q, %v", got, err)
+	}
+}
+
+func TestFormField(t *testing.T) {
+	form := func(body, query string) *http.Request {
+		r := httptest.NewRequest("POST", "/login?"+query, strings.NewReader(body))
+		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		return r
+	}
+	var mp bytes.Buffer
+	mw := multipart.NewWriter(&mp)
+	mw.WriteField("username", "carol")
+	mw.WriteField("password", "x")
+	mw.Close()
+	multi := httptest.NewRequest("POST", "/login", bytes.NewReader(mp.Bytes()))
+	multi.Header.Set("Content-Type", mw.FormDataContentType())
+
+	tests := []struct {
+		name string
+		r    *http.Request
+		want string
+	}{
+		{"body", form("username=alice&password=x", ""), "alice"},
+		{"body before query", form("username=alice", "username=bob"), "alice"},
+		{"query when body lacks it", form("password=x", "username=bob"), "bob"},
+		{"first of two", form("username=alice&username=bob", ""), "alice"},
+		{"absent", form("password=x", ""), ""},
+		{"multipart", multi, "carol"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before, _ := io.ReadAll(tt.r.Body)
+			tt.r.Body = io.NopCloser(bytes.NewReader(before))
+			got, err := FormField("username")(tt.r)
+			if err != nil || got != tt.want {
+				t.Fatalf("FormField = %q, %v; want %q", got, err, tt.want)
+			}
+			if tt.r.Form != nil {
+				t.Error("FormField parsed the request's form")
+			}
+			// The handler sees the same value, and the same body.
+			if v := tt.r.FormValue("username"); v != got {
+				t.Errorf("the handler's FormValue = %q, want %q", v, got)
+			}
+			tt.r.Body = nil
+		})
+	}
+	// A form parsed already is used as is.
+	r := form("username=alice", "")
+	r.ParseForm()
+	if got, _ := FormField("username")(r); got != "alice" {
+		t.Errorf("parsed form: %q", got)
+	}
+}
+
+func TestFormFieldKeepsBody(t *testing.T) {
+	r := httptest.NewRequest("POST", "/login", strings.NewReader("username=alice&password=x"))
+	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if got, err := FormField("username")(r); err != nil || got != "alice" {
+		t.Fatalf("%q, %v", got, err)
+	}
+	if b, _ := io.ReadAll(r.Body); string(b) != "username=alice&password=x" {
+		t.Errorf("the handler reads %q", b)
+	}
+}
+
+func TestBasicAuth(t *testing.T) {
+	r := httptest.NewRequest("POST", "/login", nil)
+	if u, err := BasicAuth(r); u != "" || err != nil {
+		t.Errorf("no credentials: %q, %v", u, err)
+	}
+	r.SetBasicAuth("Alice", "pw:with:colons")
+	if u, err := BasicAuth(r); u != "Alice" || err != nil {
+		t.Errorf("BasicAuth = %q, %v", u, err)
+	}
+	r.Header.Set("Authorization", "Basic !!!")
+	if u, err := BasicAuth(r); u != "" || err != nil {
+		t.Errorf("malformed credentials: %q, %v", u, err)
+	}
+}
+
+// FuzzJSONField checks that JSONField never panics, always puts the body
+// back, and never extracts a username other than the one encoding/json
+// gives a handler decoding the body into a struct.
+func FuzzJSONField(f *testing.F) {
+	for _, s := range []string{
+		`{"username":"alice","password":"x"}`, `{"username":"a","USERNAME":"b"}`, `{"username":1}`,
+		`{"a":{"username":"b"}}`, `[]`, ``, `{"username":"\u00e9\ud800"}`, `{"uſername":"x"}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		r := httptest.NewRequest("POST", "/login", bytes.NewReader(body))
+		got, err := JSONField("username")(r)
+		if rest, _ := io.ReadAll(r.Body); !bytes.Equal(rest, body) {
+			t.Fatalf("body %q put back as %q", body, rest)
+		}
+		if err != nil {
+			if !errors.Is(err, lockout.ErrInvalidSubject) {
+				t.Fatalf("error %v does not wrap ErrInvalidSubject", err)
+			}
+			return
+		}
+		var v struct {
+			Username string `json:"username"`
+		}
+		if len(bytes.TrimSpace(body)) == 0 {
+			if got != "" {
+				t.Fatalf("empty body: %q", got)
+			}
+			return
+		}
+		if err := json.Unmarshal(body, &v); err != nil {
+			t.Fatalf("JSONField accepted %q (%q), encoding/json does not: %v", body, got, err)
+		}
+		if v.Username != got {
+			t.Fatalf("body %q: JSONField %q, encoding/json %q", body, got, v.Username)
+		}
+	})
+}
