@@ -177,9 +177,9 @@ type SubjectField struct {
 	Value string // unescaped, or "~" and a hash for a long value
 }
 
-// String formats the subject as its rule key, e.g. "u=alice,ip=192.0.2.1",
-// without escaping.
-func (k KeyInfo) String() string {
+// SubjectString formats the subject, e.g. "u=alice,ip=192.0.2.1", without
+// escaping.
+func (k KeyInfo) SubjectString() string {
 	var b strings.Builder
 	for i, f := range k.Subject {
 		if i > 0 {
@@ -189,8 +189,12 @@ func (k KeyInfo) String() string {
 		b.WriteByte('=')
 		b.WriteString(f.Value)
 	}
-	return k.Rule + ":" + b.String()
+	return b.String()
 }
+
+// String formats the rule and the subject, e.g.
+// "username+ip:u=alice,ip=192.0.2.1".
+func (k KeyInfo) String() string { return k.Rule + ":" + k.SubjectString() }
 
 var errBadKey = errors.New("lockout: not a key of this policy")
 

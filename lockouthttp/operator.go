@@ -303,16 +303,7 @@ func (o *Operator) locks(ctx context.Context, limit int) (LockList, error) {
 			list.Truncated = true
 			break
 		}
-		var b strings.Builder
-		for i, f := range lk.Subject {
-			if i > 0 {
-				b.WriteByte(',')
-			}
-			b.WriteString(f.Tag)
-			b.WriteByte('=')
-			b.WriteString(f.Value)
-		}
-		list.Locks = append(list.Locks, LockState{Key: lk.Key, Rule: lk.Rule, Subject: b.String(), Remaining: seconds(lk.Remaining)})
+		list.Locks = append(list.Locks, LockState{Key: lk.Key, Rule: lk.Rule, Subject: lk.SubjectString(), Remaining: seconds(lk.Remaining)})
 	}
 	return list, nil
 }
