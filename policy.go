@@ -245,8 +245,10 @@ func (a *Attempt) Allowlisted() bool { return a.allowlisted }
 // Allow asks whether a login attempt by s may go ahead, reserving one attempt
 // on every applicable rule key. On success the caller verifies the password
 // and reports the outcome on the returned Attempt. Otherwise the error is a
-// *RefusedError (errors.Is(err, ErrRefused)), or wraps ErrInvalidSubject; in
-// both cases the password must not be verified.
+// *RefusedError (errors.Is(err, ErrRefused)), wraps ErrInvalidSubject, or,
+// when ctx ends first, wraps ctx's error; in every case the password must
+// not be verified. A ctx that ends is the caller giving up, not a store
+// failure: it is neither admitted by fail-open nor reported to the hooks.
 func (p *Policy) Allow(ctx context.Context, s Subject) (*Attempt, error) {
 	c, err := p.canonicalize(s)
 	if err != nil {
@@ -271,6 +273,9 @@ func (p *Policy) Allow(ctx context.Context, s Subject) (*Attempt, error) {
 		ops[2*i+1] = backend.ExistsOp(a.key(h.lock))
 	}
 	if err := p.do(ctx, ops, res); err != nil {
+		if ctx.Err() != nil {
+			return nil, err // the caller gave up: neither admitted nor refused
+		}
 		if p.failClosed {
 			return nil, p.refuse(ctx, &RefusedError{Reason: ReasonUnavailable, Err: err})
 		}
@@ -509,6 +514,10 @@ func (p *Policy) do(ctx context.Context, ops []backend.Op, res []backend.Result)
 	err := p.store.Do(tctx, ops, res)
 	cancel()
 	if err != nil {
+		if cerr := ctx.Err(); cerr != nil {
+			// The caller gave up: not the store's fault.
+			return fmt.Errorf("lockout: %w", context.Cause(ctx))
+		}
 		err = fmt.Errorf("lockout: backend: %w", err)
 		p.backendError(ctx, err)
 	}

@@ -658,3 +658,30 @@ func TestLogging(t *testing.T) {
 		}
 	})
 }
+
+func TestCallerCancels(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var hooked int
+		p, err := lockout.New(brokenStore{hang: true}, lockout.Config{
+			Rules:  []lockout.Rule{lockout.ByUsername(3)},
+			Logger: discard,
+			Hooks:  lockout.Hooks{BackendError: func(context.Context, error) { hooked++ }},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(bg)
+		cancel()
+		if a, err := p.Allow(ctx, alice); a != nil || !errors.Is(err, context.Canceled) || errors.Is(err, lockout.ErrRefused) {
+			t.Errorf("Allow with a cancelled context = %v, %v; want nil and context.Canceled", a, err)
+		}
+		ctx, cancel = context.WithTimeout(bg, 10*time.Millisecond) // shorter than the policy's timeout
+		defer cancel()
+		if a, err := p.Allow(ctx, alice); a != nil || !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("Allow past the caller's deadline = %v, %v", a, err)
+		}
+		if hooked != 0 {
+			t.Errorf("BackendError hook called %d times for the caller's own cancellations", hooked)
+		}
+	})
+}
