@@ -1,0 +1,514 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"io"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-lockout/lockout/internal/testserver"
+	"github.com/go-lockout/lockout/lockouthttp"
+)
+
+// server is the example server, running in-process on a free port.
+type server struct {
+	t             *testing.T
+	base          string
+	out           *syncBuffer
+	adminPassword string
+	client        *http.Client
+	stop          func()
+}
+
+// start runs the server with args (after -addr 127.0.0.1:0 and a cheap
+// password hash) until the test ends or stop is called.
+func start(t *testing.T, args ...string) *server {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	out := new(syncBuffer)
+	addrs := make(chan string, 1)
+	done := make(chan error, 1)
+	args = append([]string{"-addr", "127.0.0.1:0", "-hash-iterations", "1000"}, args...)
+	go func() { done <- run(ctx, args, out, func(addr string) { addrs <- addr }) }()
+
+	s := &server{t: t, out: out, client: &http.Client{Timeout: 10 * time.Second}}
+	var once sync.Once
+	s.stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("run: %v\n%s", err, out)
+			}
+		})
+	}
+	select {
+	case addr := <-addrs:
+		s.base = "http://" + addr
+	case err := <-done:
+		cancel()
+		t.Fatalf("run returned before serving: %v\n%s", err, out)
+	case <-time.After(30 * time.Second):
+		cancel()
+		t.Fatalf("server not ready after 30 s\n%s", out)
+	}
+	t.Cleanup(s.stop)
+
+	m := regexp.MustCompile(`\(user admin, password (\S+)\)`).FindStringSubmatch(out.String())
+	if m == nil {
+		t.Fatalf("no operator password in the banner:\n%s", out)
+	}
+	s.adminPassword = m[1]
+	return s
+}
+
+// response is a response, read whole.
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+// json decodes the body into a map.
+func (r response) json(t *testing.T) map[string]any {
+	t.Helper()
+	var v map[string]any
+	if err := json.Unmarshal(r.body, &v); err != nil {
+		t.Fatalf("body %q: %v", r.body, err)
+	}
+	return v
+}
+
+func (s *server) do(req *http.Request) response {
+	s.t.Helper()
+	resp, err := s.client.Do(req)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return response{resp.StatusCode, resp.Header, body}
+}
+
+func (s *server) request(method, path, contentType, body string, header ...string) response {
+	s.t.Helper()
+	req, err := http.NewRequest(method, s.base+path, strings.NewReader(body))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	return s.do(req)
+}
+
+// loginForm posts the login form, as curl -d does.
+func (s *server) loginForm(username, password string, header ...string) response {
+	s.t.Helper()
+	form := url.Values{"username": {username}, "password": {password}}.Encode()
+	return s.request("POST", "/login", "application/x-www-form-urlencoded", form, header...)
+}
+
+// loginJSON posts a JSON login.
+func (s *server) loginJSON(username, password string) response {
+	s.t.Helper()
+	body, _ := json.Marshal(map[string]string{"username": username, "password": password})
+	return s.request("POST", "/login", "application/json", string(body))
+}
+
+// admin calls the operator API with the operator's password. A POST sends
+// its JSON body with the Origin a browser on the operator page would send.
+func (s *server) admin(method, path string, body any) response {
+	s.t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, s.base+"/admin/"+path, rd)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	req.SetBasicAuth("admin", s.adminPassword)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Origin", s.base)
+	}
+	return s.do(req)
+}
+
+// status returns the operator's view of a subject's rules, by rule name.
+func (s *server) status(username, ip string) map[string]lockouthttp.RuleState {
+	s.t.Helper()
+	r := s.admin("GET", "api/status?"+url.Values{"username": {username}, "ip": {ip}}.Encode(), nil)
+	if r.status != http.StatusOK {
+		s.t.Fatalf("status: %d %s", r.status, r.body)
+	}
+	var st lockouthttp.SubjectStatus
+	if err := json.Unmarshal(r.body, &st); err != nil {
+		s.t.Fatal(err)
+	}
+	rules := make(map[string]lockouthttp.RuleState)
+	for _, rs := range st.Rules {
+		rules[rs.Rule] = rs
+	}
+	return rules
+}
+
+// wantStatus checks r's status.
+func wantStatus(t *testing.T, what string, r response, status int) {
+	t.Helper()
+	if r.status != status {
+		t.Fatalf("%s: status %d, want %d; body %s", what, r.status, status, r.body)
+	}
+}
+
+// retryAfter returns the Retry-After seconds of a 429.
+func retryAfter(t *testing.T, what string, r response) int {
+	t.Helper()
+	wantStatus(t, what, r, http.StatusTooManyRequests)
+	n, err := strconv.Atoi(r.header.Get("Retry-After"))
+	if err != nil || n < 1 {
+		t.Fatalf("%s: Retry-After %q, want whole seconds >= 1", what, r.header.Get("Retry-After"))
+	}
+	return n
+}
+
+// lockAlice fails alice's password limit times, and checks that the next
+// attempt, even with the right password, is refused with 429.
+func (s *server) lockAlice(limit int) (retryAfterSeconds int) {
+	s.t.Helper()
+	for i := range limit {
+		wantStatus(s.t, "failure "+strconv.Itoa(i+1), s.loginForm("alice", "guess"), http.StatusUnauthorized)
+	}
+	r := s.loginForm("alice", "wonderland")
+	n := retryAfter(s.t, "locked", r)
+	if v := r.json(s.t); v["reason"] != "locked" || v["retry_after"] != float64(n) {
+		s.t.Fatalf("refusal body %s, want reason locked and retry_after %d", r.body, n)
+	}
+	return n
+}
+
+// TestLockoutCycle drives a real client through the README's story on the
+// default store (bbolt): failures, a lockout, waiting it out, a repeat
+// offence that locks for longer, and an operator lifting the lock.
+func TestLockoutCycle(t *testing.T) {
+	s := start(t, "-schedule", "1s,2s,forever", "-limit", "3")
+	if !strings.Contains(s.out.String(), "store:       bolt file ") {
+		t.Fatalf("default store is not bolt:\n%s", s.out)
+	}
+
+	first := s.lockAlice(3)
+	// Another user from the same address is not locked out.
+	wantStatus(t, "bob", s.loginJSON("bob", "builder"), http.StatusOK)
+
+	time.Sleep(time.Duration(first) * time.Second)
+	wantStatus(t, "after Retry-After", s.loginForm("alice", "wonderland"), http.StatusOK)
+
+	second := s.lockAlice(3)
+	if second <= first {
+		t.Fatalf("repeat offence: Retry-After %d, want more than the first lockout's %d", second, first)
+	}
+
+	st := s.status("alice", "127.0.0.1")
+	for _, rule := range []string{"username", "username+ip"} {
+		if rs := st[rule]; !rs.Locked || rs.Lockouts != 2 || rs.LockRemaining < 1 {
+			t.Fatalf("status of rule %s: %+v, want locked after 2 lockouts", rule, rs)
+		}
+	}
+	if rs := st["ip"]; rs.Locked || rs.Attempts != 6 {
+		t.Fatalf("status of rule ip: %+v, want 6 attempts, not locked", rs)
+	}
+	r := s.admin("GET", "api/locks", nil)
+	wantStatus(t, "locks", r, http.StatusOK)
+	if !strings.Contains(string(r.body), `"subject":"u=alice"`) {
+		t.Fatalf("locks: %s, want u=alice listed", r.body)
+	}
+
+	// A cross-origin POST (CSRF) is refused even with the password.
+	r = s.request("POST", "/admin/api/unlock", "application/x-www-form-urlencoded", "username=alice&ip=127.0.0.1",
+		"Authorization", basicAuth("admin", s.adminPassword), "Origin", "https://evil.example")
+	wantStatus(t, "cross-origin unlock", r, http.StatusForbidden)
+	retryAfter(t, "still locked", s.loginForm("alice", "wonderland"))
+
+	r = s.admin("POST", "api/unlock", map[string]string{"username": "alice", "ip": "127.0.0.1"})
+	wantStatus(t, "unlock", r, http.StatusOK)
+	if st := s.status("alice", "127.0.0.1"); st["username"].Locked || st["username+ip"].Locked {
+		t.Fatalf("status after unlock: %+v", st)
+	}
+	wantStatus(t, "after unlock", s.loginForm("alice", "wonderland"), http.StatusOK)
+}
+
+func basicAuth(user, password string) string {
+	r, _ := http.NewRequest("GET", "/", nil)
+	r.SetBasicAuth(user, password)
+	return r.Header.Get("Authorization")
+}
+
+// TestLogin checks the login endpoint's answers, JSON and HTML.
+func TestLogin(t *testing.T) {
+	s := start(t, "-store", "memory")
+	tests := []struct {
+		name     string
+		send     func() response
+		status   int
+		wantBody string
+	}{
+		{"json right", func() response { return s.loginJSON("alice", "wonderland") }, 200, `{"ok":true,"username":"alice","message":"Welcome, alice."}`},
+		{"json wrong", func() response { return s.loginJSON("bob", "bricks") }, 401, `"error":"invalid_credentials"`},
+		{"form right", func() response { return s.loginForm("bob", "builder") }, 200, `"ok":true`},
+		{"form wrong", func() response { return s.loginForm("alice", "looking-glass") }, 401, `"error":"invalid_credentials"`},
+		{"form from a browser", func() response { return s.loginForm("alice", "wonderland", "Accept", "text/html") }, 200, "Welcome, alice."},
+		{"wrong from a browser", func() response { return s.loginForm("bob", "x", "Accept", "text/html") }, 401, "Wrong username or password."},
+		{"case and width variants", func() response { return s.loginJSON("ＡＬＩＣＥ", "wonderland") }, 200, `"ok":true`},
+		{"unknown user", func() response { return s.loginJSON("mallory", "wonderland") }, 401, `"error":"invalid_credentials"`},
+		{"no username", func() response { return s.loginJSON("", "wonderland") }, 401, `"error":"invalid_credentials"`},
+		{"malformed json", func() response { return s.request("POST", "/login", "application/json", `{"username":`) }, 400, `"error":"bad_request"`},
+		{"login page", func() response { return s.request("GET", "/", "", "") }, 200, `<form method="post" action="/login">`},
+		{"login is POST only", func() response { return s.request("GET", "/login", "", "") }, 405, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := tt.send()
+			wantStatus(t, tt.name, r, tt.status)
+			if !strings.Contains(string(r.body), tt.wantBody) {
+				t.Fatalf("body %s, want it to contain %s", r.body, tt.wantBody)
+			}
+		})
+	}
+}
+
+// TestOperatorAuth checks that the operator page and API want the printed
+// password.
+func TestOperatorAuth(t *testing.T) {
+	s := start(t, "-store", "memory")
+	for _, want := range []string{
+		"users:       alice / wonderland, bob / builder",
+		"curl -s -o /dev/null -D - -d username=alice -d password=$pw " + s.base + "/login",
+		"curl -s -u admin:" + s.adminPassword + " '" + s.base + "/admin/api/status?username=alice&ip=127.0.0.1'",
+	} {
+		if !strings.Contains(s.out.String(), want) {
+			t.Errorf("banner lacks %q:\n%s", want, s.out)
+		}
+	}
+	tests := []struct {
+		name   string
+		auth   []string
+		path   string
+		status int
+	}{
+		{"no credentials", nil, "/admin/api/status?username=alice", 401},
+		{"wrong password", []string{"Authorization", basicAuth("admin", "admin")}, "/admin/api/status?username=alice", 401},
+		{"wrong user", []string{"Authorization", basicAuth("root", s.adminPassword)}, "/admin/api/locks", 401},
+		{"no credentials, page", nil, "/admin/", 401},
+		{"right password", []string{"Authorization", basicAuth("admin", s.adminPassword)}, "/admin/api/status?username=alice", 200},
+		{"right password, page", []string{"Authorization", basicAuth("admin", s.adminPassword)}, "/admin/", 200},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := s.request("GET", tt.path, "", "", tt.auth...)
+			wantStatus(t, tt.name, r, tt.status)
+			if tt.status == 401 && !strings.HasPrefix(r.header.Get("WWW-Authenticate"), "Basic ") {
+				t.Fatalf("401 without a Basic challenge: %v", r.header)
+			}
+		})
+	}
+	r := s.request("POST", "/admin/api/unlock", "application/json", `{"username":"alice"}`)
+	wantStatus(t, "unlock without credentials", r, 401)
+
+	s2 := start(t, "-store", "memory", "-admin-password", "s3cret-test")
+	if s2.adminPassword != "s3cret-test" {
+		t.Fatalf("banner password %q, want the -admin-password", s2.adminPassword)
+	}
+	r = s2.request("GET", "/admin/api/locks", "", "", "Authorization", basicAuth("admin", "s3cret-test"))
+	wantStatus(t, "-admin-password", r, 200)
+}
+
+// TestStores runs a lockout on each store the -store flag names.
+func TestStores(t *testing.T) {
+	tests := []struct {
+		name      string
+		store     func(t *testing.T) []string
+		about     string
+		listLocks int // status of api/locks
+	}{
+		{"memory", func(*testing.T) []string { return []string{"-store", "memory"} }, "memory", 200},
+		{"bolt", func(t *testing.T) []string { return []string{"-store", "bolt", "-data", t.TempDir()} }, "bolt file ", 200},
+		{"redis", func(t *testing.T) []string {
+			return []string{"-store", "redis://" + testserver.Redis(t).Addr + "/2"}
+		}, "redis 127.0.0.1:", 200},
+		{"memcache", func(t *testing.T) []string {
+			a, b := testserver.Memcached(t), testserver.Memcached(t)
+			return []string{"-store", "memcache://" + a.Addr + "," + b.Addr}
+		}, "memcached 127.0.0.1:", 501},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := start(t, append(tt.store(t), "-schedule", "1m")...)
+			if !strings.Contains(s.out.String(), "store:       "+tt.about) {
+				t.Fatalf("banner does not name the store %q:\n%s", tt.about, s.out)
+			}
+			if n := s.lockAlice(3); n > 61 {
+				t.Fatalf("Retry-After %d, want at most 61", n)
+			}
+			if st := s.status("alice", "127.0.0.1"); !st["username"].Locked || st["username"].Lockouts != 1 {
+				t.Fatalf("status: %+v", st)
+			}
+			wantStatus(t, "locks", s.admin("GET", "api/locks", nil), tt.listLocks)
+			wantStatus(t, "unlock", s.admin("POST", "api/unlock", map[string]string{"username": "alice", "ip": "127.0.0.1"}), 200)
+			wantStatus(t, "after unlock", s.loginForm("alice", "wonderland"), 200)
+		})
+	}
+}
+
+// TestBoltKeepsLocks restarts the server on the same -data directory: the
+// lock is still there.
+func TestBoltKeepsLocks(t *testing.T) {
+	dir := t.TempDir()
+	s := start(t, "-data", dir, "-schedule", "1m")
+	s.lockAlice(3)
+	s.stop()
+
+	s = start(t, "-data", dir, "-schedule", "1m")
+	retryAfter(t, "after restart", s.loginForm("alice", "wonderland"))
+}
+
+// TestTrustedProxies checks that X-Forwarded-For is believed only from the
+// trusted proxies.
+func TestTrustedProxies(t *testing.T) {
+	tests := []struct {
+		name   string
+		args   []string
+		wantIP string
+	}{
+		{"peer is the client", nil, "127.0.0.1"},
+		{"behind a trusted proxy", []string{"-trusted-proxies", "127.0.0.0/8"}, "203.0.113.9"},
+		{"untrusted peer", []string{"-trusted-proxies", "10.0.0.0/8, 192.0.2.1"}, "127.0.0.1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := start(t, append(tt.args, "-store", "memory")...)
+			r := s.loginForm("alice", "guess", "X-Forwarded-For", "6.6.6.6, 203.0.113.9")
+			wantStatus(t, "login", r, 401)
+			if st := s.status("alice", tt.wantIP); st["username+ip"].Attempts != 1 {
+				t.Fatalf("attempt not counted under %s: %+v", tt.wantIP, st)
+			}
+		})
+	}
+}
+
+// TestFlags checks the command line errors, which come before listening.
+func TestFlags(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-store", "postgres://x"}, "want bolt, memory"},
+		{[]string{"-store", "memcache://"}, "-store memcache://"},
+		{[]string{"-store", "memcache://127.0.0.1"}, "missing port"},
+		{[]string{"-store", "redis://127.0.0.1:1"}, "redis 127.0.0.1:1"},
+		{[]string{"-schedule", "forever,1m"}, "forever may only be the last entry"},
+		{[]string{"-schedule", "0s"}, "want a positive one"},
+		{[]string{"-schedule", "soon"}, "-schedule"},
+		{[]string{"-limit", "0"}, "limit"},
+		{[]string{"-hash-iterations", "0"}, "-hash-iterations"},
+		{[]string{"-trusted-proxies", "0.0.0.0/0"}, "trusts every address"},
+		{[]string{"-trusted-proxies", "proxy.example"}, "-trusted-proxies"},
+		{[]string{"extra"}, "unexpected arguments"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			args := append([]string{"-addr", "127.0.0.1:0", "-store", "memory", "-hash-iterations", "1000"}, tt.args...)
+			err := run(context.Background(), args, io.Discard, func(string) { t.Error("server started") })
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("run: %v, want an error containing %q", err, tt.want)
+			}
+		})
+	}
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"-h"}, &out, nil); !errors.Is(err, flag.ErrHelp) || !strings.Contains(out.String(), "-schedule") {
+		t.Fatalf("-h: %v\n%s", err, &out)
+	}
+}
+
+// TestParseSchedule checks the -schedule syntax.
+func TestParseSchedule(t *testing.T) {
+	s, err := parseSchedule("10s, 30s,1m,forever")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for n, want := range []time.Duration{10 * time.Second, 30 * time.Second, time.Minute, -1, -1} {
+		if got := s.Lockout(n + 1); got != want {
+			t.Errorf("lockout %d: %v, want %v", n+1, got, want)
+		}
+	}
+	if got := describeSchedule("10s,30s,1m,forever"); got != "10s, 30s, 1m, then until unlocked" {
+		t.Errorf("describeSchedule: %q", got)
+	}
+	if got := describeSchedule("5s"); got != "5s each" {
+		t.Errorf("describeSchedule: %q", got)
+	}
+}
+
+// TestPasswords checks the hash format and the constant-time verify.
+func TestPasswords(t *testing.T) {
+	u, err := newUsers(1000, demoUsers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h := u.hashes["alice"]; !strings.HasPrefix(h, "pbkdf2-sha256$1000$") {
+		t.Fatalf("hash %q", h)
+	}
+	for _, tt := range []struct {
+		user, password string
+		want           bool
+	}{
+		{"alice", "wonderland", true},
+		{"Alice", "wonderland", true},
+		{"alice", "Wonderland", false},
+		{"bob", "wonderland", false},
+		{"carol", "wonderland", false},
+		{"", "", false},
+		{"a b", "wonderland", false},
+	} {
+		if got := u.verify(tt.user, tt.password); got != tt.want {
+			t.Errorf("verify(%q, %q) = %v", tt.user, tt.password, got)
+		}
+	}
+	if checkPassword("pbkdf2-sha256$x$y$z", "") || checkPassword("md5$1$a$b", "") {
+		t.Error("a malformed hash matched")
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the server's goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}

@@ -1,0 +1,82 @@
+package main
+
+import (
+	"encoding/json"
+	"html/template"
+	"net/http"
+
+	"github.com/go-lockout/lockout/lockouthttp"
+)
+
+// loginPage serves the login form.
+func loginPage(w http.ResponseWriter, r *http.Request) {
+	writePage(w, http.StatusOK, pageData{Users: demoUsers})
+}
+
+// reply answers a login request: HTML for a browser (an Accept header that
+// prefers text/html, as lockouthttp's refusals do), JSON otherwise. A
+// status below 400 is a welcome; code names the error of any other.
+func reply(w http.ResponseWriter, r *http.Request, status int, code, message, username string) {
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Add("Vary", "Accept")
+	if lockouthttp.PrefersHTML(r) {
+		d := pageData{Users: demoUsers, Message: message, Username: username}
+		d.Welcome = status < 400
+		writePage(w, status, d)
+		return
+	}
+	var body any
+	if status < 400 {
+		body = struct {
+			OK       bool   `json:"ok"`
+			Username string `json:"username"`
+			Message  string `json:"message"`
+		}{true, username, message}
+	} else {
+		body = struct {
+			Error   string `json:"error"`
+			Message string `json:"message"`
+		}{code, message}
+	}
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(body)
+}
+
+type pageData struct {
+	Users    []account
+	Username string
+	Message  string
+	Welcome  bool
+}
+
+func writePage(w http.ResponseWriter, status int, d pageData) {
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Frame-Options", "DENY")
+	w.WriteHeader(status)
+	_ = page.Execute(w, d)
+}
+
+var page = template.Must(template.New("login").Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>lockout example login</title>
+<style>
+body{font:16px/1.4 system-ui,sans-serif;margin:3em auto;max-width:28em;padding:0 1em;color:#222}
+label{display:block;margin:.6em 0}input{font:inherit;width:100%;box-sizing:border-box;padding:.3em}
+.msg{padding:.5em 1em;background:#fee}.ok{background:#efe}small{color:#666}
+</style></head>
+<body>
+<h1>Log in</h1>
+{{with .Message}}<p class="msg{{if $.Welcome}} ok{{end}}">{{.}}</p>{{end}}
+{{if .Welcome}}<p>A real application would start a session here. <a href="/">Log in again</a>.</p>{{else}}
+<form method="post" action="/login">
+<label>Username <input name="username" value="{{.Username}}" autocomplete="username" required></label>
+<label>Password <input name="password" type="password" autocomplete="current-password" required></label>
+<button>Log in</button>
+</form>{{end}}
+<p><small>Demo users: {{range $i, $u := .Users}}{{if $i}}, {{end}}{{$u.Name}} / {{$u.Password}}{{end}}.
+Enter a wrong password a few times to see the lockout; the operator page is at <a href="/admin/">/admin/</a>.</small></p>
+</body></html>
+`))
