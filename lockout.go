@@ -67,7 +67,10 @@
 // Outage. Every decision runs under Config.Timeout. When the backend fails
 // or times out, the policy admits the attempt (the default: fail open) or
 // refuses it with ErrUnavailable (Config.FailClosed), and reports the error
-// to Hooks.BackendError and the logger.
+// to Hooks.BackendError and the logger. Before it fails open, it reads the
+// lock markers alone, in one more call: a store that cannot take a
+// reservation (a full one) can often still be read, and a lock it holds is
+// still honoured.
 //
 // # Backend calls per decision
 //

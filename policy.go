@@ -272,12 +272,21 @@ func (p *Policy) Allow(ctx context.Context, s Subject) (*Attempt, error) {
 		ops[2*i] = backend.IncrOp(a.key(h.attempts), 1, h.r.Window)
 		ops[2*i+1] = backend.ExistsOp(a.key(h.lock))
 	}
-	if err := p.do(ctx, ops, res); err != nil {
+	// One deadline for the decision, fallback read included.
+	tctx, cancel := context.WithTimeout(ctx, p.timeout)
+	defer cancel()
+	if err := p.call(ctx, tctx, ops, res); err != nil {
 		if ctx.Err() != nil {
 			return nil, err // the caller gave up: neither admitted nor refused
 		}
 		if p.failClosed {
 			return nil, p.refuse(ctx, &RefusedError{Reason: ReasonUnavailable, Err: err})
+		}
+		// Failing open must not ignore a lock the store still holds: a
+		// full store, for one, refuses the reservation but can still be
+		// read. So read the lock markers alone before admitting.
+		if refusal := a.lockedDespite(tctx); refusal != nil {
+			return nil, p.refuse(ctx, refusal)
 		}
 		a.err = err
 		a.rules = nil // nothing was reserved that the outcome should touch
@@ -316,6 +325,37 @@ func (p *Policy) Allow(ctx context.Context, s Subject) (*Attempt, error) {
 	}
 	_ = p.do(context.WithoutCancel(ctx), ops, res) // reported by do; the refusal stands either way
 	return nil, p.refuse(ctx, refusal)
+}
+
+// lockedDespite reads the attempt's lock markers after its reservation
+// failed, within what is left of the decision's deadline (tctx), and
+// returns the refusal of the longest lock found, or nil when none is found
+// or the read fails too (the same outage, already reported).
+func (a *Attempt) lockedDespite(tctx context.Context) *RefusedError {
+	if tctx.Err() != nil {
+		return nil
+	}
+	ops, res := a.scratch(len(a.rules))
+	for i, h := range a.rules {
+		ops[i] = backend.ExistsOp(a.key(h.lock))
+	}
+	if a.p.store.Do(tctx, ops, res) != nil {
+		return nil
+	}
+	var refusal *RefusedError
+	for i, h := range a.rules {
+		if !res[i].Found {
+			continue
+		}
+		e := &RefusedError{Reason: ReasonLocked, Rule: h.r.Name, Key: a.key(h.subject), RetryAfter: res[i].TTL}
+		if res[i].TTL == backend.NoExpiry {
+			e.RetryAfter, e.Forever = 0, true
+		}
+		if refusal == nil || longer(e, refusal) {
+			refusal = e
+		}
+	}
+	return refusal
 }
 
 // longer reports whether a asks to wait longer than b.
@@ -511,8 +551,14 @@ func (p *Policy) Check(ctx context.Context, s Subject, verify func(context.Conte
 // error.
 func (p *Policy) do(ctx context.Context, ops []backend.Op, res []backend.Result) error {
 	tctx, cancel := context.WithTimeout(ctx, p.timeout)
+	defer cancel()
+	return p.call(ctx, tctx, ops, res)
+}
+
+// call runs one backend call under tctx, a deadline derived from ctx, and
+// reports its error.
+func (p *Policy) call(ctx, tctx context.Context, ops []backend.Op, res []backend.Result) error {
 	err := p.store.Do(tctx, ops, res)
-	cancel()
 	if err != nil {
 		if cerr := ctx.Err(); cerr != nil {
 			// The caller gave up: not the store's fault.

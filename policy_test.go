@@ -685,3 +685,42 @@ func TestCallerCancels(t *testing.T) {
 		}
 	})
 }
+
+// fullStore refuses every batch that would create or grow a counter, as a
+// full store does, and serves the rest.
+type fullStore struct{ backend.Backend }
+
+func (s fullStore) Do(ctx context.Context, ops []backend.Op, res []backend.Result) error {
+	for _, op := range ops {
+		if op.Kind == backend.Incr && op.Delta > 0 {
+			return backend.ErrFull
+		}
+	}
+	return s.Backend.Do(ctx, ops, res)
+}
+
+// TestFailOpenHonoursLocks: a store that can no longer take reservations
+// but can still be read keeps its locks in force under fail-open.
+func TestFailOpenHonoursLocks(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := newStore(t)
+		rules := []lockout.Rule{lockout.ByUsername(2), lockout.ByIP(100)}
+		p, err := lockout.New(store, lockout.Config{Rules: rules, Logger: discard})
+		if err != nil {
+			t.Fatal(err)
+		}
+		fail(t, p, alice, 2) // locks alice
+		pf, err := lockout.New(fullStore{store}, lockout.Config{Rules: rules, Logger: discard})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = pf.Allow(bg, alice)
+		if re := refusal(t, err); re.Reason != lockout.ReasonLocked || re.Rule != "username" || re.RetryAfter != time.Minute {
+			t.Errorf("locked alice on a full store: %+v, want refused as locked for 1m", re)
+		}
+		a, err := pf.Allow(bg, bob)
+		if err != nil || !errors.Is(a.Err(), backend.ErrFull) {
+			t.Errorf("bob on a full store: %v, %v; want admitted (fail open) with ErrFull", a, err)
+		}
+	})
+}

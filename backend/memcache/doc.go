@@ -65,33 +65,63 @@
 // and creates nothing. Values are stored padded with spaces to 20 bytes, the
 // width of any uint64, so that memcached increments them in place and needs
 // no memory for a counter that gains a digit: on a full server, existing
-// counters keep counting (unless a concurrent read holds the item at that
-// moment, when memcached needs a new one and refuses: an error, never a
-// lost count).
+// counters keep counting. When another request holds the item at that
+// moment (often the store's own read of a key's flags, still being sent),
+// memcached needs a new item instead, and a full server refuses without
+// applying anything; the store sends the incr again, up to four times over
+// some 15 ms, then reports an error wrapping backend.ErrFull. Never a lost
+// count, nor a doubled one.
 //
-// # Batches
+// # Batches and round trips
 //
-// gomemcache sends one request per round trip and has no pipelining, so Do
-// runs a batch's requests concurrently:
+// gomemcache sends one request per round trip, each on a connection of its
+// own, and cannot pipeline; memcached serves requests that arrive on
+// different connections in any order. So Do runs a batch's requests
+// concurrently and orders only what the backend contract orders: a read
+// (Exists, or an Incr with Delta zero) takes effect after the batch's
+// writes on keys with the same hash tag, so it is sent only once they have
+// been answered.
 //
-//  1. The writes (increments, Expire, Delete), one request each, all at
-//     once. Expire and Delete first read their keys (one multi-get per
-//     server, sent alongside the increments).
-//  2. Then the reads: one multi-get per server for every Exists and for the
-//     flags (hence the TTL) of the keys the increments hit.
+//  1. Every write starts at once: an increment or decrement is one request
+//     (an increment of a missing counter two: incr, then add); Expire and
+//     Delete wait for one multi-get of their keys per server, sent at the
+//     start, then send their cas or delete.
+//  2. The reads wait for the writes of their own hash tags (and no
+//     others), then go out together: one multi-get per server, which also
+//     reads the flags, hence the TTL, of those tags' increments.
+//  3. The increments of hash tags that have no reads are completed by one
+//     multi-get of their flags per server, sent as soon as each of them has
+//     had its first answer.
 //
-// An admission decision (increments and Exists) therefore costs two round
-// trips of wall time per server, whatever the number of rules. Every read
-// of a batch is applied after all of its writes, as a Redis pipeline would
-// apply a read after the writes before it: the lockout engine relies on
-// this, reading a lock marker after reserving an attempt. A batch with
-// several operations on one key runs them one after another, in batch
-// order.
+// Servers are asked concurrently, so the wall time of a call does not grow
+// with the number of servers nor of rules. The lockout engine's calls cost,
+// in round trips of wall time (TestRoundTrips measures them through a proxy
+// that delays every request):
+//
+//   - an admission (Allow: an increment and a lock-marker read per rule):
+//     two, the increments, then the read of the lock markers and of the
+//     counters' TTLs. The read cannot go with the increments: memcached
+//     could serve it first, and two concurrent attempts could then each
+//     miss the lock the other is taking, which the contract rules out. It
+//     is three when a counter is missing (a new subject, or one whose
+//     success deleted it): the incr finds it missing, add creates it, then
+//     the read;
+//   - a success, the give-back of a refused attempt, and each of the two
+//     calls of a failure that locks: two;
+//   - Status (reads only): one.
+//
+// An admission with three rules sends four requests to one server (three
+// incr, one multi-get). Running each hash tag's writes and reads as a
+// sequence of its own would cost the same wall time (a call ends with its
+// slowest tag either way) and send a read per hash tag instead of one per
+// server. A batch with several operations on one key runs them one after
+// another, in batch order.
 //
 // A request whose pooled connection turns out broken (a server that died or
-// restarted) is sent once more on a fresh connection, after dropping the
-// client's idle connections (Client.Close, which leaves the client usable),
-// which are likely stale too.
+// restarted) is sent once more on a fresh connection, unless the caller's
+// context is done, after dropping the client's idle connections
+// (Client.Close, which leaves the client usable), which are likely stale
+// too.
 //
 // Requests in flight are bounded per server (Options.MaxActive, by default
 // MaxIdleConns): beyond it, a request waits for a connection slot rather
@@ -102,7 +132,9 @@
 // gomemcache takes no context. Do runs the batch on another goroutine and
 // returns as soon as ctx is done, with an error wrapping ctx.Err(); the
 // requests already sent finish in the background, each bounded by the
-// client's Timeout, and send no further requests. Results are written only
+// client's Timeout, and nothing more is sent for the batch, not even the
+// retry of a broken connection: a write abandoned at a deadline is never
+// applied later by a server that is back by then. Results are written only
 // when Do succeeds.
 //
 // # Keys
@@ -138,6 +170,16 @@
 //     again) find their old items, if still unexpired.
 //   - A full server (-M) refuses new keys with backend.ErrFull; so may an
 //     Expire, or the restart of an expired counter, which need a new item.
+//     Existing counters keep counting, and nothing is evicted: no lock is
+//     lost. But a decision that needs a new counter fails, and the policy
+//     fails open or closed as configured. That includes a locked subject
+//     whose lockout cleared its counters and who has not tried since; a
+//     policy failing open still refuses it as locked, since it reads the
+//     lock markers alone before admitting, and reads need no memory. A
+//     failure that reaches a limit cannot create the lock marker; the
+//     counter, at its limit, refuses further attempts until its window
+//     ends. Watch the servers' memory (stats limit_maxbytes and bytes)
+//     and the policy's backend errors: a full server is an incident.
 //   - memcached without -M evicts: lockout state may silently disappear.
 //   - A request broken after memcached answered it (a connection reset by
 //     the network, not by memcached, which closes connections only when it

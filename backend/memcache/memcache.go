@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"math"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -203,8 +204,13 @@ type batch struct {
 	res []backend.Result
 
 	keys []string // the memcached key of each op
-	vals []uint64 // the value an increment or decrement that hit returned
-	hits []bool   // whether it hit
+	// how says how each increment or decrement completes (see run).
+	how  []completion
+	vals []uint64 // the value a deferred increment or decrement returned
+	hits []bool   // whether it hit: its result waits for a read
+	// first counts the increments of the first round that have not yet
+	// answered their first request.
+	first sync.WaitGroup
 
 	pre     itemSet       // the read made for Expire and Delete
 	preErr  error         // its error
@@ -276,7 +282,33 @@ func isRead(op backend.Op) bool {
 	return op.Kind == backend.Exists || (op.Kind == backend.Incr && op.Delta == 0)
 }
 
+// completion says how an increment or decrement of the concurrent path
+// learns its key's TTL, which only a read of the key's flags after it
+// tells.
+type completion uint8
+
+const (
+	// alone: the write reads its key itself, right after incrementing.
+	alone completion = iota
+	// withReads: the read joins the batch's reads, which wait for the
+	// writes of their hash tags; for writes in those tags.
+	withReads
+	// firstRound: the read joins one made as soon as every such write has
+	// answered its first request; for the other increments of a batch with
+	// several.
+	firstRound
+)
+
 // run applies the batch, writing b.res and b.err.
+//
+// Every write starts at once. The reads wait for the writes of their own
+// hash tags only (the contract orders nothing else), then go out together,
+// one multi-get per server, carrying the flags (the TTL) of those tags'
+// increments too. The increments of other hash tags are completed by one
+// multi-get sent as soon as each of them has had its first answer, so that
+// an increment that found its key missing and adds it does not hold them
+// up. Expire and Delete first wait for one multi-get of their keys per
+// server, sent at the start.
 func (b *batch) run() {
 	n := len(b.ops)
 	b.keys = make([]string, n)
@@ -287,129 +319,150 @@ func (b *batch) run() {
 		b.runInOrder()
 		return
 	}
-
-	// The writes, concurrently. Expire and Delete first wait for a read of
-	// their keys, made meanwhile; without them the last write runs on this
-	// goroutine.
-	b.vals, b.hits = make([]uint64, n), make([]bool, n)
-	var wg sync.WaitGroup
+	b.how, b.vals, b.hits = make([]completion, n), make([]uint64, n), make([]bool, n)
+	read := readTags(b.ops)
+	var free, bound, reads []int // writes that complete without the reads, writes the reads wait for, reads
 	var preKeys []string
-	last := -1
-	for i, op := range b.ops {
-		if isRead(op) {
-			continue
-		}
-		if op.Kind != backend.Incr {
-			preKeys = append(preKeys, b.keys[i])
-		}
-		if j := last; j >= 0 {
-			wg.Go(func() { b.write(j) })
-		}
-		last = i
-	}
-	if len(preKeys) == 0 {
-		close(b.preDone)
-		if last >= 0 {
-			b.write(last)
-		}
-	} else {
-		wg.Go(func() { b.write(last) })
-		b.pre, b.preErr = b.s.read(b.ctx, preKeys)
-		close(b.preDone)
-	}
-	wg.Wait()
-	if b.err != nil {
-		return
-	}
-
-	// The reads, after every write: the Exists, and the flags of the keys
-	// that increments and decrements hit.
-	var readKeys []string
-	for i, op := range b.ops {
-		if isRead(op) || b.hits[i] {
-			readKeys = append(readKeys, b.keys[i])
-		}
-	}
-	if len(readKeys) == 0 {
-		return
-	}
-	got, err := b.s.read(b.ctx, readKeys)
-	if err != nil {
-		b.fail(err)
-		return
-	}
-	var settle []int
+	nfree := 0 // free increments
 	for i, op := range b.ops {
 		switch {
-		case !b.hits[i]:
-		case op.Delta < 0:
-			b.res[i] = decrSettle(b.vals[i], got.get(b.keys[i]))
+		case isRead(op):
+			reads = append(reads, i)
+			continue
+		case op.Kind == backend.Expire || op.Kind == backend.Delete:
+			preKeys = append(preKeys, b.keys[i])
+		}
+		switch {
+		case read(op.Key):
+			bound = append(bound, i)
+			b.how[i] = withReads
 		default:
-			it := got.get(b.keys[i])
-			if it != nil {
-				if d, ok := remaining(it.Flags, time.Now()); ok {
-					b.res[i] = found(b.vals[i], d)
-					continue
-				}
-			}
-			settle = append(settle, i)
-		}
-	}
-	if len(settle) > 0 {
-		// Rare: increments that went to a counter deleted or expired since.
-		// They finish one by one; the reads are then made again, so that
-		// they still come after every write.
-		for _, i := range settle {
-			wg.Go(func() {
-				op, k := b.ops[i], b.keys[i]
-				r, err := b.s.incrSettle(b.ctx, k, uint64(op.Delta), op.TTL, b.vals[i], got.get(k))
-				if err != nil {
-					b.fail(err)
-				}
-				b.res[i] = r
-			})
-		}
-		wg.Wait()
-		if b.err != nil {
-			return
-		}
-		readKeys = readKeys[:0]
-		for i, op := range b.ops {
-			if isRead(op) {
-				readKeys = append(readKeys, b.keys[i])
+			free = append(free, i)
+			if op.Kind == backend.Incr {
+				nfree++
 			}
 		}
-		if got, err = b.s.read(b.ctx, readKeys); err != nil {
-			b.fail(err)
-			return
-		}
 	}
-	now := time.Now()
-	for i, op := range b.ops {
-		if isRead(op) {
-			r, err := readResult(got.get(b.keys[i]), now)
-			if err != nil {
-				b.fail(err)
+	if nfree > 1 {
+		for _, i := range free {
+			if b.ops[i].Kind == backend.Incr {
+				b.how[i] = firstRound
 			}
-			b.res[i] = r
 		}
+		b.first.Add(nfree)
 	}
+
+	var all, writes sync.WaitGroup
+	if len(preKeys) > 0 {
+		all.Go(func() {
+			b.pre, b.preErr = b.s.read(b.ctx, preKeys)
+			close(b.preDone)
+		})
+	} else {
+		close(b.preDone)
+	}
+	// This goroutine does part of the work itself: the last write the reads
+	// wait for, then the reads; without reads, the first request of one
+	// first-round increment, then their completion; or the last write.
+	completeHere := nfree > 1 && len(bound) == 0 && len(reads) == 0
+	if nfree > 1 && !completeHere {
+		all.Go(b.completeFirstRound)
+	}
+	inline := -1
+	switch {
+	case len(bound) > 0:
+		inline, bound = bound[len(bound)-1], bound[:len(bound)-1]
+	case completeHere:
+		j := slices.IndexFunc(free, func(i int) bool { return b.how[i] == firstRound })
+		inline = free[j]
+		free = slices.Delete(free, j, j+1)
+	case len(reads) == 0 && len(free) > 0:
+		inline, free = free[len(free)-1], free[:len(free)-1]
+	}
+	for _, i := range free {
+		all.Go(func() { b.write(i, nil) })
+	}
+	for _, i := range bound {
+		writes.Go(func() { b.write(i, nil) })
+	}
+	if inline >= 0 {
+		b.write(inline, &all)
+	}
+	writes.Wait()
+	switch {
+	case completeHere:
+		b.completeFirstRound()
+	case len(reads) > 0 && !b.failed():
+		b.reads(reads)
+	}
+	all.Wait()
 }
 
-// write applies a write op of the concurrent path. An increment or
-// decrement that hits records its value for the reads to complete.
-func (b *batch) write(i int) {
+// readTags returns a function that reports whether a key's hash tag is
+// that of a read in ops.
+func readTags(ops []backend.Op) func(key string) bool {
+	var tags []string
+	for _, op := range ops {
+		if isRead(op) {
+			tags = append(tags, backend.HashTag(op.Key))
+		}
+	}
+	switch {
+	case len(tags) == 0:
+		return func(string) bool { return false }
+	case len(tags) <= 8:
+		return func(key string) bool { return slices.Contains(tags, backend.HashTag(key)) }
+	}
+	set := make(map[string]bool, len(tags))
+	for _, t := range tags {
+		set[t] = true
+	}
+	return func(key string) bool { return set[backend.HashTag(key)] }
+}
+
+// write applies a write op of the concurrent path, completing it unless a
+// read made for several completes it (see completion). With rest not nil,
+// a first-round increment returns after its first request, finishing on a
+// goroutine of rest when it needs more.
+func (b *batch) write(i int, rest *sync.WaitGroup) {
 	op, k := b.ops[i], b.keys[i]
 	var r backend.Result
 	var err error
 	switch op.Kind {
 	case backend.Incr:
-		if op.Delta > 0 {
-			var done bool
-			r, b.vals[i], done, err = b.s.incrStep(b.ctx, k, uint64(op.Delta), op.TTL)
-			b.hits[i] = err == nil && !done
-		} else {
-			b.vals[i], b.hits[i], err = b.s.incrDecr(b.ctx, k, uint64(-op.Delta), false)
+		up, delta := op.Delta > 0, uint64(op.Delta)
+		if !up {
+			delta = uint64(-op.Delta)
+		}
+		switch b.how[i] {
+		case alone:
+			if up {
+				r, err = b.s.incr(b.ctx, k, delta, op.TTL, false)
+			} else {
+				r, err = b.s.decr(b.ctx, k, delta)
+			}
+		case withReads:
+			if up {
+				var done bool
+				r, b.vals[i], done, err = b.s.incrStep(b.ctx, k, delta, op.TTL, false)
+				b.hits[i] = err == nil && !done
+			} else {
+				b.vals[i], b.hits[i], err = b.s.incrDecr(b.ctx, k, delta, false)
+			}
+		case firstRound:
+			var hit bool
+			b.vals[i], hit, err = b.s.incrDecr(b.ctx, k, delta, up)
+			b.hits[i] = hit
+			b.first.Done()
+			switch {
+			case hit:
+				return // completeFirstRound writes the result.
+			case err == nil && up && rest != nil:
+				rest.Go(func() { b.addMissing(i) })
+				return
+			case err == nil && up:
+				r, err = b.s.incr(b.ctx, k, delta, op.TTL, true)
+			}
 		}
 	case backend.Expire, backend.Delete:
 		<-b.preDone
@@ -427,6 +480,119 @@ func (b *batch) write(i int) {
 		b.fail(err)
 	}
 	b.res[i] = r
+}
+
+// addMissing completes an increment whose first request found its key
+// missing.
+func (b *batch) addMissing(i int) {
+	op := b.ops[i]
+	r, err := b.s.incr(b.ctx, b.keys[i], uint64(op.Delta), op.TTL, true)
+	if err != nil {
+		b.fail(err)
+	}
+	b.res[i] = r
+}
+
+// completeFirstRound waits for the first answers of the increments of the
+// first round, then completes those that hit with one read of their keys.
+func (b *batch) completeFirstRound() {
+	b.first.Wait()
+	var keys []string
+	for i, how := range b.how {
+		if how == firstRound && b.hits[i] {
+			keys = append(keys, b.keys[i])
+		}
+	}
+	if len(keys) == 0 || b.failed() {
+		return
+	}
+	got, err := b.s.read(b.ctx, keys)
+	if err != nil {
+		b.fail(err)
+		return
+	}
+	b.settle(firstRound, got)
+}
+
+// settle completes the increments and decrements of kind how that hit,
+// given a read of their keys made after them. It reports whether an
+// increment needed more requests, having found its counter deleted or
+// expired since.
+func (b *batch) settle(how completion, got itemSet) bool {
+	var wg sync.WaitGroup
+	more := false
+	for i := range b.how {
+		if b.how[i] != how || !b.hits[i] {
+			continue
+		}
+		op, k, it := b.ops[i], b.keys[i], got.get(b.keys[i])
+		if op.Delta < 0 {
+			b.res[i] = decrSettle(b.vals[i], it)
+			continue
+		}
+		if it != nil {
+			if d, ok := remaining(it.Flags, time.Now()); ok {
+				b.res[i] = found(b.vals[i], d)
+				continue
+			}
+		}
+		// Rare: the increment went to a counter deleted or expired since.
+		more = true
+		wg.Go(func() {
+			r, err := b.s.incrSettle(b.ctx, k, uint64(op.Delta), op.TTL, b.vals[i], it)
+			if err != nil {
+				b.fail(err)
+			}
+			b.res[i] = r
+		})
+	}
+	wg.Wait()
+	return more
+}
+
+// reads applies the reads (indices into ops) after the writes they wait
+// for: one multi-get per server of their keys and of the keys of the
+// increments of their hash tags that hit, which completes those.
+func (b *batch) reads(reads []int) {
+	var keys []string
+	for _, i := range reads {
+		keys = append(keys, b.keys[i])
+	}
+	for i, how := range b.how {
+		if how == withReads && b.hits[i] {
+			keys = append(keys, b.keys[i])
+		}
+	}
+	got, err := b.s.read(b.ctx, keys)
+	if err != nil {
+		b.fail(err)
+		return
+	}
+	if b.settle(withReads, got) {
+		// An increment made more requests: the reads are made again, so
+		// that they still come after every write of their hash tags.
+		if b.failed() {
+			return
+		}
+		if got, err = b.s.read(b.ctx, keys[:len(reads)]); err != nil {
+			b.fail(err)
+			return
+		}
+	}
+	now := time.Now()
+	for _, i := range reads {
+		r, err := readResult(got.get(b.keys[i]), now)
+		if err != nil {
+			b.fail(err)
+		}
+		b.res[i] = r
+	}
+}
+
+func (b *batch) failed() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.err != nil
 }
 
 // sharedKey reports whether two of keys are equal.
@@ -471,7 +637,7 @@ func (b *batch) runInOrder() {
 				r, err = readResult(it, time.Now())
 			}
 		case op.Kind == backend.Incr && op.Delta > 0:
-			r, err = b.s.incr(b.ctx, k, uint64(op.Delta), op.TTL)
+			r, err = b.s.incr(b.ctx, k, uint64(op.Delta), op.TTL, false)
 		case op.Kind == backend.Incr:
 			r, err = b.s.decr(b.ctx, k, uint64(-op.Delta))
 		case op.Kind == backend.Expire:

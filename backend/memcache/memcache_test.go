@@ -21,10 +21,13 @@ import (
 // parallel marks t parallel unless the servers come from the environment:
 // those are shared, and the harness flushes them.
 func parallel(t *testing.T) {
-	if os.Getenv("LOCKOUT_TEST_MEMCACHED") == "" {
+	if !shared() {
 		t.Parallel()
 	}
 }
+
+// shared reports whether the tests' servers come from the environment.
+func shared() bool { return os.Getenv("LOCKOUT_TEST_MEMCACHED") != "" }
 
 // testTimeout is the client timeout of the conformance stores: a 2-core CI
 // machine running the race detector and several memcached processes at once
@@ -54,16 +57,33 @@ func newStore(t testing.TB, addrs []string, opts *Options) *Store {
 	return s
 }
 
+// TestConformance runs the suite against one server and against two, at
+// the same time: the suite spends most of its time sleeping (expiry is
+// real-time with memcached), and as subtests of one test the two runs hold
+// one of the -parallel slots (GOMAXPROCS by default, 2 in CI) instead of
+// both, so that the package's other tests run meanwhile. Servers from the
+// environment are shared, and flushed by the suite: the runs then take
+// turns.
 func TestConformance(t *testing.T) {
 	parallel(t)
-	srv := testserver.Memcached(t)
-	conformance.Run(t, harness(srv.Addr))
-}
-
-func TestConformanceTwoServers(t *testing.T) {
-	parallel(t)
-	a, b := testserver.Memcached(t), testserver.Memcached(t)
-	conformance.Run(t, harness(a.Addr, b.Addr))
+	run := func(name string, servers int) {
+		t.Run(name, func(t *testing.T) {
+			var addrs []string
+			for range servers {
+				addrs = append(addrs, testserver.Memcached(t).Addr)
+			}
+			conformance.Run(t, harness(addrs...))
+		})
+	}
+	if shared() {
+		run("OneServer", 1)
+		run("TwoServers", 2)
+		return
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() { run("OneServer", 1) })
+	wg.Go(func() { run("TwoServers", 2) })
+	wg.Wait()
 }
 
 func do(t *testing.T, s backend.Backend, ops ...backend.Op) []backend.Result {

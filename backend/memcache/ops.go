@@ -18,6 +18,14 @@ import (
 // concurrent creator, a compare-and-swap lost to a concurrent change).
 const maxAttempts = 100
 
+// fullRetries is how many times an incr or decr that a full server refused
+// is sent again, the first after fullBackoff, each later one after twice
+// the pause before it (see incrDecr).
+const (
+	fullRetries = 4
+	fullBackoff = time.Millisecond
+)
+
 // This file holds the single-key operations. Each takes the memcached key
 // (already mapped) and returns the operation's Result; see doc.go for the
 // TTL scheme and the races these functions tolerate.
@@ -30,11 +38,11 @@ func brokenConn(err error) bool {
 		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 
-// retry reports whether a request that failed with err should be sent once
-// more. A broken connection is retried once, after dropping the client's idle
-// connections: after a server restart every pooled connection to it is
-// stale, and they would otherwise fail one request each.
-func (s *Store) retry(err error) bool {
+// dropIdle closes the client's idle connections after err, when err says
+// that a connection broke: after a server restart every pooled connection
+// to it is stale, and they would otherwise fail one request each. It
+// reports whether it did.
+func (s *Store) dropIdle(err error) bool {
 	if err == nil || !brokenConn(err) {
 		return false
 	}
@@ -64,7 +72,7 @@ func fail(verb, k string, err error) error {
 
 // call sends one request about key k: it waits for a free connection slot
 // on k's server (see limiter), within ctx, then runs req, once more on a
-// fresh connection if a pooled one was broken.
+// fresh connection if a pooled one was broken and ctx is not done.
 func (s *Store) call(ctx context.Context, k string, req func() error) error {
 	if err := ctx.Err(); err != nil {
 		// The caller has gone (Do returned): send nothing more.
@@ -76,7 +84,10 @@ func (s *Store) call(ctx context.Context, k string, req func() error) error {
 	}
 	defer release(sem)
 	err = req()
-	if s.retry(err) {
+	// A broken connection is retried once, on a fresh one, unless the
+	// caller has gone meanwhile: a request abandoned at a deadline must not
+	// be sent again later, to a server that may be back by then.
+	if s.dropIdle(err) && ctx.Err() == nil {
 		err = req()
 	}
 	return err
@@ -114,15 +125,33 @@ func (s *Store) getMulti(ctx context.Context, keys []string) (map[string]*gm.Ite
 
 // incrDecr sends incr (up) or decr of k by delta; found is false when k is
 // missing.
+//
+// memcached changes a counter in place only when no other request holds
+// its item at that moment (a get of it still sending its answer, often
+// this store's own read of the key's flags); otherwise it needs a new item,
+// and a full server answers "SERVER_ERROR out of memory" without applying
+// anything. That is retried a few times, after a short pause (fullBackoff,
+// doubling), within ctx: the other request is soon done.
 func (s *Store) incrDecr(ctx context.Context, k string, delta uint64, up bool) (v uint64, found bool, err error) {
 	call, verb := s.c.Decrement, "decr"
 	if up {
 		call, verb = s.c.Increment, "incr"
 	}
-	err = s.call(ctx, k, func() (err error) {
-		v, err = call(k, delta)
-		return err
-	})
+	for try := 0; ; try++ {
+		err = s.call(ctx, k, func() (err error) {
+			v, err = call(k, delta)
+			return err
+		})
+		if err == nil || try == fullRetries || !isFull(err) {
+			break
+		}
+		t := time.NewTimer(fullBackoff << try)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+		}
+	}
 	switch {
 	case err == nil:
 		return v, true, nil
@@ -201,9 +230,10 @@ func again(ctx context.Context, n int, k string) error {
 }
 
 // incr adds delta > 0 to k, creating it with ttl when missing: incrStep,
-// then a read of the key's flags, then incrSettle.
-func (s *Store) incr(ctx context.Context, k string, delta uint64, ttl time.Duration) (backend.Result, error) {
-	r, v, done, err := s.incrStep(ctx, k, delta, ttl)
+// then a read of the key's flags, then incrSettle. missed says that an
+// increment of k by delta was just sent and found k missing.
+func (s *Store) incr(ctx context.Context, k string, delta uint64, ttl time.Duration, missed bool) (backend.Result, error) {
+	r, v, done, err := s.incrStep(ctx, k, delta, ttl, missed)
 	if err != nil || done {
 		return r, err
 	}
@@ -218,18 +248,21 @@ func (s *Store) incr(ctx context.Context, k string, delta uint64, ttl time.Durat
 // delta with ttl, incrementing again if another caller added it first. done
 // is true when it added the key, with r its result. Otherwise the increment
 // hit, v is the new value, and the caller reads the key's flags (its logical
-// expiry) and calls incrSettle.
-func (s *Store) incrStep(ctx context.Context, k string, delta uint64, ttl time.Duration) (r backend.Result, v uint64, done bool, err error) {
+// expiry) and calls incrSettle. missed skips the first increment: the
+// caller sent it and found k missing.
+func (s *Store) incrStep(ctx context.Context, k string, delta uint64, ttl time.Duration, missed bool) (r backend.Result, v uint64, done bool, err error) {
 	for n := 0; ; n++ {
 		if err := again(ctx, n, k); err != nil {
 			return backend.Result{}, 0, false, err
 		}
-		v, hit, err := s.incrDecr(ctx, k, delta, true)
-		if err != nil {
-			return backend.Result{}, 0, false, err
-		}
-		if hit {
-			return backend.Result{}, v, false, nil
+		if n > 0 || !missed {
+			v, hit, err := s.incrDecr(ctx, k, delta, true)
+			if err != nil {
+				return backend.Result{}, 0, false, err
+			}
+			if hit {
+				return backend.Result{}, v, false, nil
+			}
 		}
 		x, err := newExpiry(time.Now(), ttl)
 		if err != nil {
@@ -277,7 +310,7 @@ func (s *Store) incrSettle(ctx context.Context, k string, delta uint64, ttl time
 				return found(delta, x.ttlOf(time.Now())), nil
 			}
 		}
-		r, v2, done, err := s.incrStep(ctx, k, delta, ttl)
+		r, v2, done, err := s.incrStep(ctx, k, delta, ttl, false)
 		if err != nil || done {
 			return r, err
 		}
