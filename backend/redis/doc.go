@@ -122,26 +122,37 @@
 //
 // # How the store uses Redis
 //
-// Operations run in one small Lua script, called by EVALSHA, so each is
-// atomic without MULTI. A batch is grouped into script calls: the whole batch
-// in one call on a single server (128 operations at most per call), the
-// operations of one hash slot per call on a Cluster (Redis requires the keys
-// of a script to share a slot), and those of one key per call on a Ring or
-// with Options.OneKeyPerCall. A call applies its operations in batch order.
-// The calls go in one pipeline: one round trip to each node the batch touches
-// (go-redis sends to the nodes of a Cluster in parallel); a batch of one call
-// is a single command.
+// Operations run in one small Lua script, called by EVALSHA, so that the
+// operations of one call apply atomically and in batch order, without MULTI.
+// A batch is grouped into script calls: the whole batch in one call on a
+// single server (a batch of more than 128 operations is split between hash
+// tags, never within one), the operations of one hash slot per call on a
+// Cluster (Redis requires the keys of a script to share a slot, and keys
+// with the same hash tag do), and those of one hash tag per call on a Ring
+// (go-redis sends each to the shard of its first key's hash tag).
 //
-// The calls of one pipeline may run in any order on different nodes, but a
-// read in a batch (Exists, an Incr by zero) must see every write before it in
-// the batch, on any key (the engine reserves an attempt, then reads the lock
-// marker). So on a Cluster or a Ring, a read that follows a write of another
-// slot (another key, on a Ring) is sent in a second pipeline, once the first
-// has been answered: such a batch costs two round trips. Writes never wait,
-// and a read after writes of its own slot only does not either: keys that
-// share a hash tag ({...}) share a slot, so a batch whose reads follow only
-// writes of their own hash tag is one round trip on a Cluster too. On a
-// single server every batch is one round trip.
+// The calls of a batch go in one pipeline: one round trip to each node the
+// batch touches (go-redis sends to the nodes of a Cluster in parallel); a
+// batch of one call is a single command. The backend contract orders a batch
+// only within a hash tag (a read follows the earlier writes of its hash tag;
+// see [backend.HashTag]), and the operations of one hash tag share a call,
+// so nothing waits: a lockout decision, which increments each rule key's
+// counter and reads its lock marker (keys that share the rule key's hash
+// tag), is one pipeline on a Cluster too, one round trip to each of the (up
+// to three, with three rules) nodes its rule keys live on. With
+// Options.OneKeyPerCall every
+// call has a single key, and a read that follows a write of another key with
+// its hash tag waits for that write's reply, in a second pipeline.
+//
+// The script makes as few Redis calls per operation as it can, since each
+// costs the server far more than the Lua around it: PTTL and INCRBY for an
+// increment of an existing key (PTTL and SET for a new one), one GET to read
+// a missing key (GET and PTTL for an existing one). A decision with three
+// rules costs the server nine such calls in one EVALSHA. Plain commands in
+// MULTI/EXEC (SET NX PX, INCRBY and PTTL per increment, GET and PTTL per
+// read) cost the server a little less, but the client much more (fifteen
+// commands to encode and answer instead of one), and cannot floor a
+// decrement at zero: measured end to end, the script is faster.
 //
 // TTLs are sent in milliseconds, rounded up, so a key never expires early;
 // the granularity is one millisecond ([Granularity]). Counter values are
@@ -160,12 +171,12 @@
 //   - A lost reply (a connection dropped after the server ran a command) is
 //     reported as an error, never retried: the operation was applied once or
 //     not at all.
-//   - A Ring spreads keys by consistent hashing over shards without
+//   - A Ring spreads hash tags by consistent hashing over shards without
 //     replication: a shard that leaves the ring takes its counters and
 //     locks with it, and keys that hashed to it start afresh on another
 //     shard. Prefer a Cluster.
-//   - Options.Prefix is prepended to keys verbatim; a prefix with braces
-//     changes how keys spread over a Cluster's slots.
+//   - Options.Prefix is prepended to keys verbatim; a prefix with a hash tag
+//     puts every key in one slot of a Cluster (see Options.Prefix).
 //   - New checks eviction settings once; a later CONFIG SET maxmemory-policy
 //     is not noticed.
 //   - Close does not close the client, and does not wait for calls

@@ -31,9 +31,13 @@ type Options struct {
 	// the keys Keys yields, so that lockout state can share a Redis database
 	// with other data. Keys only lists keys under it. Default: none.
 	//
-	// A prefix containing '{' or '}' changes how keys spread over the hash
-	// slots of a Redis Cluster (the store groups operations by the slots of
-	// the prefixed keys, so nothing else changes).
+	// A prefix that contains a hash tag ("{lockout}:") puts every key in
+	// that tag's slot of a Redis Cluster: one node holds them all. New
+	// refuses a prefix with a '{' that the prefix does not close with a
+	// non-empty tag: the keys that share a hash tag would no longer share a
+	// slot. With a prefix, a key without a hash tag is hashed with the
+	// prefix, so it no longer shares a slot with the keys whose hash tag is
+	// that key's name (the lockout engine's keys all have a hash tag).
 	Prefix string
 
 	// ScanCount is the COUNT hint of each SCAN that Keys sends: how much
@@ -47,11 +51,15 @@ type Options struct {
 	// when the server reports a policy that does not apply. Default: false.
 	AllowEviction bool
 
-	// OneKeyPerCall makes every script call touch one key, as on a Ring.
-	// Set it when a *redis.Client talks to a proxy in front of several
-	// servers (twemproxy, Envoy) that routes a script by its first key.
-	// Default: false; a *redis.Client then sends a whole batch in one script
-	// call, and a *redis.ClusterClient the operations of one hash slot.
+	// OneKeyPerCall makes every script call touch one key. Set it when a
+	// *redis.Client talks to a proxy in front of several servers (twemproxy,
+	// Envoy) that routes a script by its first key. The operations of one
+	// hash tag in a batch are then no longer applied as one atomic step, and
+	// a read that follows a write of another key with its hash tag waits
+	// for that write's reply: such a batch costs two round trips (a lockout
+	// decision does). Default: false; a *redis.Client then sends a whole batch
+	// in one script call, a *redis.ClusterClient the operations of one hash
+	// slot per call, and a *redis.Ring those of one hash tag.
 	OneKeyPerCall bool
 }
 
@@ -100,7 +108,11 @@ func New(ctx context.Context, client goredis.UniversalClient, opts *Options) (*S
 	if o.ScanCount == 0 {
 		o.ScanCount = DefaultScanCount
 	}
-	s := &Store{client: client, prefix: o.Prefix, scanCount: int64(o.ScanCount), grouping: groupNone}
+	if !validPrefix(o.Prefix) {
+		return nil, fmt.Errorf("lockout/redis: New: Prefix %q has a '{' that no '}' closes with a hash tag "+
+			"of at least one byte: keys with one hash tag would spread over several hash slots", o.Prefix)
+	}
+	s := &Store{client: client, prefix: o.Prefix, scanCount: int64(o.ScanCount), grouping: groupKey}
 	switch c := client.(type) {
 	case *goredis.Client:
 		s.grouping = groupAll
@@ -109,15 +121,31 @@ func New(ctx context.Context, client goredis.UniversalClient, opts *Options) (*S
 		s.grouping = groupSlot
 		s.ctxTimeouts = c.Options().ContextTimeoutEnabled
 	case *goredis.Ring:
+		s.grouping = groupTag
 		s.ctxTimeouts = c.Options().ContextTimeoutEnabled
 	}
 	if o.OneKeyPerCall {
-		s.grouping = groupNone
+		s.grouping = groupKey
 	}
 	if err := s.prepare(ctx, !o.AllowEviction); err != nil {
 		return nil, err
 	}
 	return s, nil
+}
+
+// validPrefix reports whether prefix keeps the keys of one hash tag
+// together: it has no '{', or its first '{' is closed, in the prefix, by a
+// '}' after at least one byte (then every key has the prefix's hash tag).
+// Otherwise Redis would hash a prefixed key by a tag that runs into the key,
+// or by the whole key, and keys with the same hash tag would land in
+// different slots.
+func validPrefix(prefix string) bool {
+	i := strings.IndexByte(prefix, '{')
+	if i < 0 {
+		return true
+	}
+	j := strings.IndexByte(prefix[i+1:], '}')
+	return j > 0
 }
 
 // prepare loads the script on every master and, if checkEviction, checks
@@ -232,20 +260,25 @@ type opCmd struct{ *goredis.IntSliceCmd }
 // NoRetry reports that go-redis must not retry the command.
 func (opCmd) NoRetry() bool { return true }
 
-// minusOne is the "no expiry" script argument, boxed once.
-var minusOne any = int64(-1)
+// Script arguments, boxed once: "no expiry", and the script's name.
+var (
+	minusOne any = int64(-1)
+	opSHAArg any = opSHA
+)
 
-// Do applies ops. It implements [backend.Backend]. On a single server a
-// batch costs one round trip; on a Cluster or a Ring, one round trip to each
-// node it touches, or two when a read follows a write of another slot.
+// Do applies ops. It implements [backend.Backend]. A batch costs one round
+// trip to each node it touches: one on a single server.
 //
-// Operations are grouped into calls of the store's script: all of a batch in
-// one call on a single server (up to 128 operations a call), those of one
-// hash slot per call on a Cluster, and those of one key per call on a Ring.
-// One call is sent as a single command, several as one pipeline. On a
-// Cluster or a Ring, a read (Exists, Incr by zero) that follows, in its
-// batch, a write of another slot (key) waits for that write: it goes in a
-// second pipeline, a second round trip (see the package documentation).
+// Operations are grouped into calls of the store's script, each applied
+// atomically in batch order: a whole batch in one call on a single server
+// (long batches are split between hash tags), the operations of one hash
+// slot per call on a Cluster, those of one hash tag per call on a Ring. The
+// calls go in one pipeline, or as a single command when there is one. Since
+// the operations of one hash tag share a call, every read follows the
+// earlier writes of its hash tag, as the contract asks, without waiting for
+// anything. Only with Options.OneKeyPerCall does a read that follows a write
+// of another key with its hash tag wait for that write, in a second
+// pipeline.
 func (s *Store) Do(ctx context.Context, ops []backend.Op, results []backend.Result) error {
 	if s.closed.Load() {
 		return errClosed
@@ -259,16 +292,27 @@ func (s *Store) Do(ctx context.Context, ops []backend.Op, results []backend.Resu
 	if len(ops) == 0 {
 		return nil
 	}
-	var endsBuf, roundsBuf [4]int
-	p := s.plan(ops, plan{ends: endsBuf[:0], rounds: roundsBuf[:0]})
-	var one [1]opCmd
-	cmds := one[:]
-	if len(p.ends) > 1 {
-		cmds = make([]opCmd, len(p.ends))
+	var (
+		orderBuf           [8]int
+		endsBuf, roundsBuf [4]int
+	)
+	p := s.plan(ops, plan{order: orderBuf[:0], ends: endsBuf[:0], rounds: roundsBuf[:0]})
+	// The commands, and one allocation for the arguments of them all.
+	cmds := make([]opCmd, len(p.ends))
+	nargs := 4*len(p.ends) + len(ops) // at most: see command
+	for i := range ops {
+		switch {
+		case ops[i].Kind == backend.Incr && ops[i].Delta > 0:
+			nargs += 2
+		case ops[i].Kind == backend.Incr && ops[i].Delta < 0, ops[i].Kind == backend.Expire:
+			nargs++
+		}
 	}
+	args := make([]any, 0, nargs)
+	kinds := make([]byte, len(ops))
 	start := 0
 	for c, end := range p.ends {
-		cmds[c] = s.command(ctx, ops, &p, start, end)
+		cmds[c], args = s.command(ctx, ops, &p, start, end, args, kinds[start:end])
 		start = end
 	}
 	var rounds []int // nil: one round (no allocation on the common path)
@@ -291,34 +335,61 @@ func (s *Store) Do(ctx context.Context, ops []backend.Op, results []backend.Resu
 }
 
 // command builds the EVALSHA command of the operations p takes from start
-// to end.
-func (s *Store) command(ctx context.Context, ops []backend.Op, p *plan, start, end int) opCmd {
+// to end: the keys, a string naming each operation's kind (written to
+// kinds), and the operations' arguments, each given once for a run of
+// operations that share them (see opScript). It appends the command's
+// arguments to buf, and returns the command and buf.
+func (s *Store) command(ctx context.Context, ops []backend.Op, p *plan, start, end int, buf []any, kinds []byte) (opCmd, []any) {
 	n := end - start
-	args := make([]any, 3+4*n)
-	args[0], args[1], args[2] = "evalsha", opSHA, n
+	base := len(buf)
+	buf = append(buf, "evalsha", opSHAArg, n)
 	for j := range n {
-		op := &ops[p.op(start+j)]
-		key := op.Key
+		key := ops[p.op(start+j)].Key
 		if s.prefix != "" {
 			key = s.prefix + key
 		}
-		args[3+j] = key
-		a := args[3+n+3*j : 3+n+3*j+3]
-		a[1], a[2] = "", ""
+		buf = append(buf, key)
+	}
+	buf = append(buf, kinds)
+	var (
+		incr, reduce    int64 // the latest deltas sent; zero: none yet
+		incrTTL, expTTL time.Duration
+		sentExpire      bool
+	)
+	for j := range n {
+		op := &ops[p.op(start+j)]
 		switch {
 		case op.Kind == backend.Incr && op.Delta > 0:
-			a[0], a[1], a[2] = scriptIncr, op.Delta, ttlArg(op.TTL)
+			if op.Delta == incr && op.TTL == incrTTL {
+				kinds[j] = scriptIncrSame
+				continue
+			}
+			kinds[j] = scriptIncr
+			incr, incrTTL = op.Delta, op.TTL
+			buf = append(buf, op.Delta, ttlArg(op.TTL))
 		case op.Kind == backend.Incr && op.Delta < 0:
-			a[0], a[1] = scriptReduce, op.Delta
+			if op.Delta == reduce {
+				kinds[j] = scriptReduceSame
+				continue
+			}
+			kinds[j] = scriptReduce
+			reduce = op.Delta
+			buf = append(buf, op.Delta)
 		case op.Kind == backend.Incr, op.Kind == backend.Exists:
-			a[0] = scriptGet
+			kinds[j] = scriptGet
 		case op.Kind == backend.Expire:
-			a[0], a[1] = scriptExpire, ttlArg(op.TTL)
+			if sentExpire && op.TTL == expTTL {
+				kinds[j] = scriptExpireSame
+				continue
+			}
+			kinds[j] = scriptExpire
+			expTTL, sentExpire = op.TTL, true
+			buf = append(buf, ttlArg(op.TTL))
 		default: // backend.Delete; ValidateBatch rejected any other kind.
-			a[0] = scriptDelete
+			kinds[j] = scriptDelete
 		}
 	}
-	return opCmd{goredis.NewIntSliceCmd(ctx, args...)}
+	return opCmd{goredis.NewIntSliceCmd(ctx, buf[base:len(buf):len(buf)]...)}, buf
 }
 
 // ttlArg returns ttl in whole milliseconds, rounded up so that a key never

@@ -72,7 +72,11 @@ func do(t testing.TB, s backend.Backend, ops ...backend.Op) []backend.Result {
 	return res
 }
 
+// TestConformance and TestCluster run in parallel with each other, after the
+// other tests of the package: they take most of its time, mostly sleeping
+// while keys expire, and each has servers of its own.
 func TestConformance(t *testing.T) {
+	t.Parallel()
 	srv := testserver.Redis(t)
 	client := newClient(t, srv.Addr, nil)
 	conformance.Run(t, conformance.Harness{
@@ -86,8 +90,10 @@ func TestConformance(t *testing.T) {
 	})
 }
 
-// TestCluster runs the cluster checks on one 3-master Redis Cluster.
+// TestCluster runs the cluster checks on one 3-master Redis Cluster, in
+// parallel with TestConformance.
 func TestCluster(t *testing.T) {
+	t.Parallel()
 	cl := testserver.RedisCluster(t)
 	client := goredis.NewClusterClient(&goredis.ClusterOptions{Addrs: cl.Addrs})
 	t.Cleanup(func() { client.Close() })
@@ -212,6 +218,18 @@ func TestCluster(t *testing.T) {
 				t.Errorf("incr of %s after the restart: %+v, want value %d", ops[i].Key, r, rs[i].Value+1)
 			}
 		}
+	})
+
+	// The round trips and commands of each step of a decision, with three
+	// rules, on a client of its own whose nodes count round trips.
+	t.Run("PolicyRoundTrips", func(t *testing.T) {
+		testserver.FlushRedis(t, cl.Addrs...)
+		trips := newTripCounter()
+		client := goredis.NewClusterClient(&goredis.ClusterOptions{Addrs: cl.Addrs})
+		client.OnNewNode(func(node *goredis.Client) { node.AddHook(trips.hook(node.Options().Addr)) })
+		client.AddHook(trips.hook(""))
+		t.Cleanup(func() { client.Close() })
+		checkRoundTrips(t, newStore(t, client, nil), trips, masters)
 	})
 
 	// Many operations on one slot, more than one script call takes,
@@ -750,6 +768,17 @@ func TestNewErrors(t *testing.T) {
 	if _, err := redisstore.New(t.Context(), client, &redisstore.Options{ScanCount: -1}); err == nil {
 		t.Error("New with a negative ScanCount succeeded")
 	}
+	// A prefix must keep the keys of one hash tag in one slot.
+	for _, prefix := range []string{"a{", "{}:", "x{y"} {
+		if _, err := redisstore.New(t.Context(), client, &redisstore.Options{Prefix: prefix}); err == nil {
+			t.Errorf("New with Prefix %q succeeded", prefix)
+		}
+	}
+	for _, prefix := range []string{"{lockout}:", "a}b", "a{b}{"} {
+		if _, err := redisstore.New(t.Context(), client, &redisstore.Options{Prefix: prefix}); err != nil {
+			t.Errorf("New with Prefix %q: %v", prefix, err)
+		}
+	}
 	down := newClient(t, "127.0.0.1:1", func(o *goredis.Options) { o.DialerRetries = 1 })
 	if _, err := redisstore.New(t.Context(), down, nil); err == nil {
 		t.Error("New with an unreachable server succeeded")
@@ -805,6 +834,19 @@ func TestRing(t *testing.T) {
 	}
 	if n != 50 {
 		t.Errorf("Keys over the ring: %d keys, want 50", n)
+	}
+	// Keys with one hash tag go in one script call, to the shard of the tag.
+	var tagged []backend.Op
+	for i := range 20 {
+		tagged = append(tagged,
+			backend.IncrOp(fmt.Sprintf("a:{%d}", i), 1, time.Minute), backend.ExistsOp(fmt.Sprintf("l:{%d}", i)),
+			backend.IncrOp(fmt.Sprintf("l:{%d}", i), 2, time.Minute), backend.ExistsOp(fmt.Sprintf("a:{%d}", i)))
+	}
+	rs := do(t, s, tagged...)
+	for i := 0; i < len(rs); i += 4 {
+		if rs[i].Value != 1 || rs[i+1].Found || rs[i+2].Value != 2 || rs[i+3].Value != 1 {
+			t.Errorf("tagged batch over the ring, ops %d-%d: %+v", i, i+3, rs[i:i+4])
+		}
 	}
 	for _, srv := range []*testserver.Server{a, b} {
 		if size := newClient(t, srv.Addr, nil).DBSize(t.Context()).Val(); size == 0 {

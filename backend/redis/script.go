@@ -5,88 +5,122 @@ import (
 	"encoding/hex"
 )
 
-// opScript is the one Lua script every operation runs, by EVALSHA. One call
-// applies a group of operations, in order: operation i on key KEYS[i], named
-// by ARGV[3i-2] with its arguments ARGV[3i-1] and ARGV[3i]:
+// opScript is the one Lua script the store runs, by EVALSHA. One call
+// applies a group of operations, in order: operation i on key KEYS[i], of the
+// kind named by byte i of ARGV[1]. Arguments follow in ARGV[2] on, taken in
+// order by the operations that have any:
 //
-//	i delta ttl  add delta > 0, creating a missing key holding 0 first with a
+//	i delta ttl  add delta > 0, creating a missing key holding delta with a
 //	             TTL of ttl milliseconds (-1: no expiry)
 //	r delta      add delta < 0 to an existing key, flooring it at zero and
 //	             keeping its TTL; a missing key stays missing
-//	g            read an existing key
 //	e ttl        set the TTL of an existing key to ttl milliseconds
 //	             (-1: persist it)
+//	g            read a key
 //	d            delete the key
 //
-// It returns two integers per operation: the value and the PTTL of the key
-// after it, with a PTTL of -2 for a missing key; for d, 1 or 0 (whether the
-// key existed) and -2. Lua numbers are doubles: a value beyond 2^53 is read
-// back with GET, as a string, to stay exact. A key that i creates has the
-// TTL it was given (Redis freezes a script's clock), so PTTL is skipped.
+// The upper-case kinds I, R and E are i, r and e with the arguments of the
+// latest i, r or e before them, and take none: a decision's increments
+// share theirs, and every argument costs the server a Lua string.
 //
-// Every key of one call is in the same Redis Cluster hash slot (the store
-// groups operations so), which is what Redis requires of a script.
+// It returns two values per operation: the value and the PTTL of the key
+// after it, with a PTTL of -2 for a missing key; for d, 1 or 0 (whether the
+// key existed) and -2. Values are integers, or strings holding integers
+// where Lua cannot hold them exactly: Lua numbers are doubles, so a value
+// beyond 2^53 is read back with GET, and a new key's value is its delta
+// argument as given.
+//
+// The script makes as few Redis calls as it can, since each one costs far
+// more than the Lua around it: an increment of an existing key is PTTL and
+// INCRBY (of a new one PTTL and SET), a read of a missing key one GET (of an
+// existing one GET and PTTL), an expiry GET and PEXPIRE (or PERSIST), a
+// delete one DEL. The TTL a script sets is the TTL it reports, since Redis
+// freezes a script's clock.
+//
+// Every key of one call is in one Redis Cluster hash slot (the store groups
+// operations so), which is what Redis requires of a script.
 //
 // Delete is a script operation too, so that a node whose script cache is
 // empty refuses every operation of a batch alike (NOSCRIPT) and the retry
 // replays them all, in batch order: a plain DEL would run while the
 // operations before it on the same key did not.
-const opScript = `local out = {}
+const opScript = `local kinds, byte, out, p, d, ttl, dr, ttle = ARGV[1], string.byte, {}, 2
 for i = 1, #KEYS do
-  local k, op, a, b = KEYS[i], ARGV[3*i-2], ARGV[3*i-1], ARGV[3*i]
-  local v, t
-  if op == 'i' then
-    local created
-    if b == '-1' then
-      created = redis.call('SET', k, '0', 'NX')
+  local k, op, v, t = KEYS[i], byte(kinds, i)
+  if op == 105 then
+    d, ttl, p, op = ARGV[p], ARGV[p+1], p + 2, 73
+  elseif op == 114 then
+    dr, p, op = ARGV[p], p + 1, 82
+  elseif op == 101 then
+    ttle, p, op = ARGV[p], p + 1, 69
+  end
+  if op == 73 then
+    t = redis.call('PTTL', k)
+    if t == -2 then
+      if ttl == '-1' then
+        redis.call('SET', k, d)
+      else
+        redis.call('SET', k, d, 'PX', ttl)
+      end
+      v, t = d, tonumber(ttl)
     else
-      created = redis.call('SET', k, '0', 'NX', 'PX', b)
+      v = redis.call('INCRBY', k, d)
+      if v >= 9007199254740992 or v <= -9007199254740992 then
+        v = redis.call('GET', k)
+      end
     end
-    v = redis.call('INCRBY', k, a)
-    if v >= 9007199254740992 or v <= -9007199254740992 then
-      v = redis.call('GET', k)
-    end
-    if created then
-      t = tonumber(b)
-    else
-      t = redis.call('PTTL', k)
-    end
-  elseif op == 'd' then
-    v, t = redis.call('DEL', k), -2
-  else
+  elseif op == 103 then
     v = redis.call('GET', k)
     if v then
-      if op == 'r' then
-        if redis.call('INCRBY', k, a) < 0 then
-          redis.call('SET', k, '0', 'KEEPTTL')
-        end
-        v = redis.call('GET', k)
-      elseif op == 'e' then
-        if a == '-1' then
-          redis.call('PERSIST', k)
-        else
-          redis.call('PEXPIRE', k, a)
-        end
-      elseif op ~= 'g' then
-        return redis.error_reply('ERR lockout: unknown operation ' .. tostring(op))
-      end
       t = redis.call('PTTL', k)
     else
       v, t = 0, -2
     end
+  elseif op == 100 then
+    v, t = redis.call('DEL', k), -2
+  elseif op == 82 then
+    t = redis.call('PTTL', k)
+    if t == -2 then
+      v = 0
+    else
+      v = redis.call('INCRBY', k, dr)
+      if v < 0 then
+        redis.call('SET', k, '0', 'KEEPTTL')
+        v = 0
+      elseif v >= 9007199254740992 then
+        v = redis.call('GET', k)
+      end
+    end
+  elseif op == 69 then
+    v = redis.call('GET', k)
+    if not v then
+      v, t = 0, -2
+    elseif ttle == '-1' then
+      redis.call('PERSIST', k)
+      t = -1
+    else
+      redis.call('PEXPIRE', k, ttle)
+      t = tonumber(ttle)
+    end
+  else
+    return redis.error_reply('ERR lockout: unknown operation ' .. tostring(op))
   end
   out[2*i-1], out[2*i] = v, t
 end
 return out
 `
 
-// The operation names opScript takes.
+// The operation kinds opScript takes, one byte each in ARGV[1], and the
+// kinds that reuse the arguments of the latest operation of theirs.
 const (
-	scriptIncr   = "i"
-	scriptReduce = "r"
-	scriptGet    = "g"
-	scriptExpire = "e"
-	scriptDelete = "d"
+	scriptIncr       = 'i'
+	scriptIncrSame   = 'I'
+	scriptReduce     = 'r'
+	scriptReduceSame = 'R'
+	scriptExpire     = 'e'
+	scriptExpireSame = 'E'
+	scriptGet        = 'g'
+	scriptDelete     = 'd'
 )
 
 // opSHA is the SHA-1 digest of opScript, the name EVALSHA calls it by.
@@ -95,8 +129,9 @@ var opSHA = func() string {
 	return hex.EncodeToString(sum[:])
 }()
 
-// maxGroup is the most operations one script call applies; a longer batch
-// is split, so that no call blocks the server for long.
+// maxGroup is the most operations one script call applies when a batch is
+// split, so that no call blocks the server for long; the operations of one
+// hash tag are never split, though.
 const maxGroup = 128
 
 // clusterSlots is the number of Redis Cluster hash slots.

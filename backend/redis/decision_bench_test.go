@@ -1,0 +1,220 @@
+package redis_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/go-lockout/lockout"
+	redisstore "github.com/go-lockout/lockout/backend/redis"
+	"github.com/go-lockout/lockout/internal/testserver"
+)
+
+// benchSubjects is how many subjects (and, for BenchmarkBareIncr, keys) the
+// decision benchmarks spread their load over.
+const benchSubjects = 100_000
+
+// BenchmarkDecision measures admitted lockout decisions with three rules
+// (username, IP, username+IP): lockout.Policy.Allow then Failure, over this
+// store, in parallel over 100,000 subjects. Every limit is out of reach, so
+// every decision is admitted; the store holds every subject's counters before
+// the timer starts (the steady state), and Failure costs no backend call, so
+// a decision is one store call: three Incr and three Exists.
+//
+// The client has ContextTimeoutEnabled, as the package documentation
+// recommends: the policy's calls carry a deadline and run on the caller's
+// goroutine. Compare with BenchmarkBareIncr, run in the same invocation
+// (go test -bench 'Decision|BareIncr'). Sub-benchmarks: "redis" on one
+// server, "cluster" on the 3-master Redis Cluster.
+func BenchmarkDecision(b *testing.B) {
+	subjects := make([]lockout.Subject, benchSubjects)
+	for i := range subjects {
+		subjects[i] = lockout.Subject{
+			Username: fmt.Sprintf("user%06d", i),
+			IP:       fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255),
+		}
+	}
+	rules := []lockout.Rule{
+		lockout.ByUsername(math.MaxInt32), lockout.ByIP(math.MaxInt32), lockout.ByUsernameAndIP(math.MaxInt32),
+	}
+	for i := range rules {
+		rules[i].Window = time.Hour
+		rules[i].Schedule = lockout.Fixed(time.Hour)
+	}
+	ctx := context.Background()
+	decide := func(p *lockout.Policy, s lockout.Subject) error {
+		a, err := p.Allow(ctx, s)
+		if err != nil {
+			return err
+		}
+		if a.Err() != nil {
+			return a.Err() // admitted despite a store error: not what is measured
+		}
+		return a.Failure(ctx)
+	}
+	run := func(b *testing.B, client goredis.UniversalClient, servers []string) {
+		store, err := redisstore.New(ctx, client, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		p, err := lockout.New(store, lockout.Config{Rules: rules, Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		// The steady state: every subject's counters exist.
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		for range 32 {
+			wg.Go(func() {
+				for i := next.Add(1) - 1; i < benchSubjects; i = next.Add(1) - 1 {
+					if err := decide(p, subjects[i]); err != nil {
+						b.Errorf("filling: %v", err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		if b.Failed() {
+			return
+		}
+		b.Run("AllowFailure", func(b *testing.B) {
+			runParallelCPU(b, servers, scriptCommands, func(i int) error { return decide(p, subjects[i]) })
+		})
+	}
+	b.Run("redis", func(b *testing.B) {
+		srv := testserver.Redis(b)
+		client := goredis.NewClient(&goredis.Options{Addr: srv.Addr, ContextTimeoutEnabled: true})
+		b.Cleanup(func() { client.Close() })
+		run(b, client, []string{srv.Addr})
+	})
+	b.Run("cluster", func(b *testing.B) {
+		cl := testserver.RedisCluster(b)
+		client := goredis.NewClusterClient(&goredis.ClusterOptions{Addrs: cl.Addrs, ContextTimeoutEnabled: true})
+		b.Cleanup(func() { client.Close() })
+		run(b, client, cl.Addrs)
+	})
+}
+
+// runParallelCPU runs f in parallel over subject (key) indexes spread with a
+// prime stride, and reports the CPU time one operation costs this process
+// (client-µs/op, user+system) and the servers at addrs (server-µs/op, from
+// INFO cpu, summed): on a shared machine, wall time is noisy, CPU time much
+// less so. It also reports the time the servers spent running the commands
+// named in cmds (cmd-µs/op, from INFO commandstats: the time inside the
+// commands, without reading requests and writing replies).
+func runParallelCPU(b *testing.B, addrs []string, cmds []string, f func(i int) error) {
+	var admins []*goredis.Client
+	for _, a := range addrs {
+		c := goredis.NewClient(&goredis.Options{Addr: a})
+		b.Cleanup(func() { c.Close() })
+		admins = append(admins, c)
+	}
+	servers := func() (d time.Duration) {
+		for _, c := range admins {
+			d += serverCPU(b, c)
+		}
+		return d
+	}
+	inCommands := func() (usec float64) {
+		for _, c := range admins {
+			usec += commandUsec(b, c, cmds)
+		}
+		return usec
+	}
+	var gid atomic.Int64
+	b.ReportAllocs()
+	server0, usec0 := servers(), inCommands()
+	b.ResetTimer()
+	client0 := processCPU()
+	b.RunParallel(func(pb *testing.PB) {
+		i := int(gid.Add(1)*7919) % benchSubjects
+		for pb.Next() {
+			if err := f(i); err != nil {
+				b.Error(err)
+				return
+			}
+			i = (i + 104729) % benchSubjects
+		}
+	})
+	b.StopTimer()
+	clientCPU, serverCPU, usec := processCPU()-client0, servers()-server0, inCommands()-usec0
+	us := func(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) / float64(b.N) }
+	b.ReportMetric(us(clientCPU), "client-µs/op")
+	b.ReportMetric(us(serverCPU), "server-µs/op")
+	b.ReportMetric(usec/float64(b.N), "cmd-µs/op")
+}
+
+// commandUsec returns the microseconds the server of c has spent running
+// the commands named in cmds (INFO commandstats).
+func commandUsec(b *testing.B, c *goredis.Client, cmds []string) float64 {
+	info, err := c.Info(context.Background(), "commandstats").Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	var total float64
+	for line := range strings.Lines(info) {
+		name, rest, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if !ok || !slices.Contains(cmds, strings.TrimPrefix(name, "cmdstat_")) {
+			continue
+		}
+		for field := range strings.SplitSeq(rest, ",") {
+			if v, ok := strings.CutPrefix(field, "usec="); ok {
+				usec, err := strconv.ParseFloat(v, 64)
+				if err != nil {
+					b.Fatalf("INFO commandstats: %q", line)
+				}
+				total += usec
+			}
+		}
+	}
+	return total
+}
+
+// BenchmarkBareIncr is the baseline of BenchmarkDecision: a bare go-redis
+// INCR of one of 100,000 existing keys per operation, in parallel, with a
+// client configured as BenchmarkDecision's, on one server ("redis") and on
+// the 3-master Cluster ("cluster").
+func BenchmarkBareIncr(b *testing.B) {
+	ctx := context.Background()
+	keys := make([]string, benchSubjects)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("bench/%06d", i)
+	}
+	run := func(b *testing.B, client goredis.UniversalClient, servers []string) {
+		pipe := client.Pipeline()
+		for i := range keys {
+			pipe.Set(ctx, keys[i], 1, time.Hour)
+			if pipe.Len() == 1000 || i == len(keys)-1 {
+				if _, err := pipe.Exec(ctx); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		b.Run("Incr", func(b *testing.B) {
+			runParallelCPU(b, servers, []string{"incr"}, func(i int) error { return client.Incr(ctx, keys[i]).Err() })
+		})
+	}
+	b.Run("redis", func(b *testing.B) {
+		srv := testserver.Redis(b)
+		client := goredis.NewClient(&goredis.Options{Addr: srv.Addr, ContextTimeoutEnabled: true})
+		b.Cleanup(func() { client.Close() })
+		run(b, client, []string{srv.Addr})
+	})
+	b.Run("cluster", func(b *testing.B) {
+		cl := testserver.RedisCluster(b)
+		client := goredis.NewClusterClient(&goredis.ClusterOptions{Addrs: cl.Addrs, ContextTimeoutEnabled: true})
+		b.Cleanup(func() { client.Close() })
+		run(b, client, cl.Addrs)
+	})
+}

@@ -1,0 +1,478 @@
+package redis_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/go-lockout/lockout"
+	redisstore "github.com/go-lockout/lockout/backend/redis"
+	"github.com/go-lockout/lockout/internal/testserver"
+)
+
+// tripCounter counts the round trips go-redis clients make with the
+// store's commands, per node address: one per command sent alone, one per
+// pipeline. A ClusterClient's own hook counts under "": one per pipeline
+// (or command) the store sends, whatever nodes it touches.
+type tripCounter struct {
+	mu    sync.Mutex
+	trips map[string]int
+}
+
+func newTripCounter() *tripCounter { return &tripCounter{trips: map[string]int{}} }
+
+func (c *tripCounter) add(addr string) {
+	c.mu.Lock()
+	c.trips[addr]++
+	c.mu.Unlock()
+}
+
+// take returns the counts so far and starts afresh.
+func (c *tripCounter) take() map[string]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m := c.trips
+	c.trips = map[string]int{}
+	return m
+}
+
+// hook returns a go-redis hook that counts the round trips of the client
+// of addr.
+func (c *tripCounter) hook(addr string) goredis.Hook { return tripHook{c, addr} }
+
+type tripHook struct {
+	c    *tripCounter
+	addr string
+}
+
+func (h tripHook) DialHook(next goredis.DialHook) goredis.DialHook { return next }
+
+func (h tripHook) ProcessHook(next goredis.ProcessHook) goredis.ProcessHook {
+	return func(ctx context.Context, cmd goredis.Cmder) error {
+		if slices.Contains(scriptCommands, cmd.Name()) {
+			h.c.add(h.addr)
+		}
+		return next(ctx, cmd)
+	}
+}
+
+// ProcessPipelineHook counts a pipeline that carries a command of the
+// store's, not the handshake go-redis makes on a new connection.
+func (h tripHook) ProcessPipelineHook(next goredis.ProcessPipelineHook) goredis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []goredis.Cmder) error {
+		if slices.ContainsFunc(cmds, func(c goredis.Cmder) bool { return slices.Contains(scriptCommands, c.Name()) }) {
+			h.c.add(h.addr)
+		}
+		return next(ctx, cmds)
+	}
+}
+
+// commandCalls returns how many times the servers of admins ran each
+// command (INFO commandstats, summed over the servers), leaving out INFO
+// and the handshake of new connections. Commands a script calls are counted
+// too.
+func commandCalls(t *testing.T, admins []*goredis.Client) map[string]int64 {
+	t.Helper()
+	calls := map[string]int64{}
+	for _, c := range admins {
+		addr := c.Options().Addr
+		info, err := c.Info(t.Context(), "commandstats").Result()
+		if err != nil {
+			t.Fatalf("INFO commandstats on %s: %v", addr, err)
+		}
+		for line := range strings.Lines(info) {
+			name, rest, ok := strings.Cut(strings.TrimSpace(line), ":")
+			if !ok || !strings.HasPrefix(name, "cmdstat_") || slices.Contains(uncounted, name) {
+				continue
+			}
+			v, _, _ := strings.Cut(strings.TrimPrefix(rest, "calls="), ",")
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				t.Fatalf("INFO commandstats on %s: %q", addr, line)
+			}
+			calls[strings.TrimPrefix(name, "cmdstat_")] += n
+		}
+	}
+	return calls
+}
+
+// uncounted are the commandstats entries commandCalls leaves out.
+var uncounted = []string{"cmdstat_info", "cmdstat_hello", "cmdstat_client|setinfo", "cmdstat_ping"}
+
+// scriptCommands are the commands the store sends; any other command the
+// server counts ran inside its script.
+var scriptCommands = []string{"evalsha", "eval"}
+
+// describeCalls formats the difference between two commandCalls, the
+// store's own commands first, and returns how many of those there were.
+func describeCalls(before, after map[string]int64) (string, int64) {
+	var sent, inside []string
+	var n int64
+	for _, name := range slices.Sorted(maps.Keys(after)) {
+		d := after[name] - before[name]
+		if d == 0 {
+			continue
+		}
+		if slices.Contains(scriptCommands, name) {
+			sent = append(sent, fmt.Sprintf("%d %s", d, strings.ToUpper(name)))
+			n += d
+		} else {
+			inside = append(inside, fmt.Sprintf("%s=%d", name, d))
+		}
+	}
+	s := strings.Join(sent, " + ")
+	if s == "" {
+		s = "no command"
+	}
+	if len(inside) > 0 {
+		s += " (calling " + strings.Join(inside, " ") + ")"
+	}
+	return s, n
+}
+
+func budgetRules() []lockout.Rule {
+	rules := []lockout.Rule{lockout.ByUsername(3), lockout.ByIP(10), lockout.ByUsernameAndIP(3)}
+	for i := range rules {
+		rules[i].Schedule = lockout.Fixed(time.Hour)
+	}
+	return rules
+}
+
+// checkRoundTrips walks a policy with three rules (username, IP,
+// username+IP) through every step of the round-trip budget and counts, for
+// each step, the round trips the client made (trips) and the commands the
+// servers (admins, one client each) saw. An admitted decision must be one
+// round trip: one pipeline, or a single command, with at most one round trip
+// to each node.
+func checkRoundTrips(t *testing.T, store *redisstore.Store, trips *tripCounter, admins []*goredis.Client) {
+	p, err := lockout.New(store, lockout.Config{
+		Rules:  budgetRules(),
+		Prefix: fmt.Sprintf("trips%d", time.Now().UnixNano()),
+		Logger: slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	s := lockout.Subject{Username: "alice", IP: "198.51.100.7"}
+	step := func(name string, budget int, f func() error) {
+		t.Helper()
+		trips.take()
+		before := commandCalls(t, admins)
+		if err := f(); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		perNode := trips.take()
+		pipelines, cluster := perNode[""]
+		delete(perNode, "")
+		desc, sent := describeCalls(before, commandCalls(t, admins))
+		rounds := 0
+		for _, n := range perNode {
+			rounds = max(rounds, n)
+		}
+		if cluster {
+			t.Logf("%-28s %d pipeline(s): %d round trip(s) to each of %d node(s), %s", name+":", pipelines, rounds, len(perNode), desc)
+			if name == "admitted" && pipelines != 1 {
+				t.Errorf("admitted: %d pipelines or commands sent, want 1", pipelines)
+			}
+		} else {
+			t.Logf("%-28s %d round trip(s), %s", name+":", rounds, desc)
+		}
+		if rounds > budget {
+			t.Errorf("%s: %d round trips to one node (%v), budget %d", name, rounds, perNode, budget)
+		}
+		// An admitted decision: one round trip, one script call per slot
+		// (one on a single server).
+		if name == "admitted" {
+			want := int64(1)
+			if len(admins) > 1 {
+				want = sent // checked against the nodes below
+			}
+			if rounds != 1 || sent != want || sent < int64(len(perNode)) || sent > 3 {
+				t.Errorf("admitted: %d round trips (%v), %d script calls; want one round trip, one script call per slot",
+					rounds, perNode, sent)
+			}
+		}
+	}
+	var a *lockout.Attempt
+	allow := func() (err error) {
+		a, err = p.Allow(ctx, s)
+		if err == nil && a.Err() != nil {
+			err = a.Err()
+		}
+		return err
+	}
+	report := func(ok bool) func() error {
+		return func() error {
+			if ok {
+				return a.Success(ctx)
+			}
+			return a.Failure(ctx)
+		}
+	}
+	step("admitted", 1, allow)
+	step("failure that does not lock", 0, report(false))
+	step("admitted", 1, allow)
+	step("success", 1, report(true))
+	for range 2 {
+		if err := allow(); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.Failure(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	step("admitted", 1, allow)
+	step("failure that locks", 3, report(false))
+	step("refused (locked)", 2, func() error {
+		if _, err := p.Allow(ctx, s); !errors.Is(err, lockout.ErrLocked) {
+			return fmt.Errorf("want ErrLocked, got %v", err)
+		}
+		return nil
+	})
+}
+
+// TestPolicyRoundTrips counts the round trips and the commands of each step
+// of the round-trip budget on one server. (TestCluster does it on a
+// Cluster.)
+func TestPolicyRoundTrips(t *testing.T) {
+	srv := testserver.Redis(t)
+	trips := newTripCounter()
+	client := newClient(t, srv.Addr, nil)
+	client.AddHook(trips.hook(srv.Addr))
+	store := newStore(t, client, nil)
+	checkRoundTrips(t, store, trips, []*goredis.Client{newClient(t, srv.Addr, nil)})
+}
+
+// TestPolicyOutage stops the server under decisions from many goroutines
+// (Policy.Check, three rules, a 200 ms timeout), through one fail-open and
+// one fail-closed policy on one store: every decision returns within its
+// deadlines; while the server is down the fail-open policy admits and the
+// fail-closed one refuses with ErrUnavailable; nothing panics and no
+// goroutine is left behind; and once the server is back, empty and without
+// the script, decisions work again on the same client.
+func TestPolicyOutage(t *testing.T) {
+	for _, ctxTimeouts := range []bool{false, true} {
+		t.Run(fmt.Sprintf("ContextTimeoutEnabled=%v", ctxTimeouts), func(t *testing.T) {
+			testPolicyOutage(t, ctxTimeouts)
+		})
+	}
+}
+
+// decision is what the BackendError hook tells one decision of
+// TestPolicyOutage, through its context.
+type decision struct{ backendErrs atomic.Int64 }
+
+type decisionKey struct{}
+
+func testPolicyOutage(t *testing.T, ctxTimeouts bool) {
+	srv := testserver.Redis(t)
+	if !srv.Controllable() {
+		t.Skip("the server was given by LOCKOUT_TEST_REDIS")
+	}
+	client := newClient(t, srv.Addr, func(o *goredis.Options) {
+		o.ReadTimeout = time.Second
+		o.WriteTimeout = time.Second
+		o.ContextTimeoutEnabled = ctxTimeouts
+	})
+	store := newStore(t, client, nil)
+
+	const (
+		workers = 16
+		timeout = 200 * time.Millisecond
+		// A decision is at most two calls: Allow, then Success.
+		bound = 2*timeout + lateSlack
+	)
+	type side struct {
+		p                    *lockout.Policy
+		failClosed           bool
+		ok, open, unavail    atomic.Int64 // decisions: clean, admitted despite an error, refused as unavailable
+		firstErr             atomic.Value // string: the first backend error while the server was down
+		lastClean            atomic.Int64 // unix nanos of the latest decision without a backend error
+		okAtStop, okAtStart  int64
+		openDown, unavailDwn int64
+	}
+	sides := []*side{{failClosed: false}, {failClosed: true}}
+	rules := []lockout.Rule{
+		lockout.ByUsername(math.MaxInt32), lockout.ByIP(math.MaxInt32), lockout.ByUsernameAndIP(math.MaxInt32),
+	}
+	for i, sd := range sides {
+		p, err := lockout.New(store, lockout.Config{
+			Rules:      rules,
+			Prefix:     fmt.Sprintf("outage%d", i),
+			Timeout:    timeout,
+			FailClosed: sd.failClosed,
+			Logger:     slog.New(slog.DiscardHandler),
+			Hooks: lockout.Hooks{BackendError: func(ctx context.Context, err error) {
+				if d, ok := ctx.Value(decisionKey{}).(*decision); ok {
+					d.backendErrs.Add(1)
+					sd.firstErr.CompareAndSwap(nil, err.Error())
+				}
+			}},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sd.p = p
+	}
+	// Warm up: the pool has connections, the script is loaded.
+	for _, sd := range sides {
+		if ok, err := sd.p.Check(t.Context(), lockout.Subject{Username: "warm", IP: "192.0.2.1"},
+			func(context.Context) (bool, error) { return true, nil }); !ok || err != nil {
+			t.Fatalf("warm-up decision: %v, %v", ok, err)
+		}
+	}
+	base := settledGoroutines(t, 0)
+
+	var (
+		stop     atomic.Bool
+		late     atomic.Int64
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		slowest  time.Duration
+		problems []string
+	)
+	problem := func(format string, args ...any) {
+		mu.Lock()
+		if len(problems) < 10 {
+			problems = append(problems, fmt.Sprintf(format, args...))
+		}
+		mu.Unlock()
+	}
+	for g := range workers {
+		sd := sides[g%len(sides)]
+		wg.Go(func() {
+			defer func() {
+				if r := recover(); r != nil {
+					problem("worker %d panicked: %v", g, r)
+				}
+			}()
+			for i := 0; !stop.Load(); i++ {
+				s := lockout.Subject{Username: fmt.Sprintf("user%d", g), IP: fmt.Sprintf("10.0.%d.%d", g, i%200)}
+				d := &decision{}
+				var errsAtVerify int64 = -1
+				start := time.Now()
+				ok, err := sd.p.Check(context.WithValue(context.Background(), decisionKey{}, d), s,
+					func(context.Context) (bool, error) {
+						errsAtVerify = d.backendErrs.Load()
+						return i%2 == 0, nil // a success costs a call, a failure none
+					})
+				took := time.Since(start)
+				mu.Lock()
+				slowest = max(slowest, took)
+				mu.Unlock()
+				if took > bound {
+					late.Add(1)
+				}
+				errs := d.backendErrs.Load()
+				switch verified := errsAtVerify >= 0; {
+				case verified && errsAtVerify == 0 && err == nil:
+					if errs == 0 {
+						sd.ok.Add(1)
+						sd.lastClean.Store(time.Now().UnixNano())
+					} // else: the report failed, which the outcome survives
+				case verified && !sd.failClosed && err == nil:
+					sd.open.Add(1)
+				case !verified && sd.failClosed && errs > 0 && errors.Is(err, lockout.ErrUnavailable):
+					sd.unavail.Add(1)
+				default:
+					problem("fail-closed %v: Check = %v, %v (verified %v, backend errors %d, %d before verifying)",
+						sd.failClosed, ok, err, verified, errs, errsAtVerify)
+				}
+				if errs > 0 {
+					time.Sleep(5 * time.Millisecond) // do not spin on a refused connection
+				}
+			}
+		})
+	}
+
+	time.Sleep(300 * time.Millisecond)
+	for _, sd := range sides {
+		sd.okAtStop = sd.ok.Load()
+	}
+	srv.Stop()
+	time.Sleep(600 * time.Millisecond)
+	for _, sd := range sides {
+		sd.openDown, sd.unavailDwn = sd.open.Load(), sd.unavail.Load()
+	}
+	srv.Start()
+	restarted := time.Now()
+	for _, sd := range sides {
+		sd.okAtStart = sd.ok.Load()
+	}
+	recovered := func() bool {
+		for _, sd := range sides {
+			if sd.lastClean.Load() < restarted.Add(200*time.Millisecond).UnixNano() {
+				return false
+			}
+		}
+		return true
+	}
+	for time.Since(restarted) < 5*time.Second && !recovered() {
+		time.Sleep(50 * time.Millisecond)
+	}
+	stop.Store(true)
+	wg.Wait()
+
+	for _, sd := range sides {
+		name := "fail-open"
+		if sd.failClosed {
+			name = "fail-closed"
+		}
+		t.Logf("%s: %d clean decisions before the stop; while down %d admitted despite the error, %d refused as unavailable "+
+			"(first error: %v); %d clean decisions after the restart",
+			name, sd.okAtStop, sd.openDown, sd.unavailDwn, sd.firstErr.Load(), sd.ok.Load()-sd.okAtStart)
+		if sd.okAtStop == 0 {
+			t.Errorf("%s: no clean decision before the stop", name)
+		}
+		if !sd.failClosed && sd.openDown == 0 {
+			t.Errorf("%s: no decision admitted while the server was down", name)
+		}
+		if sd.failClosed && sd.unavailDwn == 0 {
+			t.Errorf("%s: no decision refused as unavailable while the server was down", name)
+		}
+		if sd.failClosed && sd.open.Load() > 0 || !sd.failClosed && sd.unavail.Load() > 0 {
+			t.Errorf("%s: decided against its configuration", name)
+		}
+	}
+	t.Logf("slowest decision %v (bound %v)", slowest, bound)
+	if n := late.Load(); n > 0 {
+		t.Errorf("%d decisions took longer than %v (slowest %v)", n, bound, slowest)
+	}
+	for _, p := range problems {
+		t.Error(p)
+	}
+	if !recovered() {
+		t.Fatal("decisions did not work again within 5 s of the restart")
+	}
+	// The same client and store keep working: a fresh subject is counted.
+	for _, sd := range sides {
+		s := lockout.Subject{Username: "fresh", IP: "192.0.2.9"}
+		a, err := sd.p.Allow(t.Context(), s)
+		if err != nil || a.Err() != nil {
+			t.Fatalf("after the restart: Allow = %v (store error %v)", err, a.Err())
+		}
+		st, err := sd.p.Status(t.Context(), s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range st {
+			if r.Attempts != 1 {
+				t.Errorf("after the restart: rule %s holds %d attempts, want 1", r.Rule, r.Attempts)
+			}
+		}
+	}
+	settledGoroutines(t, base)
+}
