@@ -19,6 +19,7 @@ func harness(opts *Options) conformance.Harness {
 		},
 		FakeTime:    true,
 		Lister:      true,
+		AtomicTags:  true,
 		Granularity: 0,
 	}
 }

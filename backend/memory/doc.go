@@ -10,53 +10,125 @@
 //
 // # How it works
 //
-// Each key is an entry holding its key, its counter, its own expiry and a
-// mutex. The entries live in a ristretto v2 cache, which serves here only as
-// a sharded concurrent hash map that reclaims expired items in the
-// background. Its admission policy and eviction are switched off: every item
-// has cost 0 and internal costs are ignored, so the policy always finds room
-// and never rejects or evicts anything. Losing a counter would unlock an
+// Each key is an entry holding its key, its counter and its own expiry.
+// The entries live in a ristretto v2 cache, which serves here only as a
+// sharded concurrent hash map that reclaims expired items in the
+// background. Its admission policy and eviction are switched off: every
+// item has cost 0 and internal costs are ignored, so the policy always
+// finds room and never evicts anything. Losing a counter would unlock an
 // attacker, so the store never lets ristretto decide what to keep.
 //
 // Ristretto is keyed by a 64-bit hash of the key (hash/maphash, seeded per
-// store); the entry carries the key itself, so a lookup checks it.
+// store) whose top 8 bits are those of a hash of the key's hash tag
+// ([backend.HashTag]); the entry carries a copy of the key, so a lookup
+// checks it.
 //
-// An operation on an existing key is a ristretto Get and the entry's mutex:
-// increments are exact, and the entry's expiry, read on the monotonic clock,
-// decides whether the key exists. Ristretto's expiration for the item is set
-// ReclaimDelay later than that, and only serves to reclaim memory.
+// Those 8 bits choose one of 256 stripe locks: the keys of one hash tag,
+// and any keys that share a ristretto key, share a stripe. Every operation
+// runs under its key's stripe lock, reads included. A call (Do) hashes its
+// keys, takes every stripe it needs, once and in ascending order, reads
+// the clock once, applies its operations in order, and releases the
+// stripes: one lock pass. So the operations of one hash tag in a batch
+// apply as one atomic step (conformance's AtomicTags), at one instant, and
+// batches cannot deadlock. Within the lock the entry's expiry, read on the
+// monotonic clock, decides whether the key exists; ristretto's expiration
+// for the item is set ReclaimDelay later, and only serves to reclaim
+// memory.
 //
-// Creating a key takes one of 256 stripe locks, chosen by hash. Under it the
-// store removes any stale item ristretto still holds for the hash, counts
-// the key against MaxKeys and Sets the new entry. Ristretto applies a new
-// item asynchronously, on its own goroutine; the stripe stays locked until
-// the batch has waited for that (one Wait per batch, whatever the number of
-// keys it creates) and confirmed that the item is stored. A batch takes the
-// stripes it needs in ascending order, or releases them all before taking a
-// lower one, so batches cannot deadlock.
+// # The pending overlay
 //
-// Ristretto's synchronous "update" path (a Set of a key already stored) is
-// never used: ttl cleanup reads an item's expiration and deletes the item in
-// two separate steps, so an update landing between them would be deleted
-// with the old item. Instead, an Expire that moves a key's expiry past its
-// ristretto expiration re-inserts the same entry under the stripe lock (Del,
-// then Set as a new item), and readers that miss it meanwhile notice, through
-// a per-stripe sequence number, that they must wait for the stripe. Since
-// every new item is applied on the goroutine that also runs ttl cleanup, and
-// ristretto's expiration of an item is never earlier than the entry's own
-// expiry, cleanup only ever removes expired keys.
+// Ristretto applies a new item asynchronously, on its own goroutine (after
+// SetWithTTL has queued it): for a while Get does not return it. Rather
+// than wait for that, a batch that creates a key puts the entry into its
+// stripe's pending set too, and every lookup that misses in ristretto
+// looks there. An entry leaves the pending set once ristretto is known to
+// hold it: when a Get returns it, or when the store's resolver goroutine
+// has seen a Wait return after the Set (Store.queued and Store.applied
+// order Sets against Waits: one Wait settles every Set made before it).
+// The resolver runs while entries are pending, at most once a
+// millisecond, with one Wait for all of them; a batch that grows a
+// stripe's pending set past 64 entries settles it itself before it lets
+// go of the stripe. A batch that creates or deletes keys while more than
+// 4096 of the store's Sets and Dels are still queued for ristretto's
+// goroutine waits for them after letting go of its stripes: backpressure,
+// so that a flood of new keys cannot outrun ristretto and fill its set
+// buffer. No batch waits for ristretto otherwise, except in the two cases
+// below where an earlier Set of the same hash may still be queued.
+//
+// Why ristretto never loses a live key here. Ristretto (v2.4.2) can drop
+// or remove an item in these ways: admission rejection and eviction
+// (policy.go, defaultPolicy.Add), a full set buffer (cache.go, SetWithTTL
+// returns false), ttl cleanup (ttl.go, expirationMap.cleanup), Del, and
+// Clear. The store keeps these invariants:
+//
+//  1. Every item has cost 0 with IgnoreInternalCost, and MaxCost is
+//     math.MaxInt64: Add always finds room, so it never evicts, and it
+//     rejects only a hash its policy already tracks, which (2) rules out.
+//  2. Every Set and Del of hash h happens under h's stripe lock. A Set is
+//     made only when no earlier Set of h may still be queued: a pending
+//     entry or ghost of h whose Set is not known to be applied makes the
+//     batch Wait first (re-creating a key deleted while pending, or
+//     re-inserting a pending key; rare). Each Set follows a Del of h,
+//     which removes synchronously whatever ristretto stores under h
+//     (including an expired item that Get hides) and queues the removal
+//     from its policy. So when SetWithTTL runs, ristretto's map has no h,
+//     and nothing queued can put one there before this item: the Set
+//     takes the asynchronous new-item path, never the synchronous update
+//     path, and ristretto's policy does not track h when it applies it.
+//  3. An entry's ristretto expiration is never earlier than its own
+//     expiry: it is set to expiry+ReclaimDelay (computed before ristretto
+//     reads its own, later, clock), an Expire that moves the expiry past
+//     it re-inserts the entry (Del, then Set as a new item, pending again,
+//     the same entry), and shortening leaves it alone.
+//  4. Cleanup runs on the goroutine that applies new items (processItems),
+//     so no item is inserted while it runs, and the update path is never
+//     used, so no item is replaced while it runs.
+//  5. A pending entry whose Set ristretto did not take (SetWithTTL returned
+//     false) or rejected (OnReject, which marks it dropped) stays pending,
+//     and so visible to the store's lookups, and is Set again once a later
+//     Wait has returned; a dropped entry that has expired meanwhile is
+//     retired instead.
+//  6. Until a pending entry's Set is known to be applied, the only
+//     ristretto call made for its hash is a Del that deletes the key
+//     (which leaves a retired "ghost" in the pending set until then, so
+//     that (2) holds for the next Set). So when ristretto is seen to hold
+//     a pending entry, by a Get or because a Wait returned after its Set
+//     and it was not dropped, nothing queued behind it can remove it: it
+//     becomes live and leaves the pending set.
+//
+// Cleanup reads an item's expiration, checks it has passed, and deletes
+// whatever item is stored under the hash, in separate steps. By (4) the item
+// it deletes is the one whose expiration it read (or none, if a Del got
+// there first), and by (3) that item's entry had expired. That is the race
+// a SetWithTTL of a stored key would open (an update between the read and
+// the delete would be deleted), and why (2) never updates.
+//
+// Counting. An entry counts against MaxKeys from its creation until it is
+// retired (state gone), exactly once: either by the store, under its stripe
+// lock, when it deletes, replaces or sweeps it; or by OnExit, when ttl
+// cleanup removes it, whether it was live or still pending (by (3) it had
+// expired). OnExit ignores an entry being re-inserted (Del, then Set: it is
+// "moving" meanwhile) and a dropped one (a rejection reports it before
+// OnExit); the store retires the entries it removes before its Del. The
+// resolver's "applied, so live" and OnExit's "cleaned up, so gone" are
+// compare-and-swaps on the same pending state: one wins.
+//
+// Close excludes every other call (closeMu), since Cache.Close closes
+// channels that Set, Del, Wait and Get send on; it stops the resolver
+// first.
 //
 // # Guarantees
 //
 //   - Every operation of [backend.Backend] as specified: exact counts under
 //     any concurrency, operations on one key applied in batch order, reads
-//     after the batch's earlier writes (a batch that created keys waits for
-//     them to be applied before its first read, so that is still one Wait),
-//     expiry to the nanosecond (no TTL granularity), never early.
+//     after the batch's earlier writes (on any key, not only those of the
+//     same hash tag), and the operations of each hash tag in a batch as
+//     one atomic step. Expiry to the nanosecond (no TTL granularity), never
+//     early.
 //   - No live key is ever evicted, whatever the number of keys inserted.
 //   - At most MaxKeys keys are held. Creating one more fails the call with an
 //     error wrapping [backend.ErrFull]; existing keys keep working.
-//   - Close waits for calls in progress and stops ristretto's goroutines;
+//   - Close waits for calls in progress and stops the store's goroutines;
 //     every later call returns an error wrapping [backend.ErrClosed].
 //   - The store reads the clock only through package time, and all its
 //     goroutines exit on Close, so it works inside a testing/synctest bubble
@@ -65,39 +137,44 @@
 // # Caveats
 //
 // An expired key keeps its memory, and its place under MaxKeys, until it is
-// reclaimed: when the key is created again, or deleted within ReclaimDelay
-// of its expiry; by a sweep of the whole store, run when a creation finds
-// the store full, at most once a second, which reclaims keys that expired
-// less than ReclaimDelay ago; or by ristretto's cleanup, which runs every
-// 2.5 s and takes keys between ReclaimDelay and ReclaimDelay+7.5 s after
-// their expiry. A store kept full by a flood of short-lived keys therefore
+// reclaimed: when the key is created again, or deleted; by a sweep, run
+// when a creation finds the store full, at most once a second, which
+// reclaims the expired pending keys and the keys that expired less than
+// ReclaimDelay ago (in the stripes it can lock without waiting behind
+// other calls); or by ristretto's cleanup, which runs every 2.5 s and
+// takes keys between ReclaimDelay and ReclaimDelay+7.5 s after their
+// expiry. A store kept full by a flood of short-lived keys therefore
 // refuses new keys for a few seconds at most. [Store.Len] counts the
 // unreclaimed expired keys too.
 //
 // Ristretto files expirations in buckets of wall-clock time (five seconds):
-// a backward step of the wall clock can leave the keys expiring during the
-// repeated interval unreclaimed until they are touched again. Expiry itself
-// is not affected.
+// a step of the wall clock can leave the keys expiring around it
+// unreclaimed until they are touched again. Expiry itself is not affected
+// (ristretto compares expirations on the monotonic clock too).
 //
-// Memory is some 200 to 400 bytes per key (depending on how full Go's maps
-// happen to be) plus the key itself: the entry, ristretto's map slot, its
+// Memory is some 250 to 450 bytes per key (depending on how full Go's maps
+// happen to be), plus the key itself if it is longer than 56 bytes: the
+// entry (128 bytes, which hold shorter keys), ristretto's map slot, its
 // expiry bucket slot and its policy's cost map slot. Maps do not shrink
-// when keys are removed.
+// when keys are removed. The store keeps a copy of each key, never the
+// caller's string.
 //
-// Creating keys is much slower than using existing ones: a batch that
-// creates keys waits once for ristretto's goroutine to apply them. Keys are
-// best created in batches. That goroutine also runs the ttl cleanup, so
-// creations stall while it reclaims a large number of keys that expired
-// together.
+// Keys of one hash tag share a stripe lock, so calls on one tag run one at
+// a time (they are one subject's keys in the lockout engine). Creating a
+// key costs a Del and a Set on ristretto's set buffer, which its goroutine
+// drains; that goroutine also runs the ttl cleanup, so while it reclaims a
+// large number of keys that expired together, new keys stay pending (and
+// work) a little longer.
 //
 // Two keys whose 64-bit hashes are equal cannot both be held: creating the
-// second fails with an error (not ErrFull). With a random seed per store,
-// the chance that any two of a million keys collide is about 3 in 10^8.
+// second while the first is live fails with an error (not ErrFull). With a
+// random seed per store, the chance that any two of a million keys collide
+// is about 3 in 10^8.
 //
-// [Store.Keys] copies the matching entries in one pass (memory in proportion
-// to the matches), then yields them.
+// [Store.Keys] copies the matching entries (memory in proportion to the
+// matches), taking each stripe lock briefly, then yields them.
 //
-// A Store runs two goroutines (ristretto's) until Close: close every store
-// you create. The store is for one process; its state is lost on Close or
-// exit.
+// A Store runs three goroutines (ristretto's two and its resolver) until
+// Close: close every store you create. The store is for one process; its
+// state is lost on Close or exit.
 package memory

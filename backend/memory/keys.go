@@ -1,17 +1,16 @@
 package memory
 
 import (
-	"cmp"
 	"context"
 	"fmt"
 	"iter"
 	"slices"
-	"strings"
 )
 
 // Keys yields every live key that begins with prefix, in no particular
-// order; see [backend.Lister]. It collects the matching entries in one pass
-// over ristretto's shards, then yields them without holding any lock,
+// order; see [backend.Lister]. It collects the matching entries from the
+// stripes' pending sets and in one pass over ristretto's shards (see
+// snapshot), then yields them without holding any lock,
 // skipping those that have expired or been removed meanwhile. If the store
 // closes during the iteration, the iteration ends with an error wrapping
 // [backend.ErrClosed].
@@ -40,47 +39,64 @@ func (s *Store) Keys(ctx context.Context, prefix string) iter.Seq2[string, error
 			if !e.liveAt(s.now()) {
 				continue
 			}
-			if !yield(e.key, nil) {
+			if !yield(e.key(), nil) {
 				return
 			}
 		}
 	}
 }
 
-// snapshot returns the entries whose key begins with prefix.
+// snapshot returns the entries whose key begins with prefix: those in
+// the stripes' pending sets, then those ristretto holds.
 //
-// IterValues misses an entry that a batch is re-inserting (between its Del
-// and its Set being applied). Such a batch holds the entry's stripe with an
-// odd seq from before the Del until after the entry is visible again, so a
-// stripe whose seq was even and unchanged across the pass lost nothing. The
-// other stripes are collected again in a second pass, holding their locks:
-// then none of their entries is in flight.
+// An entry moves between the two while the pass runs: into ristretto when
+// it is confirmed (resolve, or a Get that finds it), which cannot hide it,
+// since the pending sets are copied first; and out of ristretto into a
+// pending set when an Expire re-inserts it, which could. Each re-insert
+// of a live entry advances its stripe's seq, under the stripe lock, so a
+// stripe whose seq is unchanged across the pass lost nothing. The other
+// stripes are collected again holding their locks, which freezes them.
+// An entry found both in a pending set and in ristretto is yielded once.
 func (s *Store) snapshot(ctx context.Context, prefix string) ([]*entry, error) {
 	s.closeMu.RLock()
 	defer s.closeMu.RUnlock()
 	if s.closed.Load() {
 		return nil, errClosed
 	}
-	var before [numStripes]uint64
-	for i := range s.stripes {
-		before[i] = s.stripes[i].seq.Load()
-	}
+	var seqs [numStripes]uint64
 	var out []*entry
+	var pend map[*entry]bool
+	copyPending := func(st *stripe) {
+		for _, e := range st.pending {
+			if e.state.Load() == stPending && e.hasPrefix(prefix) {
+				if pend == nil {
+					pend = map[*entry]bool{}
+				}
+				pend[e] = true
+				out = append(out, e)
+			}
+		}
+	}
+	for i := range s.stripes {
+		st := &s.stripes[i]
+		st.mu.Lock()
+		seqs[i] = st.seq
+		copyPending(st)
+		st.mu.Unlock()
+	}
 	var cerr error
 	n := 0
-	collect := func(redo *[numStripes / 64]uint64) func(*entry) bool {
+	collect := func(redo *stripeSet) func(*entry) bool {
 		return func(e *entry) bool {
 			if n++; n&1023 == 0 {
 				if cerr = ctx.Err(); cerr != nil {
 					return true
 				}
 			}
-			if redo != nil {
-				if i := stripeOf(e.h); redo[i>>6]&(1<<(i&63)) == 0 {
-					return false
-				}
+			if redo != nil && !redo.has(stripeOf(e.h)) {
+				return false
 			}
-			if strings.HasPrefix(e.key, prefix) {
+			if e.hasPrefix(prefix) && !pend[e] {
 				out = append(out, e)
 			}
 			return false
@@ -90,29 +106,31 @@ func (s *Store) snapshot(ctx context.Context, prefix string) ([]*entry, error) {
 	if cerr != nil {
 		return nil, fmt.Errorf("memory: %w", cerr)
 	}
-	var redo [numStripes / 64]uint64
+	var redo stripeSet
 	again := false
 	for i := range s.stripes {
-		if seq := s.stripes[i].seq.Load(); seq != before[i] || seq&1 == 1 {
-			redo[i>>6] |= 1 << (i & 63)
+		st := &s.stripes[i]
+		st.mu.Lock()
+		if st.seq != seqs[i] {
+			redo.add(i)
 			again = true
 		}
+		st.mu.Unlock()
 	}
 	if !again {
 		return out, nil
 	}
-	// Ascending order, holding nothing else: allowed by the lock order.
-	for i := range s.stripes {
-		if redo[i>>6]&(1<<(i&63)) != 0 {
-			s.stripes[i].mu.Lock()
-		}
-	}
+	// Start over for the redo stripes, holding their locks (ascending,
+	// holding nothing else: the lock order).
+	out = slices.DeleteFunc(out, func(e *entry) bool { return redo.has(stripeOf(e.h)) })
+	pend = nil
+	redo.each(func(i int) {
+		st := &s.stripes[i]
+		st.mu.Lock()
+		copyPending(st)
+	})
 	s.cache.IterValues(collect(&redo))
-	for i := range s.stripes {
-		if redo[i>>6]&(1<<(i&63)) != 0 {
-			s.stripes[i].mu.Unlock()
-		}
-	}
+	redo.each(func(i int) { s.stripes[i].mu.Unlock() })
 	if cerr != nil {
 		return nil, fmt.Errorf("memory: %w", cerr)
 	}
@@ -122,53 +140,4 @@ func (s *Store) snapshot(ctx context.Context, prefix string) ([]*entry, error) {
 // sweepDue reports whether a full store may sweep at now.
 func (s *Store) sweepDue(now int64) bool {
 	return now-s.lastSweep.Load() >= int64(sweepEvery)
-}
-
-// sweep reclaims the expired keys ristretto still shows (those within
-// ReclaimDelay of their expiry; older ones are hidden from IterValues and
-// left to ristretto's cleanup). It runs when a creation finds the store
-// full, at most once per sweepEvery and one at a time, from a batch that
-// holds no stripe.
-func (s *Store) sweep() {
-	if !s.sweepMu.TryLock() {
-		return
-	}
-	defer s.sweepMu.Unlock()
-	now := s.now()
-	if !s.sweepDue(now) {
-		return
-	}
-	s.lastSweep.Store(now)
-	var dead []*entry
-	s.cache.IterValues(func(e *entry) bool {
-		if !e.liveAt(now) {
-			dead = append(dead, e)
-		}
-		return false
-	})
-	slices.SortFunc(dead, func(a, b *entry) int { return cmp.Compare(stripeOf(a.h), stripeOf(b.h)) })
-	for len(dead) > 0 {
-		i := stripeOf(dead[0].h)
-		n := 1
-		for n < len(dead) && stripeOf(dead[n].h) == i {
-			n++
-		}
-		s.stripes[i].mu.Lock()
-		for _, e := range dead[:n] {
-			if v, ok := s.cache.Get(e.h); !ok || v != e {
-				continue
-			}
-			e.mu.Lock()
-			expired := !e.liveAt(s.now())
-			if expired {
-				s.retire(e)
-			}
-			e.mu.Unlock()
-			if expired {
-				s.cache.Del(e.h)
-			}
-		}
-		s.stripes[i].mu.Unlock()
-		dead = dead[n:]
-	}
 }

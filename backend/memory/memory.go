@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"math"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -44,44 +45,6 @@ type Options struct {
 	ReclaimDelay time.Duration
 }
 
-// Why ristretto never loses a live key here.
-//
-// Ristretto (v2.4.2) can drop or remove an item in these ways: admission
-// rejection and eviction (policy.go, defaultPolicy.Add), a full set buffer
-// (cache.go, SetWithTTL returns false), ttl cleanup (ttl.go,
-// expirationMap.cleanup), Del, and Clear. The store keeps four invariants:
-//
-//  1. Every item has cost 0 with IgnoreInternalCost, and MaxCost is
-//     math.MaxInt64: Add always finds room, so it never evicts, and it
-//     rejects only a hash its policy already tracks, which (2) rules out.
-//  2. Every Set and Del of hash h happens under h's stripe lock; a Set
-//     always follows a Del of h, so it takes the asynchronous new-item path,
-//     never the synchronous update path; and the stripe is released only
-//     after a Wait has applied the Set and a Get has confirmed it. Set
-//     returning false is retried after a Wait.
-//  3. An entry's ristretto expiration is never earlier than its own expiry:
-//     it is set to expiry+ReclaimDelay (computed before ristretto reads its
-//     own, later, clock), an Expire that moves the expiry past it re-inserts
-//     the entry first, and shortening leaves it alone.
-//  4. Cleanup runs on the goroutine that applies new items (processItems),
-//     so no item is inserted while it runs, and the update path is never
-//     used, so no item is replaced while it runs.
-//
-// Cleanup reads an item's expiration, checks it has passed, and deletes
-// whatever item is stored under the hash, in separate steps. By (4) the item
-// it deletes is the one whose expiration it read (or none, if a Del got
-// there first), and by (3) that item's entry had expired. That is the race
-// a SetWithTTL of a stored key would open (an update between the read and
-// the delete would be deleted), and why (2) never updates: not even an
-// expired item that Get hides but the map still holds, which the Del before
-// every Set removes.
-//
-// OnExit (exited) receives every value that leaves, including the one an
-// update would replace; it uncounts only live entries the store did not
-// retire itself, so the count behind MaxKeys stays exact. Close excludes
-// every other call (closeMu), since Cache.Close closes channels that Set,
-// Del, Wait and Get send on.
-
 // never is the expiry of a key that does not expire, in nanoseconds since
 // the store's epoch.
 const never = math.MaxInt64
@@ -90,62 +53,106 @@ const never = math.MaxInt64
 const sweepEvery = time.Second
 
 // Entry states. An entry is counted against MaxKeys in every state but
-// stGone.
+// stGone. The state says where the entry is: see the package comment on
+// the pending overlay.
 const (
-	stPending int32 = iota // set into ristretto by a batch that has not yet confirmed it
-	stLive                 // stored in ristretto
-	stMoving               // being re-inserted with a later ristretto expiration
-	stGone                 // removed (deleted, reclaimed, or the store closed); never revived
+	// stPending: in its stripe's pending set. Its last Set into ristretto
+	// may not be applied yet, may have been rejected, or may not have been
+	// sent at all (dropped).
+	stPending int32 = iota
+	// stLive: stored in ristretto, which its stripe's lock holders can Get.
+	stLive
+	// stMoving: being re-inserted, between the Del and the Set, by a
+	// batch that holds its stripe. Never seen by other lock holders.
+	stMoving
+	// stGone: removed (deleted, expired and reclaimed, or replaced); never
+	// revived. A gone entry may still sit in a pending set, as a ghost.
+	stGone
 )
 
 // entry is the value stored in ristretto for one key. Its own expiry is the
 // truth; ristretto's expiration for it is only ever later (see reclaimAt).
+//
+// An entry takes 128 bytes, two cache lines: a lookup reads the first,
+// and the second for keys longer than 32 bytes. The key is copied into it
+// (into long, past keyInline bytes), so that comparing it reads no other
+// memory, and the store never keeps the caller's string alive.
 type entry struct {
-	mu    sync.Mutex
-	value int64 // guarded by mu
-	// rexp is a lower bound of ristretto's expiration for this entry
-	// (never: none). Written under both the stripe lock and mu; read
-	// under either.
-	rexp int64
-	// exp is the entry's own expiry in nanoseconds since the store's epoch
-	// (never: no expiry). Written under mu, read anywhere.
-	exp   atomic.Int64
 	state atomic.Int32
-	h     uint64 // hash of key: ristretto's key
-	key   string // immutable
+	// dropped is set when the entry's last Set was not sent (ristretto's
+	// set buffer was full) or was rejected by ristretto's policy: the
+	// entry is pending and must be Set again.
+	dropped atomic.Bool
+	klen    int32 // the key's length
+	// exp is the entry's own expiry in nanoseconds since the store's epoch
+	// (never: no expiry). Written under the stripe lock, read anywhere.
+	exp atomic.Int64
+	// value, rexp and ep are guarded by the lock of the entry's stripe.
+	value int64
+	kin   [keyInline]byte // the key, if it is at most keyInline bytes long
+	// rexp is a lower bound of ristretto's expiration for this entry
+	// (never: none).
+	rexp int64
+	// ep numbers the entry's last Set among the store's calls that queue
+	// work for ristretto's goroutine (Store.queued): once Store.applied
+	// reaches it, ristretto has dealt with that Set.
+	ep   uint64
+	h    uint64 // ristretto's key; its top bits are the stripe
+	long string // the key, if it is longer than keyInline bytes
+}
+
+// keyInline is the longest key an entry holds in itself.
+const keyInline = 56
+
+// newEntry returns a pending entry for key, with hash h.
+func newEntry(key string, h uint64) *entry {
+	e := &entry{h: h, klen: int32(len(key))}
+	if len(key) <= keyInline {
+		copy(e.kin[:], key)
+	} else {
+		e.long = strings.Clone(key)
+	}
+	return e
+}
+
+// is reports whether e is key's entry.
+func (e *entry) is(key string) bool {
+	if len(key) <= keyInline {
+		return int(e.klen) == len(key) && string(e.kin[:len(key)]) == key
+	}
+	return e.long == key
+}
+
+// hasPrefix reports whether e's key begins with prefix.
+func (e *entry) hasPrefix(prefix string) bool {
+	if e.klen <= keyInline {
+		return len(prefix) <= int(e.klen) && string(e.kin[:len(prefix)]) == prefix
+	}
+	return strings.HasPrefix(e.long, prefix)
+}
+
+// key returns e's key.
+func (e *entry) key() string {
+	if e.klen <= keyInline {
+		return string(e.kin[:e.klen])
+	}
+	return e.long
 }
 
 // liveAt reports whether e exists at now. Callers that act on the answer
-// hold e.mu.
+// hold e's stripe lock.
 func (e *entry) liveAt(now int64) bool {
 	return now < e.exp.Load() && e.state.Load() != stGone
 }
 
-// result describes e at now. The caller holds e.mu and has checked liveAt.
+// result describes e at now. The caller holds e's stripe lock and has
+// checked liveAt.
 func (e *entry) result(now int64) backend.Result {
 	r := backend.Result{Found: true, Value: e.value, TTL: backend.NoExpiry}
 	if exp := e.exp.Load(); exp != never {
 		r.TTL = time.Duration(exp - now)
 	}
 	return r
-}
-
-// numStripes is the number of creation locks. Keys map to stripes by hash.
-const (
-	stripeBits = 8
-	numStripes = 1 << stripeBits
-)
-
-func stripeOf(h uint64) int { return int(h >> (64 - stripeBits)) }
-
-// stripe serialises the ristretto writes (Set, Del) for the keys that hash
-// to it. seq is odd while a batch holding the stripe has re-inserts in
-// flight on it, and changes with each such batch: readers that miss in
-// ristretto check it to tell "missing" from "in flight" without the lock.
-type stripe struct {
-	mu  sync.Mutex
-	seq atomic.Uint64
-	_   [48]byte // keep stripes on separate cache lines
 }
 
 // Store is an in-process [backend.Backend] and [backend.Lister] built on a
@@ -163,10 +170,30 @@ type Store struct {
 
 	stripes [numStripes]stripe
 
+	// queued and applied order ristretto's Sets against its Waits. Every
+	// Set and Del the store makes is followed by queued.Add(1), and an
+	// entry records the number its Set got (entry.ep). A waiter loads
+	// queued, calls Wait, then raises applied to the value it loaded:
+	// every call numbered up to applied was made before a Wait that has
+	// returned, so ristretto has dealt with it. queued-applied bounds the
+	// work ristretto's goroutine has yet to do for the store.
+	queued  atomic.Uint64
+	applied atomic.Uint64
+
+	// dirty has a bit for every stripe whose pending set may be non-empty
+	// (see resolver).
+	dirty [numStripes / 64]atomic.Uint64
+	// idle is true while the resolver waits for a kick.
+	idle atomic.Bool
+	kick chan struct{}
+	stop chan struct{}
+	done chan struct{}
+
 	// closeMu is held shared by every call into the cache and exclusively
 	// by Close: ristretto's Close must not run concurrently with anything.
-	closeMu sync.RWMutex
-	closed  atomic.Bool
+	closeMu  sync.RWMutex
+	closed   atomic.Bool
+	stopOnce sync.Once
 
 	sweepMu   sync.Mutex
 	lastSweep atomic.Int64 // nanoseconds since epoch of the last sweep
@@ -182,13 +209,27 @@ var (
 
 var errClosed = fmt.Errorf("memory: %w", backend.ErrClosed)
 
-// errCollision is returned when a new key's 64-bit hash equals a stored
-// key's: ristretto can hold only one of them.
+// errCollision is returned when a new key's 64-bit hash equals a live
+// stored key's: ristretto can hold only one of them.
 var errCollision = errors.New("memory: cannot create key: its 64-bit hash equals a stored key's")
 
 // New returns an empty store configured by opts (nil: defaults). It starts
-// ristretto's two goroutines, which Close stops.
+// three goroutines (ristretto's two and the store's resolver), which Close
+// stops.
 func New(opts *Options) (*Store, error) {
+	return newHooked(opts, hooks{})
+}
+
+// hooks lets tests take control of the store's asynchronous parts.
+type hooks struct {
+	// apply, when set, is called on ristretto's goroutine with each new
+	// item it is about to apply: tests stall ristretto there.
+	apply func(*entry)
+	// manual leaves the resolver goroutine out: tests call round.
+	manual bool
+}
+
+func newHooked(opts *Options, hk hooks) (*Store, error) {
 	var o Options
 	if opts != nil {
 		o = *opts
@@ -211,9 +252,12 @@ func New(opts *Options) (*Store, error) {
 		maxKeys: int64(o.MaxKeys),
 		reclaim: int64(o.ReclaimDelay),
 		errFull: fmt.Errorf("memory: %w: %d keys held (MaxKeys)", backend.ErrFull, o.MaxKeys),
+		kick:    make(chan struct{}, 1),
+		stop:    make(chan struct{}),
+		done:    make(chan struct{}),
 	}
 	s.lastSweep.Store(-int64(sweepEvery))
-	cache, err := ristretto.NewCache(&ristretto.Config[uint64, *entry]{
+	cfg := &ristretto.Config[uint64, *entry]{
 		// The admission sketch is never consulted (see MaxCost): keep it
 		// small.
 		NumCounters: 1 << 10,
@@ -227,14 +271,27 @@ func New(opts *Options) (*Store, error) {
 		// skips its own conflict checks, and entries carry their key.
 		KeyToHash: func(h uint64) (uint64, uint64) { return h, 0 },
 		OnExit:    s.exited,
+		OnReject:  rejected,
 		// The cleanup ticker fires every TtlTickerDurationInSec/2 seconds;
 		// a time.Ticker, so it follows testing/synctest's fake clock.
 		TtlTickerDurationInSec: 5,
-	})
+	}
+	if hk.apply != nil {
+		cfg.Cost = func(e *entry) int64 {
+			hk.apply(e)
+			return 0
+		}
+	}
+	cache, err := ristretto.NewCache(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("memory: %w", err)
 	}
 	s.cache = cache
+	if hk.manual {
+		close(s.done)
+	} else {
+		go s.resolver()
+	}
 	return s, nil
 }
 
@@ -242,11 +299,39 @@ func New(opts *Options) (*Store, error) {
 // monotonic clock (or the fake clock of a testing/synctest bubble).
 func (s *Store) now() int64 { return int64(time.Since(s.epoch)) }
 
-func (s *Store) hash(key string) uint64 {
+func (s *Store) rawHash(key string) uint64 {
 	if s.hashFn != nil {
 		return s.hashFn(key)
 	}
 	return maphash.String(s.seed, key)
+}
+
+// hash returns key's ristretto key: a hash of the key whose top stripeBits
+// are those of a hash of its hash tag (backend.HashTag), so that the keys
+// of one tag share a stripe, and keys that share a ristretto key share a
+// stripe too.
+func (s *Store) hash(key string) uint64 {
+	var th tagHasher
+	return th.hash(s, key)
+}
+
+// tagHasher computes ristretto keys (Store.hash), remembering the last
+// hash tag it hashed: the keys of one rule key come in a row in a batch.
+type tagHasher struct {
+	tag string // "" at first: a hash tag is never empty
+	th  uint64
+}
+
+func (t *tagHasher) hash(s *Store, key string) uint64 {
+	h := s.rawHash(key)
+	if tag := backend.HashTag(key); len(tag) != len(key) {
+		if tag != t.tag {
+			t.tag, t.th = tag, s.rawHash(tag)
+		}
+		const low = 1<<(64-stripeBits) - 1
+		h = h&low | t.th&^low
+	}
+	return h
 }
 
 // expiry returns the expiry of a key given ttl at now.
@@ -286,64 +371,38 @@ func ristrettoTTL(rexp, now int64) time.Duration {
 	return time.Duration(max(rexp-now, 1))
 }
 
-// insert sets e into ristretto as a new item. The caller holds e's stripe
-// lock and has removed any item stored under e.h, so that the Set takes the
-// asynchronous "new item" path (see the package comment on why the update
-// path is never used). Set returns false only when ristretto's set buffer
-// is full (the store cannot be closed meanwhile): Wait drains it, and the
-// Set is tried again.
-func (s *Store) insert(e *entry, rexp int64) {
-	for !s.cache.SetWithTTL(e.h, e, 0, ristrettoTTL(rexp, s.now())) {
-		s.cache.Wait()
-	}
-}
-
-// confirm checks that ristretto now holds e, after a Wait, and marks it
-// live. A new item is dropped only if ristretto rejects it, which its
-// policy does only for a key it already tracks: that cannot happen for an
-// item set under its stripe lock after a Del, but e is set again, twice at
-// most, before confirm gives up, uncounts e and reports the loss.
-func (s *Store) confirm(e *entry) error {
-	for attempt := 0; ; attempt++ {
-		v, ok := s.cache.Get(e.h)
-		if ok && v == e {
-			if !e.state.CompareAndSwap(stPending, stLive) {
-				e.state.CompareAndSwap(stMoving, stLive)
-			}
-			return nil
-		}
-		if ok || attempt == 2 {
-			break
-		}
-		e.mu.Lock()
-		rexp := e.rexp
-		e.mu.Unlock()
-		s.insert(e, rexp)
-		s.cache.Wait()
-	}
-	if e.state.Swap(stGone) != stGone {
-		s.keys.Add(-1)
-	}
-	return fmt.Errorf("memory: ristretto dropped the item of a key (%d bytes)", len(e.key))
-}
-
 // exited is ristretto's OnExit: called, on any goroutine, with every value
 // that leaves the cache (ttl cleanup, Del, Clear, rejection; a nil entry
-// when a Del found nothing). Only the removal of a live entry that the
-// store did not retire itself (ttl cleanup, the Del that clears a stale
-// item before a Set, Close) changes the count; pending and moving entries
-// are the store's own business. It takes no lock: it runs on ristretto's
+// when a Del found nothing). It takes no lock: it runs on ristretto's
 // goroutine, which store goroutines wait for while holding locks.
+//
+// The store never has ristretto evict, and retires (stGone) the entries it
+// removes itself before it calls Del, except an entry it re-inserts, which
+// is stMoving meanwhile. A rejected entry is marked dropped by OnReject
+// just before. What is left is ttl cleanup, which removes only entries past
+// their own expiry, stored or still pending: exited retires them.
 func (s *Store) exited(e *entry) {
-	if e != nil && e.state.CompareAndSwap(stLive, stGone) {
+	if e == nil || e.dropped.Load() {
+		return
+	}
+	if e.state.CompareAndSwap(stLive, stGone) || e.state.CompareAndSwap(stPending, stGone) {
 		s.keys.Add(-1)
 	}
 }
 
-// retire marks e gone and uncounts it. The caller holds e.mu and e's stripe
-// lock, and removes e from ristretto next.
+// rejected is ristretto's OnReject, called on its goroutine before OnExit
+// when its policy turns a new item away: the entry stays pending, and is
+// Set again once the store has seen that (see Store.resolve).
+func rejected(item *ristretto.Item[*entry]) {
+	if item.Value != nil {
+		item.Value.dropped.Store(true)
+	}
+}
+
+// retire marks e gone and uncounts it, once. The caller holds e's stripe
+// lock, and removes e from ristretto (Del) or has seen it leave.
 func (s *Store) retire(e *entry) {
-	if e.state.CompareAndSwap(stLive, stGone) {
+	if e.state.Swap(stGone) != stGone {
 		s.keys.Add(-1)
 	}
 }
@@ -361,11 +420,12 @@ func (s *Store) reserve() bool {
 // MaxKeys: the live ones and the expired ones not yet reclaimed.
 func (s *Store) Len() int { return int(s.keys.Load()) }
 
-// Do applies ops in one pass and writes the outcome of ops[i] to
-// results[i]; see [backend.Backend]. Operations on one key apply in batch
-// order. Creating a key when the store holds MaxKeys keys fails the call
-// with an error wrapping [backend.ErrFull], after the operations before it
-// have been applied.
+// Do applies ops and writes the outcome of ops[i] to results[i]; see
+// [backend.Backend]. It locks the stripes of every hash tag in ops at once,
+// applies the operations in order at one instant, and unlocks: the
+// operations of one hash tag apply as one atomic step. Creating a key when
+// the store holds MaxKeys keys fails the call with an error wrapping
+// [backend.ErrFull], after the operations before it have been applied.
 func (s *Store) Do(ctx context.Context, ops []backend.Op, results []backend.Result) error {
 	if s.closed.Load() {
 		return errClosed
@@ -376,12 +436,25 @@ func (s *Store) Do(ctx context.Context, ops []backend.Op, results []backend.Resu
 	if err := backend.ValidateBatch(ops, results); err != nil {
 		return fmt.Errorf("memory: %w", err)
 	}
+	var small [16]uint64
+	hashes := small[:0]
+	if len(ops) > len(small) {
+		hashes = make([]uint64, 0, len(ops))
+	}
+	var need stripeSet
+	var th tagHasher
+	for i := range ops {
+		h := th.hash(s, ops[i].Key)
+		hashes = append(hashes, h)
+		need.add(stripeOf(h))
+	}
 	s.closeMu.RLock()
 	defer s.closeMu.RUnlock()
 	if s.closed.Load() {
 		return errClosed
 	}
-	b := batch{s: s, now: s.now(), top: -1}
+	b := batch{s: s}
+	b.lock(&need)
 	var err error
 	for i := range ops {
 		if i&255 == 255 {
@@ -390,7 +463,7 @@ func (s *Store) Do(ctx context.Context, ops []backend.Op, results []backend.Resu
 				break
 			}
 		}
-		results[i], err = b.apply(&ops[i])
+		results[i], err = b.apply(&ops[i], hashes[i])
 		if err != nil {
 			if !errors.Is(err, backend.ErrFull) && !errors.Is(err, errCollision) {
 				err = fmt.Errorf("op %d: %w", i, err)
@@ -398,16 +471,18 @@ func (s *Store) Do(ctx context.Context, ops []backend.Op, results []backend.Resu
 			break
 		}
 	}
-	if ferr := b.flush(); err == nil {
-		err = ferr
-	}
+	b.unlock()
 	return err
 }
 
-// Close stops ristretto's goroutines and drops every key. It waits for
-// calls in progress; calls after it return an error wrapping
+// Close stops the store's and ristretto's goroutines and drops every key.
+// It waits for calls in progress; calls after it return an error wrapping
 // [backend.ErrClosed]. Closing twice is harmless.
 func (s *Store) Close() error {
+	// The resolver takes closeMu shared: stop it before taking it
+	// exclusively.
+	s.stopOnce.Do(func() { close(s.stop) })
+	<-s.done
 	s.closeMu.Lock()
 	defer s.closeMu.Unlock()
 	if s.closed.Load() {

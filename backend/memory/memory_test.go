@@ -7,11 +7,13 @@ import (
 	"math/rand/v2"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
+	"unsafe"
 
 	"github.com/go-lockout/lockout/backend"
 )
@@ -710,6 +712,29 @@ func TestAddClamped(t *testing.T) {
 	for _, tc := range tests {
 		if got := addClamped(tc.v, tc.d); got != tc.want {
 			t.Errorf("addClamped(%d, %d) = %d, want %d", tc.v, tc.d, got, tc.want)
+		}
+	}
+}
+
+// TestEntryLayout checks that an entry takes the two cache lines its
+// comment says, and that keys compare exactly whether held inline or not.
+func TestEntryLayout(t *testing.T) {
+	if size := unsafe.Sizeof(entry{}); size != 128 {
+		t.Errorf("entry takes %d bytes, want 128", size)
+	}
+	for _, n := range []int{1, keyInline - 1, keyInline, keyInline + 1, 300} {
+		key := strings.Repeat("k", n)
+		e := newEntry(key, 1)
+		if !e.is(key) || e.key() != key || !e.hasPrefix(key) || !e.hasPrefix(key[:n/2]) || !e.hasPrefix("") {
+			t.Errorf("%d-byte key: is %v, key() %q, hasPrefix %v", n, e.is(key), e.key(), e.hasPrefix(key))
+		}
+		for _, other := range []string{key + "k", key[:n-1], key[:n-1] + "x", "x" + key[1:]} {
+			if other != "" && e.is(other) {
+				t.Errorf("%d-byte key: is(%d-byte %q...) = true", n, len(other), other[:min(len(other), 10)])
+			}
+		}
+		if e.hasPrefix(key + "k") {
+			t.Errorf("%d-byte key: has a longer prefix", n)
 		}
 	}
 }
