@@ -131,14 +131,8 @@ func (b *batch) create(st *stripe, key string, h uint64, delta int64, ttl time.D
 		// ristretto and from the pending set).
 		s.retire(old)
 	}
-	if !s.reserve() {
-		if !s.sweepDue(b.now) {
-			return backend.Result{}, s.errFull
-		}
-		b.sweep()
-		if !s.reserve() {
-			return backend.Result{}, s.errFull
-		}
+	if !s.reserve() && !b.reclaimFor(h, old) {
+		return backend.Result{}, s.errFull
 	}
 	exp := expiry(b.now, ttl)
 	e := newEntry(key, h) // stPending
@@ -146,6 +140,32 @@ func (b *batch) create(st *stripe, key string, h uint64, delta int64, ttl time.D
 	e.exp.Store(exp)
 	b.insert(st, e)
 	return e.result(b.now), nil
+}
+
+// reclaimFor makes room for a new key of hash h in a full store, and
+// reserves it. old is what find returned for h.
+//
+// First h itself: when find returned nil, ristretto may still store an
+// expired entry under h that Get and IterValues hide (one more than
+// ReclaimDelay past its expiry that ttl cleanup has not reached yet). A Del
+// removes it at once, and OnExit retires it, freeing its place. The Del is
+// safe: with no pending entry or ghost of h, no Set of h is queued, and
+// the insert that follows Dels h anyway. Then, at most once per sweepEvery,
+// a sweep.
+func (b *batch) reclaimFor(h uint64, old *entry) bool {
+	s := b.s
+	if old == nil {
+		s.del(h)
+		b.wrote = true
+		if s.reserve() {
+			return true
+		}
+	}
+	if !s.sweepDue(b.now) {
+		return false
+	}
+	b.sweep()
+	return s.reserve()
 }
 
 func (b *batch) insert(st *stripe, e *entry) {

@@ -53,7 +53,9 @@
 // goroutine waits for them after letting go of its stripes: backpressure,
 // so that a flood of new keys cannot outrun ristretto and fill its set
 // buffer. No batch waits for ristretto otherwise, except in the two cases
-// below where an earlier Set of the same hash may still be queued.
+// below where an earlier Set of the same hash may still be queued, and
+// for as long as ristretto's set buffer is full, which a Del or Set blocks
+// on.
 //
 // Why ristretto never loses a live key here. Ristretto (v2.4.2) can drop
 // or remove an item in these ways: admission rejection and eviction
@@ -109,7 +111,10 @@
 // cleanup removes it, whether it was live or still pending (by (3) it had
 // expired). OnExit ignores an entry being re-inserted (Del, then Set: it is
 // "moving" meanwhile) and a dropped one (a rejection reports it before
-// OnExit); the store retires the entries it removes before its Del. The
+// OnExit); the store retires the entries it removes before its Del,
+// except an expired entry ristretto hides from Get (more than ReclaimDelay
+// past its expiry): the Del made before a Set of its hash removes it, and
+// OnExit retires it. The
 // resolver's "applied, so live" and OnExit's "cleaned up, so gone" are
 // compare-and-swaps on the same pending state: one wins.
 //
@@ -123,8 +128,10 @@
 //     any concurrency, operations on one key applied in batch order, reads
 //     after the batch's earlier writes (on any key, not only those of the
 //     same hash tag), and the operations of each hash tag in a batch as
-//     one atomic step. Expiry to the nanosecond (no TTL granularity), never
-//     early.
+//     one atomic step (in a call that fails part way, through a cancelled
+//     context, ErrFull or a hash collision, the operations before the
+//     failure stay applied, as the contract allows). Expiry to the
+//     nanosecond (no TTL granularity), never early.
 //   - No live key is ever evicted, whatever the number of keys inserted.
 //   - At most MaxKeys keys are held. Creating one more fails the call with an
 //     error wrapping [backend.ErrFull]; existing keys keep working.
@@ -140,12 +147,22 @@
 // reclaimed: when the key is created again, or deleted; by a sweep, run
 // when a creation finds the store full, at most once a second, which
 // reclaims the expired pending keys and the keys that expired less than
-// ReclaimDelay ago (in the stripes it can lock without waiting behind
-// other calls); or by ristretto's cleanup, which runs every 2.5 s and
+// ReclaimDelay ago (in the batch's own stripes and those above them,
+// waiting for them, and in the stripes below that no other call holds);
+// or by ristretto's cleanup, which runs every 2.5 s and
 // takes keys between ReclaimDelay and ReclaimDelay+7.5 s after their
 // expiry. A store kept full by a flood of short-lived keys therefore
 // refuses new keys for a few seconds at most. [Store.Len] counts the
 // unreclaimed expired keys too.
+//
+// All the operations of a call see the instant the call began, but
+// ristretto hides an item from Get on its own clock once the item's
+// expiration (ReclaimDelay after the entry's expiry) has passed. A call
+// that runs longer than ReclaimDelay (it waited for a lock or for
+// ristretto that long) can therefore find a key that expired during it
+// live in one operation and gone in a later one. Expiry is never early
+// either way; keep ReclaimDelay well above the longest a call can take
+// (the default 5 s is; values of milliseconds are for tests).
 //
 // Ristretto files expirations in buckets of wall-clock time (five seconds):
 // a step of the wall clock can leave the keys expiring around it
@@ -169,10 +186,14 @@
 // Two keys whose 64-bit hashes are equal cannot both be held: creating the
 // second while the first is live fails with an error (not ErrFull). With a
 // random seed per store, the chance that any two of a million keys collide
-// is about 3 in 10^8.
+// is about 3 in 10^8 (keys of one hash tag share the hash's top 8 bits, so
+// they compete within 56 bits; the lockout engine puts two or three keys
+// in a tag).
 //
 // [Store.Keys] copies the matching entries (memory in proportion to the
-// matches), taking each stripe lock briefly, then yields them.
+// matches), taking each stripe lock briefly (and holding the stripes that
+// changed during its pass over ristretto for a second pass), then yields
+// them.
 //
 // A Store runs three goroutines (ristretto's two and its resolver) until
 // Close: close every store you create. The store is for one process; its

@@ -379,8 +379,10 @@ func ristrettoTTL(rexp, now int64) time.Duration {
 // The store never has ristretto evict, and retires (stGone) the entries it
 // removes itself before it calls Del, except an entry it re-inserts, which
 // is stMoving meanwhile. A rejected entry is marked dropped by OnReject
-// just before. What is left is ttl cleanup, which removes only entries past
-// their own expiry, stored or still pending: exited retires them.
+// just before. What is left removes only entries past their own expiry:
+// ttl cleanup (stored or still pending entries), and the Del a batch makes
+// before it Sets a hash whose expired entry ristretto hides from Get.
+// exited retires them.
 func (s *Store) exited(e *entry) {
 	if e == nil || e.dropped.Load() {
 		return
@@ -409,11 +411,15 @@ func (s *Store) retire(e *entry) {
 
 // reserve counts one more key, unless the store is full.
 func (s *Store) reserve() bool {
-	if s.keys.Add(1) > s.maxKeys {
-		s.keys.Add(-1)
-		return false
+	for {
+		n := s.keys.Load()
+		if n >= s.maxKeys {
+			return false
+		}
+		if s.keys.CompareAndSwap(n, n+1) {
+			return true
+		}
 	}
-	return true
 }
 
 // Len returns the number of keys the store holds and counts against

@@ -396,29 +396,34 @@ func TestCountIsExact(t *testing.T) {
 		// Past ReclaimDelay Get hides them, before cleanup runs (bucket
 		// boundary at 15 s on the bubble's clock, which starts at a
 		// multiple of 5 s). The sweep of a full store cannot see them:
-		// creating a key fails until cleanup has run.
+		// creating another key fails until cleanup has run, but
+		// re-creating a hidden key takes its place.
 		time.Sleep(time.Second)
 		wantLen(50)
-		if _, err := try(s, backend.IncrOp("short/2", 6, time.Hour)); !errors.Is(err, backend.ErrFull) {
-			t.Fatalf("re-creating short/2 in a full store: err = %v, want ErrFull", err)
+		if _, err := try(s, backend.IncrOp("z", 1, time.Hour)); !errors.Is(err, backend.ErrFull) {
+			t.Fatalf("creating z in a full store: err = %v, want ErrFull", err)
 		}
+		if r, err := try(s, backend.IncrOp("short/2", 6, time.Hour)); err != nil || r.Value != 6 {
+			t.Fatalf("re-creating short/2 in a full store: %+v, %v; want 6", r, err)
+		}
+		wantLen(50)
 		// With room, re-creating a hidden key replaces it: the count holds.
 		do1(t, s, backend.DeleteOp("long/19"))
 		wantLen(49)
-		if r := do1(t, s, backend.IncrOp("short/2", 6, time.Hour)); r.Value != 6 {
-			t.Fatalf("re-created short/2 = %d, want 6", r.Value)
+		if r := do1(t, s, backend.IncrOp("short/3", 7, time.Hour)); r.Value != 7 {
+			t.Fatalf("re-created short/3 = %d, want 7", r.Value)
 		}
 		wantLen(49)
-		// Cleanup reclaims the other 27 expired short keys.
+		// Cleanup reclaims the other 26 expired short keys.
 		time.Sleep(20 * time.Second)
 		synctest.Wait()
-		wantLen(22)
-		for k, v := range map[string]int64{"short/0": 1, "short/1": 5, "short/2": 6, "long/0": 2, "new/4": 1} {
+		wantLen(23)
+		for k, v := range map[string]int64{"short/0": 1, "short/1": 5, "short/2": 6, "short/3": 7, "long/0": 2, "new/4": 1} {
 			if r := do1(t, s, backend.ExistsOp(k)); !r.Found || r.Value != v {
 				t.Errorf("%s: %+v, want value %d", k, r, v)
 			}
 		}
-		fill(t, s, "more/", 28, time.Hour, one)
+		fill(t, s, "more/", 27, time.Hour, one)
 		wantLen(50)
 		if _, err := try(s, backend.IncrOp("y", 1, time.Hour)); !errors.Is(err, backend.ErrFull) {
 			t.Fatalf("creating key 51: err = %v, want ErrFull", err)
@@ -737,4 +742,32 @@ func TestEntryLayout(t *testing.T) {
 			t.Errorf("%d-byte key: has a longer prefix", n)
 		}
 	}
+}
+
+// TestRecreateHiddenWhenFull re-creates, in a full store, a key that expired
+// more than ReclaimDelay ago but that ristretto's cleanup has not reached:
+// ristretto hides it from Get and IterValues, yet it still holds its place
+// under MaxKeys, which the new key must take over rather than fail with
+// ErrFull.
+func TestRecreateHiddenWhenFull(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := newStore(t, &Options{MaxKeys: 1, ReclaimDelay: time.Millisecond})
+		do1(t, s, backend.IncrOp("k", 1, time.Millisecond))
+		time.Sleep(50 * time.Millisecond) // well before cleanup's first tick (2.5 s)
+		synctest.Wait()
+		r, err := try(s, backend.IncrOp("k", 1, time.Minute))
+		if err != nil {
+			t.Fatalf("re-creating k in a full store: %v", err)
+		}
+		if r.Value != 1 || r.TTL != time.Minute {
+			t.Errorf("re-created k = %+v, want a fresh counter at 1 for a minute", r)
+		}
+		if got := s.Len(); got != 1 {
+			t.Errorf("Len = %d, want 1", got)
+		}
+		// Another key still finds the store full.
+		if _, err := try(s, backend.IncrOp("j", 1, time.Minute)); !errors.Is(err, backend.ErrFull) {
+			t.Errorf("creating j: err = %v, want ErrFull", err)
+		}
+	})
 }
