@@ -137,8 +137,20 @@ func TestCloseStopsGoroutines(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if c, sw := storeGoroutines(); c != c0 || sw != s0 {
-		t.Errorf("after Close: %d committers, %d sweepers running; want %d, %d", c, sw, c0, s0)
+	// Close returns once the goroutines have signalled their end (their
+	// deferred WaitGroup.Done), which can be a moment before their frames
+	// leave the stack dump: allow them that moment, not more.
+	deadline := time.Now().Add(time.Second)
+	for {
+		c, sw := storeGoroutines()
+		if c == c0 && sw == s0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("a second after Close: %d committers, %d sweepers running; want %d, %d", c, sw, c0, s0)
+			break
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
 
