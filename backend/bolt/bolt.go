@@ -316,17 +316,22 @@ func certainWrite(ops []backend.Op) bool {
 // write transaction instead.
 func (s *Store) view(ops []backend.Op, res []backend.Result) (needWrite bool, err error) {
 	err = s.db.View(func(tx *bbolt.Tx) error {
-		t, err := s.newTxn(tx, false)
-		if err != nil {
-			return err
-		}
-		needWrite, err = t.apply(ops, res)
+		needWrite, err = s.applyIn(tx, false, ops, res)
 		return err
 	})
 	if err != nil {
 		return false, fmt.Errorf("lockout/bolt: %w", mapErr(err))
 	}
 	return needWrite, nil
+}
+
+// applyIn applies one call's ops in tx; see txn.apply.
+func (s *Store) applyIn(tx *bbolt.Tx, writable bool, ops []backend.Op, res []backend.Result) (needWrite bool, err error) {
+	t, err := s.newTxn(tx, writable)
+	if err != nil {
+		return false, err
+	}
+	return t.apply(ops, res)
 }
 
 func (s *Store) newTxn(tx *bbolt.Tx, writable bool) (*txn, error) {

@@ -221,11 +221,7 @@ func (s *Store) updateEach(ops []backend.Op, res []backend.Result) error {
 	s.stats.commits.Add(1)
 	s.stats.requests.Add(1)
 	err := s.db.Update(func(tx *bbolt.Tx) error {
-		t, err := s.newTxn(tx, true)
-		if err != nil {
-			return err
-		}
-		_, err = t.apply(ops, res)
+		_, err := s.applyIn(tx, true, ops, res)
 		return err
 	})
 	if err != nil {
@@ -244,11 +240,7 @@ func (s *Store) batchEach(ops []backend.Op, res []backend.Result) error {
 		if id := int64(tx.ID()); s.stats.lastBatchTx.Swap(id) != id {
 			s.stats.commits.Add(1)
 		}
-		t, err := s.newTxn(tx, true)
-		if err != nil {
-			return err
-		}
-		_, err = t.apply(ops, res)
+		_, err := s.applyIn(tx, true, ops, res)
 		return err
 	})
 	if err != nil {

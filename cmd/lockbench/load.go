@@ -98,9 +98,14 @@ func (s *sample) logins() int64 { return s.ok + s.failed + s.refused + s.errors 
 
 // merge adds o's requests to s.
 func (s *sample) merge(o *sample) {
+	s.add(o)
+	slices.Sort(s.latencies)
+}
+
+// add adds o's requests to s, leaving s.latencies unsorted.
+func (s *sample) add(o *sample) {
 	s.elapsed += o.elapsed
 	s.latencies = append(s.latencies, o.latencies...)
-	slices.Sort(s.latencies)
 	s.ok += o.ok
 	s.failed += o.failed
 	s.refused += o.refused
@@ -140,12 +145,7 @@ func newHTTPClient(conns int) *http.Client {
 // All clients start together; requests under way at the end are finished
 // and counted.
 func drive(ctx context.Context, hc *http.Client, target string, workload string, clients, accounts int, d time.Duration, seed uint64) *sample {
-	type result struct {
-		lat                         []time.Duration
-		ok, failed, refused, errors int64
-		firstError                  string
-	}
-	results := make([]result, clients)
+	results := make([]sample, clients) // per client; elapsed unused
 	start := make(chan struct{})
 	var wg sync.WaitGroup
 	var deadline time.Time
@@ -153,7 +153,7 @@ func drive(ctx context.Context, hc *http.Client, target string, workload string,
 		wg.Go(func() {
 			r := &results[c]
 			g := newGenerator(workload, accounts, c, seed)
-			r.lat = make([]time.Duration, 0, 1024)
+			r.latencies = make([]time.Duration, 0, 1024)
 			<-start
 			for ctx.Err() == nil && time.Now().Before(deadline) {
 				cr := g.next()
@@ -172,7 +172,7 @@ func drive(ctx context.Context, hc *http.Client, target string, workload string,
 					_, err = io.Copy(io.Discard, resp.Body)
 					resp.Body.Close()
 				}
-				r.lat = append(r.lat, time.Since(t0))
+				r.latencies = append(r.latencies, time.Since(t0))
 				switch {
 				case err != nil:
 					r.errors++
@@ -199,15 +199,8 @@ func drive(ctx context.Context, hc *http.Client, target string, workload string,
 	close(start)
 	wg.Wait()
 	s := &sample{elapsed: time.Since(begin)}
-	for _, r := range results {
-		s.latencies = append(s.latencies, r.lat...)
-		s.ok += r.ok
-		s.failed += r.failed
-		s.refused += r.refused
-		s.errors += r.errors
-		if s.firstError == "" {
-			s.firstError = r.firstError
-		}
+	for i := range results {
+		s.add(&results[i])
 	}
 	slices.Sort(s.latencies)
 	return s
