@@ -35,6 +35,7 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
+	defer policy.Close()
 
 	ctx := context.Background()
 	login := func(username, password, ip string) error {
@@ -75,6 +76,7 @@ func ExamplePolicy_Allow() {
 	store, _ := memory.New(nil)
 	defer store.Close()
 	policy, _ := lockout.New(store, lockout.Config{Rules: []lockout.Rule{lockout.ByUsername(3)}})
+	defer policy.Close()
 	ctx := context.Background()
 
 	attempt, err := policy.Allow(ctx, lockout.Subject{Username: "Alice", IP: "2001:db8::1"})

@@ -64,22 +64,37 @@
 // an IP's or another rule's key; long values are hashed so keys stay within
 // MaxKeyLen; and the subject part is a Redis Cluster hash tag.
 //
-// Outage. Every decision runs under Config.Timeout. When the backend fails
-// or times out, the policy admits the attempt (the default: fail open) or
-// refuses it with ErrUnavailable (Config.FailClosed), and reports the error
-// to Hooks.BackendError and the logger. Before it fails open, it reads the
-// lock markers alone, in one more call: a store that cannot take a
-// reservation (a full one) can often still be read, and a lock it holds is
-// still honoured.
+// Outage. Every store call runs under Config.Timeout. When the store fails,
+// times out or reports itself full, the policy goes into degraded mode
+// (Config.Outage): by default an in-process fallback store, with the same
+// rules and keys, decides until the store answers again, so that per key and
+// per process at most Limit guesses reach the password check for the whole
+// outage. A circuit breaker sends decisions straight to the fallback while
+// the store is down, probing it in the background at most once per
+// Config.ProbeInterval, and what the fallback counted is written back to the
+// store when it recovers: an outage is never a fresh start. FailClosed
+// refuses every attempt during an outage instead, and AdmitUncounted admits
+// them unprotected. Errors go to Hooks.BackendError and the logger, the start
+// and end of degraded mode to Hooks.Degraded.
+//
+// Lock cache. The policy remembers the locks it has seen, for at most
+// Config.LockCacheTTL (1 s by default), in a bounded in-process cache: a
+// locked key that keeps trying is refused with no backend call, during an
+// outage too. An unlock made through another process takes effect here
+// within that bound. The cache never remembers that a key is not locked.
+//
+// A policy holds background resources once it has used them: call
+// [Policy.Close] when done with it.
 //
 // # Backend calls per decision
 //
 //	step                        calls
 //	permission, admitted        1
-//	refused (locked)            2   (0 when denylisted)
+//	refused (locked)            2   (0 when the lock is remembered or denylisted)
 //	failure that does not lock  0   (1 with a sliding window)
 //	failure that locks          2
 //	success                     1
+//	any step during an outage   0   (the fallback decides, in process)
 //
 // # Caveats
 //
@@ -113,8 +128,8 @@ const (
 	ReasonCapacity
 	// ReasonDenylisted: the IP or username is on a deny list.
 	ReasonDenylisted
-	// ReasonUnavailable: the backend failed or timed out and the policy
-	// fails closed.
+	// ReasonUnavailable: the store failed or timed out and the policy
+	// fails closed, or the fallback that decides during an outage is full.
 	ReasonUnavailable
 )
 
@@ -144,6 +159,9 @@ var (
 
 	// ErrReported is returned when an attempt's outcome is reported twice.
 	ErrReported = errors.New("lockout: attempt already reported")
+
+	// ErrClosed is wrapped by the errors of calls made after Policy.Close.
+	ErrClosed = errors.New("lockout: policy is closed")
 )
 
 // RefusedError is the error of a refused attempt.
@@ -161,6 +179,12 @@ type RefusedError struct {
 	Forever bool
 	// Err is the backend's error, for ReasonUnavailable.
 	Err error
+	// Fallback is set when the in-process fallback store decided the
+	// refusal, because the store was failing.
+	Fallback bool
+	// Remembered is set when the policy refused from a lock it remembered
+	// (see Config.LockCacheTTL), without a backend call.
+	Remembered bool
 }
 
 // Error implements error.

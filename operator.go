@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -39,7 +40,9 @@ func ttlOrForever(r backend.Result) time.Duration {
 }
 
 // Status reports the state of every rule that applies to s, in one backend
-// call.
+// call. It asks the store even while the policy is degraded, and returns
+// its error if it fails: what the fallback counted meanwhile is not shown
+// (it is written back to the store when the store recovers).
 func (p *Policy) Status(ctx context.Context, s Subject) ([]RuleStatus, error) {
 	c, err := p.canonicalize(s)
 	if err != nil {
@@ -95,8 +98,10 @@ func (p *Policy) clear(ctx context.Context, s Subject, history bool) error {
 	a := &Attempt{p: p}
 	a.buildKeys(&c)
 	var ops []backend.Op
+	var locks []string
 	for _, h := range a.rules {
 		ops = append(ops, backend.DeleteOp(a.key(h.lock)), backend.DeleteOp(a.key(h.attempts)))
+		locks = append(locks, a.key(h.lock))
 		if history {
 			ops = append(ops, backend.DeleteOp(a.key(h.history)))
 		}
@@ -104,6 +109,25 @@ func (p *Policy) clear(ctx context.Context, s Subject, history bool) error {
 	if len(ops) == 0 {
 		return nil
 	}
+	return p.clearKeys(ctx, ops, locks)
+}
+
+// clearKeys applies an operator's deletes everywhere the policy keeps
+// state: the lock cache, the fallback, and the store. The store's error,
+// if any, is returned: while it fails, the unlock holds only in this
+// process.
+func (p *Policy) clearKeys(ctx context.Context, ops []backend.Op, locks []string) error {
+	if p.closed.Load() {
+		return ErrClosed
+	}
+	p.forget(locks...)
+	p.mu.RLock()
+	if fb := p.fallback; fb != nil && !p.closed.Load() {
+		if err := fb.Do(ctx, ops, make([]backend.Result, len(ops))); err != nil {
+			p.log.LogAttrs(ctx, slog.LevelError, "lockout: fallback: unlock", slog.Any("error", err))
+		}
+	}
+	p.mu.RUnlock()
 	return p.do(ctx, ops, make([]backend.Result, len(ops)))
 }
 
@@ -183,8 +207,7 @@ func (p *Policy) UnlockKey(ctx context.Context, key string) error {
 	}
 	n := len(p.prefix) + 1
 	counter := key[:n] + string(kindAttempts) + key[n+1:]
-	ops := []backend.Op{backend.DeleteOp(key), backend.DeleteOp(counter)}
-	return p.do(ctx, ops, make([]backend.Result, 2))
+	return p.clearKeys(ctx, []backend.Op{backend.DeleteOp(key), backend.DeleteOp(counter)}, []string{key})
 }
 
 // String formats a rule status for logs.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -41,31 +42,63 @@ type Config struct {
 	DenyIPs       []string
 	DenyUsernames []string
 
-	// Timeout bounds each backend call of a decision. Default
+	// Timeout bounds each backend call of a decision. A call that takes
+	// longer counts as a store failure (see Outage). Default
 	// DefaultTimeout.
 	Timeout time.Duration
-	// FailClosed refuses attempts (ErrUnavailable) when the backend fails
-	// or times out. The default admits them (fail open): a store outage
-	// must not become a login outage.
-	FailClosed bool
 
-	// Hooks are told about lockouts, refusals and backend errors.
+	// Outage says how attempts are decided while the store fails, times
+	// out or is full. Default Fallback: an in-process store decides them,
+	// with the same rules and keys, so the limit holds during the outage.
+	Outage Outage
+	// FallbackMaxKeys caps the keys of the in-process fallback store. When
+	// it is full, attempts that need a new key are refused
+	// (ReasonUnavailable); nothing is admitted uncounted. Default
+	// DefaultFallbackMaxKeys.
+	FallbackMaxKeys int
+	// ProbeInterval is how often a failing store is tried again, in the
+	// background, while decisions go to the fallback. Default
+	// DefaultProbeInterval.
+	ProbeInterval time.Duration
+
+	// LockCacheTTL bounds how long the policy remembers a lock it has seen
+	// (a refusal it received, a lockout it made) without asking the store
+	// again: a refusal for a remembered lock costs no backend call, and an
+	// unlock made through another process takes effect here within
+	// LockCacheTTL. While the store fails, remembered locks are honoured
+	// until they end. Default DefaultLockCacheTTL; NoLockCache disables the
+	// cache.
+	LockCacheTTL time.Duration
+	// LockCacheSize bounds the number of locks remembered. Default
+	// DefaultLockCacheSize.
+	LockCacheSize int
+
+	// Hooks are told about lockouts, refusals, backend errors and changes
+	// of degraded mode.
 	Hooks Hooks
-	// Logger receives the same events: lockouts at Warn, backend errors at
-	// Error, refusals at Debug. Default slog.Default().
+	// Logger receives the same events: lockouts and the start of degraded
+	// mode at Warn, backend errors at Error, its end at Info, refusals at
+	// Debug. Default slog.Default().
 	Logger *slog.Logger
 }
 
 // Hooks are functions the policy calls on events, synchronously, on the
-// goroutine of the decision. Nil hooks are skipped.
+// goroutine of the decision (or of the background probe, for the end of
+// degraded mode). Nil hooks are skipped.
 type Hooks struct {
 	// Lockout is called when a rule key is locked.
 	Lockout func(ctx context.Context, e LockoutEvent)
 	// Refusal is called for every refused attempt.
 	Refusal func(ctx context.Context, err *RefusedError)
-	// BackendError is called when a backend call fails, whether the policy
-	// then fails open or closed.
+	// BackendError is called when a backend call fails, whatever the
+	// policy then does. While the policy is degraded it makes no backend
+	// calls for decisions, so this is called once per outage, give or take
+	// the calls that were in flight when it started.
 	BackendError func(ctx context.Context, err error)
+	// Degraded is called once when degraded mode starts (the store failed)
+	// and once when it ends (the store answered again and what the
+	// fallback counted was written back to it).
+	Degraded func(ctx context.Context, e DegradedEvent)
 }
 
 // LockoutEvent describes a lockout.
@@ -78,10 +111,23 @@ type LockoutEvent struct {
 	// Count is the number of lockouts of this key within the history
 	// window, this one included.
 	Count int64
+	// Fallback is set when the lock was set in the in-process fallback
+	// store, because the store was failing.
+	Fallback bool
+}
+
+// DegradedEvent describes a change of degraded mode.
+type DegradedEvent struct {
+	// Start is set when degraded mode starts, and clear when it ends.
+	Start bool
+	// Err is the store error that started degraded mode.
+	Err error
+	// Duration is, when it ends, how long degraded mode lasted.
+	Duration time.Duration
 }
 
 // Policy decides whether login attempts may go ahead. It is safe for
-// concurrent use.
+// concurrent use. Close releases its background resources.
 type Policy struct {
 	store      backend.Backend
 	rules      []rule
@@ -92,9 +138,25 @@ type Policy struct {
 	allowUsers map[string]bool
 	denyUsers  map[string]bool
 	timeout    time.Duration
-	failClosed bool
 	hooks      Hooks
 	log        *slog.Logger
+
+	outage          Outage
+	fallbackMaxKeys int
+	probeInterval   time.Duration
+	cacheTTL        time.Duration
+	cacheSize       int
+
+	// mu guards the switch between the store and the fallback (epoch,
+	// state changes into and out of degraded), and Close. Decisions that
+	// use the fallback or the lock cache hold it for reading.
+	mu       sync.RWMutex
+	closed   atomic.Bool
+	breaker  breaker
+	cache    lockCache
+	wg       sync.WaitGroup // the background probe
+	started  time.Time      // the clock's origin for the lock cache
+	fallback backend.Backend
 }
 
 // New returns a Policy over store. It checks cfg and returns an error
@@ -107,13 +169,18 @@ func New(store backend.Backend, cfg Config) (*Policy, error) {
 		return nil, errors.New("lockout: no rules")
 	}
 	p := &Policy{
-		store:      store,
-		prefix:     cfg.Prefix,
-		canon:      cfg.Canonicalize,
-		timeout:    cfg.Timeout,
-		failClosed: cfg.FailClosed,
-		hooks:      cfg.Hooks,
-		log:        cfg.Logger,
+		store:           store,
+		prefix:          cfg.Prefix,
+		canon:           cfg.Canonicalize,
+		timeout:         cfg.Timeout,
+		hooks:           cfg.Hooks,
+		log:             cfg.Logger,
+		outage:          cfg.Outage,
+		fallbackMaxKeys: cfg.FallbackMaxKeys,
+		probeInterval:   cfg.ProbeInterval,
+		cacheTTL:        cfg.LockCacheTTL,
+		cacheSize:       cfg.LockCacheSize,
+		started:         time.Now(),
 	}
 	if p.prefix == "" {
 		p.prefix = DefaultPrefix
@@ -129,6 +196,9 @@ func New(store backend.Backend, cfg Config) (*Policy, error) {
 	}
 	if p.timeout < 0 {
 		return nil, fmt.Errorf("lockout: timeout %v: want > 0", p.timeout)
+	}
+	if err := p.degradedDefaults(); err != nil {
+		return nil, err
 	}
 	if p.log == nil {
 		p.log = slog.Default()
@@ -204,6 +274,26 @@ func inNets(nets []netip.Prefix, ip netip.Addr) bool {
 	return false
 }
 
+// Close stops the policy's background work (the probe of a failing store)
+// and releases its lock cache and fallback store. It does not close the
+// store. Decisions and operator calls made after Close return an error
+// wrapping ErrClosed. Close may be called more than once.
+func (p *Policy) Close() error {
+	p.mu.Lock()
+	if p.closed.Load() {
+		p.mu.Unlock()
+		return nil
+	}
+	p.closed.Store(true)
+	p.mu.Unlock()
+	p.wg.Wait() // the probe sees closed and stops
+	p.cache.close()
+	if p.fallback != nil {
+		return p.fallback.Close()
+	}
+	return nil
+}
+
 // An Attempt is an admitted login attempt, waiting for its outcome. Report
 // it once, with Success or Failure; one never reported counts as a failure
 // (see the package doc).
@@ -212,10 +302,13 @@ type Attempt struct {
 	keys     string // every key of the attempt, concatenated
 	rules    []held
 	reported atomic.Bool
-	// err is the backend error the attempt was admitted despite (fail
-	// open); allowlisted marks an attempt on the allow lists.
+	// err is the backend error the attempt was admitted despite
+	// (AdmitUncounted); allowlisted marks an attempt on the allow lists.
 	err         error
 	allowlisted bool
+	// at is where the attempt's reservations are: in the store, or in the
+	// fallback of one degraded period.
+	at route
 
 	heldBuf [4]held
 	opsBuf  [12]backend.Op
@@ -234,22 +327,29 @@ type span struct{ start, end int32 }
 
 func (a *Attempt) key(s span) string { return a.keys[s.start:s.end] }
 
-// Err returns the backend error the attempt was admitted despite, when the
-// policy failed open, or nil.
+// Err returns the backend error the attempt was admitted despite, without
+// being counted (Outage: AdmitUncounted), or nil.
 func (a *Attempt) Err() error { return a.err }
 
 // Allowlisted reports whether the attempt was admitted by an allow list,
 // without being counted.
 func (a *Attempt) Allowlisted() bool { return a.allowlisted }
 
+// Fallback reports whether the in-process fallback store decided the
+// attempt, because the store was failing.
+func (a *Attempt) Fallback() bool { return a.at.fallback }
+
 // Allow asks whether a login attempt by s may go ahead, reserving one attempt
 // on every applicable rule key. On success the caller verifies the password
 // and reports the outcome on the returned Attempt. Otherwise the error is a
-// *RefusedError (errors.Is(err, ErrRefused)), wraps ErrInvalidSubject, or,
-// when ctx ends first, wraps ctx's error; in every case the password must
-// not be verified. A ctx that ends is the caller giving up, not a store
-// failure: it is neither admitted by fail-open nor reported to the hooks.
+// *RefusedError (errors.Is(err, ErrRefused)), wraps ErrInvalidSubject or
+// ErrClosed, or, when ctx ends first, wraps ctx's error; in every case the
+// password must not be verified. A ctx that ends is the caller giving up,
+// not a store failure: it is neither admitted nor reported to the hooks.
 func (p *Policy) Allow(ctx context.Context, s Subject) (*Attempt, error) {
+	if p.closed.Load() {
+		return nil, ErrClosed
+	}
 	c, err := p.canonicalize(s)
 	if err != nil {
 		return nil, err
@@ -266,32 +366,34 @@ func (p *Policy) Allow(ctx context.Context, s Subject) (*Attempt, error) {
 	if len(a.rules) == 0 {
 		return a, nil
 	}
+	if refusal, err := a.remembered(false); err != nil || refusal != nil {
+		if err != nil {
+			return nil, err
+		}
+		return nil, p.refuse(ctx, refusal)
+	}
 
 	ops, res := a.scratch(2 * len(a.rules))
 	for i, h := range a.rules {
 		ops[2*i] = backend.IncrOp(a.key(h.attempts), 1, h.r.Window)
 		ops[2*i+1] = backend.ExistsOp(a.key(h.lock))
 	}
-	// One deadline for the decision, fallback read included.
-	tctx, cancel := context.WithTimeout(ctx, p.timeout)
-	defer cancel()
-	if err := p.call(ctx, tctx, ops, res); err != nil {
-		if ctx.Err() != nil {
-			return nil, err // the caller gave up: neither admitted nor refused
+	at, err := p.admit(ctx, a, ops, res)
+	if err != nil {
+		var remembered *RefusedError
+		switch {
+		case errors.As(err, &remembered):
+			return nil, p.refuse(ctx, remembered)
+		case ctx.Err() != nil, errors.Is(err, ErrClosed):
+			return nil, err // the caller gave up, or the policy is closed
+		case p.outage == AdmitUncounted && !at.fallback:
+			a.err = err
+			a.rules = nil // nothing was reserved that the outcome should touch
+			return a, nil
 		}
-		if p.failClosed {
-			return nil, p.refuse(ctx, &RefusedError{Reason: ReasonUnavailable, Err: err})
-		}
-		// Failing open must not ignore a lock the store still holds: a
-		// full store, for one, refuses the reservation but can still be
-		// read. So read the lock markers alone before admitting.
-		if refusal := a.lockedDespite(tctx); refusal != nil {
-			return nil, p.refuse(ctx, refusal)
-		}
-		a.err = err
-		a.rules = nil // nothing was reserved that the outcome should touch
-		return a, nil
+		return nil, p.refuse(ctx, &RefusedError{Reason: ReasonUnavailable, Err: err, Fallback: at.fallback})
 	}
+	a.at = at
 
 	var refusal *RefusedError
 	for i := range a.rules {
@@ -302,6 +404,7 @@ func (p *Policy) Allow(ctx context.Context, s Subject) (*Attempt, error) {
 		switch {
 		case lock.Found:
 			e = &RefusedError{Reason: ReasonLocked, RetryAfter: lock.TTL, Forever: lock.TTL == backend.NoExpiry}
+			p.remember(a.key(h.lock), lock.TTL)
 		case cnt.Value > int64(h.r.Limit):
 			e = &RefusedError{Reason: ReasonCapacity, RetryAfter: cnt.TTL}
 		default:
@@ -310,7 +413,7 @@ func (p *Policy) Allow(ctx context.Context, s Subject) (*Attempt, error) {
 		if e.Forever {
 			e.RetryAfter = 0
 		}
-		e.Rule, e.Key = h.r.Name, a.key(h.subject)
+		e.Rule, e.Key, e.Fallback = h.r.Name, a.key(h.subject), at.fallback
 		if refusal == nil || longer(e, refusal) {
 			refusal = e
 		}
@@ -318,44 +421,47 @@ func (p *Policy) Allow(ctx context.Context, s Subject) (*Attempt, error) {
 	if refusal == nil {
 		return a, nil
 	}
-	// Give back every reservation this attempt made.
+	// Give back every reservation this attempt made. A counter brought
+	// back to zero is removed, so refused traffic leaves no key behind.
 	ops, res = a.scratch(len(a.rules))
 	for i, h := range a.rules {
 		ops[i] = backend.IncrOp(a.key(h.attempts), -1, h.r.Window)
 	}
-	_ = p.do(context.WithoutCancel(ctx), ops, res) // reported by do; the refusal stands either way
+	_, _ = p.execAt(context.WithoutCancel(ctx), a.at, ops, res, false) // reported; the refusal stands either way
 	return nil, p.refuse(ctx, refusal)
 }
 
-// lockedDespite reads the attempt's lock markers after its reservation
-// failed, within what is left of the decision's deadline (tctx), and
-// returns the refusal of the longest lock found, or nil when none is found
-// or the read fails too (the same outage, already reported).
-func (a *Attempt) lockedDespite(tctx context.Context) *RefusedError {
-	if tctx.Err() != nil {
-		return nil
+// remembered returns the refusal for the longest lock of the attempt's
+// rule keys that the lock cache holds, or nil. Locks seen longer ago than
+// the cache's TTL count only when stale is set, or the policy is
+// degraded.
+func (a *Attempt) remembered(stale bool) (*RefusedError, error) {
+	p := a.p
+	if !p.cache.inUse() {
+		return nil, nil
 	}
-	ops, res := a.scratch(len(a.rules))
-	for i, h := range a.rules {
-		ops[i] = backend.ExistsOp(a.key(h.lock))
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if p.closed.Load() {
+		return nil, ErrClosed
 	}
-	if a.p.store.Do(tctx, ops, res) != nil {
-		return nil
-	}
+	now := p.now()
+	staleOK := stale || p.breaker.state.Load() == degraded
 	var refusal *RefusedError
-	for i, h := range a.rules {
-		if !res[i].Found {
+	for _, h := range a.rules {
+		left, ok := p.cache.get(a.key(h.lock), now, staleOK)
+		if !ok {
 			continue
 		}
-		e := &RefusedError{Reason: ReasonLocked, Rule: h.r.Name, Key: a.key(h.subject), RetryAfter: res[i].TTL}
-		if res[i].TTL == backend.NoExpiry {
+		e := &RefusedError{Reason: ReasonLocked, Rule: h.r.Name, Key: a.key(h.subject), RetryAfter: left, Remembered: true}
+		if left == backend.NoExpiry {
 			e.RetryAfter, e.Forever = 0, true
 		}
 		if refusal == nil || longer(e, refusal) {
 			refusal = e
 		}
 	}
-	return refusal
+	return refusal, nil
 }
 
 // longer reports whether a asks to wait longer than b.
@@ -426,7 +532,8 @@ func (a *Attempt) Success(ctx context.Context) error {
 			ops[i] = backend.IncrOp(a.key(h.attempts), -1, h.r.Window)
 		}
 	}
-	return a.p.do(context.WithoutCancel(ctx), ops, res)
+	_, err := a.p.execAt(context.WithoutCancel(ctx), a.at, ops, res, false)
+	return err
 }
 
 // Failure reports that the password was wrong. The reservation made by
@@ -440,33 +547,44 @@ func (a *Attempt) Failure(ctx context.Context) error {
 	if len(a.rules) == 0 {
 		return nil
 	}
+	// Reporting must not be lost to a client that went away.
+	ctx = context.WithoutCancel(ctx)
+	// One call refreshes sliding windows and, for each rule whose last
+	// slot this attempt held, takes the lock marker (only its creator goes
+	// on) and counts the lockout.
+	var lockBuf [4]*held
+	locking := lockBuf[:0]
 	ops, res := a.scratch(3 * len(a.rules))
-	ops, locking := ops[:0], 0
-	for _, h := range a.rules {
+	ops = ops[:0]
+	for i := range a.rules {
+		h := &a.rules[i]
 		switch {
 		case h.value == int64(h.r.Limit):
-			// This attempt held the last slot: lock. Take the lock marker
-			// (only its creator goes on) and count the lockout.
-			locking++
-			provisional, err := lockDuration(h.r.Schedule, 1)
-			if err != nil || provisional == Forever {
-				provisional = h.r.Window
-			}
-			ops = append(ops,
-				backend.IncrOp(a.key(h.lock), 1, provisional),
-				backend.IncrOp(a.key(h.history), 1, h.r.HistoryWindow))
+			locking = append(locking, h)
 		case h.r.Sliding:
 			ops = append(ops, backend.ExpireOp(a.key(h.attempts), h.r.Window))
 		}
 	}
+	base := len(ops)
+	for _, h := range locking {
+		provisional, err := lockDuration(h.r.Schedule, 1)
+		if err != nil || provisional == Forever {
+			provisional = h.r.Window
+		}
+		ops = append(ops,
+			backend.IncrOp(a.key(h.lock), 1, provisional),
+			backend.IncrOp(a.key(h.history), 1, h.r.HistoryWindow))
+	}
 	if len(ops) == 0 {
 		return nil
 	}
-	// Reporting must not be lost to a client that went away.
-	ctx = context.WithoutCancel(ctx)
-	if err := a.p.do(ctx, ops, res); err != nil || locking == 0 {
+	// A refresh alone is dropped while the store it is for fails; a lock
+	// must not be: it goes to the fallback then.
+	at, err := a.p.execAt(ctx, a.at, ops, res[:len(ops)], len(locking) > 0)
+	if err != nil || len(locking) == 0 {
 		return err
 	}
+	var errs []error
 
 	// Second call: the owners set the lock's duration and clear the
 	// counter; a concurrent locker that lost the marker gives back its
@@ -478,20 +596,9 @@ func (a *Attempt) Failure(ctx context.Context) error {
 	}
 	var lockouts [4]lockout
 	done := lockouts[:0]
-	first := res[:len(ops)]
-	ops2, res2 := make([]backend.Op, 0, 3*locking), make([]backend.Result, 3*locking)
-	j := 0
-	var errs []error
-	for i := range a.rules {
-		h := &a.rules[i]
-		if h.value != int64(h.r.Limit) {
-			if h.r.Sliding {
-				j++
-			}
-			continue
-		}
-		marker, hist := first[j], first[j+1]
-		j += 2
+	ops2 := make([]backend.Op, 0, 3*len(locking))
+	for i, h := range locking {
+		marker, hist := res[base+2*i], res[base+2*i+1]
 		if marker.Value != 1 {
 			ops2 = append(ops2, backend.IncrOp(a.key(h.history), -1, h.r.HistoryWindow))
 			continue
@@ -511,11 +618,16 @@ func (a *Attempt) Failure(ctx context.Context) error {
 			backend.ExpireOp(a.key(h.history), h.r.HistoryWindow))
 		done = append(done, lockout{h, d, hist.Value})
 	}
-	if err := a.p.do(ctx, ops2, res2[:len(ops2)]); err != nil {
+	if _, err := a.p.execAt(ctx, at, ops2, make([]backend.Result, len(ops2)), true); err != nil {
 		errs = append(errs, err)
 	}
 	for _, l := range done {
-		a.p.lockedOut(ctx, LockoutEvent{Rule: l.h.r.Name, Key: a.key(l.h.subject), Duration: l.d, Count: l.n})
+		ttl := l.d
+		if ttl == Forever {
+			ttl = backend.NoExpiry
+		}
+		a.p.remember(a.key(l.h.lock), ttl)
+		a.p.lockedOut(ctx, LockoutEvent{Rule: l.h.r.Name, Key: a.key(l.h.subject), Duration: l.d, Count: l.n, Fallback: at.fallback})
 	}
 	return errors.Join(errs...)
 }
@@ -547,20 +659,17 @@ func (p *Policy) Check(ctx context.Context, s Subject, verify func(context.Conte
 	return true, nil
 }
 
-// do runs one backend call under the policy's deadline and reports its
-// error.
+// do runs one call to the store under the policy's deadline and reports
+// its error.
 func (p *Policy) do(ctx context.Context, ops []backend.Op, res []backend.Result) error {
+	if p.closed.Load() {
+		return ErrClosed
+	}
 	tctx, cancel := context.WithTimeout(ctx, p.timeout)
 	defer cancel()
-	return p.call(ctx, tctx, ops, res)
-}
-
-// call runs one backend call under tctx, a deadline derived from ctx, and
-// reports its error.
-func (p *Policy) call(ctx, tctx context.Context, ops []backend.Op, res []backend.Result) error {
 	err := p.store.Do(tctx, ops, res)
 	if err != nil {
-		if cerr := ctx.Err(); cerr != nil {
+		if ctx.Err() != nil {
 			// The caller gave up: not the store's fault.
 			return fmt.Errorf("lockout: %w", context.Cause(ctx))
 		}
@@ -571,7 +680,7 @@ func (p *Policy) call(ctx, tctx context.Context, ops []backend.Op, res []backend
 }
 
 func (p *Policy) backendError(ctx context.Context, err error) {
-	p.log.LogAttrs(ctx, slog.LevelError, "lockout: backend error", slog.Any("error", err), slog.Bool("fail_closed", p.failClosed))
+	p.log.LogAttrs(ctx, slog.LevelError, "lockout: backend error", slog.Any("error", err), slog.String("outage", p.outage.String()))
 	if p.hooks.BackendError != nil {
 		p.hooks.BackendError(ctx, err)
 	}
@@ -590,7 +699,8 @@ func (p *Policy) refuse(ctx context.Context, e *RefusedError) error {
 
 func (p *Policy) lockedOut(ctx context.Context, e LockoutEvent) {
 	p.log.LogAttrs(ctx, slog.LevelWarn, "lockout: locked out", slog.String("rule", e.Rule), slog.String("key", e.Key),
-		slog.Duration("duration", max(e.Duration, 0)), slog.Bool("forever", e.Duration == Forever), slog.Int64("count", e.Count))
+		slog.Duration("duration", max(e.Duration, 0)), slog.Bool("forever", e.Duration == Forever), slog.Int64("count", e.Count),
+		slog.Bool("fallback", e.Fallback))
 	if p.hooks.Lockout != nil {
 		p.hooks.Lockout(ctx, e)
 	}

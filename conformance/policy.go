@@ -40,6 +40,7 @@ func (e *env) policy(t *testing.T, cfg lockout.Config) (*lockout.Policy, *Counti
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { p.Close() })
 	return p, counter
 }
 

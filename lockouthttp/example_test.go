@@ -30,7 +30,7 @@ func examplePolicy() (*lockout.Policy, func()) {
 	if err != nil {
 		log.Fatal(err)
 	}
-	return policy, func() { store.Close() }
+	return policy, func() { policy.Close(); store.Close() }
 }
 
 func postForm(h http.Handler, path string, form url.Values) *httptest.ResponseRecorder {

@@ -42,6 +42,7 @@ func newPolicy(t testing.TB, store backend.Backend, cfg lockout.Config) *lockout
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { p.Close() })
 	return p
 }
 

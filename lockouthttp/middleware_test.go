@@ -178,9 +178,30 @@ func TestDenylisted(t *testing.T) {
 
 func TestBackendDown(t *testing.T) {
 	rules := []lockout.Rule{lockout.ByUsername(3), lockout.ByIP(3)}
-	t.Run("fail open", func(t *testing.T) {
+	t.Run("fallback", func(t *testing.T) {
+		// The default: an in-process store decides, with the same limits.
 		var backendErrors int
 		p := newPolicy(t, downStore{}, lockout.Config{Rules: rules,
+			Hooks: lockout.Hooks{BackendError: func(_ context.Context, err error) { backendErrors++ }}})
+		l := &login{}
+		h := lockouthttp.NewMiddleware(p, lockouthttp.Config{Username: lockouthttp.FormField("username")}).Wrap(l)
+		for range 3 {
+			if w := post(h, client, "alice", "wrong"); w.Code != http.StatusUnauthorized {
+				t.Fatalf("wrong password while the store is down: %d, want the handler's 401", w.Code)
+			}
+		}
+		for _, pw := range []string{"wrong", alicePassword} {
+			if w := post(h, client, "alice", pw); w.Code != http.StatusTooManyRequests || w.Header().Get("Retry-After") == "" {
+				t.Fatalf("after the limit, while the store is down: %d, Retry-After %q; want 429 with one", w.Code, w.Header().Get("Retry-After"))
+			}
+		}
+		if l.verified.Load() != 3 || backendErrors != 1 {
+			t.Errorf("%d verifications, %d backend errors; want 3 and 1 (the breaker opens on the first)", l.verified.Load(), backendErrors)
+		}
+	})
+	t.Run("admit uncounted", func(t *testing.T) {
+		var backendErrors int
+		p := newPolicy(t, downStore{}, lockout.Config{Rules: rules, Outage: lockout.AdmitUncounted,
 			Hooks: lockout.Hooks{BackendError: func(_ context.Context, err error) { backendErrors++ }}})
 		l := &login{}
 		h := lockouthttp.NewMiddleware(p, lockouthttp.Config{Username: lockouthttp.FormField("username")}).Wrap(l)
@@ -192,12 +213,12 @@ func TestBackendDown(t *testing.T) {
 		if w := post(h, client, "alice", alicePassword); w.Code != http.StatusOK {
 			t.Fatalf("right password while the store is down: %d", w.Code)
 		}
-		if l.verified.Load() != 6 || backendErrors != 6 {
-			t.Errorf("%d verifications, %d backend errors; want 6 and 6", l.verified.Load(), backendErrors)
+		if l.verified.Load() != 6 || backendErrors != 1 {
+			t.Errorf("%d verifications, %d backend errors; want 6 and 1", l.verified.Load(), backendErrors)
 		}
 	})
 	t.Run("fail closed", func(t *testing.T) {
-		p := newPolicy(t, downStore{}, lockout.Config{Rules: rules, FailClosed: true})
+		p := newPolicy(t, downStore{}, lockout.Config{Rules: rules, Outage: lockout.FailClosed})
 		l := &login{}
 		h := lockouthttp.NewMiddleware(p, lockouthttp.Config{Username: lockouthttp.FormField("username")}).Wrap(l)
 		w := post(h, client, "alice", alicePassword)
@@ -419,7 +440,7 @@ func TestIndistinguishable(t *testing.T) {
 	}{
 		{name: "locked", cfg: lockout.Config{Rules: rules}},
 		{name: "denylisted", cfg: lockout.Config{Rules: rules, DenyUsernames: []string{"alice"}}},
-		{name: "unavailable", cfg: lockout.Config{Rules: rules, FailClosed: true}},
+		{name: "unavailable", cfg: lockout.Config{Rules: rules, Outage: lockout.FailClosed}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			var p *lockout.Policy

@@ -41,20 +41,22 @@ func policyRules() []lockout.Rule {
 }
 
 // newPolicy returns a policy with policyRules over store, keeping its keys
-// under prefix, failing closed or open, and counting its backend errors.
-func newPolicy(t *testing.T, store backend.Backend, prefix string, failClosed bool, errs *atomic.Int64) *lockout.Policy {
+// under prefix, with the given outage mode, and counting its backend errors.
+func newPolicy(t *testing.T, store backend.Backend, prefix string, outage lockout.Outage, errs *atomic.Int64) *lockout.Policy {
 	t.Helper()
 	p, err := lockout.New(store, lockout.Config{
-		Rules:      policyRules(),
-		Prefix:     prefix,
-		Timeout:    policyTimeout,
-		FailClosed: failClosed,
-		Logger:     slog.New(slog.DiscardHandler),
-		Hooks:      lockout.Hooks{BackendError: func(context.Context, error) { errs.Add(1) }},
+		Rules:         policyRules(),
+		Prefix:        prefix,
+		Timeout:       policyTimeout,
+		Outage:        outage,
+		ProbeInterval: 100 * time.Millisecond,
+		Logger:        slog.New(slog.DiscardHandler),
+		Hooks:         lockout.Hooks{BackendError: func(context.Context, error) { errs.Add(1) }},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { p.Close() })
 	return p
 }
 
@@ -147,28 +149,26 @@ func wantLocked(t *testing.T, what string, s lockout.Subject, a *lockout.Attempt
 	}
 }
 
-// wantFailed checks that a decision met a backend error and failed open
-// (admitted, with the error) or closed (ErrUnavailable), as p is
-// configured, wrapping want when it is not nil.
-func wantFailed(t *testing.T, what string, failClosed bool, s lockout.Subject, a *lockout.Attempt, err error, want error) {
+// wantDegraded checks a decision made while the store fails: the fallback
+// decides it (admitted, or refused as locked), or it is refused as
+// unavailable when p fails closed. It reports whether it was admitted.
+func wantDegraded(t *testing.T, what string, outage lockout.Outage, s lockout.Subject, a *lockout.Attempt, err error) bool {
 	t.Helper()
-	cause := err
 	switch {
-	case failClosed && !errors.Is(err, lockout.ErrUnavailable):
-		t.Errorf("%s: %v: err = %v, want ErrUnavailable (fail closed)", what, s, err)
-		return
-	case !failClosed && err != nil:
-		t.Errorf("%s: %v refused: %v, want admitted with an error (fail open)", what, s, err)
-		return
-	case !failClosed && a.Err() == nil:
-		t.Errorf("%s: %v admitted without a backend error, want one (fail open)", what, s)
-		return
-	case !failClosed:
-		cause = a.Err()
+	case errors.Is(err, lockout.ErrLocked):
+		return false
+	case outage == lockout.FailClosed:
+		if !errors.Is(err, lockout.ErrUnavailable) && (err != nil || a.Err() != nil) {
+			t.Errorf("%s: %v: err = %v, want ErrUnavailable (fail closed)", what, s, err)
+		}
+		return err == nil
+	case err != nil:
+		t.Errorf("%s: %v refused: %v, want the fallback to decide", what, s, err)
+		return false
+	case a.Err() != nil && !a.Fallback():
+		t.Errorf("%s: %v admitted with error %v but not by the fallback", what, s, a.Err())
 	}
-	if want != nil && !errors.Is(cause, want) {
-		t.Errorf("%s: %v: error %v, want one wrapping %v", what, s, cause, want)
-	}
+	return true
 }
 
 // lock fails s's attempts until it is locked out, and checks with Status,
@@ -297,9 +297,11 @@ func hang(t *testing.T, addr string) (stop func()) {
 	}
 }
 
-// TestPolicyServerDown runs policies (one failing open, one closed) over a
-// store on two servers, and makes one of them fail: stopped, then hung,
-// then started again.
+// TestPolicyServerDown runs policies (one with the local fallback, one
+// failing closed) over a store on two servers, and makes one of them fail:
+// stopped, then hung, then started again, empty. No decision waits for
+// long, no subject gets more than the limit, and what the fallback counted
+// reaches the restarted server.
 func TestPolicyServerDown(t *testing.T) {
 	parallel(t)
 	a, b := testserver.Memcached(t), testserver.Memcached(t)
@@ -316,15 +318,18 @@ func TestPolicyServerDown(t *testing.T) {
 	onA, onB := on[a.Addr], on[b.Addr]
 
 	type config struct {
-		name       string
-		failClosed bool
-		p          *lockout.Policy
-		errs       atomic.Int64
+		name     string
+		outage   lockout.Outage
+		p        *lockout.Policy
+		errs     atomic.Int64
+		mu       sync.Mutex
+		admitted map[string]int // per username, while a fails
 	}
-	configs := []*config{{name: "fail open"}, {name: "fail closed", failClosed: true}}
+	configs := []*config{{name: "fallback", outage: lockout.Fallback}, {name: "fail closed", outage: lockout.FailClosed}}
 	for i, c := range configs {
 		// Two prefixes, so that the policies' keys are apart.
-		c.p = newPolicy(t, s, fmt.Sprintf("p%d", i), c.failClosed, &c.errs)
+		c.p = newPolicy(t, s, fmt.Sprintf("p%d", i), c.outage, &c.errs)
+		c.admitted = map[string]int{}
 	}
 
 	name := t.Name()
@@ -350,56 +355,89 @@ func TestPolicyServerDown(t *testing.T) {
 		t.FailNow()
 	}
 
-	// failing checks the decisions while server a fails: those touching a
-	// return within their deadline with an error, failing open or closed
-	// (they run at once, each against its own deadline); those on b alone
-	// work normally. A decision touching both servers leaves its increments
-	// on b when it fails: each phase takes subjects of its own.
-	failing := func(phase string, subjs []lockout.Subject, want error) {
+	// failing runs decisions at once while server a fails: each returns
+	// within its deadline, decided by the fallback or refused.
+	failing := func(phase string, subjs []lockout.Subject) {
 		var wg sync.WaitGroup
 		for _, c := range configs {
 			for _, subj := range subjs {
 				wg.Go(func() {
 					att, took, err := decide(t, c.p, subj)
-					wantFailed(t, phase+", "+c.name, c.failClosed, subj, att, err, want)
+					if wantDegraded(t, phase+", "+c.name, c.outage, subj, att, err) {
+						c.mu.Lock()
+						c.admitted[subj.Username]++
+						c.mu.Unlock()
+					}
 					if took > policyTimeout+faultSlack {
 						t.Errorf("%s, %s: %v took %v, deadline %v", phase, c.name, subj, took, policyTimeout)
 					}
-					t.Logf("%s, %s: %v answered in %v", phase, c.name, subj.Username, took.Round(time.Millisecond))
 				})
 			}
 		}
 		wg.Wait()
-		for _, c := range configs {
-			att, _, err := decide(t, c.p, onB[0])
-			wantLocked(t, phase+", "+c.name+", locked on the live server", onB[0], att, err)
-			for _, subj := range onB[1:3] {
-				att, _, err := decide(t, c.p, subj)
-				wantAdmitted(t, phase+", "+c.name+", on the live server", subj, att, err)
-			}
-		}
 	}
 
 	a.Stop()
-	labeled(name, func() { failing("stopped", []lockout.Subject{onA[0], onA[1], both[0], both[1]}, nil) })
+	labeled(name, func() {
+		failing("stopped", []lockout.Subject{onA[0], onA[1], both[0], both[1]})
+		// Once degraded, decisions do not wait for the store at all.
+		for range 3 {
+			failing("stopped, again", []lockout.Subject{onA[3], both[3]})
+		}
+	})
 
 	stopHang := hang(t, a.Addr)
 	labeled(name, func() {
-		failing("hung", []lockout.Subject{onA[0], onA[1], both[2], both[3]}, context.DeadlineExceeded)
+		failing("hung", []lockout.Subject{onA[0], onA[1], both[2], both[3]})
 	})
 	stopHang()
+	for _, c := range configs {
+		for user, n := range c.admitted {
+			if n > 3 {
+				t.Errorf("%s: %s got %d guesses while a server failed, limit 3", c.name, user, n)
+			}
+		}
+		if c.outage == lockout.FailClosed && len(c.admitted) > 0 {
+			t.Logf("%s: admitted through the store while a failed: %v", c.name, c.admitted)
+		}
+	}
 
 	a.Start()
 	labeled(name, func() {
 		for _, c := range configs {
-			// a's keys start afresh: its locked subject is admitted again.
-			for _, subj := range []lockout.Subject{onA[0], onA[1], both[0], both[2], both[4]} {
-				att, _, err := decide(t, c.p, subj)
-				wantAdmitted(t, "restarted, "+c.name, subj, att, err)
+			// Wait for the breaker to find the server again: a decision
+			// on a alone goes through the store.
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				st, err := c.p.Status(context.Background(), onA[4])
+				if err == nil && len(st) > 0 {
+					att, err := c.p.Allow(context.Background(), onA[4])
+					if err == nil && !att.Fallback() && att.Err() == nil {
+						att.Success(context.Background())
+						break
+					}
+					if err == nil {
+						att.Success(context.Background())
+					}
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("%s: the policy never went back to the restarted server", c.name)
+				}
+				time.Sleep(50 * time.Millisecond)
 			}
-			att, _, err := decide(t, c.p, onB[0])
-			wantLocked(t, "restarted, "+c.name+", locked on the other server", onB[0], att, err)
-			// And they count again.
+			// No fresh start: onA[1] failed twice while a was down. The
+			// fallback's count reached the restarted server, so one more
+			// failure locks it; failing closed counted nothing.
+			left := 3 - c.admitted[onA[1].Username]
+			for i := range left {
+				att, _, err := decide(t, c.p, onA[1])
+				wantAdmitted(t, fmt.Sprintf("restarted, %s, failure %d of %d", c.name, i+1, left), onA[1], att, err)
+			}
+			att, _, err := decide(t, c.p, onA[1])
+			wantLocked(t, "restarted, "+c.name+", after the outage's failures", onA[1], att, err)
+			wantStatusLocked(t, "restarted, "+c.name+", locked on the other server", c.p, onB[0])
+			// Counting goes on as before for a subject untouched by the
+			// outage.
 			subj := onA[2]
 			for range 3 {
 				att, _, err := decide(t, c.p, subj)
@@ -412,6 +450,9 @@ func TestPolicyServerDown(t *testing.T) {
 			}
 		}
 	})
+	if c := configs[0]; c.admitted[onA[1].Username] != 2 {
+		t.Errorf("fallback: %s admitted %d times while a failed, want 2", onA[1].Username, c.admitted[onA[1].Username])
+	}
 	// The requests abandoned at a deadline ended when the hung server
 	// closed their connections (they are not sent again), so nothing the
 	// test started still runs once its goroutines have had time to exit.
@@ -474,9 +515,10 @@ func fill(t *testing.T, addr, tag string, keyLen int) []string {
 	}
 }
 
-// TestPolicyFullServer fills up a memcached run with -M under policies
-// failing open and closed: decisions that need new counters then fail with
-// ErrFull, and no lockout made before is lost.
+// TestPolicyFullServer fills up a memcached run with -M under a policy
+// with the local fallback and one failing closed: decisions then go to the
+// fallback (or are refused), a remembered lock still refuses, and once
+// memory is freed the store decides again with what the fallback counted.
 func TestPolicyFullServer(t *testing.T) {
 	parallel(t)
 	srv := testserver.Memcached(t, "-M", "-m", "2")
@@ -485,26 +527,18 @@ func TestPolicyFullServer(t *testing.T) {
 	subj := func(i int) lockout.Subject {
 		return lockout.Subject{Username: fmt.Sprintf("full%d", i), IP: fmt.Sprintf("10.2.0.%d", i)}
 	}
-	locked, lockedRetried, counting, fresh := subj(0), subj(1), subj(2), subj(3)
+	locked, fresh := subj(0), subj(1)
 
 	type config struct {
-		name       string
-		failClosed bool
-		p          *lockout.Policy
-		errs       atomic.Int64
+		name   string
+		outage lockout.Outage
+		p      *lockout.Policy
+		errs   atomic.Int64
 	}
-	configs := []*config{{name: "fail open"}, {name: "fail closed", failClosed: true}}
+	configs := []*config{{name: "fallback", outage: lockout.Fallback}, {name: "fail closed", outage: lockout.FailClosed}}
 	for i, c := range configs {
-		c.p = newPolicy(t, s, fmt.Sprintf("p%d", i), c.failClosed, &c.errs)
-		// A lockout clears the counters; a refused attempt creates them
-		// again (and gives its reservation back): a locked subject that
-		// keeps trying has them, one that waits has not.
+		c.p = newPolicy(t, s, fmt.Sprintf("p%d", i), c.outage, &c.errs)
 		lock(t, c.p, locked)
-		lock(t, c.p, lockedRetried)
-		att, _, err := decide(t, c.p, lockedRetried)
-		wantLocked(t, c.name+", retried", lockedRetried, att, err)
-		att, _, err = decide(t, c.p, counting)
-		wantAdmitted(t, c.name+", before the fill", counting, att, err)
 	}
 
 	// Fill every slab class a counter may use: long keys first, then
@@ -520,44 +554,31 @@ func TestPolicyFullServer(t *testing.T) {
 
 	for _, c := range configs {
 		what := c.name + ", full server"
-		// Decisions that need new counters fail, open or closed.
-		att, _, err := decide(t, c.p, fresh)
-		wantFailed(t, what+", new subject", c.failClosed, fresh, att, err, backend.ErrFull)
-		// A locked subject whose counters exist is still refused.
-		att, _, err = decide(t, c.p, lockedRetried)
-		wantLocked(t, what, lockedRetried, att, err)
-		// Counting goes on for one that is not locked. The failure that
-		// reaches the limit cannot create the lock marker and reports
-		// ErrFull; the counter, at the limit, refuses every later attempt
-		// until its window ends.
-		att, _, err = decide(t, c.p, counting)
-		wantAdmitted(t, what+", second failure", counting, att, err)
-		att, _, err, ferr := decideF(c.p, counting)
-		wantAdmitted(t, what+", third failure", counting, att, err)
-		if !errors.Is(ferr, backend.ErrFull) {
-			t.Errorf("%s: the failure that locks: %v, want ErrFull", what, ferr)
+		// A new subject needs new counters: the fallback counts it, or
+		// it is refused.
+		admitted := 0
+		for range 5 {
+			att, _, err := decide(t, c.p, fresh)
+			if wantDegraded(t, what+", new subject", c.outage, fresh, att, err) {
+				admitted++
+			}
 		}
-		att, _, err = decide(t, c.p, counting)
-		if !errors.Is(err, lockout.ErrCapacity) {
-			t.Errorf("%s: after the limit: err = %v (attempt %v), want ErrCapacity", what, err, att)
+		switch {
+		case c.outage == lockout.Fallback && admitted != 3:
+			t.Errorf("%s: the fallback admitted %s %d times in 5, want the limit, 3", what, fresh.Username, admitted)
+		case c.outage == lockout.FailClosed && admitted != 0:
+			t.Errorf("%s: %s admitted %d times, want none", what, fresh.Username, admitted)
 		}
-		// A locked subject whose counters were cleared by its lockout needs
-		// new ones, which the full server refuses. Failing closed refuses
-		// it as unavailable; failing open reads the lock markers alone
-		// first, and refuses it as locked. The lock itself is kept.
-		att, _, err = decide(t, c.p, locked)
-		if c.failClosed {
-			wantFailed(t, what+", locked subject without counters", c.failClosed, locked, att, err, backend.ErrFull)
-		} else {
-			wantLocked(t, what+", locked subject without counters", locked, att, err)
-		}
-		wantStatusLocked(t, what, c.p, locked)
+		// The lock set before is remembered for as long as it lasts.
+		att, _, err := decide(t, c.p, locked)
+		wantLocked(t, what+", locked subject", locked, att, err)
 		if c.errs.Load() == 0 {
 			t.Errorf("%s: no backend error reported to the hook", c.name)
 		}
 	}
 
-	// Memory freed: the locked subject is refused as locked again.
+	// Memory freed: the store decides again, and the fallback's count for
+	// the new subject, a lock, is now in the store.
 	for lo := 0; lo < len(small); lo += 100 {
 		var ops []backend.Op
 		for _, k := range small[lo:min(lo+100, len(small))] {
@@ -566,9 +587,27 @@ func TestPolicyFullServer(t *testing.T) {
 		do(t, s, ops...)
 	}
 	for _, c := range configs {
-		att, _, err := decide(t, c.p, locked)
-		wantLocked(t, c.name+", memory freed", locked, att, err)
-		att, _, err = decide(t, c.p, fresh)
-		wantAdmitted(t, c.name+", memory freed", fresh, att, err)
+		other := subj(10)
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			att, err := c.p.Allow(context.Background(), other)
+			if err == nil {
+				att.Success(context.Background())
+				if !att.Fallback() && att.Err() == nil {
+					break
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: the policy never went back to the store: %v", c.name, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		wantStatusLocked(t, c.name+", memory freed", c.p, locked)
+		if c.outage == lockout.Fallback {
+			wantStatusLocked(t, c.name+", locked by the fallback, memory freed", c.p, fresh)
+		} else {
+			att, _, err := decide(t, c.p, fresh)
+			wantAdmitted(t, c.name+", memory freed", fresh, att, err)
+		}
 	}
 }

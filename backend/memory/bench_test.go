@@ -1,4 +1,4 @@
-package memory
+package memory_test
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/go-lockout/lockout/backend"
+	"github.com/go-lockout/lockout/backend/memory"
 	"github.com/go-lockout/lockout/conformance"
 )
 
@@ -17,7 +18,7 @@ import (
 func BenchmarkStore(b *testing.B) {
 	conformance.RunBenchmarks(b, conformance.Harness{
 		New: func(t testing.TB) backend.Backend {
-			s, err := New(&Options{MaxKeys: 1 << 26})
+			s, err := memory.New(&memory.Options{MaxKeys: 1 << 26})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -31,7 +32,7 @@ func BenchmarkStore(b *testing.B) {
 // missing keys, in one call. Six allocations per call are the benchmark's
 // own, for the keys' names.
 func BenchmarkStoreBatch6New(b *testing.B) {
-	s, err := New(&Options{MaxKeys: 1 << 26})
+	s, err := memory.New(&memory.Options{MaxKeys: 1 << 26})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -110,7 +111,7 @@ func (s *mapStore) Do(ctx context.Context, ops []backend.Op, res []backend.Resul
 				s.m[op.Key] = e
 			}
 			if e != nil {
-				e.v = addClamped(e.v, op.Delta)
+				e.v = memory.AddClamped(e.v, op.Delta)
 			}
 		case backend.Expire:
 			if e != nil {

@@ -1,17 +1,18 @@
-package memory
+package memory_test
 
 import (
 	"testing"
 	"time"
 
 	"github.com/go-lockout/lockout/backend"
+	"github.com/go-lockout/lockout/backend/memory"
 	"github.com/go-lockout/lockout/conformance"
 )
 
-func harness(opts *Options) conformance.Harness {
+func harness(opts *memory.Options) conformance.Harness {
 	return conformance.Harness{
 		New: func(t testing.TB) backend.Backend {
-			s, err := New(opts)
+			s, err := memory.New(opts)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -32,5 +33,5 @@ func TestConformance(t *testing.T) {
 // expiration as close to the keys' own as the options allow, so that ttl
 // cleanup runs right behind expiry.
 func TestConformanceTinyReclaimDelay(t *testing.T) {
-	conformance.Run(t, harness(&Options{ReclaimDelay: time.Nanosecond}))
+	conformance.Run(t, harness(&memory.Options{ReclaimDelay: time.Nanosecond}))
 }

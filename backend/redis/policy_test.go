@@ -257,12 +257,13 @@ func TestPolicyRoundTrips(t *testing.T) {
 }
 
 // TestPolicyOutage stops the server under decisions from many goroutines
-// (Policy.Check, three rules, a 200 ms timeout), through one fail-open and
-// one fail-closed policy on one store: every decision returns within its
-// deadlines; while the server is down the fail-open policy admits and the
-// fail-closed one refuses with ErrUnavailable; nothing panics and no
-// goroutine is left behind; and once the server is back, empty and without
-// the script, decisions work again on the same client.
+// (three rules, a 200 ms timeout), through one policy of each Outage mode
+// on one store: every decision returns within its deadlines; while the
+// server is down the fallback policy decides locally, the fail-closed one
+// refuses with ErrUnavailable and the admit-uncounted one admits with the
+// error; nothing panics and no goroutine is left behind; and once the
+// server is back, empty and without the script, decisions go to it again
+// on the same client, within the probe interval.
 func TestPolicyOutage(t *testing.T) {
 	for _, ctxTimeouts := range []bool{false, true} {
 		t.Run(fmt.Sprintf("ContextTimeoutEnabled=%v", ctxTimeouts), func(t *testing.T) {
@@ -270,12 +271,6 @@ func TestPolicyOutage(t *testing.T) {
 		})
 	}
 }
-
-// decision is what the BackendError hook tells one decision of
-// TestPolicyOutage, through its context.
-type decision struct{ backendErrs atomic.Int64 }
-
-type decisionKey struct{}
 
 func testPolicyOutage(t *testing.T, ctxTimeouts bool) {
 	srv := testserver.Redis(t)
@@ -290,41 +285,43 @@ func testPolicyOutage(t *testing.T, ctxTimeouts bool) {
 	store := newStore(t, client, nil)
 
 	const (
-		workers = 16
+		workers = 18
 		timeout = 200 * time.Millisecond
 		// A decision is at most two calls: Allow, then Success.
 		bound = 2*timeout + lateSlack
 	)
 	type side struct {
-		p                    *lockout.Policy
-		failClosed           bool
-		ok, open, unavail    atomic.Int64 // decisions: clean, admitted despite an error, refused as unavailable
-		firstErr             atomic.Value // string: the first backend error while the server was down
-		lastClean            atomic.Int64 // unix nanos of the latest decision without a backend error
-		okAtStop, okAtStart  int64
-		openDown, unavailDwn int64
+		p                   *lockout.Policy
+		mode                lockout.Outage
+		ok, degraded        atomic.Int64 // decisions: by the store, and while it was failing (each as the mode says)
+		lastClean           atomic.Int64 // unix nanos of the latest decision by the store
+		okAtStop, okAtStart int64
+		degradedDown        int64
+		starts, ends        atomic.Int64
 	}
-	sides := []*side{{failClosed: false}, {failClosed: true}}
+	sides := []*side{{mode: lockout.Fallback}, {mode: lockout.FailClosed}, {mode: lockout.AdmitUncounted}}
 	rules := []lockout.Rule{
 		lockout.ByUsername(math.MaxInt32), lockout.ByIP(math.MaxInt32), lockout.ByUsernameAndIP(math.MaxInt32),
 	}
 	for i, sd := range sides {
 		p, err := lockout.New(store, lockout.Config{
-			Rules:      rules,
-			Prefix:     fmt.Sprintf("outage%d", i),
-			Timeout:    timeout,
-			FailClosed: sd.failClosed,
-			Logger:     slog.New(slog.DiscardHandler),
-			Hooks: lockout.Hooks{BackendError: func(ctx context.Context, err error) {
-				if d, ok := ctx.Value(decisionKey{}).(*decision); ok {
-					d.backendErrs.Add(1)
-					sd.firstErr.CompareAndSwap(nil, err.Error())
+			Rules:   rules,
+			Prefix:  fmt.Sprintf("outage%d", i),
+			Timeout: timeout,
+			Outage:  sd.mode,
+			Logger:  slog.New(slog.DiscardHandler),
+			Hooks: lockout.Hooks{Degraded: func(_ context.Context, e lockout.DegradedEvent) {
+				if e.Start {
+					sd.starts.Add(1)
+				} else {
+					sd.ends.Add(1)
 				}
 			}},
 		})
 		if err != nil {
 			t.Fatal(err)
 		}
+		t.Cleanup(func() { p.Close() })
 		sd.p = p
 	}
 	// Warm up: the pool has connections, the script is loaded.
@@ -361,14 +358,16 @@ func testPolicyOutage(t *testing.T, ctxTimeouts bool) {
 			}()
 			for i := 0; !stop.Load(); i++ {
 				s := lockout.Subject{Username: fmt.Sprintf("user%d", g), IP: fmt.Sprintf("10.0.%d.%d", g, i%200)}
-				d := &decision{}
-				var errsAtVerify int64 = -1
 				start := time.Now()
-				ok, err := sd.p.Check(context.WithValue(context.Background(), decisionKey{}, d), s,
-					func(context.Context) (bool, error) {
-						errsAtVerify = d.backendErrs.Load()
-						return i%2 == 0, nil // a success costs a call, a failure none
-					})
+				a, err := sd.p.Allow(context.Background(), s)
+				var rerr error
+				if err == nil {
+					if i%2 == 0 { // a success costs a call, a failure none
+						rerr = a.Success(context.Background())
+					} else {
+						rerr = a.Failure(context.Background())
+					}
+				}
 				took := time.Since(start)
 				mu.Lock()
 				slowest = max(slowest, took)
@@ -376,23 +375,23 @@ func testPolicyOutage(t *testing.T, ctxTimeouts bool) {
 				if took > bound {
 					late.Add(1)
 				}
-				errs := d.backendErrs.Load()
-				switch verified := errsAtVerify >= 0; {
-				case verified && errsAtVerify == 0 && err == nil:
-					if errs == 0 {
+				switch {
+				case err == nil && a.Err() == nil && !a.Fallback():
+					if rerr == nil {
 						sd.ok.Add(1)
 						sd.lastClean.Store(time.Now().UnixNano())
 					} // else: the report failed, which the outcome survives
-				case verified && !sd.failClosed && err == nil:
-					sd.open.Add(1)
-				case !verified && sd.failClosed && errs > 0 && errors.Is(err, lockout.ErrUnavailable):
-					sd.unavail.Add(1)
+				case sd.mode == lockout.Fallback && err == nil && a.Fallback() && a.Err() == nil:
+					sd.degraded.Add(1)
+				case sd.mode == lockout.AdmitUncounted && err == nil && a.Err() != nil && !a.Fallback():
+					sd.degraded.Add(1)
+				case sd.mode == lockout.FailClosed && errors.Is(err, lockout.ErrUnavailable):
+					sd.degraded.Add(1)
 				default:
-					problem("fail-closed %v: Check = %v, %v (verified %v, backend errors %d, %d before verifying)",
-						sd.failClosed, ok, err, verified, errs, errsAtVerify)
+					problem("%v: Allow = %v, %v", sd.mode, a, err)
 				}
-				if errs > 0 {
-					time.Sleep(5 * time.Millisecond) // do not spin on a refused connection
+				if err != nil || a.Err() != nil || a.Fallback() {
+					time.Sleep(5 * time.Millisecond) // do not spin while the store is down
 				}
 			}
 		})
@@ -405,7 +404,7 @@ func testPolicyOutage(t *testing.T, ctxTimeouts bool) {
 	srv.Stop()
 	time.Sleep(600 * time.Millisecond)
 	for _, sd := range sides {
-		sd.openDown, sd.unavailDwn = sd.open.Load(), sd.unavail.Load()
+		sd.degradedDown = sd.degraded.Load()
 	}
 	srv.Start()
 	restarted := time.Now()
@@ -423,31 +422,31 @@ func testPolicyOutage(t *testing.T, ctxTimeouts bool) {
 	for time.Since(restarted) < 5*time.Second && !recovered() {
 		time.Sleep(50 * time.Millisecond)
 	}
+	recoveredAfter := time.Since(restarted)
 	stop.Store(true)
 	wg.Wait()
-
+	// Degraded mode ends once the fallback's counts are written back,
+	// which goes on while decisions already go to the store.
 	for _, sd := range sides {
-		name := "fail-open"
-		if sd.failClosed {
-			name = "fail-closed"
-		}
-		t.Logf("%s: %d clean decisions before the stop; while down %d admitted despite the error, %d refused as unavailable "+
-			"(first error: %v); %d clean decisions after the restart",
-			name, sd.okAtStop, sd.openDown, sd.unavailDwn, sd.firstErr.Load(), sd.ok.Load()-sd.okAtStart)
-		if sd.okAtStop == 0 {
-			t.Errorf("%s: no clean decision before the stop", name)
-		}
-		if !sd.failClosed && sd.openDown == 0 {
-			t.Errorf("%s: no decision admitted while the server was down", name)
-		}
-		if sd.failClosed && sd.unavailDwn == 0 {
-			t.Errorf("%s: no decision refused as unavailable while the server was down", name)
-		}
-		if sd.failClosed && sd.open.Load() > 0 || !sd.failClosed && sd.unavail.Load() > 0 {
-			t.Errorf("%s: decided against its configuration", name)
+		for deadline := time.Now().Add(3 * time.Second); sd.ends.Load() == 0 && time.Now().Before(deadline); {
+			time.Sleep(10 * time.Millisecond)
 		}
 	}
-	t.Logf("slowest decision %v (bound %v)", slowest, bound)
+
+	for _, sd := range sides {
+		t.Logf("%v: %d clean decisions before the stop; %d decided as the mode says while down; %d clean decisions after the restart",
+			sd.mode, sd.okAtStop, sd.degradedDown, sd.ok.Load()-sd.okAtStart)
+		if sd.okAtStop == 0 {
+			t.Errorf("%v: no clean decision before the stop", sd.mode)
+		}
+		if sd.degradedDown == 0 {
+			t.Errorf("%v: no degraded decision while the server was down", sd.mode)
+		}
+		if sd.starts.Load() != 1 || sd.ends.Load() != 1 {
+			t.Errorf("%v: degraded mode started %d and ended %d times, want once each", sd.mode, sd.starts.Load(), sd.ends.Load())
+		}
+	}
+	t.Logf("slowest decision %v (bound %v); decisions went back to the store %v after the restart", slowest, bound, recoveredAfter)
 	if n := late.Load(); n > 0 {
 		t.Errorf("%d decisions took longer than %v (slowest %v)", n, bound, slowest)
 	}
@@ -455,14 +454,14 @@ func testPolicyOutage(t *testing.T, ctxTimeouts bool) {
 		t.Error(p)
 	}
 	if !recovered() {
-		t.Fatal("decisions did not work again within 5 s of the restart")
+		t.Fatal("decisions did not go back to the store within 5 s of the restart")
 	}
 	// The same client and store keep working: a fresh subject is counted.
 	for _, sd := range sides {
 		s := lockout.Subject{Username: "fresh", IP: "192.0.2.9"}
 		a, err := sd.p.Allow(t.Context(), s)
-		if err != nil || a.Err() != nil {
-			t.Fatalf("after the restart: Allow = %v (store error %v)", err, a.Err())
+		if err != nil || a.Err() != nil || a.Fallback() {
+			t.Fatalf("%v after the restart: Allow = %v, %v", sd.mode, a, err)
 		}
 		st, err := sd.p.Status(t.Context(), s)
 		if err != nil {

@@ -371,13 +371,14 @@ func (e *env) open(system, id string) (*instance, error) {
 		Rules:  []lockout.Rule{lockout.ByUsername(limit), lockout.ByIP(limit), lockout.ByUsernameAndIP(limit)},
 		Prefix: "lb" + id,
 		// Far longer than the default half second: the load saturates
-		// the CPUs, and an attempt refused for a timeout (FailClosed) may
-		// still have taken a slot, which would make the attack's count
-		// less than the limit. Fail closed, so that a timeout cannot admit
-		// a guess either; backend errors are counted and reported.
-		Timeout:    backendTimeout,
-		FailClosed: true,
-		Logger:     slog.New(slog.DiscardHandler),
+		// the CPUs, and an attempt refused for a timeout may still have
+		// taken a slot, which would make the attack's count less than the
+		// limit. Fail closed, so that a timeout cannot admit a guess
+		// either, nor send the measurement to the fallback; backend errors
+		// are counted and reported.
+		Timeout: backendTimeout,
+		Outage:  lockout.FailClosed,
+		Logger:  slog.New(slog.DiscardHandler),
 		Hooks: lockout.Hooks{
 			Lockout: func(context.Context, lockout.LockoutEvent) { inst.lockouts.Add(1) },
 			Refusal: func(context.Context, *lockout.RefusedError) { inst.refusals.Add(1) },

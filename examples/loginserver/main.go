@@ -101,8 +101,9 @@ func run(ctx context.Context, args []string, stdout io.Writer, ready func(addr s
 	}
 	policy, err := lockout.New(store.Backend, lockout.Config{
 		Rules: rules,
-		// When the store fails, the policy admits attempts (fail open)
-		// and logs the error; FailClosed: true would refuse them (503).
+		// When the store fails, an in-process fallback decides with the
+		// same rules (the default Outage mode), and the error is logged;
+		// Outage: lockout.FailClosed would refuse attempts instead (503).
 		Logger: logger, // lockouts at Warn, store errors at Error
 		Hooks: lockout.Hooks{
 			Refusal: func(_ context.Context, e *lockout.RefusedError) {
@@ -113,6 +114,7 @@ func run(ctx context.Context, args []string, stdout io.Writer, ready func(addr s
 	if err != nil {
 		return err
 	}
+	defer policy.Close()
 	// Ask the store once, so that a server that does not answer shows now.
 	if _, err := policy.Status(ctx, lockout.Subject{Username: "alice", IP: "127.0.0.1"}); err != nil {
 		return fmt.Errorf("store %s: %w", store.About, err)

@@ -1,0 +1,4 @@
+package memory
+
+// AddClamped exports addClamped to the external tests.
+var AddClamped = addClamped

@@ -1,0 +1,455 @@
+package lockout
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/pprof"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-lockout/lockout/backend"
+	"github.com/go-lockout/lockout/backend/memory"
+)
+
+// Outage says how a Policy decides while its store fails, times out or is
+// full.
+type Outage uint8
+
+// The ways to decide during an outage.
+const (
+	// Fallback decides in an in-process store (a capped memory store) with
+	// the same rules and keys: per key and per process, at most Limit
+	// guesses reach the password check for the whole outage. What it
+	// counted is written back to the store when the store recovers. When
+	// the fallback is full, attempts that need a new key are refused. The
+	// default.
+	Fallback Outage = iota
+	// FailClosed refuses every attempt with ErrUnavailable.
+	FailClosed
+	// AdmitUncounted admits every attempt that no remembered lock refuses,
+	// without counting it. It leaves the password check UNPROTECTED for
+	// the whole outage, which an attacker can cause (by filling a capped
+	// store, or slowing it past the deadline): ask for it only knowingly.
+	AdmitUncounted
+)
+
+// String returns the mode's name.
+func (o Outage) String() string {
+	switch o {
+	case Fallback:
+		return "fallback"
+	case FailClosed:
+		return "fail-closed"
+	case AdmitUncounted:
+		return "admit-uncounted"
+	}
+	return fmt.Sprintf("outage(%d)", uint8(o))
+}
+
+// Defaults of the degraded-mode settings of Config.
+const (
+	DefaultFallbackMaxKeys = 100_000
+	DefaultProbeInterval   = time.Second
+	DefaultLockCacheTTL    = time.Second
+	DefaultLockCacheSize   = 1 << 16
+	// NoLockCache, as Config.LockCacheTTL, disables the lock cache.
+	NoLockCache time.Duration = -1
+)
+
+func (p *Policy) degradedDefaults() error {
+	if p.outage > AdmitUncounted {
+		return fmt.Errorf("lockout: unknown Outage %d", p.outage)
+	}
+	if p.fallbackMaxKeys == 0 {
+		p.fallbackMaxKeys = DefaultFallbackMaxKeys
+	}
+	if p.probeInterval == 0 {
+		p.probeInterval = DefaultProbeInterval
+	}
+	if p.cacheTTL == 0 {
+		p.cacheTTL = DefaultLockCacheTTL
+	}
+	if p.cacheSize == 0 {
+		p.cacheSize = DefaultLockCacheSize
+	}
+	switch {
+	case p.fallbackMaxKeys < 0:
+		return fmt.Errorf("lockout: FallbackMaxKeys %d: want > 0", p.fallbackMaxKeys)
+	case p.probeInterval < 0:
+		return fmt.Errorf("lockout: ProbeInterval %v: want > 0", p.probeInterval)
+	case p.cacheTTL < 0 && p.cacheTTL != NoLockCache:
+		return fmt.Errorf("lockout: LockCacheTTL %v: want > 0, or NoLockCache", p.cacheTTL)
+	case p.cacheSize < 0:
+		return fmt.Errorf("lockout: LockCacheSize %d: want > 0", p.cacheSize)
+	}
+	return nil
+}
+
+// Breaker states.
+const (
+	healthy  int32 = iota // decisions go to the store
+	degraded              // the store failed: decisions go to the fallback
+	draining              // the store answered a probe: decisions go to it while the fallback's state is written back
+)
+
+// breaker is the circuit breaker between the store and the fallback.
+type breaker struct {
+	state     atomic.Int32
+	nextProbe atomic.Int64 // p.now() of the next probe
+	probing   atomic.Bool
+	// Guarded by Policy.mu.
+	epoch uint64    // counts the ends of degraded periods
+	cause error     // the error that started the current outage
+	since time.Time // when it started
+}
+
+// route says where an attempt's reservations are: in the store, or in the
+// fallback of the degraded period numbered epoch.
+type route struct {
+	fallback bool
+	epoch    uint64
+}
+
+// errOutage is returned for calls not made because the store is failing.
+var errOutage = errors.New("lockout: store unavailable (degraded mode)")
+
+// exec applies ops where the policy decides now: on the store, or on the
+// fallback while the store fails. A store call that fails starts degraded
+// mode, and, with the Fallback mode, the ops go to the fallback. It
+// returns where the ops were applied.
+//
+// For an admission, a is the attempt: before its ops go to the fallback,
+// the locks the policy remembers are checked again, stale ones included
+// (an unlock cannot have reached a failing store), and the refusal for
+// one is returned as the error.
+func (p *Policy) exec(ctx context.Context, ops []backend.Op, res []backend.Result) (route, error) {
+	return p.admit(ctx, nil, ops, res)
+}
+
+func (p *Policy) admit(ctx context.Context, a *Attempt, ops []backend.Op, res []backend.Result) (route, error) {
+	for range 3 {
+		if p.closed.Load() {
+			return route{}, ErrClosed
+		}
+		if p.breaker.state.Load() != degraded {
+			err := p.do(ctx, ops, res)
+			if err == nil || ctx.Err() != nil {
+				return route{}, err
+			}
+			p.trip(ctx, err)
+			if p.outage != Fallback {
+				return route{}, err
+			}
+		} else if p.outage != Fallback {
+			p.maybeProbe()
+			return route{}, p.outageErr()
+		}
+		p.maybeProbe()
+		if a != nil {
+			if refusal, err := a.remembered(true); err != nil || refusal != nil {
+				if err != nil {
+					return route{}, err
+				}
+				return route{}, refusal
+			}
+		}
+		if at, err, ok := p.onFallback(ctx, ops, res); ok {
+			return at, err
+		}
+		// The store recovered in between: try it.
+	}
+	return route{}, p.outageErr()
+}
+
+// execAt applies an attempt's follow-up ops where its reservations are
+// (at). When those are in a fallback that was since written back to the
+// store, they are in the store. Ops that only undo or extend what the
+// reservations did (keep false: give-backs, resets, refreshes) are dropped
+// while the store fails: the reservations then keep counting, which errs
+// on the safe side. Ops that must not be lost (keep: a lock) go wherever
+// exec sends them.
+func (p *Policy) execAt(ctx context.Context, at route, ops []backend.Op, res []backend.Result, keep bool) (route, error) {
+	if at.fallback {
+		p.mu.RLock()
+		if !p.closed.Load() && p.breaker.state.Load() == degraded && p.breaker.epoch == at.epoch {
+			err := p.fallback.Do(ctx, ops, res)
+			p.mu.RUnlock()
+			if err != nil {
+				err = fmt.Errorf("lockout: fallback: %w", err)
+			}
+			return at, err
+		}
+		p.mu.RUnlock()
+	}
+	if keep {
+		return p.exec(ctx, ops, res)
+	}
+	if p.closed.Load() {
+		return route{}, ErrClosed
+	}
+	if p.breaker.state.Load() == degraded {
+		return route{}, p.outageErr()
+	}
+	err := p.do(ctx, ops, res)
+	if err != nil && ctx.Err() == nil {
+		p.trip(ctx, err)
+	}
+	return route{}, err
+}
+
+// onFallback applies ops to the fallback if the policy is degraded, and
+// reports whether it was.
+func (p *Policy) onFallback(ctx context.Context, ops []backend.Op, res []backend.Result) (route, error, bool) {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if p.closed.Load() {
+		return route{}, ErrClosed, true
+	}
+	if p.breaker.state.Load() != degraded {
+		return route{}, nil, false
+	}
+	at := route{fallback: true, epoch: p.breaker.epoch}
+	if err := p.fallback.Do(ctx, ops, res); err != nil {
+		return at, fmt.Errorf("lockout: fallback: %w", err), true
+	}
+	return at, nil, true
+}
+
+func (p *Policy) outageErr() error {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if p.breaker.cause != nil {
+		return fmt.Errorf("%w: %w", errOutage, p.breaker.cause)
+	}
+	return errOutage
+}
+
+// trip starts degraded mode after the store failed with err.
+func (p *Policy) trip(ctx context.Context, err error) {
+	p.mu.Lock()
+	state := p.breaker.state.Load()
+	if p.closed.Load() || state == degraded {
+		p.mu.Unlock()
+		return
+	}
+	if p.outage == Fallback && p.fallback == nil {
+		var fb *memory.Store
+		var ferr error
+		unlabeled(func() { fb, ferr = memory.New(&memory.Options{MaxKeys: p.fallbackMaxKeys}) })
+		if ferr != nil {
+			// Options are checked by New: not expected.
+			p.mu.Unlock()
+			p.log.LogAttrs(ctx, slog.LevelError, "lockout: cannot start the fallback store", slog.Any("error", ferr))
+			return
+		}
+		p.fallback = fb
+	}
+	p.breaker.nextProbe.Store(p.now() + int64(p.probeInterval))
+	p.breaker.state.Store(degraded)
+	started := state == healthy
+	if started {
+		p.breaker.cause = err
+		p.breaker.since = time.Now()
+	}
+	p.mu.Unlock()
+	if started {
+		p.log.LogAttrs(ctx, slog.LevelWarn, "lockout: store failing, degraded mode starts", slog.Any("error", err),
+			slog.String("outage", p.outage.String()), slog.Duration("probe_interval", p.probeInterval))
+		if p.hooks.Degraded != nil {
+			p.hooks.Degraded(ctx, DegradedEvent{Start: true, Err: err})
+		}
+	}
+}
+
+// maybeProbe starts a probe of the store in the background, at most once
+// per probe interval.
+func (p *Policy) maybeProbe() {
+	b := &p.breaker
+	now := p.now()
+	if now < b.nextProbe.Load() || !b.probing.CompareAndSwap(false, true) {
+		return
+	}
+	b.nextProbe.Store(now + int64(p.probeInterval))
+	p.mu.RLock()
+	if p.closed.Load() {
+		p.mu.RUnlock()
+		b.probing.Store(false)
+		return
+	}
+	p.wg.Add(1) // under mu, so that it cannot race with Close's Wait
+	p.mu.RUnlock()
+	go func() {
+		defer p.wg.Done()
+		defer b.probing.Store(false)
+		p.probe()
+	}()
+}
+
+// probeTTL is the lifetime of the probe's key, should its Delete be lost.
+const probeTTL = time.Minute
+
+// probe tries the store with a write that creates a key (so that a full
+// store still fails it), and ends degraded mode when it succeeds.
+func (p *Policy) probe() {
+	ctx := context.Background()
+	key := p.prefix + ":" + string(kindProbe) + ":{probe}"
+	ops := []backend.Op{backend.IncrOp(key, 1, probeTTL), backend.DeleteOp(key)}
+	tctx, cancel := context.WithTimeout(ctx, p.timeout)
+	err := p.store.Do(tctx, ops, make([]backend.Result, len(ops)))
+	cancel()
+	if err != nil {
+		p.log.LogAttrs(ctx, slog.LevelDebug, "lockout: store still failing", slog.Any("error", err))
+		return
+	}
+	p.recover(ctx)
+}
+
+// recover sends decisions back to the store, writes back what the fallback
+// counted, and ends degraded mode; or, if the store fails again meanwhile,
+// goes back to the fallback.
+func (p *Policy) recover(ctx context.Context) {
+	p.mu.Lock()
+	if p.closed.Load() || p.breaker.state.Load() != degraded {
+		p.mu.Unlock()
+		return
+	}
+	p.breaker.epoch++
+	p.breaker.state.Store(draining)
+	p.mu.Unlock()
+
+	err := p.writeBack(ctx)
+
+	p.mu.Lock()
+	ended := err == nil && p.breaker.state.CompareAndSwap(draining, healthy)
+	if err != nil && p.breaker.state.CompareAndSwap(draining, degraded) {
+		p.breaker.nextProbe.Store(p.now() + int64(p.probeInterval))
+	}
+	cause, since := p.breaker.cause, p.breaker.since
+	if ended {
+		p.breaker.cause = nil
+	}
+	p.mu.Unlock()
+	if ended {
+		d := time.Since(since)
+		p.log.LogAttrs(ctx, slog.LevelInfo, "lockout: store recovered, degraded mode ends", slog.Duration("lasted", d))
+		if p.hooks.Degraded != nil {
+			p.hooks.Degraded(ctx, DegradedEvent{Err: cause, Duration: d})
+		}
+	}
+}
+
+// writeBackChunk is how many fallback keys one write-back call moves.
+const writeBackChunk = 128
+
+// writeBack moves the fallback's keys to the store: counters and lockout
+// histories are added to the store's, locks are set (keeping the longer of
+// the two), so that nobody gets a fresh start from an outage. Each key is
+// read and removed from the fallback in one atomic step, and put back if
+// the store fails.
+func (p *Policy) writeBack(ctx context.Context) error {
+	if p.fallback == nil {
+		return nil
+	}
+	var keys []string
+	for k, err := range p.fallback.(backend.Lister).Keys(ctx, p.prefix+":") {
+		if err != nil {
+			return err
+		}
+		keys = append(keys, k)
+	}
+	for len(keys) > 0 {
+		if p.closed.Load() {
+			return ErrClosed
+		}
+		chunk := keys[:min(len(keys), writeBackChunk)]
+		keys = keys[len(chunk):]
+		if err := p.moveChunk(ctx, chunk); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (p *Policy) moveChunk(ctx context.Context, chunk []string) error {
+	take := make([]backend.Op, 0, 2*len(chunk))
+	for _, k := range chunk {
+		take = append(take, backend.ExistsOp(k), backend.DeleteOp(k))
+	}
+	got := make([]backend.Result, len(take))
+	if err := p.fallback.Do(ctx, take, got); err != nil {
+		return fmt.Errorf("lockout: fallback: %w", err)
+	}
+	var put, back []backend.Op
+	var locks []int // indexes in put of lock markers
+	for i, k := range chunk {
+		r := got[2*i]
+		if !r.Found || r.Value <= 0 {
+			continue
+		}
+		kind, ok := keyKind(p.prefix, k)
+		if !ok {
+			continue
+		}
+		switch kind {
+		case kindAttempts, kindHistory:
+			put = append(put, backend.IncrOp(k, r.Value, r.TTL))
+		case kindLock:
+			locks = append(locks, len(put))
+			put = append(put, backend.IncrOp(k, 1, r.TTL))
+		default:
+			continue
+		}
+		back = append(back, backend.IncrOp(k, r.Value, r.TTL))
+	}
+	if len(put) == 0 {
+		return nil
+	}
+	res := make([]backend.Result, len(put))
+	if err := p.do(ctx, put, res); err != nil {
+		// Put it back, so that nothing counted is lost. The fallback may
+		// have counted more meanwhile: Incr adds.
+		if berr := p.fallback.Do(ctx, back, make([]backend.Result, len(back))); berr != nil {
+			p.log.LogAttrs(ctx, slog.LevelError, "lockout: fallback: putting back state the store refused", slog.Any("error", berr))
+		}
+		return err
+	}
+	// A lock the store already held keeps its own TTL: lengthen it where
+	// the fallback's lasts longer.
+	var longer []backend.Op
+	for _, i := range locks {
+		want, have := put[i].TTL, res[i].TTL
+		if have != backend.NoExpiry && (want == backend.NoExpiry || have < want) {
+			longer = append(longer, backend.ExpireOp(put[i].Key, want))
+		}
+	}
+	if len(longer) > 0 {
+		return p.do(ctx, longer, make([]backend.Result, len(longer)))
+	}
+	return nil
+}
+
+// now is the policy's monotonic clock, in nanoseconds since New.
+func (p *Policy) now() int64 { return int64(time.Since(p.started)) }
+
+// kindProbe is the kind of the key the probe writes.
+const kindProbe = 'p'
+
+// keyKind returns the kind of a key the policy made. The fallback holds no
+// other policy's keys, so the prefix and kind are enough.
+func keyKind(prefix, key string) (byte, bool) {
+	rest, ok := strings.CutPrefix(key, prefix+":")
+	if !ok || len(rest) < 3 || rest[1] != ':' {
+		return 0, false
+	}
+	return rest[0], true
+}
+
+// unlabeled runs f without the calling goroutine's profiler labels, so that
+// the long-lived goroutines f starts (the fallback's and the lock cache's)
+// are not counted against the request that happened to create them.
+func unlabeled(f func()) {
+	pprof.Do(context.Background(), pprof.Labels(), func(context.Context) { f() })
+}

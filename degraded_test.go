@@ -1,0 +1,545 @@
+package lockout_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/go-lockout/lockout"
+	"github.com/go-lockout/lockout/backend"
+	"github.com/go-lockout/lockout/backend/memory"
+)
+
+// brokenStore fails every call, or hangs until the context is done.
+type brokenStore struct{ hang bool }
+
+var errBroken = errors.New("store is down")
+
+func (s brokenStore) Do(ctx context.Context, ops []backend.Op, res []backend.Result) error {
+	if s.hang {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	return errBroken
+}
+
+func (brokenStore) Close() error { return nil }
+
+// Failure modes of a switchStore.
+const (
+	up      int32 = iota
+	down          // every call fails
+	hanging       // every call hangs until its deadline
+	full          // every call that would create or grow a counter fails with ErrFull
+)
+
+// switchStore is a working store that a test can make fail, and counts the
+// calls that reach it.
+type switchStore struct {
+	backend.Backend
+	mode  atomic.Int32
+	calls atomic.Int64
+}
+
+func (s *switchStore) Do(ctx context.Context, ops []backend.Op, res []backend.Result) error {
+	s.calls.Add(1)
+	switch s.mode.Load() {
+	case down:
+		return errBroken
+	case hanging:
+		<-ctx.Done()
+		return ctx.Err()
+	case full:
+		for _, op := range ops {
+			if op.Kind == backend.Incr && op.Delta > 0 {
+				return fmt.Errorf("filled up: %w", backend.ErrFull)
+			}
+		}
+	}
+	return s.Backend.Do(ctx, ops, res)
+}
+
+func (s *switchStore) Keys(ctx context.Context, prefix string) func(func(string, error) bool) {
+	return s.Backend.(backend.Lister).Keys(ctx, prefix)
+}
+
+// events records the degraded-mode hooks and backend errors of a policy.
+type events struct {
+	mu       sync.Mutex
+	degraded []lockout.DegradedEvent
+	errs     int
+}
+
+func (e *events) hooks() lockout.Hooks {
+	return lockout.Hooks{
+		Degraded: func(_ context.Context, ev lockout.DegradedEvent) {
+			e.mu.Lock()
+			defer e.mu.Unlock()
+			e.degraded = append(e.degraded, ev)
+		},
+		BackendError: func(context.Context, error) {
+			e.mu.Lock()
+			defer e.mu.Unlock()
+			e.errs++
+		},
+	}
+}
+
+func (e *events) get() ([]lockout.DegradedEvent, int) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return slices.Clone(e.degraded), e.errs
+}
+
+func newPolicyOn(t *testing.T, store backend.Backend, cfg lockout.Config) *lockout.Policy {
+	t.Helper()
+	if cfg.Logger == nil {
+		cfg.Logger = discard
+	}
+	p, err := lockout.New(store, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return p
+}
+
+func TestOutageModes(t *testing.T) {
+	for _, mode := range []lockout.Outage{lockout.Fallback, lockout.FailClosed, lockout.AdmitUncounted} {
+		for _, hang := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%v/hang=%v", mode, hang), func(t *testing.T) {
+				synctest.Test(t, func(t *testing.T) {
+					var ev events
+					store := &switchStore{Backend: newStore(t)}
+					store.mode.Store(down)
+					want := errBroken
+					if hang {
+						store.mode.Store(hanging)
+						want = context.DeadlineExceeded
+					}
+					p := newPolicyOn(t, store, lockout.Config{
+						Rules:   []lockout.Rule{lockout.ByUsername(3)},
+						Timeout: 200 * time.Millisecond,
+						Outage:  mode,
+						Hooks:   ev.hooks(),
+					})
+					for i := range 6 {
+						start := time.Now()
+						a, err := p.Allow(bg, alice)
+						took := time.Since(start)
+						switch {
+						case i == 0 && took > 200*time.Millisecond:
+							t.Errorf("first decision took %v, want within the 200ms deadline", took)
+						case i > 0 && took != 0:
+							t.Errorf("decision %d took %v while degraded, want no wait", i+1, took)
+						}
+						switch mode {
+						case lockout.Fallback:
+							if i < 3 {
+								if err != nil || !a.Fallback() || a.Err() != nil {
+									t.Fatalf("attempt %d: %v, %v; want admitted by the fallback", i+1, a, err)
+								}
+								if err := a.Failure(bg); err != nil {
+									t.Errorf("failure %d: %v", i+1, err)
+								}
+								continue
+							}
+							re := refusal(t, err)
+							if re.Reason != lockout.ReasonLocked || re.RetryAfter != time.Minute || !re.Fallback && !re.Remembered {
+								t.Errorf("attempt %d: %+v, want locked by the fallback for 1m", i+1, re)
+							}
+						case lockout.FailClosed:
+							re := refusal(t, err)
+							if re.Reason != lockout.ReasonUnavailable || !errors.Is(err, lockout.ErrUnavailable) || !errors.Is(err, want) {
+								t.Errorf("attempt %d: %v, want unavailable wrapping %v", i+1, err, want)
+							}
+						case lockout.AdmitUncounted:
+							if err != nil || !errors.Is(a.Err(), want) || a.Fallback() {
+								t.Fatalf("attempt %d: %v, %v; want admitted uncounted with %v", i+1, a, err, want)
+							}
+							a.Failure(bg)
+						}
+					}
+					if n := store.calls.Load(); n != 1 {
+						t.Errorf("%d store calls, want 1: the breaker opens at the first failure", n)
+					}
+					evs, errs := ev.get()
+					if len(evs) != 1 || !evs[0].Start || !errors.Is(evs[0].Err, want) || errs != 1 {
+						t.Errorf("degraded events %+v, %d backend errors; want one start, wrapping %v, and one error", evs, errs, want)
+					}
+					// The operator API asks the store, and says it failed.
+					if _, err := p.Status(bg, alice); !errors.Is(err, want) {
+						t.Errorf("Status: %v", err)
+					}
+				})
+			})
+		}
+	}
+}
+
+// TestLimitHoldsUnderAttack is the attack: the default
+// configuration, 64 concurrent guessers on one username for 3 s, each
+// guess a 1 ms password check, and the store failing at some point.
+func TestLimitHoldsUnderAttack(t *testing.T) {
+	tests := []struct {
+		fault    int32
+		at       time.Duration // when the store fails
+		noCache  bool
+		maxGuess int64
+	}{
+		{fault: down, at: 200 * time.Millisecond, maxGuess: 5},
+		{fault: hanging, at: 200 * time.Millisecond, maxGuess: 5},
+		{fault: full, at: 200 * time.Millisecond, maxGuess: 5},
+		{fault: down, maxGuess: 5},
+		{fault: hanging, maxGuess: 5},
+		{fault: full, maxGuess: 5},
+		// Without the lock cache, the fallback does not know the store's
+		// lock: the documented bound is Limit in the store plus Limit in
+		// the fallback.
+		{fault: down, at: 200 * time.Millisecond, noCache: true, maxGuess: 10},
+		{fault: hanging, at: 200 * time.Millisecond, noCache: true, maxGuess: 10},
+	}
+	for _, tt := range tests {
+		name := fmt.Sprintf("%s/at=%v/noCache=%v", []string{"", "down", "hang", "full"}[tt.fault], tt.at, tt.noCache)
+		t.Run(name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				store := &switchStore{Backend: newStore(t)}
+				cfg := lockout.Config{Rules: []lockout.Rule{lockout.ByUsername(5), lockout.ByIP(100)}}
+				if tt.noCache {
+					cfg.LockCacheTTL = lockout.NoLockCache
+				}
+				p := newPolicyOn(t, store, cfg)
+				var verified atomic.Int64
+				stop := time.Now().Add(3 * time.Second)
+				var wg sync.WaitGroup
+				if tt.at == 0 {
+					store.mode.Store(tt.fault)
+				}
+				for g := range 64 {
+					wg.Go(func() {
+						s := lockout.Subject{Username: "victim", IP: fmt.Sprintf("203.0.113.%d", g)}
+						for time.Now().Before(stop) {
+							_, err := p.Check(bg, s, func(context.Context) (bool, error) {
+								verified.Add(1)
+								time.Sleep(time.Millisecond)
+								return false, nil
+							})
+							if err != nil {
+								time.Sleep(time.Millisecond)
+							}
+						}
+					})
+				}
+				if tt.at > 0 {
+					time.Sleep(tt.at)
+					store.mode.Store(tt.fault)
+				}
+				wg.Wait()
+				if n := verified.Load(); n > tt.maxGuess {
+					t.Errorf("%d guesses reached the password check, want at most %d", n, tt.maxGuess)
+				} else {
+					t.Logf("%d guesses reached the password check (bound %d)", n, tt.maxGuess)
+				}
+			})
+		})
+	}
+}
+
+func TestRecovery(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var ev events
+		store := &switchStore{Backend: newStore(t)}
+		rule := lockout.ByUsername(5)
+		rule.Schedule = lockout.Fixed(time.Hour)
+		p := newPolicyOn(t, store, lockout.Config{Rules: []lockout.Rule{rule}, Hooks: ev.hooks()})
+		carol := lockout.Subject{Username: "carol"}
+		dave := lockout.Subject{Username: "dave"}
+		fail(t, p, alice, 2) // in the store
+
+		store.mode.Store(down)
+		fail(t, p, alice, 2) // in the fallback
+		fail(t, p, carol, 4) // Limit-1, in the fallback
+		fail(t, p, dave, 5)  // locked in the fallback
+		if _, err := p.Allow(bg, dave); !errors.Is(err, lockout.ErrLocked) {
+			t.Fatalf("dave after 5 failures in the fallback: %v", err)
+		}
+
+		store.mode.Store(up)
+		time.Sleep(lockout.DefaultProbeInterval)
+		// A decision starts the probe; it is still decided by the fallback.
+		if err := attempt(t, p, bob, true); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait() // the probe and the write-back
+		evs, _ := ev.get()
+		if len(evs) != 2 || !evs[0].Start || evs[1].Start || evs[1].Duration != lockout.DefaultProbeInterval {
+			t.Fatalf("degraded events %+v, want a start and an end after %v", evs, lockout.DefaultProbeInterval)
+		}
+
+		// What the fallback counted is in the store now.
+		if st := status(t, p, alice)["username"]; st.Attempts != 4 {
+			t.Errorf("alice after the outage: %v, want the store's 2 and the fallback's 2", st)
+		}
+		// A key that failed Limit-1 times during the outage locks on its
+		// first failure after the store is back.
+		fail(t, p, carol, 1)
+		if _, err := p.Allow(bg, carol); !errors.Is(err, lockout.ErrLocked) {
+			t.Errorf("carol: %v, want locked", err)
+		}
+		// A lock set in the fallback is a store lock: another policy on
+		// the store, which never saw it, honours it.
+		other := newPolicyOn(t, store, lockout.Config{Rules: []lockout.Rule{rule}})
+		_, err := other.Allow(bg, dave)
+		if re := refusal(t, err); re.Reason != lockout.ReasonLocked || re.Remembered || re.Fallback || re.RetryAfter != time.Hour-lockout.DefaultProbeInterval {
+			t.Errorf("dave through another policy: %+v, want locked by the store for the rest of the hour", re)
+		}
+	})
+}
+
+func TestRecoveryFailsAgain(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var ev events
+		store := &switchStore{Backend: newStore(t)}
+		p := newPolicyOn(t, store, lockout.Config{Rules: []lockout.Rule{lockout.ByUsername(5)}, Hooks: ev.hooks()})
+		store.mode.Store(down)
+		fail(t, p, alice, 3)
+		// The probe succeeds, but the store fails again at once: the
+		// write-back puts everything back into the fallback.
+		store.mode.Store(full)
+		time.Sleep(lockout.DefaultProbeInterval)
+		fail(t, p, alice, 1)
+		synctest.Wait()
+		fail(t, p, alice, 1) // the 5th failure: locks alice in the fallback
+		if _, err := p.Allow(bg, alice); !errors.Is(err, lockout.ErrLocked) {
+			t.Errorf("alice after 5 failures across a failed recovery: %v, want locked", err)
+		}
+		if evs, _ := ev.get(); len(evs) != 1 {
+			t.Errorf("degraded events %+v, want only the start", evs)
+		}
+	})
+}
+
+func TestFallbackFull(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := newPolicyOn(t, brokenStore{}, lockout.Config{Rules: []lockout.Rule{lockout.ByUsername(5)}, FallbackMaxKeys: 4})
+		admitted := 0
+		for i := range 10 {
+			a, err := p.Allow(bg, lockout.Subject{Username: fmt.Sprintf("user%d", i)})
+			if err != nil {
+				re := refusal(t, err)
+				if re.Reason != lockout.ReasonUnavailable || !errors.Is(err, backend.ErrFull) || !re.Fallback {
+					t.Errorf("user%d: %+v, want unavailable: the fallback is full", i, re)
+				}
+				continue
+			}
+			if !a.Fallback() {
+				t.Errorf("user%d admitted, but not by the fallback", i)
+			}
+			admitted++
+			a.Failure(bg)
+		}
+		if admitted != 4 {
+			t.Errorf("%d subjects admitted by a fallback of 4 keys, want 4", admitted)
+		}
+		// Existing keys keep working.
+		fail(t, p, lockout.Subject{Username: "user0"}, 3)
+	})
+}
+
+// TestProbeRate: while the store fails, it sees one probe per interval,
+// however many decisions are made.
+func TestProbeRate(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := &switchStore{Backend: newStore(t)}
+		store.mode.Store(hanging)
+		p := newPolicyOn(t, store, lockout.Config{Rules: []lockout.Rule{lockout.ByIP(1 << 20)}, Timeout: 100 * time.Millisecond})
+		start := time.Now()
+		for i := 0; time.Since(start) < 10*time.Second; i++ {
+			if a, err := p.Allow(bg, lockout.Subject{IP: "192.0.2.1"}); err == nil {
+				a.Success(bg)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		if n := store.calls.Load(); n < 9 || n > 11 {
+			t.Errorf("%d store calls in 10s of decisions, want the first and about one probe a second", n)
+		}
+	})
+}
+
+// TestDegradedLatency measures decisions after the breaker opened, in real
+// time: none waits for the store.
+func TestDegradedLatency(t *testing.T) {
+	store := &switchStore{Backend: newStore(t)}
+	store.mode.Store(hanging)
+	p := newPolicyOn(t, store, lockout.Config{Rules: []lockout.Rule{lockout.ByUsername(5), lockout.ByIP(100), lockout.ByUsernameAndIP(5)},
+		Timeout: 50 * time.Millisecond})
+	p.Allow(bg, alice) // opens the breaker
+	var took []time.Duration
+	for i := range 2000 {
+		s := lockout.Subject{Username: fmt.Sprintf("user%d", i%500), IP: fmt.Sprintf("198.51.100.%d", i%200)}
+		start := time.Now()
+		a, err := p.Allow(bg, s)
+		if err == nil {
+			a.Failure(bg)
+		}
+		took = append(took, time.Since(start))
+	}
+	slices.Sort(took)
+	p99 := took[len(took)*99/100]
+	t.Logf("degraded decisions: median %v, p99 %v, max %v", took[len(took)/2], p99, took[len(took)-1])
+	if p99 > time.Millisecond {
+		t.Errorf("p99 of degraded decisions %v, want at most 1ms", p99)
+	}
+}
+
+func TestLockCache(t *testing.T) {
+	rule := lockout.ByUsername(2)
+	rule.Schedule = lockout.Fixed(time.Hour)
+	t.Run("refusals cost no call", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			store := &switchStore{Backend: newStore(t)}
+			p := newPolicyOn(t, store, lockout.Config{Rules: []lockout.Rule{rule}})
+			fail(t, p, alice, 2)
+			synctest.Wait() // ristretto applies its writes on a goroutine of its own
+			before := store.calls.Load()
+			for range 100 {
+				_, err := p.Allow(bg, alice)
+				if re := refusal(t, err); re.Reason != lockout.ReasonLocked || !re.Remembered || re.RetryAfter != time.Hour {
+					t.Fatalf("%+v, want a remembered lock of 1h", re)
+				}
+			}
+			if n := store.calls.Load() - before; n != 0 {
+				t.Errorf("%d store calls for 100 refusals of a remembered lock, want 0", n)
+			}
+			// After LockCacheTTL, the store is asked again, once.
+			time.Sleep(lockout.DefaultLockCacheTTL)
+			for range 100 {
+				_, err := p.Allow(bg, alice)
+				refusal(t, err)
+				synctest.Wait()
+			}
+			if n := store.calls.Load() - before; n != 2 {
+				t.Errorf("%d store calls after the cache TTL, want 2 (one refusal: admission and give-back)", n)
+			}
+		})
+	})
+	t.Run("unlock elsewhere within the bound", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			store := newStore(t)
+			p1 := newPolicyOn(t, store, lockout.Config{Rules: []lockout.Rule{rule}})
+			p2 := newPolicyOn(t, store, lockout.Config{Rules: []lockout.Rule{rule}})
+			fail(t, p1, alice, 2)
+			if _, err := p2.Allow(bg, alice); !errors.Is(err, lockout.ErrLocked) {
+				t.Fatal(err)
+			}
+			synctest.Wait()
+			time.Sleep(100 * time.Millisecond)
+			if err := p1.Unlock(bg, alice); err != nil {
+				t.Fatal(err)
+			}
+			// p1 forgets at once; p2 within LockCacheTTL of having seen it.
+			if err := attempt(t, p1, alice, true); err != nil {
+				t.Errorf("p1 after its own unlock: %v", err)
+			}
+			unlocked := time.Now()
+			for {
+				err := attempt(t, p2, alice, true)
+				if err == nil {
+					break
+				}
+				if re := refusal(t, err); !re.Remembered {
+					t.Fatalf("p2 refused from the store after the unlock: %+v", re)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			if lag := time.Since(unlocked); lag > lockout.DefaultLockCacheTTL {
+				t.Errorf("p2 honoured the unlock after %v, want within %v", lag, lockout.DefaultLockCacheTTL)
+			}
+		})
+	})
+	t.Run("disabled", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			store := &switchStore{Backend: newStore(t)}
+			p := newPolicyOn(t, store, lockout.Config{Rules: []lockout.Rule{rule}, LockCacheTTL: lockout.NoLockCache})
+			fail(t, p, alice, 2)
+			before := store.calls.Load()
+			for range 10 {
+				_, err := p.Allow(bg, alice)
+				if re := refusal(t, err); re.Remembered {
+					t.Fatalf("%+v: remembered with the cache disabled", re)
+				}
+			}
+			if n := store.calls.Load() - before; n != 20 {
+				t.Errorf("%d store calls for 10 refusals without the cache, want 20", n)
+			}
+		})
+	})
+	t.Run("held while the store is down", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			store := &switchStore{Backend: newStore(t)}
+			p := newPolicyOn(t, store, lockout.Config{Rules: []lockout.Rule{rule}})
+			fail(t, p, alice, 2)
+			synctest.Wait()
+			store.mode.Store(down)
+			p.Allow(bg, bob) // opens the breaker
+			time.Sleep(10 * time.Minute)
+			_, err := p.Allow(bg, alice)
+			if re := refusal(t, err); re.Reason != lockout.ReasonLocked || !re.Remembered || re.RetryAfter != 50*time.Minute {
+				t.Errorf("alice 10 minutes into an outage: %+v, want her remembered lock, 50m left", re)
+			}
+		})
+	})
+}
+
+// TestRefusedLeavesNoKey: a locked IP rotating usernames cannot fill the
+// store.
+func TestRefusedLeavesNoKey(t *testing.T) {
+	for _, cacheTTL := range []time.Duration{0} {
+		t.Run(fmt.Sprintf("LockCacheTTL=%v", cacheTTL), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				store := newStore(t).(*memory.Store)
+				rules := []lockout.Rule{lockout.ByIP(3), lockout.ByUsername(5), lockout.ByUsernameAndIP(5)}
+				p := newPolicyOn(t, store, lockout.Config{Rules: rules, LockCacheTTL: cacheTTL})
+				for i := range 3 {
+					fail(t, p, lockout.Subject{Username: fmt.Sprintf("first%d", i), IP: "192.0.2.9"}, 1)
+				}
+				synctest.Wait()
+				before := store.Len()
+				for i := range 10_000 {
+					_, err := p.Allow(bg, lockout.Subject{Username: fmt.Sprintf("fresh%d", i), IP: "192.0.2.9"})
+					if !errors.Is(err, lockout.ErrLocked) {
+						t.Fatalf("fresh%d from a locked IP: %v", i, err)
+					}
+				}
+				if n := store.Len() - before; n > 2 {
+					t.Errorf("10,000 refused attempts added %d keys to the store, want at most 2", n)
+				}
+			})
+		})
+	}
+}
+
+func TestPolicyClose(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := newPolicyOn(t, brokenStore{}, lockout.Config{Rules: []lockout.Rule{lockout.ByUsername(5)}})
+		fail(t, p, alice, 5) // starts the fallback and the lock cache
+		if err := p.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Close(); err != nil {
+			t.Errorf("second Close: %v", err)
+		}
+		if _, err := p.Allow(bg, alice); !errors.Is(err, lockout.ErrClosed) {
+			t.Errorf("Allow after Close: %v", err)
+		}
+		if err := p.Unlock(bg, alice); !errors.Is(err, lockout.ErrClosed) {
+			t.Errorf("Unlock after Close: %v", err)
+		}
+	})
+}

@@ -1,0 +1,119 @@
+package lockout
+
+import (
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dgraph-io/ristretto/v2"
+
+	"github.com/go-lockout/lockout/backend"
+)
+
+// lockCache remembers locks the policy has seen, so that a refusal for one
+// costs no backend call and holds while the store is down. It is built on
+// ristretto, a cache that admits by frequency and evicts: right here, since
+// the store stays the truth (an evicted or dropped entry only costs a
+// round trip), and under attack the hottest keys are the targets. It never
+// remembers "not locked".
+//
+// The cache is made on the first lock remembered, so that a policy that
+// never sees one runs no goroutines. Its methods are called with
+// Policy.mu held for reading, which keeps them clear of Close.
+type lockCache struct {
+	once sync.Once
+	c    *ristretto.Cache[string, cachedLock]
+	used atomic.Bool // a lock was remembered: lookups are worth making
+	ttl  time.Duration
+}
+
+// cachedLock is a remembered lock, in Policy.now() time.
+type cachedLock struct {
+	until   int64 // when the lock ends; math.MaxInt64 for one that never does
+	learned int64 // when the policy saw it
+}
+
+// inUse reports whether any lock was ever remembered.
+func (c *lockCache) inUse() bool { return c.used.Load() }
+
+// get returns how long the lock on key lasts (backend.NoExpiry: until
+// unlocked), if it is remembered and fresh: seen within the cache's TTL,
+// or at any time when staleOK (the store is failing, so an unlock could
+// not have reached it anyway).
+func (c *lockCache) get(key string, now int64, staleOK bool) (time.Duration, bool) {
+	if c.c == nil {
+		return 0, false
+	}
+	v, ok := c.c.Get(key)
+	if !ok || now >= v.until || (!staleOK && now-v.learned >= int64(c.ttl)) {
+		return 0, false
+	}
+	if v.until == math.MaxInt64 {
+		return backend.NoExpiry, true
+	}
+	return time.Duration(v.until - now), true
+}
+
+// close releases the cache. It must not run concurrently with the others.
+func (c *lockCache) close() {
+	if c.c != nil {
+		c.c.Close()
+	}
+}
+
+// remember records that key is locked for ttl (backend.NoExpiry: until
+// unlocked) from now.
+func (p *Policy) remember(key string, ttl time.Duration) {
+	if p.cacheTTL == NoLockCache || (ttl <= 0 && ttl != backend.NoExpiry) {
+		return
+	}
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if p.closed.Load() {
+		return
+	}
+	c := &p.cache
+	c.once.Do(func() {
+		var cache *ristretto.Cache[string, cachedLock]
+		var err error
+		unlabeled(func() {
+			cache, err = ristretto.NewCache(&ristretto.Config[string, cachedLock]{
+				NumCounters:        10 * int64(p.cacheSize),
+				MaxCost:            int64(p.cacheSize),
+				BufferItems:        64,
+				IgnoreInternalCost: true,
+			})
+		})
+		if err == nil { // the sizes are checked by New
+			c.c, c.ttl = cache, p.cacheTTL
+		}
+	})
+	if c.c == nil {
+		return
+	}
+	now := p.now()
+	v := cachedLock{until: math.MaxInt64, learned: now}
+	rttl := time.Duration(0) // ristretto: no expiry
+	if ttl != backend.NoExpiry {
+		v.until, rttl = now+int64(ttl), ttl
+	}
+	c.c.SetWithTTL(key, v, 1, rttl)
+	c.used.Store(true)
+}
+
+// forget drops the remembered locks on keys, after an unlock through this
+// policy.
+func (p *Policy) forget(keys ...string) {
+	if !p.cache.inUse() {
+		return
+	}
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if p.closed.Load() || p.cache.c == nil {
+		return
+	}
+	for _, k := range keys {
+		p.cache.c.Del(k)
+	}
+}
