@@ -98,7 +98,13 @@ func (p *Policy) remember(key string, ttl time.Duration) {
 	if ttl != backend.NoExpiry {
 		v.until, rttl = now+int64(ttl), ttl
 	}
-	c.c.SetWithTTL(key, v, 1, rttl)
+	// ristretto applies sets in the background: wait for this one, so that
+	// the next attempt on the key (often already on its way) finds it. A
+	// lock is remembered once per LockCacheTTL per key at most, so the wait
+	// is rare.
+	if c.c.SetWithTTL(key, v, 1, rttl) {
+		c.c.Wait()
+	}
 	c.used.Store(true)
 }
 

@@ -446,8 +446,10 @@ func (a *Attempt) remembered(stale bool) (*RefusedError, error) {
 		return nil, ErrClosed
 	}
 	now := p.now()
-	staleOK := stale || p.breaker.state.Load() == degraded
+	isDegraded := p.breaker.state.Load() == degraded
+	staleOK := stale || isDegraded
 	var refusal *RefusedError
+	var carry []backend.Op
 	for _, h := range a.rules {
 		left, ok := p.cache.get(a.key(h.lock), now, staleOK)
 		if !ok {
@@ -460,6 +462,15 @@ func (a *Attempt) remembered(stale bool) (*RefusedError, error) {
 		if refusal == nil || longer(e, refusal) {
 			refusal = e
 		}
+		if isDegraded && p.fallback != nil {
+			carry = append(carry, backend.IncrOp(a.key(h.lock), 1, left))
+		}
+	}
+	if len(carry) > 0 {
+		// The fallback learns the lock too, so that the write-back at the
+		// end of the outage restores it in a store that lost it (one
+		// restarted empty). Best effort: the refusal stands either way.
+		_ = p.fallback.Do(context.Background(), carry, make([]backend.Result, len(carry)))
 	}
 	return refusal, nil
 }

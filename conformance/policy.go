@@ -24,6 +24,13 @@ var policyCases = []testCase{
 	{"RoundTripBudget", testPolicyBudget},
 	{"Operator", testPolicyOperator},
 	{"HostileSubjects", testPolicyHostile},
+	{"OutageLimitDown", testOutageLimit(faultDown)},
+	{"OutageLimitHung", testOutageLimit(faultHang)},
+	{"OutageLimitFull", testOutageLimit(faultFull)},
+	{"OutageRecovery", testOutageRecovery},
+	{"OutageLostLock", testOutageLostLock},
+	{"RefusedLeavesNoKey", testRefusedLeavesNoKey(0)},
+	{"UnlockAcrossPolicies", testUnlockAcrossPolicies},
 }
 
 // policy returns a policy over the env's store, wrapped in a call counter.
