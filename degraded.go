@@ -92,7 +92,6 @@ func (p *Policy) degradedDefaults() error {
 const (
 	healthy  int32 = iota // decisions go to the store
 	degraded              // the store failed: decisions go to the fallback
-	draining              // the store answered a probe: decisions go to it while the fallback's state is written back
 )
 
 // breaker is the circuit breaker between the store and the fallback.
@@ -307,54 +306,93 @@ func (p *Policy) probe() {
 	p.recover(ctx)
 }
 
-// recover sends decisions back to the store, writes back what the fallback
-// counted, and ends degraded mode; or, if the store fails again meanwhile,
-// goes back to the fallback.
+// recover ends degraded mode once the store answers a probe, writing back
+// what the fallback counted in two passes. The first copies every key of
+// the fallback to the store while decisions still go to the fallback. The
+// second holds decisions for its length (usually one round trip), adds
+// what the fallback counted since the first, and sends decisions back to
+// the store. No decision ever sees a store without the outage's counts. A
+// pass that fails leaves the policy degraded; the next recovery copies
+// again, which can count some attempts twice: on the strict side.
 func (p *Policy) recover(ctx context.Context) {
+	if p.closed.Load() || p.breaker.state.Load() != degraded {
+		return
+	}
+	copied := map[string]int64{}
+	if err := p.writeBack(ctx, copied, p.do); err != nil {
+		p.stillDegraded(ctx, err)
+		return
+	}
 	p.mu.Lock()
 	if p.closed.Load() || p.breaker.state.Load() != degraded {
 		p.mu.Unlock()
 		return
 	}
-	p.breaker.epoch++
-	p.breaker.state.Store(draining)
-	p.mu.Unlock()
-
-	err := p.writeBack(ctx)
-
-	p.mu.Lock()
-	ended := err == nil && p.breaker.state.CompareAndSwap(draining, healthy)
-	if err != nil && p.breaker.state.CompareAndSwap(draining, degraded) {
-		p.breaker.nextProbe.Store(p.now() + int64(p.probeInterval))
-	}
+	// Decisions wait on mu: nothing reports to hooks from here (a hook may
+	// call the policy), and the store calls are made directly.
+	err := p.writeBackFrom(ctx, p.fallback, copied, p.storeDo)
+	var fb backend.Backend
 	cause, since := p.breaker.cause, p.breaker.since
-	if ended {
+	if err == nil {
+		fb, p.fallback = p.fallback, nil
+		p.breaker.epoch++
 		p.breaker.cause = nil
+		p.breaker.state.Store(healthy)
 	}
 	p.mu.Unlock()
-	if ended {
-		d := time.Since(since)
-		p.log.LogAttrs(ctx, slog.LevelInfo, "lockout: store recovered, degraded mode ends", slog.Duration("lasted", d))
-		if p.hooks.Degraded != nil {
-			p.hooks.Degraded(ctx, DegradedEvent{Err: cause, Duration: d})
-		}
+	if err != nil {
+		p.backendError(ctx, err)
+		p.stillDegraded(ctx, err)
+		return
 	}
+	if fb != nil {
+		fb.Close()
+	}
+	d := time.Since(since)
+	p.log.LogAttrs(ctx, slog.LevelInfo, "lockout: store recovered, degraded mode ends", slog.Duration("lasted", d),
+		slog.Int("keys_written_back", len(copied)))
+	if p.hooks.Degraded != nil {
+		p.hooks.Degraded(ctx, DegradedEvent{Err: cause, Duration: d})
+	}
+}
+
+// stillDegraded records that a write-back failed: the next probe comes a
+// probe interval later.
+func (p *Policy) stillDegraded(ctx context.Context, err error) {
+	p.breaker.nextProbe.Store(p.now() + int64(p.probeInterval))
+	p.log.LogAttrs(ctx, slog.LevelWarn, "lockout: writing the fallback's state back to the store failed; still degraded", slog.Any("error", err))
+}
+
+// storeDo is a store call under the policy's deadline that reports nothing.
+func (p *Policy) storeDo(ctx context.Context, ops []backend.Op, res []backend.Result) error {
+	tctx, cancel := context.WithTimeout(ctx, p.timeout)
+	defer cancel()
+	if err := p.store.Do(tctx, ops, res); err != nil {
+		return fmt.Errorf("lockout: backend: %w", err)
+	}
+	return nil
 }
 
 // writeBackChunk is how many fallback keys one write-back call moves.
 const writeBackChunk = 128
 
-// writeBack moves the fallback's keys to the store: counters and lockout
-// histories are added to the store's, locks are set (keeping the longer of
-// the two), so that nobody gets a fresh start from an outage. Each key is
-// read and removed from the fallback in one atomic step, and put back if
-// the store fails.
-func (p *Policy) writeBack(ctx context.Context) error {
-	if p.fallback == nil {
+// writeBack adds to the store, through do, what the fallback counted
+// beyond copied (the values a previous pass wrote), and records the new
+// values in copied: counters and lockout histories are added to the
+// store's; locks are set, keeping the longer of the two.
+func (p *Policy) writeBack(ctx context.Context, copied map[string]int64, do func(context.Context, []backend.Op, []backend.Result) error) error {
+	p.mu.RLock()
+	fb := p.fallback
+	p.mu.RUnlock()
+	return p.writeBackFrom(ctx, fb, copied, do)
+}
+
+func (p *Policy) writeBackFrom(ctx context.Context, fb backend.Backend, copied map[string]int64, do func(context.Context, []backend.Op, []backend.Result) error) error {
+	if fb == nil {
 		return nil
 	}
 	var keys []string
-	for k, err := range p.fallback.(backend.Lister).Keys(ctx, p.prefix+":") {
+	for k, err := range fb.(backend.Lister).Keys(ctx, p.prefix+":") {
 		if err != nil {
 			return err
 		}
@@ -366,26 +404,27 @@ func (p *Policy) writeBack(ctx context.Context) error {
 		}
 		chunk := keys[:min(len(keys), writeBackChunk)]
 		keys = keys[len(chunk):]
-		if err := p.moveChunk(ctx, chunk); err != nil {
+		if err := p.copyChunk(ctx, fb, chunk, copied, do); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (p *Policy) moveChunk(ctx context.Context, chunk []string) error {
-	take := make([]backend.Op, 0, 2*len(chunk))
-	for _, k := range chunk {
-		take = append(take, backend.ExistsOp(k), backend.DeleteOp(k))
+func (p *Policy) copyChunk(ctx context.Context, fb backend.Backend, chunk []string, copied map[string]int64, do func(context.Context, []backend.Op, []backend.Result) error) error {
+	read := make([]backend.Op, len(chunk))
+	for i, k := range chunk {
+		read[i] = backend.ExistsOp(k)
 	}
-	got := make([]backend.Result, len(take))
-	if err := p.fallback.Do(ctx, take, got); err != nil {
+	got := make([]backend.Result, len(read))
+	if err := fb.Do(ctx, read, got); err != nil {
 		return fmt.Errorf("lockout: fallback: %w", err)
 	}
-	var put, back []backend.Op
+	var put []backend.Op
 	var locks []int // indexes in put of lock markers
+	var values []int64
 	for i, k := range chunk {
-		r := got[2*i]
+		r := got[i]
 		if !r.Found || r.Value <= 0 {
 			continue
 		}
@@ -393,28 +432,30 @@ func (p *Policy) moveChunk(ctx context.Context, chunk []string) error {
 		if !ok {
 			continue
 		}
-		switch kind {
-		case kindAttempts, kindHistory:
-			put = append(put, backend.IncrOp(k, r.Value, r.TTL))
-		case kindLock:
+		before, done := copied[k]
+		switch {
+		case kind == kindAttempts || kind == kindHistory:
+			if r.Value <= before {
+				continue
+			}
+			put = append(put, backend.IncrOp(k, r.Value-before, r.TTL))
+		case kind == kindLock && !done:
 			locks = append(locks, len(put))
 			put = append(put, backend.IncrOp(k, 1, r.TTL))
 		default:
 			continue
 		}
-		back = append(back, backend.IncrOp(k, r.Value, r.TTL))
+		values = append(values, r.Value)
 	}
 	if len(put) == 0 {
 		return nil
 	}
 	res := make([]backend.Result, len(put))
-	if err := p.do(ctx, put, res); err != nil {
-		// Put it back, so that nothing counted is lost. The fallback may
-		// have counted more meanwhile: Incr adds.
-		if berr := p.fallback.Do(ctx, back, make([]backend.Result, len(back))); berr != nil {
-			p.log.LogAttrs(ctx, slog.LevelError, "lockout: fallback: putting back state the store refused", slog.Any("error", berr))
-		}
+	if err := do(ctx, put, res); err != nil {
 		return err
+	}
+	for i, op := range put {
+		copied[op.Key] = values[i]
 	}
 	// A lock the store already held keeps its own TTL: lengthen it where
 	// the fallback's lasts longer.
@@ -426,7 +467,7 @@ func (p *Policy) moveChunk(ctx context.Context, chunk []string) error {
 		}
 	}
 	if len(longer) > 0 {
-		return p.do(ctx, longer, make([]backend.Result, len(longer)))
+		return do(ctx, longer, make([]backend.Result, len(longer)))
 	}
 	return nil
 }

@@ -98,10 +98,8 @@ func (p *Policy) clear(ctx context.Context, s Subject, history bool) error {
 	a := &Attempt{p: p}
 	a.buildKeys(&c)
 	var ops []backend.Op
-	var locks []string
 	for _, h := range a.rules {
 		ops = append(ops, backend.DeleteOp(a.key(h.lock)), backend.DeleteOp(a.key(h.attempts)))
-		locks = append(locks, a.key(h.lock))
 		if history {
 			ops = append(ops, backend.DeleteOp(a.key(h.history)))
 		}
@@ -109,18 +107,20 @@ func (p *Policy) clear(ctx context.Context, s Subject, history bool) error {
 	if len(ops) == 0 {
 		return nil
 	}
-	return p.clearKeys(ctx, ops, locks)
+	return p.clearKeys(ctx, ops)
 }
 
 // clearKeys applies an operator's deletes everywhere the policy keeps
 // state: the lock cache, the fallback, and the store. The store's error,
 // if any, is returned: while it fails, the unlock holds only in this
 // process.
-func (p *Policy) clearKeys(ctx context.Context, ops []backend.Op, locks []string) error {
+func (p *Policy) clearKeys(ctx context.Context, ops []backend.Op) error {
 	if p.closed.Load() {
 		return ErrClosed
 	}
-	p.forget(locks...)
+	for _, op := range ops {
+		p.forget(op.Key)
+	}
 	p.mu.RLock()
 	if fb := p.fallback; fb != nil && !p.closed.Load() {
 		if err := fb.Do(ctx, ops, make([]backend.Result, len(ops))); err != nil {
@@ -207,7 +207,7 @@ func (p *Policy) UnlockKey(ctx context.Context, key string) error {
 	}
 	n := len(p.prefix) + 1
 	counter := key[:n] + string(kindAttempts) + key[n+1:]
-	return p.clearKeys(ctx, []backend.Op{backend.DeleteOp(key), backend.DeleteOp(counter)}, []string{key})
+	return p.clearKeys(ctx, []backend.Op{backend.DeleteOp(key), backend.DeleteOp(counter)})
 }
 
 // String formats a rule status for logs.

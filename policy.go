@@ -370,6 +370,11 @@ func (p *Policy) Allow(ctx context.Context, s Subject) (*Attempt, error) {
 		if err != nil {
 			return nil, err
 		}
+		if p.breaker.state.Load() == degraded {
+			// Probes are driven by decisions: keep them going while
+			// remembered locks answer every one.
+			p.maybeProbe()
+		}
 		return nil, p.refuse(ctx, refusal)
 	}
 
@@ -419,6 +424,15 @@ func (p *Policy) Allow(ctx context.Context, s Subject) (*Attempt, error) {
 		}
 	}
 	if refusal == nil {
+		// A key whose last slot this attempt took refuses every other
+		// attempt until it reports: remember that, so that the refusals
+		// cost no store call and still hold if the store fails before the
+		// lock is set (an outage's fallback would start the key afresh).
+		for i := range a.rules {
+			if h := &a.rules[i]; h.value == int64(h.r.Limit) {
+				p.remember(a.key(h.attempts), max(res[2*i].TTL, 0))
+			}
+		}
 		return a, nil
 	}
 	// Give back every reservation this attempt made. A counter brought
@@ -451,6 +465,14 @@ func (a *Attempt) remembered(stale bool) (*RefusedError, error) {
 	var refusal *RefusedError
 	var carry []backend.Op
 	for _, h := range a.rules {
+		if left, ok := p.cache.get(a.key(h.attempts), now, staleOK); ok {
+			// Every slot is taken by an attempt of this process that has
+			// not reported yet.
+			e := &RefusedError{Reason: ReasonCapacity, Rule: h.r.Name, Key: a.key(h.subject), RetryAfter: left, Remembered: true}
+			if refusal == nil || longer(e, refusal) {
+				refusal = e
+			}
+		}
 		left, ok := p.cache.get(a.key(h.lock), now, staleOK)
 		if !ok {
 			continue
@@ -541,6 +563,9 @@ func (a *Attempt) Success(ctx context.Context) error {
 			ops[i] = backend.DeleteOp(a.key(h.attempts))
 		} else {
 			ops[i] = backend.IncrOp(a.key(h.attempts), -1, h.r.Window)
+		}
+		if h.value == int64(h.r.Limit) {
+			a.p.forget(a.key(h.attempts)) // its last slot is free again
 		}
 	}
 	_, err := a.p.execAt(context.WithoutCancel(ctx), a.at, ops, res, false)
@@ -638,6 +663,7 @@ func (a *Attempt) Failure(ctx context.Context) error {
 			ttl = backend.NoExpiry
 		}
 		a.p.remember(a.key(l.h.lock), ttl)
+		a.p.forget(a.key(l.h.attempts)) // the lock refuses now; the counter is cleared
 		a.p.lockedOut(ctx, LockoutEvent{Rule: l.h.r.Name, Key: a.key(l.h.subject), Duration: l.d, Count: l.n, Fallback: at.fallback})
 	}
 	return errors.Join(errs...)

@@ -19,3 +19,15 @@ func killProc(cmd *exec.Cmd) {
 		_ = cmd.Process.Kill()
 	}
 }
+
+// signalProc sends sig to the child's process group.
+func signalProc(cmd *exec.Cmd, sig syscall.Signal) error {
+	return syscall.Kill(-cmd.Process.Pid, sig)
+}
+
+// freezeProc stops the child (SIGSTOP): it keeps its sockets and memory,
+// and answers nothing until thawProc.
+func freezeProc(cmd *exec.Cmd) error { return signalProc(cmd, syscall.SIGSTOP) }
+
+// thawProc resumes a frozen child (SIGCONT).
+func thawProc(cmd *exec.Cmd) error { return signalProc(cmd, syscall.SIGCONT) }

@@ -146,6 +146,35 @@ func (s *Server) restart() error {
 }
 
 // kill stops the process, if any, and waits for it.
+// Freeze stops the server process with SIGSTOP: its connections stay open
+// and nothing is answered, as with a server that hangs, until Thaw. A
+// frozen server can be stopped (SIGKILL ends it all the same).
+func (s *Server) Freeze() {
+	s.t.Helper()
+	s.signal("freeze", freezeProc)
+}
+
+// Thaw resumes a server stopped by Freeze.
+func (s *Server) Thaw() {
+	s.t.Helper()
+	s.signal("thaw", thawProc)
+}
+
+func (s *Server) signal(what string, f func(*exec.Cmd) error) {
+	s.t.Helper()
+	if !s.controllable {
+		skipOrFatal(s.t, "testserver: cannot %s %s at %s: it was given by %s", what, s.kind.bin, s.Addr, s.kind.envVar)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.proc == nil {
+		s.t.Fatalf("testserver: cannot %s %s at %s: it is stopped", what, s.kind.bin, s.Addr)
+	}
+	if err := f(s.proc.cmd); err != nil {
+		s.t.Fatalf("testserver: %s %s at %s: %v", what, s.kind.bin, s.Addr, err)
+	}
+}
+
 func (s *Server) kill() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
