@@ -500,7 +500,7 @@ func TestLockCache(t *testing.T) {
 // TestRefusedLeavesNoKey: a locked IP rotating usernames cannot fill the
 // store.
 func TestRefusedLeavesNoKey(t *testing.T) {
-	for _, cacheTTL := range []time.Duration{0} {
+	for _, cacheTTL := range []time.Duration{0, lockout.NoLockCache} {
 		t.Run(fmt.Sprintf("LockCacheTTL=%v", cacheTTL), func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				store := newStore(t).(*memory.Store)

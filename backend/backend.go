@@ -12,10 +12,17 @@
 //
 //   - [Incr] adds Delta to a counter. A missing key is created holding Delta
 //     with the TTL given; an existing key keeps its TTL. The result holds the
-//     new value and the key's remaining TTL. A Delta of zero or less never
-//     creates a missing key, and a negative Delta never takes a counter below
-//     zero (memcached's decr rules, made the contract for every store). An Incr
-//     with Delta zero therefore reads a counter without changing it.
+//     new value and the key's remaining TTL. An Incr with a negative Delta
+//     never creates a missing key and never takes a counter below zero; when
+//     it brings a counter to zero (or would take it below), the key is
+//     removed: the result reports Found=false, Value=0, TTL=0, and a later
+//     Exists finds nothing. A concurrent Incr that lands after the removal
+//     creates the key afresh; one that lands before it is never lost (exact
+//     under concurrency still holds: the removal happens only if the value
+//     is still zero, atomically). So a reservation given back leaves no key
+//     behind, and refused traffic cannot fill a capped store. An Incr with
+//     Delta zero never creates a missing key either: it reads a counter
+//     without changing it.
 //   - [Expire] sets the TTL of an existing key. [NoExpiry] persists it. A
 //     missing key stays missing.
 //   - [Exists] reports whether a key exists, its value and its remaining TTL.
@@ -106,7 +113,8 @@ type Kind uint8
 // The kinds of operation.
 const (
 	// Incr adds Op.Delta to a counter, creating a missing key with Op.TTL
-	// when Delta is positive.
+	// when Delta is positive, and removing the key when a negative Delta
+	// brings it to zero.
 	Incr Kind = iota + 1
 	// Expire sets the TTL of an existing key to Op.TTL.
 	Expire

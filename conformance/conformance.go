@@ -118,6 +118,7 @@ var storeCases = []testCase{
 	{"ReadsAfterWrites", testReadsAfterWrites},
 	{"ConcurrentSharedKey", testConcurrentShared},
 	{"ConcurrentDistinctKeys", testConcurrentDistinct},
+	{"ConcurrentGiveBack", testConcurrentGiveBack},
 	{"HostileKeys", testHostileKeys},
 	{"CancelledContext", testCancelledContext},
 	{"ExpiredContext", testExpiredContext},

@@ -35,6 +35,7 @@ type faults struct {
 	rejectSpaces  bool // keys with spaces are refused
 	ignoreContext bool // done contexts are ignored
 	readsFirst    bool // reads run before the batch's writes, in a pass of their own
+	keepsZero     bool // a decrement to zero leaves the key holding zero
 }
 
 type refEntry struct {
@@ -122,6 +123,10 @@ func (s *refStore) apply(ops []backend.Op, res []backend.Result, which func(back
 				s.incrs++
 				if s.faults.loseEvery == 0 || s.incrs%s.faults.loseEvery != 0 {
 					e.v = max(0, e.v+op.Delta)
+				}
+				if op.Delta < 0 && e.v == 0 && !s.faults.keepsZero {
+					delete(s.m, op.Key)
+					e = nil
 				}
 			}
 			res[i] = e.result(now)
@@ -217,6 +222,7 @@ var broken = []struct {
 	{"rejects-spaces", faults{rejectSpaces: true}, []string{"HostileKeys"}},
 	{"ignores-context", faults{ignoreContext: true}, []string{"CancelledContext", "ExpiredContext"}},
 	{"reads-first", faults{readsFirst: true}, []string{"ReadsAfterWrites"}},
+	{"keeps-zero", faults{keepsZero: true}, []string{"NegativeDelta", "ConcurrentGiveBack"}},
 }
 
 const brokenEnv = "CONFORMANCE_BROKEN_STORE"

@@ -129,25 +129,115 @@ func testNegativeDelta(t *testing.T, e *env) {
 	e.checkMissing(t, "decr of a missing key", r)
 	e.checkMissing(t, "after decr of a missing key", e.do1(t, backend.ExistsOp("missing")))
 
+	// A decrement that brings a counter to zero, or would take it below,
+	// removes the key; a positive result keeps the TTL; a decrement of a
+	// removed key creates nothing.
 	tests := []struct {
 		delta int64
 		want  int64
 	}{
 		{5, 5},
 		{-2, 3},
-		{-3, 0},
-		{-1, 0}, // floors at zero
+		{-3, 0}, // reaches zero: removed
+		{-1, 0}, // a removed key stays missing
+		{3, 3},  // created afresh
 		{-1 << 40, 0},
 		{2, 2},
 		{-5, 0},
+		{-1, 0},
 	}
 	for i, tc := range tests {
+		what := fmt.Sprintf("step %d (incr by %d)", i, tc.delta)
 		r := e.do1(t, backend.IncrOp("k", tc.delta, ttl))
 		if r.Value != tc.want {
-			t.Fatalf("step %d: incr by %d = %d, want %d", i, tc.delta, r.Value, tc.want)
+			t.Fatalf("%s = %d, want %d", what, r.Value, tc.want)
 		}
-		// A counter floored at zero still exists, with its TTL.
-		e.checkTTL(t, fmt.Sprintf("step %d", i), r, ttl)
+		if tc.want == 0 {
+			e.checkMissing(t, what, r)
+			e.checkMissing(t, what+", then exists", e.do1(t, backend.ExistsOp("k")))
+			continue
+		}
+		e.checkTTL(t, what, r, ttl)
+	}
+	// The same within one batch: the decrement that reaches zero removes
+	// the key before the operations after it.
+	rs := e.do(t,
+		backend.IncrOp("b", 2, ttl),
+		backend.IncrOp("b", -2, ttl),
+		backend.ExistsOp("b"),
+		backend.IncrOp("b", -1, ttl),
+		backend.IncrOp("b", 0, ttl),
+	)
+	for i, r := range rs[1:] {
+		e.checkMissing(t, fmt.Sprintf("batch op %d, after a decrement to zero", i+1), r)
+	}
+	e.checkMissing(t, "exists after a batch that decremented to zero", e.do1(t, backend.ExistsOp("b")))
+	// A key that never expires is removed too.
+	e.do1(t, backend.IncrOp("p", 1, backend.NoExpiry))
+	e.checkMissing(t, "decrement to zero of a key without expiry", e.do1(t, backend.IncrOp("p", -1, ttl)))
+	e.checkMissing(t, "exists after it", e.do1(t, backend.ExistsOp("p")))
+}
+
+// testConcurrentGiveBack is the policy's reserve and give-back under
+// contention: goroutines each add 1 to a key and take it back, over and
+// over. A decrement that brings the key to zero removes it; none may lose
+// a concurrent increment, and none may take the key below zero. Starting
+// from base > 0 the key never reaches zero: it ends holding base. Starting
+// missing, it ends missing: every pair nets zero.
+func testConcurrentGiveBack(t *testing.T, e *env) {
+	const (
+		workers = 16
+		rounds  = 200
+	)
+	ttl := 100 * e.unit
+	for _, base := range []int64{5, 0} {
+		key := fmt.Sprintf("giveback/%d", base)
+		if base > 0 {
+			e.do1(t, backend.IncrOp(key, base, ttl))
+		}
+		var wg sync.WaitGroup
+		errs := make(chan error, workers)
+		for g := range workers {
+			wg.Go(func() {
+				for i := range rounds {
+					up, err := backend.Do1(e.ctx, e.b, backend.IncrOp(key, 1, ttl))
+					if err == nil && (!up.Found || up.Value < base+1 || up.Value > base+workers) {
+						err = fmt.Errorf("increment: %+v, want a key holding %d to %d", up, base+1, base+workers)
+					}
+					var down backend.Result
+					if err == nil {
+						down, err = backend.Do1(e.ctx, e.b, backend.IncrOp(key, -1, ttl))
+					}
+					if err == nil {
+						switch {
+						case down.Value < base || down.Value > base+workers-1:
+							err = fmt.Errorf("decrement: %+v, want a value of %d to %d", down, base, base+workers-1)
+						case down.Value == 0 && (down.Found || down.TTL != 0):
+							err = fmt.Errorf("decrement to zero: %+v, want the key removed (zero Result)", down)
+						case down.Value > 0 && !down.Found:
+							err = fmt.Errorf("decrement: %+v, value without a key", down)
+						}
+					}
+					if err != nil {
+						errs <- fmt.Errorf("base %d, goroutine %d, round %d: %w", base, g, i, err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatal(err)
+		}
+		r := e.do1(t, backend.ExistsOp(key))
+		if base > 0 {
+			if !r.Found || r.Value != base {
+				t.Errorf("base %d: after %d goroutines x %d (+1, -1) pairs: %+v, want the key holding %d", base, workers, rounds, r, base)
+			}
+			continue
+		}
+		e.checkMissing(t, fmt.Sprintf("base 0: after %d goroutines x %d (+1, -1) pairs", workers, rounds), r)
 	}
 }
 
@@ -851,8 +941,9 @@ func testListerAgrees(t *testing.T, e *env) {
 	)
 	t0 := time.Now()
 	e.do(t, ops...)
-	// Decrementing to zero does not remove a key.
+	// Decrementing to zero removes a key: it is listed no more.
 	e.do1(t, backend.IncrOp("lock/000", -1, long))
+	delete(live, "lock/000")
 	sleepUntil(t0.Add(e.unit + e.h.Granularity + e.margin))
 
 	got := collect(t, e.ctx, l, "lock/")

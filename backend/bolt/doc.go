@@ -28,8 +28,10 @@
 // batch writes anything returns only once its transaction is committed and
 // synced: an increment that returned is on disk, and survives a crash of
 // the process, or of the machine as far as its disk honours fdatasync. Calls that change nothing (Exists, Incr by
-// zero, a decrement of a counter at zero, Delete or Expire of a missing
-// key) are served by a read transaction, which never syncs.
+// zero, a decrement of a missing key, Delete or Expire of a missing key)
+// are served by a read transaction, which never syncs. A decrement that
+// brings a counter to zero deletes its entry (and its expiry index entry)
+// in its write transaction.
 //
 // Concurrent writers share commits: one goroutine commits, and every write
 // that arrives while a commit is under way goes into the next transaction,

@@ -78,6 +78,13 @@ func (t *txn) apply1(op *backend.Op, r *backend.Result) (needWrite bool, err err
 
 	case backend.Incr:
 		switch {
+		case live && op.Delta < 0 && addFloor(e.val, op.Delta) == 0:
+			// A decrement that reaches zero removes the key, in this
+			// transaction (so no other call sees the zero).
+			if !t.writable {
+				return true, nil
+			}
+			return false, t.remove(sk, e.exp)
 		case live:
 			v := addFloor(e.val, op.Delta)
 			*r = backend.Result{Found: true, Value: v, TTL: e.ttl(t.now)}

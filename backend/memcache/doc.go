@@ -65,12 +65,24 @@
 // and creates nothing. Values are stored padded with spaces to 20 bytes, the
 // width of any uint64, so that memcached increments them in place and needs
 // no memory for a counter that gains a digit: on a full server, existing
-// counters keep counting. When another request holds the item at that
-// moment (often the store's own read of a key's flags, still being sent),
-// memcached needs a new item instead, and a full server refuses without
-// applying anything; the store sends the incr again, up to four times over
-// some 15 ms, then reports an error wrapping backend.ErrFull. Never a lost
-// count, nor a doubled one.
+// counters keep counting. When another request holds the item at that moment
+// (often the store's own read of a key's flags, still being sent), memcached
+// needs a new item instead, and a full server refuses without applying
+// anything; the store sends the incr again, up to four times over some
+// 15 ms, then reports an error wrapping backend.ErrFull. Never a lost count,
+// nor a doubled one.
+//
+// A decrement that brings a counter to zero removes the key, as the contract
+// asks (a refused attempt's give-back leaves no key behind). memcached's
+// classic protocol has no conditional delete, and a plain delete would lose
+// an increment made since the decrement; so the read that follows the
+// decrement (a gets, which carries the item's cas token) is used: if the
+// item still holds zero, it is replaced by cas with an item whose exptime is
+// negative, which memcached stores already expired (protocol.txt: "If a
+// negative value is given the item is immediately expired"). An increment
+// made in between changed the token, so the cas fails and removes nothing.
+// That costs one more request (a cas, after the decr and the gets), only for
+// a decrement that reaches zero.
 //
 // # Batches and round trips
 //
@@ -107,7 +119,9 @@
 //     success deleted it): the incr finds it missing, add creates it, then
 //     the read;
 //   - a success, the give-back of a refused attempt, and each of the two
-//     calls of a failure that locks: two;
+//     calls of a failure that locks: two; three when a decrement brings a
+//     counter back to zero (decr, gets, then the cas that removes it), as
+//     the give-back of a refused attempt usually does;
 //   - Status (reads only): one.
 //
 // An admission with three rules sends four requests to one server (three
@@ -155,6 +169,14 @@
 //     not include it. For lockout this is an attempt counted in the window
 //     that just ended. A decrement in the same position changes the dead
 //     counter.
+//   - Races with the removal at zero. An increment that reaches a counter
+//     after a decrement brought it to zero, but before the cas that removes
+//     it, is kept (the cas then fails): the key holds it with the TTL the
+//     counter had, where the other stores create the key afresh with the
+//     increment's TTL. The decrement still reports the key removed. On a
+//     full server (-M) the cas, which needs a new item, is refused: the
+//     decrement stands, the key holds zero until it expires, and the call
+//     fails with an error wrapping backend.ErrFull.
 //   - Races with Delete and Expire. The TTL an increment reports comes from
 //     a read after it; when the key is deleted and re-created, or its TTL
 //     changed, in between, the TTL is the newer one. Delete reports whether

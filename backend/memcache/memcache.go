@@ -528,6 +528,14 @@ func (b *batch) settle(how completion, got itemSet) bool {
 		op, k, it := b.ops[i], b.keys[i], got.get(b.keys[i])
 		if op.Delta < 0 {
 			b.res[i] = decrSettle(b.vals[i], it)
+			if b.vals[i] == 0 && holdsZero(it) {
+				// Brought to zero: remove the key.
+				wg.Go(func() {
+					if err := b.s.dropZero(b.ctx, k, it); err != nil {
+						b.fail(err)
+					}
+				})
+			}
 			continue
 		}
 		if it != nil {

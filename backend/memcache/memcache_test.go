@@ -521,3 +521,58 @@ func TestOptions(t *testing.T) {
 		t.Errorf("after Close: %v", err)
 	}
 }
+
+// TestDropZeroRace plays the race of a give-back's removal: an increment
+// that lands between the decrement to zero (and its gets) and the cas that
+// removes the key changes the cas token, so nothing is removed and the
+// increment is kept; without one, the cas removes the key.
+func TestDropZeroRace(t *testing.T) {
+	parallel(t)
+	srv := testserver.Memcached(t)
+	s := newStore(t, []string{srv.Addr}, nil)
+	defer s.Close()
+	ctx := t.Context()
+	k := mapKey(s.prefix, "k")
+
+	// decrToZero brings k from 1 to 0 by decr alone, and reads it (gets).
+	decrToZero := func() *gm.Item {
+		t.Helper()
+		do(t, s, backend.IncrOp("k", 1, time.Hour))
+		v, hit, err := s.incrDecr(ctx, k, 1, false)
+		if err != nil || !hit || v != 0 {
+			t.Fatalf("decr: %d, %v, %v; want 0, hit", v, hit, err)
+		}
+		it, err := s.get(ctx, k)
+		if err != nil || !holdsZero(it) {
+			t.Fatalf("read after decr: %+v, %v; want an item holding zero", it, err)
+		}
+		return it
+	}
+
+	it := decrToZero()
+	if _, _, err := s.incrDecr(ctx, k, 1, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.dropZero(ctx, k, it); err != nil {
+		t.Fatal(err)
+	}
+	if r := do(t, s, backend.ExistsOp("k"))[0]; !r.Found || r.Value != 1 {
+		t.Errorf("after an increment that raced the removal: %+v, want the key holding 1", r)
+	}
+	do(t, s, backend.DeleteOp("k"))
+
+	it = decrToZero()
+	if err := s.dropZero(ctx, k, it); err != nil {
+		t.Fatal(err)
+	}
+	if r := do(t, s, backend.ExistsOp("k"))[0]; r != (backend.Result{}) {
+		t.Errorf("after the removal: %+v, want missing", r)
+	}
+	// A stale read of a key removed since: nothing to do, no error.
+	if err := s.dropZero(ctx, k, it); err != nil {
+		t.Errorf("removal of a key gone already: %v", err)
+	}
+	if r := do(t, s, backend.IncrOp("k", 2, time.Minute))[0]; !r.Found || r.Value != 2 || r.TTL > time.Minute+time.Second {
+		t.Errorf("increment after the removal: %+v, want a fresh key holding 2 with a TTL of a minute", r)
+	}
+}

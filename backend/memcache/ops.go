@@ -322,7 +322,8 @@ func (s *Store) incrSettle(ctx context.Context, k string, delta uint64, ttl time
 }
 
 // decr subtracts delta > 0 from k, flooring at zero; a missing key stays
-// missing. It reads the key's flags after the decrement, as decrSettle.
+// missing. It reads the key's flags after the decrement, as decrSettle, and
+// removes a counter the decrement brought to zero (dropZero).
 func (s *Store) decr(ctx context.Context, k string, delta uint64) (backend.Result, error) {
 	v, hit, err := s.incrDecr(ctx, k, delta, false)
 	if err != nil || !hit {
@@ -332,15 +333,23 @@ func (s *Store) decr(ctx context.Context, k string, delta uint64) (backend.Resul
 	if err != nil {
 		return backend.Result{}, err
 	}
+	if v == 0 {
+		if err := s.dropZero(ctx, k, it); err != nil {
+			return backend.Result{}, err
+		}
+	}
 	return decrSettle(v, it), nil
 }
 
 // decrSettle is the result of a decrement that hit with new value v, given
-// the item read after it. A missing item was deleted after the decrement,
-// which then counts as coming after the delete; a logically expired one
-// stays dead, the decrement having changed a counter nobody reads.
+// the item read after it. A decrement that reached zero removed the key
+// (the caller calls dropZero): an increment that came after it found the
+// key gone, or re-created it. A missing item was deleted after the
+// decrement, which then counts as coming after the delete; a logically
+// expired one stays dead, the decrement having changed a counter nobody
+// reads.
 func decrSettle(v uint64, it *gm.Item) backend.Result {
-	if it == nil {
+	if it == nil || v == 0 {
 		return backend.Result{}
 	}
 	d, ok := remaining(it.Flags, time.Now())
@@ -400,4 +409,50 @@ func (s *Store) del(ctx context.Context, k string, it *gm.Item) (backend.Result,
 	}
 	_, live := remaining(it.Flags, time.Now())
 	return backend.Result{Found: live}, nil
+}
+
+// dropZero removes k after a decrement of it answered zero, given the item
+// read (by gets, which carries the cas token) after that decrement (nil:
+// missing). memcached has no conditional delete in its classic protocol,
+// so the item, if it still holds zero, is replaced by compare-and-swap
+// with one whose exptime is negative, which memcached stores already
+// expired: the key is gone. An increment that reached the key since the
+// read changed its cas token, and the swap then fails and removes nothing:
+// the key holds that increment. A swap that fails while the key still
+// holds zero (an Expire rewrote it meanwhile) is tried again on a fresh
+// read. A full server (-M) refuses the swap, which needs a new item: the
+// decrement stands, the key is left holding zero until it expires, and
+// the error wraps backend.ErrFull.
+//
+// The cost: one cas, only for a decrement that reaches zero (a refused
+// attempt giving back its reservation), plus a gets and a cas for each
+// round lost to a concurrent Expire.
+func (s *Store) dropZero(ctx context.Context, k string, it *gm.Item) error {
+	for n := 0; ; n++ {
+		if err := again(ctx, n, k); err != nil {
+			return err
+		}
+		if n > 0 {
+			var err error
+			if it, err = s.get(ctx, k); err != nil {
+				return err
+			}
+		}
+		if !holdsZero(it) {
+			return nil
+		}
+		ok, changed, err := s.store(ctx, "cas", &gm.Item{Key: k, Value: it.Value, Flags: it.Flags, Expiration: -1, CasID: it.CasID})
+		if err != nil || ok || !changed {
+			return err // Removed, gone already, or refused.
+		}
+	}
+}
+
+// holdsZero reports whether it (nil: missing) is a counter holding zero.
+func holdsZero(it *gm.Item) bool {
+	if it == nil {
+		return false
+	}
+	v, err := parseValue(it.Value)
+	return err == nil && v == 0
 }

@@ -74,8 +74,10 @@ func TestRoundTrips(t *testing.T) {
 	}{
 		{"admission", []opFn{incr('a', 1)}, []opFn{incr('a', 1), exists('l')}, 2},
 		{"admission, new counters", nil, []opFn{incr('a', 1), exists('l')}, 3},
-		{"success", []opFn{incr('a', 1), incr('i', 1)}, []opFn{del('a'), incr('i', -1)}, 2},
-		{"refusal give-back", []opFn{incr('a', 1)}, []opFn{incr('a', -1)}, 2},
+		{"success", []opFn{incr('a', 1), incr('i', 2)}, []opFn{del('a'), incr('i', -1)}, 2},
+		{"success, counter back to zero", []opFn{incr('a', 1), incr('i', 1)}, []opFn{del('a'), incr('i', -1)}, 3},
+		{"refusal give-back", []opFn{incr('a', 2)}, []opFn{incr('a', -1)}, 2},
+		{"refusal give-back to zero", []opFn{incr('a', 1)}, []opFn{incr('a', -1)}, 3},
 		{"lockout, first call", []opFn{incr('h', 1)}, []opFn{incr('l', 1), incr('h', 1)}, 2},
 		{"lockout, second call", []opFn{incr('l', 1), incr('a', 1), incr('h', 1)}, []opFn{expire('l'), del('a'), expire('h')}, 2},
 		{"status", []opFn{incr('a', 1), incr('l', 1)}, []opFn{exists('a'), exists('l'), exists('h')}, 1},

@@ -111,6 +111,13 @@ func (b *batch) incr(st *stripe, key string, h uint64, delta int64, ttl time.Dur
 	e := b.find(st, h)
 	if e != nil && e.is(key) && e.liveAt(b.now) {
 		e.value = addClamped(e.value, delta)
+		if delta < 0 && e.value == 0 {
+			// A give-back that brings the counter to zero removes it,
+			// under the stripe lock, so no other call sees the zero.
+			b.s.remove(st, e)
+			b.wrote = true
+			return backend.Result{}, nil
+		}
 		return e.result(b.now), nil
 	}
 	if delta <= 0 {

@@ -132,14 +132,18 @@ func TestPendingVisible(t *testing.T) {
 		backend.IncrOp("p/1", 0, time.Minute),
 		backend.IncrOp("p/1", -100, time.Minute),
 	)
-	if res[0].Value != 7 || res[1].Value != 7 || res[2].Value != 0 || !res[2].Found || res[0].TTL <= time.Minute {
-		t.Errorf("incr p/1: %+v (want 7, 7, 0, keeping its TTL of an hour)", res)
+	if res[0].Value != 7 || res[1].Value != 7 || res[0].TTL <= time.Minute || res[2] != (backend.Result{}) {
+		t.Errorf("incr p/1: %+v (want 7, 7 keeping its TTL of an hour, then removed at zero)", res)
 	}
-	if got := keysOf(t, s, "p/"); len(got) != 8 {
-		t.Errorf("Keys(p/) = %v, want p/0 to p/7", got)
+	// The decrement to zero removed the pending entry.
+	if r := do1(t, s, backend.ExistsOp("p/1")); r != (backend.Result{}) {
+		t.Errorf("exists p/1 after a decrement to zero: %+v, want missing", r)
 	}
-	if got := s.Len(); got != 9 {
-		t.Errorf("Len = %d, want 9", got)
+	if got := keysOf(t, s, "p/"); len(got) != 7 || got["p/1"] {
+		t.Errorf("Keys(p/) = %v, want p/0 and p/2 to p/7", got)
+	}
+	if got := s.Len(); got != 8 {
+		t.Errorf("Len = %d, want 8", got)
 	}
 
 	// Expire within the ristretto expiration changes the entry only.
@@ -162,11 +166,11 @@ func TestPendingVisible(t *testing.T) {
 			t.Errorf("%s of deleted p/3: %+v, want missing", op.Kind, r)
 		}
 	}
-	if got := keysOf(t, s, "p/"); len(got) != 7 || got["p/3"] {
+	if got := keysOf(t, s, "p/"); len(got) != 6 || got["p/3"] {
 		t.Errorf("Keys(p/) after deleting p/3 = %v", got)
 	}
-	if got := s.Len(); got != 8 {
-		t.Errorf("Len after a delete = %d, want 8", got)
+	if got := s.Len(); got != 7 {
+		t.Errorf("Len after a delete = %d, want 7", got)
 	}
 
 	// Re-creating the deleted key and re-inserting a pending one (a TTL
@@ -196,7 +200,7 @@ func TestPendingVisible(t *testing.T) {
 	}
 
 	settle(t, s)
-	want := map[string]int64{"p/0": 1, "p/1": 0, "p/2": 3, "p/3": 9, "p/4": 5, "p/5": 6, "p/6": 7, "p/7": 8}
+	want := map[string]int64{"p/0": 1, "p/2": 3, "p/3": 9, "p/4": 5, "p/5": 6, "p/6": 7, "p/7": 8}
 	for k, v := range want {
 		e, pending, stored := where(s, k)
 		if pending || !stored || e.state.Load() != stLive {
@@ -209,8 +213,14 @@ func TestPendingVisible(t *testing.T) {
 	if r := do1(t, s, backend.ExistsOp("p/4")); r.TTL != backend.NoExpiry {
 		t.Errorf("p/4: TTL %v, want NoExpiry", r.TTL)
 	}
-	if got := s.Len(); got != 9 {
-		t.Errorf("Len = %d, want 9", got)
+	if _, pending, stored := where(s, "p/1"); pending || stored {
+		t.Errorf("p/1 after the resolver: pending %v, stored %v; want neither (removed at zero)", pending, stored)
+	}
+	if r := do1(t, s, backend.ExistsOp("p/1")); r != (backend.Result{}) {
+		t.Errorf("p/1 after the resolver: %+v, want missing", r)
+	}
+	if got := s.Len(); got != 8 {
+		t.Errorf("Len = %d, want 8", got)
 	}
 }
 

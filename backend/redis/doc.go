@@ -152,7 +152,8 @@
 // MULTI/EXEC (SET NX PX, INCRBY and PTTL per increment, GET and PTTL per
 // read) cost the server a little less, but the client much more (fifteen
 // commands to encode and answer instead of one), and cannot floor a
-// decrement at zero: measured end to end, the script is faster.
+// decrement at zero nor remove the counter it brings to zero in the same
+// atomic step: measured end to end, the script is faster.
 //
 // TTLs are sent in milliseconds, rounded up, so a key never expires early;
 // the granularity is one millisecond ([Granularity]). Counter values are

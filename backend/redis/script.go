@@ -12,8 +12,9 @@ import (
 //
 //	i delta ttl  add delta > 0, creating a missing key holding delta with a
 //	             TTL of ttl milliseconds (-1: no expiry)
-//	r delta      add delta < 0 to an existing key, flooring it at zero and
-//	             keeping its TTL; a missing key stays missing
+//	r delta      add delta < 0 to an existing key, keeping its TTL; a
+//	             result of zero or less deletes the key (reported missing);
+//	             a missing key stays missing
 //	e ttl        set the TTL of an existing key to ttl milliseconds
 //	             (-1: persist it)
 //	g            read a key
@@ -32,7 +33,8 @@ import (
 //
 // The script makes as few Redis calls as it can, since each one costs far
 // more than the Lua around it: an increment of an existing key is PTTL and
-// INCRBY (of a new one PTTL and SET), a read of a missing key one GET (of an
+// INCRBY (of a new one PTTL and SET; a decrement that reaches zero adds a
+// DEL), a read of a missing key one GET (of an
 // existing one GET and PTTL), an expiry GET and PEXPIRE (or PERSIST), a
 // delete one DEL. The TTL a script sets is the TTL it reports, since Redis
 // freezes a script's clock.
@@ -84,9 +86,9 @@ for i = 1, #KEYS do
       v = 0
     else
       v = redis.call('INCRBY', k, dr)
-      if v < 0 then
-        redis.call('SET', k, '0', 'KEEPTTL')
-        v = 0
+      if v <= 0 then
+        redis.call('DEL', k)
+        v, t = 0, -2
       elseif v >= 9007199254740992 then
         v = redis.call('GET', k)
       end

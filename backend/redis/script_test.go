@@ -65,6 +65,11 @@ func TestScriptModel(t *testing.T) {
 							e, found = entry{op.Delta, op.TTL}, true
 						case found:
 							e.value = max(e.value+op.Delta, 0)
+							if op.Delta < 0 && e.value == 0 {
+								// A decrement to zero removes the key.
+								delete(model, op.Key)
+								found = false
+							}
 						}
 					case backend.Expire:
 						if found {
