@@ -30,6 +30,7 @@ var policyCases = []testCase{
 	{"OutageRecovery", testOutageRecovery},
 	{"OutageLostLock", testOutageLostLock},
 	{"RefusedLeavesNoKey", testRefusedLeavesNoKey(0)},
+	{"RefusedLeavesNoKeyUncached", testRefusedLeavesNoKey(lockout.NoLockCache)},
 	{"UnlockAcrossPolicies", testUnlockAcrossPolicies},
 }
 
