@@ -43,10 +43,10 @@ func BenchmarkLockedKey(b *testing.B) {
 			}
 			defer p.Close()
 			ctx := context.Background()
-			for range 3 {
+			for range 3 { // locks the victim (already locked on the benchmark's later runs)
 				a, err := p.Allow(ctx, victim)
 				if err != nil {
-					b.Fatal(err)
+					break
 				}
 				a.Failure(ctx)
 			}
