@@ -63,11 +63,18 @@ func BenchmarkDecision(b *testing.B) {
 	}
 	// policy returns a policy whose store already holds every subject's
 	// counters, so that the benchmark measures the steady state.
-	policy := func(b *testing.B, limit int) *lockout.Policy {
-		p, err := lockout.New(newStore(b), lockout.Config{Rules: benchRules(limit), Logger: discard})
+	policy := func(b *testing.B, limit int, cacheTTL time.Duration) *lockout.Policy {
+		p, err := lockout.New(newStore(b), lockout.Config{
+			Rules:  benchRules(limit),
+			Logger: discard,
+			// Room for every subject's locks: a refusal is a cache hit.
+			LockCacheSize: 1 << 20,
+			LockCacheTTL:  cacheTTL,
+		})
 		if err != nil {
 			b.Fatal(err)
 		}
+		b.Cleanup(func() { p.Close() })
 		for _, s := range subjects {
 			a, err := p.Allow(ctx, s)
 			if err != nil {
@@ -80,7 +87,7 @@ func BenchmarkDecision(b *testing.B) {
 		return p
 	}
 	b.Run("AllowFailure", func(b *testing.B) {
-		p := policy(b, math.MaxInt32)
+		p := policy(b, math.MaxInt32, 0)
 		run(b, func(s lockout.Subject) error {
 			a, err := p.Allow(ctx, s)
 			if err != nil {
@@ -90,7 +97,7 @@ func BenchmarkDecision(b *testing.B) {
 		})
 	})
 	b.Run("AllowSuccess", func(b *testing.B) {
-		p := policy(b, math.MaxInt32)
+		p := policy(b, math.MaxInt32, 0)
 		run(b, func(s lockout.Subject) error {
 			a, err := p.Allow(ctx, s)
 			if err != nil {
@@ -99,15 +106,20 @@ func BenchmarkDecision(b *testing.B) {
 			return a.Success(ctx)
 		})
 	})
-	b.Run("RefusedLocked", func(b *testing.B) {
-		p := policy(b, 1) // every subject is locked
-		run(b, func(s lockout.Subject) error {
-			if _, err := p.Allow(ctx, s); err == nil {
-				return fmt.Errorf("%v admitted, want locked", s)
-			}
-			return nil
+	for _, tc := range []struct {
+		name     string
+		cacheTTL time.Duration
+	}{{"RefusedLocked", time.Hour}, {"RefusedLockedNoCache", lockout.NoLockCache}} {
+		b.Run(tc.name, func(b *testing.B) {
+			p := policy(b, 1, tc.cacheTTL) // every subject is locked
+			run(b, func(s lockout.Subject) error {
+				if _, err := p.Allow(ctx, s); err == nil {
+					return fmt.Errorf("%v admitted, want locked", s)
+				}
+				return nil
+			})
 		})
-	})
+	}
 	b.Run("StoreBatch6", func(b *testing.B) {
 		store := newStore(b)
 		keys := make([][6]string, benchSubjects)

@@ -63,8 +63,8 @@ func (c *lockCache) close() {
 }
 
 // remember records that key is locked for ttl (backend.NoExpiry: until
-// unlocked) from now.
-func (p *Policy) remember(key string, ttl time.Duration) {
+// unlocked) from now. With wait, the entry is visible when it returns.
+func (p *Policy) remember(key string, ttl time.Duration, wait bool) {
 	if p.cacheTTL == NoLockCache || (ttl <= 0 && ttl != backend.NoExpiry) {
 		return
 	}
@@ -98,11 +98,12 @@ func (p *Policy) remember(key string, ttl time.Duration) {
 	if ttl != backend.NoExpiry {
 		v.until, rttl = now+int64(ttl), ttl
 	}
-	// ristretto applies sets in the background: wait for this one, so that
-	// the next attempt on the key (often already on its way) finds it. A
-	// lock is remembered once per LockCacheTTL per key at most, so the wait
-	// is rare.
-	if c.c.SetWithTTL(key, v, 1, rttl) {
+	// ristretto applies sets in the background, within microseconds: an
+	// attempt on the key in between asks the store, which is right, only
+	// slower. Waiting costs a round trip to ristretto's goroutine, so only
+	// the rare events wait: a lockout, a last slot taken (a later forget
+	// must come after the set).
+	if c.c.SetWithTTL(key, v, 1, rttl) && wait {
 		c.c.Wait()
 	}
 	c.used.Store(true)

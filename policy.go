@@ -129,17 +129,18 @@ type DegradedEvent struct {
 // Policy decides whether login attempts may go ahead. It is safe for
 // concurrent use. Close releases its background resources.
 type Policy struct {
-	store      backend.Backend
-	rules      []rule
-	prefix     string
-	canon      func(string) (string, error)
-	allowNets  []netip.Prefix
-	denyNets   []netip.Prefix
-	allowUsers map[string]bool
-	denyUsers  map[string]bool
-	timeout    time.Duration
-	hooks      Hooks
-	log        *slog.Logger
+	store       backend.Backend
+	nonblocking bool // the store never blocks: its calls need no deadline
+	rules       []rule
+	prefix      string
+	canon       func(string) (string, error)
+	allowNets   []netip.Prefix
+	denyNets    []netip.Prefix
+	allowUsers  map[string]bool
+	denyUsers   map[string]bool
+	timeout     time.Duration
+	hooks       Hooks
+	log         *slog.Logger
 
 	outage          Outage
 	fallbackMaxKeys int
@@ -181,6 +182,9 @@ func New(store backend.Backend, cfg Config) (*Policy, error) {
 		cacheTTL:        cfg.LockCacheTTL,
 		cacheSize:       cfg.LockCacheSize,
 		started:         time.Now(),
+	}
+	if nb, ok := store.(backend.Nonblocking); ok {
+		p.nonblocking = nb.Nonblocking()
 	}
 	if p.prefix == "" {
 		p.prefix = DefaultPrefix
@@ -311,8 +315,6 @@ type Attempt struct {
 	at route
 
 	heldBuf [4]held
-	opsBuf  [12]backend.Op
-	resBuf  [12]backend.Result
 }
 
 // held is one applicable rule of an attempt: its keys and its reservation.
@@ -378,7 +380,8 @@ func (p *Policy) Allow(ctx context.Context, s Subject) (*Attempt, error) {
 		return nil, p.refuse(ctx, refusal)
 	}
 
-	ops, res := a.scratch(2 * len(a.rules))
+	sc, ops, res := getScratch(2 * len(a.rules))
+	defer putScratch(sc)
 	for i, h := range a.rules {
 		ops[2*i] = backend.IncrOp(a.key(h.attempts), 1, h.r.Window)
 		ops[2*i+1] = backend.ExistsOp(a.key(h.lock))
@@ -409,7 +412,7 @@ func (p *Policy) Allow(ctx context.Context, s Subject) (*Attempt, error) {
 		switch {
 		case lock.Found:
 			e = &RefusedError{Reason: ReasonLocked, RetryAfter: lock.TTL, Forever: lock.TTL == backend.NoExpiry}
-			p.remember(a.key(h.lock), lock.TTL)
+			p.remember(a.key(h.lock), lock.TTL, false)
 		case cnt.Value > int64(h.r.Limit):
 			e = &RefusedError{Reason: ReasonCapacity, RetryAfter: cnt.TTL}
 		default:
@@ -430,18 +433,18 @@ func (p *Policy) Allow(ctx context.Context, s Subject) (*Attempt, error) {
 		// lock is set (an outage's fallback would start the key afresh).
 		for i := range a.rules {
 			if h := &a.rules[i]; h.value == int64(h.r.Limit) {
-				p.remember(a.key(h.attempts), max(res[2*i].TTL, 0))
+				p.remember(a.key(h.attempts), max(res[2*i].TTL, 0), true)
 			}
 		}
 		return a, nil
 	}
 	// Give back every reservation this attempt made. A counter brought
 	// back to zero is removed, so refused traffic leaves no key behind.
-	ops, res = a.scratch(len(a.rules))
+	ops, res = ops[:len(a.rules)], res[:len(a.rules)]
 	for i, h := range a.rules {
 		ops[i] = backend.IncrOp(a.key(h.attempts), -1, h.r.Window)
 	}
-	_, _ = p.execAt(context.WithoutCancel(ctx), a.at, ops, res, false) // reported; the refusal stands either way
+	_, _ = p.execAt(uncancelled(ctx), a.at, ops, res, false) // reported; the refusal stands either way
 	return nil, p.refuse(ctx, refusal)
 }
 
@@ -464,14 +467,12 @@ func (a *Attempt) remembered(stale bool) (*RefusedError, error) {
 	staleOK := stale || isDegraded
 	var refusal *RefusedError
 	var carry []backend.Op
+	var full *RefusedError
 	for _, h := range a.rules {
-		if left, ok := p.cache.get(a.key(h.attempts), now, staleOK); ok {
+		if left, ok := p.cache.get(a.key(h.attempts), now, staleOK); ok && full == nil {
 			// Every slot is taken by an attempt of this process that has
 			// not reported yet.
-			e := &RefusedError{Reason: ReasonCapacity, Rule: h.r.Name, Key: a.key(h.subject), RetryAfter: left, Remembered: true}
-			if refusal == nil || longer(e, refusal) {
-				refusal = e
-			}
+			full = &RefusedError{Reason: ReasonCapacity, Rule: h.r.Name, Key: a.key(h.subject), RetryAfter: left, Remembered: true}
 		}
 		left, ok := p.cache.get(a.key(h.lock), now, staleOK)
 		if !ok {
@@ -487,6 +488,9 @@ func (a *Attempt) remembered(stale bool) (*RefusedError, error) {
 		if isDegraded && p.fallback != nil {
 			carry = append(carry, backend.IncrOp(a.key(h.lock), 1, left))
 		}
+	}
+	if refusal == nil {
+		refusal = full // a lock says more than a full counter
 	}
 	if len(carry) > 0 {
 		// The fallback learns the lock too, so that the write-back at the
@@ -539,12 +543,33 @@ func (a *Attempt) buildKeys(c *canonical) {
 	a.keys = string(buf)
 }
 
-func (a *Attempt) scratch(n int) ([]backend.Op, []backend.Result) {
-	if n <= len(a.opsBuf) {
-		return a.opsBuf[:n], a.resBuf[:n]
+// getScratch returns n operations and results for one store call, and the
+// scratch to release with putScratch when they are no longer used.
+func getScratch(n int) (*scratch, []backend.Op, []backend.Result) {
+	if n > len(scratch{}.ops) {
+		return nil, make([]backend.Op, n), make([]backend.Result, n)
 	}
-	return make([]backend.Op, n), make([]backend.Result, n)
+	sc := scratchPool.Get().(*scratch)
+	return sc, sc.ops[:n], sc.res[:n]
 }
+
+// putScratch releases what getScratch returned.
+func putScratch(sc *scratch) {
+	if sc != nil {
+		clear(sc.ops[:]) // let go of the attempt's keys
+		scratchPool.Put(sc)
+	}
+}
+
+// scratch holds the operations and results of a decision's store calls
+// (up to four rules). It is pooled: an Attempt outlives its calls and need
+// not carry them.
+type scratch struct {
+	ops [12]backend.Op
+	res [12]backend.Result
+}
+
+var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
 
 // Success reports that the password was right: rules keyed by the username
 // reset their counters, the others give back this attempt's reservation.
@@ -557,7 +582,8 @@ func (a *Attempt) Success(ctx context.Context) error {
 	if len(a.rules) == 0 {
 		return nil
 	}
-	ops, res := a.scratch(len(a.rules))
+	sc, ops, res := getScratch(len(a.rules))
+	defer putScratch(sc)
 	for i, h := range a.rules {
 		if h.r.reset {
 			ops[i] = backend.DeleteOp(a.key(h.attempts))
@@ -568,7 +594,7 @@ func (a *Attempt) Success(ctx context.Context) error {
 			a.p.forget(a.key(h.attempts)) // its last slot is free again
 		}
 	}
-	_, err := a.p.execAt(context.WithoutCancel(ctx), a.at, ops, res, false)
+	_, err := a.p.execAt(uncancelled(ctx), a.at, ops, res, false)
 	return err
 }
 
@@ -583,14 +609,13 @@ func (a *Attempt) Failure(ctx context.Context) error {
 	if len(a.rules) == 0 {
 		return nil
 	}
-	// Reporting must not be lost to a client that went away.
-	ctx = context.WithoutCancel(ctx)
 	// One call refreshes sliding windows and, for each rule whose last
 	// slot this attempt held, takes the lock marker (only its creator goes
 	// on) and counts the lockout.
 	var lockBuf [4]*held
 	locking := lockBuf[:0]
-	ops, res := a.scratch(3 * len(a.rules))
+	sc, ops, res := getScratch(3 * len(a.rules))
+	defer putScratch(sc)
 	ops = ops[:0]
 	for i := range a.rules {
 		h := &a.rules[i]
@@ -614,6 +639,8 @@ func (a *Attempt) Failure(ctx context.Context) error {
 	if len(ops) == 0 {
 		return nil
 	}
+	// Reporting must not be lost to a client that went away.
+	ctx = uncancelled(ctx)
 	// A refresh alone is dropped while the store it is for fails; a lock
 	// must not be: it goes to the fallback then.
 	at, err := a.p.execAt(ctx, a.at, ops, res[:len(ops)], len(locking) > 0)
@@ -662,7 +689,7 @@ func (a *Attempt) Failure(ctx context.Context) error {
 		if ttl == Forever {
 			ttl = backend.NoExpiry
 		}
-		a.p.remember(a.key(l.h.lock), ttl)
+		a.p.remember(a.key(l.h.lock), ttl, true)
 		a.p.forget(a.key(l.h.attempts)) // the lock refuses now; the counter is cleared
 		a.p.lockedOut(ctx, LockoutEvent{Rule: l.h.r.Name, Key: a.key(l.h.subject), Duration: l.d, Count: l.n, Fallback: at.fallback})
 	}
@@ -702,9 +729,14 @@ func (p *Policy) do(ctx context.Context, ops []backend.Op, res []backend.Result)
 	if p.closed.Load() {
 		return ErrClosed
 	}
-	tctx, cancel := context.WithTimeout(ctx, p.timeout)
-	defer cancel()
-	err := p.store.Do(tctx, ops, res)
+	var err error
+	if p.nonblocking {
+		err = p.store.Do(ctx, ops, res) // no deadline to enforce: saves its cost
+	} else {
+		tctx, cancel := context.WithTimeout(ctx, p.timeout)
+		err = p.store.Do(tctx, ops, res)
+		cancel()
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			// The caller gave up: not the store's fault.
@@ -741,4 +773,14 @@ func (p *Policy) lockedOut(ctx context.Context, e LockoutEvent) {
 	if p.hooks.Lockout != nil {
 		p.hooks.Lockout(ctx, e)
 	}
+}
+
+// uncancelled returns ctx without its cancellation, for reports that must
+// not be lost to a client that went away; ctx itself when it has none (no
+// allocation).
+func uncancelled(ctx context.Context) context.Context {
+	if ctx.Done() == nil {
+		return ctx
+	}
+	return context.WithoutCancel(ctx)
 }

@@ -261,3 +261,14 @@ func Do1(ctx context.Context, b Backend, op Op) (Result, error) {
 	err := b.Do(ctx, []Op{op}, r[:])
 	return r[0], err
 }
+
+// Nonblocking is an optional capability of a store whose Do never waits for
+// I/O, or for long on a lock: the memory store. The engine calls such a
+// store without a deadline of its own (a deadline costs a timer and a
+// context per call, more than the memory store's whole decision), and so
+// does not honour Config.Timeout for it.
+type Nonblocking interface {
+	Backend
+	// Nonblocking reports whether Do never blocks.
+	Nonblocking() bool
+}

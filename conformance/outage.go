@@ -360,10 +360,18 @@ func testUnlockAcrossPolicies(t *testing.T, e *env) {
 		}
 	}
 	refused(t, try(t, p2, s, false), lockout.ReasonLocked)
-	c2.Reset()
-	re := refused(t, try(t, p2, s, false), lockout.ReasonLocked)
-	if !re.Remembered || c2.Calls() != 0 {
-		t.Errorf("a second refusal of a lock p2 saw: remembered %v, %d store calls; want remembered, none", re.Remembered, c2.Calls())
+	// The cache takes the lock in the background, within moments: then a
+	// refusal costs no store call.
+	for i := 0; ; i++ {
+		c2.Reset()
+		re := refused(t, try(t, p2, s, false), lockout.ReasonLocked)
+		if re.Remembered && c2.Calls() == 0 {
+			break
+		}
+		if i == 100 {
+			t.Fatalf("a refusal of a lock p2 saw: remembered %v, %d store calls; want remembered, none", re.Remembered, c2.Calls())
+		}
+		time.Sleep(e.margin / 10)
 	}
 	if err := p1.Unlock(context.Background(), s); err != nil {
 		t.Fatal(err)
