@@ -383,7 +383,9 @@ func (p *Policy) Allow(ctx context.Context, s Subject) (*Attempt, error) {
 	sc, ops, res := getScratch(2 * len(a.rules))
 	defer putScratch(sc)
 	for i, h := range a.rules {
-		ops[2*i] = backend.IncrOp(a.key(h.attempts), 1, h.r.Window)
+		// The counter's TTL is needed only to refuse, and then the
+		// give-back reports it.
+		ops[2*i] = backend.Op{Kind: backend.Incr, Key: a.key(h.attempts), Delta: 1, TTL: h.r.Window, SkipTTL: true}
 		ops[2*i+1] = backend.ExistsOp(a.key(h.lock))
 	}
 	at, err := p.admit(ctx, a, ops, res)
@@ -414,7 +416,7 @@ func (p *Policy) Allow(ctx context.Context, s Subject) (*Attempt, error) {
 			e = &RefusedError{Reason: ReasonLocked, RetryAfter: lock.TTL, Forever: lock.TTL == backend.NoExpiry}
 			p.remember(a.key(h.lock), lock.TTL, false)
 		case cnt.Value > int64(h.r.Limit):
-			e = &RefusedError{Reason: ReasonCapacity, RetryAfter: cnt.TTL}
+			e = &RefusedError{Reason: ReasonCapacity, RetryAfter: cnt.TTL} // the give-back's TTL when not known
 		default:
 			continue
 		}
@@ -433,7 +435,11 @@ func (p *Policy) Allow(ctx context.Context, s Subject) (*Attempt, error) {
 		// lock is set (an outage's fallback would start the key afresh).
 		for i := range a.rules {
 			if h := &a.rules[i]; h.value == int64(h.r.Limit) {
-				p.remember(a.key(h.attempts), max(res[2*i].TTL, 0), true)
+				ttl := res[2*i].TTL
+				if ttl == 0 { // not reported (SkipTTL): at most the window
+					ttl = h.r.Window
+				}
+				p.remember(a.key(h.attempts), ttl, true)
 			}
 		}
 		return a, nil
@@ -444,8 +450,18 @@ func (p *Policy) Allow(ctx context.Context, s Subject) (*Attempt, error) {
 	for i, h := range a.rules {
 		ops[i] = backend.IncrOp(a.key(h.attempts), -1, h.r.Window)
 	}
-	_, _ = p.execAt(uncancelled(ctx), a.at, ops, res, false) // reported; the refusal stands either way
-	return nil, p.refuse(ctx, refusal)
+	if _, err := p.execAt(uncancelled(ctx), a.at, ops, res, false); err == nil && refusal.Reason == ReasonCapacity && refusal.RetryAfter == 0 {
+		// The counter's TTL, which the reservation did not read.
+		for i, h := range a.rules {
+			if a.key(h.subject) == refusal.Key && h.r.Name == refusal.Rule && res[i].Found {
+				refusal.RetryAfter = res[i].TTL
+			}
+		}
+	}
+	if refusal.Reason == ReasonCapacity && refusal.RetryAfter == 0 {
+		refusal.RetryAfter = p.windowOf(refusal.Rule) // at most the window
+	}
+	return nil, p.refuse(ctx, refusal) // a failed give-back is reported; the refusal stands
 }
 
 // remembered returns the refusal for the longest lock of the attempt's
@@ -783,4 +799,14 @@ func uncancelled(ctx context.Context) context.Context {
 		return ctx
 	}
 	return context.WithoutCancel(ctx)
+}
+
+// windowOf returns the window of the rule named name.
+func (p *Policy) windowOf(name string) time.Duration {
+	for i := range p.rules {
+		if p.rules[i].Name == name {
+			return p.rules[i].Window
+		}
+	}
+	return 0
 }

@@ -156,6 +156,11 @@ type Op struct {
 	// Expire sets: positive, or NoExpiry. Ignored by Exists and Delete, and
 	// by an Incr whose Delta is not positive.
 	TTL time.Duration
+	// SkipTTL tells the store that the caller of an Incr does not need the
+	// remaining TTL of a key that already existed: the store may report a
+	// TTL of zero for it, where reading it costs (Redis saves a PTTL). A
+	// store that knows the TTL anyway reports it.
+	SkipTTL bool
 }
 
 // IncrOp returns an Incr operation.

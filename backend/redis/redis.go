@@ -362,9 +362,15 @@ func (s *Store) command(ctx context.Context, ops []backend.Op, p *plan, start, e
 		case op.Kind == backend.Incr && op.Delta > 0:
 			if op.Delta == incr && op.TTL == incrTTL {
 				kinds[j] = scriptIncrSame
+				if op.SkipTTL {
+					kinds[j] = scriptIncrSkipSame
+				}
 				continue
 			}
 			kinds[j] = scriptIncr
+			if op.SkipTTL {
+				kinds[j] = scriptIncrSkip
+			}
 			incr, incrTTL = op.Delta, op.TTL
 			buf = append(buf, op.Delta, ttlArg(op.TTL))
 		case op.Kind == backend.Incr && op.Delta < 0:
@@ -565,6 +571,8 @@ func parse(ops []backend.Op, p *plan, start, end int, cmd *goredis.IntSliceCmd, 
 			results[i] = backend.Result{Found: v == 1}
 		case pttl == -2:
 			results[i] = backend.Result{}
+		case pttl == -3: // not asked for (SkipTTL)
+			results[i] = backend.Result{Found: true, Value: v}
 		case pttl == -1:
 			results[i] = backend.Result{Found: true, Value: v, TTL: backend.NoExpiry}
 		default: // 0 while the key lives its last millisecond

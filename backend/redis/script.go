@@ -12,6 +12,8 @@ import (
 //
 //	i delta ttl  add delta > 0, creating a missing key holding delta with a
 //	             TTL of ttl milliseconds (-1: no expiry)
+//	j delta ttl  i, not reporting the TTL of a key that existed (the caller
+//	             set backend.Op.SkipTTL)
 //	r delta      add delta < 0 to an existing key, keeping its TTL; a
 //	             result of zero or less deletes the key (reported missing);
 //	             a missing key stays missing
@@ -20,22 +22,26 @@ import (
 //	g            read a key
 //	d            delete the key
 //
-// The upper-case kinds I, R and E are i, r and e with the arguments of the
-// latest i, r or e before them, and take none: a decision's increments
-// share theirs, and every argument costs the server a Lua string.
+// The upper-case kinds I, J, R and E are i, j, r and e with the arguments
+// of the latest i, j, r or e before them, and take none: a decision's
+// increments share theirs, and every argument costs the server a Lua
+// string.
 //
 // It returns two values per operation: the value and the PTTL of the key
-// after it, with a PTTL of -2 for a missing key; for d, 1 or 0 (whether the
-// key existed) and -2. Values are integers, or strings holding integers
-// where Lua cannot hold them exactly: Lua numbers are doubles, so a value
-// beyond 2^53 is read back with GET, and a new key's value is its delta
-// argument as given.
+// after it, with a PTTL of -2 for a missing key and -3 for a TTL not
+// reported (j); for d, 1 or 0 (whether the key existed) and -2. Values are
+// integers, or strings holding integers where Lua cannot hold them exactly:
+// Lua numbers are doubles, so a value beyond 2^53 is read back with GET.
 //
 // The script makes as few Redis calls as it can, since each one costs far
-// more than the Lua around it: an increment of an existing key is PTTL and
-// INCRBY (of a new one PTTL and SET; a decrement that reaches zero adds a
-// DEL), a read of a missing key one GET (of an
-// existing one GET and PTTL), an expiry GET and PEXPIRE (or PERSIST), a
+// more than the Lua around it. An increment is INCRBY first: a result equal
+// to its delta means the key was missing (no key holds zero: a decrement
+// that reaches zero deletes it), and only then PEXPIRE sets its TTL; a key
+// that existed costs a PTTL, unless j. The reads of a call whose keys it
+// does not write are one EXISTS over them all, and a read of a key that
+// exists adds GET and PTTL: on a decision that is admitted (no lock marker
+// exists), three increments and one EXISTS. A decrement is PTTL and INCRBY
+// (a DEL when it reaches zero), an expiry GET and PEXPIRE (or PERSIST), a
 // delete one DEL. The TTL a script sets is the TTL it reports, since Redis
 // freezes a script's clock.
 //
@@ -46,37 +52,63 @@ import (
 // empty refuses every operation of a batch alike (NOSCRIPT) and the retry
 // replays them all, in batch order: a plain DEL would run while the
 // operations before it on the same key did not.
-const opScript = `local kinds, byte, out, p, d, ttl, dr, ttle = ARGV[1], string.byte, {}, 2
+const opScript = `local kinds, byte, out, p, d, ttl, skip, dr, ttle = ARGV[1], string.byte, {}, 2
+local reads, written, absent = {}, {}, false
+for i = 1, #KEYS do
+  if byte(kinds, i) == 103 then
+    reads[#reads+1] = KEYS[i]
+  else
+    written[KEYS[i]] = true
+  end
+end
+if #reads > 0 then
+  local apart = true
+  for _, k in ipairs(reads) do
+    if written[k] then apart = false break end
+  end
+  if apart then absent = redis.call('EXISTS', unpack(reads)) == 0 end
+end
 for i = 1, #KEYS do
   local k, op, v, t = KEYS[i], byte(kinds, i)
-  if op == 105 then
-    d, ttl, p, op = ARGV[p], ARGV[p+1], p + 2, 73
+  if op == 105 or op == 106 then
+    d, ttl, p = ARGV[p], ARGV[p+1], p + 2
+  end
+  if op == 105 or op == 73 then
+    skip, op = false, 73
+  elseif op == 106 or op == 74 then
+    skip, op = true, 73
   elseif op == 114 then
     dr, p, op = ARGV[p], p + 1, 82
   elseif op == 101 then
     ttle, p, op = ARGV[p], p + 1, 69
   end
   if op == 73 then
-    t = redis.call('PTTL', k)
-    if t == -2 then
-      if ttl == '-1' then
-        redis.call('SET', k, d)
-      else
-        redis.call('SET', k, d, 'PX', ttl)
-      end
-      v, t = d, tonumber(ttl)
+    v = redis.call('INCRBY', k, d)
+    local new
+    if v >= 9007199254740992 or v <= -9007199254740992 then
+      v = redis.call('GET', k)
+      new = v == d
     else
-      v = redis.call('INCRBY', k, d)
-      if v >= 9007199254740992 or v <= -9007199254740992 then
-        v = redis.call('GET', k)
-      end
+      new = v == tonumber(d)
+    end
+    if new then
+      t = tonumber(ttl)
+      if t ~= -1 then redis.call('PEXPIRE', k, ttl) end
+    elseif skip then
+      t = -3
+    else
+      t = redis.call('PTTL', k)
     end
   elseif op == 103 then
-    v = redis.call('GET', k)
-    if v then
-      t = redis.call('PTTL', k)
-    else
+    if absent then
       v, t = 0, -2
+    else
+      v = redis.call('GET', k)
+      if v then
+        t = redis.call('PTTL', k)
+      else
+        v, t = 0, -2
+      end
     end
   elseif op == 100 then
     v, t = redis.call('DEL', k), -2
@@ -115,14 +147,16 @@ return out
 // The operation kinds opScript takes, one byte each in ARGV[1], and the
 // kinds that reuse the arguments of the latest operation of theirs.
 const (
-	scriptIncr       = 'i'
-	scriptIncrSame   = 'I'
-	scriptReduce     = 'r'
-	scriptReduceSame = 'R'
-	scriptExpire     = 'e'
-	scriptExpireSame = 'E'
-	scriptGet        = 'g'
-	scriptDelete     = 'd'
+	scriptIncr         = 'i'
+	scriptIncrSame     = 'I'
+	scriptIncrSkip     = 'j'
+	scriptIncrSkipSame = 'J'
+	scriptReduce       = 'r'
+	scriptReduceSame   = 'R'
+	scriptExpire       = 'e'
+	scriptExpireSame   = 'E'
+	scriptGet          = 'g'
+	scriptDelete       = 'd'
 )
 
 // opSHA is the SHA-1 digest of opScript, the name EVALSHA calls it by.
