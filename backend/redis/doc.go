@@ -145,10 +145,13 @@
 // its hash tag waits for that write's reply, in a second pipeline.
 //
 // The script makes as few Redis calls per operation as it can, since each
-// costs the server far more than the Lua around it: PTTL and INCRBY for an
-// increment of an existing key (PTTL and SET for a new one), one GET to read
-// a missing key (GET and PTTL for an existing one). A decision with three
-// rules costs the server nine such calls in one EVALSHA. Plain commands in
+// costs the server far more than the Lua around it: INCRBY for an
+// increment (PEXPIRE too for a new key, PTTL too for an existing one unless
+// the caller set backend.Op.SkipTTL, as the lockout engine does when it
+// reserves), and one EXISTS over the keys a call reads (GET and PTTL more
+// for each that exists). An admitted decision with three rules costs the
+// server four such calls in one EVALSHA: three INCRBY and one EXISTS
+// (TestDecisionCommands counts them). Plain commands in
 // MULTI/EXEC (SET NX PX, INCRBY and PTTL per increment, GET and PTTL per
 // read) cost the server a little less, but the client much more (fifteen
 // commands to encode and answer instead of one), and cannot floor a
