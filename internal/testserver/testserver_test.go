@@ -367,3 +367,81 @@ func TestFreePortBus(t *testing.T) {
 		}
 	}
 }
+
+// TestRedisReady checks the readiness check on its own: it accepts the
+// started process only, and a server that never answers ends the check
+// when its context does, deadline or cancellation.
+func TestRedisReady(t *testing.T) {
+	clearEnv(t)
+	s := Redis(t)
+	s.mu.Lock()
+	pid := s.proc.cmd.Process.Pid
+	s.mu.Unlock()
+
+	mute, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// It accepts and never answers; its connections close with it.
+	var conns []net.Conn
+	accepted := make(chan struct{})
+	go func() {
+		defer close(accepted)
+		for {
+			c, err := mute.Accept()
+			if err != nil {
+				return
+			}
+			conns = append(conns, c)
+		}
+	}()
+	defer func() {
+		mute.Close()
+		<-accepted
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+
+	cancelled := func() (context.Context, context.CancelFunc) {
+		ctx, cancel := context.WithCancel(context.Background())
+		time.AfterFunc(100*time.Millisecond, cancel)
+		return ctx, cancel
+	}
+	deadline := func() (context.Context, context.CancelFunc) {
+		return context.WithTimeout(context.Background(), 100*time.Millisecond)
+	}
+	long := func() (context.Context, context.CancelFunc) {
+		return context.WithTimeout(context.Background(), 5*time.Second)
+	}
+	for _, tc := range []struct {
+		name    string
+		addr    string
+		pid     int
+		ctx     func() (context.Context, context.CancelFunc)
+		wantErr string
+	}{
+		{name: "any process", addr: s.Addr, ctx: long},
+		{name: "the started process", addr: s.Addr, pid: pid, ctx: long},
+		{name: "another process", addr: s.Addr, pid: pid + 1, ctx: long, wantErr: "not " + fmt.Sprint(pid+1)},
+		{name: "nothing listens", addr: "127.0.0.1:1", ctx: long, wantErr: "refused"},
+		{name: "mute server, deadline", addr: mute.Addr().String(), pid: pid, ctx: deadline, wantErr: "deadline exceeded"},
+		{name: "mute server, cancelled", addr: mute.Addr().String(), pid: pid, ctx: cancelled, wantErr: "canceled"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := tc.ctx()
+			defer cancel()
+			start := time.Now()
+			err := redisReady(ctx, tc.addr, tc.pid)
+			took := time.Since(start)
+			switch {
+			case tc.wantErr == "" && err != nil:
+				t.Fatalf("redisReady: %v", err)
+			case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
+				t.Fatalf("redisReady = %v; want an error containing %q", err, tc.wantErr)
+			case took > 2*time.Second:
+				t.Fatalf("redisReady took %v", took)
+			}
+		})
+	}
+}
