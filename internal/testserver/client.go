@@ -7,6 +7,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"time"
 
 	goredis "github.com/redis/go-redis/v9"
 )
@@ -88,10 +89,19 @@ func withSentinel(ctx context.Context, addr string, f func(c *goredis.SentinelCl
 }
 
 // withCtxErr adds ctx's error to err when ctx ended: the closed
-// connection's error alone would not say why it closed.
+// connection's error, or the socket's timeout, alone would not say why.
+// The socket's deadline is ctx's, and may fire a moment before ctx's
+// timer: a deadline that has passed counts as ended.
 func withCtxErr(ctx context.Context, err error) error {
-	if err != nil && ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
-		return fmt.Errorf("%w (%w)", err, ctx.Err())
+	if err == nil {
+		return nil
+	}
+	cerr := ctx.Err()
+	if dl, ok := ctx.Deadline(); ok && cerr == nil && !time.Now().Before(dl) {
+		cerr = context.DeadlineExceeded
+	}
+	if cerr != nil && !errors.Is(err, cerr) {
+		return fmt.Errorf("%w (%w)", err, cerr)
 	}
 	return err
 }
