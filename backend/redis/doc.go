@@ -103,22 +103,76 @@
 // server: every counter and lock is gone. Enable appendonly where locks must
 // survive a restart.
 //
+// # Sentinel
+//
+// With Sentinel, run at least three sentinels, on machines that fail
+// independently, with a quorum of two, watching a master and at least one
+// replica; for example, in each sentinel.conf:
+//
+//	sentinel monitor lockout 10.0.0.1 6379 2
+//	sentinel down-after-milliseconds lockout 5000
+//	sentinel failover-timeout lockout 60000
+//
+// Give the store a failover client: redis.NewFailoverClient (as above), or
+// redis.NewUniversalClient with MasterName set, which returns one; both are
+// tested. Leave FailoverOptions.ReplicaOnly unset: every call of the store
+// must reach the master (a replica refuses its writes).
+// redis.NewFailoverClusterClient, which can route reads to replicas, is not
+// tested with the store. go-redis asks the sentinels for the master,
+// follows their +switch-master announcement to the promoted replica, and
+// the store reloads its script there (below): nothing needs restarting.
+//
+// During a failover no master answers, for down-after-milliseconds plus
+// the sentinels' vote and the promotion: a few seconds (about 2.5 s in the
+// tests, which use down-after-milliseconds 1000). The store's calls fail
+// meanwhile, and the lockout policy decides as its Outage mode says: by
+// default an in-process fallback store with the same rules decides every
+// attempt, within the policy's deadline. Once the replica is promoted the
+// policy's next probe (every ProbeInterval, 1 s by default) finds the
+// store answering, writes back what the fallback counted, and decisions go
+// to the store again. The fallback is per process: during a failover each
+// application instance allows up to a rule's limit of guesses per key on
+// its own. TestSentinel runs the conformance suite over a failover client
+// and this drill, on a master, a replica and three sentinels it starts.
+//
 // # Failover and what it can lose
 //
-// Redis replicates asynchronously. A master acknowledges an increment or a
-// lock before its replicas have it; if it fails then, the replica promoted by
-// Sentinel or by the Cluster does not have it. A failover can therefore undo
-// the last moments of counting: attempts that were counted are forgotten, and
-// a lock set just before the failover can vanish, letting an attacker try
-// again early. The loss is bounded by the replication lag (normally
-// milliseconds) and by how rarely failovers happen; the store does not use
-// WAIT, which would cost a round trip on every decision. The same holds for
-// a master restarted without persistence, which loses everything.
+// Redis replicates asynchronously: a master acknowledges an increment or a
+// lock before its replicas have it. When the master dies, the writes its
+// replica had not yet received are lost: the promoted replica does not
+// have the last counts and locks. Attempts counted just before the
+// failover are forgotten, and a lock set just before it vanishes, so an
+// attacker locked out then can try again early (up to a rule's limit more
+// guesses on that key). The loss is bounded by the replication lag,
+// normally milliseconds; the store does not use WAIT, which would cost a
+// round trip on every decision. The policy's fallback covers the gap during
+// the failover (no attempt is decided without limits while no master
+// answers); it cannot bring back what the old master had acknowledged and
+// not replicated.
+//
+// A master cut off from the sentinels but still reachable by some
+// application instances keeps accepting their writes until it is demoted;
+// when it comes back as a replica of the promoted one, those writes are
+// discarded too. Setting, on every data server,
+//
+//	min-replicas-to-write 1
+//	min-replicas-max-lag 10
+//
+// bounds that: a master that no replica has acknowledged for 10 s refuses
+// writes, the store's calls fail, and the policy's fallback decides. The
+// price: with a single replica, losing that replica also sends decisions
+// to the fallback.
+//
+// A master restarted without persistence comes back empty, and if it does
+// so before the sentinels notice it was down, its replicas copy the empty
+// data set: every counter and lock is gone. Enable persistence (appendonly)
+// on the master, or do not restart it automatically.
 //
 // The promoted replica may lack the store's script. The store notices
 // (NOSCRIPT), runs the refused commands again once by EVAL, which also loads
 // the script there, and carries on: nothing needs restarting. A refused
-// EVALSHA never ran, so this retry cannot count twice.
+// EVALSHA never ran, so this retry cannot count twice. The same holds after
+// a Redis Cluster failover, which loses writes the same way.
 //
 // # How the store uses Redis
 //

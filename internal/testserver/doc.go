@@ -1,18 +1,24 @@
-// Package testserver starts real redis-server and memcached processes for
-// tests: on free loopback ports (127.0.0.1 only), in t.TempDir(), killed on
-// t.Cleanup. It also builds a three-master Redis Cluster.
+// Package testserver starts real redis-server, redis-sentinel and memcached
+// processes for tests: on free loopback ports (127.0.0.1 only), in
+// t.TempDir(), killed on t.Cleanup. It also builds a three-master Redis
+// Cluster ([RedisCluster]), and a master with a replica watched by three
+// Redis Sentinels ([RedisSentinel]). It talks to the servers it starts
+// through go-redis, one connection per check.
 //
 // # Binaries
 //
-// redis-server and memcached are looked up on PATH and then in /usr/bin,
-// /usr/sbin and /usr/local/bin. When a binary is missing and no environment
-// variable names a server, the test is skipped with a message saying how to
-// install them (apt-get install redis-server memcached) — except when CI=true,
-// where the test fails with the same message: in CI a test that cannot get its
-// server must never pass silently.
+// redis-server, redis-sentinel and memcached are looked up on PATH and then
+// in /usr/bin, /usr/sbin and /usr/local/bin. When a binary is missing and no
+// environment variable names a server, the test is skipped with a message
+// saying how to install them (apt-get install redis-server redis-sentinel
+// memcached; Debian ships redis-sentinel in a package of its own) — except
+// when CI=true, where the test fails with the same message: in CI a test
+// that cannot get its server must never pass silently.
 //
 // Redis runs with --bind 127.0.0.1 --protected-mode no --save ""
-// --appendonly no --daemonize no and logs to a file in its temp dir; memcached
+// --appendonly no --daemonize no and logs to a file in its temp dir; a
+// sentinel runs with the same bind, protected-mode, daemonize and log
+// settings, from a sentinel.conf in its temp dir that it rewrites; memcached
 // runs with -l 127.0.0.1 -U 0 (and -u root when the test runs as root, since
 // memcached refuses to run as root otherwise). A server that does not come up
 // within 10 s, or exits early, fails the test with the tail of its log. A
@@ -32,6 +38,7 @@
 // list is exhausted, or when extra server arguments were asked for (an
 // existing server cannot honour them), a local server is started if its
 // binary is found; otherwise the test is skipped (failed when CI=true).
+// No variable names a Sentinel set: RedisSentinel always starts its own.
 // A server given by an environment variable is not [Server.Controllable]:
 // Stop and Start skip the test (fail it when CI=true). Such servers are
 // shared, and conformance harnesses flush them (FlushRedis, FlushMemcached):

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 var memcachedKind = &kind{
@@ -108,4 +109,15 @@ func memcachedDo(ctx context.Context, addr, cmd, last string) ([]string, error) 
 			return lines, fmt.Errorf("memcached: %s: %s", cmd, line)
 		}
 	}
+}
+
+// bindConn makes ctx's deadline and cancellation interrupt c's I/O; call the
+// returned stop when done with c.
+func bindConn(ctx context.Context, c net.Conn) (stop func() bool, err error) {
+	if dl, ok := ctx.Deadline(); ok {
+		if err := c.SetDeadline(dl); err != nil {
+			return nil, fmt.Errorf("set deadline: %w", err)
+		}
+	}
+	return context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Unix(1, 0)) }), nil
 }

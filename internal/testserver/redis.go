@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	goredis "github.com/redis/go-redis/v9"
 )
 
 const (
@@ -43,24 +45,26 @@ func redisArgs(dir string, port int, extra []string) []string {
 
 // redisReady checks that addr answers; when pid is not 0, that it is pid.
 func redisReady(ctx context.Context, addr string, pid int) error {
-	if pid == 0 {
-		pong, err := redisString(ctx, addr, "PING")
+	return withRedis(ctx, addr, func(c *goredis.Client) error {
+		if pid == 0 {
+			pong, err := c.Ping(ctx).Result()
+			if err != nil {
+				return err
+			}
+			if pong != "PONG" {
+				return fmt.Errorf("redis: PING answered %q", pong)
+			}
+			return nil
+		}
+		info, err := c.Info(ctx, "server").Result()
 		if err != nil {
 			return err
 		}
-		if pong != "PONG" {
-			return fmt.Errorf("redis: PING answered %q", pong)
+		if got := infoField(info, "process_id"); got != strconv.Itoa(pid) {
+			return fmt.Errorf("redis: %s is served by process %q, not %d", addr, got, pid)
 		}
 		return nil
-	}
-	info, err := redisString(ctx, addr, "INFO", "server")
-	if err != nil {
-		return err
-	}
-	if got := infoField(info, "process_id"); got != strconv.Itoa(pid) {
-		return fmt.Errorf("redis: %s is served by process %q, not %d", addr, got, pid)
-	}
-	return nil
+	})
 }
 
 var (
@@ -103,7 +107,8 @@ func FlushRedis(t testing.TB, addrs ...string) {
 	ctx, cancel := context.WithTimeout(context.Background(), envTimeout)
 	defer cancel()
 	for _, a := range addrs {
-		if _, err := redisDo(ctx, a, "FLUSHALL"); err != nil {
+		err := withRedis(ctx, a, func(c *goredis.Client) error { return c.FlushAll(ctx).Err() })
+		if err != nil {
 			t.Fatalf("testserver: FLUSHALL on %s: %v", a, err)
 		}
 	}
@@ -175,20 +180,34 @@ func (c *Cluster) create(ctx context.Context) error {
 	n := len(c.Nodes)
 	for i, node := range c.Nodes {
 		lo, hi := i*clusterSlots/n, (i+1)*clusterSlots/n-1
-		args := []string{"CLUSTER", "ADDSLOTS"}
+		slots := make([]int, 0, hi-lo+1)
 		for s := lo; s <= hi; s++ {
-			args = append(args, strconv.Itoa(s))
+			slots = append(slots, s)
 		}
-		if _, err := redisDo(ctx, node.Addr, args...); err != nil {
-			return fmt.Errorf("%s: CLUSTER ADDSLOTS %d-%d: %w", node.Addr, lo, hi, err)
-		}
-		if _, err := redisDo(ctx, node.Addr, "CLUSTER", "SET-CONFIG-EPOCH", strconv.Itoa(i+1)); err != nil {
-			return fmt.Errorf("%s: CLUSTER SET-CONFIG-EPOCH: %w", node.Addr, err)
+		err := withRedis(ctx, node.Addr, func(rc *goredis.Client) error {
+			// ADDSLOTS rather than ADDSLOTSRANGE, which needs Redis 7.0.
+			if err := rc.ClusterAddSlots(ctx, slots...).Err(); err != nil {
+				return fmt.Errorf("CLUSTER ADDSLOTS %d-%d: %w", lo, hi, err)
+			}
+			if err := rc.Do(ctx, "CLUSTER", "SET-CONFIG-EPOCH", i+1).Err(); err != nil {
+				return fmt.Errorf("CLUSTER SET-CONFIG-EPOCH: %w", err)
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("%s: %w", node.Addr, err)
 		}
 	}
 	for _, node := range c.Nodes[1:] {
-		host, port, _ := strings.Cut(node.Addr, ":")
-		if _, err := redisDo(ctx, c.Nodes[0].Addr, "CLUSTER", "MEET", host, port); err != nil {
+		host, portStr, _ := strings.Cut(node.Addr, ":")
+		port, err := strconv.Atoi(portStr)
+		if err != nil {
+			return fmt.Errorf("%s: bad port: %w", node.Addr, err)
+		}
+		err = withRedis(ctx, c.Nodes[0].Addr, func(rc *goredis.Client) error {
+			return rc.ClusterMeet(ctx, host, strconv.Itoa(port)).Err()
+		})
+		if err != nil {
 			return fmt.Errorf("%s: CLUSTER MEET %s: %w", c.Nodes[0].Addr, node.Addr, err)
 		}
 	}
@@ -215,7 +234,15 @@ func (c *Cluster) waitHealthy(ctx context.Context) error {
 func (c *Cluster) healthy(ctx context.Context) error {
 	var first string
 	for _, node := range c.Nodes {
-		info, err := redisString(ctx, node.Addr, "CLUSTER", "INFO")
+		var info, nodes string
+		err := withRedis(ctx, node.Addr, func(rc *goredis.Client) error {
+			var err error
+			if info, err = rc.ClusterInfo(ctx).Result(); err != nil {
+				return err
+			}
+			nodes, err = rc.ClusterNodes(ctx).Result()
+			return err
+		})
 		if err != nil {
 			return fmt.Errorf("%s: %w", node.Addr, err)
 		}
@@ -224,10 +251,6 @@ func (c *Cluster) healthy(ctx context.Context) error {
 		}
 		if k := infoField(info, "cluster_known_nodes"); k != strconv.Itoa(len(c.Nodes)) {
 			return fmt.Errorf("%s: cluster_known_nodes:%s", node.Addr, k)
-		}
-		nodes, err := redisString(ctx, node.Addr, "CLUSTER", "NODES")
-		if err != nil {
-			return fmt.Errorf("%s: %w", node.Addr, err)
 		}
 		view, err := slotView(nodes)
 		if err != nil {
@@ -274,14 +297,18 @@ func envCluster(t testing.TB, seeds []string) *Cluster {
 	defer cancel()
 	var errs []error
 	for _, seed := range seeds {
-		info, err := redisString(ctx, seed, "CLUSTER", "INFO")
-		if err == nil && infoField(info, "cluster_state") != "ok" {
-			err = fmt.Errorf("cluster_state:%s", infoField(info, "cluster_state"))
-		}
 		var nodes string
-		if err == nil {
-			nodes, err = redisString(ctx, seed, "CLUSTER", "NODES")
-		}
+		err := withRedis(ctx, seed, func(rc *goredis.Client) error {
+			info, err := rc.ClusterInfo(ctx).Result()
+			if err != nil {
+				return err
+			}
+			if st := infoField(info, "cluster_state"); st != "ok" {
+				return fmt.Errorf("cluster_state:%s", st)
+			}
+			nodes, err = rc.ClusterNodes(ctx).Result()
+			return err
+		})
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", seed, err))
 			continue

@@ -27,7 +27,7 @@ const (
 	// logFileName is the log a server writes itself (besides its output).
 	logFileName = "server.log"
 	// installHint tells the reader how to get the servers.
-	installHint = "install them (apt-get install redis-server memcached) " +
+	installHint = "install them (apt-get install redis-server redis-sentinel memcached) " +
 		"or set LOCKOUT_TEST_REDIS, LOCKOUT_TEST_REDIS_CLUSTER, LOCKOUT_TEST_MEMCACHED to host:port"
 )
 

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -333,9 +335,10 @@ func TestMissingBinary(t *testing.T) {
 	t.Cleanup(func() { searchDirs = old })
 
 	kinds := map[string]func(testing.TB){
-		"Redis":        func(tb testing.TB) { Redis(tb) },
-		"Memcached":    func(tb testing.TB) { Memcached(tb) },
-		"RedisCluster": func(tb testing.TB) { RedisCluster(tb) },
+		"Redis":         func(tb testing.TB) { Redis(tb) },
+		"Memcached":     func(tb testing.TB) { Memcached(tb) },
+		"RedisCluster":  func(tb testing.TB) { RedisCluster(tb) },
+		"RedisSentinel": func(tb testing.TB) { RedisSentinel(tb) },
 	}
 	for name, f := range kinds {
 		for _, tc := range []struct {
@@ -348,7 +351,7 @@ func TestMissingBinary(t *testing.T) {
 				if r.skipped != tc.wantSkip || r.failed == tc.wantSkip {
 					t.Fatalf("skipped=%v failed=%v; want skipped=%v", r.skipped, r.failed, tc.wantSkip)
 				}
-				if !strings.Contains(r.msg, "apt-get install redis-server memcached") {
+				if !strings.Contains(r.msg, "apt-get install redis-server redis-sentinel memcached") {
 					t.Fatalf("message %q does not say how to install", r.msg)
 				}
 			})
@@ -365,5 +368,202 @@ func TestFreePortBus(t *testing.T) {
 		if p+10000 > 65535 {
 			t.Fatalf("freePort(true) = %d: bus port out of range", p)
 		}
+	}
+}
+
+// TestRedisReady checks the readiness check on its own: it accepts the
+// started process only, and a server that never answers ends the check
+// when its context does, deadline or cancellation.
+func TestRedisReady(t *testing.T) {
+	clearEnv(t)
+	s := Redis(t)
+	s.mu.Lock()
+	pid := s.proc.cmd.Process.Pid
+	s.mu.Unlock()
+
+	mute, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// It accepts and never answers; its connections close with it.
+	var conns []net.Conn
+	accepted := make(chan struct{})
+	go func() {
+		defer close(accepted)
+		for {
+			c, err := mute.Accept()
+			if err != nil {
+				return
+			}
+			conns = append(conns, c)
+		}
+	}()
+	defer func() {
+		mute.Close()
+		<-accepted
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+
+	cancelled := func() (context.Context, context.CancelFunc) {
+		ctx, cancel := context.WithCancel(context.Background())
+		time.AfterFunc(100*time.Millisecond, cancel)
+		return ctx, cancel
+	}
+	deadline := func() (context.Context, context.CancelFunc) {
+		return context.WithTimeout(context.Background(), 100*time.Millisecond)
+	}
+	long := func() (context.Context, context.CancelFunc) {
+		return context.WithTimeout(context.Background(), 5*time.Second)
+	}
+	for _, tc := range []struct {
+		name    string
+		addr    string
+		pid     int
+		ctx     func() (context.Context, context.CancelFunc)
+		wantErr string
+	}{
+		{name: "any process", addr: s.Addr, ctx: long},
+		{name: "the started process", addr: s.Addr, pid: pid, ctx: long},
+		{name: "another process", addr: s.Addr, pid: pid + 1, ctx: long, wantErr: "not " + fmt.Sprint(pid+1)},
+		{name: "nothing listens", addr: "127.0.0.1:1", ctx: long, wantErr: "refused"},
+		{name: "mute server, deadline", addr: mute.Addr().String(), pid: pid, ctx: deadline, wantErr: "deadline exceeded"},
+		{name: "mute server, cancelled", addr: mute.Addr().String(), pid: pid, ctx: cancelled, wantErr: "canceled"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := tc.ctx()
+			defer cancel()
+			start := time.Now()
+			err := redisReady(ctx, tc.addr, tc.pid)
+			took := time.Since(start)
+			switch {
+			case tc.wantErr == "" && err != nil:
+				t.Fatalf("redisReady: %v", err)
+			case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
+				t.Fatalf("redisReady = %v; want an error containing %q", err, tc.wantErr)
+			case took > 2*time.Second:
+				t.Fatalf("redisReady took %v", took)
+			}
+		})
+	}
+}
+
+// TestMissingSentinel: redis-server is there, redis-sentinel is not (it is
+// a Debian package of its own). RedisSentinel skips, or fails when
+// CI=true, before it starts anything.
+func TestMissingSentinel(t *testing.T) {
+	clearEnv(t)
+	server, ok := lookBinary("redis-server")
+	if !ok {
+		skipOrFatal(t, "redis-server not found")
+	}
+	dir := t.TempDir()
+	if err := os.Symlink(server, filepath.Join(dir, "redis-server")); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", "")
+	old := searchDirs
+	searchDirs = []string{dir}
+	t.Cleanup(func() { searchDirs = old })
+	for _, tc := range []struct {
+		ci       string
+		wantSkip bool
+	}{{"", true}, {"true", false}} {
+		t.Run("CI="+tc.ci, func(t *testing.T) {
+			t.Setenv("CI", tc.ci)
+			r := runRec(t, func(tb testing.TB) { RedisSentinel(tb) })
+			if r.skipped != tc.wantSkip || r.failed == tc.wantSkip {
+				t.Fatalf("skipped=%v failed=%v; want skipped=%v (%s)", r.skipped, r.failed, tc.wantSkip, r.msg)
+			}
+			if !strings.Contains(r.msg, "redis-sentinel not found") || !strings.Contains(r.msg, "apt-get install") {
+				t.Fatalf("message %q does not name redis-sentinel and how to install it", r.msg)
+			}
+		})
+	}
+}
+
+// TestRedisSentinel starts the set, checks that a failover client writes
+// to the master and that the replica has it, stops the master and waits
+// for the sentinels to promote the replica (the write is still there),
+// then restarts the old master, which the sentinels make a replica.
+//
+// It runs in parallel with the other tests (mostly waiting on the
+// sentinels), so it cannot clear the environment; RedisSentinel reads none
+// but CI.
+func TestRedisSentinel(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	s := RedisSentinel(t)
+	if len(s.SentinelAddrs) != 3 || len(s.Sentinels) != 3 || s.MasterName != SentinelMasterName {
+		t.Fatalf("RedisSentinel: %d sentinels %v, master name %q", len(s.Sentinels), s.SentinelAddrs, s.MasterName)
+	}
+	for _, n := range append([]*Server{s.Master, s.Replica}, s.Sentinels...) {
+		if !n.Controllable() || !strings.HasPrefix(n.Addr, "127.0.0.1:") {
+			t.Fatalf("server %q: Controllable %v", n.Addr, n.Controllable())
+		}
+	}
+	if got, err := s.MasterAddr(ctx); err != nil || got != s.Master.Addr {
+		t.Fatalf("MasterAddr = %q, %v; want %q", got, err, s.Master.Addr)
+	}
+
+	fc := redis.NewFailoverClient(&redis.FailoverOptions{
+		MasterName:    s.MasterName,
+		SentinelAddrs: s.SentinelAddrs,
+	})
+	defer fc.Close()
+	if err := fc.Set(ctx, "k", "v", 0).Err(); err != nil {
+		t.Fatalf("SET through the failover client: %v", err)
+	}
+	master := redis.NewClient(&redis.Options{Addr: s.Master.Addr, MaxRetries: -1})
+	defer master.Close()
+	if n, err := master.Wait(ctx, 1, 5000).Result(); err != nil || n != 1 {
+		t.Fatalf("WAIT 1 = %d, %v; want the replica to acknowledge", n, err)
+	}
+	replica := redis.NewClient(&redis.Options{Addr: s.Replica.Addr})
+	defer replica.Close()
+	if got, err := replica.Get(ctx, "k").Result(); err != nil || got != "v" {
+		t.Fatalf("GET on the replica = %q, %v; want v", got, err)
+	}
+
+	begin := time.Now()
+	s.Master.Stop()
+	addr := waitMaster(t, ctx, s, s.Replica.Addr)
+	t.Logf("the replica %s is master %v after the master stopped", addr, time.Since(begin).Round(time.Millisecond))
+	if got, err := fc.Get(ctx, "k").Result(); err != nil || got != "v" {
+		t.Fatalf("GET through the failover client after the failover = %q, %v; want v", got, err)
+	}
+
+	s.Master.Start()
+	begin = time.Now()
+	for {
+		info, err := master.Info(ctx, "replication").Result()
+		if err == nil && infoField(info, "role") == "slave" && infoField(info, "master_port") == strings.TrimPrefix(s.Replica.Addr, "127.0.0.1:") {
+			t.Logf("the old master is a replica of %s %v after its restart", s.Replica.Addr, time.Since(begin).Round(time.Millisecond))
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("the restarted old master is not a replica of %s: %v\n%s", s.Replica.Addr, err, info)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if got, err := s.MasterAddr(ctx); err != nil || got != s.Replica.Addr {
+		t.Fatalf("MasterAddr after the old master's return = %q, %v; want %q", got, err, s.Replica.Addr)
+	}
+}
+
+// waitMaster polls MasterAddr until it names want, failing t when ctx ends.
+func waitMaster(t *testing.T, ctx context.Context, s *Sentinel, want string) string {
+	t.Helper()
+	for {
+		addr, err := s.MasterAddr(ctx)
+		if err == nil && addr == want {
+			return addr
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("the sentinels did not promote %s: last MasterAddr %q, %v", want, addr, err)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
