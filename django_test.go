@@ -12,18 +12,32 @@ import (
 )
 
 // defender translates django-defender's settings into a Config, as the
-// README's migration table says.
+// README's migration table says. A nil cooloff is the setting's default; a
+// cooloff of 0 is defender's "never".
 type defender struct {
 	failureLimit, limitUsername, limitIP int  // DEFENDER_LOGIN_FAILURE_LIMIT(_USERNAME, _IP)
 	byIPAndUsername                      bool // DEFENDER_LOCK_OUT_BY_IP_AND_USERNAME
 	disableIP, disableUsername           bool // DEFENDER_DISABLE_(IP|USERNAME)_LOCKOUT
-	cooloff                              int  // DEFENDER_COOLOFF_TIME, seconds
-	attemptCooloff                       int  // DEFENDER_ATTEMPT_COOLOFF_TIME
+	cooloff                              *int // DEFENDER_COOLOFF_TIME, seconds (default 300)
+	attemptCooloff                       *int // DEFENDER_ATTEMPT_COOLOFF_TIME (default COOLOFF_TIME)
 	lockoutCooloff                       []int
 	cachePrefix                          string
 }
 
+// longTime stands for "never" in tests of things that never expire: far
+// longer than any finite TTL the tests use. (A synctest bubble sleeps it
+// fast, but the stores' sweepers tick through it: longer costs real time.)
+const longTime = 10 * 24 * time.Hour
+
 func secs(s int) time.Duration { return time.Duration(s) * time.Second }
+
+// defenderSecs is a defender duration: 0 means never.
+func defenderSecs(s int) time.Duration {
+	if s == 0 {
+		return lockout.Forever
+	}
+	return secs(s)
+}
 
 func (d defender) config() lockout.Config {
 	or := func(v, def int) int {
@@ -32,23 +46,26 @@ func (d defender) config() lockout.Config {
 		}
 		return v
 	}
-	limit := or(d.failureLimit, 3)
-	cooloff := or(d.cooloff, 300)
-	window := secs(or(d.attemptCooloff, cooloff))
-	schedule := lockout.Fixed(secs(cooloff))
-	if len(d.lockoutCooloff) > 0 {
-		var ds []time.Duration
-		for _, s := range d.lockoutCooloff {
-			if s == 0 {
-				ds = append(ds, lockout.Forever)
-			} else {
-				ds = append(ds, secs(s))
-			}
+	orp := func(v *int, def int) int {
+		if v == nil {
+			return def
 		}
-		schedule = lockout.List(ds...)
+		return *v
 	}
+	limit := or(d.failureLimit, 3)
+	cooloff := orp(d.cooloff, 300)
+	window := defenderSecs(orp(d.attemptCooloff, cooloff))
+	lockoutCooloff := d.lockoutCooloff
+	if len(lockoutCooloff) == 0 {
+		lockoutCooloff = []int{cooloff}
+	}
+	var ds []time.Duration
+	for _, s := range lockoutCooloff {
+		ds = append(ds, defenderSecs(s))
+	}
+	schedule := lockout.List(ds...)
 	rule := func(r lockout.Rule) lockout.Rule {
-		r.Window, r.Schedule = window, schedule
+		r.Window, r.Sliding, r.Schedule = window, true, schedule
 		return r
 	}
 	var rules []lockout.Rule
@@ -136,7 +153,7 @@ func TestDjangoDefenderSettings(t *testing.T) {
 				}
 			}
 		}},
-		{"COOLOFF_TIME=300: lock and failures last 300 s", defender{cooloff: 300, failureLimit: 2}, func(t *testing.T, p *lockout.Policy) {
+		{"COOLOFF_TIME=300: lock and failures last 300 s", defender{cooloff: new(300), failureLimit: 2}, func(t *testing.T, p *lockout.Policy) {
 			s := lockout.Subject{Username: "alice", IP: ip1}
 			fail(t, p, s, 2)
 			time.Sleep(300*time.Second - time.Nanosecond)
@@ -157,16 +174,56 @@ func TestDjangoDefenderSettings(t *testing.T) {
 				t.Errorf("2 failures, 300 s apart from 2 more: %v", err)
 			}
 		}},
-		{"ATTEMPT_COOLOFF_TIME=60, LOCKOUT_COOLOFF_TIME=600", defender{failureLimit: 1, attemptCooloff: 60, lockoutCooloff: []int{600}}, func(t *testing.T, p *lockout.Policy) {
+		{"COOLOFF_TIME=300 refreshes with every failure: 4 failures 200 s apart lock", defender{cooloff: new(300)}, func(t *testing.T, p *lockout.Policy) {
+			s := lockout.Subject{Username: "alice", IP: ip1}
+			for i := range 3 {
+				fail(t, p, s, 1)
+				time.Sleep(200 * time.Second)
+				if st := status(t, p, s)["username"]; st.Attempts != int64(i+1) {
+					t.Fatalf("after failure %d, 200 s later: %d attempts counted, want %d", i+1, st.Attempts, i+1)
+				}
+			}
+			fail(t, p, s, 1) // the fourth, 600 s after the first
+			if re := refusal(t, attempt(t, p, s, true)); re.Reason != lockout.ReasonLocked || re.RetryAfter != 300*time.Second {
+				t.Errorf("after the fourth failure: %v, want locked for 300 s", re)
+			}
+		}},
+		{"COOLOFF_TIME=0: failures and locks never expire", defender{cooloff: new(0)}, func(t *testing.T, p *lockout.Policy) {
+			s := lockout.Subject{Username: "alice", IP: ip1}
+			fail(t, p, s, 3)
+			time.Sleep(longTime)
+			if st := status(t, p, s)["username"]; st.Attempts != 3 || st.WindowRemaining != lockout.Forever {
+				t.Fatalf("%v after 3 failures: %+v, want 3 attempts that never expire", longTime, st)
+			}
+			fail(t, p, s, 1)
+			re := refusal(t, attempt(t, p, s, true))
+			if !re.Forever {
+				t.Fatalf("after the fourth failure: %v, want locked forever", re)
+			}
+			time.Sleep(longTime)
+			if err := attempt(t, p, s, true); !errors.Is(err, lockout.ErrLocked) {
+				t.Errorf("%v into the lock: %v, want still locked", longTime, err)
+			}
+		}},
+		{"ATTEMPT_COOLOFF_TIME=60, LOCKOUT_COOLOFF_TIME=600", defender{failureLimit: 1, attemptCooloff: new(60), lockoutCooloff: []int{600}}, func(t *testing.T, p *lockout.Policy) {
 			s := lockout.Subject{Username: "alice", IP: ip1}
 			fail(t, p, s, 1)
 			time.Sleep(60 * time.Second)
-			fail(t, p, s, 1) // the first one is forgotten
+			fail(t, p, s, 1) // the first one is forgotten: 60 s without a failure
 			time.Sleep(59 * time.Second)
-			fail(t, p, s, 1) // within 60 s of the first counted failure: locks
+			fail(t, p, s, 1) // within 60 s of the previous failure: locks
 			err := attempt(t, p, s, true)
 			if re := refusal(t, err); re.RetryAfter != 600*time.Second {
 				t.Errorf("lock for %v, want 600 s", re.RetryAfter)
+			}
+		}},
+		{"ATTEMPT_COOLOFF_TIME=0, LOCKOUT_COOLOFF_TIME=60: failures never forgotten", defender{failureLimit: 1, attemptCooloff: new(0), lockoutCooloff: []int{60}}, func(t *testing.T, p *lockout.Policy) {
+			s := lockout.Subject{Username: "alice", IP: ip1}
+			fail(t, p, s, 1)
+			time.Sleep(longTime)
+			fail(t, p, s, 1) // much later, the first still counts: locks
+			if re := refusal(t, attempt(t, p, s, true)); re.RetryAfter != time.Minute {
+				t.Errorf("%v, want locked for 60 s", re)
 			}
 		}},
 		{"LOCKOUT_COOLOFF_TIME=[60, 120, 300, 600, 0]", defender{failureLimit: 1, lockoutCooloff: []int{60, 120, 300, 600, 0}}, func(t *testing.T, p *lockout.Policy) {

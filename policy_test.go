@@ -14,14 +14,14 @@ import (
 
 	"github.com/go-lockout/lockout"
 	"github.com/go-lockout/lockout/backend"
-	"github.com/go-lockout/lockout/conformance"
+	"github.com/go-lockout/lockout/internal/counting"
 )
 
 // newPolicy returns a policy over a fresh store wrapped in a call counter.
 // Call it inside the test's synctest bubble.
-func newPolicy(t *testing.T, cfg lockout.Config) (*lockout.Policy, *conformance.Counting) {
+func newPolicy(t *testing.T, cfg lockout.Config) (*lockout.Policy, *counting.Store) {
 	t.Helper()
-	store, counter := conformance.Wrap(newStore(t))
+	store, counter := counting.Wrap(newStore(t))
 	if cfg.Logger == nil {
 		cfg.Logger = discard
 	}
@@ -402,7 +402,7 @@ func TestRoundTripBudget(t *testing.T) {
 		sliding := rules
 		sliding[1].Sliding = true
 		ps, counterS := newPolicy(t, lockout.Config{Rules: sliding})
-		check := func(step string, c *conformance.Counting, max int64, f func()) {
+		check := func(step string, c *counting.Store, max int64, f func()) {
 			t.Helper()
 			c.Reset()
 			f()

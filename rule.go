@@ -64,7 +64,20 @@ type Rule struct {
 	Limit int
 	// Window is how long failures are counted: fixed from the first
 	// attempt, or refreshed by each failure when Sliding is set. Default
-	// DefaultWindow.
+	// DefaultWindow. Forever keeps failures until a success resets them, a
+	// lockout clears them or an operator unlocks the key
+	// (django-defender's cooloff 0, django-axes' COOLOFF_TIME None); like
+	// every Forever, it is never a default.
+	//
+	// The window starts when a counter is created: by the first attempt
+	// reserved on a key that holds none. A success on a rule that does not
+	// reset (an IP rule under SuccessAuto, or SuccessRelease) gives its
+	// reservation back, and a counter brought back to zero is removed, so
+	// a success before any failure leaves no counter: the window then
+	// starts at the first failure's attempt, as django-lockout's does.
+	// Only attempts in flight at once share a counter: a success whose
+	// reservation overlaps the first failure's moves the window's start
+	// earlier by at most the time the success's password check took.
 	Window time.Duration
 	// Sliding makes each failure refresh Window.
 	Sliding bool
@@ -173,8 +186,8 @@ func (r Rule) compile() (rule, error) {
 	switch {
 	case out.Limit < 0:
 		return rule{}, fmt.Errorf("rule %q: limit %d: want > 0", out.Name, out.Limit)
-	case out.Window < 0:
-		return rule{}, fmt.Errorf("rule %q: window %v: want > 0", out.Name, out.Window)
+	case out.Window < 0 && out.Window != Forever:
+		return rule{}, fmt.Errorf("rule %q: window %v: want > 0 or Forever", out.Name, out.Window)
 	case out.HistoryWindow < 0:
 		return rule{}, fmt.Errorf("rule %q: history window %v: want > 0", out.Name, out.HistoryWindow)
 	case out.IPv6Prefix < 1 || out.IPv6Prefix > 128:

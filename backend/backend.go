@@ -179,6 +179,13 @@ func ExistsOp(key string) Op { return Op{Kind: Exists, Key: key} }
 // DeleteOp returns a Delete operation.
 func DeleteOp(key string) Op { return Op{Kind: Delete, Key: key} }
 
+// IsRead reports whether op only reads: an Exists, or an Incr with Delta
+// zero. Within a batch, a read takes effect after every write before it on
+// a key with the same hash tag (see the package doc).
+func (op Op) IsRead() bool {
+	return op.Kind == Exists || op.Kind == Incr && op.Delta == 0
+}
+
 // Validate reports whether op is well formed, with an error wrapping
 // ErrInvalid if not. Stores call it (or [ValidateBatch]) before applying
 // anything.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/go-lockout/lockout"
 	"github.com/go-lockout/lockout/backend"
+	"github.com/go-lockout/lockout/internal/counting"
 )
 
 // policyCases are the scenarios that show the lockout engine works on the
@@ -35,9 +36,9 @@ var policyCases = []testCase{
 }
 
 // policy returns a policy over the env's store, wrapped in a call counter.
-func (e *env) policy(t *testing.T, cfg lockout.Config) (*lockout.Policy, *Counting) {
+func (e *env) policy(t *testing.T, cfg lockout.Config) (*lockout.Policy, *counting.Store) {
 	t.Helper()
-	store, counter := Wrap(e.b)
+	store, counter := counting.Wrap(e.b)
 	if cfg.Timeout == 0 {
 		cfg.Timeout = 10 * e.h.callTimeout()
 	}

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 
 	"github.com/go-lockout/lockout"
+	"github.com/go-lockout/lockout/internal/statuswriter"
 )
 
 // Config configures a Middleware. Every field is optional.
@@ -154,7 +155,7 @@ func (m *Middleware) Wrap(next http.Handler) http.Handler {
 		}
 		st := &requestState{subject: s}
 		r = r.WithContext(context.WithValue(ctx, stateKey{}, st))
-		sw := &statusWriter{ResponseWriter: w}
+		sw := statuswriter.New(w)
 		reported := false
 		defer func() {
 			if !reported { // the handler panicked
@@ -171,20 +172,20 @@ func (m *Middleware) Wrap(next http.Handler) http.Handler {
 	})
 }
 
-func (m *Middleware) succeeded(r *http.Request, sw *statusWriter, st *requestState) bool {
+func (m *Middleware) succeeded(r *http.Request, sw *statuswriter.Writer, st *requestState) bool {
 	switch st.outcome.Load() {
 	case outcomeSuccess:
 		return true
 	case outcomeFailure:
 		return false
 	}
-	if sw.status == 0 {
+	if sw.Status() == 0 {
 		return false
 	}
 	if m.cfg.Succeeded != nil {
-		return m.cfg.Succeeded(r, sw.status, sw.Header())
+		return m.cfg.Succeeded(r, sw.Status(), sw.Header())
 	}
-	return sw.status < 400
+	return sw.Status() < 400
 }
 
 const (
@@ -227,39 +228,3 @@ func SubjectFromContext(ctx context.Context) (lockout.Subject, bool) {
 	}
 	return st.subject, true
 }
-
-// statusWriter records the status of the response. It implements Flush and
-// Unwrap, so http.NewResponseController reaches the writer underneath for
-// everything else.
-type statusWriter struct {
-	http.ResponseWriter
-	status int // the final status written; 0 if none yet
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	if w.status == 0 && code >= 200 {
-		w.status = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *statusWriter) Write(b []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	return w.ResponseWriter.Write(b)
-}
-
-// Flush implements http.Flusher.
-func (w *statusWriter) Flush() { _ = w.FlushError() }
-
-// FlushError flushes the response, as http.ResponseController.Flush does.
-func (w *statusWriter) FlushError() error {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	return http.NewResponseController(w.ResponseWriter).Flush()
-}
-
-// Unwrap returns the writer underneath, for http.ResponseController.
-func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

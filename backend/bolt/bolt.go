@@ -32,17 +32,21 @@ const (
 	DefaultBucket = "lockout"
 )
 
-// ErrLocked is returned, wrapped together with bbolt's ErrTimeout, by an
+// ErrFileLocked is returned, wrapped together with bbolt's ErrTimeout, by an
 // Open that could not lock the file within Options.Timeout: another
 // process, or another Store in this one, has it open.
-var ErrLocked = errors.New("lockout/bolt: database file is locked by another process or Store")
+//
+// It is about the database file, not a login: lockout.ErrLocked is the
+// refusal of a key that is locked out. (It was named ErrLocked before
+// the two were told apart.)
+var ErrFileLocked = errors.New("lockout/bolt: database file is locked by another process or Store")
 
 func lockedErr(path string, timeout time.Duration, err error) error {
 	wait := "without waiting"
 	if timeout > 0 {
 		wait = "after waiting " + timeout.String()
 	}
-	return fmt.Errorf("%w: %s (gave up %s): %w", ErrLocked, path, wait, err)
+	return fmt.Errorf("%w: %s (gave up %s): %w", ErrFileLocked, path, wait, err)
 }
 
 // Options configures a [Store]. A nil *Options, and every zero field, means
@@ -54,7 +58,7 @@ type Options struct {
 	// negative value tries once without waiting. There is no way to wait
 	// forever: to wait longer, give a longer duration. When the time is up
 	// (bbolt retries every 50 ms, and gives up within 50 ms of Timeout),
-	// Open returns an error wrapping ErrLocked and bbolt's ErrTimeout.
+	// Open returns an error wrapping ErrFileLocked and bbolt's ErrTimeout.
 	// New ignores Timeout.
 	Timeout time.Duration
 
@@ -145,7 +149,7 @@ var (
 // exist, and returns a store kept in its bucket DefaultBucket. The store
 // owns the file: Close closes it. While the store is open, the file is
 // locked: a second Open of it, from this process or another, fails after
-// opts.Timeout with an error wrapping ErrLocked.
+// opts.Timeout with an error wrapping ErrFileLocked.
 func Open(path string, mode os.FileMode, opts *Options) (*Store, error) {
 	o := opts.resolve()
 	bo := &bbolt.Options{

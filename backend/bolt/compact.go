@@ -23,7 +23,7 @@ const compactTxKeys = 10_000
 // Compact is how to reclaim it.
 //
 // Compact works offline: srcPath must not be open (it fails after
-// DefaultTimeout with an error wrapping ErrLocked if a Store holds it). A
+// DefaultTimeout with an error wrapping ErrFileLocked if a Store holds it). A
 // typical use, before Open at start-up:
 //
 //	switch err := bolt.Compact(ctx, path, path+".compact"); {

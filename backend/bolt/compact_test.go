@@ -31,8 +31,8 @@ func TestCompact(t *testing.T) {
 	do(t, s, backend.IncrOp("forever/0", 41, time.Hour))
 
 	// Not while the store has the file open.
-	if err := Compact(context.Background(), src, dst); !errors.Is(err, ErrLocked) {
-		t.Errorf("Compact of an open file: err = %v, want ErrLocked", err)
+	if err := Compact(context.Background(), src, dst); !errors.Is(err, ErrFileLocked) {
+		t.Errorf("Compact of an open file: err = %v, want ErrFileLocked", err)
 	}
 	if _, err := os.Stat(dst); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("failed Compact left %s behind", dst)

@@ -76,7 +76,7 @@
 //   - The file is locked while a store (or any bbolt DB) has it open. A
 //     second Open, from this process or another, fails after
 //     Options.Timeout (1 s by default; there is no "wait forever") with an
-//     error wrapping [ErrLocked] and bbolt's errors.ErrTimeout. One process
+//     error wrapping [ErrFileLocked] and bbolt's errors.ErrTimeout. One process
 //     at a time can use a store file: share lockout state between processes
 //     or machines with the redis backend instead.
 //   - Expiry uses the wall clock, which is stored in the file so that it

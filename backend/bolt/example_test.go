@@ -3,9 +3,11 @@ package bolt_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"log"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/go-lockout/lockout/backend"
@@ -13,7 +15,14 @@ import (
 )
 
 func ExampleOpen() {
-	path := "/var/lib/myapp/lockout.db"
+	// In production: a file on a local disk, such as
+	// /var/lib/myapp/lockout.db. Here, a fresh directory.
+	dir, err := os.MkdirTemp("", "lockout-example")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	path := filepath.Join(dir, "lockout.db")
 
 	// Optionally, at start-up, reclaim the space of a past burst of keys.
 	ctx := context.Background()
@@ -32,7 +41,7 @@ func ExampleOpen() {
 		MaxSize: 256 << 20,       // fail closed (backend.ErrFull) beyond 256 MiB
 	})
 	if err != nil {
-		log.Fatal(err) // errors.Is(err, bolt.ErrLocked): the file is in use
+		log.Fatal(err) // errors.Is(err, bolt.ErrFileLocked): the file is in use
 	}
 	defer s.Close()
 
@@ -40,5 +49,6 @@ func ExampleOpen() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	log.Printf("alice: %d failures, %v left", r.Value, r.TTL)
+	fmt.Printf("alice: %d failure, %v left\n", r.Value, r.TTL.Round(time.Minute))
+	// Output: alice: 1 failure, 15m0s left
 }

@@ -193,8 +193,8 @@ func TestOpenLocked(t *testing.T) {
 
 func checkLockedErr(t *testing.T, err error, path string) {
 	t.Helper()
-	if !errors.Is(err, ErrLocked) || !errors.Is(err, berrors.ErrTimeout) {
-		t.Errorf("err = %v, want one wrapping ErrLocked and bbolt's ErrTimeout", err)
+	if !errors.Is(err, ErrFileLocked) || !errors.Is(err, berrors.ErrTimeout) {
+		t.Errorf("err = %v, want one wrapping ErrFileLocked and bbolt's ErrTimeout", err)
 	}
 	if !strings.Contains(err.Error(), path) {
 		t.Errorf("err = %v, want it to name %s", err, path)

@@ -277,11 +277,6 @@ func (b *batch) fail(err error) {
 	b.mu.Unlock()
 }
 
-// isRead reports whether op only reads.
-func isRead(op backend.Op) bool {
-	return op.Kind == backend.Exists || (op.Kind == backend.Incr && op.Delta == 0)
-}
-
 // completion says how an increment or decrement of the concurrent path
 // learns its key's TTL, which only a read of the key's flags after it
 // tells.
@@ -326,7 +321,7 @@ func (b *batch) run() {
 	nfree := 0 // free increments
 	for i, op := range b.ops {
 		switch {
-		case isRead(op):
+		case op.IsRead():
 			reads = append(reads, i)
 			continue
 		case op.Kind == backend.Expire || op.Kind == backend.Delete:
@@ -403,7 +398,7 @@ func (b *batch) run() {
 func readTags(ops []backend.Op) func(key string) bool {
 	var tags []string
 	for _, op := range ops {
-		if isRead(op) {
+		if op.IsRead() {
 			tags = append(tags, backend.HashTag(op.Key))
 		}
 	}
@@ -640,7 +635,7 @@ func (b *batch) runInOrder() {
 		var err error
 		var it *gm.Item
 		switch {
-		case isRead(op):
+		case op.IsRead():
 			if it, err = b.s.get(b.ctx, k); err == nil {
 				r, err = readResult(it, time.Now())
 			}

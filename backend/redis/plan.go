@@ -37,12 +37,6 @@ func (p *plan) op(j int) int {
 	return p.order[j]
 }
 
-// isRead reports whether op only reads: the kind of operation that must see
-// every write before it in its batch on a key with the same hash tag.
-func isRead(op *backend.Op) bool {
-	return op.Kind == backend.Exists || op.Kind == backend.Incr && op.Delta == 0
-}
-
 // plan splits ops into script calls and rounds, appending to the slices of
 // p, which it returns.
 //
@@ -277,7 +271,7 @@ func (s *Store) planKeys(ops []backend.Op, p plan) plan {
 		if !ok {
 			m = marks{mark{-1, ""}, mark{-1, ""}}
 		}
-		if isRead(&ops[i]) {
+		if ops[i].IsRead() {
 			other := m.best.round
 			if m.best.key == k {
 				other = m.second.round

@@ -170,7 +170,7 @@ func checkPlan(t *testing.T, s *Store, ops []backend.Op, p plan) {
 			if s.grouping != groupKey && unitOf(ops[k]) == unitOf(ops[i]) && callOf[k] != callOf[i] {
 				t.Fatalf("ops %d (%q) and %d (%q) share a hash tag but not a call", k, ops[k].Key, i, ops[i].Key)
 			}
-			if s.grouping == groupKey && isRead(&ops[i]) && !isRead(&ops[k]) && ops[k].Key != ops[i].Key && roundOf[k] >= roundOf[i] {
+			if s.grouping == groupKey && ops[i].IsRead() && !ops[k].IsRead() && ops[k].Key != ops[i].Key && roundOf[k] >= roundOf[i] {
 				t.Fatalf("read %d (round %d) does not follow write %d (round %d) of its hash tag", i, roundOf[i], k, roundOf[k])
 			}
 		}

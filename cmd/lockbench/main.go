@@ -39,7 +39,7 @@
 // the baseline (baseline throughput / throughput), the CPU time per login of
 // this process and the servers together and its ratio to the baseline's
 // (steadier than throughput on a busy machine), the backend round trips per
-// login (store calls, counted by wrapping the store with conformance.Wrap;
+// login (store calls, counted by wrapping the store with counting.Wrap;
 // for check-then-count, its commands and pipelines), the Redis commands per
 // login (sent, counted by a go-redis hook; and run, from INFO commandstats,
 // which includes the commands Lua scripts run), and in the attack the

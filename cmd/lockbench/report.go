@@ -196,7 +196,7 @@ func writeMarkdown(w io.Writer, rep *report) error {
 	}
 	fmt.Fprintf(w, `- overhead: the baseline's throughput over the configuration's, with the same clients and requests (1.00x: no cost).
 - CPU/login: CPU time (user + system) of %s, per login; CPU overhead: its ratio to the baseline's. On a busy machine it is steadier than throughput.
-- round trips/login: backend calls per login, counted by wrapping the store (conformance.Wrap); for check-then-count, the commands and pipelines it sends. "wire" is the round trips the go-redis client made when they differ from the calls: on a Cluster, the store sends a read that follows a write of another hash slot in a second pipeline.
+- round trips/login: backend calls per login, counted by wrapping the store (internal/counting); for check-then-count, the commands and pipelines it sends. "wire" is the round trips the go-redis client made when they differ from the calls: on a Cluster, the store sends a read that follows a write of another hash slot in a second pipeline.
 - Redis cmds/login sent / run: the commands the go-redis client sent (a hook counts them, pipelined or not), and the data commands the Redis server(s) ran according to INFO commandstats, which counts the commands the library's Lua script runs (redis.call) too; connection and cluster housekeeping (HELLO, CLIENT, CLUSTER, INFO, ...) is left out.
 - admitted: password verifications on the attacked account during the attack (limit %d).
 - check-then-count mimics django-defender's order (GET the block keys, verify, INCR+EXPIRE, SET a block key at the limit) with plain go-redis commands on the same Redis.

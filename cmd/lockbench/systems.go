@@ -26,7 +26,8 @@ import (
 	"github.com/go-lockout/lockout/backend/memcache"
 	"github.com/go-lockout/lockout/backend/memory"
 	redisstore "github.com/go-lockout/lockout/backend/redis"
-	"github.com/go-lockout/lockout/conformance"
+	"github.com/go-lockout/lockout/internal/counting"
+	"github.com/go-lockout/lockout/internal/statuswriter"
 	"github.com/go-lockout/lockout/lockouthttp"
 )
 
@@ -365,7 +366,7 @@ func (e *env) open(system, id string) (*instance, error) {
 	default:
 		return nil, fmt.Errorf("unknown system %q", system)
 	}
-	counted, counter := conformance.Wrap(store)
+	counted, counter := counting.Wrap(store)
 	inst.calls = counter.Calls
 	p, err := lockout.New(counted, lockout.Config{
 		Rules:  []lockout.Rule{lockout.ByUsername(limit), lockout.ByIP(limit), lockout.ByUsernameAndIP(limit)},
@@ -529,9 +530,9 @@ func (d *checkThenCount) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 
-	sw := &statusWriter{ResponseWriter: w}
+	sw := statuswriter.New(w)
 	d.next.ServeHTTP(sw, r)
-	if sw.status != 0 && sw.status < 400 {
+	if st := sw.Status(); st != 0 && st < 400 {
 		d.roundTrips.Add(1)
 		pipe := d.client.Pipeline()
 		pipe.Del(ctx, ipKey)
@@ -554,24 +555,4 @@ func (d *checkThenCount) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			_ = d.client.Set(ctx, k[1], "blocked", ctcCooloff).Err()
 		}
 	}
-}
-
-// statusWriter records the status a handler wrote.
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	if w.status == 0 {
-		w.status = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *statusWriter) Write(b []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	return w.ResponseWriter.Write(b)
 }
