@@ -374,28 +374,42 @@ func TestProbeRate(t *testing.T) {
 
 // TestDegradedLatency measures decisions after the breaker opened, in real
 // time: none waits for the store.
-func TestDegradedLatency(t *testing.T) {
-	store := &switchStore{Backend: newStore(t)}
+// BenchmarkDegraded measures decisions (Allow, then Failure) while the
+// store hangs and the breaker is open, over 500 usernames and 200 IPs with
+// three rules, and reports their p99 latency (p99-µs): the fallback's cost,
+// with no deadline waited for. TestOutageModes shows, in fake time, that no
+// degraded decision waits at all.
+func BenchmarkDegraded(b *testing.B) {
+	store := &switchStore{Backend: newStore(b)}
 	store.mode.Store(hanging)
-	p := newPolicyOn(t, store, lockout.Config{Rules: []lockout.Rule{lockout.ByUsername(5), lockout.ByIP(100), lockout.ByUsernameAndIP(5)},
-		Timeout: 50 * time.Millisecond})
+	p, err := lockout.New(store, lockout.Config{
+		Rules:   []lockout.Rule{lockout.ByUsername(5), lockout.ByIP(100), lockout.ByUsernameAndIP(5)},
+		Timeout: 50 * time.Millisecond,
+		Logger:  discard,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer p.Close()
 	p.Allow(bg, alice) // opens the breaker
-	var took []time.Duration
-	for i := range 2000 {
-		s := lockout.Subject{Username: fmt.Sprintf("user%d", i%500), IP: fmt.Sprintf("198.51.100.%d", i%200)}
+	subjects := make([]lockout.Subject, 1000)
+	for i := range subjects {
+		subjects[i] = lockout.Subject{Username: fmt.Sprintf("user%d", i%500), IP: fmt.Sprintf("198.51.100.%d", i%200)}
+	}
+	took := make([]time.Duration, 0, b.N)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
 		start := time.Now()
-		a, err := p.Allow(bg, s)
+		a, err := p.Allow(bg, subjects[i%len(subjects)])
 		if err == nil {
 			a.Failure(bg)
 		}
 		took = append(took, time.Since(start))
 	}
+	b.StopTimer()
 	slices.Sort(took)
-	p99 := took[len(took)*99/100]
-	t.Logf("degraded decisions: median %v, p99 %v, max %v", took[len(took)/2], p99, took[len(took)-1])
-	if p99 > time.Millisecond {
-		t.Errorf("p99 of degraded decisions %v, want at most 1ms", p99)
-	}
+	b.ReportMetric(float64(took[len(took)*99/100])/float64(time.Microsecond), "p99-µs")
 }
 
 func TestLockCache(t *testing.T) {

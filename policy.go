@@ -416,7 +416,8 @@ func (p *Policy) Allow(ctx context.Context, s Subject) (*Attempt, error) {
 			e = &RefusedError{Reason: ReasonLocked, RetryAfter: lock.TTL, Forever: lock.TTL == backend.NoExpiry}
 			p.remember(a.key(h.lock), lock.TTL, false)
 		case cnt.Value > int64(h.r.Limit):
-			e = &RefusedError{Reason: ReasonCapacity, RetryAfter: cnt.TTL} // the give-back's TTL when not known
+			// The give-back reports the TTL when the reservation did not.
+			e = &RefusedError{Reason: ReasonCapacity, RetryAfter: cnt.TTL, Forever: cnt.TTL == backend.NoExpiry}
 		default:
 			continue
 		}
@@ -450,7 +451,8 @@ func (p *Policy) Allow(ctx context.Context, s Subject) (*Attempt, error) {
 	for i, h := range a.rules {
 		ops[i] = backend.IncrOp(a.key(h.attempts), -1, h.r.Window)
 	}
-	if _, err := p.execAt(uncancelled(ctx), a.at, ops, res, false); err == nil && refusal.Reason == ReasonCapacity && refusal.RetryAfter == 0 {
+	unknown := refusal.Reason == ReasonCapacity && refusal.RetryAfter == 0 && !refusal.Forever
+	if _, err := p.execAt(uncancelled(ctx), a.at, ops, res, false); err == nil && unknown {
 		// The counter's TTL, which the reservation did not read.
 		for i, h := range a.rules {
 			if a.key(h.subject) == refusal.Key && h.r.Name == refusal.Rule && res[i].Found {
@@ -458,8 +460,11 @@ func (p *Policy) Allow(ctx context.Context, s Subject) (*Attempt, error) {
 			}
 		}
 	}
-	if refusal.Reason == ReasonCapacity && refusal.RetryAfter == 0 {
+	if unknown && refusal.RetryAfter == 0 {
 		refusal.RetryAfter = p.windowOf(refusal.Rule) // at most the window
+	}
+	if refusal.RetryAfter == backend.NoExpiry { // a window that never ends
+		refusal.RetryAfter, refusal.Forever = 0, true
 	}
 	return nil, p.refuse(ctx, refusal) // a failed give-back is reported; the refusal stands
 }
@@ -489,6 +494,9 @@ func (a *Attempt) remembered(stale bool) (*RefusedError, error) {
 			// Every slot is taken by an attempt of this process that has
 			// not reported yet.
 			full = &RefusedError{Reason: ReasonCapacity, Rule: h.r.Name, Key: a.key(h.subject), RetryAfter: left, Remembered: true}
+			if left == backend.NoExpiry {
+				full.RetryAfter, full.Forever = 0, true
+			}
 		}
 		left, ok := p.cache.get(a.key(h.lock), now, staleOK)
 		if !ok {
