@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strconv"
 	"strings"
 )
 
@@ -21,7 +22,7 @@ import (
 // "ip", "ua", and "f." plus the name of a custom field) and values are
 // percent-escaped: every byte outside [A-Za-z0-9._@+:/-] becomes %XX, so no
 // value can contain ',', '=', '{', '}' or '%' raw. A value whose escaped form
-// is longer than maxValueLen is replaced by '~' and 22 characters of its
+// is longer than maxValueLen is replaced by '~' and 23 characters of its
 // SHA-256 (base64url): '~' is never produced by escaping. Keys are therefore
 // unambiguous and at most MaxKeyLen bytes long.
 
@@ -35,7 +36,7 @@ const (
 const (
 	maxValueLen  = 64
 	maxPrefixLen = 64
-	hashLen      = 22
+	hashLen      = 23 // base64url characters of a hashed value, after its '~'
 	// MaxKeyLen bounds the length of every key a Policy produces.
 	MaxKeyLen = maxPrefixLen + len(":a:") + maxRuleName + len(":{}") + maxFields*(len("f.")+maxFieldName+len("=,")+maxValueLen)
 )
@@ -135,7 +136,7 @@ func appendValue(buf []byte, v string) []byte {
 	if n > maxValueLen {
 		sum := sha256.Sum256([]byte(v))
 		buf = append(buf, '~')
-		return base64.RawURLEncoding.AppendEncode(buf, sum[:])[:len(buf)+1+hashLen]
+		return base64.RawURLEncoding.AppendEncode(buf, sum[:])[:len(buf)+hashLen] // len(buf) counts the '~'
 	}
 	const hex = "0123456789ABCDEF"
 	for i := 0; i < len(v); i++ {
@@ -198,32 +199,134 @@ func (k KeyInfo) String() string { return k.Rule + ":" + k.SubjectString() }
 
 var errBadKey = errors.New("lockout: not a key of this policy")
 
-// parseKey takes apart a key made by appendKey with this prefix.
-func parseKey(prefix, key string) (kind byte, info KeyInfo, err error) {
+// Key ownership. Several policies may share a store, and a prefix may
+// contain ':' (a common Redis namespace separator, e.g. "app:v1"), so one
+// policy's prefix can begin another's: "p" and "p:l", "q" and "q:l:x". A
+// key that begins with a policy's prefix is therefore not necessarily its
+// key. parseKey accepts a key only when it is exactly what appendKey makes
+// for one of the policy's own rules:
+//
+//	prefix ":" kind ":" rule ":{" subject "}"
+//
+// where kind is 'a', 'l' or 'h', rule is the name of one of the policy's
+// rules, and subject lists that rule's field tags, in order, each with a
+// value in the one form appendSubject writes (canonical escapes, a hash of
+// the exact length, a canonical address or prefix).
+//
+// This makes ownership unambiguous without forbidding ':' in a prefix. The
+// first '{' of a key opens its subject (neither a prefix nor an escaped
+// value holds '{'), so any two policies agree on where the subject starts.
+// Before it, reading backwards, come ':', the rule's name (which holds no
+// ':': rule names are [A-Za-z0-9._+-]), ':', one byte of kind and ':'; what
+// remains is the prefix. So a key decomposes in exactly one way, and a
+// policy owns only keys written under its own prefix (and by its own rule
+// names): the keys of a policy with prefix "p:l" never parse under "p",
+// whose rules would need the name "l:..." there, or "ip:l:ip", etc.
+// Policies that share both a prefix and a rule name share that rule's keys,
+// by design: that is how several processes of one application cooperate.
+
+// parseKey takes apart a key made by appendKey for prefix and one of rules.
+// Any other key is an error wrapping errBadKey.
+func parseKey(prefix string, rules []rule, key string) (kind byte, info KeyInfo, err error) {
+	bad := func(why string) (byte, KeyInfo, error) {
+		return 0, KeyInfo{Key: key}, fmt.Errorf("%w: %q: %s", errBadKey, key, why)
+	}
 	info.Key = key
 	rest, ok := strings.CutPrefix(key, prefix+":")
-	if !ok || len(rest) < 2 || rest[1] != ':' {
-		return 0, info, fmt.Errorf("%w: %q", errBadKey, key)
+	if !ok {
+		return bad("another prefix")
+	}
+	if len(rest) < 2 || rest[1] != ':' {
+		return bad("no kind")
 	}
 	kind, rest = rest[0], rest[2:]
+	if kind != kindAttempts && kind != kindLock && kind != kindHistory {
+		return bad("unknown kind")
+	}
 	name, subj, ok := strings.Cut(rest, ":{")
-	if !ok || !strings.HasSuffix(subj, "}") || name == "" {
-		return 0, info, fmt.Errorf("%w: %q", errBadKey, key)
+	if !ok {
+		return bad("no subject")
+	}
+	var r *rule
+	for i := range rules {
+		if rules[i].Name == name {
+			r = &rules[i]
+			break
+		}
+	}
+	if r == nil {
+		return bad("no rule of this policy is named " + strconv.Quote(name))
+	}
+	subj, ok = strings.CutSuffix(subj, "}")
+	if !ok {
+		return bad("unterminated subject")
 	}
 	info.Rule = name
-	for part := range strings.SplitSeq(subj[:len(subj)-1], ",") {
-		tag, v, ok := strings.Cut(part, "=")
-		if !ok {
-			return 0, info, fmt.Errorf("%w: %q", errBadKey, key)
+	info.Subject = make([]SubjectField, 0, len(r.Fields))
+	for part := range strings.SplitSeq(subj, ",") {
+		i := len(info.Subject)
+		if i == len(r.Fields) {
+			return bad("more fields than the rule has")
 		}
-		if !strings.HasPrefix(v, "~") {
-			if v, err = unescape(v); err != nil {
-				return 0, info, fmt.Errorf("%w: %q: %w", errBadKey, key, err)
+		tag, v, ok := strings.Cut(part, "=")
+		if !ok || tag != fieldTag(r.Fields[i]) {
+			return bad("field " + strconv.Quote(tag) + " where the rule has " + fieldTag(r.Fields[i]))
+		}
+		if r.Fields[i] == IP {
+			if !canonicalIP(v) {
+				return bad("not a canonical address or prefix: " + strconv.Quote(v))
 			}
+		} else if v, err = parseValue(v); err != nil {
+			return bad(err.Error())
 		}
 		info.Subject = append(info.Subject, SubjectField{Tag: tag, Value: v})
 	}
+	if len(info.Subject) != len(r.Fields) {
+		return bad("fewer fields than the rule has")
+	}
 	return kind, info, nil
+}
+
+// canonicalIP reports whether v is an address or a masked prefix as
+// appendIP writes it: unmapped, without a zone, a prefix only when shorter
+// than the address.
+func canonicalIP(v string) bool {
+	if a, err := netip.ParseAddr(v); err == nil {
+		return a.Zone() == "" && !a.Is4In6() && a.String() == v
+	}
+	p, err := netip.ParsePrefix(v)
+	return err == nil && !p.Addr().Is4In6() && p.Bits() < p.Addr().BitLen() &&
+		p.Masked() == p && p.String() == v
+}
+
+// parseValue checks that v is a value as appendValue writes it, and
+// returns it unescaped ("~" and a hash stay as they are).
+func parseValue(v string) (string, error) {
+	if len(v) > 0 && v[0] == '~' {
+		if len(v) != 1+hashLen {
+			return "", fmt.Errorf("hashed value %q of the wrong length", v)
+		}
+		for i := 1; i < len(v); i++ {
+			if c := v[i]; !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+				return "", fmt.Errorf("hashed value %q is not base64url", v)
+			}
+		}
+		return v, nil
+	}
+	if v == "" || len(v) > maxValueLen {
+		return "", fmt.Errorf("value of %d bytes (want 1 to %d)", len(v), maxValueLen)
+	}
+	for i := 0; i < len(v); i++ {
+		switch c := v[i]; {
+		case safeByte(c):
+		case c == '%' && i+2 < len(v) && unhex(v[i+1]) >= 0 && unhex(v[i+2]) >= 0 &&
+			!safeByte(byte(unhex(v[i+1])<<4|unhex(v[i+2]))):
+			i += 2
+		default:
+			return "", fmt.Errorf("value %q is not escaped as keys are", v)
+		}
+	}
+	return unescape(v)
 }
 
 func unescape(s string) (string, error) {

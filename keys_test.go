@@ -2,6 +2,7 @@ package lockout
 
 import (
 	"bytes"
+	"errors"
 	"net/netip"
 	"strings"
 	"testing"
@@ -87,9 +88,11 @@ func hashOf(v string) string {
 
 func TestParseKey(t *testing.T) {
 	pair := mustRule(t, ByUsernameAndIP(3))
+	u := mustRule(t, ByUsername(3))
+	rules := []rule{u, pair}
 	long := strings.Repeat("y", 100)
 	k, _ := subjectKey(t, "app:v1", &pair, Subject{Username: "Eve,{x}", IP: "2001:db8::7"})
-	kind, info, err := parseKey("app:v1", k)
+	kind, info, err := parseKey("app:v1", rules, k)
 	if err != nil || kind != kindAttempts || info.Rule != "username+ip" || len(info.Subject) != 2 ||
 		info.Subject[0] != (SubjectField{"u", "eve,{x}"}) || info.Subject[1] != (SubjectField{"ip", "2001:db8::/64"}) {
 		t.Errorf("parseKey(%q) = %c %+v %v", k, kind, info, err)
@@ -97,16 +100,167 @@ func TestParseKey(t *testing.T) {
 	if s := info.String(); s != "username+ip:u=eve,{x},ip=2001:db8::/64" {
 		t.Errorf("String() = %q", s)
 	}
-	u := mustRule(t, ByUsername(3))
 	k, _ = subjectKey(t, "app:v1", &u, Subject{Username: long})
-	if _, info, err := parseKey("app:v1", k); err != nil || !strings.HasPrefix(info.Subject[0].Value, "~") {
+	if _, info, err := parseKey("app:v1", rules, k); err != nil || !strings.HasPrefix(info.Subject[0].Value, "~") {
 		t.Errorf("parseKey of a hashed value: %+v %v", info, err)
 	}
-	for _, bad := range []string{"", "app:v1", "other:a:x:{u=a}", "app:v1:a:x", "app:v1:a:x:{u=a", "app:v1:a:x:{u}", "app:v1:a:x:{u=%G0}", "app:v1:a:x:{u=%4}"} {
-		if _, _, err := parseKey("app:v1", bad); err == nil {
-			t.Errorf("parseKey(%q) succeeded", bad)
+	for _, good := range []string{
+		"app:v1:l:username:{u=a}",
+		"app:v1:h:username:{u=%25}",
+		"app:v1:a:username+ip:{u=a,ip=192.0.2.1}",
+		"app:v1:a:username+ip:{u=a,ip=2001:db8::/64}",
+		"app:v1:a:username+ip:{u=a,ip=10.0.0.0/8}",
+		"app:v1:a:username:{u=~" + strings.Repeat("A", hashLen) + "}",
+	} {
+		if _, _, err := parseKey("app:v1", rules, good); err != nil {
+			t.Errorf("parseKey(%q): %v", good, err)
 		}
 	}
+	for _, bad := range []string{
+		"", "app:v1", "other:a:x:{u=a}", "app:v1:a:x", "app:v1:a:x:{u=a", "app:v1:a:x:{u}", "app:v1:a:x:{u=%G0}", "app:v1:a:x:{u=%4}",
+		"app:v1:a:x:{u=a}",                        // no such rule
+		"app:v1:x:username:{u=a}",                 // no such kind
+		"app:v1:la:username:{u=a}",                // a kind of two bytes
+		"app:v1:l:l:username:{u=a}",               // rule "l:username"
+		"app:v1:a:username:{ip=a}",                // the wrong tag
+		"app:v1:a:username:{u=a,ip=192.0.2.1}",    // a field too many
+		"app:v1:a:username+ip:{u=a}",              // a field too few
+		"app:v1:a:username+ip:{ip=192.0.2.1,u=a}", // fields out of order
+		"app:v1:a:username:{u=}",                  // an empty value
+		"app:v1:a:username:{u=a}x",                // trailing bytes
+		"app:v1:a:username:{u=a}}",                // a raw '}'
+		"app:v1:a:username:{u={a}",                // a raw '{'
+		"app:v1:a:username:{u=a b}",               // a raw space
+		"app:v1:a:username:{u=%61}",               // a needless escape
+		"app:v1:a:username:{u=%7e}",               // a lower-case escape
+		"app:v1:a:username:{u=~abc}",              // a hash too short
+		"app:v1:a:username:{u=~" + strings.Repeat("*", hashLen) + "}",
+		"app:v1:a:username:{u=" + strings.Repeat("a", maxValueLen+1) + "}", // should have been hashed
+		"app:v1:a:username+ip:{u=a,ip=192.0.2.1/32}",                       // a full-length prefix
+		"app:v1:a:username+ip:{u=a,ip=10.0.0.1/8}",                         // an unmasked prefix
+		"app:v1:a:username+ip:{u=a,ip=::ffff:192.0.2.1}",                   // a mapped address
+		"app:v1:a:username+ip:{u=a,ip=fe80::1%25eth0}",                     // a zone
+		"app:v1:a:username+ip:{u=a,ip=2001:DB8::1}",                        // not canonical
+		"app:v1:a:username+ip:{u=a,ip=x}",
+	} {
+		if _, _, err := parseKey("app:v1", rules, bad); !errors.Is(err, errBadKey) {
+			t.Errorf("parseKey(%q) = %v, want errBadKey", bad, err)
+		}
+	}
+}
+
+// overlapping are policies whose prefixes begin one another, with the same
+// rules and rules named like kinds, fields and prefix parts, so that keys
+// of one look as much as possible like keys of another.
+var overlapping = []string{"p", "p:l", "p:l:ip", "p:a", "p:", "q", "q:l:x", "q:l", "l", "x"}
+
+func overlappingRules(t testing.TB) []rule {
+	return []rule{
+		mustRule(t, ByIP(1)),
+		mustRule(t, ByUsername(1)),
+		mustRule(t, Rule{Name: "l", Fields: []Field{IP}}),
+		mustRule(t, Rule{Name: "x", Fields: []Field{"l", Username}}),
+	}
+}
+
+// TestKeyOwnership checks that a key belongs to one policy only, however
+// their prefixes overlap: every key a policy makes parses under its own
+// prefix and rules and under no other.
+func TestKeyOwnership(t *testing.T) {
+	rules := overlappingRules(t)
+	s := Subject{Username: "l:ip:{u=a}", IP: "2001:db8::1", Fields: map[string]string{"l": "ip"}}
+	p := &Policy{canon: CanonicalizeUsername}
+	c, err := p.canonicalize(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, owner := range overlapping {
+		for i := range rules {
+			subj, ok := appendSubject(nil, &rules[i], &c)
+			if !ok {
+				t.Fatalf("rule %s does not apply", rules[i].Name)
+			}
+			for _, kind := range []byte{kindAttempts, kindLock, kindHistory} {
+				key := string(appendKey(nil, owner, kind, rules[i].Name, subj))
+				for _, other := range overlapping {
+					gotKind, info, err := parseKey(other, rules, key)
+					switch {
+					case other == owner && (err != nil || gotKind != kind || info.Rule != rules[i].Name):
+						t.Errorf("policy %q: its own key %q: %c %v %v", owner, key, gotKind, info, err)
+					case other != owner && err == nil:
+						t.Errorf("policy %q owns %q, a key of policy %q (%c %v)", other, key, owner, gotKind, info)
+					}
+				}
+			}
+		}
+	}
+	// The leak of issue 13: "p" and "p:l", "q" and "q:l:x", each with its
+	// default rules.
+	ip := []rule{mustRule(t, ByIP(1))}
+	for _, tc := range []struct{ mine, theirs string }{{"p", "p:l"}, {"q", "q:l:x"}} {
+		subj, _ := appendSubject(nil, &ip[0], &c)
+		key := string(appendKey(nil, tc.theirs, kindLock, "ip", subj))
+		if _, _, err := parseKey(tc.mine, ip, key); err == nil {
+			t.Errorf("policy %q owns %q", tc.mine, key)
+		}
+	}
+}
+
+// reencode builds the key info describes, as appendKey would. A value that
+// looks like a hash is written as one when hashed is set.
+func reencode(prefix string, kind byte, info KeyInfo, hashed bool) string {
+	var subj []byte
+	for i, f := range info.Subject {
+		if i > 0 {
+			subj = append(subj, ',')
+		}
+		subj = append(subj, f.Tag...)
+		subj = append(subj, '=')
+		switch {
+		case f.Tag == "ip", hashed && strings.HasPrefix(f.Value, "~") && len(f.Value) == 1+hashLen:
+			subj = append(subj, f.Value...)
+		default:
+			subj = appendValue(subj, f.Value)
+		}
+	}
+	return string(appendKey(nil, prefix, kind, info.Rule, subj))
+}
+
+// FuzzParseKey checks the parser against any string: a key is owned by one
+// policy at most among policies whose prefixes overlap, and a key a policy
+// owns is exactly the key its parts encode to, so no two strings are read
+// as the same key.
+func FuzzParseKey(f *testing.F) {
+	for _, k := range []string{
+		"p:l:ip:{ip=192.0.2.1}", "p:l:l:ip:{ip=192.0.2.1}", "q:l:x:l:ip:{ip=2001:db8::/64}",
+		"p::l:username:{u=a%2C}", "p:a:x:{f.l=a,u=~" + strings.Repeat("b", hashLen) + "}",
+		"p:l:ip:{ip=10.0.0.0/8}", "p:h:username:{u=%7E}", "x:l:l:{ip=::1}",
+	} {
+		f.Add(k)
+	}
+	rules := overlappingRules(f)
+	f.Fuzz(func(t *testing.T, key string) {
+		owner := ""
+		for _, prefix := range overlapping {
+			kind, info, err := parseKey(prefix, rules, key)
+			if err != nil {
+				if !errors.Is(err, errBadKey) {
+					t.Fatalf("parseKey(%q, %q): %v, want errBadKey", prefix, key, err)
+				}
+				continue
+			}
+			if owner != "" {
+				t.Fatalf("%q is owned by policy %q and by policy %q", key, owner, prefix)
+			}
+			owner = prefix
+			if info.Key != key || len(key) > MaxKeyLen {
+				t.Fatalf("parseKey(%q): info %+v", key, info)
+			}
+			if reencode(prefix, kind, info, true) != key && reencode(prefix, kind, info, false) != key {
+				t.Fatalf("parseKey(%q, %q) = %c %+v, which encodes as %q", prefix, key, kind, info, reencode(prefix, kind, info, true))
+			}
+		}
+	})
 }
 
 // FuzzKeys checks that keys are unambiguous and bounded: two subjects get
@@ -140,9 +294,12 @@ func FuzzKeys(f *testing.F) {
 			if k == "" {
 				continue
 			}
-			kind, info, err := parseKey("p", k)
+			kind, info, err := parseKey("p", compiled, k)
 			if err != nil || kind != kindAttempts {
 				t.Fatalf("parseKey(%q): %v", k, err)
+			}
+			if again := reencode("p", kind, info, strings.Contains(k, "=~")); again != k {
+				t.Fatalf("key %q parses as %+v, which encodes as %q", k, info, again)
 			}
 			if strings.Count(k, "{") != 1 || strings.Count(k, "}") != 1 {
 				t.Fatalf("key %q does not have exactly one hash tag", k)

@@ -138,10 +138,13 @@ type Lock struct {
 	Remaining time.Duration
 }
 
-// Locks lists the locked keys of this policy, for an operator's view. It
-// needs a store that can list its keys (backend.Lister); with another, it
-// yields one error wrapping backend.ErrUnsupported (and so
-// errors.ErrUnsupported). An error ends the iteration.
+// Locks lists the locked keys of this policy, for an operator's view: only
+// the keys of its own rules under its own prefix, never those of another
+// policy whose prefix begins with this one's (policies with prefixes "p"
+// and "p:l" may share a store). It needs a store that can list its keys
+// (backend.Lister); with another, it yields one error wrapping
+// backend.ErrUnsupported (and so errors.ErrUnsupported). An error ends the
+// iteration.
 func (p *Policy) Locks(ctx context.Context) iter.Seq2[Lock, error] {
 	return func(yield func(Lock, error) bool) {
 		l, ok := p.store.(backend.Lister)
@@ -179,9 +182,9 @@ func (p *Policy) Locks(ctx context.Context) iter.Seq2[Lock, error] {
 				yield(Lock{}, fmt.Errorf("lockout: listing locks: %w", err))
 				return
 			}
-			kind, info, err := parseKey(p.prefix, key)
+			kind, info, err := parseKey(p.prefix, p.rules, key)
 			if err != nil || kind != kindLock {
-				continue // not ours: another prefix sharing a beginning
+				continue // not ours: another policy's prefix begins with ours
 			}
 			batch = append(batch, Lock{KeyInfo: info})
 			if len(batch) == chunk && !flush() {
@@ -195,15 +198,22 @@ func (p *Policy) Locks(ctx context.Context) iter.Seq2[Lock, error] {
 }
 
 // ErrNotLockKey is wrapped by the error UnlockKey returns for a key that is
-// not a lock key of the policy.
+// not a lock key of the policy: malformed, a counter or history key, or a
+// key of another policy (another prefix, or a rule this policy does not
+// have), even one whose prefix begins with this policy's.
 var ErrNotLockKey = errors.New("lockout: not a lock key of this policy")
 
 // UnlockKey lifts the lock with the given key, as Locks lists it, and clears
-// its rule key's counter. The lockout history stays.
+// its rule key's counter. The lockout history stays. A key that is not a
+// lock key of this policy is an error wrapping ErrNotLockKey, and nothing
+// is touched.
 func (p *Policy) UnlockKey(ctx context.Context, key string) error {
-	kind, _, err := parseKey(p.prefix, key)
-	if err != nil || kind != kindLock {
-		return fmt.Errorf("%w: %q", ErrNotLockKey, key)
+	kind, _, err := parseKey(p.prefix, p.rules, key)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrNotLockKey, err)
+	}
+	if kind != kindLock {
+		return fmt.Errorf("%w: %q is not a lock key", ErrNotLockKey, key)
 	}
 	n := len(p.prefix) + 1
 	counter := key[:n] + string(kindAttempts) + key[n+1:]

@@ -63,7 +63,8 @@ type Harness struct {
 	// tag in a batch as one atomic step: no other call sees some of them
 	// applied and not the others. The policy then admits exactly a rule's
 	// limit of concurrent guesses, where a store without it may admit fewer
-	// (never more).
+	// (never more). The AtomicTags check holds a store that declares it to
+	// it: concurrent batches on one tag, none seen in part.
 	AtomicTags bool
 
 	// CallTimeout bounds how long one call may take when the suite expects a
@@ -111,11 +112,13 @@ var storeCases = []testCase{
 	{"ExpireMissingKey", testExpireMissing},
 	{"ExpiredKeyNeverExists", testExpiredNeverExists},
 	{"ExpiryNeverEarly", testExpiryNeverEarly},
+	{"LongTTLs", testLongTTLs},
 	{"DeleteMissingKey", testDeleteMissing},
 	{"Delete", testDelete},
 	{"MixedBatch", testMixedBatch},
 	{"SameKeyInBatch", testSameKeyInBatch},
 	{"ReadsAfterWrites", testReadsAfterWrites},
+	{"AtomicTags", testAtomicTags},
 	{"ConcurrentSharedKey", testConcurrentShared},
 	{"ConcurrentDistinctKeys", testConcurrentDistinct},
 	{"ConcurrentGiveBack", testConcurrentGiveBack},

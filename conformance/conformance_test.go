@@ -3,11 +3,13 @@ package conformance_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"iter"
 	"os"
 	"os/exec"
 	"regexp"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -36,17 +38,37 @@ type faults struct {
 	ignoreContext bool // done contexts are ignored
 	readsFirst    bool // reads run before the batch's writes, in a pass of their own
 	keepsZero     bool // a decrement to zero leaves the key holding zero
+
+	silentAfterClose bool          // Keys yields nothing, and no error, after Close
+	lockPerOp        bool          // each operation takes the lock on its own
+	capTTL           time.Duration // finite TTLs are capped, and reported capped
+	capQuietly       time.Duration // every key dies within this, whatever TTL it reports
+	belowZero        bool          // a decrement may take a counter below zero
+	zeroCreates      bool          // an Incr by zero creates a missing key
+	listsExpired     bool          // Keys yields expired keys
+	plainClosed      bool          // after Close, errors do not wrap ErrClosed
+	incrResetsTTL    bool          // an Incr of an existing key sets its TTL anew
+	skipValidation   bool          // malformed operations are applied as they come
+
+	// The harness's declarations, when they differ from the store.
+	declareAtomic   bool // AtomicTags, even with readsFirst
+	declareNoLister bool // no Lister, though the store implements it
+	hideLister      bool // Lister declared, but the store does not implement it
 }
 
 type refEntry struct {
-	v   int64
-	exp time.Time // zero: no expiry
+	v     int64
+	exp   time.Time // zero: no expiry
+	death time.Time // capQuietly: when the key really dies
 }
 
 func newRef(f faults) *refStore { return &refStore{faults: f, m: map[string]*refEntry{}} }
 
 func (s *refStore) live(key string, now time.Time) *refEntry {
 	e := s.m[key]
+	if e != nil && !e.death.IsZero() && !now.Before(e.death) {
+		return nil
+	}
 	if e == nil || e.exp.IsZero() || now.Before(e.exp) {
 		return e
 	}
@@ -54,13 +76,32 @@ func (s *refStore) live(key string, now time.Time) *refEntry {
 }
 
 func (s *refStore) expiry(now time.Time, ttl time.Duration) time.Time {
-	if ttl == backend.NoExpiry {
+	if ttl == backend.NoExpiry || !backend.ValidTTL(ttl) && s.faults.skipValidation {
 		return time.Time{}
 	}
 	if s.faults.expireEarly {
 		ttl = ttl * 9 / 10
 	}
+	if s.faults.capTTL > 0 {
+		ttl = min(ttl, s.faults.capTTL)
+	}
 	return now.Add(ttl)
+}
+
+// setExpiry gives e its expiry for ttl.
+func (s *refStore) setExpiry(e *refEntry, now time.Time, ttl time.Duration) {
+	e.exp = s.expiry(now, ttl)
+	if s.faults.capQuietly > 0 {
+		e.death = now.Add(s.faults.capQuietly)
+	}
+}
+
+// errClosed is the error of a call after Close.
+func (s *refStore) errClosed() error {
+	if s.faults.plainClosed {
+		return errors.New("store is closed")
+	}
+	return backend.ErrClosed
 }
 
 func (e *refEntry) result(now time.Time) backend.Result {
@@ -78,11 +119,24 @@ func (s *refStore) Do(ctx context.Context, ops []backend.Op, res []backend.Resul
 	if err := ctx.Err(); err != nil && !s.faults.ignoreContext {
 		return err
 	}
-	if err := backend.ValidateBatch(ops, res); err != nil {
+	if s.faults.skipValidation {
+		if len(res) < len(ops) {
+			ops = ops[:len(res)]
+		}
+	} else if err := backend.ValidateBatch(ops, res); err != nil {
 		return err
 	}
 	if s.faults.readsFirst {
 		return s.readsFirst(ctx, ops, res)
+	}
+	if s.faults.lockPerOp {
+		for i := range ops {
+			if err := s.apply(ops[i:i+1], res[i:i+1], func(backend.Op) bool { return true }); err != nil {
+				return err
+			}
+			runtime.Gosched()
+		}
+		return nil
 	}
 	return s.apply(ops, res, func(backend.Op) bool { return true })
 }
@@ -102,7 +156,7 @@ func (s *refStore) apply(ops []backend.Op, res []backend.Result, which func(back
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return backend.ErrClosed
+		return s.errClosed()
 	}
 	now := time.Now()
 	for i, op := range ops {
@@ -115,14 +169,21 @@ func (s *refStore) apply(ops []backend.Op, res []backend.Result, which func(back
 		e := s.live(op.Key, now)
 		switch op.Kind {
 		case backend.Incr:
-			if e == nil && op.Delta > 0 {
-				e = &refEntry{exp: s.expiry(now, op.TTL)}
+			switch {
+			case e == nil && (op.Delta > 0 || op.Delta == 0 && s.faults.zeroCreates):
+				e = &refEntry{}
+				s.setExpiry(e, now, op.TTL)
 				s.m[op.Key] = e
+			case e != nil && op.Delta > 0 && s.faults.incrResetsTTL:
+				s.setExpiry(e, now, op.TTL)
 			}
 			if e != nil {
 				s.incrs++
 				if s.faults.loseEvery == 0 || s.incrs%s.faults.loseEvery != 0 {
-					e.v = max(0, e.v+op.Delta)
+					e.v += op.Delta
+					if !s.faults.belowZero {
+						e.v = max(0, e.v)
+					}
 				}
 				if op.Delta < 0 && e.v == 0 && !s.faults.keepsZero {
 					delete(s.m, op.Key)
@@ -132,7 +193,7 @@ func (s *refStore) apply(ops []backend.Op, res []backend.Result, which func(back
 			res[i] = e.result(now)
 		case backend.Expire:
 			if e != nil {
-				e.exp = s.expiry(now, op.TTL)
+				s.setExpiry(e, now, op.TTL)
 			}
 			res[i] = e.result(now)
 		case backend.Exists:
@@ -160,13 +221,15 @@ func (s *refStore) Keys(ctx context.Context, prefix string) iter.Seq2[string, er
 		s.mu.Lock()
 		if s.closed {
 			s.mu.Unlock()
-			yield("", backend.ErrClosed)
+			if !s.faults.silentAfterClose {
+				yield("", s.errClosed())
+			}
 			return
 		}
 		now := time.Now()
 		var keys []string
 		for k := range s.m {
-			if strings.HasPrefix(k, prefix) && s.live(k, now) != nil {
+			if strings.HasPrefix(k, prefix) && (s.faults.listsExpired || s.live(k, now) != nil) {
 				keys = append(keys, k)
 			}
 		}
@@ -186,12 +249,20 @@ func (s *refStore) Close() error {
 	return nil
 }
 
+// unlisted hides the Lister of the store it wraps.
+type unlisted struct{ backend.Backend }
+
 func harness(f faults) conformance.Harness {
 	return conformance.Harness{
-		New:        func(testing.TB) backend.Backend { return newRef(f) },
+		New: func(testing.TB) backend.Backend {
+			if f.hideLister {
+				return unlisted{newRef(f)}
+			}
+			return newRef(f)
+		},
 		FakeTime:   true,
-		Lister:     true,
-		AtomicTags: !f.readsFirst, // one mutex per batch
+		Lister:     !f.declareNoLister,
+		AtomicTags: !f.readsFirst || f.declareAtomic, // one mutex per batch
 	}
 }
 
@@ -223,6 +294,19 @@ var broken = []struct {
 	{"ignores-context", faults{ignoreContext: true}, []string{"CancelledContext", "ExpiredContext"}},
 	{"reads-first", faults{readsFirst: true}, []string{"ReadsAfterWrites"}},
 	{"keeps-zero", faults{keepsZero: true}, []string{"NegativeDelta", "ConcurrentGiveBack"}},
+	{"lister-silent-after-close", faults{silentAfterClose: true}, []string{"Close"}},
+	{"lock-per-op-declared-atomic", faults{lockPerOp: true}, []string{"AtomicTags"}},
+	{"caps-ttl-at-an-hour", faults{capTTL: time.Hour}, []string{"LongTTLs"}},
+	{"kills-keys-after-an-hour", faults{capQuietly: time.Hour}, []string{"LongTTLs"}},
+	{"below-zero", faults{belowZero: true}, []string{"NegativeDelta"}},
+	{"zero-delta-creates", faults{zeroCreates: true}, []string{"ZeroDelta"}},
+	{"lists-expired", faults{listsExpired: true}, []string{"ListerAgrees"}},
+	{"plain-error-after-close", faults{plainClosed: true}, []string{"Close"}},
+	{"incr-resets-ttl", faults{incrResetsTTL: true}, []string{"IncrementKeepsTTL"}},
+	{"skips-validation", faults{skipValidation: true}, []string{"InvalidOperations"}},
+	{"lister-undeclared", faults{declareNoLister: true}, []string{"Capabilities"}},
+	{"lister-declared-not-implemented", faults{hideLister: true}, []string{"Capabilities"}},
+	{"reads-first-declared-atomic", faults{readsFirst: true, declareAtomic: true}, []string{"ReadsAfterWrites"}},
 }
 
 const brokenEnv = "CONFORMANCE_BROKEN_STORE"

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -24,6 +25,7 @@ var policyCases = []testCase{
 	{"SuccessSemantics", testPolicySuccess},
 	{"RoundTripBudget", testPolicyBudget},
 	{"Operator", testPolicyOperator},
+	{"OperatorPrefixIsolation", testPolicyPrefixIsolation},
 	{"HostileSubjects", testPolicyHostile},
 	{"OutageLimitDown", testOutageLimit(faultDown)},
 	{"OutageLimitHung", testOutageLimit(faultHang)},
@@ -307,5 +309,70 @@ func testPolicyHostile(t *testing.T, e *env) {
 	}
 	for _, s := range subjects {
 		refused(t, try(t, p, s, true), lockout.ReasonLocked)
+	}
+}
+
+// testPolicyPrefixIsolation checks that a policy's operator functions see
+// and touch only its own keys when another policy's prefix begins with its
+// own ("p" and "p:l", "q" and "q:l:x") on the same store: Locks lists only
+// its own locks, and UnlockKey of the other policy's lock is an error
+// wrapping lockout.ErrNotLockKey that leaves that lock in place.
+func testPolicyPrefixIsolation(t *testing.T, e *env) {
+	_, canList := e.b.(backend.Lister)
+	// Each pair locks addresses of its own: "p" and "p:l" appear in two
+	// pairs, and their locks from the first stay.
+	for i, tc := range []struct{ mine, theirs string }{{"p", "p:l"}, {"q", "q:l:x"}, {"p:l", "p"}} {
+		func() {
+			pols := map[string]*lockout.Policy{}
+			ips := map[string]string{tc.mine: fmt.Sprintf("192.0.2.%d", 2*i+1), tc.theirs: fmt.Sprintf("192.0.2.%d", 2*i+2)}
+			ctx := context.Background()
+			for _, prefix := range []string{tc.mine, tc.theirs} {
+				r := lockout.ByIP(1)
+				r.Schedule = lockout.Fixed(100 * e.unit)
+				p, _ := e.policy(t, lockout.Config{Rules: []lockout.Rule{r, lockout.ByUsername(1)}, Prefix: prefix, LockCacheTTL: lockout.NoLockCache})
+				pols[prefix] = p
+				if err := try(t, p, lockout.Subject{IP: ips[prefix]}, false); err != nil {
+					t.Fatal(err)
+				}
+			}
+			lockKey := func(prefix string) string { return prefix + ":l:ip:{ip=" + ips[prefix] + "}" }
+			mine, theirs := pols[tc.mine], pols[tc.theirs]
+			if canList {
+				for prefix, p := range pols {
+					var keys []string
+					for l, err := range p.Locks(ctx) {
+						if err != nil {
+							t.Fatal(err)
+						}
+						if !strings.HasPrefix(l.Key, prefix+":l:ip:{") {
+							t.Errorf("policy %q: Locks lists %q, not a lock of its own", prefix, l.Key)
+						}
+						keys = append(keys, l.Key)
+					}
+					if !slices.Contains(keys, lockKey(prefix)) {
+						t.Errorf("policy %q: Locks lists %q, without its own lock %q", prefix, keys, lockKey(prefix))
+					}
+				}
+			}
+			err := mine.UnlockKey(ctx, lockKey(tc.theirs))
+			if !errors.Is(err, lockout.ErrNotLockKey) {
+				t.Errorf("policy %q: UnlockKey of policy %q's lock %q = %v, want ErrNotLockKey", tc.mine, tc.theirs, lockKey(tc.theirs), err)
+			}
+			st, err := theirs.Status(ctx, lockout.Subject{IP: ips[tc.theirs]})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !st[0].Locked {
+				t.Errorf("policy %q's lock was lifted by policy %q", tc.theirs, tc.mine)
+			}
+			refused(t, try(t, theirs, lockout.Subject{IP: ips[tc.theirs]}, true), lockout.ReasonLocked)
+			// Its own lock, it can lift.
+			if err := mine.UnlockKey(ctx, lockKey(tc.mine)); err != nil {
+				t.Errorf("policy %q: UnlockKey of its own lock: %v", tc.mine, err)
+			}
+			if err := try(t, mine, lockout.Subject{IP: ips[tc.mine]}, true); err != nil {
+				t.Errorf("policy %q after UnlockKey of its own lock: %v", tc.mine, err)
+			}
+		}()
 	}
 }

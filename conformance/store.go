@@ -883,11 +883,18 @@ func testClose(t *testing.T, e *env) {
 		}
 	}
 	if l, ok := e.b.(backend.Lister); ok {
-		for _, err := range l.Keys(e.ctx, "") {
+		// One pair, whose error wraps ErrClosed: a listing that yields
+		// nothing would tell an operator there are no locks.
+		yielded := false
+		for k, err := range l.Keys(e.ctx, "") {
+			yielded = true
 			if !errors.Is(err, backend.ErrClosed) {
-				t.Errorf("Keys after Close: err = %v, want ErrClosed", err)
+				t.Errorf("Keys after Close: yielded %q, %v; want an error wrapping ErrClosed", trunc(k), err)
 			}
 			break
+		}
+		if !yielded {
+			t.Errorf("Keys after Close yielded nothing, and no error: want an error wrapping ErrClosed")
 		}
 	}
 	// The suite closes the store again when the test ends: that must be
@@ -1018,5 +1025,198 @@ func testListerHostile(t *testing.T, e *env) {
 				t.Errorf("Keys(%q): has %q = %v, want %v", prefix, trunc(k), got[k], !got[k])
 			}
 		}
+	}
+}
+
+// testAtomicTags checks what a store declares with Harness.AtomicTags: the
+// operations of one hash tag in a batch are one atomic step. Writers apply
+// batches that change three keys of one tag alike (add 1 to each, or
+// delete all three); readers read the three in one batch, all the while,
+// and must always find them equal: never some of a batch's writes without
+// the rest, and a writer's own increments return equal values. A race
+// shows only when the scheduler interleaves the calls, so the round is run
+// again, up to atomicAttempts times, while nothing is seen. A store that
+// declares no AtomicTags has nothing to show here.
+func testAtomicTags(t *testing.T, e *env) {
+	if !e.h.AtomicTags {
+		t.Log("the harness declares no AtomicTags: the contract orders only reads after writes, checked by ReadsAfterWrites")
+		return
+	}
+	const atomicAttempts = 3
+	for attempt := range atomicAttempts {
+		key := fmt.Sprintf("atomic%d:%%s:{tag%d}", attempt, attempt)
+		torn, writes, reads := e.atomicRound(t, key)
+		if len(torn) > 0 {
+			t.Errorf("the store declares AtomicTags, but %d of %d reads and writes saw part of a batch on one hash tag without the rest; first: %s", len(torn), writes+reads, torn[0])
+			return
+		}
+		t.Logf("round %d: %d batches written, %d read, none torn", attempt, writes, reads)
+	}
+}
+
+// atomicRound runs one round of testAtomicTags on the keys that format
+// (with "a", "b" and "c") makes, and returns what was torn, and how many
+// batches were written and read.
+func (e *env) atomicRound(t *testing.T, format string) (torn []string, writes, reads int) {
+	t.Helper()
+	const (
+		writers  = 8
+		readers  = 4
+		rounds   = 40
+		maxReads = 250 // per reader: a store whose reads are much faster than its writes stops reading early
+	)
+	ttl := 100 * e.unit
+	keys := []string{fmt.Sprintf(format, "a"), fmt.Sprintf(format, "b"), fmt.Sprintf(format, "c")}
+	incr := make([]backend.Op, len(keys))
+	del := make([]backend.Op, len(keys))
+	read := make([]backend.Op, len(keys))
+	for i, k := range keys {
+		incr[i] = backend.IncrOp(k, 1, ttl)
+		del[i] = backend.DeleteOp(k)
+		read[i] = backend.ExistsOp(k)
+	}
+	var (
+		wg, rg sync.WaitGroup
+		start  = make(chan struct{}) // all at once
+		done   = make(chan struct{})
+		errs   = make(chan error, writers+readers)
+		mu     sync.Mutex
+	)
+	for w := range writers {
+		wg.Go(func() {
+			<-start
+			res := make([]backend.Result, len(keys))
+			for i := range rounds {
+				ops := incr
+				if (i+w)%37 == 36 {
+					ops = del
+				}
+				if err := e.b.Do(e.ctx, ops, res); err != nil {
+					errs <- fmt.Errorf("writer %d: %w", w, err)
+					return
+				}
+				mu.Lock()
+				writes++
+				if ops[0].Kind == backend.Incr && (res[0].Value != res[1].Value || res[1].Value != res[2].Value) {
+					torn = append(torn, fmt.Sprintf("a writer's own batch returned %d, %d, %d", res[0].Value, res[1].Value, res[2].Value))
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	for range readers {
+		rg.Go(func() {
+			<-start
+			res := make([]backend.Result, len(keys))
+			for range maxReads {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				if err := e.b.Do(e.ctx, read, res); err != nil {
+					errs <- fmt.Errorf("reader: %w", err)
+					return
+				}
+				mu.Lock()
+				reads++
+				if res[0].Value != res[1].Value || res[0].Found != res[1].Found ||
+					res[1].Value != res[2].Value || res[1].Found != res[2].Found {
+					torn = append(torn, fmt.Sprintf("a reader saw %+v, %+v, %+v", res[0], res[1], res[2]))
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	close(done)
+	rg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	return torn, writes, reads
+}
+
+// testLongTTLs checks TTLs far longer than the other checks use, and
+// NoExpiry, set by Incr and by Expire: the TTL reported is the one asked for
+// (30 and 40 days: memcached reads an exptime over 30 days as a date), not
+// a store's silent cap. With fake time the keys are read again two hours
+// later, past a one-hour cap that reports the TTL it was asked for; with
+// real time, a moment later.
+func testLongTTLs(t *testing.T, e *env) {
+	const day = 24 * time.Hour
+	finite := map[string]time.Duration{
+		"long/incr/30d":   30 * day,
+		"long/incr/40d":   40 * day,
+		"long/expire/30d": 30 * day,
+		"long/expire/40d": 40 * day,
+	}
+	forever := []string{"long/incr/forever", "long/expire/forever"}
+	t0 := time.Now()
+	var ops []backend.Op
+	for k, ttl := range finite {
+		if strings.HasPrefix(k, "long/incr/") {
+			ops = append(ops, backend.IncrOp(k, 1, ttl))
+		} else {
+			ops = append(ops, backend.IncrOp(k, 1, e.unit))
+		}
+	}
+	ops = append(ops, backend.IncrOp(forever[0], 1, backend.NoExpiry), backend.IncrOp(forever[1], 1, e.unit))
+	rs := e.do(t, ops...)
+	for i, op := range ops {
+		if ttl := finite[op.Key]; op.TTL == ttl {
+			e.checkLongTTL(t, "incr of "+op.Key, rs[i], ttl, t0, 0)
+		}
+	}
+	if rs[len(rs)-2].TTL != backend.NoExpiry {
+		t.Errorf("incr of %s with NoExpiry: %+v, want TTL NoExpiry", forever[0], rs[len(rs)-2])
+	}
+	ops = ops[:0]
+	for k, ttl := range finite {
+		if strings.HasPrefix(k, "long/expire/") {
+			ops = append(ops, backend.ExpireOp(k, ttl))
+		}
+	}
+	ops = append(ops, backend.ExpireOp(forever[1], backend.NoExpiry))
+	t1 := time.Now()
+	rs = e.do(t, ops...)
+	for i, op := range ops[:len(ops)-1] {
+		e.checkLongTTL(t, "expire of "+op.Key, rs[i], op.TTL, t1, 0)
+	}
+	if r := rs[len(rs)-1]; !r.Found || r.TTL != backend.NoExpiry {
+		t.Errorf("expire of %s to NoExpiry: %+v, want TTL NoExpiry", forever[1], r)
+	}
+
+	wait := e.unit
+	if e.h.FakeTime {
+		wait = 2 * time.Hour
+	}
+	sleepUntil(t1.Add(wait))
+	for k, ttl := range finite {
+		e.checkLongTTL(t, fmt.Sprintf("%s, %v later", k, wait), e.do1(t, backend.ExistsOp(k)), ttl, t0, wait)
+	}
+	for _, k := range forever {
+		if r := e.do1(t, backend.ExistsOp(k)); !r.Found || r.Value != 1 || r.TTL != backend.NoExpiry {
+			t.Errorf("%s, %v later: %+v, want value 1 and TTL NoExpiry", k, wait, r)
+		}
+	}
+}
+
+// checkLongTTL fails unless r is a found key holding 1 whose remaining TTL
+// is what a key given ttl by a call that started at since has left, when
+// at least elapsed has passed since that call: no less than ttl minus the
+// time since the call started, no more than ttl minus elapsed plus the
+// granularity and the margin (the call's latency).
+func (e *env) checkLongTTL(t *testing.T, what string, r backend.Result, ttl time.Duration, since time.Time, elapsed time.Duration) {
+	t.Helper()
+	if !r.Found || r.Value != 1 {
+		t.Errorf("%s (TTL %v): %+v, want a key holding 1", what, ttl, r)
+		return
+	}
+	lo, hi := ttl-time.Since(since)-e.margin, ttl-elapsed+e.h.Granularity+e.margin
+	if r.TTL < lo || r.TTL > hi {
+		t.Errorf("%s: remaining TTL %v, want in [%v, %v] (asked for %v)", what, r.TTL, lo, hi, ttl)
 	}
 }

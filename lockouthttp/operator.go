@@ -84,7 +84,10 @@ type OperatorConfig struct {
 // that cannot be keyed, a malformed body); 403 forbidden or cross_origin;
 // 404 not_found; 405 method_not_allowed; 501 unsupported (the store cannot
 // list locks); 503 backend (the store failed). An unlock-key of a key that
-// is not a lock key of the policy is 400 bad_request.
+// is not a lock key of the policy is 400 bad_request, and touches nothing:
+// api/locks and api/unlock-key see only the policy's own keys, never those
+// of another policy sharing the store, even one whose prefix begins with
+// this one's ("p" and "p:l").
 type Operator struct {
 	p   *lockout.Policy
 	cfg OperatorConfig

@@ -156,8 +156,11 @@
 // memcached refuses keys over 250 bytes and keys with spaces, control bytes
 // or DEL. Such bytes, and '%', are written %XX; a key whose escaped form
 // (after Options.Prefix) would exceed 250 bytes is replaced by "%H" and the
-// unpadded base64url of its SHA-256. The escaper never writes "%H", so the
-// mapping has no collisions, and short keys stay readable.
+// unpadded base64url of its SHA-256, followed by its hash tag in braces
+// (escaped; itself hashed when its escaped form is over 139 bytes), so that
+// RendezvousSelector places a long key with the other keys of its tag. The
+// escaper never writes "%H", so the mapping has no collisions, and short
+// keys stay readable.
 //
 // # Caveats
 //
