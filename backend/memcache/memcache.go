@@ -7,6 +7,7 @@ import (
 	"maps"
 	"math"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -36,7 +37,11 @@ const (
 type Options struct {
 	// Prefix is written before every key in memcached, to keep the store's
 	// keys apart from other data on a shared server. It must be at most 64
-	// bytes, none of them a space, control byte or DEL. Default: none.
+	// bytes, none of them a space, control byte or DEL. A '{' in it must be
+	// closed by a '}' after at least one byte, in the prefix: the selector
+	// places a key by its hash tag, which an unclosed '{' would run into
+	// the key (keys that share a tag would land apart); a closed one puts
+	// every key on one server. Default: none.
 	Prefix string
 
 	// MaxIdleConns is the number of idle connections NewServers keeps per
@@ -86,6 +91,9 @@ func New(client *gm.Client, opts *Options) (*Store, error) {
 	}
 	if len(o.Prefix) > maxPrefixLen || (o.Prefix != "" && !legalKey(o.Prefix)) {
 		return nil, fmt.Errorf("memcache: prefix %q: want at most %d bytes, none a space, control byte or DEL", o.Prefix, maxPrefixLen)
+	}
+	if i := strings.IndexByte(o.Prefix, '{'); i >= 0 && strings.IndexByte(o.Prefix[i+1:], '}') <= 0 {
+		return nil, fmt.Errorf("memcache: prefix %q has a '{' that no '}' closes with a hash tag: keys that share a hash tag would land on different servers", o.Prefix)
 	}
 	return &Store{c: client, prefix: o.Prefix, lim: newLimiter(o.MaxActive, nil)}, nil
 }

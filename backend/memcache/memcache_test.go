@@ -479,9 +479,14 @@ func TestStoredForm(t *testing.T) {
 
 func TestOptions(t *testing.T) {
 	c := gm.New("127.0.0.1:1")
-	for _, p := range []string{"a b", "a\x00", strings.Repeat("p", maxPrefixLen+1)} {
+	for _, p := range []string{"a b", "a\x00", strings.Repeat("p", maxPrefixLen+1), "app{", "app{}:", "{x"} {
 		if _, err := New(c, &Options{Prefix: p}); err == nil {
 			t.Errorf("prefix %q accepted", p)
+		}
+	}
+	for _, p := range []string{"app:", "{app}:", "a{b}c{"} {
+		if _, err := New(c, &Options{Prefix: p}); err != nil {
+			t.Errorf("prefix %q refused: %v", p, err)
 		}
 	}
 	if _, err := New(nil, nil); err == nil {
