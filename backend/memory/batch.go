@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"math/bits"
 	"runtime"
-	"strings"
 	"time"
 
 	"github.com/go-lockout/lockout/backend"
@@ -54,63 +53,64 @@ func (b *batch) apply(op *backend.Op, sh *shard) (backend.Result, error) {
 	case backend.Incr:
 		return b.incr(sh, op.Key, op.Delta, op.TTL)
 	case backend.Exists:
-		if e, ok := b.get(sh, op.Key); ok {
-			return e.result(b.now), nil
+		if i, ok := b.get(sh, op.Key); ok {
+			return sh.entries[i].result(b.now), nil
 		}
 		return backend.Result{}, nil
 	case backend.Expire:
-		e, ok := b.get(sh, op.Key)
+		i, ok := b.get(sh, op.Key)
 		if !ok {
 			return backend.Result{}, nil
 		}
+		e := &sh.entries[i]
 		e.exp = expiry(b.now, op.TTL)
-		sh.m[op.Key] = e
 		sh.noteExp(e.exp)
 		return e.result(b.now), nil
 	case backend.Delete:
-		e, ok := sh.m[op.Key]
+		i, ok := sh.lookup(op.Key)
 		if !ok {
 			return backend.Result{}, nil
 		}
-		b.remove(sh, op.Key)
-		return backend.Result{Found: e.live(b.now)}, nil
+		found := sh.entries[i].live(b.now)
+		b.remove(sh, op.Key, i)
+		return backend.Result{Found: found}, nil
 	}
 	return backend.Result{}, fmt.Errorf("memory: %w: unknown operation %s", backend.ErrInvalid, op.Kind)
 }
 
-// get returns key's entry if it is live. An expired entry it finds is
-// removed.
-func (b *batch) get(sh *shard, key string) (entry, bool) {
-	e, ok := sh.m[key]
-	if ok && !e.live(b.now) {
-		b.remove(sh, key)
-		return entry{}, false
+// get returns the index of key's entry in sh if the key is live. An
+// expired entry it finds is removed.
+func (b *batch) get(sh *shard, key string) (uint32, bool) {
+	i, ok := sh.lookup(key)
+	if ok && !sh.entries[i].live(b.now) {
+		b.remove(sh, key, i)
+		return 0, false
 	}
-	return e, ok
+	return i, ok
 }
 
-// remove deletes key, which sh holds.
-func (b *batch) remove(sh *shard, key string) {
-	delete(sh.m, key)
+// remove deletes key, whose entry in sh is at i.
+func (b *batch) remove(sh *shard, key string, i uint32) {
+	sh.remove(key, i)
 	b.s.keys.Add(-1)
 }
 
 func (b *batch) incr(sh *shard, key string, delta int64, ttl time.Duration) (backend.Result, error) {
-	e, ok := b.get(sh, key)
-	switch {
-	case ok && delta == 0:
-		return e.result(b.now), nil
-	case ok:
+	if i, ok := b.get(sh, key); ok {
+		e := &sh.entries[i]
+		if delta == 0 {
+			return e.result(b.now), nil
+		}
 		e.value = addClamped(e.value, delta)
 		if e.value == 0 {
 			// A give-back that brings the counter to zero removes it,
 			// under the shard lock, so no other call sees the zero.
-			b.remove(sh, key)
+			b.remove(sh, key, i)
 			return backend.Result{}, nil
 		}
-		sh.m[key] = e
 		return e.result(b.now), nil
-	case delta <= 0:
+	}
+	if delta <= 0 {
 		return backend.Result{}, nil
 	}
 	for !b.s.reserve() {
@@ -118,11 +118,8 @@ func (b *batch) incr(sh *shard, key string, delta int64, ttl time.Duration) (bac
 			return backend.Result{}, b.s.errFull
 		}
 	}
-	e = entry{value: delta, exp: expiry(b.now, ttl)}
-	// A copy of the key: the store never keeps the caller's string
-	// (maybe part of a larger buffer) alive.
-	sh.m[strings.Clone(key)] = e
-	sh.noteExp(e.exp)
+	e := entry{value: delta, exp: expiry(b.now, ttl)}
+	sh.add(key, e)
 	return e.result(b.now), nil
 }
 

@@ -11,9 +11,10 @@
 //
 // # How it works
 //
-// Keys live in 256 shards, each a Go map from key to a 16-byte entry (the
-// counter and its expiry in nanoseconds on the monotonic clock) under a
-// mutex. A key's shard is chosen by a hash of its hash tag
+// Keys live in 256 shards under a mutex each. A shard's map gives each
+// key (the store's own copy) the index of its entry in a slice of 16-byte
+// entries, free of pointers: the counter and its expiry in nanoseconds on
+// the monotonic clock. Updates write the entry in place. A key's shard is chosen by a hash of its hash tag
 // ([backend.HashTag]), so the keys of one tag share a shard. A call (Do)
 // takes every shard its keys need, once and in ascending order, reads the
 // clock once, applies its operations in order at that instant, and
@@ -43,9 +44,9 @@
 //   - Keys of one hash tag share a lock: calls on one tag run one at a time
 //     (they are one subject's keys in the lockout engine). A sweep holds a
 //     shard's lock while it walks the shard's map.
-//   - Memory is some 60 to 120 bytes per key of up to 16 bytes (a map slot
-//     and the store's copy of the key, which it never shares with the
-//     caller), more for longer keys.
+//   - Memory is some 60 to 120 bytes per key, plus the key's length
+//     (rounded up to an allocation size): a map slot, an entry, and the
+//     store's copy of the key, which it never shares with the caller.
 //   - [Store.Keys] walks the shards one at a time, copying a shard's
 //     matching keys and checking each again before yielding it.
 //   - The store is for one process; its state is lost on Close or exit.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"iter"
-	"strings"
 )
 
 // Keys yields every live key that begins with prefix, in no particular
@@ -31,11 +30,7 @@ func (s *Store) Keys(ctx context.Context, prefix string) iter.Seq2[string, error
 				return
 			}
 			now := s.now()
-			for k, e := range sh.m {
-				if e.live(now) && strings.HasPrefix(k, prefix) {
-					keys = append(keys, k)
-				}
-			}
+			keys = sh.appendLive(keys, prefix, now)
 			sh.mu.Unlock()
 			for _, k := range keys {
 				if n++; n&255 == 0 {
@@ -65,9 +60,9 @@ func (s *Store) live(sh *shard, key string) (bool, error) {
 	if s.closed.Load() {
 		return false, errClosed
 	}
-	e, ok := sh.m[key]
-	if ok && !e.live(s.now()) {
-		delete(sh.m, key)
+	i, ok := sh.lookup(key)
+	if ok && !sh.entries[i].live(s.now()) {
+		sh.remove(key, i)
 		s.keys.Add(-1)
 		return false, nil
 	}

@@ -58,59 +58,6 @@ const (
 	numShards = 1 << shardBits
 )
 
-// entry is one key's state. It holds no pointer: the garbage collector
-// scans only the map's keys.
-type entry struct {
-	value int64
-	exp   int64 // expiry in nanoseconds since the store's epoch; never: none
-}
-
-// live reports whether e exists at now.
-func (e entry) live(now int64) bool { return now < e.exp }
-
-// result describes e at now, where e is live.
-func (e entry) result(now int64) backend.Result {
-	r := backend.Result{Found: true, Value: e.value, TTL: backend.NoExpiry}
-	if e.exp != never {
-		r.TTL = time.Duration(e.exp - now)
-	}
-	return r
-}
-
-// shard holds the keys whose hash tags hash to it, under its lock.
-type shard struct {
-	mu sync.Mutex
-	m  map[string]entry // nil once the store is closed
-	// minExp is at most the earliest expiry in m (never: none expires).
-	// Written under mu, read anywhere: the sweeps skip shards where
-	// nothing can have expired.
-	minExp atomic.Int64
-	_      [40]byte // one cache line per shard
-}
-
-// noteExp lowers sh.minExp to exp if needed. The caller holds sh.mu.
-func (sh *shard) noteExp(exp int64) {
-	if exp < sh.minExp.Load() {
-		sh.minExp.Store(exp)
-	}
-}
-
-// sweep deletes the entries of sh expired at now, and returns how many.
-// The caller holds sh.mu.
-func (sh *shard) sweep(now int64) int {
-	n, low := 0, int64(never)
-	for k, e := range sh.m {
-		if !e.live(now) {
-			delete(sh.m, k)
-			n++
-		} else if e.exp < low {
-			low = e.exp
-		}
-	}
-	sh.minExp.Store(low)
-	return n
-}
-
 // Store is an in-process [backend.Backend] and [backend.Lister]: expiring
 // counters in sharded maps. Its methods are safe for concurrent use.
 type Store struct {
@@ -167,8 +114,7 @@ func New(opts *Options) (*Store, error) {
 		done:    make(chan struct{}),
 	}
 	for i := range s.shards {
-		s.shards[i].m = make(map[string]entry)
-		s.shards[i].minExp.Store(never)
+		s.shards[i].init()
 	}
 	go s.sweeper()
 	return s, nil
@@ -286,9 +232,8 @@ func (s *Store) Close() error {
 		for i := range s.shards {
 			sh := &s.shards[i]
 			sh.mu.Lock()
-			s.keys.Add(-int64(len(sh.m)))
-			sh.m = nil
-			sh.minExp.Store(never)
+			s.keys.Add(-int64(sh.len()))
+			sh.drop()
 			sh.mu.Unlock()
 		}
 	})

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -761,13 +762,13 @@ func TestAddClamped(t *testing.T) {
 }
 
 // TestLayout checks the sizes the comments promise: a 16-byte entry, and
-// one cache line per shard.
+// shards on separate cache lines.
 func TestLayout(t *testing.T) {
 	if size := unsafe.Sizeof(entry{}); size != 16 {
 		t.Errorf("entry takes %d bytes, want 16", size)
 	}
-	if size := unsafe.Sizeof(shard{}); size != 64 {
-		t.Errorf("shard takes %d bytes, want 64", size)
+	if size := unsafe.Sizeof(shard{}); size%64 != 0 {
+		t.Errorf("shard takes %d bytes, want a multiple of 64", size)
 	}
 }
 
@@ -792,5 +793,68 @@ func TestTagsShareShard(t *testing.T) {
 	}
 	if len(seen) < numShards/2 {
 		t.Errorf("1000 keys fell into %d shards, want them spread over most of %d", len(seen), numShards)
+	}
+}
+
+// TestKeyForms works keys short and long, with NUL bytes, and keys that
+// are prefixes of each other.
+func TestKeyForms(t *testing.T) {
+	const n = 63
+	long := strings.Repeat("x", n)
+	keys := []string{
+		"a", "a\x00", "a\x00\x00", "\x00", "\x00a",
+		long[:n-1], long, long + "x", long + "\x00", long + long,
+		long[:n-1] + "\x00",
+	}
+	s := newStore(t, &Options{MaxKeys: len(keys)})
+	for i, k := range keys {
+		if r := do1(t, s, backend.IncrOp(k, int64(i+1), time.Hour)); r.Value != int64(i+1) {
+			t.Fatalf("creating %q: %+v, want a new key", k, r)
+		}
+	}
+	wantLen(t, s, len(keys))
+	for i, k := range keys {
+		if r := do(t, s, backend.IncrOp(k, 10, time.Hour), backend.ExpireOp(k, backend.NoExpiry))[0]; r.Value != int64(i+11) {
+			t.Errorf("incr %q: %+v, want %d", k, r, i+11)
+		}
+	}
+	got := map[string]bool{}
+	for k, err := range s.Keys(context.Background(), "") {
+		if err != nil {
+			t.Fatal(err)
+		}
+		got[k] = true
+	}
+	for i, k := range keys {
+		if !got[k] {
+			t.Errorf("Keys missed %q", k)
+		}
+		if r := do1(t, s, backend.ExistsOp(k)); r.Value != int64(i+11) || r.TTL != backend.NoExpiry {
+			t.Errorf("%q: %+v, want %d without expiry", k, r, i+11)
+		}
+		if r := do1(t, s, backend.IncrOp(k, -int64(i+11), time.Hour)); r.Found {
+			t.Errorf("%q given back to zero: %+v, want removed", k, r)
+		}
+	}
+	wantLen(t, s, 0)
+}
+
+// TestKeyNotShared checks that the store keeps its own copy of a key: the
+// caller's buffer changing afterwards does not change the store's keys.
+func TestKeyNotShared(t *testing.T) {
+	s := newStore(t, nil)
+	for _, n := range []int{10, 100} {
+		buf := []byte(strings.Repeat("k", n))
+		key := unsafe.String(&buf[0], len(buf))
+		do1(t, s, backend.IncrOp(key, 1, time.Hour))
+		do1(t, s, backend.IncrOp(key, 1, time.Hour)) // an update too
+		want := strings.Clone(key)
+		buf[0] = 'X'
+		if r := do1(t, s, backend.ExistsOp(want)); r.Value != 2 {
+			t.Errorf("%d-byte key after its buffer changed: %+v, want value 2", n, r)
+		}
+		for k := range s.Keys(context.Background(), "X") {
+			t.Errorf("Keys yields %q, which the caller's buffer now holds", k)
+		}
 	}
 }
