@@ -14,12 +14,12 @@
 // Keys live in 256 shards under a mutex each. A shard's map gives each
 // key (the store's own copy) the index of its entry in a slice of 16-byte
 // entries, free of pointers: the counter and its expiry in nanoseconds on
-// the monotonic clock. Updates write the entry in place. A key's shard is chosen by a hash of its hash tag
-// ([backend.HashTag]), so the keys of one tag share a shard. A call (Do)
-// takes every shard its keys need, once and in ascending order, reads the
-// clock once, applies its operations in order at that instant, and
-// releases them: the operations of one hash tag in a batch apply as one
-// atomic step, and batches cannot deadlock.
+// the monotonic clock. Updates write the entry in place. A key's shard is
+// chosen by a hash of its hash tag ([backend.HashTag]), so the keys of one
+// tag share a shard. A call (Do) takes every shard its keys need, once and
+// in ascending order, reads the clock once, applies its operations in
+// order at that instant, and releases them: the operations of one hash tag
+// in a batch apply as one atomic step, and batches cannot deadlock.
 //
 // Expiry is exact: a key whose expiry has passed is never visible, and an
 // operation that finds one removes it. A sweeper goroutine reclaims the
