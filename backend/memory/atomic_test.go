@@ -49,8 +49,8 @@ func TestTagGroupsAreAtomic(t *testing.T) {
 			// The engine's lock: a batch sets the lock marker and deletes
 			// the counter, another does the reverse. Exactly one of them
 			// exists between batches. The keys are created and deleted
-			// over and over, so most are pending in ristretto, and the
-			// lock marker is also re-inserted (NoExpiry, then a TTL).
+			// over and over, and the lock marker's TTL switches between
+			// NoExpiry and a finite one.
 			name: "lock marker replaces counter",
 			write: func(tag string, g, i int) []backend.Op {
 				if (g+i)%2 == 0 {

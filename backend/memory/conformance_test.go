@@ -29,9 +29,8 @@ func TestConformance(t *testing.T) {
 	conformance.Run(t, harness(nil))
 }
 
-// TestConformanceTinyReclaimDelay runs the suite with ristretto's
-// expiration as close to the keys' own as the options allow, so that ttl
-// cleanup runs right behind expiry.
-func TestConformanceTinyReclaimDelay(t *testing.T) {
-	conformance.Run(t, harness(&memory.Options{ReclaimDelay: time.Nanosecond}))
+// TestConformanceBusySweeper runs the suite with a sweeper that runs
+// every millisecond of fake time, right behind the keys' expiries.
+func TestConformanceBusySweeper(t *testing.T) {
+	conformance.Run(t, harness(&memory.Options{SweepInterval: time.Millisecond}))
 }

@@ -60,19 +60,28 @@ func fill(t testing.TB, s *Store, prefix string, n int, ttl time.Duration, value
 
 func one(int) int64 { return 1 }
 
+// wantLen fails the test unless s holds want keys.
+func wantLen(t testing.TB, s *Store, want int) {
+	t.Helper()
+	if got := s.Len(); got != want {
+		t.Fatalf("Len = %d, want %d", got, want)
+	}
+}
+
 func TestOptions(t *testing.T) {
 	tests := []struct {
 		name    string
 		opts    *Options
 		wantErr bool
 		maxKeys int64
-		reclaim time.Duration
+		sweep   time.Duration
 	}{
-		{"nil", nil, false, DefaultMaxKeys, DefaultReclaimDelay},
-		{"zero", &Options{}, false, DefaultMaxKeys, DefaultReclaimDelay},
-		{"set", &Options{MaxKeys: 7, ReclaimDelay: time.Minute}, false, 7, time.Minute},
+		{"nil", nil, false, DefaultMaxKeys, DefaultSweepInterval},
+		{"zero", &Options{}, false, DefaultMaxKeys, DefaultSweepInterval},
+		{"set", &Options{MaxKeys: 7, SweepInterval: time.Minute}, false, 7, time.Minute},
+		{"ReclaimDelay ignored", &Options{ReclaimDelay: -time.Second}, false, DefaultMaxKeys, DefaultSweepInterval},
 		{"negative MaxKeys", &Options{MaxKeys: -1}, true, 0, 0},
-		{"negative ReclaimDelay", &Options{ReclaimDelay: -time.Second}, true, 0, 0},
+		{"negative SweepInterval", &Options{SweepInterval: -time.Second}, true, 0, 0},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -88,27 +97,21 @@ func TestOptions(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer s.Close()
-			if s.maxKeys != tc.maxKeys || s.reclaim != int64(tc.reclaim) {
-				t.Errorf("maxKeys %d, reclaim %v; want %d, %v", s.maxKeys, time.Duration(s.reclaim), tc.maxKeys, tc.reclaim)
+			if s.maxKeys != tc.maxKeys || s.sweepIv != tc.sweep {
+				t.Errorf("maxKeys %d, sweep interval %v; want %d, %v", s.maxKeys, s.sweepIv, tc.maxKeys, tc.sweep)
 			}
 		})
 	}
 }
 
-// TestNoEviction inserts far more keys than a cache of ristretto's usual
-// configuration would keep, and checks that the first ones are all still
-// there with their exact values.
+// TestNoEviction inserts many keys, and checks that the first ones are all
+// still there with their exact values.
 func TestNoEviction(t *testing.T) {
 	const early, others = 1000, 200_000
 	s := newStore(t, nil)
 	fill(t, s, "early/", early, time.Hour, func(i int) int64 { return int64(i + 1) })
-	// Read the early keys often, as an attacker would not, so that an
-	// admission policy would rather keep them: it must not matter either
-	// way.
 	fill(t, s, "spray/", others, time.Hour, one)
-	if got := s.Len(); got != early+others {
-		t.Errorf("Len = %d, want %d", got, early+others)
-	}
+	wantLen(t, s, early+others)
 	ops := make([]backend.Op, early)
 	for i := range ops {
 		ops[i] = backend.ExistsOp(fmt.Sprint("early/", i))
@@ -118,7 +121,6 @@ func TestNoEviction(t *testing.T) {
 			t.Fatalf("early/%d after %d more keys: %+v, want value %d", i, others, r, i+1)
 		}
 	}
-	// And a sample of the later ones.
 	for i := 0; i < others; i += 997 {
 		if r := do1(t, s, backend.ExistsOp(fmt.Sprint("spray/", i))); !r.Found || r.Value != 1 {
 			t.Fatalf("spray/%d: %+v, want value 1", i, r)
@@ -139,10 +141,11 @@ func heapAlloc() uint64 {
 // stays what the cap's keys take, and the keys held keep working.
 func TestCapBoundsMemory(t *testing.T) {
 	const maxKeys, spray = 100_000, 1_000_000
-	// Some 210 bytes per key measured, up to twice that depending on how
-	// full the maps happen to be; a store that kept every sprayed key
-	// would need ten times the cap's memory.
-	const maxBytesPerKey = 600
+	// Some 70 bytes per key measured for these 7-byte keys (map slot and
+	// the key's copy), up to twice that depending on how full the maps
+	// happen to be; a store that kept every sprayed key would need ten
+	// times the cap's memory.
+	const maxBytesPerKey = 200
 	h0 := heapAlloc()
 	s := newStore(t, &Options{MaxKeys: maxKeys})
 	fill(t, s, "k/", maxKeys, time.Hour, func(i int) int64 { return int64(i%7 + 1) })
@@ -179,10 +182,7 @@ func TestCapBoundsMemory(t *testing.T) {
 	if grew := int64(h2) - int64(h1); grew > 4<<20 {
 		t.Errorf("heap grew by %d bytes while refusing keys, want under 4 MiB", grew)
 	}
-	if got := s.Len(); got != maxKeys {
-		t.Errorf("Len = %d, want %d", got, maxKeys)
-	}
-	// Every held key still reads, with its exact value.
+	wantLen(t, s, maxKeys)
 	const batch = 1000
 	check := make([]backend.Op, batch)
 	for base := 0; base < maxKeys; base += batch {
@@ -264,6 +264,7 @@ func TestCloseRace(t *testing.T) {
 	if _, err := try(s, backend.ExistsOp("k/1")); !errors.Is(err, backend.ErrClosed) {
 		t.Errorf("Exists after Close: %v, want ErrClosed", err)
 	}
+	wantLen(t, s, 0)
 }
 
 // TestKeysClosedMidway closes the store while a Keys iteration is yielding.
@@ -286,76 +287,164 @@ func TestKeysClosedMidway(t *testing.T) {
 	}
 }
 
-// TestReclaimedByRistretto lets keys expire and checks that ristretto's ttl
-// cleanup, driven by its ticker on the fake clock, reclaims them and frees
-// the cap.
-func TestReclaimedByRistretto(t *testing.T) {
+// TestKeysRechecksExpiry shortens the TTL of keys that Keys has already
+// collected (one hash tag: one shard) and lets them expire: they are not
+// yielded.
+func TestKeysRechecksExpiry(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		const maxKeys = 100
-		s := newStore(t, &Options{MaxKeys: maxKeys})
-		fill(t, s, "k/", maxKeys, time.Minute, one)
-		if _, err := try(s, backend.IncrOp("one more", 1, time.Minute)); !errors.Is(err, backend.ErrFull) {
-			t.Fatalf("creating key %d: err = %v, want ErrFull", maxKeys+1, err)
+		s := newStore(t, nil)
+		const n = 10
+		for i := range n {
+			do1(t, s, backend.IncrOp(fmt.Sprintf("{tag}/%d", i), 1, time.Hour))
 		}
-		// Expiry + ReclaimDelay + a 5 s bucket + a 2.5 s tick.
-		time.Sleep(time.Minute + DefaultReclaimDelay + 7500*time.Millisecond + time.Millisecond)
-		synctest.Wait()
-		if got := s.Len(); got != 0 {
-			t.Fatalf("Len after expiry and cleanup = %d, want 0", got)
+		var got []string
+		for k, err := range s.Keys(context.Background(), "{tag}/") {
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, k)
+			if len(got) == 1 {
+				for i := range n {
+					if k := fmt.Sprintf("{tag}/%d", i); k != got[0] {
+						do1(t, s, backend.ExpireOp(k, time.Millisecond))
+					}
+				}
+				time.Sleep(time.Millisecond)
+			}
 		}
-		fill(t, s, "again/", maxKeys, time.Minute, one)
-		if got := s.Len(); got != maxKeys {
-			t.Errorf("Len = %d, want %d", got, maxKeys)
+		if len(got) != 1 {
+			t.Errorf("Keys yielded %q, want only the first key: the others expired during the iteration", got)
 		}
 	})
 }
 
-// TestSweepWhenFull lets keys expire with a ReclaimDelay so long that
-// ristretto keeps them, and checks that a creation in the full store
-// sweeps them.
-func TestSweepWhenFull(t *testing.T) {
+// TestCloseStopsSweeper closes a store inside a synctest bubble: the bubble
+// can end only if the sweeper's goroutine has exited.
+func TestCloseStopsSweeper(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s, err := New(&Options{SweepInterval: time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		do1(t, s, backend.IncrOp("k", 1, time.Millisecond))
+		time.Sleep(10 * time.Millisecond)
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// TestSweeperReclaims lets keys expire and checks that the sweeper,
+// driven by its ticker on the fake clock, reclaims them, and only them.
+func TestSweeperReclaims(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const maxKeys = 100
-		s := newStore(t, &Options{MaxKeys: maxKeys, ReclaimDelay: time.Hour})
+		// Sweeps at 56 s and 63 s; the short keys expire at 60 s.
+		s := newStore(t, &Options{MaxKeys: maxKeys, SweepInterval: 7 * time.Second})
 		fill(t, s, "short/", maxKeys/2, time.Minute, one)
-		fill(t, s, "long/", maxKeys/2, 3*time.Hour, one)
-		time.Sleep(2 * time.Minute)
-		synctest.Wait()
-		if got := s.Len(); got != maxKeys {
-			t.Fatalf("Len before the sweep = %d, want %d (expired keys not yet reclaimed)", got, maxKeys)
-		}
-		fill(t, s, "new/", maxKeys/2, time.Minute, one)
-		if got := s.Len(); got != maxKeys {
-			t.Errorf("Len after the sweep and %d creations = %d, want %d", maxKeys/2, got, maxKeys)
-		}
+		fill(t, s, "long/", maxKeys/2, time.Hour, one)
 		if _, err := try(s, backend.IncrOp("one more", 1, time.Minute)); !errors.Is(err, backend.ErrFull) {
-			t.Errorf("creating one more: err = %v, want ErrFull", err)
+			t.Fatalf("creating key %d: err = %v, want ErrFull", maxKeys+1, err)
 		}
-		// The long keys survived the sweep.
+		time.Sleep(62 * time.Second)
+		synctest.Wait()
+		wantLen(t, s, maxKeys) // expired, not swept yet
+		time.Sleep(time.Second)
+		synctest.Wait()
+		wantLen(t, s, maxKeys/2)
 		for i := range maxKeys / 2 {
 			if r := do1(t, s, backend.ExistsOp(fmt.Sprint("long/", i))); !r.Found || r.Value != 1 {
 				t.Fatalf("long/%d after the sweep: %+v", i, r)
 			}
 		}
+		fill(t, s, "again/", maxKeys/2, time.Minute, one)
+		wantLen(t, s, maxKeys)
 	})
 }
 
-// TestCountIsExact follows Len through creations, deletions, expiries,
-// re-inserting Expires and re-creations, in both of ristretto's states for
-// an expired item (still visible to Get, and hidden but not yet cleaned).
+// TestFullReclaimsExpired lets keys expire in a full store whose sweeper
+// will not run for an hour: creating keys reclaims the expired ones
+// instead of failing, and never a live one.
+func TestFullReclaimsExpired(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const maxKeys = 100
+		s := newStore(t, &Options{MaxKeys: maxKeys, SweepInterval: time.Hour})
+		fill(t, s, "short/", maxKeys/2, time.Minute, one)
+		fill(t, s, "long/", maxKeys/2, 3*time.Hour, one)
+		time.Sleep(2 * time.Minute)
+		wantLen(t, s, maxKeys)
+		fill(t, s, "new/", maxKeys/2, time.Minute, one)
+		wantLen(t, s, maxKeys)
+		if _, err := try(s, backend.IncrOp("one more", 1, time.Minute)); !errors.Is(err, backend.ErrFull) {
+			t.Errorf("creating one more: err = %v, want ErrFull", err)
+		}
+		for i := range maxKeys / 2 {
+			if r := do1(t, s, backend.ExistsOp(fmt.Sprint("long/", i))); !r.Found || r.Value != 1 {
+				t.Fatalf("long/%d after the reclaim: %+v", i, r)
+			}
+		}
+	})
+}
+
+// TestRecreateExpiredWhenFull re-creates, in a store full of one expired
+// key, that key, then fails to create another.
+func TestRecreateExpiredWhenFull(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := newStore(t, &Options{MaxKeys: 1, SweepInterval: time.Hour})
+		do1(t, s, backend.IncrOp("k", 1, time.Millisecond))
+		time.Sleep(50 * time.Millisecond)
+		r, err := try(s, backend.IncrOp("k", 1, time.Minute))
+		if err != nil {
+			t.Fatalf("re-creating k in a full store: %v", err)
+		}
+		if r.Value != 1 || r.TTL != time.Minute {
+			t.Errorf("re-created k = %+v, want a fresh counter at 1 for a minute", r)
+		}
+		wantLen(t, s, 1)
+		if _, err := try(s, backend.IncrOp("j", 1, time.Minute)); !errors.Is(err, backend.ErrFull) {
+			t.Errorf("creating j: err = %v, want ErrFull", err)
+		}
+	})
+}
+
+// TestExpiredRemovedOnAccess touches an expired key with each kind of
+// operation: it reads as missing and its place is reclaimed at once.
+func TestExpiredRemovedOnAccess(t *testing.T) {
+	tests := []struct {
+		op   backend.Op
+		want backend.Result
+	}{
+		{backend.ExistsOp("k"), backend.Result{}},
+		{backend.IncrOp("k", 0, time.Hour), backend.Result{}},
+		{backend.IncrOp("k", -1, time.Hour), backend.Result{}},
+		{backend.ExpireOp("k", time.Hour), backend.Result{}},
+		{backend.DeleteOp("k"), backend.Result{}},
+		{backend.IncrOp("k", 3, time.Hour), backend.Result{Found: true, Value: 3, TTL: time.Hour}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.op.Kind.String()+"/"+strconv.FormatInt(tc.op.Delta, 10), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				s := newStore(t, &Options{SweepInterval: time.Hour})
+				do(t, s, backend.IncrOp("k", 5, time.Second), backend.IncrOp("other", 1, time.Hour))
+				time.Sleep(time.Second)
+				if r := do1(t, s, tc.op); r != tc.want {
+					t.Errorf("%s of an expired key: %+v, want %+v", tc.op.Kind, r, tc.want)
+				}
+				wantLen(t, s, 1+int(tc.want.Value)/3)
+			})
+		})
+	}
+}
+
+// TestCountIsExact follows Len through creations, deletions, give-backs
+// to zero, expiries and re-creations.
 func TestCountIsExact(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const maxKeys = 50
-		s := newStore(t, &Options{MaxKeys: maxKeys, ReclaimDelay: time.Second})
-		wantLen := func(want int) {
-			t.Helper()
-			if got := s.Len(); got != want {
-				t.Fatalf("Len = %d, want %d", got, want)
-			}
-		}
+		s := newStore(t, &Options{MaxKeys: maxKeys, SweepInterval: time.Minute})
 		fill(t, s, "short/", 30, 10*time.Second, one)
 		fill(t, s, "long/", 20, time.Hour, one)
-		wantLen(50)
+		wantLen(t, s, 50)
 		if _, err := try(s, backend.IncrOp("x", 1, time.Hour)); !errors.Is(err, backend.ErrFull) {
 			t.Fatalf("creating key 51: err = %v, want ErrFull", err)
 		}
@@ -367,78 +456,61 @@ func TestCountIsExact(t *testing.T) {
 			backend.DeleteOp("missing"),
 			backend.ExistsOp("missing"),
 		)
-		wantLen(50)
-		// Re-inserting Expires keep the count.
+		wantLen(t, s, 50)
 		for i := range 10 {
 			k := fmt.Sprint("long/", i)
 			do(t, s, backend.ExpireOp(k, backend.NoExpiry), backend.ExpireOp(k, 2*time.Hour), backend.IncrOp(k, 1, time.Hour))
 		}
-		wantLen(50)
+		wantLen(t, s, 50)
 		for i := range 5 {
 			if r := do1(t, s, backend.DeleteOp(fmt.Sprint("long/", 10+i))); !r.Found {
 				t.Fatalf("delete long/%d: not found", 10+i)
 			}
 		}
-		wantLen(45)
-		fill(t, s, "new/", 5, time.Hour, one)
-		wantLen(50)
+		wantLen(t, s, 45)
+		// A give-back to zero removes the key.
+		if r := do1(t, s, backend.IncrOp("long/15", -1, time.Hour)); r.Found {
+			t.Fatalf("long/15 given back to zero: %+v, want removed", r)
+		}
+		wantLen(t, s, 44)
+		fill(t, s, "new/", 6, time.Hour, one)
+		wantLen(t, s, 50)
 		// short/0 is lengthened before it expires: it must survive.
 		do1(t, s, backend.ExpireOp("short/0", time.Hour))
 
-		// The short keys expire; ristretto still shows them to Get (within
-		// ReclaimDelay). Re-creating one replaces it: the count holds.
+		// The short keys expire. Re-creating one replaces it: the count
+		// holds.
 		time.Sleep(10*time.Second + 500*time.Millisecond)
-		wantLen(50)
+		wantLen(t, s, 50)
 		if r := do1(t, s, backend.IncrOp("short/1", 5, time.Hour)); r.Value != 5 {
 			t.Fatalf("re-created short/1 = %d, want 5", r.Value)
 		}
-		wantLen(50)
-		// Past ReclaimDelay Get hides them, before cleanup runs (bucket
-		// boundary at 15 s on the bubble's clock, which starts at a
-		// multiple of 5 s). The sweep of a full store cannot see them:
-		// creating another key fails until cleanup has run, but
-		// re-creating a hidden key takes its place.
-		time.Sleep(time.Second)
-		wantLen(50)
-		if _, err := try(s, backend.IncrOp("z", 1, time.Hour)); !errors.Is(err, backend.ErrFull) {
-			t.Fatalf("creating z in a full store: err = %v, want ErrFull", err)
-		}
-		if r, err := try(s, backend.IncrOp("short/2", 6, time.Hour)); err != nil || r.Value != 6 {
-			t.Fatalf("re-creating short/2 in a full store: %+v, %v; want 6", r, err)
-		}
-		wantLen(50)
-		// With room, re-creating a hidden key replaces it: the count holds.
-		do1(t, s, backend.DeleteOp("long/19"))
-		wantLen(49)
-		if r := do1(t, s, backend.IncrOp("short/3", 7, time.Hour)); r.Value != 7 {
-			t.Fatalf("re-created short/3 = %d, want 7", r.Value)
-		}
-		wantLen(49)
-		// Cleanup reclaims the other 26 expired short keys.
-		time.Sleep(20 * time.Second)
+		wantLen(t, s, 50)
+		// The sweeper reclaims the other 28.
+		time.Sleep(time.Minute)
 		synctest.Wait()
-		wantLen(23)
-		for k, v := range map[string]int64{"short/0": 1, "short/1": 5, "short/2": 6, "short/3": 7, "long/0": 2, "new/4": 1} {
+		wantLen(t, s, 22)
+		for k, v := range map[string]int64{"short/0": 1, "short/1": 5, "long/0": 2, "long/19": 1, "new/5": 1} {
 			if r := do1(t, s, backend.ExistsOp(k)); !r.Found || r.Value != v {
 				t.Errorf("%s: %+v, want value %d", k, r, v)
 			}
 		}
-		fill(t, s, "more/", 27, time.Hour, one)
-		wantLen(50)
+		fill(t, s, "more/", 28, time.Hour, one)
+		wantLen(t, s, 50)
 		if _, err := try(s, backend.IncrOp("y", 1, time.Hour)); !errors.Is(err, backend.ErrFull) {
 			t.Fatalf("creating key 51: err = %v, want ErrFull", err)
 		}
 	})
 }
 
-// TestSlidingExpirySurvivesCleanup keeps lengthening a key's TTL, in small
-// and large steps, while ristretto's cleanup runs many times: the key must
-// keep its value until it is left to expire.
-func TestSlidingExpirySurvivesCleanup(t *testing.T) {
-	for _, reclaim := range []time.Duration{time.Nanosecond, DefaultReclaimDelay, time.Minute} {
-		t.Run(reclaim.String(), func(t *testing.T) {
+// TestSlidingExpiry keeps lengthening a key's TTL, in small and large
+// steps, while the sweeper runs many times: the key must keep its value
+// until it is left to expire, and then be reclaimed.
+func TestSlidingExpiry(t *testing.T) {
+	for _, sweep := range []time.Duration{time.Millisecond, DefaultSweepInterval, time.Minute} {
+		t.Run(sweep.String(), func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				s := newStore(t, &Options{ReclaimDelay: reclaim})
+				s := newStore(t, &Options{SweepInterval: sweep})
 				do1(t, s, backend.IncrOp("k", 7, 10*time.Second))
 				for i := range 61 {
 					time.Sleep(time.Duration(1+i%9) * time.Second)
@@ -451,30 +523,25 @@ func TestSlidingExpirySurvivesCleanup(t *testing.T) {
 						t.Fatalf("step %d: expire: %+v, want value 7", i, r)
 					}
 				}
-				time.Sleep(9 * time.Second)
-				if r := do1(t, s, backend.ExistsOp("k")); !r.Found || r.Value != 7 {
-					t.Fatalf("before the last TTL: %+v, want value 7", r)
+				time.Sleep(10*time.Second - time.Nanosecond)
+				if r := do1(t, s, backend.ExistsOp("k")); !r.Found || r.Value != 7 || r.TTL != 1 {
+					t.Fatalf("a nanosecond before the last TTL: %+v, want value 7", r)
 				}
-				time.Sleep(time.Second)
+				time.Sleep(time.Nanosecond)
 				if r := do1(t, s, backend.ExistsOp("k")); r.Found {
 					t.Fatalf("after the last TTL: %+v, want missing", r)
 				}
-				time.Sleep(reclaim + 8*time.Second)
-				synctest.Wait()
-				if got := s.Len(); got != 0 {
-					t.Errorf("Len after reclaim = %d, want 0", got)
-				}
+				wantLen(t, s, 0) // the Exists removed it
 			})
 		})
 	}
 }
 
-// TestReinsertIsInvisible re-inserts one key as fast as it can (every
-// Expire switches it between NoExpiry and a TTL, which re-inserts it) while
-// other goroutines read, increment and list it: none may ever miss it, and
-// no increment may be lost.
-func TestReinsertIsInvisible(t *testing.T) {
-	s := newStore(t, nil)
+// TestExpireUnderLoad switches one key between NoExpiry and a TTL as fast
+// as it can while other goroutines read, increment and list it: none may
+// ever miss it, and no increment may be lost.
+func TestExpireUnderLoad(t *testing.T) {
+	s := newStore(t, &Options{SweepInterval: time.Millisecond})
 	do1(t, s, backend.IncrOp("k", 1, time.Hour))
 	fill(t, s, "other/", 1000, time.Hour, one)
 	var stop atomic.Bool
@@ -501,7 +568,7 @@ func TestReinsertIsInvisible(t *testing.T) {
 							found = found || k == "k"
 						}
 						if !found {
-							errs <- errors.New("Keys missed k during a re-insert")
+							errs <- errors.New("Keys missed k")
 							return
 						}
 					}
@@ -513,7 +580,7 @@ func TestReinsertIsInvisible(t *testing.T) {
 					return
 				}
 				if !r.Found {
-					errs <- fmt.Errorf("%s missed k during a re-insert", op.Kind)
+					errs <- fmt.Errorf("%s missed k", op.Kind)
 					return
 				}
 				if op.Kind == backend.Incr {
@@ -540,13 +607,11 @@ func TestReinsertIsInvisible(t *testing.T) {
 	if r := do1(t, s, backend.ExistsOp("k")); r.Value != 1+incrs.Load() {
 		t.Errorf("k = %d after %d increments, want %d", r.Value, incrs.Load(), 1+incrs.Load())
 	}
-	if got := s.Len(); got != 1001 {
-		t.Errorf("Len = %d, want 1001", got)
-	}
+	wantLen(t, s, 1001)
 }
 
 // TestOverlappingBatches runs batches that create and increment random
-// keys in random order, so that batches need stripes below ones they hold:
+// keys in random order, so that batches need shards below ones they hold:
 // no deadlock, no lost increment.
 func TestOverlappingBatches(t *testing.T) {
 	s := newStore(t, nil)
@@ -562,7 +627,6 @@ func TestOverlappingBatches(t *testing.T) {
 				for i := range ops {
 					k := fmt.Sprint("k/", rng.IntN(pool))
 					if i%10 == 9 {
-						// Re-inserting Expires in the mix.
 						ops[i] = backend.ExpireOp(k, []time.Duration{time.Hour, backend.NoExpiry}[rng.IntN(2)])
 						continue
 					}
@@ -593,8 +657,53 @@ func TestOverlappingBatches(t *testing.T) {
 	}
 }
 
+// TestReclaimRace fills a store with short-lived keys, lets them expire,
+// and has goroutines create keys in batches over many shards while the
+// sweeper runs: the reclaims of a full store, which take shards beyond
+// those a batch holds, never deadlock, and the cap holds throughout.
+func TestReclaimRace(t *testing.T) {
+	const maxKeys, goroutines, perCall = 2000, 8, 16
+	s := newStore(t, &Options{MaxKeys: maxKeys, SweepInterval: 5 * time.Millisecond})
+	var wg sync.WaitGroup
+	var created atomic.Int64
+	errs := make(chan error, goroutines)
+	deadline := time.Now().Add(300 * time.Millisecond)
+	for g := range goroutines {
+		wg.Go(func() {
+			ops := make([]backend.Op, perCall)
+			res := make([]backend.Result, perCall)
+			for i := 0; time.Now().Before(deadline); i++ {
+				for j := range ops {
+					ops[j] = backend.IncrOp(fmt.Sprintf("k/%d/%d/%d", g, i, j), 1, time.Millisecond)
+				}
+				err := s.Do(context.Background(), ops, res)
+				if err != nil && !errors.Is(err, backend.ErrFull) {
+					errs <- err
+					return
+				}
+				if err == nil {
+					created.Add(perCall)
+				}
+				if n := s.Len(); n > maxKeys {
+					errs <- fmt.Errorf("Len = %d, over MaxKeys %d", n, maxKeys)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	t.Logf("%d keys created in batches of %d, a cap of %d", created.Load(), perCall, maxKeys)
+	if created.Load() <= maxKeys {
+		t.Errorf("%d keys created: expired keys were not reclaimed", created.Load())
+	}
+}
+
 // TestBigBatch creates many keys in one batch and touches each again later
-// in the same batch, before ristretto has applied them.
+// in the same batch.
 func TestBigBatch(t *testing.T) {
 	s := newStore(t, nil)
 	const n = 3000
@@ -631,76 +740,7 @@ func TestBigBatch(t *testing.T) {
 			t.Errorf("k/%d: TTL %v", i, r.TTL)
 		}
 	}
-	if got := s.Len(); got != n {
-		t.Errorf("Len = %d, want %d", got, n)
-	}
-}
-
-// TestHashCollision forces every key onto one hash: the first key works,
-// the others cannot be created (an error, not a silent loss) and read as
-// missing, and the first is never disturbed.
-func TestHashCollision(t *testing.T) {
-	s := newStore(t, nil)
-	s.hashFn = func(string) uint64 { return 42 }
-	do1(t, s, backend.IncrOp("a", 3, time.Hour))
-	if _, err := try(s, backend.IncrOp("b", 1, time.Hour)); !errors.Is(err, errCollision) || errors.Is(err, backend.ErrFull) {
-		t.Errorf("creating a colliding key: err = %v, want the collision error", err)
-	}
-	for _, op := range []backend.Op{
-		backend.ExistsOp("b"),
-		backend.IncrOp("b", -1, time.Hour),
-		backend.IncrOp("b", 0, time.Hour),
-		backend.ExpireOp("b", time.Minute),
-		backend.DeleteOp("b"),
-	} {
-		if r := do1(t, s, op); r != (backend.Result{}) {
-			t.Errorf("%s of the colliding key: %+v, want missing", op.Kind, r)
-		}
-	}
-	// In one batch with a key created there too.
-	res := make([]backend.Result, 2)
-	err := s.Do(context.Background(), []backend.Op{backend.IncrOp("a", 1, time.Hour), backend.IncrOp("c", 1, time.Hour)}, res)
-	if !errors.Is(err, errCollision) {
-		t.Errorf("batch with a colliding key: err = %v, want the collision error", err)
-	}
-	if r := do1(t, s, backend.ExistsOp("a")); r.Value != 4 {
-		t.Errorf("a = %d, want 4", r.Value)
-	}
-	if s.Len() != 1 {
-		t.Errorf("Len = %d, want 1", s.Len())
-	}
-	n := 0
-	for k, err := range s.Keys(context.Background(), "") {
-		if err != nil || k != "a" {
-			t.Errorf("Keys yields %q, %v", k, err)
-		}
-		n++
-	}
-	if n != 1 {
-		t.Errorf("Keys yields %d keys, want 1", n)
-	}
-}
-
-// TestCollisionInOneBatch creates two colliding keys in one batch, before
-// ristretto has applied the first.
-func TestCollisionInOneBatch(t *testing.T) {
-	s := newStore(t, nil)
-	s.hashFn = func(string) uint64 { return 7 }
-	res := make([]backend.Result, 3)
-	err := s.Do(context.Background(), []backend.Op{
-		backend.IncrOp("a", 1, time.Hour),
-		backend.IncrOp("b", 1, time.Hour),
-		backend.IncrOp("a", 1, time.Hour),
-	}, res)
-	if !errors.Is(err, errCollision) {
-		t.Errorf("err = %v, want the collision error", err)
-	}
-	if r := do1(t, s, backend.ExistsOp("a")); r.Value != 1 {
-		t.Errorf("a = %+v, want value 1", r)
-	}
-	if s.Len() != 1 {
-		t.Errorf("Len = %d, want 1", s.Len())
-	}
+	wantLen(t, s, n)
 }
 
 func TestAddClamped(t *testing.T) {
@@ -721,53 +761,100 @@ func TestAddClamped(t *testing.T) {
 	}
 }
 
-// TestEntryLayout checks that an entry takes the two cache lines its
-// comment says, and that keys compare exactly whether held inline or not.
-func TestEntryLayout(t *testing.T) {
-	if size := unsafe.Sizeof(entry{}); size != 128 {
-		t.Errorf("entry takes %d bytes, want 128", size)
+// TestLayout checks the sizes the comments promise: a 16-byte entry, and
+// shards on separate cache lines.
+func TestLayout(t *testing.T) {
+	if size := unsafe.Sizeof(entry{}); size != 16 {
+		t.Errorf("entry takes %d bytes, want 16", size)
 	}
-	for _, n := range []int{1, keyInline - 1, keyInline, keyInline + 1, 300} {
-		key := strings.Repeat("k", n)
-		e := newEntry(key, 1)
-		if !e.is(key) || e.key() != key || !e.hasPrefix(key) || !e.hasPrefix(key[:n/2]) || !e.hasPrefix("") {
-			t.Errorf("%d-byte key: is %v, key() %q, hasPrefix %v", n, e.is(key), e.key(), e.hasPrefix(key))
-		}
-		for _, other := range []string{key + "k", key[:n-1], key[:n-1] + "x", "x" + key[1:]} {
-			if other != "" && e.is(other) {
-				t.Errorf("%d-byte key: is(%d-byte %q...) = true", n, len(other), other[:min(len(other), 10)])
-			}
-		}
-		if e.hasPrefix(key + "k") {
-			t.Errorf("%d-byte key: has a longer prefix", n)
-		}
+	if size := unsafe.Sizeof(shard{}); size%64 != 0 {
+		t.Errorf("shard takes %d bytes, want a multiple of 64", size)
 	}
 }
 
-// TestRecreateHiddenWhenFull re-creates, in a full store, a key that expired
-// more than ReclaimDelay ago but that ristretto's cleanup has not reached:
-// ristretto hides it from Get and IterValues, yet it still holds its place
-// under MaxKeys, which the new key must take over rather than fail with
-// ErrFull.
-func TestRecreateHiddenWhenFull(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		s := newStore(t, &Options{MaxKeys: 1, ReclaimDelay: time.Millisecond})
-		do1(t, s, backend.IncrOp("k", 1, time.Millisecond))
-		time.Sleep(50 * time.Millisecond) // well before cleanup's first tick (2.5 s)
-		synctest.Wait()
-		r, err := try(s, backend.IncrOp("k", 1, time.Minute))
+// TestTagsShareShard checks that keys of one hash tag land in one shard
+// (AtomicTags relies on it), and that keys without a tag spread.
+func TestTagsShareShard(t *testing.T) {
+	s := newStore(t, nil)
+	var th tagHasher
+	want := th.shardOf(s, "{user:alice}")
+	for _, k := range []string{"a/{user:alice}", "lock/{user:alice}/x", "{user:alice}{other}", "user:alice"} {
+		var fresh tagHasher
+		if got := fresh.shardOf(s, k); got != want {
+			t.Errorf("shard of %q = %d, want %d (that of its tag)", k, got, want)
+		}
+		if got := th.shardOf(s, k); got != want {
+			t.Errorf("shard of %q after another key = %d, want %d", k, got, want)
+		}
+	}
+	seen := map[uint8]bool{}
+	for i := range 1000 {
+		seen[th.shardOf(s, fmt.Sprint("k/", i))] = true
+	}
+	if len(seen) < numShards/2 {
+		t.Errorf("1000 keys fell into %d shards, want them spread over most of %d", len(seen), numShards)
+	}
+}
+
+// TestKeyForms works keys short and long, with NUL bytes, and keys that
+// are prefixes of each other.
+func TestKeyForms(t *testing.T) {
+	const n = 63
+	long := strings.Repeat("x", n)
+	keys := []string{
+		"a", "a\x00", "a\x00\x00", "\x00", "\x00a",
+		long[:n-1], long, long + "x", long + "\x00", long + long,
+		long[:n-1] + "\x00",
+	}
+	s := newStore(t, &Options{MaxKeys: len(keys)})
+	for i, k := range keys {
+		if r := do1(t, s, backend.IncrOp(k, int64(i+1), time.Hour)); r.Value != int64(i+1) {
+			t.Fatalf("creating %q: %+v, want a new key", k, r)
+		}
+	}
+	wantLen(t, s, len(keys))
+	for i, k := range keys {
+		if r := do(t, s, backend.IncrOp(k, 10, time.Hour), backend.ExpireOp(k, backend.NoExpiry))[0]; r.Value != int64(i+11) {
+			t.Errorf("incr %q: %+v, want %d", k, r, i+11)
+		}
+	}
+	got := map[string]bool{}
+	for k, err := range s.Keys(context.Background(), "") {
 		if err != nil {
-			t.Fatalf("re-creating k in a full store: %v", err)
+			t.Fatal(err)
 		}
-		if r.Value != 1 || r.TTL != time.Minute {
-			t.Errorf("re-created k = %+v, want a fresh counter at 1 for a minute", r)
+		got[k] = true
+	}
+	for i, k := range keys {
+		if !got[k] {
+			t.Errorf("Keys missed %q", k)
 		}
-		if got := s.Len(); got != 1 {
-			t.Errorf("Len = %d, want 1", got)
+		if r := do1(t, s, backend.ExistsOp(k)); r.Value != int64(i+11) || r.TTL != backend.NoExpiry {
+			t.Errorf("%q: %+v, want %d without expiry", k, r, i+11)
 		}
-		// Another key still finds the store full.
-		if _, err := try(s, backend.IncrOp("j", 1, time.Minute)); !errors.Is(err, backend.ErrFull) {
-			t.Errorf("creating j: err = %v, want ErrFull", err)
+		if r := do1(t, s, backend.IncrOp(k, -int64(i+11), time.Hour)); r.Found {
+			t.Errorf("%q given back to zero: %+v, want removed", k, r)
 		}
-	})
+	}
+	wantLen(t, s, 0)
+}
+
+// TestKeyNotShared checks that the store keeps its own copy of a key: the
+// caller's buffer changing afterwards does not change the store's keys.
+func TestKeyNotShared(t *testing.T) {
+	s := newStore(t, nil)
+	for _, n := range []int{10, 100} {
+		buf := []byte(strings.Repeat("k", n))
+		key := unsafe.String(&buf[0], len(buf))
+		do1(t, s, backend.IncrOp(key, 1, time.Hour))
+		do1(t, s, backend.IncrOp(key, 1, time.Hour)) // an update too
+		want := strings.Clone(key)
+		buf[0] = 'X'
+		if r := do1(t, s, backend.ExistsOp(want)); r.Value != 2 {
+			t.Errorf("%d-byte key after its buffer changed: %+v, want value 2", n, r)
+		}
+		for k := range s.Keys(context.Background(), "X") {
+			t.Errorf("Keys yields %q, which the caller's buffer now holds", k)
+		}
+	}
 }
