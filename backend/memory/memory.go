@@ -167,6 +167,11 @@ func (s *Store) reserve() bool {
 // expired ones whose memory is not reclaimed yet.
 func (s *Store) Len() int { return int(s.keys.Load()) }
 
+// Nonblocking reports true: Do only takes the locks of its shards for the
+// length of a few map operations, and never waits for I/O. The lockout
+// engine calls it without a deadline of its own (backend.Nonblocking).
+func (s *Store) Nonblocking() bool { return true }
+
 // shardSet is a set of shard indexes.
 type shardSet [numShards / 64]uint64
 
