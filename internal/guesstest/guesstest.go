@@ -158,3 +158,13 @@ func WarmUp(t testing.TB, p *lockout.Policy, n int) {
 		}
 	}
 }
+
+// Within reports whether the attack stayed within the documented bound for
+// one process: the store admitted at most limit guesses before the outage,
+// and the fallback at most limit during it. Most runs admit only limit in
+// all (the store locked the key before the fault); when the fault lands
+// while the store has counted some guesses of the key but not yet locked
+// it, the fallback, which starts that key from zero, may add up to limit.
+func (r Result) Within(limit int64) bool {
+	return r.Verified-r.Fallback <= limit && r.Fallback <= limit
+}
