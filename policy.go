@@ -405,19 +405,19 @@ func (p *Policy) Allow(ctx context.Context, s Subject) (*Attempt, error) {
 	}
 	a.at = at
 
-	var refusal *RefusedError
+	var found RefusedError // the longest refusal, built on the stack
 	for i := range a.rules {
 		h := &a.rules[i]
 		cnt, lock := res[2*i], res[2*i+1]
 		h.value = cnt.Value
-		var e *RefusedError
+		var e RefusedError
 		switch {
 		case lock.Found:
-			e = &RefusedError{Reason: ReasonLocked, RetryAfter: lock.TTL, Forever: lock.TTL == backend.NoExpiry}
+			e = RefusedError{Reason: ReasonLocked, RetryAfter: lock.TTL, Forever: lock.TTL == backend.NoExpiry}
 			p.remember(a.key(h.lock), lock.TTL, false)
 		case cnt.Value > int64(h.r.Limit):
 			// The give-back reports the TTL when the reservation did not.
-			e = &RefusedError{Reason: ReasonCapacity, RetryAfter: cnt.TTL, Forever: cnt.TTL == backend.NoExpiry}
+			e = RefusedError{Reason: ReasonCapacity, RetryAfter: cnt.TTL, Forever: cnt.TTL == backend.NoExpiry}
 		default:
 			continue
 		}
@@ -425,11 +425,11 @@ func (p *Policy) Allow(ctx context.Context, s Subject) (*Attempt, error) {
 			e.RetryAfter = 0
 		}
 		e.Rule, e.Key, e.Fallback = h.r.Name, a.key(h.subject), at.fallback
-		if refusal == nil || longer(e, refusal) {
-			refusal = e
+		if found.Reason == 0 || longer(&e, &found) {
+			found = e
 		}
 	}
-	if refusal == nil {
+	if found.Reason == 0 {
 		// A key whose last slot this attempt took refuses every other
 		// attempt until it reports: remember that, so that the refusals
 		// cost no store call and still hold if the store fails before the
@@ -445,6 +445,8 @@ func (p *Policy) Allow(ctx context.Context, s Subject) (*Attempt, error) {
 		}
 		return a, nil
 	}
+	refusal := new(RefusedError) // only now on the heap
+	*refusal = found
 	// Give back every reservation this attempt made. A counter brought
 	// back to zero is removed, so refused traffic leaves no key behind.
 	ops, res = ops[:len(a.rules)], res[:len(a.rules)]
@@ -486,14 +488,14 @@ func (a *Attempt) remembered(stale bool) (*RefusedError, error) {
 	now := p.now()
 	isDegraded := p.breaker.state.Load() == degraded
 	staleOK := stale || isDegraded
-	var refusal *RefusedError
+	// The refusals are built on the stack: only the one returned escapes.
+	var refusal, full RefusedError
 	var carry []backend.Op
-	var full *RefusedError
 	for _, h := range a.rules {
-		if left, ok := p.cache.get(a.key(h.attempts), now, staleOK); ok && full == nil {
+		if left, ok := p.cache.get(a.key(h.attempts), now, staleOK); ok && full.Reason == 0 {
 			// Every slot is taken by an attempt of this process that has
 			// not reported yet.
-			full = &RefusedError{Reason: ReasonCapacity, Rule: h.r.Name, Key: a.key(h.subject), RetryAfter: left, Remembered: true}
+			full = RefusedError{Reason: ReasonCapacity, Rule: h.r.Name, Key: a.key(h.subject), RetryAfter: left, Remembered: true}
 			if left == backend.NoExpiry {
 				full.RetryAfter, full.Forever = 0, true
 			}
@@ -502,18 +504,18 @@ func (a *Attempt) remembered(stale bool) (*RefusedError, error) {
 		if !ok {
 			continue
 		}
-		e := &RefusedError{Reason: ReasonLocked, Rule: h.r.Name, Key: a.key(h.subject), RetryAfter: left, Remembered: true}
+		e := RefusedError{Reason: ReasonLocked, Rule: h.r.Name, Key: a.key(h.subject), RetryAfter: left, Remembered: true}
 		if left == backend.NoExpiry {
 			e.RetryAfter, e.Forever = 0, true
 		}
-		if refusal == nil || longer(e, refusal) {
+		if refusal.Reason == 0 || longer(&e, &refusal) {
 			refusal = e
 		}
 		if isDegraded && p.fallback != nil {
 			carry = append(carry, backend.IncrOp(a.key(h.lock), 1, left))
 		}
 	}
-	if refusal == nil {
+	if refusal.Reason == 0 {
 		refusal = full // a lock says more than a full counter
 	}
 	if len(carry) > 0 {
@@ -522,7 +524,12 @@ func (a *Attempt) remembered(stale bool) (*RefusedError, error) {
 		// restarted empty). Best effort: the refusal stands either way.
 		_ = p.fallback.Do(context.Background(), carry, make([]backend.Result, len(carry)))
 	}
-	return refusal, nil
+	if refusal.Reason == 0 {
+		return nil, nil
+	}
+	e := new(RefusedError) // only now on the heap
+	*e = refusal
+	return e, nil
 }
 
 // longer reports whether a asks to wait longer than b.

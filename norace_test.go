@@ -1,0 +1,5 @@
+//go:build !race
+
+package lockout_test
+
+const raceEnabled = false
