@@ -68,7 +68,8 @@
 // # Optional capabilities
 //
 // Capabilities that not every store can offer are separate small interfaces,
-// found by type assertion: [Lister] enumerates keys. A caller that needs a
+// found by type assertion: [Lister] enumerates keys, [Journal] keeps a journal
+// of attempts, [Nonblocking] says Do never waits. A caller that needs a
 // capability the store lacks reports an error wrapping [ErrUnsupported].
 package backend
 
