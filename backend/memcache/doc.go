@@ -153,6 +153,12 @@
 // trips of wall time instead of two, the read of the history's TTL
 // waiting for the marker's add.
 //
+// BenchmarkDecision runs an admitted decision beside a bare increment and
+// beside its four requests sent straight through gomemcache (Floor), in
+// one run: on a loaded 2-core machine the decision gets some 0.2 of the
+// bare increment's throughput (medians of 13 runs: 0.26 before the change,
+// 0.21 after, within the noise), and about the Floor's (0.19 and 0.24).
+//
 // In round trips of wall time (TestRoundTrips measures them through a
 // proxy that delays every request): an admission, two (three when a
 // counter is new); a success, the give-back of a refused attempt, and
