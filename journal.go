@@ -62,6 +62,7 @@ type journal struct {
 	name    string
 	hashKey []byte
 	queue   chan backend.Record
+	syncs   chan chan struct{} // Sync's requests
 	stop    chan struct{}
 	done    chan struct{}
 	log     *slog.Logger
@@ -104,6 +105,7 @@ func newJournal(p *Policy, cfg *JournalConfig) (*journal, error) {
 		name:    p.prefix,
 		hashKey: cfg.HashKey,
 		queue:   make(chan backend.Record, n),
+		syncs:   make(chan chan struct{}),
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
 		log:     p.log,
@@ -195,6 +197,10 @@ func (j *journal) run() {
 		select {
 		case r := <-j.queue:
 			batch = append(batch[:0], r)
+		case done := <-j.syncs:
+			j.flush(batch[:0])
+			close(done)
+			continue
 		case <-j.stop:
 			j.flush(batch[:0])
 			return
@@ -248,6 +254,30 @@ func (j *journal) close() {
 		close(j.stop)
 		<-j.done
 	})
+}
+
+// SyncJournal waits until the journal's store has the records of the
+// events before the call (or they are dropped), or ctx ends. Decisions
+// never wait for the journal; SyncJournal is for tests, examples and
+// operator tools that read right after writing.
+func (p *Policy) SyncJournal(ctx context.Context) error {
+	if p.journal == nil {
+		return ErrNoJournal
+	}
+	done := make(chan struct{})
+	select {
+	case p.journal.syncs <- done:
+	case <-p.journal.done:
+		return ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // JournalStats returns what happened to the journal's records so far; zero
