@@ -67,7 +67,6 @@ import (
 	"slices"
 	"strings"
 	"syscall"
-	"testing"
 	"time"
 
 	"github.com/go-lockout/lockout/internal/testserver"
@@ -114,7 +113,7 @@ func mainErr(args []string, stdout, stderr io.Writer) error {
 	defer sa.Close()
 	var srv servers
 	fmt.Fprintln(stderr, "lockbench: starting servers")
-	if err := sa.Run(func(tb testing.TB) { srv = startServers(tb, o.systems) }); err != nil {
+	if err := sa.Run(func(tb testserver.TB) { srv = startServers(tb, o.systems) }); err != nil {
 		return err
 	}
 	_, err = run(ctx, o, srv, stdout, stderr)
@@ -218,7 +217,7 @@ func parseList(s string, valid []string, what string) ([]string, error) {
 
 // startServers starts the servers the systems need, on tb (a test, or a
 // testserver.Standalone).
-func startServers(tb testing.TB, systems []string) servers {
+func startServers(tb testserver.TB, systems []string) servers {
 	tb.Helper()
 	srv := servers{TempDir: tb.TempDir()}
 	for _, s := range systems {
