@@ -367,8 +367,8 @@ func writeSVG(w io.Writer, rep *report) error {
 	text(left, 38, ` fill="#555555"`, command(rep.Opts))
 	text(left, 54, ` fill="#555555"`, fmt.Sprintf("%d clients, PBKDF2 %d iterations (~%s), %d CPUs (%s), load %s at the start, %s at the end",
 		rep.Opts.clients, rep.Iterations, rep.Opts.cost, rep.Machine.CPUs, rep.Machine.Model, rep.LoadBefore, rep.LoadAfter))
-	text(left, 74, "", fmt.Sprintf("Bar: the median of the ratios of %d pairs of runs (baseline and configuration back to back, %s each); whisker: their interquartile range.",
-		rep.Opts.rounds, rep.Opts.duration/time.Duration(rep.Opts.rounds)))
+	text(left, 74, "", fmt.Sprintf("Bar: the median of the ratios of %d %s of runs (baseline and configuration back to back, %s each); whisker: their interquartile range.",
+		rep.Opts.rounds, plural(rep.Opts.rounds, "pair", "pairs"), rep.Opts.duration/time.Duration(rep.Opts.rounds)))
 	text(left, 90, "", fmt.Sprintf(`Quoted only from at least %d pairs of runs of at least %s, with an interquartile range of at most %.0f%% of the median; otherwise a grey "too short" or "too noisy".`,
 		minPairs, minRunTime, 100*maxSpread))
 	for pi, p := range panels {
@@ -418,8 +418,10 @@ func writeSVG(w io.Writer, rep *report) error {
 					// cannot be read as a value.
 					fmt.Fprintf(&b, `<rect class="unquoted" x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="#eeeeee"><title>%s</title></rect>`+"\n",
 						x, y0-plotH, barW, plotH, esc(fmt.Sprintf("%s, %s: not quoted, %s", labels[s], wl, why)))
+					// The workload's colour, as a strip on the axis.
+					fmt.Fprintf(&b, `<rect x="%.1f" y="%.1f" width="%.1f" height="4" fill="%s"/>`+"\n", x, y0-4, barW, svgColors[wi%len(svgColors)])
 					fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" transform="rotate(-90 %.1f %.1f)" fill="#888888" font-size="11">%s</text>`+"\n",
-						cx+4, y0-6, cx+4, y0-6, esc(shortVerdict(why)))
+						cx+4, y0-8, cx+4, y0-8, esc(shortVerdict(why)))
 					continue
 				}
 				fmt.Fprintf(&b, `<rect class="bar" x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="%s"><title>%s</title></rect>`+"\n",
