@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"maps"
 	"reflect"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -470,4 +472,64 @@ func idLess(a, b string) bool {
 	fmt.Sscanf(a, "%d-%d", &am, &as)
 	fmt.Sscanf(b, "%d-%d", &bm, &bs)
 	return am < bm || am == bm && as < bs
+}
+
+// journalTrips counts the round trips a client makes with journal
+// commands: one per command sent alone, one per pipeline.
+type journalTrips struct{ n atomic.Int32 }
+
+func isJournalCmd(c goredis.Cmder) bool {
+	switch c.Name() {
+	case "xadd", "xrevrange", "eval", "xtrim":
+		return true
+	}
+	return false
+}
+
+func (*journalTrips) DialHook(next goredis.DialHook) goredis.DialHook { return next }
+
+func (h *journalTrips) ProcessHook(next goredis.ProcessHook) goredis.ProcessHook {
+	return func(ctx context.Context, cmd goredis.Cmder) error {
+		if isJournalCmd(cmd) {
+			h.n.Add(1)
+		}
+		return next(ctx, cmd)
+	}
+}
+
+func (h *journalTrips) ProcessPipelineHook(next goredis.ProcessPipelineHook) goredis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []goredis.Cmder) error {
+		if slices.ContainsFunc(cmds, isJournalCmd) {
+			h.n.Add(1)
+		}
+		return next(ctx, cmds)
+	}
+}
+
+// TestJournalRoundTrips checks that an Append of 64 records is one round
+// trip (64 XADDs and the trim script), and so is a page of Records.
+func TestJournalRoundTrips(t *testing.T) {
+	srv := testserver.Redis(t)
+	client := newClient(t, srv.Addr, nil)
+	trips := &journalTrips{}
+	client.AddHook(trips)
+	admin := newClient(t, srv.Addr, nil)
+	s := newStore(t, client, nil)
+	recs := make([]backend.Record, 64)
+	for i := range recs {
+		recs[i] = journalRec(i)
+	}
+	before := commandCalls(t, []*goredis.Client{admin})
+	appendRecs(t, s, "j", recs...)
+	if n := trips.n.Swap(0); n != 1 {
+		t.Errorf("Append of 64 records: %d round trips, want 1", n)
+	}
+	calls, _ := describeCalls(before, commandCalls(t, []*goredis.Client{admin}))
+	t.Logf("Append of 64 records: %s", calls)
+	if got, _ := records(t, s, "j", backend.Query{}); len(got) != 50 {
+		t.Errorf("%d records", len(got))
+	}
+	if n := trips.n.Swap(0); n != 1 {
+		t.Errorf("Records: %d round trips, want 1", n)
+	}
 }
