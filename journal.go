@@ -189,10 +189,18 @@ func (j *journal) drop(ctx context.Context, n uint64, err error) {
 	}
 }
 
+// journalLinger is how long the writer waits for more records after the
+// first of a batch: a store pays for each call (a round trip, a
+// transaction), so records go in batches of up to journalBatch, at most
+// journalLinger late.
+const journalLinger = 10 * time.Millisecond
+
 // run writes the queued records in batches until close, then what is left.
 func (j *journal) run() {
 	defer close(j.done)
 	batch := make([]backend.Record, 0, journalBatch)
+	linger := time.NewTimer(journalLinger)
+	linger.Stop()
 	for {
 		select {
 		case r := <-j.queue:
@@ -205,16 +213,28 @@ func (j *journal) run() {
 			j.flush(batch[:0])
 			return
 		}
+		linger.Reset(journalLinger)
+	fill:
 		for len(batch) < journalBatch {
 			select {
 			case r := <-j.queue:
 				batch = append(batch, r)
-				continue
-			default:
+			case <-linger.C:
+				break fill
+			case done := <-j.syncs:
+				j.flush(batch)
+				close(done)
+				batch = batch[:0]
+				break fill
+			case <-j.stop:
+				j.flush(batch)
+				return
 			}
-			break
 		}
-		j.write(batch)
+		linger.Stop()
+		if len(batch) > 0 {
+			j.write(batch)
+		}
 		clear(batch)
 	}
 }
