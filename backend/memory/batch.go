@@ -139,18 +139,24 @@ func (b *batch) reclaim() bool {
 		if sh.minExp.Load() > b.now {
 			continue
 		}
+		// The keys swept are uncounted under the shard's lock: whoever
+		// finds them gone finds them uncounted too (Len).
 		n := 0
+		sweep := func() {
+			n = sh.sweep(b.now)
+			s.keys.Add(-int64(n))
+		}
 		switch {
 		case b.held.has(i):
-			n = sh.sweep(b.now)
+			sweep()
 		case i > b.top:
 			sh.mu.Lock()
-			n = sh.sweep(b.now)
+			sweep()
 			sh.mu.Unlock()
 		default:
 			for try := range lockTries {
 				if sh.mu.TryLock() {
-					n = sh.sweep(b.now)
+					sweep()
 					sh.mu.Unlock()
 					break
 				}
@@ -160,7 +166,6 @@ func (b *batch) reclaim() bool {
 			}
 		}
 		if n > 0 {
-			s.keys.Add(-int64(n))
 			return true
 		}
 	}

@@ -301,8 +301,9 @@ func (s *Store) sweep() {
 			return
 		}
 		sh.mu.Lock()
-		n := sh.sweep(now)
+		// Counted before the unlock: whoever finds the keys gone finds
+		// them uncounted too (Len).
+		s.keys.Add(-int64(sh.sweep(now)))
 		sh.mu.Unlock()
-		s.keys.Add(-int64(n))
 	}
 }
