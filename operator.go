@@ -77,18 +77,38 @@ func (p *Policy) Status(ctx context.Context, s Subject) ([]RuleStatus, error) {
 	return out, nil
 }
 
-// Unlock lifts every lock of the rules that apply to s and clears their
-// counters, in one backend call. The lockout history stays, so a repeat
-// offence still escalates; Reset forgets it too.
+// Unlock lifts every lock whose key holds s, and clears those keys'
+// counters. A key holds s when its rule is keyed by at least one of the
+// fields s gives, and has s's value for each of them: Unlock of
+// {Username: "alice"} lifts alice's username lock and her username+IP
+// locks from every address; of {Username: "alice", IP: ip}, her username
+// lock, ip's IP lock and her username+IP lock from ip, not bob's from ip.
+// It reaches the locks of the rules keyed by exactly the fields s gives, and,
+// where the store can list its keys (backend.Lister), those of the rules
+// keyed by some of them and more (Unlock of a username lifts its
+// username+IP locks too; of an IP, every lock that holds that IP, or the
+// IPv6 prefix the rule keys it by). On a store that cannot list
+// (memcached), the latter are out of reach: Unlock lifts what it can reach
+// and returns an error wrapping ErrPartial; give every field of the
+// rule (the username and the IP) to reach a lock. The lockout history
+// stays, so a repeat offence still escalates; Reset forgets it too.
 func (p *Policy) Unlock(ctx context.Context, s Subject) error {
 	return p.clear(ctx, s, false)
 }
 
-// Reset clears everything the policy keeps about s: counters, locks and
-// lockout history.
+// Reset clears everything the policy keeps about s, in every key that
+// holds it as Unlock finds them: counters, locks and lockout history.
 func (p *Policy) Reset(ctx context.Context, s Subject) error {
 	return p.clear(ctx, s, true)
 }
+
+// ErrPartial is wrapped by the error of an Unlock or Reset that could not
+// reach every key holding the subject: rules keyed by more fields than
+// the subject gives, on a store that cannot list its keys.
+var ErrPartial = errors.New("lockout: the store cannot list keys: only the rules keyed by exactly the fields given were reached")
+
+// clearBatch bounds the deletes of one store call of an operator.
+const clearBatch = 300
 
 func (p *Policy) clear(ctx context.Context, s Subject, history bool) error {
 	c, err := p.canonicalize(s)
@@ -104,17 +124,125 @@ func (p *Policy) clear(ctx context.Context, s Subject, history bool) error {
 			ops = append(ops, backend.DeleteOp(a.key(h.history)))
 		}
 	}
-	if len(ops) > 0 {
-		if err := p.clearKeys(ctx, ops); err != nil {
+	var partial error
+	if more := p.partialRules(&c); len(more) > 0 {
+		if l, ok := p.store.(backend.Lister); ok {
+			kinds := []byte{kindLock, kindAttempts}
+			if history {
+				kinds = append(kinds, kindHistory)
+			}
+			for _, m := range more {
+				for _, kind := range kinds {
+					prefix := p.prefix + ":" + string(kind) + ":" + m.r.Name + ":{"
+					for key, err := range l.Keys(ctx, prefix) {
+						if err != nil {
+							return fmt.Errorf("lockout: listing keys: %w", err)
+						}
+						if m.holds(p, key) {
+							ops = append(ops, backend.DeleteOp(key))
+						}
+					}
+				}
+			}
+		} else {
+			partial = fmt.Errorf("%w (%T)", ErrPartial, p.store)
+		}
+	}
+	for len(ops) > 0 {
+		n := min(len(ops), clearBatch)
+		if err := p.clearKeys(ctx, ops[:n]); err != nil {
 			return err
 		}
+		ops = ops[n:]
 	}
 	kind := EventUnlock
 	if history {
 		kind = EventReset
 	}
 	p.operatorDid(ctx, Event{Kind: kind, Subject: c.subject()})
-	return nil
+	return partial
+}
+
+// partialRule is a rule keyed by some of a subject's fields and more: its
+// keys that hold the subject are found by listing. want holds, by the
+// index of the rule's field, the "tag=value" a key has for each field the
+// subject gives.
+type partialRule struct {
+	r    *rule
+	want map[int]string
+}
+
+// partialRules returns the rules keyed by some of c's fields and by one it
+// lacks.
+func (p *Policy) partialRules(c *canonical) []partialRule {
+	var out []partialRule
+	for i := range p.rules {
+		r := &p.rules[i]
+		want := map[int]string{}
+		missing := false
+		for j, f := range r.Fields {
+			one := rule{Rule: Rule{Fields: []Field{f}, IPv4Prefix: r.IPv4Prefix, IPv6Prefix: r.IPv6Prefix}}
+			seg, ok := appendSubject(nil, &one, c)
+			if !ok {
+				missing = true
+				continue
+			}
+			want[j] = string(seg)
+		}
+		if missing && len(want) > 0 {
+			out = append(out, partialRule{r, want})
+		}
+	}
+	return out
+}
+
+// holds reports whether key is a key of m's rule, of this policy, whose
+// subject has the fields m wants.
+func (m partialRule) holds(p *Policy, key string) bool {
+	if _, info, err := parseKey(p.prefix, p.rules, key); err != nil || info.Rule != m.r.Name {
+		return false
+	}
+	open := strings.IndexByte(key, '{')
+	segs := strings.Split(key[open+1:len(key)-1], ",")
+	for j, want := range m.want {
+		if j >= len(segs) || segs[j] != want {
+			return false
+		}
+	}
+	return true
+}
+
+// ResetAll clears everything this policy keeps in the store: every
+// counter, lock and lockout history under its prefix and of its own rules,
+// never a key of another policy (even one whose prefix begins with this
+// one's). It needs a store that can list its keys (backend.Lister), and
+// returns how many keys it removed. The lock cache and the fallback forget
+// them too.
+func (p *Policy) ResetAll(ctx context.Context) (int, error) {
+	l, ok := p.store.(backend.Lister)
+	if !ok {
+		return 0, fmt.Errorf("lockout: reset all: %T: %w", p.store, backend.ErrUnsupported)
+	}
+	var ops []backend.Op
+	for key, err := range l.Keys(ctx, p.prefix+":") {
+		if err != nil {
+			return 0, fmt.Errorf("lockout: listing keys: %w", err)
+		}
+		if _, _, err := parseKey(p.prefix, p.rules, key); err == nil {
+			ops = append(ops, backend.DeleteOp(key))
+		}
+	}
+	n := 0
+	for len(ops) > 0 {
+		k := min(len(ops), clearBatch)
+		if err := p.clearKeys(ctx, ops[:k]); err != nil {
+			return n, err
+		}
+		n += k
+		ops = ops[k:]
+	}
+	p.operatorDid(ctx, Event{Kind: EventReset, Key: "*", Count: int64(n)})
+	return n, nil
 }
 
 // operatorDid logs an operator's action and reports it to the observer
@@ -122,10 +250,13 @@ func (p *Policy) clear(ctx context.Context, s Subject, history bool) error {
 func (p *Policy) operatorDid(ctx context.Context, e Event) {
 	e.Operator, e.Via = OperatorFrom(ctx)
 	attrs := []slog.Attr{slog.String("operator", e.Operator), slog.String("via", e.Via)}
-	if e.Rule != "" {
+	if e.Rule != "" || e.Key != "" {
 		attrs = append(attrs, slog.String("rule", e.Rule), slog.String("key", e.Key))
 	} else {
 		attrs = append(attrs, slog.String("username", e.Subject.Username), slog.String("ip", e.Subject.IP))
+	}
+	if e.Count > 0 {
+		attrs = append(attrs, slog.Int64("keys", e.Count))
 	}
 	p.log.LogAttrs(ctx, slog.LevelInfo, "lockout: "+e.Kind.String(), attrs...)
 	if p.watched() {

@@ -1,0 +1,191 @@
+package lockout_test
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-lockout/lockout"
+	"github.com/go-lockout/lockout/backend"
+)
+
+// lockedKeys returns the policy's locks as "rule:subject" strings, sorted.
+func lockedKeys(t *testing.T, p *lockout.Policy) []string {
+	t.Helper()
+	var out []string
+	for l, err := range p.Locks(context.Background()) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, l.KeyInfo.String())
+	}
+	slices.Sort(out)
+	return out
+}
+
+// unlisted hides the Lister of the store it wraps, as memcached has none.
+type unlisted struct{ backend.Backend }
+
+// TestUnlockReachesEveryLock: unlocking a username lifts every lock whose
+// key holds it, in every rule; unlocking an IP, every lock that holds it
+// (or the IPv6 prefix a rule keys it by); nobody else's.
+func TestUnlockReachesEveryLock(t *testing.T) {
+	one := func(limit int, fields ...lockout.Field) lockout.Rule {
+		return lockout.Rule{Fields: fields, Limit: limit, Window: time.Hour, Schedule: lockout.Fixed(time.Hour)}
+	}
+	// The IP rule locks on the third failure from an address, so that
+	// several users' keys hold one address.
+	rules := []lockout.Rule{one(2, lockout.Username), one(3, lockout.IP), one(1, lockout.Username, lockout.IP), one(1, lockout.IP, lockout.UserAgent, lockout.Username)}
+	subjects := []lockout.Subject{
+		{Username: "alice", IP: "192.0.2.1", UserAgent: "a"},
+		{Username: "alice", IP: "2001:db8:1:2::1", UserAgent: "a"},
+		{Username: "bob", IP: "192.0.2.1", UserAgent: "b"},
+		{Username: "carol", IP: "2001:db8:1:2::9", UserAgent: "c"},
+		{Username: "alicex", IP: "192.0.2.10", UserAgent: "a"},
+		{Username: "dave", IP: "192.0.2.1", UserAgent: "d"},
+		{Username: "erin", IP: "2001:db8:1:2::5", UserAgent: "a"},
+	}
+	// holds reports whether the lock ("rule:subject") holds the subject
+	// given as segments: its key has at least one of their fields, and
+	// the subject's value for each field it has.
+	holds := func(lock string, segs ...string) bool {
+		_, subj, _ := strings.Cut(lock, ":")
+		parts := strings.Split(subj, ",")
+		some := false
+		for _, s := range segs {
+			tag, _, _ := strings.Cut(s, "=")
+			for _, p := range parts {
+				if strings.HasPrefix(p, tag+"=") {
+					if p != s {
+						return false
+					}
+					some = true
+				}
+			}
+		}
+		return some
+	}
+	for _, tc := range []struct {
+		name   string
+		unlock lockout.Subject
+		gone   [][]string // a lock holding all of one of these is lifted
+		sure   []string   // locks that must exist before, and go
+	}{
+		{"username", lockout.Subject{Username: "ALICE"}, [][]string{{"u=alice"}},
+			[]string{"username:u=alice", "username+ip:u=alice,ip=192.0.2.1", "username+ip:u=alice,ip=2001:db8:1:2::/64", "ip+useragent+username:ip=192.0.2.1,ua=a,u=alice"}},
+		{"ipv4", lockout.Subject{IP: "192.0.2.1"}, [][]string{{"ip=192.0.2.1"}},
+			[]string{"ip:ip=192.0.2.1", "username+ip:u=alice,ip=192.0.2.1", "username+ip:u=bob,ip=192.0.2.1", "ip+useragent+username:ip=192.0.2.1,ua=b,u=bob"}},
+		{"ipv6 in the prefix", lockout.Subject{IP: "2001:db8:1:2::ffff"}, [][]string{{"ip=2001:db8:1:2::/64"}},
+			[]string{"ip:ip=2001:db8:1:2::/64", "username+ip:u=carol,ip=2001:db8:1:2::/64", "username+ip:u=alice,ip=2001:db8:1:2::/64"}},
+		// Each rule's keys that hold both, or the one of them it is keyed
+		// by: not bob's username+IP lock, nor alice's from elsewhere.
+		{"username and ip", lockout.Subject{Username: "alice", IP: "192.0.2.1"}, [][]string{{"u=alice", "ip=192.0.2.1"}},
+			[]string{"username:u=alice", "ip:ip=192.0.2.1", "username+ip:u=alice,ip=192.0.2.1", "ip+useragent+username:ip=192.0.2.1,ua=a,u=alice"}},
+		{"user agent", lockout.Subject{UserAgent: "a"}, [][]string{{"ua=a"}},
+			[]string{"ip+useragent+username:ip=192.0.2.1,ua=a,u=alice", "ip+useragent+username:ip=192.0.2.10,ua=a,u=alicex"}},
+		{"nobody", lockout.Subject{Username: "zoe"}, nil, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := newPolicyOn(t, newStore(t), lockout.Config{Rules: rules, LockCacheTTL: lockout.NoLockCache})
+			ctx := context.Background()
+			for _, s := range subjects {
+				if a, err := p.Allow(ctx, s); err == nil {
+					a.Failure(ctx)
+				}
+			}
+			before := lockedKeys(t, p)
+			for _, k := range tc.sure {
+				if !slices.Contains(before, k) {
+					t.Fatalf("lock %q missing before the unlock; locks: %q", k, before)
+				}
+			}
+			var want []string
+			for _, k := range before {
+				lifted := false
+				for _, segs := range tc.gone {
+					lifted = lifted || holds(k, segs...)
+				}
+				if !lifted {
+					want = append(want, k)
+				}
+			}
+			if err := p.Unlock(ctx, tc.unlock); err != nil {
+				t.Fatal(err)
+			}
+			if got := lockedKeys(t, p); !slices.Equal(got, want) {
+				t.Errorf("locks after Unlock(%+v):\n got %q\nwant %q", tc.unlock, got, want)
+			}
+		})
+	}
+
+	t.Run("store that cannot list", func(t *testing.T) {
+		store := newStore(t)
+		p := newPolicyOn(t, unlisted{store}, lockout.Config{Rules: rules[:3], LockCacheTTL: lockout.NoLockCache})
+		ctx := context.Background()
+		alice := lockout.Subject{Username: "alice", IP: "192.0.2.1"}
+		a, err := p.Allow(ctx, alice)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.Failure(ctx)
+		err = p.Unlock(ctx, lockout.Subject{Username: "alice"})
+		if !errors.Is(err, lockout.ErrPartial) {
+			t.Errorf("Unlock of a username on a store that cannot list: %v, want ErrPartial", err)
+		}
+		// The username rule's lock is lifted; the username+IP and IP ones
+		// are not reached: giving the IP too reaches them.
+		if err := p.Unlock(ctx, alice); err != nil {
+			t.Fatalf("Unlock with every field: %v", err)
+		}
+		if _, err := p.Allow(ctx, alice); err != nil {
+			t.Errorf("alice after Unlock with every field: %v", err)
+		}
+	})
+}
+
+// TestResetAll clears every key of one policy and none of the policies
+// whose prefixes begin with it, or differ.
+func TestResetAll(t *testing.T) {
+	store := newStore(t)
+	ctx := context.Background()
+	rule := lockout.Rule{Fields: []lockout.Field{lockout.Username}, Limit: 1, Window: time.Hour, Schedule: lockout.Fixed(time.Hour)}
+	policies := map[string]*lockout.Policy{}
+	for _, prefix := range []string{"p", "p:x", "q", "p:l"} {
+		policies[prefix] = newPolicyOn(t, store, lockout.Config{Prefix: prefix, Rules: []lockout.Rule{rule, lockout.ByIP(100)}, LockCacheTTL: lockout.NoLockCache})
+		for _, u := range []string{"alice", "bob"} {
+			a, err := policies[prefix].Allow(ctx, lockout.Subject{Username: u, IP: "192.0.2.1"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			a.Failure(ctx)
+		}
+	}
+	n, err := policies["p"].ResetAll(lockout.WithOperator(ctx, "ops", "cli"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// alice and bob: a lock and a history each; the IP's counter.
+	if n != 5 {
+		t.Errorf("ResetAll removed %d keys, want 5", n)
+	}
+	for prefix, p := range policies {
+		locks := lockedKeys(t, p)
+		want := 2
+		if prefix == "p" {
+			want = 0
+		}
+		if len(locks) != want {
+			t.Errorf("policy %q after ResetAll of p: locks %q, want %d", prefix, locks, want)
+		}
+	}
+	if _, err := lockout.New(unlisted{store}, lockout.Config{Rules: []lockout.Rule{rule}}); err != nil {
+		t.Fatal(err)
+	}
+	p := newPolicyOn(t, unlisted{store}, lockout.Config{Rules: []lockout.Rule{rule}})
+	if _, err := p.ResetAll(ctx); !errors.Is(err, backend.ErrUnsupported) {
+		t.Errorf("ResetAll on a store that cannot list: %v", err)
+	}
+}
