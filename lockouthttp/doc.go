@@ -47,7 +47,10 @@
 // # Operators
 //
 // Operator is an http.Handler with a JSON API and one HTML page: a
-// subject's status, unlock, reset, and the locked keys where the store can
-// list them. It refuses every request unless OperatorConfig.Authorize
-// allows it, and rejects cross-origin POSTs.
+// subject's status, unlock, reset, the locked keys where the store can list
+// them, and the recent attempts of the policy's journal (when
+// lockout.Config.Journal is set), filtered and paged. It refuses every
+// request unless OperatorConfig.Authorize allows it and names the operator,
+// whose name every unlock and reset carries into the journal and the log,
+// and rejects cross-origin POSTs.
 package lockouthttp

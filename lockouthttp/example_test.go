@@ -185,10 +185,14 @@ func ExampleNewOperator() {
 	}
 
 	op := lockouthttp.NewOperator(policy, lockouthttp.OperatorConfig{
-		// Without Authorize, every request is refused.
-		Authorize: func(r *http.Request) bool {
+		// Without Authorize, every request is refused. The name it
+		// returns is the operator that unlocks and resets record.
+		Authorize: func(r *http.Request) (string, bool) {
 			user, pass, ok := r.BasicAuth()
-			return ok && subtle.ConstantTimeCompare([]byte(user+":"+pass), []byte("admin:s3cret")) == 1
+			if !ok || subtle.ConstantTimeCompare([]byte(user+":"+pass), []byte("admin:s3cret")) != 1 {
+				return "", false
+			}
+			return user, true
 		},
 	})
 	mux := http.NewServeMux()

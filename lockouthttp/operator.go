@@ -26,9 +26,14 @@ const maxOperatorBody = 64 << 10
 // OperatorConfig configures an Operator.
 type OperatorConfig struct {
 	// Authorize reports whether a request may use the operator handler,
-	// e.g. by checking a session or Basic credentials in constant time. A
-	// nil Authorize refuses every request.
-	Authorize func(*http.Request) bool
+	// e.g. by checking a session or Basic credentials in constant time,
+	// and names the operator who makes it. The name goes, with the
+	// interface ("http" for the page, "api" for the JSON API), into the
+	// events, the log lines and the journal records of every unlock and
+	// reset the request makes (lockout.WithOperator): give one that
+	// identifies a person, such as a user name. A nil Authorize refuses
+	// every request.
+	Authorize func(r *http.Request) (operator string, ok bool)
 
 	// Unauthorized answers the requests Authorize refuses. Default: 403
 	// Forbidden. Set it to ask for credentials, e.g. with a 401 and a
@@ -49,7 +54,8 @@ type OperatorConfig struct {
 }
 
 // An Operator is an http.Handler for operators: a subject's status, unlock,
-// reset, and the list of locked keys, as a JSON API and one small HTML page.
+// reset, the list of locked keys, and the recent attempts the policy's
+// journal keeps, as a JSON API and one small HTML page.
 // Make one with NewOperator and mount it under any prefix with
 // http.StripPrefix; it only uses relative links:
 //
@@ -57,7 +63,9 @@ type OperatorConfig struct {
 //
 // Routes, relative to the mount point:
 //
-//	GET  ./                   the HTML page (?username=&ip= shows a status)
+//	GET  ./                   the HTML page (?username=&ip= shows a status;
+//	                          attempts_username=, attempts_ip=, outcome=
+//	                          and before= page through recent attempts)
 //	POST ./unlock, ./reset, ./unlock-key
 //	                          the page's forms; they answer 303 back to it
 //	GET  api/status?username=&ip=
@@ -68,6 +76,12 @@ type OperatorConfig struct {
 //	POST api/reset            the same, and forget the lockout history
 //	GET  api/locks[?limit=n]  LockList; 501 when the store cannot list
 //	POST api/unlock-key       lift one lock by its key, as listed
+//	GET  api/attempts?username=&ip=&outcome=&before=&limit=
+//	                          AttemptList: the journal's records, newest
+//	                          first, filtered (every parameter optional);
+//	                          next is the cursor of the older page, for
+//	                          before=; limit defaults to 50, at most 1000;
+//	                          501 no_journal without lockout.Config.Journal
 //
 // POST parameters come as a form (application/x-www-form-urlencoded, or
 // the query string) or as a JSON object: {"username": "...", "ip": "..."}
@@ -79,11 +93,22 @@ type OperatorConfig struct {
 // Every request must pass OperatorConfig.Authorize (403 otherwise, and
 // always when it is nil), and every POST the CrossOrigin check (403). All
 // responses are marked not to be cached, and the page may not be framed.
+// Unlocks and resets run with lockout.WithOperator: the operator the
+// authorizer named, via "http" (the page) or "api". With a journal
+// (lockout.Config.Journal), they show among the recent attempts; records
+// are written in the background, so they appear there within moments, not
+// necessarily in the answer to the action itself.
+//
+// A subject's status shows, for each lock, when it started and the attempt
+// that caused it (locked_since and locked_by in JSON): the newest lockout
+// record of that rule key in the journal, when it is still there.
 //
 // API statuses: 200; 400 bad_request (no subject, an address or username
-// that cannot be keyed, a malformed body); 403 forbidden or cross_origin;
-// 404 not_found; 405 method_not_allowed; 501 unsupported (the store cannot
-// list locks); 503 backend (the store failed). An unlock-key of a key that
+// that cannot be keyed, a malformed body, a limit that is not a positive
+// integer, an unknown outcome, a cursor the journal does not know); 403
+// forbidden or cross_origin; 404 not_found; 405 method_not_allowed; 501
+// unsupported (the store cannot list locks) or no_journal (the policy keeps
+// no journal); 503 backend (the store failed). An unlock-key of a key that
 // is not a lock key of the policy is 400 bad_request, and touches nothing:
 // api/locks and api/unlock-key see only the policy's own keys, never those
 // of another policy sharing the store, even one whose prefix begins with
@@ -126,6 +151,12 @@ type RuleState struct {
 	Locked          bool   `json:"locked"`
 	LockRemaining   int64  `json:"lock_remaining_seconds"`
 	Lockouts        int64  `json:"lockouts"`
+	// LockedSince and LockedBy describe a lock's start: when, and the
+	// journal's lockout record (the attempt that caused it: its IP, user
+	// agent, and the username for a rule without one). Absent without a
+	// journal, or when its record is gone.
+	LockedSince *time.Time     `json:"locked_since,omitempty"`
+	LockedBy    *AttemptRecord `json:"locked_by,omitempty"`
 }
 
 // LockList is the answer of GET api/locks.
@@ -164,7 +195,12 @@ func (o *Operator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 	h.Set("Referrer-Policy", "same-origin")
-	if o.cfg.Authorize == nil || !o.cfg.Authorize(r) {
+	var operator string
+	ok := false
+	if o.cfg.Authorize != nil {
+		operator, ok = o.cfg.Authorize(r)
+	}
+	if !ok {
 		if o.cfg.Unauthorized != nil {
 			o.cfg.Unauthorized.ServeHTTP(w, r)
 			return
@@ -187,14 +223,14 @@ func (o *Operator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Location", loc)
 			w.WriteHeader(http.StatusFound)
 		} else {
-			o.page(w, r)
+			o.page(w, r, operator)
 		}
 	case "unlock", "reset", "unlock-key":
 		if !post {
 			methodNotAllowed(w, "POST")
 			return
 		}
-		o.formAction(w, r, route)
+		o.formAction(w, r.WithContext(lockout.WithOperator(r.Context(), operator, "http")), route)
 	case "api/status":
 		if !get {
 			methodNotAllowed(w, "GET, HEAD")
@@ -207,12 +243,18 @@ func (o *Operator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		o.apiLocks(w, r)
+	case "api/attempts":
+		if !get {
+			methodNotAllowed(w, "GET, HEAD")
+			return
+		}
+		o.apiAttempts(w, r)
 	case "api/unlock", "api/reset", "api/unlock-key":
 		if !post {
 			methodNotAllowed(w, "POST")
 			return
 		}
-		o.apiAction(w, r, strings.TrimPrefix(route, "api/"))
+		o.apiAction(w, r.WithContext(lockout.WithOperator(r.Context(), operator, "api")), strings.TrimPrefix(route, "api/"))
 	default:
 		apiError(w, http.StatusNotFound, "not_found", "no such operator endpoint")
 	}
@@ -291,6 +333,10 @@ func (o *Operator) status(ctx context.Context, username, ip string) (SubjectStat
 		}
 		if s.Locked {
 			out.Rules[i].LockRemaining = seconds(s.LockRemaining)
+			if rec := o.lockOrigin(ctx, username, ip, s); rec != nil {
+				out.Rules[i].LockedSince = &rec.Time
+				out.Rules[i].LockedBy = rec
+			}
 		}
 	}
 	return out, nil
@@ -438,6 +484,7 @@ func (o *Operator) formAction(w http.ResponseWriter, r *http.Request, action str
 }
 
 type pageData struct {
+	Operator         string
 	Username, IP     string
 	Notice, Problem  string
 	Queried          bool
@@ -446,20 +493,27 @@ type pageData struct {
 	Locks            LockList
 	LocksErr         string
 	LocksUnsupported bool
+	// Journal is set when the policy keeps a journal: then Attempts is
+	// the recent attempts section, and SubjectAttempts the subject's.
+	Journal            bool
+	Attempts           attemptsView
+	SubjectAttempts    []AttemptRecord
+	SubjectAttemptsErr string
+	SubjectAttemptsAll string
 }
 
-func (o *Operator) page(w http.ResponseWriter, r *http.Request) {
+func (o *Operator) page(w http.ResponseWriter, r *http.Request, operator string) {
 	q := r.URL.Query()
 	d := pageData{
+		Operator: operator,
 		Username: q.Get("username"),
 		IP:       q.Get("ip"),
 		Notice:   notices[q.Get("done")],
 		Problem:  problems[q.Get("problem")],
 	}
-	ctx := r.Context()
 	if d.Username != "" || d.IP != "" {
 		d.Queried = true
-		st, err := o.status(ctx, d.Username, d.IP)
+		st, err := o.status(r.Context(), d.Username, d.IP)
 		switch {
 		case errors.Is(err, lockout.ErrInvalidSubject):
 			d.StatusErr = "That username or IP address cannot be checked: " + err.Error()
@@ -467,6 +521,18 @@ func (o *Operator) page(w http.ResponseWriter, r *http.Request) {
 			d.StatusErr = "The store failed: " + err.Error()
 		}
 		d.Status = st
+	}
+	ctx := r.Context()
+	d.Attempts, d.Journal = o.pageAttemptsView(ctx, q)
+	if d.Journal && d.Queried && d.StatusErr == "" {
+		list, err := o.attempts(ctx, lockout.AttemptQuery{Username: d.Username, IP: d.IP, Limit: subjectAttempts})
+		if err != nil {
+			d.SubjectAttemptsErr = "The journal's store failed: " + err.Error()
+		}
+		d.SubjectAttempts = list.Records
+		if list.Next != "" {
+			d.SubjectAttemptsAll = subjectAttemptsLink(d.Username, d.IP)
+		}
 	}
 	list, err := o.locks(ctx, o.cfg.MaxLocks)
 	switch {
@@ -491,6 +557,25 @@ func humanDuration(secs int64) string {
 	return (time.Duration(secs) * time.Second).String()
 }
 
+// timeFormat is how the page shows a record's time, in UTC.
+const timeFormat = "2006-01-02 15:04:05"
+
+// ago says how long ago t was, roughly.
+func ago(now, t time.Time) string {
+	d := now.Sub(t)
+	switch {
+	case d < time.Second:
+		return "just now"
+	case d < time.Minute:
+		return strconv.Itoa(int(d/time.Second)) + " s ago"
+	case d < time.Hour:
+		return strconv.Itoa(int(d/time.Minute)) + " min ago"
+	case d < 48*time.Hour:
+		return strconv.Itoa(int(d/time.Hour)) + " h ago"
+	}
+	return strconv.Itoa(int(d/(24*time.Hour))) + " days ago"
+}
+
 var operatorPage = template.Must(template.New("operator").Funcs(template.FuncMap{
 	"secs": humanDuration,
 	"window": func(secs int64) string {
@@ -499,16 +584,24 @@ var operatorPage = template.Must(template.New("operator").Funcs(template.FuncMap
 		}
 		return humanDuration(secs)
 	},
+	"when": func(t time.Time) string { return t.UTC().Format(timeFormat) },
+	"ago":  func(t time.Time) string { return ago(time.Now(), t) },
 }).Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Lockout</title>
 <style>
-body{font:15px/1.4 system-ui,sans-serif;margin:2em auto;max-width:64em;padding:0 1em;color:#222}
-table{border-collapse:collapse;margin:1em 0}th,td{border:1px solid #ccc;padding:.3em .6em;text-align:left}
+body{font:15px/1.4 system-ui,sans-serif;margin:2em auto;max-width:72em;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:1em 0}th,td{border:1px solid #ccc;padding:.3em .6em;text-align:left;vertical-align:top}
 .note{padding:.5em 1em;background:#eef}.problem{background:#fee}form.inline{display:inline}
+.who{float:right;color:#555;margin-top:-3.2em}.dim{color:#777;font-size:90%}
+table.attempts{font-size:13px}table.attempts td.ua{max-width:14em;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
+.o-success{color:#060}.o-failure{color:#a30}.o-refused{color:#a00}.o-lockout{background:#fdd;font-weight:bold}
+.o-unlock,.o-reset{background:#dfd;font-weight:bold}
+.pages a{margin-right:1em}.nw{white-space:nowrap}
 </style></head>
 <body>
 <h1>Lockout</h1>
+{{with .Operator}}<p class="who">Operator: <b>{{.}}</b></p>{{end}}
 {{with .Notice}}<p class="note">{{.}}</p>{{end}}
 {{with .Problem}}<p class="note problem">{{.}}</p>{{end}}
 <h2>Subject</h2>
@@ -519,13 +612,17 @@ table{border-collapse:collapse;margin:1em 0}th,td{border:1px solid #ccc;padding:
 </form>
 {{if .Queried}}{{if .StatusErr}}<p class="note problem">{{.StatusErr}}</p>{{else}}
 <table>
-<tr><th>Rule</th><th>Key</th><th>Attempts</th><th>Window left</th><th>Locked</th><th>Lockouts</th></tr>
-{{range .Status.Rules}}<tr><td>{{.Rule}}</td><td><code>{{.Key}}</code></td><td>{{.Attempts}} / {{.Limit}}</td><td>{{window .WindowRemaining}}</td><td>{{if .Locked}}{{secs .LockRemaining}}{{else}}no{{end}}</td><td>{{.Lockouts}}</td></tr>
-{{else}}<tr><td colspan="6">No rule applies to this subject.</td></tr>
+<tr><th>Rule</th><th>Key</th><th>Attempts</th><th>Window left</th><th>Locked</th><th>Lockouts</th>{{if .Journal}}<th>Locked since (UTC)</th><th>Caused by</th>{{end}}</tr>
+{{range .Status.Rules}}<tr><td>{{.Rule}}</td><td><code>{{.Key}}</code></td><td>{{.Attempts}} / {{.Limit}}</td><td>{{window .WindowRemaining}}</td><td>{{if .Locked}}{{secs .LockRemaining}}{{else}}no{{end}}</td><td>{{.Lockouts}}</td>
+{{- if $.Journal}}{{if .Locked}}{{with .LockedBy}}<td class="nw">{{when .Time}}<br><span class="dim">{{ago .Time}}</span></td><td>{{with .Username}}{{.}} {{end}}from {{with .IP}}{{.}}{{else}}?{{end}}{{with .UserAgent}}<br><span class="dim">{{.}}</span>{{end}}</td>{{else}}<td colspan="2" class="dim">not in the journal</td>{{end}}{{else}}<td></td><td></td>{{end}}{{end}}</tr>
+{{else}}<tr><td colspan="{{if .Journal}}8{{else}}6{{end}}">No rule applies to this subject.</td></tr>
 {{end}}</table>
 <form class="inline" method="post" action="unlock"><input type="hidden" name="username" value="{{.Username}}"><input type="hidden" name="ip" value="{{.IP}}"><button>Unlock</button></form>
 <form class="inline" method="post" action="reset"><input type="hidden" name="username" value="{{.Username}}"><input type="hidden" name="ip" value="{{.IP}}"><button>Reset, forgetting the lockout history</button></form>
-{{end}}{{end}}
+{{if .Journal}}<h3>Recent attempts of this subject</h3>
+{{if .SubjectAttemptsErr}}<p class="note problem">{{.SubjectAttemptsErr}}</p>{{else}}{{template "attempts" .SubjectAttempts}}
+{{with .SubjectAttemptsAll}}<p class="pages"><a href="{{.}}">All attempts of this subject</a></p>{{end}}{{end}}
+{{end}}{{end}}{{end}}
 <h2>Locked keys</h2>
 {{if .LocksUnsupported}}<p class="note">This store cannot list locks. Look a subject up above instead.</p>
 {{else if .LocksErr}}<p class="note problem">{{.LocksErr}}</p>
@@ -536,5 +633,22 @@ table{border-collapse:collapse;margin:1em 0}th,td{border:1px solid #ccc;padding:
 {{end}}</table>
 {{if .Locks.Truncated}}<p>Showing the first {{len .Locks.Locks}} locks only.</p>{{end}}
 {{end}}
+<h2 id="attempts">Recent attempts</h2>
+{{if not .Journal}}<p class="note">This policy keeps no journal of attempts (lockout.Config.Journal).</p>
+{{else}}{{with .Attempts}}<form method="get" action="./#attempts">
+{{with $.Username}}<input type="hidden" name="username" value="{{.}}">{{end}}{{with $.IP}}<input type="hidden" name="ip" value="{{.}}">{{end}}
+<label>Username <input name="attempts_username" value="{{.User}}"></label>
+<label>IP address <input name="attempts_ip" value="{{.IP}}"></label>
+<label>Outcome <select name="outcome"><option value="">any</option>{{$sel := .Outcome}}{{range .Outcomes}}<option{{if eq . $sel}} selected{{end}}>{{.}}</option>{{end}}</select></label>
+<button>Filter</button>{{with .Clear}} <a href="{{.}}">Clear</a>{{end}}
+</form>
+{{if .Err}}<p class="note problem">{{.Err}}</p>{{else}}{{template "attempts" .Records}}
+{{if or .Newest .Older}}<p class="pages">{{with .Newest}}<a href="{{.}}">Newest</a>{{end}}{{with .Older}}<a href="{{.}}">Older</a>{{end}}</p>{{end}}
+{{end}}{{end}}{{end}}
 </body></html>
+{{define "attempts"}}<table class="attempts">
+<tr><th>Time (UTC)</th><th>Outcome</th><th>Reason</th><th>Rule</th><th>Username</th><th>IP</th><th>User agent</th><th>Fallback</th><th>Operator</th></tr>
+{{range .}}<tr><td class="nw">{{when .Time}}<br><span class="dim">{{ago .Time}}</span></td><td class="o-{{.Outcome}}">{{.Outcome}}</td><td class="nw">{{if eq .Outcome "lockout"}}locked {{if lt .LockoutSeconds 0}}until unlocked{{else}}for {{secs .LockoutSeconds}}{{end}}{{else}}{{.Reason}}{{end}}</td><td>{{.Rule}}{{with .Key}}<br><code class="dim">{{.}}</code>{{end}}</td><td>{{.Username}}</td><td>{{.IP}}</td><td class="ua" title="{{.UserAgent}}">{{.UserAgent}}</td><td>{{if .Fallback}}yes{{end}}</td><td class="nw">{{.Operator}}{{with .Via}} <span class="dim">({{.}})</span>{{end}}</td></tr>
+{{else}}<tr><td colspan="9">No attempts recorded.</td></tr>
+{{end}}</table>{{end}}
 `))

@@ -27,9 +27,15 @@ const adminHeader = "X-Test-Admin"
 
 func newOperatorEnv(t *testing.T, store backend.Backend, cfg lockouthttp.OperatorConfig) *operatorEnv {
 	t.Helper()
+	return newOperatorEnvWith(t, store, nil, cfg)
+}
+
+// newOperatorEnvWith is newOperatorEnv with the given journal.
+func newOperatorEnvWith(t *testing.T, store backend.Backend, journal *lockout.JournalConfig, cfg lockouthttp.OperatorConfig) *operatorEnv {
+	t.Helper()
 	r := lockout.ByUsername(2)
 	r.Schedule = lockout.Fixed(time.Minute)
-	p := newPolicy(t, store, lockout.Config{Rules: []lockout.Rule{r, lockout.ByIP(10)}})
+	p := newPolicy(t, store, lockout.Config{Rules: []lockout.Rule{r, lockout.ByIP(10)}, Journal: journal})
 	mux := http.NewServeMux()
 	mux.Handle("/admin/lockout/", http.StripPrefix("/admin/lockout", lockouthttp.NewOperator(p, cfg)))
 	srv := httptest.NewServer(mux)
@@ -37,7 +43,19 @@ func newOperatorEnv(t *testing.T, store backend.Backend, cfg lockouthttp.Operato
 	return &operatorEnv{t, p, srv}
 }
 
-func isAdmin(r *http.Request) bool { return r.Header.Get(adminHeader) == "yes" }
+// isAdmin authorizes the requests with the admin header, as the operator
+// the header X-Test-Operator names, or "tester".
+func isAdmin(r *http.Request) (string, bool) {
+	if r.Header.Get(adminHeader) != "yes" {
+		return "", false
+	}
+	if name := r.Header.Get(operatorHeader); name != "" {
+		return name, true
+	}
+	return "tester", true
+}
+
+const operatorHeader = "X-Test-Operator"
 
 // lock locks alice's username, from ip.
 func (e *operatorEnv) lock(user, ip string) {
@@ -125,7 +143,7 @@ func TestOperatorRefusesWithoutAuthorizer(t *testing.T) {
 		cfg  lockouthttp.OperatorConfig
 	}{
 		{"nil", lockouthttp.OperatorConfig{}},
-		{"false", lockouthttp.OperatorConfig{Authorize: func(*http.Request) bool { return false }}},
+		{"false", lockouthttp.OperatorConfig{Authorize: func(*http.Request) (string, bool) { return "mallory", false }}},
 		{"not admin", lockouthttp.OperatorConfig{Authorize: isAdmin}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -367,7 +385,7 @@ func TestOperatorPage(t *testing.T) {
 
 func TestOperatorMountPoints(t *testing.T) {
 	p := newPolicy(t, nil, lockout.Config{Rules: []lockout.Rule{lockout.ByUsername(2)}})
-	op := lockouthttp.NewOperator(p, lockouthttp.OperatorConfig{Authorize: func(*http.Request) bool { return true }})
+	op := lockouthttp.NewOperator(p, lockouthttp.OperatorConfig{Authorize: func(*http.Request) (string, bool) { return "anyone", true }})
 	for _, tt := range []struct {
 		name    string
 		handler http.Handler

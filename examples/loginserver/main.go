@@ -8,8 +8,14 @@
 // ({"username": "...", "password": "..."}). Demo users are alice/wonderland
 // and bob/builder. Three wrong passwords lock a username out for 10 seconds,
 // then 30 s, 1 min, 5 min and for good; ten from one client address lock the
-// address. The operator page, under /admin/, shows and lifts the locks; its
-// password is printed at start.
+// address. The operator page, under /admin/, shows and lifts the locks, and
+// lists the recent attempts from the policy's journal; its Basic auth user
+// (admin, or -admin-user) is the operator's name that unlocks and resets
+// record, and its password is printed at start.
+//
+// The journal of attempts is kept by the store when it can (memory, and
+// the stores that implement backend.Journal), else by an in-process memory
+// store beside it, lost at exit (the banner says which).
 //
 // The lockout state lives in a bbolt file in a temporary directory (-data
 // names a directory to keep it in), or in the store -store names: memory,
@@ -67,8 +73,9 @@ var demoUsers = []account{
 	{"bob", "builder"},
 }
 
-// adminUser is the operator page's Basic auth user name.
-const adminUser = "admin"
+// defaultAdminUser is the operator page's Basic auth user name, and so the
+// operator's name in the journal, unless -admin-user names another.
+const defaultAdminUser = "admin"
 
 // run serves until ctx is done, then shuts the server down gracefully and
 // closes the store. It writes the banner and the log to stdout, and calls
@@ -87,6 +94,12 @@ func run(ctx context.Context, args []string, stdout io.Writer, ready func(addr s
 		return err
 	}
 	defer func() { err = errors.Join(err, store.Close()) }()
+	// The journal of attempts, for the operator page: in the store when it
+	// keeps one, else in memory.
+	journal, journalAbout, err := journalFor(store)
+	if err != nil {
+		return err
+	}
 
 	// 2. The policy: three rules, checked together. Username rules stop
 	// guessing one account's password from anywhere; the IP rule stops
@@ -101,6 +114,9 @@ func run(ctx context.Context, args []string, stdout io.Writer, ready func(addr s
 	}
 	policy, err := lockout.New(store.Backend, lockout.Config{
 		Rules: rules,
+		// Record every attempt's outcome, lockout, unlock and reset, in
+		// the background; the operator page lists them.
+		Journal: journal,
 		// When the store fails, an in-process fallback decides with the
 		// same rules (the default Outage mode), and the error is logged;
 		// Outage: lockout.FailClosed would refuse attempts instead (503).
@@ -143,13 +159,20 @@ func run(ctx context.Context, args []string, stdout io.Writer, ready func(addr s
 		Username: loginUsername,
 	})
 
-	// 4. The operator page and API, behind HTTP Basic auth.
+	// 4. The operator page and API, behind HTTP Basic auth. The Basic
+	// user name is the operator's name: unlocks and resets made through
+	// the page or the API carry it into the log and the journal.
 	adminPassword := cfg.adminPassword
 	if adminPassword == "" {
 		adminPassword = rand.Text()
 	}
 	operator := lockouthttp.NewOperator(policy, lockouthttp.OperatorConfig{
-		Authorize: func(r *http.Request) bool { return checkBasicAuth(r, adminUser, adminPassword) },
+		Authorize: func(r *http.Request) (string, bool) {
+			if !checkBasicAuth(r, cfg.adminUser, adminPassword) {
+				return "", false
+			}
+			return cfg.adminUser, true
+		},
 		Unauthorized: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("WWW-Authenticate", `Basic realm="lockout operator", charset="UTF-8"`)
 			http.Error(w, "operator password required", http.StatusUnauthorized)
@@ -171,7 +194,7 @@ func run(ctx context.Context, args []string, stdout io.Writer, ready func(addr s
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
-	printBanner(stdout, cfg, store.About, baseURL(ln.Addr()), adminPassword)
+	printBanner(stdout, cfg, store.About, journalAbout, baseURL(ln.Addr()), adminPassword)
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
@@ -268,6 +291,7 @@ type config struct {
 	limit, ipLimit int
 	schedule       lockout.Schedule
 	scheduleText   string
+	adminUser      string
 	adminPassword  string
 	hashIterations int
 	trustedProxies []netip.Prefix
@@ -283,7 +307,8 @@ func parseFlags(args []string, out io.Writer) (config, error) {
 	fs.IntVar(&cfg.limit, "limit", 3, "failed logins before a username (anywhere, or from one address) is locked out")
 	fs.IntVar(&cfg.ipLimit, "ip-limit", 10, "failed logins from one client address, any usernames, before the address is locked out")
 	fs.StringVar(&cfg.scheduleText, "schedule", "10s,30s,1m,5m,forever", "lockout `durations`: the n-th lockout within 24 h lasts the n-th; the last repeats")
-	fs.StringVar(&cfg.adminPassword, "admin-password", "", "`password` of the operator page's user "+adminUser+" (default: random, printed at start)")
+	fs.StringVar(&cfg.adminUser, "admin-user", defaultAdminUser, "operator page's Basic auth `user`, the operator's name in the journal")
+	fs.StringVar(&cfg.adminPassword, "admin-password", "", "`password` of the operator page's user (default: random, printed at start)")
 	fs.IntVar(&cfg.hashIterations, "hash-iterations", defaultHashIterations, "PBKDF2-SHA256 `iterations` of the demo users' password hashes")
 	proxies := fs.String("trusted-proxies", "", "comma-separated `prefixes` of reverse proxies whose X-Forwarded-For is believed (default: none, the peer is the client)")
 	if err := fs.Parse(args); err != nil {
@@ -298,6 +323,9 @@ func parseFlags(args []string, out io.Writer) (config, error) {
 	}
 	if cfg.limit < 1 || cfg.ipLimit < 1 {
 		return cfg, errors.New("-limit and -ip-limit: want at least 1")
+	}
+	if cfg.adminUser == "" || strings.ContainsAny(cfg.adminUser, ":") {
+		return cfg, errors.New("-admin-user: want a name without ':'")
 	}
 	if cfg.hashIterations < 1 {
 		return cfg, errors.New("-hash-iterations: want at least 1")
@@ -367,7 +395,7 @@ func baseURL(addr net.Addr) string {
 }
 
 // printBanner prints the users, the URLs and how to watch a lockout.
-func printBanner(w io.Writer, cfg config, storeAbout, base, adminPassword string) {
+func printBanner(w io.Writer, cfg config, storeAbout, journalAbout, base, adminPassword string) {
 	var users []string
 	for _, u := range demoUsers {
 		users = append(users, u.Name+" / "+u.Password)
@@ -382,6 +410,7 @@ func printBanner(w io.Writer, cfg config, storeAbout, base, adminPassword string
   rules:       %[3]d failed logins lock a username (and a username at one address),
                %[4]d lock a client address; lockouts last %[5]s
   store:       %[6]s
+  journal:     %[10]s
   operator:    %[1]s/admin/  (user %[7]s, password %[8]s)
 
 Watch a lockout: four wrong passwords in a row, then the right one.
@@ -392,17 +421,19 @@ Watch a lockout: four wrong passwords in a row, then the right one.
 
 The first three get 401, the rest 429 with Retry-After (seconds). Wait that long,
 and the right password gets 200; three more failures lock alice out for longer.
-Ask the operator API about alice, or lift her locks:
+Ask the operator API about alice, lift her locks, or list her recent attempts
+(the unlock among them, naming the operator %[7]s):
 
   curl -s -u %[7]s:%[8]s '%[1]s/admin/api/status?username=alice&ip=%[9]s'
   curl -s -u %[7]s:%[8]s -d username=alice -d ip=%[9]s %[1]s/admin/api/unlock
+  curl -s -u %[7]s:%[8]s '%[1]s/admin/api/attempts?username=alice'
 
 JSON works too:
 
   curl -s -H 'Content-Type: application/json' -d '{"username":"bob","password":"builder"}' %[1]s/login
 
 `, base, strings.Join(users, ", "), cfg.limit, cfg.ipLimit, describeSchedule(cfg.scheduleText),
-		storeAbout, adminUser, adminPassword, host)
+		storeAbout, cfg.adminUser, adminPassword, host, journalAbout)
 }
 
 func describeSchedule(s string) string {

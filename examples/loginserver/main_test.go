@@ -63,7 +63,7 @@ func start(t *testing.T, args ...string) *server {
 	}
 	t.Cleanup(s.stop)
 
-	m := regexp.MustCompile(`\(user admin, password (\S+)\)`).FindStringSubmatch(out.String())
+	m := regexp.MustCompile(`\(user \S+, password (\S+)\)`).FindStringSubmatch(out.String())
 	if m == nil {
 		t.Fatalf("no operator password in the banner:\n%s", out)
 	}
@@ -376,6 +376,81 @@ func TestStores(t *testing.T) {
 	}
 }
 
+// TestOperatorJournal checks that the operator page lists the recent
+// attempts, and that an unlock through the page or the API shows up in the
+// journal naming the operator (the Basic auth user) and the interface.
+func TestOperatorJournal(t *testing.T) {
+	tests := []struct {
+		name     string
+		args     []string
+		operator string
+		journal  string // in the banner
+	}{
+		{"bolt", nil, "admin", "journal:     "},
+		{"memory", []string{"-store", "memory"}, "admin", "journal:     in the store"},
+		{"admin user", []string{"-store", "memory", "-admin-user", "jane"}, "jane", "journal:     in the store"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := start(t, append(tt.args, "-schedule", "1m")...)
+			if !strings.Contains(s.out.String(), tt.journal) {
+				t.Fatalf("banner lacks %q:\n%s", tt.journal, s.out)
+			}
+			auth := basicAuth(tt.operator, s.adminPassword)
+			for _, via := range []string{"http", "api"} {
+				s.lockAlice(3)
+				var r response
+				if via == "http" {
+					// The page's Unlock button: a same-origin form POST.
+					r = s.request("POST", "/admin/unlock", "application/x-www-form-urlencoded", "username=alice&ip=127.0.0.1",
+						"Authorization", auth, "Origin", s.base)
+				} else {
+					r = s.request("POST", "/admin/api/unlock", "application/json", `{"username":"alice","ip":"127.0.0.1"}`,
+						"Authorization", auth)
+				}
+				wantStatus(t, "unlock via "+via, r, http.StatusOK) // the page's 303 followed
+				rec := s.waitUnlock(auth, via)
+				if rec.Operator != tt.operator || rec.Username != "alice" || rec.IP != "127.0.0.1" {
+					t.Fatalf("unlock via %s: record %+v, want operator %s", via, rec, tt.operator)
+				}
+				wantStatus(t, "after unlock", s.loginForm("alice", "wonderland"), http.StatusOK)
+			}
+			r := s.request("GET", "/admin/", "", "", "Authorization", auth)
+			wantStatus(t, "page", r, http.StatusOK)
+			for _, want := range []string{"Recent attempts", `<td class="o-lockout">lockout</td>`, `<td class="o-unlock">unlock</td>`,
+				">" + tt.operator + ` <span class="dim">(http)</span>`, ">" + tt.operator + ` <span class="dim">(api)</span>`, "Go-http-client/1.1"} {
+				if !strings.Contains(string(r.body), want) {
+					t.Errorf("operator page lacks %q", want)
+				}
+			}
+		})
+	}
+}
+
+// waitUnlock polls the operator API until the journal holds an unlock made
+// via the given interface, and returns the newest.
+func (s *server) waitUnlock(auth, via string) lockouthttp.AttemptRecord {
+	s.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r := s.request("GET", "/admin/api/attempts?outcome=unlock", "", "", "Authorization", auth)
+		wantStatus(s.t, "attempts", r, http.StatusOK)
+		var list lockouthttp.AttemptList
+		if err := json.Unmarshal(r.body, &list); err != nil {
+			s.t.Fatal(err)
+		}
+		for _, rec := range list.Records {
+			if rec.Via == via {
+				return rec
+			}
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("no unlock via %s in the journal after 10 s: %s", via, r.body)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // TestBoltKeepsLocks restarts the server on the same -data directory: the
 // lock is still there.
 func TestBoltKeepsLocks(t *testing.T) {
@@ -426,6 +501,8 @@ func TestFlags(t *testing.T) {
 		{[]string{"-schedule", "0s"}, "want a positive one"},
 		{[]string{"-schedule", "soon"}, "-schedule"},
 		{[]string{"-limit", "0"}, "limit"},
+		{[]string{"-admin-user", "a:b"}, "-admin-user"},
+		{[]string{"-admin-user", ""}, "-admin-user"},
 		{[]string{"-hash-iterations", "0"}, "-hash-iterations"},
 		{[]string{"-trusted-proxies", "0.0.0.0/0"}, "trusts every address"},
 		{[]string{"-trusted-proxies", "proxy.example"}, "-trusted-proxies"},

@@ -12,6 +12,7 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/go-lockout/lockout"
 	"github.com/go-lockout/lockout/backend"
 	"github.com/go-lockout/lockout/backend/bolt"
 	"github.com/go-lockout/lockout/backend/memcache"
@@ -89,6 +90,23 @@ func openStore(ctx context.Context, spec, dataDir string) (*openedStore, error) 
 		return &openedStore{Backend: s, About: "memcached " + strings.Join(servers, ", ") + " (cannot list locks)"}, nil
 	}
 	return nil, fmt.Errorf("-store %q: want %s", spec, storeKinds)
+}
+
+// journalFor returns the journal of the attempts for store: the store
+// itself when it keeps one (backend.Journal: memory, and the stores that
+// implement it), or else an in-process memory store that keeps only the
+// journal, a bounded ring trimmed after 24 h, lost at exit; and its
+// description for the banner.
+func journalFor(store *openedStore) (*lockout.JournalConfig, string, error) {
+	if _, ok := store.Backend.(backend.Journal); ok {
+		return &lockout.JournalConfig{}, "in the store", nil
+	}
+	m, err := memory.New(nil)
+	if err != nil {
+		return nil, "", err
+	}
+	store.closed = append(store.closed, m.Close)
+	return &lockout.JournalConfig{Store: m}, "in memory (the store keeps none), lost at exit", nil
 }
 
 func openBolt(dataDir string) (*openedStore, error) {
