@@ -35,6 +35,8 @@ var policyCases = []testCase{
 	{"RefusedLeavesNoKey", testRefusedLeavesNoKey(0)},
 	{"RefusedLeavesNoKeyUncached", testRefusedLeavesNoKey(lockout.NoLockCache)},
 	{"UnlockAcrossPolicies", testUnlockAcrossPolicies},
+	{"UnlockEveryLock", testUnlockEveryLock},
+	{"ResetAllOwnPrefix", testResetAllOwnPrefix},
 }
 
 // policy returns a policy over the env's store, wrapped in a call counter.
@@ -374,5 +376,66 @@ func testPolicyPrefixIsolation(t *testing.T, e *env) {
 				t.Errorf("policy %q after UnlockKey of its own lock: %v", tc.mine, err)
 			}
 		}()
+	}
+}
+
+// testUnlockEveryLock: an unlock of a username lifts her username+IP locks
+// too, where the store can list its keys; where it cannot, the unlock says
+// so (ErrPartial), and one with the IP too reaches them.
+func testUnlockEveryLock(t *testing.T, e *env) {
+	one := func(fields ...lockout.Field) lockout.Rule {
+		return lockout.Rule{Fields: fields, Limit: 1, Window: 100 * e.unit, Schedule: lockout.Fixed(100 * e.unit)}
+	}
+	p, _ := e.policy(t, lockout.Config{Rules: []lockout.Rule{one(lockout.Username), one(lockout.Username, lockout.IP)}, LockCacheTTL: lockout.NoLockCache})
+	ctx := context.Background()
+	alice := lockout.Subject{Username: "alice", IP: "192.0.2.1"}
+	try(t, p, alice, false)
+	try(t, p, lockout.Subject{Username: "alice", IP: "192.0.2.2"}, false) // refused: the username lock
+	refused(t, try(t, p, alice, true), lockout.ReasonLocked)
+	err := p.Unlock(lockout.WithOperator(ctx, "conformance", "api"), lockout.Subject{Username: "alice"})
+	if !e.h.Lister {
+		if !errors.Is(err, lockout.ErrPartial) {
+			t.Fatalf("Unlock of a username on a store that cannot list: %v, want ErrPartial", err)
+		}
+		refused(t, try(t, p, alice, false), lockout.ReasonLocked) // the username+IP lock
+		if err := p.Unlock(ctx, alice); err != nil {
+			t.Fatal(err)
+		}
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	if err := try(t, p, alice, true); err != nil {
+		t.Errorf("alice after the unlock: %v, want admitted", err)
+	}
+}
+
+// testResetAllOwnPrefix: ResetAll of prefix p leaves the keys of the
+// policies with prefixes p:x and q untouched.
+func testResetAllOwnPrefix(t *testing.T, e *env) {
+	rule := lockout.Rule{Fields: []lockout.Field{lockout.Username}, Limit: 1, Window: 100 * e.unit, Schedule: lockout.Fixed(100 * e.unit)}
+	alice := lockout.Subject{Username: "alice"}
+	policies := map[string]*lockout.Policy{}
+	for _, prefix := range []string{"p", "p:x", "q"} {
+		policies[prefix], _ = e.policy(t, lockout.Config{Prefix: prefix, Rules: []lockout.Rule{rule}, LockCacheTTL: lockout.NoLockCache})
+		try(t, policies[prefix], alice, false)
+	}
+	n, err := policies["p"].ResetAll(context.Background())
+	if !e.h.Lister {
+		if !errors.Is(err, backend.ErrUnsupported) {
+			t.Errorf("ResetAll on a store that cannot list: %v, want ErrUnsupported", err)
+		}
+		return
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 2 { // alice's lock and lockout history
+		t.Errorf("ResetAll removed %d keys, want 2", n)
+	}
+	if err := try(t, policies["p"], alice, true); err != nil {
+		t.Errorf("p after ResetAll: %v, want admitted", err)
+	}
+	for _, prefix := range []string{"p:x", "q"} {
+		refused(t, try(t, policies[prefix], alice, true), lockout.ReasonLocked)
 	}
 }
