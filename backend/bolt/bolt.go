@@ -84,6 +84,19 @@ type Options struct {
 	// removes, so that a sweep never holds the writer lock for long. Zero
 	// means DefaultSweepChunk (1000).
 	SweepChunk int
+
+	// JournalRetention is how long the journal ([Store.Append],
+	// [Store.Records]) keeps a record after its Append. Older records are
+	// never returned, and the sweeper removes them at its next run (every
+	// SweepInterval). Zero or a negative value means
+	// DefaultJournalRetention (24 h).
+	JournalRetention time.Duration
+
+	// JournalMax is how many records each journal keeps at most: an Append
+	// that takes a journal beyond it drops the journal's oldest records in
+	// its own transaction. Zero or a negative value means DefaultJournalMax
+	// (100,000).
+	JournalMax int
 }
 
 func (o *Options) resolve() Options {
@@ -103,10 +116,17 @@ func (o *Options) resolve() Options {
 	if r.SweepChunk <= 0 {
 		r.SweepChunk = DefaultSweepChunk
 	}
+	if r.JournalRetention <= 0 {
+		r.JournalRetention = DefaultJournalRetention
+	}
+	if r.JournalMax <= 0 {
+		r.JournalMax = DefaultJournalMax
+	}
 	return r
 }
 
-// Store is a [backend.Backend] and [backend.Lister] kept in a bbolt file.
+// Store is a [backend.Backend], [backend.Lister] and [backend.Journal]
+// kept in a bbolt file.
 // Its methods are safe for concurrent use.
 type Store struct {
 	db     *bbolt.DB
@@ -137,6 +157,8 @@ type Store struct {
 		requests atomic.Int64 // write requests served
 
 		lastBatchTx atomic.Int64 // modeBatch: the transaction last counted
+
+		sheds atomic.Int64 // rounds of journal records dropped for counters
 	}
 }
 
@@ -218,6 +240,9 @@ func newStore(db *bbolt.DB, bucket string, o Options, ownDB bool) (*Store, error
 			return fmt.Errorf("bucket %q holds format %q, want %q", bucket, v, formatVersion)
 		}
 		if _, err := top.CreateBucketIfNotExists(entriesBucket); err != nil {
+			return err
+		}
+		if _, err := top.CreateBucketIfNotExists(journalBucket); err != nil {
 			return err
 		}
 		_, err = top.CreateBucketIfNotExists(expiryBucket)
