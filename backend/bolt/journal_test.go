@@ -430,3 +430,38 @@ func BenchmarkJournalRecords(b *testing.B) {
 		})
 	}
 }
+
+// TestJournalCompact: Compact keeps the journals, and their sequences.
+func TestJournalCompact(t *testing.T) {
+	dir := t.TempDir()
+	src, dst := filepath.Join(dir, "src.db"), filepath.Join(dir, "dst.db")
+	s, err := Open(src, 0o600, &Options{SweepInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = compactTxKeys + 500 // two transactions
+	appendN(t, s, "j", 0, n)
+	appendN(t, s, "k", 0, 3)
+	do(t, s, backend.IncrOp("counter", 1, time.Hour))
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := Compact(context.Background(), src, dst); err != nil {
+		t.Fatal(err)
+	}
+	s, err = Open(dst, 0o600, &Options{SweepInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if got := readAll(t, s, "j", backend.Query{Limit: 1000}); len(got) != n || got[0].ID != formatID(n) {
+		t.Errorf("compacted journal: %d records, want %d", len(got), n)
+	}
+	appendN(t, s, "k", 3, 1)
+	if got := readAll(t, s, "k", backend.Query{}); len(got) != 4 || got[0].ID != formatID(4) {
+		t.Errorf("compacted journal k: %d records, newest %q; want 4, %s", len(got), got[0].ID, formatID(4))
+	}
+	if r := do(t, s, backend.ExistsOp("counter"))[0]; !r.Found {
+		t.Error("the counter is gone")
+	}
+}
