@@ -63,14 +63,18 @@ func BenchmarkDecision(b *testing.B) {
 	}
 	// policy returns a policy whose store already holds every subject's
 	// counters, so that the benchmark measures the steady state.
-	policy := func(b *testing.B, limit int, cacheTTL time.Duration) *lockout.Policy {
-		p, err := lockout.New(newStore(b), lockout.Config{
+	policy := func(b *testing.B, limit int, cacheTTL time.Duration, journal ...*lockout.JournalConfig) *lockout.Policy {
+		cfg := lockout.Config{
 			Rules:  benchRules(limit),
 			Logger: discard,
 			// Room for every subject's locks: a refusal is a cache hit.
 			LockCacheSize: 1 << 20,
 			LockCacheTTL:  cacheTTL,
-		})
+		}
+		if len(journal) > 0 {
+			cfg.Journal = journal[0]
+		}
+		p, err := lockout.New(newStore(b), cfg)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -88,6 +92,25 @@ func BenchmarkDecision(b *testing.B) {
 	}
 	b.Run("AllowFailure", func(b *testing.B) {
 		p := policy(b, math.MaxInt32, 0)
+		run(b, func(s lockout.Subject) error {
+			a, err := p.Allow(ctx, s)
+			if err != nil {
+				return err
+			}
+			return a.Failure(ctx)
+		})
+	})
+	// The same with the attempt journal on: every failure is a record,
+	// written by the journal's goroutine to the memory store's ring. A
+	// queue as large as the run keeps drops out of the measure (they
+	// would make it cheaper).
+	b.Run("AllowFailureJournal", func(b *testing.B) {
+		p := policy(b, math.MaxInt32, 0, &lockout.JournalConfig{Queue: 1 << 16})
+		b.Cleanup(func() {
+			if st := p.JournalStats(); st.Dropped > 0 {
+				b.Logf("journal: %+v", st)
+			}
+		})
 		run(b, func(s lockout.Subject) error {
 			a, err := p.Allow(ctx, s)
 			if err != nil {

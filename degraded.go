@@ -257,6 +257,9 @@ func (p *Policy) trip(ctx context.Context, err error) {
 	if started {
 		p.log.LogAttrs(ctx, slog.LevelWarn, "lockout: store failing, degraded mode starts", slog.Any("error", err),
 			slog.String("outage", p.outage.String()), slog.Duration("probe_interval", p.probeInterval))
+		if p.observer != nil {
+			p.observer.Observe(ctx, Event{Kind: EventDegraded, Time: time.Now(), Err: err})
+		}
 		if p.hooks.Degraded != nil {
 			p.hooks.Degraded(ctx, DegradedEvent{Start: true, Err: err})
 		}
@@ -351,6 +354,9 @@ func (p *Policy) recover(ctx context.Context) {
 	d := time.Since(since)
 	p.log.LogAttrs(ctx, slog.LevelInfo, "lockout: store recovered, degraded mode ends", slog.Duration("lasted", d),
 		slog.Int("keys_written_back", len(copied)))
+	if p.observer != nil {
+		p.observer.Observe(ctx, Event{Kind: EventRecovered, Time: time.Now(), Err: cause, Duration: d})
+	}
 	if p.hooks.Degraded != nil {
 		p.hooks.Degraded(ctx, DegradedEvent{Err: cause, Duration: d})
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -65,7 +66,7 @@ func (s *switchStore) Do(ctx context.Context, ops []backend.Op, res []backend.Re
 	return s.Backend.Do(ctx, ops, res)
 }
 
-func (s *switchStore) Keys(ctx context.Context, prefix string) func(func(string, error) bool) {
+func (s *switchStore) Keys(ctx context.Context, prefix string) iter.Seq2[string, error] {
 	return s.Backend.(backend.Lister).Keys(ctx, prefix)
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"strings"
 	"time"
 
 	"github.com/go-lockout/lockout"
@@ -114,4 +115,79 @@ func ExampleList() {
 	// lockout 4: 10m0s
 	// lockout 5: until unlocked
 	// lockout 6: until unlocked
+}
+
+// An Observer that tells a user their account was locked. The observer runs
+// on the decision's goroutine: a real one hands the email to another.
+func ExampleObserver() {
+	store, err := memory.New(nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer store.Close()
+	notify := lockout.ObserverFunc(func(ctx context.Context, e lockout.Event) {
+		if e.Kind == lockout.EventLockout && e.Subject.Username != "" {
+			fmt.Printf("mail %s: locked for %v after failures from %s (lockout %d)\n",
+				e.Subject.Username, e.Duration, e.Subject.IP, e.Count)
+		}
+	})
+	rule := lockout.ByUsername(3)
+	rule.Schedule = lockout.Fixed(15 * time.Minute)
+	policy, err := lockout.New(store, lockout.Config{Rules: []lockout.Rule{rule}, Observer: notify})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer policy.Close()
+	ctx := context.Background()
+	for range 3 {
+		if a, err := policy.Allow(ctx, lockout.Subject{Username: "Alice", IP: "192.0.2.1"}); err == nil {
+			a.Failure(ctx)
+		}
+	}
+	// Output:
+	// mail alice: locked for 15m0s after failures from 192.0.2.1 (lockout 1)
+}
+
+// The attempt journal: every outcome, lockout and operator action on the
+// record, read back newest first.
+func ExamplePolicy_Attempts() {
+	store, err := memory.New(nil) // keeps journals for 24 h (JournalRetention)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer store.Close()
+	policy, err := lockout.New(store, lockout.Config{
+		Rules:   []lockout.Rule{lockout.ByUsername(2)},
+		Journal: &lockout.JournalConfig{},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer policy.Close()
+	ctx := context.Background()
+	mallory := lockout.Subject{Username: "alice", IP: "203.0.113.9", UserAgent: "guesser/1.0"}
+	for range 3 {
+		if a, err := policy.Allow(ctx, mallory); err == nil {
+			a.Failure(ctx)
+		}
+	}
+	opCtx := lockout.WithOperator(ctx, "ops@example.com", "api")
+	if err := policy.Unlock(opCtx, lockout.Subject{Username: "alice"}); err != nil {
+		log.Fatal(err)
+	}
+	policy.SyncJournal(ctx) // records are written in the background
+
+	recs, _, err := policy.Attempts(ctx, lockout.AttemptQuery{Username: "alice"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, r := range recs {
+		fmt.Println(strings.TrimSpace(fmt.Sprintf("%-8s %-7s %-11s %s", r.Outcome, r.Reason, r.IP, r.Operator)))
+	}
+	// Output:
+	// unlock                       ops@example.com
+	// refused  locked  203.0.113.9
+	// lockout          203.0.113.9
+	// failure          203.0.113.9
+	// failure          203.0.113.9
 }

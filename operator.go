@@ -104,10 +104,33 @@ func (p *Policy) clear(ctx context.Context, s Subject, history bool) error {
 			ops = append(ops, backend.DeleteOp(a.key(h.history)))
 		}
 	}
-	if len(ops) == 0 {
-		return nil
+	if len(ops) > 0 {
+		if err := p.clearKeys(ctx, ops); err != nil {
+			return err
+		}
 	}
-	return p.clearKeys(ctx, ops)
+	kind := EventUnlock
+	if history {
+		kind = EventReset
+	}
+	p.operatorDid(ctx, Event{Kind: kind, Subject: c.subject()})
+	return nil
+}
+
+// operatorDid logs an operator's action and reports it to the observer
+// and the journal, with the operator WithOperator put in ctx.
+func (p *Policy) operatorDid(ctx context.Context, e Event) {
+	e.Operator, e.Via = OperatorFrom(ctx)
+	attrs := []slog.Attr{slog.String("operator", e.Operator), slog.String("via", e.Via)}
+	if e.Rule != "" {
+		attrs = append(attrs, slog.String("rule", e.Rule), slog.String("key", e.Key))
+	} else {
+		attrs = append(attrs, slog.String("username", e.Subject.Username), slog.String("ip", e.Subject.IP))
+	}
+	p.log.LogAttrs(ctx, slog.LevelInfo, "lockout: "+e.Kind.String(), attrs...)
+	if p.watched() {
+		p.observe(ctx, e)
+	}
 }
 
 // clearKeys applies an operator's deletes everywhere the policy keeps
@@ -208,7 +231,7 @@ var ErrNotLockKey = errors.New("lockout: not a lock key of this policy")
 // lock key of this policy is an error wrapping ErrNotLockKey, and nothing
 // is touched.
 func (p *Policy) UnlockKey(ctx context.Context, key string) error {
-	kind, _, err := parseKey(p.prefix, p.rules, key)
+	kind, info, err := parseKey(p.prefix, p.rules, key)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrNotLockKey, err)
 	}
@@ -217,7 +240,33 @@ func (p *Policy) UnlockKey(ctx context.Context, key string) error {
 	}
 	n := len(p.prefix) + 1
 	counter := key[:n] + string(kindAttempts) + key[n+1:]
-	return p.clearKeys(ctx, []backend.Op{backend.DeleteOp(key), backend.DeleteOp(counter)})
+	if err := p.clearKeys(ctx, []backend.Op{backend.DeleteOp(key), backend.DeleteOp(counter)}); err != nil {
+		return err
+	}
+	p.operatorDid(ctx, Event{Kind: EventUnlock, Subject: info.subject(), Rule: info.Rule, Key: info.SubjectString()})
+	return nil
+}
+
+// subject returns the fields of k as a Subject (a long value as its
+// hashed form).
+func (k KeyInfo) subject() Subject {
+	var s Subject
+	for _, f := range k.Subject {
+		switch {
+		case f.Tag == "u":
+			s.Username = f.Value
+		case f.Tag == "ip":
+			s.IP = f.Value
+		case f.Tag == "ua":
+			s.UserAgent = f.Value
+		case strings.HasPrefix(f.Tag, "f."):
+			if s.Fields == nil {
+				s.Fields = map[string]string{}
+			}
+			s.Fields[f.Tag[2:]] = f.Value
+		}
+	}
+	return s
 }
 
 // String formats a rule status for logs.

@@ -73,8 +73,17 @@ type Config struct {
 	// DefaultLockCacheSize.
 	LockCacheSize int
 
+	// Observer hears every event: decisions, outcomes, lockouts,
+	// operators' unlocks and resets, changes of degraded mode. Default
+	// none, and then no event is built.
+	Observer Observer
+	// Journal, when set, keeps a record of every attempt's outcome,
+	// lockout and operator action in a store that implements
+	// backend.Journal (see JournalConfig). Default none.
+	Journal *JournalConfig
+
 	// Hooks are told about lockouts, refusals, backend errors and changes
-	// of degraded mode.
+	// of degraded mode (a subset of what an Observer hears).
 	Hooks Hooks
 	// Logger receives the same events: lockouts and the start of degraded
 	// mode at Warn, backend errors at Error, its end at Info, refusals at
@@ -140,6 +149,8 @@ type Policy struct {
 	denyUsers   map[string]bool
 	timeout     time.Duration
 	hooks       Hooks
+	observer    Observer
+	journal     *journal // nil: no journal
 	log         *slog.Logger
 
 	outage          Outage
@@ -175,6 +186,7 @@ func New(store backend.Backend, cfg Config) (*Policy, error) {
 		canon:           cfg.Canonicalize,
 		timeout:         cfg.Timeout,
 		hooks:           cfg.Hooks,
+		observer:        cfg.Observer,
 		log:             cfg.Logger,
 		outage:          cfg.Outage,
 		fallbackMaxKeys: cfg.FallbackMaxKeys,
@@ -231,6 +243,10 @@ func New(store backend.Backend, cfg Config) (*Policy, error) {
 	}
 	if p.denyUsers, err = p.userSet(cfg.DenyUsernames); err != nil {
 		return nil, fmt.Errorf("lockout: DenyUsernames: %w", err)
+	}
+	// Last: it starts the journal's writer.
+	if p.journal, err = newJournal(p, cfg.Journal); err != nil {
+		return nil, err
 	}
 	return p, nil
 }
@@ -291,6 +307,9 @@ func (p *Policy) Close() error {
 	p.closed.Store(true)
 	p.mu.Unlock()
 	p.wg.Wait() // the probe sees closed and stops
+	if p.journal != nil {
+		p.journal.close() // writes what is queued
+	}
 	p.cache.close()
 	if p.fallback != nil {
 		return p.fallback.Close()
@@ -303,7 +322,8 @@ func (p *Policy) Close() error {
 // (see the package doc).
 type Attempt struct {
 	p        *Policy
-	keys     string // every key of the attempt, concatenated
+	c        canonical // the subject, for events
+	keys     string    // every key of the attempt, concatenated
 	rules    []held
 	reported atomic.Bool
 	// err is the backend error the attempt was admitted despite
@@ -357,16 +377,16 @@ func (p *Policy) Allow(ctx context.Context, s Subject) (*Attempt, error) {
 		return nil, err
 	}
 	if inNets(p.denyNets, c.ip) || (c.username != "" && p.denyUsers[c.username]) {
-		return nil, p.refuse(ctx, &RefusedError{Reason: ReasonDenylisted})
+		return nil, p.refuse(ctx, &c, &RefusedError{Reason: ReasonDenylisted})
 	}
-	a := &Attempt{p: p}
+	a := &Attempt{p: p, c: c}
 	if inNets(p.allowNets, c.ip) || (c.username != "" && p.allowUsers[c.username]) {
 		a.allowlisted = true
-		return a, nil
+		return p.admitted(ctx, a)
 	}
 	a.buildKeys(&c)
 	if len(a.rules) == 0 {
-		return a, nil
+		return p.admitted(ctx, a)
 	}
 	if refusal, err := a.remembered(false); err != nil || refusal != nil {
 		if err != nil {
@@ -377,7 +397,7 @@ func (p *Policy) Allow(ctx context.Context, s Subject) (*Attempt, error) {
 			// remembered locks answer every one.
 			p.maybeProbe()
 		}
-		return nil, p.refuse(ctx, refusal)
+		return nil, p.refuse(ctx, &c, refusal)
 	}
 
 	sc, ops, res := getScratch(2 * len(a.rules))
@@ -393,15 +413,15 @@ func (p *Policy) Allow(ctx context.Context, s Subject) (*Attempt, error) {
 		var remembered *RefusedError
 		switch {
 		case errors.As(err, &remembered):
-			return nil, p.refuse(ctx, remembered)
+			return nil, p.refuse(ctx, &c, remembered)
 		case ctx.Err() != nil, errors.Is(err, ErrClosed):
 			return nil, err // the caller gave up, or the policy is closed
 		case p.outage == AdmitUncounted && !at.fallback:
 			a.err = err
 			a.rules = nil // nothing was reserved that the outcome should touch
-			return a, nil
+			return p.admitted(ctx, a)
 		}
-		return nil, p.refuse(ctx, &RefusedError{Reason: ReasonUnavailable, Err: err, Fallback: at.fallback})
+		return nil, p.refuse(ctx, &c, &RefusedError{Reason: ReasonUnavailable, Err: err, Fallback: at.fallback})
 	}
 	a.at = at
 
@@ -443,7 +463,7 @@ func (p *Policy) Allow(ctx context.Context, s Subject) (*Attempt, error) {
 				p.remember(a.key(h.attempts), ttl, true)
 			}
 		}
-		return a, nil
+		return p.admitted(ctx, a)
 	}
 	refusal := new(RefusedError) // only now on the heap
 	*refusal = found
@@ -468,7 +488,7 @@ func (p *Policy) Allow(ctx context.Context, s Subject) (*Attempt, error) {
 	if refusal.RetryAfter == backend.NoExpiry { // a window that never ends
 		refusal.RetryAfter, refusal.Forever = 0, true
 	}
-	return nil, p.refuse(ctx, refusal) // a failed give-back is reported; the refusal stands
+	return nil, p.refuse(ctx, &c, refusal) // a failed give-back is reported; the refusal stands
 }
 
 // remembered returns the refusal for the longest lock of the attempt's
@@ -610,6 +630,9 @@ func (a *Attempt) Success(ctx context.Context) error {
 	if !a.reported.CompareAndSwap(false, true) {
 		return ErrReported
 	}
+	if a.p.watched() {
+		a.p.observe(ctx, Event{Kind: EventSuccess, Subject: a.c.subject(), Fallback: a.at.fallback})
+	}
 	if len(a.rules) == 0 {
 		return nil
 	}
@@ -636,6 +659,9 @@ func (a *Attempt) Success(ctx context.Context) error {
 func (a *Attempt) Failure(ctx context.Context) error {
 	if !a.reported.CompareAndSwap(false, true) {
 		return ErrReported
+	}
+	if a.p.watched() {
+		a.p.observe(ctx, Event{Kind: EventFailure, Subject: a.c.subject(), Fallback: a.at.fallback})
 	}
 	if len(a.rules) == 0 {
 		return nil
@@ -722,7 +748,7 @@ func (a *Attempt) Failure(ctx context.Context) error {
 		}
 		a.p.remember(a.key(l.h.lock), ttl, true)
 		a.p.forget(a.key(l.h.attempts)) // the lock refuses now; the counter is cleared
-		a.p.lockedOut(ctx, LockoutEvent{Rule: l.h.r.Name, Key: a.key(l.h.subject), Duration: l.d, Count: l.n, Fallback: at.fallback})
+		a.p.lockedOut(ctx, &a.c, LockoutEvent{Rule: l.h.r.Name, Key: a.key(l.h.subject), Duration: l.d, Count: l.n, Fallback: at.fallback})
 	}
 	return errors.Join(errs...)
 }
@@ -786,7 +812,16 @@ func (p *Policy) backendError(ctx context.Context, err error) {
 	}
 }
 
-func (p *Policy) refuse(ctx context.Context, e *RefusedError) error {
+// admitted reports a, admitted, to the observer, and returns it.
+func (p *Policy) admitted(ctx context.Context, a *Attempt) (*Attempt, error) {
+	if p.observer != nil { // the journal records outcomes, not admissions
+		p.observer.Observe(ctx, Event{Kind: EventAdmitted, Time: time.Now(), Subject: a.c.subject(), Fallback: a.at.fallback})
+	}
+	return a, nil
+}
+
+// refuse reports the refusal e of an attempt by c, and returns it.
+func (p *Policy) refuse(ctx context.Context, c *canonical, e *RefusedError) error {
 	if p.log.Enabled(ctx, slog.LevelDebug) {
 		p.log.LogAttrs(ctx, slog.LevelDebug, "lockout: refused", slog.String("reason", e.Reason.String()),
 			slog.String("rule", e.Rule), slog.String("key", e.Key), slog.Duration("retry_after", e.RetryAfter))
@@ -794,15 +829,25 @@ func (p *Policy) refuse(ctx context.Context, e *RefusedError) error {
 	if p.hooks.Refusal != nil {
 		p.hooks.Refusal(ctx, e)
 	}
+	if p.watched() {
+		ev := Event{Kind: EventRefused, Subject: c.subject(), Rule: e.Rule, Key: e.Key, Reason: e.Reason, RetryAfter: e.RetryAfter, Fallback: e.Fallback}
+		if e.Forever {
+			ev.RetryAfter = Forever
+		}
+		p.observe(ctx, ev)
+	}
 	return e
 }
 
-func (p *Policy) lockedOut(ctx context.Context, e LockoutEvent) {
+func (p *Policy) lockedOut(ctx context.Context, c *canonical, e LockoutEvent) {
 	p.log.LogAttrs(ctx, slog.LevelWarn, "lockout: locked out", slog.String("rule", e.Rule), slog.String("key", e.Key),
 		slog.Duration("duration", max(e.Duration, 0)), slog.Bool("forever", e.Duration == Forever), slog.Int64("count", e.Count),
 		slog.Bool("fallback", e.Fallback))
 	if p.hooks.Lockout != nil {
 		p.hooks.Lockout(ctx, e)
+	}
+	if p.watched() {
+		p.observe(ctx, Event{Kind: EventLockout, Subject: c.subject(), Rule: e.Rule, Key: e.Key, Duration: e.Duration, Count: e.Count, Fallback: e.Fallback})
 	}
 }
 

@@ -19,7 +19,10 @@ import (
 //     error; the store assigns each record an ID (Append ignores the ID it
 //     is given), and the IDs of one journal grow in append order.
 //   - Records returns the records that match a Query, newest first (by ID),
-//     each as it was appended, Time included to within a millisecond.
+//     each as it was appended, Time included to within a millisecond. A
+//     store may bound the size of one record (a user agent is the
+//     attacker's to choose), cutting the longest values first; it
+//     documents the bound, which is at least 1 KiB.
 //   - Retention: a record is kept at least the store's retention period
 //     after its Append and removed, by the store, at most one sweep period
 //     after that (the store documents both). A store also bounds the number

@@ -67,6 +67,19 @@ type Harness struct {
 	// it: concurrent batches on one tag, none seen in part.
 	AtomicTags bool
 
+	// Journal declares that the store implements backend.Journal. The
+	// Journal checks then hold it to the contract, using what the stores New
+	// makes are configured with: JournalRetention (how long a record is
+	// kept at least) and JournalSweep (how much longer it may stay, at
+	// most), and JournalMax (the records kept per journal; at least 200
+	// for the checks to run in full). Give the stores of the harness short
+	// ones: the retention check sleeps through them (fake time makes that
+	// free).
+	Journal          bool
+	JournalRetention time.Duration
+	JournalSweep     time.Duration
+	JournalMax       int
+
 	// CallTimeout bounds how long one call may take when the suite expects a
 	// prompt answer (a cancelled context). Zero means one second.
 	CallTimeout time.Duration
@@ -83,6 +96,9 @@ func Run(t *testing.T, h Harness) {
 		t.Fatal("conformance: Harness.New is nil")
 	}
 	for _, c := range storeCases {
+		t.Run(c.name, func(t *testing.T) { h.run(t, c.fn) })
+	}
+	for _, c := range journalCases {
 		t.Run(c.name, func(t *testing.T) { h.run(t, c.fn) })
 	}
 	t.Run("Policy", func(t *testing.T) {

@@ -24,10 +24,12 @@ import (
 type refStore struct {
 	faults faults
 
-	mu     sync.Mutex
-	m      map[string]*refEntry
-	incrs  int
-	closed bool
+	mu       sync.Mutex
+	m        map[string]*refEntry
+	incrs    int
+	closed   bool
+	journals map[string][]refRecord
+	seq      uint64 // the last record ID
 }
 
 type faults struct {
@@ -54,6 +56,8 @@ type faults struct {
 	declareAtomic   bool // AtomicTags, even with readsFirst
 	declareNoLister bool // no Lister, though the store implements it
 	hideLister      bool // Lister declared, but the store does not implement it
+
+	journal journalFaults
 }
 
 type refEntry struct {
@@ -260,9 +264,12 @@ func harness(f faults) conformance.Harness {
 			}
 			return newRef(f)
 		},
-		FakeTime:   true,
-		Lister:     !f.declareNoLister,
-		AtomicTags: !f.readsFirst || f.declareAtomic, // one mutex per batch
+		FakeTime:         true,
+		Lister:           !f.declareNoLister,
+		AtomicTags:       !f.readsFirst || f.declareAtomic, // one mutex per batch
+		Journal:          true,
+		JournalRetention: refRetention,
+		JournalMax:       refMax,
 	}
 }
 
@@ -276,8 +283,9 @@ func TestReferenceStoreRealTime(t *testing.T) {
 	if testing.Short() {
 		t.Skip("sleeps real time")
 	}
-	h := harness(faults{})
+	h := harness(faults{journal: journalFaults{retention: 2 * time.Second}})
 	h.FakeTime = false
+	h.JournalRetention = 2 * time.Second
 	conformance.Run(t, h)
 }
 
@@ -307,6 +315,15 @@ var broken = []struct {
 	{"lister-undeclared", faults{declareNoLister: true}, []string{"Capabilities"}},
 	{"lister-declared-not-implemented", faults{hideLister: true}, []string{"Capabilities"}},
 	{"reads-first-declared-atomic", faults{readsFirst: true, declareAtomic: true}, []string{"ReadsAfterWrites"}},
+	{"journal-oldest-first", faults{journal: journalFaults{oldestFirst: true}}, []string{"JournalRoundTrip", "JournalPaging"}},
+	{"journal-ignores-outcome", faults{journal: journalFaults{ignoresOutcome: true}}, []string{"JournalFilters"}},
+	{"journal-drops-fields", faults{journal: journalFaults{dropsFields: true}}, []string{"JournalRoundTrip"}},
+	{"journal-keeps-forever", faults{journal: journalFaults{keepsForever: true}}, []string{"JournalRetention"}},
+	{"journal-no-cap", faults{journal: journalFaults{noCap: true}}, []string{"JournalCap"}},
+	{"journal-open-after-close", faults{journal: journalFaults{openAfterClose: true}}, []string{"JournalClose"}},
+	{"journal-shared-names", faults{journal: journalFaults{sharedNames: true}}, []string{"JournalNames"}},
+	{"journal-lax-cursor", faults{journal: journalFaults{laxCursor: true}}, []string{"JournalInvalid"}},
+	{"journal-seconds-only", faults{journal: journalFaults{secondsOnly: true}}, []string{"JournalRoundTrip"}},
 }
 
 const brokenEnv = "CONFORMANCE_BROKEN_STORE"

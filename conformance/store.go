@@ -87,6 +87,9 @@ func testCapabilities(t *testing.T, e *env) {
 	if ok != e.h.Lister {
 		t.Errorf("store implements backend.Lister: %v; harness declares Lister: %v", ok, e.h.Lister)
 	}
+	if _, ok := e.b.(backend.Journal); ok != e.h.Journal {
+		t.Errorf("store implements backend.Journal: %v; harness declares Journal: %v", ok, e.h.Journal)
+	}
 }
 
 func testCreateAndIncrement(t *testing.T, e *env) {

@@ -3,12 +3,14 @@ package memcache
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -24,7 +26,8 @@ import (
 
 // BenchmarkStore runs the conformance benchmarks against one memcached.
 // IncrExisting and Batch6 (three increments and three reads, the shape of
-// an admitted decision with three rules) compare with BenchmarkBareIncrement.
+// an admitted decision with three rules) compare with
+// BenchmarkDecision/BareIncrement.
 func BenchmarkStore(b *testing.B) {
 	srv := testserver.Memcached(b, "-m", "1024")
 	conformance.RunBenchmarks(b, conformance.Harness{
@@ -40,18 +43,30 @@ func BenchmarkStore(b *testing.B) {
 	})
 }
 
-// benchSubjects is how many subjects BenchmarkDecision spreads its load over,
-// and how many keys BenchmarkBareIncrement does.
+// benchSubjects is how many subjects BenchmarkDecision spreads its load
+// over, and how many keys its baselines do.
 const benchSubjects = 100_000
 
-// BenchmarkDecision measures whole admitted decisions: a lockout.Policy with
-// three rules (username, IP, username+IP) over the store on one memcached,
-// Allow then Failure (which costs no call: the limit is out of reach and the
-// window fixed), in parallel over benchSubjects subjects whose counters the
-// store already holds. Compare with BenchmarkBareIncrement, from the same
-// run. Besides time it reports the CPU time an operation costs this process
-// (client-µs/op, user+system) and memcached (server-µs/op): on a shared
-// machine wall time is noisy, CPU time less so.
+// BenchmarkDecision measures whole admitted decisions and their baselines,
+// in one run, against one memcached:
+//
+//   - BareIncrement: gomemcache's Increment of an existing key, spread over
+//     benchSubjects keys, with the client settings of the store: the
+//     baseline (issue 14 asks a decision for at least 0.30 of it).
+//   - Floor: the requests an admitted decision with three rules needs, sent
+//     straight through gomemcache: three concurrent increments of existing
+//     counters, then one multi-get of six keys (three lock markers, missing,
+//     and the counters). No store, no engine: what one request per round
+//     trip allows.
+//   - AllowFailure: a lockout.Policy with three rules (username, IP,
+//     username+IP) over the store, Allow then Failure (which costs no call:
+//     the limit is out of reach and the window fixed), over benchSubjects
+//     subjects whose counters the store already holds.
+//
+// All run in parallel (b.RunParallel). Besides time they report the CPU
+// time an operation costs this process (client-µs/op, user+system) and
+// memcached (server-µs/op): on a shared machine wall time is noisy, CPU
+// time less so.
 func BenchmarkDecision(b *testing.B) {
 	srv := testserver.Memcached(b, "-m", "1024")
 	cfg := lockout.Config{
@@ -66,7 +81,7 @@ func BenchmarkDecision(b *testing.B) {
 			IP:       fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255),
 		}
 	}
-	prefillDecisions(b, srv.Addr, cfg, subjects)
+	counters := prefillDecisions(b, srv.Addr, cfg, subjects)
 
 	s, err := NewServers([]string{srv.Addr}, &Options{Timeout: testTimeout})
 	if err != nil {
@@ -82,6 +97,33 @@ func BenchmarkDecision(b *testing.B) {
 		b.Fatalf("prefilled status: %v, %v", st, err)
 	}
 
+	c := gm.New(srv.Addr)
+	c.MaxIdleConns = DefaultMaxIdleConns
+	c.Timeout = testTimeout
+	defer c.Close()
+	b.Run("BareIncrement", func(b *testing.B) {
+		runParallel(b, srv.Addr, func(i int) error {
+			_, err := c.Increment(counters[i][0], 1)
+			return err
+		})
+	})
+	b.Run("Floor", func(b *testing.B) {
+		runParallel(b, srv.Addr, func(i int) error {
+			keys := counters[i]
+			errs := make([]error, 2)
+			var wg sync.WaitGroup
+			for j := range 2 {
+				wg.Go(func() { _, errs[j] = c.Increment(keys[j], 1) })
+			}
+			_, err := c.Increment(keys[2], 1)
+			wg.Wait()
+			if err := errors.Join(err, errs[0], errs[1]); err != nil {
+				return err
+			}
+			_, err = c.GetMulti(keys[:])
+			return err
+		})
+	})
 	b.Run("AllowFailure", func(b *testing.B) {
 		ctx := context.Background()
 		runParallel(b, srv.Addr, func(i int) error {
@@ -106,31 +148,6 @@ func benchRules() []lockout.Rule {
 		rules[i].Schedule = lockout.Fixed(time.Hour)
 	}
 	return rules
-}
-
-// BenchmarkBareIncrement is the baseline: gomemcache's Increment of an
-// existing key, spread over benchSubjects keys, in parallel, with the client
-// settings of BenchmarkDecision's store.
-func BenchmarkBareIncrement(b *testing.B) {
-	srv := testserver.Memcached(b, "-m", "1024")
-	keys := make([]string, benchSubjects)
-	items := make([]rawItem, benchSubjects)
-	for i := range keys {
-		keys[i] = fmt.Sprintf("bench/%06d", i)
-		items[i] = rawItem{key: keys[i], value: []byte("1"), exptime: 3600}
-	}
-	rawFill(b, srv.Addr, items)
-	c := gm.New(srv.Addr)
-	c.MaxIdleConns = DefaultMaxIdleConns
-	c.Timeout = testTimeout
-	defer c.Close()
-
-	b.Run("Increment", func(b *testing.B) {
-		runParallel(b, srv.Addr, func(i int) error {
-			_, err := c.Increment(keys[i], 1)
-			return err
-		})
-	})
 }
 
 // runParallel calls f in parallel with indices spread over benchSubjects
@@ -201,7 +218,10 @@ func serverCPU(b *testing.B, addr string) time.Duration {
 // the counter of every rule key that a decision of each subject under cfg
 // increments, holding 1: the state after one failure each. The keys come
 // from the policy itself, run over a store that records them.
-func prefillDecisions(b *testing.B, addr string, cfg lockout.Config, subjects []lockout.Subject) {
+//
+// It returns, for each subject, the memcached keys of its decision: the
+// three counters, then the three lock markers.
+func prefillDecisions(b *testing.B, addr string, cfg lockout.Config, subjects []lockout.Subject) [][6]string {
 	rec := &opRecorder{}
 	p, err := lockout.New(rec, cfg)
 	if err != nil {
@@ -209,15 +229,25 @@ func prefillDecisions(b *testing.B, addr string, cfg lockout.Config, subjects []
 	}
 	now := time.Now()
 	var items []rawItem
-	for _, s := range subjects {
+	keys := make([][6]string, len(subjects))
+	for si, s := range subjects {
 		rec.ops = rec.ops[:0]
 		if _, err := p.Allow(context.Background(), s); err != nil {
 			b.Fatal(err)
 		}
+		nc, nl := 0, 3
 		for _, op := range rec.ops {
 			if op.Kind != backend.Incr {
+				if nl < 6 {
+					keys[si][nl] = mapKey("", op.Key)
+				}
+				nl++
 				continue
 			}
+			if nc < 3 {
+				keys[si][nc] = mapKey("", op.Key)
+			}
+			nc++
 			x, err := newExpiry(now, op.TTL)
 			if err != nil {
 				b.Fatal(err)
@@ -229,6 +259,7 @@ func prefillDecisions(b *testing.B, addr string, cfg lockout.Config, subjects []
 		b.Fatalf("%d counters for %d subjects, want 3 each", len(items), len(subjects))
 	}
 	rawFill(b, addr, items)
+	return keys
 }
 
 // opRecorder is a store that records the operations it is given and

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"maps"
 	"math"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -170,7 +169,7 @@ func (s *Store) Do(ctx context.Context, ops []backend.Op, results []backend.Resu
 	if len(ops) == 0 {
 		return nil
 	}
-	b := &batch{s: s, ctx: ctx, ops: ops, res: make([]backend.Result, len(ops)), preDone: make(chan struct{})}
+	b := &batch{s: s, ctx: ctx, ops: ops, res: make([]backend.Result, len(ops))}
 	if ctx.Done() == nil {
 		b.run()
 	} else {
@@ -212,19 +211,11 @@ type batch struct {
 	res []backend.Result
 
 	keys []string // the memcached key of each op
-	// how says how each increment or decrement completes (see run).
-	how  []completion
-	vals []uint64 // the value a deferred increment or decrement returned
-	hits []bool   // whether it hit: its result waits for a read
-	// first counts the increments of the first round that have not yet
-	// answered their first request.
-	first sync.WaitGroup
+	vals []uint64 // the value an increment or decrement that hit returned
+	hits []bool   // whether it hit: its result waits for the read
 
-	pre     itemSet       // the read made for Expire and Delete
-	preErr  error         // its error
-	preDone chan struct{} // closed when it has answered
-	mu      sync.Mutex
-	err     error // the first error
+	mu  sync.Mutex
+	err error // the first error
 }
 
 // itemSet is what a read of several keys found.
@@ -285,33 +276,23 @@ func (b *batch) fail(err error) {
 	b.mu.Unlock()
 }
 
-// completion says how an increment or decrement of the concurrent path
-// learns its key's TTL, which only a read of the key's flags after it
-// tells.
-type completion uint8
-
-const (
-	// alone: the write reads its key itself, right after incrementing.
-	alone completion = iota
-	// withReads: the read joins the batch's reads, which wait for the
-	// writes of their hash tags; for writes in those tags.
-	withReads
-	// firstRound: the read joins one made as soon as every such write has
-	// answered its first request; for the other increments of a batch with
-	// several.
-	firstRound
-)
-
-// run applies the batch, writing b.res and b.err.
+// run applies the batch, writing b.res and b.err, in three steps:
 //
-// Every write starts at once. The reads wait for the writes of their own
-// hash tags only (the contract orders nothing else), then go out together,
-// one multi-get per server, carrying the flags (the TTL) of those tags'
-// increments too. The increments of other hash tags are completed by one
-// multi-get sent as soon as each of them has had its first answer, so that
-// an increment that found its key missing and adds it does not hold them
-// up. Expire and Delete first wait for one multi-get of their keys per
-// server, sent at the start.
+//  1. Writes, all at once. An increment or decrement sends its incr or
+//     decr (an increment that finds its key missing adds it). Expire and
+//     Delete read their keys first, with one multi-get per server, then
+//     send their cas or delete.
+//  2. One read: once the increments and decrements have answered (and, in
+//     a batch with reads, Expire and Delete too), one multi-get per server
+//     of the reads' keys and of the keys of the increments and decrements
+//     that hit, whose TTL (the flags) only a read tells.
+//  3. Settling, rare: a decrement that reached zero removes its key (cas);
+//     an increment that went to a counter expired or deleted since starts
+//     over, after which the reads are read again, so that they still come
+//     after every write.
+//
+// A batch with several ops on one key runs them one after another instead
+// (runInOrder).
 func (b *batch) run() {
 	n := len(b.ops)
 	b.keys = make([]string, n)
@@ -322,187 +303,105 @@ func (b *batch) run() {
 		b.runInOrder()
 		return
 	}
-	b.how, b.vals, b.hits = make([]completion, n), make([]uint64, n), make([]bool, n)
-	read := readTags(b.ops)
-	var free, bound, reads []int // writes that complete without the reads, writes the reads wait for, reads
-	var preKeys []string
-	nfree := 0 // free increments
+	b.vals, b.hits = make([]uint64, n), make([]bool, n)
+	var counters, reads, others []int // increments and decrements, reads, Expire and Delete
 	for i, op := range b.ops {
 		switch {
 		case op.IsRead():
 			reads = append(reads, i)
-			continue
-		case op.Kind == backend.Expire || op.Kind == backend.Delete:
-			preKeys = append(preKeys, b.keys[i])
-		}
-		switch {
-		case read(op.Key):
-			bound = append(bound, i)
-			b.how[i] = withReads
+		case op.Kind == backend.Incr:
+			counters = append(counters, i)
 		default:
-			free = append(free, i)
-			if op.Kind == backend.Incr {
-				nfree++
-			}
+			others = append(others, i)
 		}
 	}
-	if nfree > 1 {
-		for _, i := range free {
-			if b.ops[i].Kind == backend.Incr {
-				b.how[i] = firstRound
-			}
-		}
-		b.first.Add(nfree)
+	var rest sync.WaitGroup // Expire and Delete
+	if len(others) > 0 {
+		rest.Go(func() { b.expireDelete(others) })
 	}
-
-	var all, writes sync.WaitGroup
-	if len(preKeys) > 0 {
-		all.Go(func() {
-			b.pre, b.preErr = b.s.read(b.ctx, preKeys)
-			close(b.preDone)
-		})
-	} else {
-		close(b.preDone)
-	}
-	// This goroutine does part of the work itself: the last write the reads
-	// wait for, then the reads; without reads, the first request of one
-	// first-round increment, then their completion; or the last write.
-	completeHere := nfree > 1 && len(bound) == 0 && len(reads) == 0
-	if nfree > 1 && !completeHere {
-		all.Go(b.completeFirstRound)
-	}
-	inline := -1
-	switch {
-	case len(bound) > 0:
-		inline, bound = bound[len(bound)-1], bound[:len(bound)-1]
-	case completeHere:
-		j := slices.IndexFunc(free, func(i int) bool { return b.how[i] == firstRound })
-		inline = free[j]
-		free = slices.Delete(free, j, j+1)
-	case len(reads) == 0 && len(free) > 0:
-		inline, free = free[len(free)-1], free[:len(free)-1]
-	}
-	for _, i := range free {
-		all.Go(func() { b.write(i, nil) })
-	}
-	for _, i := range bound {
-		writes.Go(func() { b.write(i, nil) })
-	}
-	if inline >= 0 {
-		b.write(inline, &all)
-	}
-	writes.Wait()
-	switch {
-	case completeHere:
-		b.completeFirstRound()
-	case len(reads) > 0 && !b.failed():
-		b.reads(reads)
-	}
-	all.Wait()
-}
-
-// readTags returns a function that reports whether a key's hash tag is
-// that of a read in ops.
-func readTags(ops []backend.Op) func(key string) bool {
-	var tags []string
-	for _, op := range ops {
-		if op.IsRead() {
-			tags = append(tags, backend.HashTag(op.Key))
-		}
-	}
-	switch {
-	case len(tags) == 0:
-		return func(string) bool { return false }
-	case len(tags) <= 8:
-		return func(key string) bool { return slices.Contains(tags, backend.HashTag(key)) }
-	}
-	set := make(map[string]bool, len(tags))
-	for _, t := range tags {
-		set[t] = true
-	}
-	return func(key string) bool { return set[backend.HashTag(key)] }
-}
-
-// write applies a write op of the concurrent path, completing it unless a
-// read made for several completes it (see completion). With rest not nil,
-// a first-round increment returns after its first request, finishing on a
-// goroutine of rest when it needs more.
-func (b *batch) write(i int, rest *sync.WaitGroup) {
-	op, k := b.ops[i], b.keys[i]
-	var r backend.Result
-	var err error
-	switch op.Kind {
-	case backend.Incr:
-		up, delta := op.Delta > 0, uint64(op.Delta)
-		if !up {
-			delta = uint64(-op.Delta)
-		}
-		switch b.how[i] {
-		case alone:
-			if up {
-				r, err = b.s.incr(b.ctx, k, delta, op.TTL, false)
-			} else {
-				r, err = b.s.decr(b.ctx, k, delta)
-			}
-		case withReads:
-			if up {
-				var done bool
-				r, b.vals[i], done, err = b.s.incrStep(b.ctx, k, delta, op.TTL, false)
-				b.hits[i] = err == nil && !done
-			} else {
-				b.vals[i], b.hits[i], err = b.s.incrDecr(b.ctx, k, delta, false)
-			}
-		case firstRound:
-			var hit bool
-			b.vals[i], hit, err = b.s.incrDecr(b.ctx, k, delta, up)
-			b.hits[i] = hit
-			b.first.Done()
-			switch {
-			case hit:
-				return // completeFirstRound writes the result.
-			case err == nil && up && rest != nil:
-				rest.Go(func() { b.addMissing(i) })
-				return
-			case err == nil && up:
-				r, err = b.s.incr(b.ctx, k, delta, op.TTL, true)
-			}
-		}
-	case backend.Expire, backend.Delete:
-		<-b.preDone
-		if err = b.preErr; err != nil {
-			break
-		}
-		it := b.pre.get(k)
-		if op.Kind == backend.Expire {
-			r, err = b.s.expire(b.ctx, k, op.TTL, it)
+	// The last increment or decrement runs on this goroutine.
+	var wg sync.WaitGroup
+	for j, i := range counters {
+		if j == len(counters)-1 {
+			b.count(i)
 		} else {
-			r, err = b.s.del(b.ctx, k, it)
+			wg.Go(func() { b.count(i) })
 		}
 	}
+	wg.Wait()
+	if len(reads) > 0 {
+		rest.Wait()
+	}
+	b.readAndSettle(reads)
+	rest.Wait()
+}
+
+// count sends the incr or decr of op i, adding its key when an increment
+// finds it missing. When it hits, the result waits for readAndSettle.
+func (b *batch) count(i int) {
+	op, k := b.ops[i], b.keys[i]
+	var err error
+	if op.Delta > 0 {
+		var r backend.Result
+		var done bool
+		r, b.vals[i], done, err = b.s.incrStep(b.ctx, k, uint64(op.Delta), op.TTL, false)
+		b.res[i], b.hits[i] = r, err == nil && !done
+	} else {
+		b.vals[i], b.hits[i], err = b.s.incrDecr(b.ctx, k, uint64(-op.Delta), false)
+	}
 	if err != nil {
 		b.fail(err)
 	}
-	b.res[i] = r
 }
 
-// addMissing completes an increment whose first request found its key
-// missing.
-func (b *batch) addMissing(i int) {
-	op := b.ops[i]
-	r, err := b.s.incr(b.ctx, b.keys[i], uint64(op.Delta), op.TTL, true)
+// expireDelete applies the Expire and Delete ops idx: one multi-get of
+// their keys per server, then their cas or delete, concurrently.
+func (b *batch) expireDelete(idx []int) {
+	keys := make([]string, len(idx))
+	for j, i := range idx {
+		keys[j] = b.keys[i]
+	}
+	got, err := b.s.read(b.ctx, keys)
 	if err != nil {
 		b.fail(err)
+		return
 	}
-	b.res[i] = r
+	var wg sync.WaitGroup
+	for j, i := range idx {
+		f := func() {
+			op, k := b.ops[i], b.keys[i]
+			var r backend.Result
+			var err error
+			if op.Kind == backend.Expire {
+				r, err = b.s.expire(b.ctx, k, op.TTL, got.get(k))
+			} else {
+				r, err = b.s.del(b.ctx, k, got.get(k))
+			}
+			if err != nil {
+				b.fail(err)
+			}
+			b.res[i] = r
+		}
+		if j == len(idx)-1 {
+			f()
+		} else {
+			wg.Go(f)
+		}
+	}
+	wg.Wait()
 }
 
-// completeFirstRound waits for the first answers of the increments of the
-// first round, then completes those that hit with one read of their keys.
-func (b *batch) completeFirstRound() {
-	b.first.Wait()
-	var keys []string
-	for i, how := range b.how {
-		if how == firstRound && b.hits[i] {
+// readAndSettle makes the batch's one read (reads are indices into ops):
+// one multi-get per server of the reads' keys and of the keys of the
+// increments and decrements that hit, then completes those (settle) and
+// the reads.
+func (b *batch) readAndSettle(reads []int) {
+	keys := make([]string, 0, len(reads)+len(b.hits))
+	for _, i := range reads {
+		keys = append(keys, b.keys[i])
+	}
+	for i, hit := range b.hits {
+		if hit {
 			keys = append(keys, b.keys[i])
 		}
 	}
@@ -514,18 +413,35 @@ func (b *batch) completeFirstRound() {
 		b.fail(err)
 		return
 	}
-	b.settle(firstRound, got)
+	if b.settle(got) && len(reads) > 0 {
+		// An increment made more requests: the reads are made again, so
+		// that they still come after every write of their hash tags.
+		if b.failed() {
+			return
+		}
+		if got, err = b.s.read(b.ctx, keys[:len(reads)]); err != nil {
+			b.fail(err)
+			return
+		}
+	}
+	now := time.Now()
+	for _, i := range reads {
+		r, err := readResult(got.get(b.keys[i]), now)
+		if err != nil {
+			b.fail(err)
+		}
+		b.res[i] = r
+	}
 }
 
-// settle completes the increments and decrements of kind how that hit,
-// given a read of their keys made after them. It reports whether an
-// increment needed more requests, having found its counter deleted or
-// expired since.
-func (b *batch) settle(how completion, got itemSet) bool {
+// settle completes the increments and decrements that hit, given a read
+// of their keys made after them. It reports whether an increment needed
+// more requests, having found its counter deleted or expired since.
+func (b *batch) settle(got itemSet) bool {
 	var wg sync.WaitGroup
 	more := false
-	for i := range b.how {
-		if b.how[i] != how || !b.hits[i] {
+	for i, hit := range b.hits {
+		if !hit {
 			continue
 		}
 		op, k, it := b.ops[i], b.keys[i], got.get(b.keys[i])
@@ -559,45 +475,6 @@ func (b *batch) settle(how completion, got itemSet) bool {
 	}
 	wg.Wait()
 	return more
-}
-
-// reads applies the reads (indices into ops) after the writes they wait
-// for: one multi-get per server of their keys and of the keys of the
-// increments of their hash tags that hit, which completes those.
-func (b *batch) reads(reads []int) {
-	var keys []string
-	for _, i := range reads {
-		keys = append(keys, b.keys[i])
-	}
-	for i, how := range b.how {
-		if how == withReads && b.hits[i] {
-			keys = append(keys, b.keys[i])
-		}
-	}
-	got, err := b.s.read(b.ctx, keys)
-	if err != nil {
-		b.fail(err)
-		return
-	}
-	if b.settle(withReads, got) {
-		// An increment made more requests: the reads are made again, so
-		// that they still come after every write of their hash tags.
-		if b.failed() {
-			return
-		}
-		if got, err = b.s.read(b.ctx, keys[:len(reads)]); err != nil {
-			b.fail(err)
-			return
-		}
-	}
-	now := time.Now()
-	for _, i := range reads {
-		r, err := readResult(got.get(b.keys[i]), now)
-		if err != nil {
-			b.fail(err)
-		}
-		b.res[i] = r
-	}
 }
 
 func (b *batch) failed() bool {

@@ -1,6 +1,7 @@
 package memory_test
 
 import (
+	"cmp"
 	"testing"
 	"time"
 
@@ -18,19 +19,23 @@ func harness(opts *memory.Options) conformance.Harness {
 			}
 			return s
 		},
-		FakeTime:    true,
-		Lister:      true,
-		AtomicTags:  true,
-		Granularity: 0,
+		FakeTime:         true,
+		Lister:           true,
+		AtomicTags:       true,
+		Granularity:      0,
+		Journal:          true,
+		JournalRetention: opts.JournalRetention,
+		JournalSweep:     cmp.Or(opts.SweepInterval, memory.DefaultSweepInterval),
+		JournalMax:       opts.JournalMax,
 	}
 }
 
 func TestConformance(t *testing.T) {
-	conformance.Run(t, harness(nil))
+	conformance.Run(t, harness(&memory.Options{JournalRetention: time.Minute, JournalMax: 300}))
 }
 
 // TestConformanceBusySweeper runs the suite with a sweeper that runs
 // every millisecond of fake time, right behind the keys' expiries.
 func TestConformanceBusySweeper(t *testing.T) {
-	conformance.Run(t, harness(&memory.Options{SweepInterval: time.Millisecond}))
+	conformance.Run(t, harness(&memory.Options{SweepInterval: time.Millisecond, JournalRetention: time.Minute, JournalMax: 300}))
 }

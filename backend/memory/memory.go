@@ -40,6 +40,14 @@ type Options struct {
 	// DefaultSweepInterval (5 s).
 	SweepInterval time.Duration
 
+	// JournalRetention is how long the journal (backend.Journal) keeps a
+	// record: the sweeper removes it within SweepInterval after that.
+	// Default: DefaultJournalRetention (24 h).
+	JournalRetention time.Duration
+	// JournalMax is the most records each journal keeps: appending more
+	// drops the oldest. Default: DefaultJournalMax (100,000).
+	JournalMax int
+
 	// ReclaimDelay tuned the ristretto cache the store was once built on.
 	//
 	// Deprecated: ignored. The store keeps its keys in its own maps and
@@ -58,8 +66,9 @@ const (
 	numShards = 1 << shardBits
 )
 
-// Store is an in-process [backend.Backend] and [backend.Lister]: expiring
-// counters in sharded maps. Its methods are safe for concurrent use.
+// Store is an in-process [backend.Backend], [backend.Lister] and
+// [backend.Journal]: expiring counters in sharded maps, and a bounded ring
+// of records per journal. Its methods are safe for concurrent use.
 type Store struct {
 	shards  [numShards]shard
 	seed    maphash.Seed
@@ -71,6 +80,8 @@ type Store struct {
 	// keys counts the entries in the shards' maps, expired ones not yet
 	// reclaimed included.
 	keys atomic.Int64
+
+	journal journals
 
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -104,7 +115,20 @@ func New(opts *Options) (*Store, error) {
 	case o.SweepInterval == 0:
 		o.SweepInterval = DefaultSweepInterval
 	}
+	switch {
+	case o.JournalRetention < 0:
+		return nil, fmt.Errorf("memory: negative JournalRetention %v", o.JournalRetention)
+	case o.JournalRetention == 0:
+		o.JournalRetention = DefaultJournalRetention
+	}
+	switch {
+	case o.JournalMax < 0:
+		return nil, fmt.Errorf("memory: negative JournalMax %d", o.JournalMax)
+	case o.JournalMax == 0:
+		o.JournalMax = DefaultJournalMax
+	}
 	s := &Store{
+		journal: journals{byName: map[string]*ring{}, retention: int64(o.JournalRetention), max: o.JournalMax},
 		seed:    maphash.MakeSeed(),
 		epoch:   time.Now(),
 		maxKeys: int64(o.MaxKeys),
@@ -241,6 +265,9 @@ func (s *Store) Close() error {
 			sh.drop()
 			sh.mu.Unlock()
 		}
+		s.journal.mu.Lock()
+		s.journal.byName = nil
+		s.journal.mu.Unlock()
 	})
 	return nil
 }
@@ -256,6 +283,7 @@ func (s *Store) sweeper() {
 			return
 		case <-t.C:
 			s.sweep()
+			s.sweepJournals()
 		}
 	}
 }

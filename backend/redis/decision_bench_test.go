@@ -91,6 +91,27 @@ func BenchmarkDecision(b *testing.B) {
 		b.Run("AllowFailure", func(b *testing.B) {
 			runParallelCPU(b, servers, scriptCommands, func(i int) error { return decide(p, subjects[i]) })
 		})
+		// The same decisions with the attempt journal on: a record per
+		// failure, appended to a stream by the journal's goroutine in
+		// batches. The queue is large enough that nothing is dropped
+		// (drops would make the run cheaper).
+		jp, err := lockout.New(store, lockout.Config{Rules: rules, Logger: slog.New(slog.DiscardHandler),
+			Journal: &lockout.JournalConfig{Queue: 1 << 18}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { jp.Close() })
+		b.Run("AllowFailureJournal", func(b *testing.B) {
+			runParallelCPU(b, servers, scriptCommands, func(i int) error { return decide(jp, subjects[i]) })
+			b.StartTimer() // the journal's work still queued is part of the cost
+			if err := jp.SyncJournal(ctx); err != nil {
+				b.Fatal(err)
+			}
+			b.StopTimer()
+			if st := jp.JournalStats(); st.Dropped > 0 {
+				b.Errorf("journal dropped records: %+v", st)
+			}
+		})
 	}
 	b.Run("redis", func(b *testing.B) {
 		srv := testserver.Redis(b)

@@ -481,44 +481,71 @@ func testPolicyOutage(t *testing.T, ctxTimeouts bool) {
 // one EVALSHA, whose script runs three INCRBY and one EXISTS over the
 // three lock markers, and nothing else.
 func TestDecisionCommands(t *testing.T) {
-	srv := testserver.Redis(t)
-	client := newClient(t, srv.Addr, nil)
-	store := newStore(t, client, nil)
-	rules := []lockout.Rule{lockout.ByUsername(1000), lockout.ByIP(1000), lockout.ByUsernameAndIP(1000)}
-	p, err := lockout.New(store, lockout.Config{Rules: rules, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	s := lockout.Subject{Username: "alice", IP: "192.0.2.1"}
-	a, err := p.Allow(t.Context(), s) // creates the counters
-	if err != nil {
-		t.Fatal(err)
-	}
-	a.Failure(t.Context())
-	admins := []*goredis.Client{client}
-	const n = 20
-	var total int64
-	var desc string
-	for range n {
-		before := commandCalls(t, admins)
-		a, err := p.Allow(t.Context(), s)
-		if err != nil {
-			t.Fatal(err)
-		}
-		after := commandCalls(t, admins)
-		a.Failure(t.Context()) // no call: the reservation counts it
-		var sent int64
-		desc, sent = describeCalls(before, after)
-		if sent != 1 {
-			t.Fatalf("an admitted decision sent %d commands, want 1: %s", sent, desc)
-		}
-		for name, v := range after {
-			total += v - before[name]
-		}
-	}
-	t.Logf("an admitted decision: %s", desc)
-	if per := float64(total) / n; per > 5 {
-		t.Errorf("an admitted decision ran %.1f commands on the server, want at most 5 (EVALSHA, 3 INCRBY, 1 EXISTS): %s", per, desc)
+	// With the journal on, a decision still sends one command: the
+	// journal's records go in the background, in batches.
+	for _, journal := range []bool{false, true} {
+		t.Run(fmt.Sprintf("journal=%v", journal), func(t *testing.T) {
+			srv := testserver.Redis(t)
+			client := newClient(t, srv.Addr, nil)
+			store := newStore(t, client, nil)
+			rules := []lockout.Rule{lockout.ByUsername(1000), lockout.ByIP(1000), lockout.ByUsernameAndIP(1000)}
+			cfg := lockout.Config{Rules: rules, Logger: slog.New(slog.DiscardHandler)}
+			if journal {
+				cfg.Journal = &lockout.JournalConfig{}
+			}
+			p, err := lockout.New(store, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p.Close()
+			sync := func() {
+				if journal {
+					if err := p.SyncJournal(t.Context()); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			s := lockout.Subject{Username: "alice", IP: "192.0.2.1"}
+			a, err := p.Allow(t.Context(), s) // creates the counters
+			if err != nil {
+				t.Fatal(err)
+			}
+			a.Failure(t.Context())
+			sync()
+			admins := []*goredis.Client{client}
+			const n = 20
+			var total int64
+			var desc string
+			start := commandCalls(t, admins)
+			for range n {
+				before := commandCalls(t, admins)
+				a, err := p.Allow(t.Context(), s)
+				if err != nil {
+					t.Fatal(err)
+				}
+				after := commandCalls(t, admins)
+				a.Failure(t.Context()) // no call: the reservation counts it
+				sync()                 // its record is written before the next decision
+				var sent int64
+				desc, sent = describeCalls(before, after)
+				if sent != 1 {
+					t.Fatalf("an admitted decision sent %d commands, want 1: %s", sent, desc)
+				}
+				for name, v := range after {
+					total += v - before[name]
+				}
+			}
+			t.Logf("an admitted decision: %s", desc)
+			if per := float64(total) / n; per > 5 {
+				t.Errorf("an admitted decision ran %.1f commands on the server, want at most 5 (EVALSHA, 3 INCRBY, 1 EXISTS): %s", per, desc)
+			}
+			if journal {
+				all, _ := describeCalls(start, commandCalls(t, admins))
+				t.Logf("%d decisions and their journal records: %s", n, all)
+				if st := p.JournalStats(); st.Written != n+1 || st.Dropped != 0 {
+					t.Errorf("journal %+v, want %d records written", st, n+1)
+				}
+			}
+		})
 	}
 }

@@ -61,12 +61,37 @@ type Options struct {
 	// in one script call, a *redis.ClusterClient the operations of one hash
 	// slot per call, and a *redis.Ring those of one hash tag.
 	OneKeyPerCall bool
+
+	// JournalRetention is how long the journal ([Store.Append],
+	// [Store.Records]) keeps a record: at least this long after its
+	// Append, by the Redis server's clock (rounded up to a millisecond).
+	// Records never returns an older record; Append removes them, and an
+	// idle journal's stream expires this long after its last Append.
+	// Default: DefaultJournalRetention (24 h, like django-defender's
+	// ACCESS_ATTEMPT_EXPIRATION).
+	JournalRetention time.Duration
+
+	// JournalMax is the most records one journal keeps: each Append trims
+	// the journal's stream to its newest JournalMax entries, exactly. An
+	// attacker decides how many attempts there are; JournalMax bounds what
+	// they cost in Redis memory (see the package documentation for the
+	// size of a record). Default: DefaultJournalMax (100,000).
+	JournalMax int
+
+	// JournalRecordBytes bounds the bytes of string values (outcome,
+	// username, IP, user agent, custom fields, ...) one journal record
+	// keeps. When a record's values add up to more, the longest ones are
+	// cut, all to the same length, so that short values stay whole and an
+	// attacker's multi-kilobyte user agent or username cannot multiply the
+	// journal's memory. Negative: no bound. Default:
+	// DefaultJournalRecordBytes (2048).
+	JournalRecordBytes int
 }
 
 // Store is a lockout backend kept in Redis: a standalone server, a Sentinel
 // failover set or a Redis Cluster, through the go-redis client the caller
-// passes to [New]. It implements [backend.Backend] and [backend.Lister]. Its
-// methods are safe for concurrent use.
+// passes to [New]. It implements [backend.Backend], [backend.Lister] and
+// [backend.Journal]. Its methods are safe for concurrent use.
 type Store struct {
 	client      goredis.UniversalClient
 	grouping    int
@@ -74,6 +99,10 @@ type Store struct {
 	prefix      string
 	scanCount   int64
 	closed      atomic.Bool
+
+	journalRetentionMs int64 // Options.JournalRetention, in milliseconds
+	journalMax         int64
+	journalRecordBytes int // <= 0: no bound
 }
 
 var (
@@ -108,11 +137,19 @@ func New(ctx context.Context, client goredis.UniversalClient, opts *Options) (*S
 	if o.ScanCount == 0 {
 		o.ScanCount = DefaultScanCount
 	}
+	if err := journalOptions(&o); err != nil {
+		return nil, fmt.Errorf("lockout/redis: New: %w", err)
+	}
 	if !validPrefix(o.Prefix) {
 		return nil, fmt.Errorf("lockout/redis: New: Prefix %q has a '{' that no '}' closes with a hash tag "+
 			"of at least one byte: keys with one hash tag would spread over several hash slots", o.Prefix)
 	}
-	s := &Store{client: client, prefix: o.Prefix, scanCount: int64(o.ScanCount), grouping: groupKey}
+	s := &Store{
+		client: client, prefix: o.Prefix, scanCount: int64(o.ScanCount), grouping: groupKey,
+		journalRetentionMs: retentionMs(o.JournalRetention),
+		journalMax:         int64(o.JournalMax),
+		journalRecordBytes: o.JournalRecordBytes,
+	}
 	switch c := client.(type) {
 	case *goredis.Client:
 		s.grouping = groupAll

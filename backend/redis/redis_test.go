@@ -72,6 +72,19 @@ func do(t testing.TB, s backend.Backend, ops ...backend.Op) []backend.Result {
 	return res
 }
 
+// The journal settings of the stores the conformance suite gets: a short
+// retention, so that its retention check sleeps little, and a small cap.
+// Records disappear from Records as soon as they are past the retention
+// (by the server's clock, which is the tests' clock): JournalSweep is 0.
+const (
+	journalRetention = 2 * time.Second
+	journalMax       = 200
+)
+
+func journalOptions() *redisstore.Options {
+	return &redisstore.Options{JournalRetention: journalRetention, JournalMax: journalMax}
+}
+
 // TestConformance and TestCluster run in parallel with each other, after the
 // other tests of the package: they take most of its time, mostly sleeping
 // while keys expire, and each has servers of its own.
@@ -82,11 +95,15 @@ func TestConformance(t *testing.T) {
 	conformance.Run(t, conformance.Harness{
 		New: func(t testing.TB) backend.Backend {
 			testserver.FlushRedis(t, srv.Addr)
-			return newStore(t, client, nil)
+			return newStore(t, client, journalOptions())
 		},
 		Granularity: redisstore.Granularity,
 		Lister:      true,
 		AtomicTags:  true, // one script call per slot
+		Journal:     true,
+		// See journalOptions.
+		JournalRetention: journalRetention,
+		JournalMax:       journalMax,
 	})
 }
 
@@ -103,15 +120,18 @@ func TestCluster(t *testing.T) {
 	}
 	fresh := func(t testing.TB) *redisstore.Store {
 		testserver.FlushRedis(t, cl.Addrs...)
-		return newStore(t, client, nil)
+		return newStore(t, client, journalOptions())
 	}
 
 	t.Run("Conformance", func(t *testing.T) {
 		conformance.Run(t, conformance.Harness{
-			New:         func(t testing.TB) backend.Backend { return fresh(t) },
-			Granularity: redisstore.Granularity,
-			Lister:      true,
-			AtomicTags:  true, // one script call per slot
+			New:              func(t testing.TB) backend.Backend { return fresh(t) },
+			Granularity:      redisstore.Granularity,
+			Lister:           true,
+			AtomicTags:       true, // one script call per slot
+			Journal:          true,
+			JournalRetention: journalRetention,
+			JournalMax:       journalMax,
 		})
 	})
 

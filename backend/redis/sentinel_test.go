@@ -46,11 +46,14 @@ func TestSentinel(t *testing.T) {
 		conformance.Run(t, conformance.Harness{
 			New: func(t testing.TB) backend.Backend {
 				testserver.FlushRedis(t, sentinelMaster(t, sen))
-				return newStore(t, client, nil)
+				return newStore(t, client, journalOptions())
 			},
-			Granularity: redisstore.Granularity,
-			Lister:      true,
-			AtomicTags:  true, // one script call per batch
+			Granularity:      redisstore.Granularity,
+			Lister:           true,
+			AtomicTags:       true, // one script call per batch
+			Journal:          true,
+			JournalRetention: journalRetention,
+			JournalMax:       journalMax,
 		})
 	})
 

@@ -7,11 +7,14 @@ import (
 	"encoding/xml"
 	"errors"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/go-lockout/lockout/internal/testserver"
 )
@@ -55,6 +58,17 @@ func TestShort(t *testing.T) {
 			if cells[[2]string{s, w}] == nil {
 				t.Errorf("no result for %s / %s", w, s)
 			}
+		}
+	}
+
+	// One pair per configuration and workload: -short never quotes an
+	// overhead.
+	for _, r := range rep.Results {
+		if r.System == sysBaseline || r.Workload == wlAttack {
+			continue
+		}
+		if r.Overhead.N != 1 || shortVerdict(r.OverheadVerdict) != "too short" || shortVerdict(r.CPUVerdict) != "too short" {
+			t.Errorf("%s / %s: %d pairs, verdicts %q and %q; want 1 pair, too short", r.Workload, r.System, r.Overhead.N, r.OverheadVerdict, r.CPUVerdict)
 		}
 	}
 
@@ -161,9 +175,28 @@ func checkFiles(t *testing.T, dir string, rep *report) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	c := parseSVG(t, svg)
+	if want := len(rep.Opts.systems) * 3 * 2; c.root != "svg" || c.class["bar"]+c.class["unquoted"] != want {
+		t.Errorf("%s: root <%s> with %d bars and %d unquoted marks, want <svg> with %d in all", svgFile, c.root, c.class["bar"], c.class["unquoted"], want)
+	}
+	if want := len(rep.Opts.systems) + 1; c.class["attack"] != want {
+		t.Errorf("%s: %d attack bars, want %d", svgFile, c.class["attack"], want)
+	}
+}
+
+// svgContent is what a chart holds: its root element, its elements by
+// class, and its visible text.
+type svgContent struct {
+	root  string
+	class map[string]int
+	text  []string
+}
+
+func parseSVG(t *testing.T, svg []byte) svgContent {
+	t.Helper()
+	c := svgContent{class: map[string]int{}}
 	dec := xml.NewDecoder(bytes.NewReader(svg))
-	var root string
-	bars := 0
+	var stack []string
 	for {
 		tok, err := dec.Token()
 		if errors.Is(err, io.EOF) {
@@ -172,18 +205,26 @@ func checkFiles(t *testing.T, dir string, rep *report) {
 		if err != nil {
 			t.Fatalf("%s does not parse: %v", svgFile, err)
 		}
-		if se, ok := tok.(xml.StartElement); ok {
-			if root == "" {
-				root = se.Name.Local
+		switch tok := tok.(type) {
+		case xml.StartElement:
+			if c.root == "" {
+				c.root = tok.Name.Local
 			}
-			if se.Name.Local == "title" {
-				bars++
+			stack = append(stack, tok.Name.Local)
+			for _, a := range tok.Attr {
+				if a.Name.Local == "class" {
+					c.class[a.Value]++
+				}
+			}
+		case xml.EndElement:
+			stack = stack[:len(stack)-1]
+		case xml.CharData:
+			if len(stack) > 0 && stack[len(stack)-1] == "text" {
+				c.text = append(c.text, string(tok))
 			}
 		}
 	}
-	if want := len(rep.Opts.systems) * 3 * 2; root != "svg" || bars != want {
-		t.Errorf("%s: root <%s> with %d bars, want <svg> with %d", svgFile, root, bars, want)
-	}
+	return c
 }
 
 // TestMainErr runs the command as main does, with the servers started by a
@@ -219,9 +260,11 @@ func TestParseFlags(t *testing.T) {
 		check   func(options) bool
 	}{
 		{nil, false, func(o options) bool {
-			return len(o.systems) == len(allSystems) && len(o.workloads) == len(allWorkloads) && o.duration.Seconds() == 6
+			return len(o.systems) == len(allSystems) && len(o.workloads) == len(allWorkloads) && o.duration.Seconds() == 12 && o.rounds == 8
 		}},
-		{[]string{"-short"}, false, func(o options) bool { return o.duration.Seconds() == 1 && o.attackDuration.Seconds() == 1 }},
+		{[]string{"-short"}, false, func(o options) bool {
+			return o.duration.Seconds() == 1 && o.attackDuration.Seconds() == 1 && o.rounds == 1
+		}},
 		{[]string{"-short", "-duration", "3s"}, false, func(o options) bool { return o.duration.Seconds() == 3 }},
 		{[]string{"-backends", "redis,baseline,memory"}, false, func(o options) bool {
 			return strings.Join(o.systems, ",") == "memory,redis"
@@ -257,5 +300,314 @@ func TestDataCommands(t *testing.T) {
 	}
 	if _, err := dataCommands("cmdstat_get:usec=1\r\n"); err == nil {
 		t.Error("dataCommands accepted a line without calls=")
+	}
+}
+
+// near reports whether a and b agree to 1e-9.
+func near(a, b float64) bool { return math.Abs(a-b) < 1e-9 }
+
+func TestSummarize(t *testing.T) {
+	tests := []struct {
+		name                     string
+		ratios                   []float64
+		n                        int
+		median, p25, p75, lo, hi float64
+		spread                   float64
+	}{
+		{"none", nil, 0, 0, 0, 0, 0, 0, 0},
+		{"one", []float64{1.2}, 1, 1.2, 1.2, 1.2, 1.2, 1.2, 0},
+		{"two", []float64{1.0, 1.2}, 2, 1.1, 1.05, 1.15, 1.0, 1.2, 0.1 / 1.1},
+		{"odd, unsorted", []float64{1.3, 1.0, 1.1, 1.2, 1.4}, 5, 1.2, 1.1, 1.3, 1.0, 1.4, 0.2 / 1.2},
+		// Type 7: h = q(n-1) = 1.75 and 5.25 for n = 8.
+		{"eight", []float64{0.9, 1.0, 1.1, 1.2, 1.3, 1.4, 1.5, 1.6}, 8, 1.25, 1.075, 1.425, 0.9, 1.6, 0.35 / 1.25},
+		{"an outlier moves neither median nor IQR much", []float64{1, 1, 1, 1, 1, 1, 1, 9}, 8, 1, 1, 1, 1, 9, 0},
+		{"runs without a measurement left out", []float64{0, -1, math.Inf(1), math.NaN(), 1.1}, 1, 1.1, 1.1, 1.1, 1.1, 1.1, 0},
+	}
+	for _, tt := range tests {
+		st := summarize(tt.ratios)
+		if st.N != tt.n || !near(st.Median, tt.median) || !near(st.P25, tt.p25) || !near(st.P75, tt.p75) ||
+			!near(st.Min, tt.lo) || !near(st.Max, tt.hi) || !near(st.Spread(), tt.spread) {
+			t.Errorf("%s: summarize(%v) = %+v (spread %.4f), want n %d, median %g, IQR %g–%g, min %g, max %g, spread %.4f",
+				tt.name, tt.ratios, st, st.Spread(), tt.n, tt.median, tt.p25, tt.p75, tt.lo, tt.hi, tt.spread)
+		}
+		if tt.n > 0 && len(st.Ratios) != tt.n {
+			t.Errorf("%s: Ratios = %v, want the %d measured ones in order", tt.name, st.Ratios, tt.n)
+		}
+	}
+	// The order measured is kept; the input is not sorted in place.
+	in := []float64{1.3, 1.0, 1.2}
+	if st := summarize(in); !slices.Equal(st.Ratios, []float64{1.3, 1.0, 1.2}) || !slices.Equal(in, []float64{1.3, 1.0, 1.2}) {
+		t.Errorf("summarize reordered: Ratios %v, input %v", st.Ratios, in)
+	}
+}
+
+func TestVerdict(t *testing.T) {
+	// steady returns n ratios spread evenly over [1-d, 1+d]: an IQR of d.
+	steady := func(n int, d float64) ratioStats {
+		v := make([]float64, n)
+		for i := range v {
+			v[i] = 1 - d + 2*d*float64(i)/float64(n-1)
+		}
+		return summarize(v)
+	}
+	tests := []struct {
+		name    string
+		st      ratioStats
+		runTime time.Duration
+		want    string // prefix; "" for quotable
+	}{
+		{"enough steady pairs", steady(8, 0.02), 1500 * time.Millisecond, ""},
+		{"the minimum", steady(minPairs, 0.04), minRunTime, ""},
+		{"no pairs", ratioStats{}, time.Second, "too short: 0 pairs"},
+		{"one pair (-short)", summarize([]float64{0.96}), time.Second, "too short: 1 pair "},
+		{"one pair fewer than the minimum", steady(minPairs-1, 0.01), 2 * time.Second, "too short"},
+		{"runs too short", steady(8, 0.01), 250 * time.Millisecond, "too short: 250ms runs"},
+		{"noisy", steady(8, 0.2), 2 * time.Second, "too noisy: IQR 20%"},
+		{"just noisy", steady(8, 0.101), 2 * time.Second, "too noisy"},
+		{"at the noise limit", steady(8, 0.0999), 2 * time.Second, ""},
+		{"short wins over noisy", steady(3, 0.5), 2 * time.Second, "too short"},
+	}
+	for _, tt := range tests {
+		got := verdict(tt.st, tt.runTime)
+		if (tt.want == "") != (got == "") || !strings.HasPrefix(got, tt.want) {
+			t.Errorf("%s: verdict(%+v, %s) = %q, want %q...", tt.name, tt.st, tt.runTime, got, tt.want)
+		}
+		if got != "" && shortVerdict(got) != "too short" && shortVerdict(got) != "too noisy" {
+			t.Errorf("%s: shortVerdict(%q) = %q", tt.name, got, shortVerdict(got))
+		}
+	}
+}
+
+func TestRatioCell(t *testing.T) {
+	st := summarize([]float64{1.02, 1.04, 1.06, 1.03, 1.05})
+	tests := []struct {
+		st   ratioStats
+		why  string
+		want string
+	}{
+		{st, "", "1.04x (1.03–1.05)"},
+		{st, "too noisy: IQR 14% of the median (quoted up to 10%)", "too noisy"},
+		{summarize([]float64{0.96}), "too short: 1 pair (quoted from 5)", "too short"},
+		{ratioStats{}, "", "-"},
+	}
+	for _, tt := range tests {
+		if got := ratioCell(tt.st, tt.why); got != tt.want {
+			t.Errorf("ratioCell(%v, %q) = %q, want %q", tt.st.Ratios, tt.why, got, tt.want)
+		}
+	}
+}
+
+func TestPlan(t *testing.T) {
+	tests := []struct {
+		name      string
+		systems   []string
+		workloads []string
+		rounds    int
+		runs      int
+	}{
+		{"one pair", []string{sysRedis}, []string{wlSuccess}, 1, 2},
+		{"alternating order", []string{sysRedis}, []string{wlSuccess}, 4, 8},
+		{"rotating systems", []string{sysMemory, sysRedis, sysMemcached}, []string{wlSuccess, wlFailures}, 3, 2 * 3 * 3 * 2},
+		{"with the attack", []string{sysMemory, sysRedis}, []string{wlMixed, wlAttack}, 2, 2*2*2 + 3},
+		{"baseline only", nil, []string{wlSuccess, wlAttack}, 3, 3 + 1},
+	}
+	for _, tt := range tests {
+		cells := plan(options{systems: tt.systems, workloads: tt.workloads, rounds: tt.rounds})
+		if len(cells) != tt.runs {
+			t.Errorf("%s: %d runs, want %d: %v", tt.name, len(cells), tt.runs, cells)
+		}
+		baselineFirst := map[string]int{}
+		seen := map[cell]bool{}
+		for i := 0; i < len(cells); i++ {
+			c := cells[i]
+			if seen[c] {
+				t.Errorf("%s: %v planned twice", tt.name, c)
+			}
+			seen[c] = true
+			if c.workload == wlAttack || len(tt.systems) == 0 {
+				continue
+			}
+			// A pair: the baseline for s and s, next to each other, in
+			// the same round.
+			if i+1 >= len(cells) {
+				t.Fatalf("%s: %v has no partner", tt.name, c)
+			}
+			d := cells[i+1]
+			seen[d] = true
+			i++
+			b, x := c, d
+			if c.system != sysBaseline {
+				b, x = d, c
+			} else {
+				baselineFirst[x.system]++
+			}
+			if b.system != sysBaseline || b.partner != x.system || x.partner != "" || b.round != x.round || b.workload != x.workload {
+				t.Errorf("%s: %v then %v is not a pair", tt.name, c, d)
+			}
+			if got, want := c.system == sysBaseline, b.round%2 == 0; got != want {
+				t.Errorf("%s: round %d: baseline first %v, want %v", tt.name, b.round, got, want)
+			}
+		}
+		// Each configuration is measured in every round of every workload
+		// but the attack, with the baseline first in half of them.
+		for _, s := range tt.systems {
+			for _, w := range tt.workloads {
+				for r := range tt.rounds {
+					if w != wlAttack && (!seen[cell{s, w, r, ""}] || !seen[cell{sysBaseline, w, r, s}]) {
+						t.Errorf("%s: no pair for %s / %s in round %d", tt.name, w, s, r)
+					}
+				}
+			}
+			first, pairs := 0, 0
+			for _, w := range tt.workloads {
+				if w != wlAttack {
+					first, pairs = first+(tt.rounds+1)/2, pairs+tt.rounds
+				}
+			}
+			if baselineFirst[s] != first {
+				t.Errorf("%s: %s: baseline first in %d of %d pairs, want %d", tt.name, s, baselineFirst[s], pairs, first)
+			}
+		}
+	}
+}
+
+// fakeRun is a measured run for combine: logins in elapsed, with cpu per
+// login.
+func fakeRun(system, workload string, round int, partner string, logins int64, elapsed, cpu time.Duration) *result {
+	return &result{
+		System: system, Workload: workload, round: round, partner: partner, Runs: 1,
+		s:     &sample{elapsed: elapsed, ok: logins},
+		Calls: -1, RedisSent: -1, RedisRun: -1, RedisExchanges: -1,
+		CPU:   cpu * time.Duration(logins),
+		tputs: []float64{float64(logins) / elapsed.Seconds()},
+	}
+}
+
+func TestCombine(t *testing.T) {
+	type run struct {
+		baseline, config int64 // logins of the pair's runs, in 1 s each
+	}
+	tests := []struct {
+		name    string
+		pairs   []run
+		elapsed time.Duration
+		median  float64
+		want    string // verdict prefix
+	}{
+		{"steady", []run{{1000, 900}, {1000, 910}, {1010, 900}, {990, 900}, {1000, 905}}, time.Second, 1000.0 / 905, ""},
+		// The whole machine slows down in the third pair: the pair's ratio
+		// stays, the pooled throughputs would not.
+		{"load changes between pairs", []run{{1000, 800}, {1000, 800}, {400, 320}, {1000, 800}, {1000, 800}, {1000, 800}}, time.Second, 1.25, ""},
+		{"one pair", []run{{1000, 1040}}, time.Second, 1000.0 / 1040, "too short"},
+		{"noisy", []run{{1000, 800}, {1000, 1200}, {1000, 700}, {1000, 1300}, {1000, 1000}}, time.Second, 1, "too noisy"},
+		{"short runs", []run{{100, 90}, {100, 90}, {100, 90}, {100, 90}, {100, 90}}, 100 * time.Millisecond, 100.0 / 90, "too short"},
+	}
+	for _, tt := range tests {
+		var raw []*result
+		for r, p := range tt.pairs {
+			b := fakeRun(sysBaseline, wlSuccess, r, sysRedis, p.baseline, tt.elapsed, 100*time.Microsecond)
+			x := fakeRun(sysRedis, wlSuccess, r, "", p.config, tt.elapsed, 120*time.Microsecond)
+			if r%2 == 1 {
+				raw = append(raw, x, b)
+			} else {
+				raw = append(raw, b, x)
+			}
+		}
+		raw = append(raw, fakeRun(sysRedis, wlAttack, 0, "", 5000, tt.elapsed, 10*time.Microsecond))
+		rows := combine(raw)
+		if len(rows) != 3 {
+			t.Fatalf("%s: %d rows, want baseline, redis and the attack", tt.name, len(rows))
+		}
+		base, redis, attack := rows[0], rows[1], rows[2]
+		if base.System != sysBaseline || redis.System != sysRedis || attack.Workload != wlAttack {
+			t.Fatalf("%s: rows in the wrong order: %s, %s, %s", tt.name, base.System, redis.System, attack.Workload)
+		}
+		if base.Overhead.N != 0 || attack.Overhead.N != 0 || base.Runs != len(tt.pairs) {
+			t.Errorf("%s: baseline %+v (%d runs), attack %+v: want no ratios, %d runs", tt.name, base.Overhead, base.Runs, attack.Overhead, len(tt.pairs))
+		}
+		if redis.Overhead.N != len(tt.pairs) || math.Abs(redis.Overhead.Median-tt.median) > 1e-9 {
+			t.Errorf("%s: overhead %+v, want median %.4f of %d pairs", tt.name, redis.Overhead, tt.median, len(tt.pairs))
+		}
+		for i, p := range tt.pairs {
+			if want := float64(p.baseline) / float64(p.config); math.Abs(redis.Overhead.Ratios[i]-want) > 1e-9 {
+				t.Errorf("%s: pair %d ratio %.4f, want %.4f", tt.name, i, redis.Overhead.Ratios[i], want)
+			}
+		}
+		if got := redis.OverheadVerdict; (tt.want == "") != (got == "") || !strings.HasPrefix(got, tt.want) {
+			t.Errorf("%s: verdict %q, want %q", tt.name, got, tt.want)
+		}
+		if redis.Shortest != tt.elapsed {
+			t.Errorf("%s: shortest run %s, want %s", tt.name, redis.Shortest, tt.elapsed)
+		}
+		// CPU per login is 1.2 times the baseline's in every pair: steady,
+		// quotable wherever there are enough long pairs.
+		if !near(redis.CPUOverhead.Median, 1.2) || redis.CPUOverhead.Spread() > 1e-9 {
+			t.Errorf("%s: CPU overhead %+v, want 1.2 in every pair", tt.name, redis.CPUOverhead)
+		}
+	}
+}
+
+// TestWriteSVG draws a chart from made-up results and checks what a reader
+// sees: a bar with its median where the rule allows quoting, a grey mark
+// and no number where it does not, the note on overheads below 1.00x, and
+// the attack's admitted guesses against the limit. The chart is kept with
+// go test -artifacts.
+func TestWriteSVG(t *testing.T) {
+	systems := []string{sysMemory, sysRedis, sysCheckCount}
+	workloads := []string{wlSuccess, wlMixed, wlFailures, wlAttack}
+	rep := &report{
+		Opts: options{systems: systems, workloads: workloads, rounds: 8, duration: 12 * time.Second, clients: 64, guessers: 256,
+			attackDuration: 2 * time.Second, cost: time.Millisecond, args: []string{"-rounds", "8"}},
+		Iterations: 600, Machine: machine{CPUs: 2, Model: "test CPU"}, LoadBefore: "1.00 1.00 1.00", LoadAfter: "1.00 1.00 1.00",
+	}
+	steady := []float64{1.11, 1.12, 1.13, 1.14, 1.15, 1.16, 1.17, 1.18}
+	noisy := []float64{0.70, 0.80, 0.9, 0.9, 0.95, 1.0, 1.1, 1.3}
+	admitted := map[string]int64{sysBaseline: 3887, sysMemory: 5, sysRedis: 5, sysCheckCount: 245}
+	for _, w := range workloads {
+		for _, s := range append([]string{sysBaseline}, systems...) {
+			r := fakeRun(s, w, 0, "", 1500, 1500*time.Millisecond, time.Millisecond)
+			r.Admitted = admitted[s]
+			if w != wlAttack && s != sysBaseline {
+				r.Overhead, r.CPUOverhead, r.Shortest = summarize(steady), summarize(steady), 1500*time.Millisecond
+				switch {
+				case s == sysRedis && w == wlSuccess:
+					r.Overhead = summarize([]float64{0.96}) // -short's misleading figure
+				case s == sysCheckCount:
+					r.Overhead = summarize(noisy)
+				}
+				r.OverheadVerdict, r.CPUVerdict = verdict(r.Overhead, r.Shortest), verdict(r.CPUOverhead, r.Shortest)
+			}
+			rep.Results = append(rep.Results, r)
+		}
+	}
+	var b bytes.Buffer
+	if err := writeSVG(&b, rep); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(t.ArtifactDir(), svgFile), b.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := parseSVG(t, b.Bytes())
+	text := strings.Join(c.text, "\n")
+	// Quoted: 3 workloads x 3 systems x 2 panels, less redis/success and
+	// check-then-count's three in the throughput panel.
+	if c.root != "svg" || c.class["bar"] != 14 || c.class["unquoted"] != 4 || c.class["attack"] != 4 {
+		t.Errorf("root <%s>, classes %v: want <svg>, 14 bars, 4 unquoted, 4 attack bars", c.root, c.class)
+	}
+	for _, want := range []string{
+		"1.15",                   // a quoted median
+		"too short", "too noisy", // the unquoted ones
+		"skips it",               // why below 1.00x
+		"3887", "245", "limit 5", // the attack
+		"interquartile range", "at least 5 pairs",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("the chart does not say %q:\n%s", want, text)
+		}
+	}
+	for _, bad := range []string{"0.96", "0.95", "0.93"} { // the unquoted medians
+		if slices.Contains(c.text, bad) {
+			t.Errorf("the chart prints %s, a median it must not quote", bad)
+		}
 	}
 }

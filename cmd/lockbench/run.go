@@ -41,16 +41,27 @@ type result struct {
 	// FirstBackendError is the first backend error's message.
 	Lockouts, Refusals, BackendErrors int64
 	FirstBackendError                 string
-	// Overhead is the baseline's throughput over this one's, CPUOverhead
-	// this one's CPU time per login over the baseline's; 0 when there is
-	// no baseline.
-	Overhead, CPUOverhead float64
+	// Overhead holds the pairs' ratios of the baseline's throughput to
+	// this one's, CPUOverhead those of this one's CPU time per login to
+	// the baseline's (see stats.go); empty for the baseline and the
+	// attack. OverheadVerdict and CPUVerdict say why a ratio may not be
+	// quoted, empty when it may.
+	Overhead, CPUOverhead       ratioStats
+	OverheadVerdict, CPUVerdict string
+	// Shortest is the measured time of the shortest run of the row's
+	// pairs (both sides).
+	Shortest time.Duration
 	// Runs is how many measured runs (rounds) the row merges; Spread is
 	// the difference between their highest and lowest throughput, relative
 	// to the merged throughput (0 for one run).
 	Runs   int
 	Spread float64
 	tputs  []float64
+
+	// round and partner place a run in its pair: partner is, for a
+	// baseline run, the configuration it is paired with.
+	round   int
+	partner string
 }
 
 // Throughput returns logins per second.
@@ -167,30 +178,41 @@ func loadAverage() string {
 	return strings.Join(f[:3], " ")
 }
 
-// cell is one planned run: a system under a workload, in one round.
+// cell is one planned run: a system under a workload, in one round; for a
+// baseline run, partner is the configuration it is paired with.
 type cell struct {
 	system, workload string
 	round            int
+	partner          string
 }
 
 // plan lists the runs. Each workload but the attack is measured in
-// o.rounds rounds; every round runs the baseline and every system for
-// o.duration/o.rounds, in an order rotated by one each round, so that a
-// change in the machine's load during the workload falls on every system
-// alike. The attack runs once per system.
+// o.rounds rounds. In each round every configuration runs for
+// o.duration/o.rounds right next to a run of the baseline, its pair: the
+// baseline first in even rounds, second in odd ones. The configurations'
+// order rotates by one each round, so that a change in the machine's load
+// during the workload falls on every configuration alike, and each pair's
+// two runs see nearly the same machine. The attack runs once per system.
 func plan(o options) []cell {
 	var cells []cell
-	systems := append([]string{sysBaseline}, o.systems...)
 	for _, w := range o.workloads {
 		if w == wlAttack {
-			for _, s := range systems {
-				cells = append(cells, cell{s, w, 0})
+			for _, s := range append([]string{sysBaseline}, o.systems...) {
+				cells = append(cells, cell{s, w, 0, ""})
 			}
 			continue
 		}
 		for r := range o.rounds {
-			for i := range systems {
-				cells = append(cells, cell{systems[(i+r)%len(systems)], w, r})
+			if len(o.systems) == 0 {
+				cells = append(cells, cell{sysBaseline, w, r, ""})
+			}
+			for i := range o.systems {
+				s := o.systems[(i+r)%len(o.systems)]
+				a, b := cell{sysBaseline, w, r, s}, cell{s, w, r, ""}
+				if r%2 == 1 {
+					a, b = b, a
+				}
+				cells = append(cells, a, b)
 			}
 		}
 	}
@@ -268,12 +290,17 @@ func run(ctx context.Context, o options, srv servers, stdout, stderr io.Writer) 
 		if c.workload != wlAttack && o.rounds > 1 {
 			round = fmt.Sprintf("%d/%d", c.round+1, o.rounds)
 		}
-		fmt.Fprintf(stderr, "[%2d/%d] %-8s %-24s %-4s ", i+1, len(cells), c.workload, labels[c.system], round)
+		label := labels[c.system]
+		if c.partner != "" {
+			label = "baseline for " + shortLabel(c.partner)
+		}
+		fmt.Fprintf(stderr, "[%3d/%d] %-8s %-29s %-5s ", i+1, len(cells), c.workload, label, round)
 		r, err := runCell(ctx, o, e, sw, hc, base, c, i)
 		if err != nil {
 			fmt.Fprintln(stderr)
 			return nil, fmt.Errorf("%s / %s: %w", c.workload, c.system, err)
 		}
+		r.round, r.partner = c.round, c.partner
 		left -= o.runTime(c)
 		fmt.Fprintf(stderr, "%6.0f logins/s  p50 %-8s p99 %-8s", r.Throughput(), ms(r.s.percentile(50)), ms(r.s.percentile(99)))
 		if d := r.CPUPerLogin(); d >= 0 {
@@ -281,6 +308,8 @@ func run(ctx context.Context, o options, srv servers, stdout, stderr io.Writer) 
 		}
 		if c.workload == wlAttack {
 			fmt.Fprintf(stderr, " admitted %d", r.Admitted)
+		} else if b, x, ok := pairOf(r, raw); ok {
+			fmt.Fprintf(stderr, " pair %.2fx", b.Throughput()/x.Throughput())
 		}
 		if r.s.errors > 0 {
 			fmt.Fprintf(stderr, " ERRORS %d (first: %s)", r.s.errors, r.s.firstError)
@@ -384,9 +413,57 @@ func runCell(ctx context.Context, o options, e *env, sw *swapHandler, hc *http.C
 	return r, nil
 }
 
-// combine merges the runs of each system under each workload, in plan
-// order, and computes the overheads.
+// pairOf returns the baseline run b and the configuration's run x of the
+// pair r completes, when raw holds r's partner.
+func pairOf(r *result, raw []*result) (b, x *result, ok bool) {
+	for _, o := range raw {
+		if o.Workload != r.Workload || o.round != r.round {
+			continue
+		}
+		switch {
+		case r.partner != "" && o.System == r.partner && o.partner == "":
+			return r, o, true
+		case r.System != sysBaseline && o.System == sysBaseline && o.partner == r.System:
+			return o, r, true
+		}
+	}
+	return nil, nil, false
+}
+
+// pairRatios returns, per configuration and workload, the ratios of its
+// pairs of runs in raw, in order: throughput (baseline / configuration)
+// and CPU time per login (configuration / baseline), and the measured time
+// of the shortest run of those pairs.
+func pairRatios(raw []*result) (tput, cpu map[[2]string][]float64, shortest map[[2]string]time.Duration) {
+	tput, cpu, shortest = map[[2]string][]float64{}, map[[2]string][]float64{}, map[[2]string]time.Duration{}
+	for _, r := range raw {
+		if r.System == sysBaseline || r.Workload == wlAttack {
+			continue
+		}
+		b, x, ok := pairOf(r, raw)
+		if !ok {
+			continue
+		}
+		k := [2]string{r.System, r.Workload}
+		if t := x.Throughput(); t > 0 {
+			tput[k] = append(tput[k], b.Throughput()/t)
+		}
+		if bc, xc := b.CPUPerLogin(), x.CPUPerLogin(); bc > 0 && xc >= 0 {
+			cpu[k] = append(cpu[k], float64(xc)/float64(bc))
+		}
+		d := min(b.s.elapsed, x.s.elapsed)
+		if s, ok := shortest[k]; !ok || d < s {
+			shortest[k] = d
+		}
+	}
+	return tput, cpu, shortest
+}
+
+// combine computes the pairs' ratios, merges the runs of each system under
+// each workload, in table order, and judges whether each overhead may be
+// quoted.
 func combine(raw []*result) []*result {
+	tput, cpu, shortest := pairRatios(raw) // before merging changes the runs
 	var out []*result
 	rows := map[[2]string]*result{}
 	for _, r := range raw {
@@ -417,16 +494,13 @@ func combine(raw []*result) []*result {
 		if len(r.tputs) > 1 {
 			r.Spread = (slices.Max(r.tputs) - slices.Min(r.tputs)) / r.Throughput()
 		}
-		b, ok := rows[[2]string{sysBaseline, r.Workload}]
-		if !ok {
+		if r.System == sysBaseline || r.Workload == wlAttack {
 			continue
 		}
-		if r.Throughput() > 0 {
-			r.Overhead = b.Throughput() / r.Throughput()
-		}
-		if bc, c := b.CPUPerLogin(), r.CPUPerLogin(); bc > 0 && c >= 0 {
-			r.CPUOverhead = float64(c) / float64(bc)
-		}
+		k := [2]string{r.System, r.Workload}
+		r.Overhead, r.CPUOverhead, r.Shortest = summarize(tput[k]), summarize(cpu[k]), shortest[k]
+		r.OverheadVerdict = verdict(r.Overhead, r.Shortest)
+		r.CPUVerdict = verdict(r.CPUOverhead, r.Shortest)
 	}
 	return out
 }

@@ -8,7 +8,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"testing"
 	"time"
 )
 
@@ -29,13 +28,13 @@ var memcachedKind = &kind{
 // Memcached returns a memcached for t, started on a free loopback port with
 // args appended to its command line (e.g. "-M", "-m", "2"), or the next
 // server listed in LOCKOUT_TEST_MEMCACHED when no args are given.
-func Memcached(t testing.TB, args ...string) *Server {
+func Memcached(t TB, args ...string) *Server {
 	t.Helper()
 	return get(t, memcachedKind, args)
 }
 
 // FlushMemcached runs flush_all on each address, failing the test on error.
-func FlushMemcached(t testing.TB, addrs ...string) {
+func FlushMemcached(t TB, addrs ...string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), envTimeout)
 	defer cancel()

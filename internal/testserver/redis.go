@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"testing"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -95,14 +94,14 @@ var (
 // Redis returns a standalone redis-server for t, started on a free loopback
 // port with args appended to its command line (e.g. "--maxmemory", "1mb"),
 // or the next server listed in LOCKOUT_TEST_REDIS when no args are given.
-func Redis(t testing.TB, args ...string) *Server {
+func Redis(t TB, args ...string) *Server {
 	t.Helper()
 	return get(t, redisKind, args)
 }
 
 // FlushRedis runs FLUSHALL on each address (the masters, for a cluster),
 // failing the test on error.
-func FlushRedis(t testing.TB, addrs ...string) {
+func FlushRedis(t TB, addrs ...string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), envTimeout)
 	defer cancel()
@@ -134,7 +133,7 @@ func (c *Cluster) Controllable() bool {
 // LOCKOUT_TEST_REDIS_CLUSTER lists nodes of an existing cluster, its masters
 // are used instead. Creation takes 2-4 s: a fresh master waits 2 s before it
 // reports cluster_state:ok. Nodes run with cluster-node-timeout 2000 ms.
-func RedisCluster(t testing.TB) *Cluster {
+func RedisCluster(t TB) *Cluster {
 	t.Helper()
 	if v := os.Getenv(clusterKind.envVar); v != "" {
 		return envCluster(t, splitList(v))
@@ -291,7 +290,7 @@ func slotView(nodes string) (string, error) {
 }
 
 // envCluster wraps the cluster one of seeds belongs to: its masters.
-func envCluster(t testing.TB, seeds []string) *Cluster {
+func envCluster(t TB, seeds []string) *Cluster {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), envTimeout)
 	defer cancel()

@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"testing"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -98,7 +97,7 @@ type Sentinel struct {
 // master (the sentinels then turn it into a replica of the promoted one,
 // after a few seconds), the replica as a replica of the first master's
 // address. A restarted sentinel resumes from the config it rewrote.
-func RedisSentinel(t testing.TB) *Sentinel {
+func RedisSentinel(t TB) *Sentinel {
 	t.Helper()
 	begin := time.Now()
 	// Look every binary up first, so that a missing one skips (or fails)

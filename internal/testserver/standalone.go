@@ -9,23 +9,15 @@ import (
 	"runtime"
 	"strings"
 	"sync"
-	"testing"
 )
 
-// Standalone is a testing.TB for programs that are not tests, such as a
-// load generator run with go run, so that they can start servers with this
-// package's functions. Call those functions inside [Standalone.Run], which
-// turns Fatal and Skip into an error, and call [Standalone.Close] when done:
-// it runs the cleanups, which stop the servers, and removes the temporary
-// directories.
-//
-// Only the methods of testing.TB are meant to be used; Setenv and Chdir
-// are not supported and fail the run.
+// Standalone is a [TB] for programs that are not tests, such as a load
+// generator run with go run, so that they can start servers with this
+// package's functions without importing package testing. Call those
+// functions inside [Standalone.Run], which turns Fatal and Skip into an
+// error, and call [Standalone.Close] when done: it runs the cleanups, which
+// stop the servers, and removes the temporary directories.
 type Standalone struct {
-	// TB is nil. Embedding it satisfies testing.TB's unexported method;
-	// every exported method is implemented by Standalone itself.
-	testing.TB
-
 	name   string
 	out    io.Writer
 	ctx    context.Context
@@ -56,7 +48,7 @@ func NewStandalone(name string, out io.Writer) *Standalone {
 // ErrSkipped for a skip: a server binary is missing and CI is not true), or
 // nil when fn neither failed nor skipped. Cleanups registered by fn stay registered
 // until Close, also when fn failed.
-func (s *Standalone) Run(fn func(tb testing.TB)) error {
+func (s *Standalone) Run(fn func(tb TB)) error {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -242,11 +234,4 @@ func (s *Standalone) Output() io.Writer { return s.out }
 // ErrSkipped is wrapped by the error of a Run that skipped.
 var ErrSkipped = errors.New("skipped")
 
-// errUnsupported is the failure of Setenv and Chdir.
-var errUnsupported = errors.New("not supported by Standalone")
-
-// Setenv fails the run: a program sets its environment itself.
-func (s *Standalone) Setenv(key, _ string) { s.Fatalf("Setenv(%q): %v", key, errUnsupported) }
-
-// Chdir fails the run: a program changes its directory itself.
-func (s *Standalone) Chdir(dir string) { s.Fatalf("Chdir(%q): %v", dir, errUnsupported) }
+var _ TB = (*Standalone)(nil)

@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"testing"
 	"time"
 )
 
@@ -48,13 +47,27 @@ type kind struct {
 	ready func(ctx context.Context, addr string, pid int) error
 }
 
+// TB is the part of testing.TB this package uses. *testing.T, *testing.B
+// and any testing.TB satisfy it, and so does [Standalone], which lets a
+// program (cmd/lockbench) start servers without linking package testing.
+type TB interface {
+	Cleanup(f func())
+	Fatal(args ...any)
+	Fatalf(format string, args ...any)
+	Helper()
+	Logf(format string, args ...any)
+	Skip(args ...any)
+	Skipf(format string, args ...any)
+	TempDir() string
+}
+
 // Server is one running server process the test controls, or an existing
 // server named by an environment variable (see [Server.Controllable]).
 type Server struct {
 	// Addr is the server's address, "127.0.0.1:port" for a started server.
 	Addr string
 
-	t            testing.TB
+	t            TB
 	kind         *kind
 	controllable bool
 	bin          string
@@ -353,7 +366,7 @@ func lookBinary(name string) (string, bool) {
 }
 
 // skipOrFatal skips the test, or fails it when CI=true.
-func skipOrFatal(t testing.TB, format string, args ...any) {
+func skipOrFatal(t TB, format string, args ...any) {
 	t.Helper()
 	if os.Getenv("CI") == "true" {
 		t.Fatalf(format+" (CI=true: failing instead of skipping)", args...)
@@ -362,7 +375,7 @@ func skipOrFatal(t testing.TB, format string, args ...any) {
 }
 
 // missing skips (or fails in CI) a test whose binary is missing.
-func missing(t testing.TB, k *kind, reason string) {
+func missing(t TB, k *kind, reason string) {
 	t.Helper()
 	msg := fmt.Sprintf("testserver: %s not found on PATH or in %s", k.bin, strings.Join(searchDirs, ", "))
 	if reason != "" {
@@ -379,13 +392,13 @@ var envNext = struct {
 }{m: map[envKey]int{}}
 
 type envKey struct {
-	t    testing.TB
+	t    TB
 	name string
 }
 
 // nextEnvAddr returns the next unused entry of the comma list value of
 // environment variable name for t.
-func nextEnvAddr(t testing.TB, name, value string) (string, bool) {
+func nextEnvAddr(t TB, name, value string) (string, bool) {
 	addrs := splitList(value)
 	envNext.Lock()
 	defer envNext.Unlock()
@@ -418,7 +431,7 @@ func splitList(v string) []string {
 
 // get returns a server of kind k for t: from its environment variable when
 // possible, else started locally.
-func get(t testing.TB, k *kind, extra []string) *Server {
+func get(t TB, k *kind, extra []string) *Server {
 	t.Helper()
 	if v := os.Getenv(k.envVar); v != "" {
 		var reason string
@@ -438,7 +451,7 @@ func get(t testing.TB, k *kind, extra []string) *Server {
 }
 
 // envServer checks that addr answers and wraps it, not controllable.
-func envServer(t testing.TB, k *kind, addr string) *Server {
+func envServer(t TB, k *kind, addr string) *Server {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), envTimeout)
 	defer cancel()
@@ -451,7 +464,7 @@ func envServer(t testing.TB, k *kind, addr string) *Server {
 // newLocal prepares (without starting) a controllable server in a new temp
 // dir; the process is killed on cleanup. It skips the test (fails it in CI)
 // when the binary is missing.
-func newLocal(t testing.TB, k *kind, extra []string) *Server {
+func newLocal(t TB, k *kind, extra []string) *Server {
 	t.Helper()
 	bin, ok := lookBinary(k.bin)
 	if !ok {
@@ -463,7 +476,7 @@ func newLocal(t testing.TB, k *kind, extra []string) *Server {
 }
 
 // startLocal starts a server of kind k on a free port.
-func startLocal(t testing.TB, k *kind, extra []string) *Server {
+func startLocal(t TB, k *kind, extra []string) *Server {
 	t.Helper()
 	s := newLocal(t, k, extra)
 	begin := time.Now()

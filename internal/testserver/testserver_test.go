@@ -70,6 +70,9 @@ func clearEnv(t *testing.T) {
 	}
 }
 
+// Every testing.TB is a TB: tests keep passing t.
+var _ TB = testing.TB(nil)
+
 func ctxT(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	t.Cleanup(cancel)

@@ -1,0 +1,154 @@
+package lockout
+
+import (
+	"context"
+	"time"
+)
+
+// An Observer hears every event of a policy: each decision and outcome,
+// lockouts, operators' unlocks and resets, and changes of degraded mode. It
+// is called synchronously, on the goroutine of the decision (or of the
+// background probe, for the end of degraded mode), so it must be quick: hand
+// slow work, such as sending an email, to another goroutine. A policy with
+// no observer builds no events at all.
+type Observer interface {
+	Observe(ctx context.Context, e Event)
+}
+
+// ObserverFunc adapts a function to an Observer.
+type ObserverFunc func(ctx context.Context, e Event)
+
+// Observe calls f(ctx, e).
+func (f ObserverFunc) Observe(ctx context.Context, e Event) { f(ctx, e) }
+
+// EventKind says what an Event reports.
+type EventKind uint8
+
+// The kinds of event.
+const (
+	// EventAdmitted: an attempt may go ahead (Allow returned an Attempt).
+	EventAdmitted EventKind = iota + 1
+	// EventRefused: an attempt was refused; Reason, Rule, Key and
+	// RetryAfter say why and for how long.
+	EventRefused
+	// EventSuccess and EventFailure: an admitted attempt's outcome.
+	EventSuccess
+	EventFailure
+	// EventLockout: a rule key was locked, for Duration (Forever: until
+	// unlocked); Count is its lockouts within the history window, this
+	// one included. Subject is the attempt that locked it.
+	EventLockout
+	// EventUnlock and EventReset: an operator lifted locks, or reset a
+	// subject. Operator and Via say who, and through which interface.
+	EventUnlock
+	EventReset
+	// EventDegraded: the store failed (Err) and the fallback decides.
+	// EventRecovered: the store answers again, after Duration.
+	EventDegraded
+	EventRecovered
+	// EventJournalDropped: Count journal records were dropped, because the
+	// journal's queue was full or its store failed (Err).
+	EventJournalDropped
+)
+
+var eventNames = [...]string{
+	EventAdmitted:       "admitted",
+	EventRefused:        "refused",
+	EventSuccess:        "success",
+	EventFailure:        "failure",
+	EventLockout:        "lockout",
+	EventUnlock:         "unlock",
+	EventReset:          "reset",
+	EventDegraded:       "degraded",
+	EventRecovered:      "recovered",
+	EventJournalDropped: "journal_dropped",
+}
+
+// String returns the kind's name: "admitted", "refused", "success",
+// "failure", "lockout", "unlock", "reset", "degraded", "recovered",
+// "journal_dropped".
+func (k EventKind) String() string {
+	if int(k) < len(eventNames) && eventNames[k] != "" {
+		return eventNames[k]
+	}
+	return "unknown"
+}
+
+// Event is one thing that happened in a policy. Which fields are set
+// depends on Kind.
+type Event struct {
+	Kind EventKind
+	Time time.Time
+	// Subject is the attempt's subject as the policy counts it: the
+	// username canonical, the IP address in its canonical form. For an
+	// operator's unlock or reset, the subject given (UnlockKey: the
+	// fields the key holds).
+	Subject Subject
+	// Rule and Key (the rule key's subject part, "u=alice") name the rule
+	// key that refused, or that was locked or unlocked.
+	Rule, Key string
+	// Reason and RetryAfter describe a refusal (Forever: until unlocked).
+	Reason     Reason
+	RetryAfter time.Duration
+	// Duration is a lockout's length (Forever: until unlocked), or how
+	// long degraded mode lasted.
+	Duration time.Duration
+	// Count is a lockout's number within the key's history window, or the
+	// number of journal records dropped.
+	Count int64
+	// Fallback is set when the in-process fallback decided, because the
+	// store was failing.
+	Fallback bool
+	// Operator and Via say who made an unlock or reset and through which
+	// interface, as WithOperator put them in the context.
+	Operator, Via string
+	// Err is the store error that started degraded mode, or that made
+	// journal records drop.
+	Err error
+}
+
+type operatorKey struct{}
+
+type operatorID struct{ name, via string }
+
+// WithOperator returns a context that names the operator behind the
+// unlocks and resets made with it, and the interface they use ("http",
+// "cli", "api"): events and journal records of those actions carry them.
+// lockouthttp and the command-line tool set it from their authorizer.
+func WithOperator(ctx context.Context, operator, via string) context.Context {
+	return context.WithValue(ctx, operatorKey{}, operatorID{operator, via})
+}
+
+// OperatorFrom returns what WithOperator put in ctx: empty strings when
+// nothing.
+func OperatorFrom(ctx context.Context) (operator, via string) {
+	id, _ := ctx.Value(operatorKey{}).(operatorID)
+	return id.name, id.via
+}
+
+// subject returns c as a Subject, for events.
+func (c *canonical) subject() Subject {
+	s := Subject{Username: c.username, UserAgent: c.userAgent, Fields: c.fields}
+	if c.ip.IsValid() {
+		s.IP = c.ip.String()
+	}
+	return s
+}
+
+// observe tells the observer about e, and the journal when e is one of
+// what it records. Callers check p.watched() first, so that a policy with
+// neither builds no event.
+func (p *Policy) observe(ctx context.Context, e Event) {
+	if e.Time.IsZero() {
+		e.Time = time.Now()
+	}
+	if p.observer != nil {
+		p.observer.Observe(ctx, e)
+	}
+	if p.journal != nil {
+		p.journal.record(ctx, &e)
+	}
+}
+
+// watched reports whether events are heard: by an observer or a journal.
+func (p *Policy) watched() bool { return p.observer != nil || p.journal != nil }

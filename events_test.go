@@ -1,0 +1,451 @@
+package lockout_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/go-lockout/lockout"
+	"github.com/go-lockout/lockout/backend"
+	"github.com/go-lockout/lockout/backend/memory"
+)
+
+// recorder is an Observer that keeps every event.
+type recorder struct {
+	mu     sync.Mutex
+	events []lockout.Event
+}
+
+func (r *recorder) Observe(_ context.Context, e lockout.Event) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.events = append(r.events, e)
+}
+
+// take returns the events heard since the last take.
+func (r *recorder) take() []lockout.Event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := r.events
+	r.events = nil
+	return out
+}
+
+func kinds(evs []lockout.Event) []string {
+	var out []string
+	for _, e := range evs {
+		out = append(out, e.Kind.String())
+	}
+	return out
+}
+
+// TestEvents walks a subject through every event a policy reports, and
+// checks what each carries.
+func TestEvents(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rec := &recorder{}
+		store := &switchStore{Backend: newStore(t)}
+		p, err := lockout.New(store, lockout.Config{
+			Rules:    []lockout.Rule{{Fields: []lockout.Field{lockout.Username, lockout.IP}, Limit: 2, Window: time.Hour, Schedule: lockout.Fixed(time.Minute)}},
+			Observer: rec,
+			Logger:   discard,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer p.Close()
+		ctx := context.Background()
+		alice := lockout.Subject{Username: "Alice", IP: "::ffff:192.0.2.7", UserAgent: "ua/1", Fields: map[string]string{"tenant": "t1"}}
+		want := lockout.Subject{Username: "alice", IP: "192.0.2.7", UserAgent: "ua/1", Fields: map[string]string{"tenant": "t1"}}
+		same := func(step string, got lockout.Subject) {
+			t.Helper()
+			if got.Username != want.Username || got.IP != want.IP || got.UserAgent != want.UserAgent || !maps.Equal(got.Fields, want.Fields) {
+				t.Errorf("%s: subject %+v, want %+v", step, got, want)
+			}
+		}
+		check := func(step string, wantKinds ...string) []lockout.Event {
+			t.Helper()
+			evs := rec.take()
+			if got := kinds(evs); !slices.Equal(got, wantKinds) {
+				t.Fatalf("%s: events %v, want %v", step, got, wantKinds)
+			}
+			for _, e := range evs {
+				if e.Time.IsZero() {
+					t.Errorf("%s: %v event without a time", step, e.Kind)
+				}
+			}
+			return evs
+		}
+
+		a, err := p.Allow(ctx, alice)
+		if err != nil {
+			t.Fatal(err)
+		}
+		same("admitted", check("Allow", "admitted")[0].Subject)
+		a.Success(ctx)
+		same("success", check("Success", "success")[0].Subject)
+
+		for range 2 {
+			a, err := p.Allow(ctx, alice)
+			if err != nil {
+				t.Fatal(err)
+			}
+			a.Failure(ctx)
+		}
+		evs := check("two failures", "admitted", "failure", "admitted", "failure", "lockout")
+		lock := evs[4]
+		same("lockout", lock.Subject)
+		if lock.Rule != "username+ip" || lock.Key != "u=alice,ip=192.0.2.7" || lock.Duration != time.Minute || lock.Count != 1 || lock.Fallback {
+			t.Errorf("lockout event %+v", lock)
+		}
+
+		_, err = p.Allow(ctx, alice)
+		var refused *lockout.RefusedError
+		if !errors.As(err, &refused) {
+			t.Fatalf("Allow after the lockout: %v", err)
+		}
+		r := check("refused", "refused")[0]
+		same("refused", r.Subject)
+		if r.Reason != lockout.ReasonLocked || r.Rule != "username+ip" || r.Key != lock.Key || r.RetryAfter <= 0 || r.RetryAfter > time.Minute {
+			t.Errorf("refused event %+v", r)
+		}
+
+		opCtx := lockout.WithOperator(ctx, "ops@example.com", "api")
+		if err := p.Unlock(opCtx, alice); err != nil {
+			t.Fatal(err)
+		}
+		u := check("Unlock", "unlock")[0]
+		same("unlock", u.Subject)
+		if u.Operator != "ops@example.com" || u.Via != "api" {
+			t.Errorf("unlock event: operator %q via %q", u.Operator, u.Via)
+		}
+		if err := p.Reset(ctx, alice); err != nil {
+			t.Fatal(err)
+		}
+		if r := check("Reset", "reset")[0]; r.Operator != "" || r.Via != "" {
+			t.Errorf("reset without an operator: %q via %q", r.Operator, r.Via)
+		}
+
+		// UnlockKey: the event carries the key's fields.
+		for range 2 {
+			a, _ := p.Allow(ctx, alice)
+			a.Failure(ctx)
+		}
+		rec.take()
+		var key string
+		for l, err := range p.Locks(ctx) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			key = l.Key
+		}
+		if err := p.UnlockKey(lockout.WithOperator(ctx, "root", "cli"), key); err != nil {
+			t.Fatal(err)
+		}
+		uk := check("UnlockKey", "unlock")[0]
+		if uk.Rule != "username+ip" || uk.Key != "u=alice,ip=192.0.2.7" || uk.Subject.Username != "alice" || uk.Subject.IP != "192.0.2.7" || uk.Operator != "root" || uk.Via != "cli" {
+			t.Errorf("UnlockKey event %+v", uk)
+		}
+
+		// Degraded mode starts and ends.
+		store.mode.Store(down)
+		a, err = p.Allow(ctx, alice)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.Success(ctx)
+		evs = check("store down", "degraded", "admitted", "success")
+		if !errors.Is(evs[0].Err, errBroken) || !evs[1].Fallback {
+			t.Errorf("degraded events %+v", evs)
+		}
+		store.mode.Store(up)
+		time.Sleep(2 * lockout.DefaultProbeInterval)
+		p.Allow(ctx, lockout.Subject{Username: "bob", IP: "192.0.2.8"}) // drives the probe
+		time.Sleep(lockout.DefaultProbeInterval)
+		synctest.Wait()
+		if evs := rec.take(); !slices.Contains(kinds(evs), "recovered") {
+			t.Errorf("store up again: events %v, want recovered among them", kinds(evs))
+		}
+	})
+}
+
+// TestEventKindString names every kind, and no other.
+func TestEventKindString(t *testing.T) {
+	for k := lockout.EventKind(0); k < 20; k++ {
+		name := k.String()
+		known := k >= lockout.EventAdmitted && k <= lockout.EventJournalDropped
+		if known == (name == "unknown") {
+			t.Errorf("EventKind(%d).String() = %q", k, name)
+		}
+	}
+}
+
+// journalPolicy returns a policy over a fresh memory store with a journal,
+// and the store.
+func journalPolicy(t *testing.T, cfg lockout.Config) (*lockout.Policy, *memory.Store) {
+	t.Helper()
+	s, err := memory.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	if cfg.Rules == nil {
+		cfg.Rules = []lockout.Rule{lockout.ByUsername(3), lockout.ByIP(100)}
+	}
+	if cfg.Journal == nil {
+		cfg.Journal = &lockout.JournalConfig{}
+	}
+	cfg.Logger = discard
+	p, err := lockout.New(s, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return p, s
+}
+
+// TestJournal records attempts, a lockout, refusals and an operator's
+// unlock, and reads them back through Policy.Attempts by each filter.
+func TestJournal(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p, _ := journalPolicy(t, lockout.Config{})
+		ctx := context.Background()
+		alice := lockout.Subject{Username: "alice", IP: "192.0.2.1", UserAgent: "curl/8"}
+		bob := lockout.Subject{Username: "bob", IP: "192.0.2.2"}
+		a, _ := p.Allow(ctx, bob)
+		a.Success(ctx)
+		for range 3 {
+			a, err := p.Allow(ctx, alice)
+			if err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(time.Second)
+			a.Failure(ctx)
+		}
+		if _, err := p.Allow(ctx, alice); err == nil {
+			t.Fatal("alice admitted after 3 failures")
+		}
+		if err := p.Unlock(lockout.WithOperator(ctx, "ops@example.com", "http"), lockout.Subject{Username: "ALICE"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.SyncJournal(ctx); err != nil { // the writer has written the queue
+			t.Fatal(err)
+		}
+
+		all, next, err := p.Attempts(ctx, lockout.AttemptQuery{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if next != "" {
+			t.Errorf("cursor %q after every record", next)
+		}
+		var got []string
+		for _, r := range all {
+			got = append(got, r.Outcome+":"+r.Username)
+		}
+		wantAll := []string{"unlock:alice", "refused:alice", "lockout:alice", "failure:alice", "failure:alice", "failure:alice", "success:bob"}
+		if !slices.Equal(got, wantAll) {
+			t.Fatalf("journal %v, want %v", got, wantAll)
+		}
+		if u := all[0]; u.Operator != "ops@example.com" || u.Via != "http" {
+			t.Errorf("unlock record: operator %q via %q", u.Operator, u.Via)
+		}
+		if r := all[1]; r.Reason != "locked" || r.Rule != "username" || r.Key != "u=alice" || r.UserAgent != "curl/8" || r.IP != "192.0.2.1" {
+			t.Errorf("refused record %+v", r)
+		}
+		if l := all[2]; l.Rule != "username" || l.Duration <= 0 || l.IP != "192.0.2.1" {
+			t.Errorf("lockout record %+v", l)
+		}
+		for _, tc := range []struct {
+			q    lockout.AttemptQuery
+			want int
+		}{
+			{lockout.AttemptQuery{Username: "Alice"}, 6}, // canonicalised
+			{lockout.AttemptQuery{IP: "::ffff:192.0.2.1"}, 5},
+			{lockout.AttemptQuery{Outcome: "failure"}, 3},
+			{lockout.AttemptQuery{Username: "bob", Outcome: "success"}, 1},
+			{lockout.AttemptQuery{Username: "carol"}, 0},
+		} {
+			recs, _, err := p.Attempts(ctx, tc.q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(recs) != tc.want {
+				t.Errorf("Attempts(%+v): %d records, want %d", tc.q, len(recs), tc.want)
+			}
+		}
+		// Pages of two, newest first, cover everything once.
+		var paged []string
+		q := lockout.AttemptQuery{Limit: 2}
+		for {
+			recs, next, err := p.Attempts(ctx, q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range recs {
+				paged = append(paged, r.Outcome+":"+r.Username)
+			}
+			if next == "" {
+				break
+			}
+			q.Before = next
+		}
+		if !slices.Equal(paged, wantAll) {
+			t.Errorf("pages of 2: %v, want %v", paged, wantAll)
+		}
+		if _, _, err := p.Attempts(ctx, lockout.AttemptQuery{IP: "not an ip"}); !errors.Is(err, lockout.ErrInvalidSubject) {
+			t.Errorf("Attempts with a bad IP: %v", err)
+		}
+		if st := p.JournalStats(); st.Written != 7 || st.Dropped != 0 {
+			t.Errorf("JournalStats %+v, want 7 written", st)
+		}
+	})
+}
+
+// TestJournalHashKey keeps keyed hashes instead of usernames and IPs:
+// no record holds the plain values, and lookups still work.
+func TestJournalHashKey(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p, s := journalPolicy(t, lockout.Config{Journal: &lockout.JournalConfig{HashKey: []byte("0123456789abcdef")}})
+		ctx := context.Background()
+		for range 4 {
+			if a, err := p.Allow(ctx, lockout.Subject{Username: "alice", IP: "192.0.2.1"}); err == nil {
+				a.Failure(ctx)
+			}
+		}
+		if err := p.SyncJournal(ctx); err != nil {
+			t.Fatal(err)
+		}
+		raw, _, err := s.Records(ctx, lockout.DefaultPrefix, backend.Query{Limit: 100})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(raw) != 5 { // 3 failures, the lockout, a refusal
+			t.Fatalf("%d records, want 5", len(raw))
+		}
+		for _, r := range raw {
+			s := fmt.Sprintf("%+v", r)
+			for _, plain := range []string{"alice", "192.0.2.1"} {
+				if contains(s, plain) {
+					t.Errorf("record holds %q: %s", plain, s)
+				}
+			}
+			if len(r.Username) != 32 || len(r.IP) != 32 {
+				t.Errorf("record's username %q and IP %q: want 32 hex digits each", r.Username, r.IP)
+			}
+		}
+		recs, _, err := p.Attempts(ctx, lockout.AttemptQuery{Username: "ALICE", IP: "192.0.2.1"})
+		if err != nil || len(recs) != 5 {
+			t.Errorf("Attempts by hashed username and IP: %d records, %v; want 5", len(recs), err)
+		}
+		if _, err := lockout.New(newStore(t), lockout.Config{Rules: benchRules(3), Journal: &lockout.JournalConfig{HashKey: []byte("short")}}); err == nil {
+			t.Error("a 5-byte HashKey is accepted")
+		}
+	})
+}
+
+func contains(s, sub string) bool {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if s[i:i+len(sub)] == sub {
+			return true
+		}
+	}
+	return false
+}
+
+// stuckJournal is a journal store whose Append waits until released.
+type stuckJournal struct {
+	release chan struct{}
+	appends chan int
+}
+
+func (j *stuckJournal) Append(ctx context.Context, _ string, recs []backend.Record) error {
+	j.appends <- len(recs)
+	select {
+	case <-j.release:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (j *stuckJournal) Records(context.Context, string, backend.Query) ([]backend.Record, string, error) {
+	return nil, "", nil
+}
+
+// TestJournalNeverBlocks fills the journal's queue behind a store that
+// does not answer: decisions go on at once, the overflow is counted and
+// reported.
+func TestJournalNeverBlocks(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		j := &stuckJournal{release: make(chan struct{}), appends: make(chan int, 100)}
+		rec := &recorder{}
+		p, _ := journalPolicy(t, lockout.Config{
+			Rules:    []lockout.Rule{lockout.ByUsername(1 << 20)},
+			Journal:  &lockout.JournalConfig{Store: j, Queue: 8},
+			Observer: rec,
+		})
+		ctx := context.Background()
+		start := time.Now()
+		for i := range 1000 {
+			a, err := p.Allow(ctx, lockout.Subject{Username: fmt.Sprint("u", i)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			a.Failure(ctx)
+		}
+		if d := time.Since(start); d != 0 {
+			t.Errorf("1000 decisions took %v of fake time behind a stuck journal, want 0", d)
+		}
+		synctest.Wait()
+		st := p.JournalStats()
+		// The queue holds 8, and the writer's stuck Append one batch of up
+		// to 256, depending on when the writer took them.
+		if st.Dropped < 1000-8-256 || st.Dropped > 1000-8 || st.Written != 0 {
+			t.Errorf("JournalStats %+v after 1000 records behind a stuck store with a queue of 8", st)
+		}
+		var dropped int64
+		for _, e := range rec.take() {
+			if e.Kind == lockout.EventJournalDropped {
+				dropped += e.Count
+			}
+		}
+		if dropped == 0 {
+			t.Error("no journal_dropped event")
+		}
+		close(j.release)
+	})
+}
+
+// TestJournalNeedsStore: a store that keeps no journal is an error,
+// unless the journal goes to another store.
+func TestJournalNeedsStore(t *testing.T) {
+	_, err := lockout.New(brokenStore{}, lockout.Config{Rules: benchRules(3), Journal: &lockout.JournalConfig{}})
+	if !errors.Is(err, backend.ErrUnsupported) {
+		t.Errorf("journal on a store without one: %v, want ErrUnsupported", err)
+	}
+	js, err := memory.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer js.Close()
+	p, err := lockout.New(brokenStore{}, lockout.Config{Rules: benchRules(3), Journal: &lockout.JournalConfig{Store: js}})
+	if err != nil {
+		t.Fatalf("journal in another store: %v", err)
+	}
+	p.Close()
+	if _, _, err := p.Attempts(context.Background(), lockout.AttemptQuery{}); !errors.Is(err, lockout.ErrClosed) {
+		t.Errorf("Attempts after Close: %v", err)
+	}
+	q, _ := lockout.New(newStore(t), lockout.Config{Rules: benchRules(3)})
+	defer q.Close()
+	if _, _, err := q.Attempts(context.Background(), lockout.AttemptQuery{}); !errors.Is(err, lockout.ErrNoJournal) {
+		t.Errorf("Attempts without a journal: %v", err)
+	}
+}

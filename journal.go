@@ -1,0 +1,360 @@
+package lockout
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-lockout/lockout/backend"
+)
+
+// DefaultJournalQueue is the default JournalConfig.Queue.
+const DefaultJournalQueue = 4096
+
+// journalBatch bounds the records of one Append.
+const journalBatch = 256
+
+// journalTimeout bounds one Append of the journal's writer.
+const journalTimeout = 5 * time.Second
+
+// JournalConfig turns on the attempt journal: a record of every attempt's
+// outcome (success, failure, refused), every lockout, and every unlock and
+// reset with the operator who made it, kept by a store that implements
+// backend.Journal and trimmed by it after its retention period (24 h by
+// default). Records are written in the background, in batches, through a
+// bounded queue: a journal never adds a round trip to a decision, and never
+// makes one wait. When the queue is full, records are dropped and counted
+// (Policy.JournalStats, EventJournalDropped, a warning in the log).
+type JournalConfig struct {
+	// Store keeps the records. Default: the policy's store, which must then
+	// implement backend.Journal (memory, bbolt and Redis do; memcached
+	// does not, and can journal into another store).
+	Store backend.Journal
+	// Queue bounds the records waiting to be written. Default
+	// DefaultJournalQueue.
+	Queue int
+	// HashKey, when set, makes the journal keep a keyed hash
+	// (HMAC-SHA256, 128 bits, hex) of each username and IP address instead
+	// of the value, and no rule key (which holds them): records can still
+	// be looked up by username or IP through Policy.Attempts, which hashes
+	// the query alike, but not read back as names. At least 16 bytes.
+	HashKey []byte
+}
+
+// JournalStats counts what happened to the journal's records.
+type JournalStats struct {
+	// Written counts the records the store accepted.
+	Written uint64
+	// Dropped counts the records lost: queue full, or the store failed.
+	Dropped uint64
+}
+
+// journal writes records to a backend.Journal in the background.
+type journal struct {
+	store   backend.Journal
+	name    string
+	hashKey []byte
+	queue   chan backend.Record
+	syncs   chan chan struct{} // Sync's requests
+	stop    chan struct{}
+	done    chan struct{}
+	log     *slog.Logger
+
+	written, dropped atomic.Uint64
+	reported         atomic.Uint64 // dropped, when last reported
+	lastReport       atomic.Int64  // unix nanoseconds
+	p                *Policy
+	closeOnce        sync.Once
+}
+
+// newJournal returns the journal cfg describes for p, or nil.
+func newJournal(p *Policy, cfg *JournalConfig) (*journal, error) {
+	if cfg == nil {
+		return nil, nil
+	}
+	store := cfg.Store
+	if store == nil {
+		js, ok := p.store.(backend.Journal)
+		if !ok {
+			return nil, fmt.Errorf("lockout: Journal: the store %T keeps no journal (backend.Journal): set JournalConfig.Store: %w", p.store, backend.ErrUnsupported)
+		}
+		store = js
+	}
+	n := cfg.Queue
+	switch {
+	case n < 0:
+		return nil, fmt.Errorf("lockout: Journal: queue %d: want >= 0", n)
+	case n == 0:
+		n = DefaultJournalQueue
+	}
+	if cfg.HashKey != nil && len(cfg.HashKey) < 16 {
+		return nil, fmt.Errorf("lockout: Journal: HashKey of %d bytes: want at least 16", len(cfg.HashKey))
+	}
+	if !backend.ValidJournalName(p.prefix) {
+		return nil, fmt.Errorf("lockout: Journal: prefix %q cannot name a journal", p.prefix)
+	}
+	j := &journal{
+		store:   store,
+		name:    p.prefix,
+		hashKey: cfg.HashKey,
+		queue:   make(chan backend.Record, n),
+		syncs:   make(chan chan struct{}),
+		stop:    make(chan struct{}),
+		done:    make(chan struct{}),
+		log:     p.log,
+		p:       p,
+	}
+	unlabeled(func() { go j.run() })
+	return j, nil
+}
+
+// hash returns the keyed hash of v, tagged by what it is, or v itself when
+// the journal keeps plain values.
+func (j *journal) hash(tag, v string) string {
+	if j.hashKey == nil || v == "" {
+		return v
+	}
+	m := hmac.New(sha256.New, j.hashKey)
+	m.Write([]byte(tag))
+	m.Write([]byte{0})
+	m.Write([]byte(v))
+	return hex.EncodeToString(m.Sum(nil)[:16])
+}
+
+// record queues the record of e, if e is one the journal keeps. It never
+// blocks.
+func (j *journal) record(ctx context.Context, e *Event) {
+	var outcome string
+	switch e.Kind {
+	case EventSuccess, EventFailure, EventRefused, EventLockout, EventUnlock, EventReset:
+		outcome = e.Kind.String()
+	default:
+		return
+	}
+	r := backend.Record{
+		Time:      e.Time,
+		Outcome:   outcome,
+		Rule:      e.Rule,
+		Key:       e.Key,
+		Username:  j.hash("u", e.Subject.Username),
+		IP:        j.hash("ip", e.Subject.IP),
+		UserAgent: e.Subject.UserAgent,
+		Fields:    e.Subject.Fields,
+		Fallback:  e.Fallback,
+		Operator:  e.Operator,
+		Via:       e.Via,
+	}
+	if j.hashKey != nil {
+		r.Key = "" // it holds the username and the IP
+	}
+	if e.Kind == EventRefused {
+		r.Reason = e.Reason.String()
+	}
+	if e.Kind == EventLockout {
+		r.Duration = e.Duration
+		if e.Duration == Forever {
+			r.Duration = backend.NoExpiry
+		}
+	}
+	select {
+	case j.queue <- r:
+	default:
+		j.drop(ctx, 1, nil)
+	}
+}
+
+// dropReportEvery is how often dropped records are reported, at most.
+const dropReportEvery = 10 * time.Second
+
+// drop counts n lost records and reports them, at most once per
+// dropReportEvery.
+func (j *journal) drop(ctx context.Context, n uint64, err error) {
+	total := j.dropped.Add(n)
+	now := time.Now().UnixNano()
+	last := j.lastReport.Load()
+	if now-last < int64(dropReportEvery) || !j.lastReport.CompareAndSwap(last, now) {
+		return
+	}
+	count := total - j.reported.Swap(total)
+	j.log.LogAttrs(ctx, slog.LevelWarn, "lockout: journal records dropped", slog.Uint64("count", count), slog.Any("error", err))
+	if j.p.observer != nil {
+		j.p.observer.Observe(ctx, Event{Kind: EventJournalDropped, Time: time.Unix(0, now), Count: int64(count), Err: err})
+	}
+}
+
+// journalLinger is how long the writer waits for more records after the
+// first of a batch: a store pays for each call (a round trip, a
+// transaction), so records go in batches of up to journalBatch, at most
+// journalLinger late.
+const journalLinger = 10 * time.Millisecond
+
+// run writes the queued records in batches until close, then what is left.
+func (j *journal) run() {
+	defer close(j.done)
+	batch := make([]backend.Record, 0, journalBatch)
+	linger := time.NewTimer(journalLinger)
+	linger.Stop()
+	for {
+		select {
+		case r := <-j.queue:
+			batch = append(batch[:0], r)
+		case done := <-j.syncs:
+			j.flush(batch[:0])
+			close(done)
+			continue
+		case <-j.stop:
+			j.flush(batch[:0])
+			return
+		}
+		linger.Reset(journalLinger)
+	fill:
+		for len(batch) < journalBatch {
+			select {
+			case r := <-j.queue:
+				batch = append(batch, r)
+			case <-linger.C:
+				break fill
+			case done := <-j.syncs:
+				j.flush(batch)
+				close(done)
+				batch = batch[:0]
+				break fill
+			case <-j.stop:
+				j.flush(batch)
+				return
+			}
+		}
+		linger.Stop()
+		if len(batch) > 0 {
+			j.write(batch)
+		}
+		clear(batch)
+	}
+}
+
+// flush writes what is queued, at close.
+func (j *journal) flush(batch []backend.Record) {
+	for {
+		select {
+		case r := <-j.queue:
+			batch = append(batch, r)
+			if len(batch) < journalBatch {
+				continue
+			}
+		default:
+		}
+		if len(batch) == 0 {
+			return
+		}
+		j.write(batch)
+		batch = batch[:0]
+	}
+}
+
+func (j *journal) write(batch []backend.Record) {
+	ctx, cancel := context.WithTimeout(context.Background(), journalTimeout)
+	defer cancel()
+	if err := j.store.Append(ctx, j.name, batch); err != nil {
+		j.drop(ctx, uint64(len(batch)), err)
+		return
+	}
+	j.written.Add(uint64(len(batch)))
+}
+
+// close writes what is queued and stops the writer.
+func (j *journal) close() {
+	j.closeOnce.Do(func() {
+		close(j.stop)
+		<-j.done
+	})
+}
+
+// SyncJournal waits until the journal's store has the records of the
+// events before the call (or they are dropped), or ctx ends. Decisions
+// never wait for the journal; SyncJournal is for tests, examples and
+// operator tools that read right after writing.
+func (p *Policy) SyncJournal(ctx context.Context) error {
+	if p.journal == nil {
+		return ErrNoJournal
+	}
+	done := make(chan struct{})
+	select {
+	case p.journal.syncs <- done:
+	case <-p.journal.done:
+		return ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// JournalStats returns what happened to the journal's records so far; zero
+// without a journal.
+func (p *Policy) JournalStats() JournalStats {
+	if p.journal == nil {
+		return JournalStats{}
+	}
+	return JournalStats{Written: p.journal.written.Load(), Dropped: p.journal.dropped.Load()}
+}
+
+// ErrNoJournal is returned by Attempts for a policy without a journal.
+var ErrNoJournal = errors.New("lockout: the policy keeps no journal (Config.Journal)")
+
+// AttemptQuery selects journal records for Policy.Attempts.
+type AttemptQuery struct {
+	// Username and IP, when set, select the records of that subject. They
+	// are canonicalised as the policy counts them (and hashed, with
+	// JournalConfig.HashKey).
+	Username, IP string
+	// Outcome, when set, selects one kind of record: "success",
+	// "failure", "refused", "lockout", "unlock" or "reset".
+	Outcome string
+	// Before continues after an earlier page: the cursor it returned.
+	Before string
+	// Limit bounds the records returned (default 50, at most 1000).
+	Limit int
+}
+
+// Attempts returns the journal's records that match q, newest first, and
+// a cursor for the next page ("" after the oldest). It reads what the
+// journal's store holds: records still queued are not in it yet.
+func (p *Policy) Attempts(ctx context.Context, q AttemptQuery) ([]backend.Record, string, error) {
+	if p.journal == nil {
+		return nil, "", ErrNoJournal
+	}
+	if p.closed.Load() {
+		return nil, "", ErrClosed
+	}
+	bq := backend.Query{Outcome: q.Outcome, Before: q.Before, Limit: q.Limit}
+	if q.Username != "" {
+		u, err := p.canon(q.Username)
+		if err != nil {
+			return nil, "", fmt.Errorf("%w: username %q: %w", ErrInvalidSubject, q.Username, err)
+		}
+		bq.Username = p.journal.hash("u", u)
+	}
+	if q.IP != "" {
+		ip, err := ParseIP(q.IP)
+		if err != nil {
+			return nil, "", err
+		}
+		bq.IP = p.journal.hash("ip", ip.String())
+	}
+	recs, next, err := p.journal.store.Records(ctx, p.journal.name, bq)
+	if err != nil {
+		return nil, "", fmt.Errorf("lockout: journal: %w", err)
+	}
+	return recs, next, nil
+}
