@@ -97,6 +97,16 @@ type Options struct {
 	// its own transaction. Zero or a negative value means DefaultJournalMax
 	// (100,000).
 	JournalMax int
+
+	// JournalRecordBytes bounds the bytes of string values (outcome,
+	// username, IP, user agent, custom fields' values, ...) one journal
+	// record keeps. When a record's values add up to more, the longest
+	// ones are cut, all to the same length (at a rune boundary when valid
+	// UTF-8), so that short values stay whole and an attacker's
+	// multi-kilobyte user agent or username cannot multiply the journal's
+	// size. Zero means DefaultJournalRecordBytes (2048); a negative value
+	// means no bound.
+	JournalRecordBytes int
 }
 
 func (o *Options) resolve() Options {
@@ -121,6 +131,9 @@ func (o *Options) resolve() Options {
 	}
 	if r.JournalMax <= 0 {
 		r.JournalMax = DefaultJournalMax
+	}
+	if r.JournalRecordBytes == 0 {
+		r.JournalRecordBytes = DefaultJournalRecordBytes
 	}
 	return r
 }

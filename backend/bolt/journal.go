@@ -6,7 +6,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
+	"unicode/utf8"
 
 	bbolt "go.etcd.io/bbolt"
 
@@ -19,6 +22,8 @@ const (
 	DefaultJournalRetention = 24 * time.Hour
 	// DefaultJournalMax is how many records a journal keeps at most.
 	DefaultJournalMax = 100_000
+	// DefaultJournalRecordBytes bounds the string values of one record.
+	DefaultJournalRecordBytes = 2048
 )
 
 // journalScan bounds the records one Records call reads: a query whose
@@ -35,7 +40,9 @@ func invalidName(name string) error {
 // Append adds recs to the journal named name, in order, in one write
 // transaction (see [backend.Journal]). Each record gets as its ID its
 // sequence number in the journal. When the journal then holds more than
-// Options.JournalMax records, the same transaction drops the oldest.
+// Options.JournalMax records, the same transaction drops the oldest. A
+// record whose string values add up to more than Options.JournalRecordBytes
+// is kept with its longest values cut (see that option).
 //
 // The journal leaves the file's last eighth to counters: when the pages in
 // use pass 7/8 of MaxSize, an Append drops as many of the journal's oldest
@@ -58,6 +65,7 @@ func (s *Store) Append(ctx context.Context, name string, recs []backend.Record) 
 	if len(recs) == 0 {
 		return nil
 	}
+	recs = s.cutRecords(recs)
 	size := 0
 	for i := range recs {
 		size += encodedSize(&recs[i])
@@ -378,4 +386,89 @@ func journalNames(jb *bbolt.Bucket) [][]byte {
 		return nil
 	})
 	return names
+}
+
+// cutRecords returns recs, or a copy of it in which the records whose
+// string values add up to more than Options.JournalRecordBytes have them
+// cut (see cutValues). The caller's records and maps are left alone.
+func (s *Store) cutRecords(recs []backend.Record) []backend.Record {
+	limit := s.opts.JournalRecordBytes
+	if limit < 0 {
+		return recs
+	}
+	var out []backend.Record
+	for i := range recs {
+		r := &recs[i]
+		total := 0
+		for _, p := range recordStrings(r) {
+			total += len(*p)
+		}
+		for _, v := range r.Fields {
+			total += len(v)
+		}
+		if total <= limit {
+			continue
+		}
+		if out == nil {
+			out = slices.Clone(recs)
+		}
+		c := &out[i]
+		ps := recordStrings(c)
+		vals := ps[:]
+		names := slices.Sorted(maps.Keys(c.Fields))
+		custom := make([]string, len(names))
+		for j, n := range names {
+			custom[j] = c.Fields[n]
+			vals = append(vals, &custom[j])
+		}
+		cutValues(vals, total, limit)
+		if len(names) > 0 {
+			c.Fields = make(map[string]string, len(names))
+			for j, n := range names {
+				c.Fields[n] = custom[j]
+			}
+		}
+	}
+	if out == nil {
+		return recs
+	}
+	return out
+}
+
+// cutValues shortens the longest of the values vs, whose lengths add up to
+// total, all to the same length, until they add up to at most limit: short
+// values (an outcome, an IP) stay whole, and an attacker's long user agent
+// or username is what gets cut. A value that is valid UTF-8 is cut at a
+// rune boundary.
+func cutValues(vs []*string, total, limit int) {
+	if total <= limit {
+		return
+	}
+	lens := make([]int, len(vs))
+	for i, p := range vs {
+		lens[i] = len(*p)
+	}
+	slices.Sort(lens)
+	// The largest c with sum(min(len, c)) <= limit.
+	rem, c := limit, 0
+	for i, l := range lens {
+		if n := len(lens) - i; l*n > rem {
+			c = rem / n
+			break
+		}
+		rem -= l
+	}
+	for _, p := range vs {
+		v := *p
+		if len(v) <= c {
+			continue
+		}
+		end := c
+		if utf8.ValidString(v) {
+			for end > 0 && !utf8.RuneStart(v[end]) {
+				end--
+			}
+		}
+		*p = v[:end]
+	}
 }

@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
+	"unicode/utf8"
 
 	bbolt "go.etcd.io/bbolt"
 
@@ -463,5 +465,61 @@ func TestJournalCompact(t *testing.T) {
 	}
 	if r := do(t, s, backend.ExistsOp("counter"))[0]; !r.Found {
 		t.Error("the counter is gone")
+	}
+}
+
+func TestJournalRecordBytes(t *testing.T) {
+	long := strings.Repeat("é", 3000) // 6000 bytes
+	in := backend.Record{
+		Outcome: "failure", IP: "192.0.2.1", Username: long, UserAgent: strings.Repeat("a", 5000),
+		Fields: map[string]string{"tenant": "t1", "blob": long},
+	}
+	short := 0
+	for _, v := range []string{in.Outcome, in.IP, "t1"} {
+		short += len(v)
+	}
+	for _, tc := range []struct {
+		name  string
+		opts  *Options
+		limit int // 0: no cut
+	}{
+		{"default", nil, DefaultJournalRecordBytes},
+		{"1 KiB", &Options{JournalRecordBytes: 1024}, 1024},
+		{"unbounded", &Options{JournalRecordBytes: -1}, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, _ := open(t, tc.opts)
+			orig := in
+			orig.Fields = maps.Clone(in.Fields)
+			if err := s.Append(context.Background(), "j", []backend.Record{in}); err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(in, orig) {
+				t.Error("Append changed the caller's record")
+			}
+			recs, _, err := s.Records(context.Background(), "j", backend.Query{})
+			if err != nil || len(recs) != 1 {
+				t.Fatalf("%d records, %v", len(recs), err)
+			}
+			g := recs[0]
+			if g.Outcome != in.Outcome || g.IP != in.IP || g.Fields["tenant"] != "t1" {
+				t.Errorf("short values cut: %q %q %q", g.Outcome, g.IP, g.Fields["tenant"])
+			}
+			total := len(g.Outcome) + len(g.IP) + len(g.Username) + len(g.UserAgent) + len(g.Fields["tenant"]) + len(g.Fields["blob"])
+			if tc.limit == 0 {
+				if g.Username != long || g.UserAgent != in.UserAgent || g.Fields["blob"] != long {
+					t.Error("unbounded: long values cut")
+				}
+				return
+			}
+			if total > tc.limit || total < tc.limit-8 {
+				t.Errorf("values add up to %d bytes, want about %d", total, tc.limit)
+			}
+			for _, p := range [][2]string{{g.Username, long}, {g.UserAgent, in.UserAgent}, {g.Fields["blob"], long}} {
+				if !strings.HasPrefix(p[1], p[0]) || !utf8.ValidString(p[0]) || len(p[0]) < (tc.limit-short)/3-1 {
+					t.Errorf("cut value of %d bytes: not a fair, whole-rune prefix", len(p[0]))
+				}
+			}
+		})
 	}
 }
