@@ -84,6 +84,29 @@ type Options struct {
 	// removes, so that a sweep never holds the writer lock for long. Zero
 	// means DefaultSweepChunk (1000).
 	SweepChunk int
+
+	// JournalRetention is how long the journal ([Store.Append],
+	// [Store.Records]) keeps a record after its Append. Older records are
+	// never returned, and the sweeper removes them at its next run (every
+	// SweepInterval). Zero or a negative value means
+	// DefaultJournalRetention (24 h).
+	JournalRetention time.Duration
+
+	// JournalMax is how many records each journal keeps at most: an Append
+	// that takes a journal beyond it drops the journal's oldest records in
+	// its own transaction. Zero or a negative value means DefaultJournalMax
+	// (100,000).
+	JournalMax int
+
+	// JournalRecordBytes bounds the bytes of string values (outcome,
+	// username, IP, user agent, custom fields' values, ...) one journal
+	// record keeps. When a record's values add up to more, the longest
+	// ones are cut, all to the same length (at a rune boundary when valid
+	// UTF-8), so that short values stay whole and an attacker's
+	// multi-kilobyte user agent or username cannot multiply the journal's
+	// size. Zero means DefaultJournalRecordBytes (2048); a negative value
+	// means no bound.
+	JournalRecordBytes int
 }
 
 func (o *Options) resolve() Options {
@@ -103,10 +126,20 @@ func (o *Options) resolve() Options {
 	if r.SweepChunk <= 0 {
 		r.SweepChunk = DefaultSweepChunk
 	}
+	if r.JournalRetention <= 0 {
+		r.JournalRetention = DefaultJournalRetention
+	}
+	if r.JournalMax <= 0 {
+		r.JournalMax = DefaultJournalMax
+	}
+	if r.JournalRecordBytes == 0 {
+		r.JournalRecordBytes = DefaultJournalRecordBytes
+	}
 	return r
 }
 
-// Store is a [backend.Backend] and [backend.Lister] kept in a bbolt file.
+// Store is a [backend.Backend], [backend.Lister] and [backend.Journal]
+// kept in a bbolt file.
 // Its methods are safe for concurrent use.
 type Store struct {
 	db     *bbolt.DB
@@ -137,6 +170,8 @@ type Store struct {
 		requests atomic.Int64 // write requests served
 
 		lastBatchTx atomic.Int64 // modeBatch: the transaction last counted
+
+		sheds atomic.Int64 // rounds of journal records dropped for counters
 	}
 }
 
@@ -218,6 +253,9 @@ func newStore(db *bbolt.DB, bucket string, o Options, ownDB bool) (*Store, error
 			return fmt.Errorf("bucket %q holds format %q, want %q", bucket, v, formatVersion)
 		}
 		if _, err := top.CreateBucketIfNotExists(entriesBucket); err != nil {
+			return err
+		}
+		if _, err := top.CreateBucketIfNotExists(journalBucket); err != nil {
 			return err
 		}
 		_, err = top.CreateBucketIfNotExists(expiryBucket)

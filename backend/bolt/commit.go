@@ -32,7 +32,11 @@ import (
 //   - a commit that fails because the file would outgrow its MaxSize fails
 //     for the transaction as a whole, whose requests may mostly fit: the
 //     group is split in halves, each committed on its own, down to single
-//     requests, so that only the requests that need the space get ErrFull.
+//     requests, so that only the requests that need the space get ErrFull;
+//   - a single request that finds the file full first makes the journals
+//     give their oldest records back (a quarter of each, at least 256
+//     records, per round), and is tried again while they have any: the
+//     journal never makes a counter write fail with ErrFull.
 //
 // A caller whose context ends while it waits returns at once. Its request
 // is skipped if the committer has not taken it yet, and may be applied if
@@ -200,6 +204,14 @@ func (s *Store) commitGroup(group []*request) {
 			s.commitGroup(group[:h])
 			s.commitGroup(group[h:])
 			return
+		}
+		if err != nil && errors.Is(err, berrors.ErrMaxSizeReached) {
+			// The journal gives way to counters: drop its oldest
+			// records, and try again while it has any.
+			if n, serr := s.shedJournals(); serr == nil && n > 0 {
+				s.stats.sheds.Add(1)
+				continue
+			}
 		}
 		if err != nil {
 			err = fmt.Errorf("lockout/bolt: commit: %w", mapErr(err))

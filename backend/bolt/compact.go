@@ -36,7 +36,7 @@ const compactTxKeys = 10_000
 //	}
 //
 // On error, dstPath is removed and srcPath is untouched. Compact copies only
-// the bucket Open uses; for a store made by [New] over a DB of the
+// the bucket Open uses (its counters, and its journals' records); for a store made by [New] over a DB of the
 // caller's, use bbolt.Compact on that DB, after [Store.Sweep].
 func Compact(ctx context.Context, srcPath, dstPath string) (err error) {
 	if _, err := os.Stat(dstPath); err == nil {
@@ -126,10 +126,55 @@ func Compact(ctx context.Context, srcPath, dstPath string) (err error) {
 				return err
 			}
 		}
+		if jb := top.Bucket(journalBucket); jb != nil {
+			return compactJournals(ctx, jb, dst)
+		}
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("lockout/bolt: compact %s: %w", srcPath, err)
+	}
+	return nil
+}
+
+// compactJournals copies every journal record of jb into dst, keeping each
+// journal's sequence so that IDs go on growing. It copies records past
+// their retention too (Compact does not know it): the store's sweeper
+// drops them.
+func compactJournals(ctx context.Context, jb *bbolt.Bucket, dst *bbolt.DB) error {
+	for _, name := range journalNames(jb) {
+		src := jb.Bucket(name)
+		c := src.Cursor()
+		k, v := c.First()
+		for first := true; first || k != nil; first = false {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			err := dst.Update(func(dtx *bbolt.Tx) error {
+				djb, err := dtx.Bucket([]byte(DefaultBucket)).CreateBucketIfNotExists(journalBucket)
+				if err != nil {
+					return err
+				}
+				b, err := djb.CreateBucketIfNotExists(name)
+				if err != nil {
+					return err
+				}
+				b.FillPercent = 1
+				if err := b.SetSequence(src.Sequence()); err != nil {
+					return err
+				}
+				for n := 0; k != nil && n < compactTxKeys; k, v = c.Next() {
+					n++
+					if err := b.Put(k, v); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/go-lockout/lockout/backend"
 	"github.com/go-lockout/lockout/backend/bolt"
@@ -11,17 +12,27 @@ import (
 )
 
 func harness(fake bool) conformance.Harness {
+	// The journal checks sleep through the retention and a sweep: a minute
+	// each costs nothing under fake time, a second each in real time.
+	opts := &bolt.Options{JournalRetention: time.Minute, SweepInterval: time.Minute, JournalMax: 200}
+	if !fake {
+		opts.JournalRetention, opts.SweepInterval = time.Second, time.Second
+	}
 	return conformance.Harness{
 		New: func(t testing.TB) backend.Backend {
-			s, err := bolt.Open(filepath.Join(t.TempDir(), "lockout.db"), 0o600, nil)
+			s, err := bolt.Open(filepath.Join(t.TempDir(), "lockout.db"), 0o600, opts)
 			if err != nil {
 				t.Fatal(err)
 			}
 			return s
 		},
-		FakeTime:   fake,
-		Lister:     true,
-		AtomicTags: true, // a batch is one transaction
+		FakeTime:         fake,
+		Lister:           true,
+		AtomicTags:       true, // a batch is one transaction
+		Journal:          true,
+		JournalRetention: opts.JournalRetention,
+		JournalSweep:     opts.SweepInterval,
+		JournalMax:       opts.JournalMax,
 	}
 }
 

@@ -19,7 +19,8 @@ import (
 // (username, IP, username+IP) on a bbolt file: Allow, which writes the three
 // reservations in one transaction, then Failure, which costs nothing more.
 // "lone" is one caller at a time (latency: one commit per decision);
-// "parallel64" is 64 callers at once sharing commits. The store holds the
+// "parallel64" is 64 callers at once sharing commits, and
+// "parallel64Journal" the same with the attempt journal on. The store holds the
 // subjects' counters before the timer starts.
 func BenchmarkDecision(b *testing.B) {
 	const subjects = 20_000
@@ -39,13 +40,17 @@ func BenchmarkDecision(b *testing.B) {
 		}
 		return a.Failure(ctx)
 	}
-	setup := func(b *testing.B) *lockout.Policy {
+	setup := func(b *testing.B, journal bool) *lockout.Policy {
 		store, err := bolt.Open(filepath.Join(b.TempDir(), "lockout.db"), 0o600, &bolt.Options{SweepInterval: -1})
 		if err != nil {
 			b.Fatal(err)
 		}
 		b.Cleanup(func() { store.Close() })
-		p, err := lockout.New(store, lockout.Config{Rules: rules, Logger: slog.New(slog.DiscardHandler)})
+		cfg := lockout.Config{Rules: rules, Logger: slog.New(slog.DiscardHandler)}
+		if journal {
+			cfg.Journal = &lockout.JournalConfig{}
+		}
+		p, err := lockout.New(store, cfg)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -66,7 +71,7 @@ func BenchmarkDecision(b *testing.B) {
 		return p
 	}
 	b.Run("lone", func(b *testing.B) {
-		p := setup(b)
+		p := setup(b, false)
 		b.ReportAllocs()
 		i := 0
 		for b.Loop() {
@@ -76,8 +81,8 @@ func BenchmarkDecision(b *testing.B) {
 			i += 7919
 		}
 	})
-	b.Run("parallel64", func(b *testing.B) {
-		p := setup(b)
+	parallel := func(b *testing.B, journal bool) {
+		p := setup(b, journal)
 		var gid atomic.Int64
 		b.SetParallelism(32) // 64 goroutines on 2 CPUs
 		b.ReportAllocs()
@@ -92,5 +97,18 @@ func BenchmarkDecision(b *testing.B) {
 				i += 104729
 			}
 		})
-	})
+		b.StopTimer()
+		if journal {
+			if err := p.SyncJournal(ctx); err != nil {
+				b.Fatal(err)
+			}
+			if st := p.JournalStats(); st.Dropped > 0 {
+				b.ReportMetric(float64(st.Dropped)/float64(b.N), "dropped/op")
+			}
+		}
+	}
+	b.Run("parallel64", func(b *testing.B) { parallel(b, false) })
+	// The same with the journal on: a record per decision, appended in
+	// the background in batches, each batch one more write transaction.
+	b.Run("parallel64Journal", func(b *testing.B) { parallel(b, true) })
 }

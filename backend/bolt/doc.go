@@ -1,6 +1,6 @@
 // Package bolt is a lockout store kept in a bbolt file (go.etcd.io/bbolt):
 // an embedded, durable [backend.Backend] for single-binary applications,
-// with the [backend.Lister] capability.
+// with the [backend.Lister] and [backend.Journal] capabilities.
 //
 // [Open] opens (or creates) a file that the store owns; [New] keeps the
 // store in a bucket of a *bbolt.DB the caller owns:
@@ -61,6 +61,57 @@
 // read, so that distinct keys never share a counter. [Store.Keys] yields the
 // original keys.
 //
+// # Journal
+//
+// The store keeps attempt journals ([Store.Append], [Store.Records]) in
+// the same file: one bucket per journal, keyed by the bucket's sequence (8
+// bytes, big endian), so that records sort in append order and a record's
+// ID is its sequence as 16 hex digits (which the store parses back as a
+// cursor; anything else is an error wrapping backend.ErrInvalid). A record
+// is encoded in binary: varints for its time (seconds and nanoseconds:
+// every time.Time round-trips, to the nanosecond), duration and lengths,
+// then its strings and its custom fields in key order, after a header with
+// the time the store appended it. A typical record (a browser's user agent,
+// a username, an IPv4 address) takes about 160 bytes encoded and 200 bytes
+// of the file. One Append is one write transaction (two fsyncs), whatever
+// the number of records: the engine batches them.
+//
+// Records reads newest first, in one read transaction, filtering on
+// Username, IP and Outcome as it goes; it reads at most 10,000 records per
+// call, and returns a short page and a cursor when its filters matched
+// fewer than the page's limit among them. It never returns a record older
+// than the retention, swept or not.
+//
+// Three things bound a journal:
+//
+//   - Options.JournalRetention (24 h): the sweeper removes records that
+//     long after their Append (by the store's clock, not the record's Time)
+//     at its next run, so a record stays at most SweepInterval longer, in
+//     transactions of at most SweepChunk records. With the sweeper
+//     disabled, old records are never returned but stay on disk until
+//     [Store.Sweep] runs.
+//   - Options.JournalMax (100,000 records per journal): an Append that
+//     takes a journal beyond it drops the oldest in its own transaction.
+//   - Options.JournalRecordBytes (2048): a record's string values are cut,
+//     the longest first, to that many bytes in all.
+//
+// So one journal takes at most about JournalMax * (JournalRecordBytes +
+// 60) bytes of the file (200 MiB by default, for an attacker who sends 2 KiB
+// user agents; 20 MiB for typical records).
+//
+// The journal never makes counters fail with ErrFull. An attacker who
+// floods attempts fills the journal, and an attacker who sprays keys fills
+// the file: counters come first. When the pages in use pass 7/8 of MaxSize,
+// the journal stops growing (an Append drops as many old records as it
+// adds, and fails with ErrFull, appending nothing, when the journal holds
+// fewer than it adds), which leaves the last eighth to counters. And a
+// counter write that finds the file full makes every journal drop its
+// oldest quarter (at least 256 records) and is committed again, as long as
+// the journals hold records: counters get ErrFull only once the journals
+// are empty (and a journal Append gets ErrFull, which the engine counts as
+// dropped records, when the file is full). With no MaxSize (negative),
+// neither applies.
+//
 // # Time and tests
 //
 // The store reads the clock only through time.Now, and its goroutines (the
@@ -97,6 +148,30 @@
 //   - A call whose context ends while its write waits for the committer
 //     returns the context's error at once; its batch may still be committed
 //     if the committer had taken it (the backend contract allows this).
+//   - The journal costs a write transaction (two fsyncs) per Append, on
+//     the same single bbolt writer as counter writes: it is not part of
+//     their group commit, so a journal append makes concurrent counter
+//     writes wait for one commit (the engine appends in batches, not per
+//     decision). Records holds a read transaction for up to 10,000
+//     records, which, like any reader, keeps the pages freed meanwhile
+//     from being reused until it ends.
+//   - Under a full file, a counter write that makes the journals give way
+//     costs one more commit per round, and the journal loses its oldest
+//     records: an attack that fills the file also erases the journal's
+//     history, oldest first. Pages freed by the journal can be reused only
+//     once no read transaction older than their release is open: under
+//     heavy concurrent reads (Records among them) a counter write may still
+//     get ErrFull while the journal holds records.
+//   - The journal's size only counts its records; a journal's bucket stays
+//     in the file once made, empty or not, so that its IDs never go back.
+//     Compact copies the journals, records past their retention included
+//     (the sweeper removes them at its first run).
+//   - Records are ordered by Append, and expire by the store's wall
+//     clock: setting it forward expires records early, setting it back
+//     keeps them longer. Records and the sweeper stop at the first expired
+//     record they meet (older ones are taken to be expired too), so after
+//     the clock is set back by d, the records appended before the step
+//     may stop showing up to d early, once those appended after it expire.
 //   - New does not apply Options.Timeout and Options.MaxSize, which belong
 //     to the caller's bbolt.Open; a write beyond the DB's own MaxSize is
 //     reported as ErrFull all the same.

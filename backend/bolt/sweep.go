@@ -29,6 +29,9 @@ func (s *Store) sweepLoop() {
 
 // Sweep removes the keys that have expired from the file, in transactions
 // of at most Options.SweepChunk keys each, and returns how many it removed.
+// It then removes the journal records older than Options.JournalRetention
+// (and any over Options.JournalMax), in transactions of at most SweepChunk
+// records, which it does not count.
 // The background sweeper calls it every Options.SweepInterval; call it by
 // hand when the sweeper is disabled, or before [Compact]. Expired keys are
 // never reported whether or not they were swept: sweeping only frees their
@@ -49,7 +52,8 @@ func (s *Store) Sweep(ctx context.Context) (int, error) {
 			return total, fmt.Errorf("lockout/bolt: sweep: %w", mapErr(err))
 		}
 		if !more {
-			return total, nil
+			_, err := s.sweepJournals(ctx)
+			return total, err
 		}
 	}
 }

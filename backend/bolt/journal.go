@@ -1,0 +1,474 @@
+package bolt
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+	"unicode/utf8"
+
+	bbolt "go.etcd.io/bbolt"
+
+	"github.com/go-lockout/lockout/backend"
+)
+
+// Defaults of the journal options.
+const (
+	// DefaultJournalRetention is how long a journal keeps a record.
+	DefaultJournalRetention = 24 * time.Hour
+	// DefaultJournalMax is how many records a journal keeps at most.
+	DefaultJournalMax = 100_000
+	// DefaultJournalRecordBytes bounds the string values of one record.
+	DefaultJournalRecordBytes = 2048
+)
+
+// journalScan bounds the records one Records call reads: a query whose
+// filters match few records returns a short page and a cursor instead of
+// holding a read transaction over the whole journal.
+const journalScan = 10_000
+
+var _ backend.Journal = (*Store)(nil)
+
+func invalidName(name string) error {
+	return fmt.Errorf("lockout/bolt: %w: journal name %q", backend.ErrInvalid, truncKey([]byte(name)))
+}
+
+// Append adds recs to the journal named name, in order, in one write
+// transaction (see [backend.Journal]). Each record gets as its ID its
+// sequence number in the journal. When the journal then holds more than
+// Options.JournalMax records, the same transaction drops the oldest. A
+// record whose string values add up to more than Options.JournalRecordBytes
+// is kept with its longest values cut (see that option).
+//
+// The journal leaves the file's last eighth to counters: when the pages in
+// use pass 7/8 of MaxSize, an Append drops as many of the journal's oldest
+// records as it adds (and fails with an error wrapping backend.ErrFull,
+// appending nothing, when the journal holds fewer than it adds). An append
+// that would grow the file beyond MaxSize fails with ErrFull too. A counter
+// write that finds the file full makes the journals drop their oldest
+// records instead (see the package doc, Caveats).
+func (s *Store) Append(ctx context.Context, name string, recs []backend.Record) error {
+	if !s.enter() {
+		return errClosed
+	}
+	defer s.leave()
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("lockout/bolt: journal: %w", err)
+	}
+	if !backend.ValidJournalName(name) {
+		return invalidName(name)
+	}
+	if len(recs) == 0 {
+		return nil
+	}
+	recs = s.cutRecords(recs)
+	size := 0
+	for i := range recs {
+		size += encodedSize(&recs[i])
+	}
+	// One buffer for every value: bbolt keeps them until the commit.
+	buf := make([]byte, 0, size)
+	keys := make([]byte, 0, 8*len(recs))
+	err := s.db.Update(func(tx *bbolt.Tx) error {
+		jb, err := s.journals(tx)
+		if err != nil {
+			return err
+		}
+		b, err := jb.CreateBucketIfNotExists([]byte(name))
+		if err != nil {
+			return err
+		}
+		b.FillPercent = 1 // appends only: pack the pages
+		held := uint64(0)
+		if k, _ := b.Cursor().First(); len(k) == 8 {
+			held = b.Sequence() - binary.BigEndian.Uint64(k) + 1
+		}
+		crowded := s.crowded(tx)
+		if crowded && held < uint64(len(recs)) {
+			return fmt.Errorf("%w: the file is over 7/8 of MaxSize and the journal holds too few records to make room for %d", backend.ErrFull, len(recs))
+		}
+		stamp := time.Now().UnixNano()
+		buf, keys := buf[:0], keys[:0]
+		for i := range recs {
+			seq, err := b.NextSequence()
+			if err != nil {
+				return err
+			}
+			k0, v0 := len(keys), len(buf)
+			keys = binary.BigEndian.AppendUint64(keys, seq)
+			buf = appendRecord(buf, &recs[i], stamp)
+			if err := b.Put(keys[k0:len(keys):len(keys)], buf[v0:len(buf):len(buf)]); err != nil {
+				return err
+			}
+		}
+		keep := s.opts.JournalMax
+		if crowded {
+			// Rotate: the journal takes no more room than it had.
+			keep = min(keep, int(held))
+		}
+		_, err = trimCount(b, keep, -1)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("lockout/bolt: journal append: %w", mapErr(err))
+	}
+	return nil
+}
+
+// Records returns the records of the journal named name that match q,
+// newest first (see [backend.Journal]). One call reads at most 10,000
+// records: when its filters match fewer than q's limit among them, it
+// returns what it found and a cursor to go on from. Records older than
+// Options.JournalRetention are never returned, swept or not.
+func (s *Store) Records(ctx context.Context, name string, q backend.Query) ([]backend.Record, string, error) {
+	if !s.enter() {
+		return nil, "", errClosed
+	}
+	defer s.leave()
+	if err := ctx.Err(); err != nil {
+		return nil, "", fmt.Errorf("lockout/bolt: journal: %w", err)
+	}
+	if !backend.ValidJournalName(name) {
+		return nil, "", invalidName(name)
+	}
+	limit, err := q.PageLimit()
+	if err != nil {
+		return nil, "", fmt.Errorf("lockout/bolt: %w", err)
+	}
+	var before uint64
+	if q.Before != "" {
+		if before, err = parseID(q.Before); err != nil {
+			return nil, "", err
+		}
+		if before == 0 {
+			return nil, "", nil // nothing is older than the first record
+		}
+	}
+	var (
+		recs []backend.Record
+		next string
+	)
+	err = s.db.View(func(tx *bbolt.Tx) error {
+		jb, err := s.journals(tx)
+		if err != nil {
+			return err
+		}
+		b := jb.Bucket([]byte(name))
+		if b == nil {
+			return nil
+		}
+		cutoff := time.Now().UnixNano() - int64(s.opts.JournalRetention)
+		c := b.Cursor()
+		var k, v []byte
+		if before == 0 {
+			k, v = c.Last()
+		} else if k, _ = c.Seek(seqKey(before)); k == nil {
+			k, v = c.Last() // every record is older than the cursor
+		} else {
+			k, v = c.Prev() // the first older than the cursor
+		}
+		var (
+			raw     rawRecord
+			last    uint64 // the sequence of the last record read
+			scanned int
+		)
+		for ; k != nil; k, v = c.Prev() {
+			if len(k) != 8 {
+				return fmt.Errorf("%w: key of %d bytes", errCorruptRecord, len(k))
+			}
+			seq := binary.BigEndian.Uint64(k)
+			if err := decodeRaw(v, &raw); err != nil {
+				return fmt.Errorf("%w (ID %s)", err, formatID(seq))
+			}
+			if raw.stamp <= cutoff {
+				return nil // past the retention, and so are the older ones
+			}
+			if scanned == journalScan || len(recs) == limit {
+				// More to read: the next page starts after the last
+				// record this one read.
+				next = formatID(last)
+				return nil
+			}
+			scanned++
+			if scanned%256 == 0 {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+			}
+			last = seq
+			if raw.matches(&q) {
+				recs = append(recs, raw.record(seq))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			return nil, "", fmt.Errorf("lockout/bolt: journal: %w", err)
+		}
+		return nil, "", fmt.Errorf("lockout/bolt: journal records: %w", mapErr(err))
+	}
+	return recs, next, nil
+}
+
+// crowded reports whether the file's pages in use (its size, less its free
+// pages) are over 7/8 of its MaxSize: the journal then grows no more, and
+// leaves the rest to counters.
+func (s *Store) crowded(tx *bbolt.Tx) bool {
+	limit := int64(s.db.MaxSize)
+	if limit <= 0 {
+		return false
+	}
+	st := s.db.Stats()
+	used := tx.Size() - int64(st.FreePageN+st.PendingPageN)*int64(s.db.Info().PageSize)
+	return used > limit/8*7
+}
+
+// journals returns the bucket of the journals in tx.
+func (s *Store) journals(tx *bbolt.Tx) (*bbolt.Bucket, error) {
+	top := tx.Bucket(s.bucket)
+	if top == nil {
+		return nil, fmt.Errorf("lockout/bolt: bucket %q is missing", s.bucket)
+	}
+	jb := top.Bucket(journalBucket)
+	if jb == nil {
+		return nil, fmt.Errorf("lockout/bolt: bucket %q lacks its journal bucket", s.bucket)
+	}
+	return jb, nil
+}
+
+// trimCount drops the oldest records of b until it holds at most keep, or
+// until it has dropped limit records (limit < 0: no limit). The records
+// of a journal are contiguous sequence numbers, so b holds
+// Sequence - first + 1 of them.
+func trimCount(b *bbolt.Bucket, keep, limit int) (int, error) {
+	c := b.Cursor()
+	n := 0
+	for k, _ := c.First(); k != nil && n != limit; k, _ = c.First() {
+		if len(k) != 8 || b.Sequence()-binary.BigEndian.Uint64(k) < uint64(keep) {
+			break
+		}
+		if err := c.Delete(); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}
+
+// trimAge drops, oldest first, the records of b appended at cutoff or
+// before, at most limit of them.
+func trimAge(b *bbolt.Bucket, cutoff int64, limit int) (n int, err error) {
+	c := b.Cursor()
+	for k, v := c.First(); k != nil && n < limit; k, v = c.First() {
+		if len(v) < recordHeader || int64(binary.BigEndian.Uint64(v[1:9])) > cutoff {
+			break // appended since: so were the newer ones
+		}
+		if err := c.Delete(); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}
+
+// sweepJournals drops the records past their retention from every
+// journal, in transactions of at most Options.SweepChunk records, and the
+// records over Options.JournalMax. It returns how many it dropped.
+func (s *Store) sweepJournals(ctx context.Context) (int, error) {
+	total := 0
+	for {
+		if err := ctx.Err(); err != nil {
+			return total, fmt.Errorf("lockout/bolt: journal sweep: %w", err)
+		}
+		if !s.enter() {
+			return total, errClosed
+		}
+		n, more, err := s.sweepJournalChunk(s.opts.SweepChunk)
+		s.leave()
+		total += n
+		if err != nil {
+			return total, fmt.Errorf("lockout/bolt: journal sweep: %w", mapErr(err))
+		}
+		if !more {
+			return total, nil
+		}
+	}
+}
+
+// errNothing rolls back a write transaction that changed nothing, which
+// spares its commit (and the commit's fsyncs).
+var errNothing = errors.New("nothing to do")
+
+func (s *Store) sweepJournalChunk(limit int) (n int, more bool, err error) {
+	err = s.db.Update(func(tx *bbolt.Tx) error {
+		jb, err := s.journals(tx)
+		if err != nil {
+			return err
+		}
+		cutoff := time.Now().UnixNano() - int64(s.opts.JournalRetention)
+		for _, name := range journalNames(jb) {
+			if n == limit {
+				break
+			}
+			b := jb.Bucket(name)
+			d, err := trimAge(b, cutoff, limit-n)
+			n += d
+			if err != nil {
+				return err
+			}
+			d, err = trimCount(b, s.opts.JournalMax, limit-n)
+			n += d
+			if err != nil {
+				return err
+			}
+		}
+		if n == 0 {
+			return errNothing
+		}
+		if n == limit {
+			more = true
+		}
+		return err
+	})
+	if errors.Is(err, errNothing) {
+		err = nil
+	}
+	return n, more, err
+}
+
+// shedJournals gives space back to counters: it drops the oldest quarter
+// (at least 256 records) of every journal, and reports how many records
+// it dropped. The committer calls it when a counter write finds the file
+// full, and then tries the write again.
+func (s *Store) shedJournals() (int, error) {
+	n := 0
+	err := s.db.Update(func(tx *bbolt.Tx) error {
+		jb, err := s.journals(tx)
+		if err != nil {
+			return err
+		}
+		for _, name := range journalNames(jb) {
+			b := jb.Bucket(name)
+			k, _ := b.Cursor().First()
+			if len(k) != 8 {
+				continue
+			}
+			held := b.Sequence() - binary.BigEndian.Uint64(k) + 1
+			drop := min(max(held/4, 256), held)
+			d, err := trimCount(b, int(held-drop), -1)
+			n += d
+			if err != nil {
+				return err
+			}
+		}
+		if n == 0 {
+			return errNothing
+		}
+		return err
+	})
+	if errors.Is(err, errNothing) {
+		err = nil
+	}
+	return n, err
+}
+
+// journalNames returns the names of the journals in jb, copied: the
+// callers change the journals while they go through them.
+func journalNames(jb *bbolt.Bucket) [][]byte {
+	var names [][]byte
+	_ = jb.ForEachBucket(func(name []byte) error {
+		names = append(names, bytes.Clone(name))
+		return nil
+	})
+	return names
+}
+
+// cutRecords returns recs, or a copy of it in which the records whose
+// string values add up to more than Options.JournalRecordBytes have them
+// cut (see cutValues). The caller's records and maps are left alone.
+func (s *Store) cutRecords(recs []backend.Record) []backend.Record {
+	limit := s.opts.JournalRecordBytes
+	if limit < 0 {
+		return recs
+	}
+	var out []backend.Record
+	for i := range recs {
+		r := &recs[i]
+		total := 0
+		for _, p := range recordStrings(r) {
+			total += len(*p)
+		}
+		for _, v := range r.Fields {
+			total += len(v)
+		}
+		if total <= limit {
+			continue
+		}
+		if out == nil {
+			out = slices.Clone(recs)
+		}
+		c := &out[i]
+		ps := recordStrings(c)
+		vals := ps[:]
+		names := slices.Sorted(maps.Keys(c.Fields))
+		custom := make([]string, len(names))
+		for j, n := range names {
+			custom[j] = c.Fields[n]
+			vals = append(vals, &custom[j])
+		}
+		cutValues(vals, total, limit)
+		if len(names) > 0 {
+			c.Fields = make(map[string]string, len(names))
+			for j, n := range names {
+				c.Fields[n] = custom[j]
+			}
+		}
+	}
+	if out == nil {
+		return recs
+	}
+	return out
+}
+
+// cutValues shortens the longest of the values vs, whose lengths add up to
+// total, all to the same length, until they add up to at most limit: short
+// values (an outcome, an IP) stay whole, and an attacker's long user agent
+// or username is what gets cut. A value that is valid UTF-8 is cut at a
+// rune boundary.
+func cutValues(vs []*string, total, limit int) {
+	if total <= limit {
+		return
+	}
+	lens := make([]int, len(vs))
+	for i, p := range vs {
+		lens[i] = len(*p)
+	}
+	slices.Sort(lens)
+	// The largest c with sum(min(len, c)) <= limit.
+	rem, c := limit, 0
+	for i, l := range lens {
+		if n := len(lens) - i; l*n > rem {
+			c = rem / n
+			break
+		}
+		rem -= l
+	}
+	for _, p := range vs {
+		v := *p
+		if len(v) <= c {
+			continue
+		}
+		end := c
+		if utf8.ValidString(v) {
+			for end > 0 && !utf8.RuneStart(v[end]) {
+				end--
+			}
+		}
+		*p = v[:end]
+	}
+}
