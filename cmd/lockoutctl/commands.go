@@ -163,6 +163,28 @@ func (s *session) row(st lockout.RuleStatus) statusRow {
 	return r
 }
 
+// touches reports whether rule r is keyed by some field sub gives.
+func (s *session) touches(r toolRule, sub lockout.Subject) bool {
+	for _, f := range r.Fields {
+		if fieldGiven(sub, f) {
+			return true
+		}
+	}
+	return false
+}
+
+// subjectJSON is a subject, for JSON.
+type subjectJSON struct {
+	Username  string            `json:"username,omitempty"`
+	IP        string            `json:"ip,omitempty"`
+	UserAgent string            `json:"user_agent,omitempty"`
+	Fields    map[string]string `json:"fields,omitempty"`
+}
+
+func jsonSubject(s lockout.Subject) subjectJSON {
+	return subjectJSON{s.Username, s.IP, s.UserAgent, s.Fields}
+}
+
 // partial lists, for each rule keyed by some of the subject's fields and
 // by others it lacks, the flags that would reach its keys.
 func (s *session) partial(sub lockout.Subject) map[string][]string {
@@ -328,12 +350,12 @@ func (a *app) status(ctx context.Context) error {
 				rows = []statusRow{}
 			}
 			return a.writeJSON(struct {
-				Store   string          `json:"store"`
-				Prefix  string          `json:"prefix"`
-				Subject lockout.Subject `json:"subject"`
-				Rules   []statusRow     `json:"rules"`
-				Notes   []string        `json:"notes,omitempty"`
-			}{s.store.about, a.prefix, sub, rows, notes})
+				Store   string      `json:"store"`
+				Prefix  string      `json:"prefix"`
+				Subject subjectJSON `json:"subject"`
+				Rules   []statusRow `json:"rules"`
+				Notes   []string    `json:"notes,omitempty"`
+			}{s.store.about, a.prefix, jsonSubject(sub), rows, notes})
 		}
 		tw := a.table()
 		fmt.Fprintln(tw, "RULE\tKEY\tATTEMPTS\tWINDOW LEFT\tLOCKED\tLOCKOUTS")
@@ -492,31 +514,36 @@ func (a *app) clear(ctx context.Context, action string, f func(*lockout.Policy, 
 		if action == "reset" {
 			what = "forgot everything about " + describe(sub) + " (counters, locks, lockout history)"
 		}
+		partial := s.partial(sub)
+		var reached, unreached []string
+		for _, r := range s.rules {
+			if _, ok := partial[r.Name]; ok {
+				unreached = append(unreached, r.Name)
+			} else if s.touches(r, sub) {
+				reached = append(reached, r.Name)
+			}
+		}
 		err := f(s.policy, ctx, sub)
 		switch {
 		case err == nil:
-			return a.done(action, what+": rules "+ruleNames(s.rules), map[string]any{"subject": sub})
+			return a.done(action, what+" (rules "+strings.Join(append(reached, unreached...), ", ")+")", map[string]any{"subject": jsonSubject(sub)})
 		case errors.Is(err, lockout.ErrPartial):
-			partial := s.partial(sub)
-			var hints, reached []string
-			for _, name := range sortedKeys(partial) {
-				hints = append(hints, fmt.Sprintf("rule %s: add %s", name, strings.Join(partial[name], " ")))
+			var b strings.Builder
+			fmt.Fprintf(&b, "%s: partial: %s cannot list keys, so the keys of the rules keyed by more fields than given were not reached:\n", action, s.store.kind)
+			for _, name := range unreached {
+				fmt.Fprintf(&b, "  rule %s: add %s\n", name, strings.Join(partial[name], " "))
 			}
-			for _, r := range s.rules {
-				if _, ok := partial[r.Name]; !ok {
-					reached = append(reached, r.Name)
-				}
+			if len(reached) > 0 {
+				fmt.Fprintf(&b, "Done for rules %s. ", strings.Join(reached, ", "))
 			}
-			msg := fmt.Sprintf("%s: partial: %s cannot list keys, so the keys of rules keyed by more fields than given were not reached (%s); "+
-				"the rules keyed by just these fields were (%s). Run it again with the missing fields, once for each value the subject was locked with "+
-				"(the service's log or journal names them)", action, s.store.kind, strings.Join(hints, "; "), strings.Join(reached, ", "))
+			b.WriteString("Run it again with the missing fields, once for each value the subject was locked with (the service's log names them)")
 			if a.json {
-				if err := a.writeJSON(map[string]any{"action": action, "operator": a.operator, "subject": sub, "partial": true,
-					"unreached_rules": sortedKeys(partial), "reached_rules": reached, "hint": msg}); err != nil {
+				if err := a.writeJSON(map[string]any{"action": action, "operator": a.operator, "subject": jsonSubject(sub), "partial": true,
+					"reached_rules": reached, "unreached_rules": unreached, "hint": b.String()}); err != nil {
 					return err
 				}
 			}
-			return partialErr(errors.New(msg))
+			return partialErr(errors.New(b.String()))
 		case errors.Is(err, lockout.ErrInvalidSubject):
 			return usageErr("%v", err)
 		}

@@ -187,8 +187,10 @@ func openRedis(ctx context.Context, scheme, rest string) (*opened, error) {
 	return &opened{Backend: s, about: about, kind: "redis", closed: []func() error{client.Close}}, nil
 }
 
-// redact hides a URL's password.
+// redact hides a URL's password, and drops its query (which may hold
+// sentinel_password).
 func redact(spec string) string {
+	spec, _, _ = strings.Cut(spec, "?")
 	scheme, rest, _ := strings.Cut(spec, "://")
 	authority, tail, _ := strings.Cut(rest, "/")
 	if at := strings.LastIndexByte(authority, '@'); at >= 0 {
