@@ -72,11 +72,11 @@ func (a *app) commonFlags(fs *flag.FlagSet) {
 		a.timeout = time.Minute
 		a.boltWait = time.Second
 	}
-	fs.StringVar(&a.store, "store", a.store, "the store: redis://, rediss://, redis+sentinel://, redis+cluster://, memcache://, bolt:///path or a path (default $LOCKOUT_STORE)")
-	fs.StringVar(&a.prefix, "prefix", a.prefix, "the policy's key prefix, lockout.Config.Prefix (default $LOCKOUT_PREFIX, else \"lockout\")")
+	fs.StringVar(&a.store, "store", a.store, "the store: redis://, rediss://, redis+sentinel://, redis+cluster://, memcache://, bolt:///path or a path; $LOCKOUT_STORE when not given")
+	fs.StringVar(&a.prefix, "prefix", a.prefix, "the policy's key prefix, lockout.Config.Prefix; $LOCKOUT_PREFIX when not given")
 	fs.BoolVar(&a.json, "json", a.json, "write JSON instead of a table")
-	fs.StringVar(&a.operator, "operator", a.operator, "who acts, for the log and the journal of unlocks and resets (default $USER)")
-	fs.StringVar(&a.rules, "rules", a.rules, "the policy's rules, `[name=]field+field[:limit],...`; fields: username, ip, useragent, or a custom field's name (default: learnt from the keys where the store lists them, else \"username,username+ip,ip\"; $LOCKOUT_RULES)")
+	fs.StringVar(&a.operator, "operator", a.operator, "who acts, for the log and the journal of unlocks and resets; $USER when not given")
+	fs.StringVar(&a.rules, "rules", a.rules, "the policy's `rules`, [name=]field+field[:limit],... with fields username, ip, useragent or a custom field's name; when not given ($LOCKOUT_RULES), learnt from the keys where the store lists them, else \"username,username+ip,ip\"")
 	fs.IntVar(&a.ipv4Prefix, "ipv4-prefix", a.ipv4Prefix, "the IPv4 prefix length the -rules rules key addresses by")
 	fs.IntVar(&a.ipv6Prefix, "ipv6-prefix", a.ipv6Prefix, "the IPv6 prefix length the -rules rules key addresses by")
 	fs.DurationVar(&a.timeout, "timeout", a.timeout, "bounds the whole command")
