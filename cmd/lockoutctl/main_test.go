@@ -1,0 +1,605 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/go-lockout/lockout"
+	"github.com/go-lockout/lockout/backend"
+	"github.com/go-lockout/lockout/backend/bolt"
+	"github.com/go-lockout/lockout/backend/memcache"
+	redisstore "github.com/go-lockout/lockout/backend/redis"
+	"github.com/go-lockout/lockout/internal/testserver"
+)
+
+// result is what one run of the tool gave.
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+// ctl runs the tool in-process, with stdin as its input.
+func ctl(t *testing.T, stdin string, args ...string) result {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := run(t.Context(), args, strings.NewReader(stdin), &out, &errb)
+	r := result{code, out.String(), errb.String()}
+	t.Logf("lockoutctl %s\n-> exit %d\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
+	return r
+}
+
+func (r result) want(t *testing.T, code int, contains ...string) {
+	t.Helper()
+	if r.code != code {
+		t.Fatalf("exit %d, want %d (stderr: %s)", r.code, code, r.stderr)
+	}
+	for _, s := range contains {
+		if !strings.Contains(r.stdout+r.stderr, s) {
+			t.Errorf("output lacks %q", s)
+		}
+	}
+}
+
+// fixture is a real store: its -store URL, and how a service opens it.
+type fixture struct {
+	name string
+	url  string
+	// open opens the store as a service does. A bolt file is held while
+	// it is open: the test closes the service before running the tool.
+	open func(t *testing.T) backend.Backend
+}
+
+func redisFixture(t *testing.T) fixture {
+	srv := testserver.Redis(t)
+	testserver.FlushRedis(t, srv.Addr)
+	return fixture{"redis", "redis://" + srv.Addr, func(t *testing.T) backend.Backend {
+		c := goredis.NewClient(&goredis.Options{Addr: srv.Addr, ContextTimeoutEnabled: true})
+		s, err := redisstore.New(t.Context(), c, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return s
+	}}
+}
+
+func memcachedFixture(t *testing.T) fixture {
+	srv := testserver.Memcached(t)
+	testserver.FlushMemcached(t, srv.Addr)
+	return fixture{"memcached", "memcache://" + srv.Addr, func(t *testing.T) backend.Backend {
+		s, err := memcache.NewServers([]string{srv.Addr}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}}
+}
+
+func boltFixture(t *testing.T) fixture {
+	path := filepath.Join(t.TempDir(), "lockout.db")
+	open := func(t *testing.T) backend.Backend {
+		s, err := bolt.Open(path, 0o600, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	open(t).Close() // the tool never creates a file
+	return fixture{"bolt", "bolt://" + path, open}
+}
+
+// service is a login service's policy on a store: a username rule with
+// limit 6, a username+IP rule with limit 3 (so that three failures from
+// each of two addresses lock both), an IP rule with limit 100, no lock cache
+// (an unlock shows at once), and the journal where the store keeps one.
+type service struct {
+	*lockout.Policy
+	store backend.Backend
+}
+
+func newService(t *testing.T, f fixture, prefix string) *service {
+	t.Helper()
+	store := f.open(t)
+	cfg := lockout.Config{
+		Prefix:       prefix,
+		Rules:        []lockout.Rule{lockout.ByUsername(6), lockout.ByUsernameAndIP(3), lockout.ByIP(100)},
+		LockCacheTTL: lockout.NoLockCache,
+		Outage:       lockout.FailClosed,
+		Logger:       slog.New(slog.DiscardHandler),
+	}
+	if _, ok := store.(backend.Journal); ok {
+		cfg.Journal = &lockout.JournalConfig{}
+	}
+	p, err := lockout.New(store, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &service{p, store}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func (s *service) Close() {
+	s.Policy.Close()
+	s.store.Close()
+}
+
+// lock fails username's password from ip three times: its username+IP
+// key is locked, and its username key after two addresses.
+func (s *service) lock(t *testing.T, username, ip string) {
+	t.Helper()
+	ctx := t.Context()
+	for range 3 {
+		a, err := s.Allow(ctx, lockout.Subject{Username: username, IP: ip})
+		if err != nil {
+			t.Fatalf("Allow %s from %s: %v", username, ip, err)
+		}
+		if err := a.Failure(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.Allow(ctx, lockout.Subject{Username: username, IP: ip}); !errors.Is(err, lockout.ErrLocked) {
+		t.Fatalf("after 3 failures: Allow %s from %s: %v, want locked", username, ip, err)
+	}
+	if _, ok := s.store.(backend.Journal); ok {
+		if err := s.SyncJournal(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// admitted reports whether username's next login from ip goes ahead, and
+// reports it as a success.
+func (s *service) admitted(t *testing.T, username, ip string) bool {
+	t.Helper()
+	a, err := s.Allow(t.Context(), lockout.Subject{Username: username, IP: ip})
+	if errors.Is(err, lockout.ErrLocked) {
+		return false
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Success(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	return true
+}
+
+// statusJSON is the JSON of status.
+type statusJSON struct {
+	Rules []struct {
+		Rule     string `json:"rule"`
+		Key      string `json:"key"`
+		Attempts *int64 `json:"attempts"`
+		Limit    *int   `json:"limit"`
+		Locked   bool   `json:"locked"`
+		Lockouts *int64 `json:"lockouts"`
+		StoreKey string `json:"store_key"`
+	} `json:"rules"`
+	Notes []string `json:"notes"`
+}
+
+type locksJSON struct {
+	Locks []struct {
+		Rule     string            `json:"rule"`
+		Subject  map[string]string `json:"subject"`
+		Key      string            `json:"key"`
+		StoreKey string            `json:"store_key"`
+	} `json:"locks"`
+}
+
+func decode[T any](t *testing.T, s string) T {
+	t.Helper()
+	var v T
+	if err := json.Unmarshal([]byte(s), &v); err != nil {
+		t.Fatalf("JSON %q: %v", s, err)
+	}
+	return v
+}
+
+// TestUnlockAdmits locks alice under the username rule and the
+// username+IP rule, from two addresses, shows her status and the locks as
+// tables and JSON, unlocks her by username alone, and checks her next
+// correct login goes ahead from both addresses, and that the journal shows
+// the unlock with the operator.
+func TestUnlockAdmits(t *testing.T) {
+	for _, mk := range []func(*testing.T) fixture{redisFixture, boltFixture} {
+		f := mk(t)
+		t.Run(f.name, func(t *testing.T) {
+			svc := newService(t, f, "app")
+			svc.lock(t, "alice", "192.0.2.1")
+			svc.lock(t, "Alice", "2001:db8::1") // the same canonical user; an IPv6 /64: her username is locked now
+			svc.lock(t, "bob", "192.0.2.1")
+			svc.Close() // a bolt file is held while open
+			common := []string{"-store", f.url, "-prefix", "app", "-operator", "tester"}
+
+			r := ctl(t, "", append([]string{"status"}, append(common, "-username", "alice")...)...)
+			r.want(t, 0, "RULE", "username+ip", "u=alice,ip=192.0.2.1", "u=alice,ip=2001:db8::/64", "left")
+			if strings.Contains(r.stdout, "bob") {
+				t.Error("status of alice shows bob")
+			}
+			st := decode[statusJSON](t, ctl(t, "", append([]string{"status", "-json", "-rules", "username:6,username+ip:3"}, append(common, "-username", "alice")...)...).stdout)
+			byKey := map[string]bool{}
+			for _, row := range st.Rules {
+				if !row.Locked {
+					t.Errorf("%s %s: not locked", row.Rule, row.Key)
+				}
+				if want := map[string]int{"username": 6, "username+ip": 3}[row.Rule]; row.Limit == nil || *row.Limit != want {
+					t.Errorf("%s: limit %v, want %d from -rules", row.Rule, row.Limit, want)
+				}
+				byKey[row.Rule+" "+row.Key] = true
+			}
+			for _, k := range []string{"username u=alice", "username+ip u=alice,ip=192.0.2.1", "username+ip u=alice,ip=2001:db8::/64"} {
+				if !byKey[k] {
+					t.Errorf("status -json lacks %s: %+v", k, st.Rules)
+				}
+			}
+
+			r = ctl(t, "", append([]string{"locks"}, common...)...)
+			r.want(t, 0, "SUBJECT", "u=alice,ip=192.0.2.1", "u=bob,ip=192.0.2.1", "u=alice", "app:l:username:{u=alice}")
+			locks := decode[locksJSON](t, ctl(t, "", append([]string{"locks", "-json"}, common...)...).stdout)
+			if len(locks.Locks) != 4 { // alice; alice and bob from .1, alice from the /64
+				t.Errorf("locks -json: %d locks, want 4: %+v", len(locks.Locks), locks.Locks)
+			}
+
+			ctl(t, "", append([]string{"unlock"}, append(common, "-username", "alice")...)...).want(t, 0, "lifted every lock")
+
+			svc = newService(t, f, "app")
+			for _, ip := range []string{"192.0.2.1", "2001:db8::1"} {
+				if !svc.admitted(t, "alice", ip) {
+					t.Errorf("after unlock -username alice: alice from %s refused", ip)
+				}
+			}
+			if svc.admitted(t, "bob", "192.0.2.1") {
+				t.Error("unlock of alice unlocked bob")
+			}
+			if _, ok := svc.store.(backend.Journal); ok {
+				svc.SyncJournal(t.Context())
+				svc.Close()
+				r := ctl(t, "", append([]string{"attempts", "-outcome", "unlock"}, common...)...)
+				r.want(t, 0, "unlock", "by tester via cli")
+				r = ctl(t, "", append([]string{"attempts", "-json", "-username", "ALICE", "-limit", "2"}, common...)...)
+				var page struct {
+					Records []recordRow `json:"records"`
+					Next    string      `json:"next"`
+				}
+				if err := json.Unmarshal([]byte(r.stdout), &page); err != nil {
+					t.Fatal(err)
+				}
+				if len(page.Records) != 2 || page.Next == "" {
+					t.Fatalf("attempts -limit 2: %d records, next %q", len(page.Records), page.Next)
+				}
+				for _, rec := range page.Records {
+					if rec.Username != "alice" {
+						t.Errorf("attempts -username ALICE: record of %q", rec.Username)
+					}
+				}
+				ctl(t, "", append([]string{"attempts", "-before", page.Next, "-username", "alice"}, common...)...).want(t, 0, "failure")
+			}
+		})
+	}
+}
+
+// TestMemcachedPartial: memcached cannot list keys, so unlocking alice by
+// username alone lifts her username lock but not her username+IP lock: the
+// tool says so with exit code 3 and asks for -ip; with -ip she is admitted.
+func TestMemcachedPartial(t *testing.T) {
+	f := memcachedFixture(t)
+	svc := newService(t, f, "app")
+	svc.lock(t, "alice", "192.0.2.1")
+	svc.lock(t, "alice", "192.0.2.2")
+	common := []string{"-store", f.url, "-prefix", "app", "-operator", "tester"}
+
+	r := ctl(t, "", append([]string{"unlock"}, append(common, "-username", "alice")...)...)
+	r.want(t, exitPartial, "partial", "memcached cannot list keys", "rule username+ip: add -ip ADDR")
+	if svc.admitted(t, "alice", "192.0.2.1") {
+		t.Fatal("the username+ip lock was lifted on memcached by username alone?")
+	}
+	ctl(t, "", append([]string{"status"}, append(common, "-username", "alice")...)...).want(t, 0, "note: rule username+ip: not shown", "add -ip ADDR")
+	ctl(t, "", append([]string{"status"}, append(common, "-username", "alice", "-ip", "192.0.2.1")...)...).want(t, 0, "u=alice,ip=192.0.2.1", "left")
+	ctl(t, "", append([]string{"unlock"}, append(common, "-username", "alice", "-ip", "192.0.2.1")...)...).want(t, 0, "lifted")
+	if !svc.admitted(t, "alice", "192.0.2.1") {
+		t.Fatal("after unlock -username alice -ip: refused")
+	}
+
+	for _, cmd := range []struct {
+		args []string
+		msg  string
+	}{
+		{[]string{"locks"}, "memcached cannot list keys"},
+		{[]string{"reset-all", "-yes"}, "memcached cannot list keys"},
+		{[]string{"attempts"}, "memcached keeps no journal"},
+	} {
+		ctl(t, "", append(cmd.args, common...)...).want(t, exitPartial, cmd.msg)
+	}
+}
+
+// TestResetAll: reset-all on prefix p removes p's keys and leaves those of
+// p:x and q alone; it asks first unless -yes.
+func TestResetAll(t *testing.T) {
+	for _, mk := range []func(*testing.T) fixture{redisFixture, boltFixture} {
+		f := mk(t)
+		t.Run(f.name, func(t *testing.T) {
+			for _, prefix := range []string{"p", "p:x", "q", "p:l"} {
+				svc := newService(t, f, prefix)
+				svc.lock(t, "alice", "192.0.2.1")
+				svc.lock(t, "alice", "192.0.2.2")
+				svc.Close()
+			}
+			count := func(prefix string) int {
+				t.Helper()
+				r := ctl(t, "", "locks", "-json", "-store", f.url, "-prefix", prefix)
+				if r.code != 0 {
+					t.Fatalf("locks: exit %d", r.code)
+				}
+				return len(decode[locksJSON](t, r.stdout).Locks)
+			}
+			for _, p := range []string{"p", "p:x", "q", "p:l"} {
+				if n := count(p); n != 3 {
+					t.Fatalf("prefix %s: %d locks, want 3", p, n)
+				}
+			}
+			args := []string{"reset-all", "-store", f.url, "-prefix", "p"}
+			ctl(t, "no\n", args...).want(t, exitError, "not confirmed", "Type yes")
+			ctl(t, "", args...).want(t, exitError, "not confirmed")
+			if n := count("p"); n != 3 {
+				t.Fatalf("unconfirmed reset-all removed locks: %d left", n)
+			}
+			ctl(t, "yes\n", args...).want(t, 0, "removed")
+			ctl(t, "", append(args, "-yes", "-json")...).want(t, 0, `"keys": 0`)
+			want := map[string]int{"p": 0, "p:x": 3, "q": 3, "p:l": 3}
+			for p, n := range want {
+				if got := count(p); got != n {
+					t.Errorf("after reset-all -prefix p: prefix %s has %d locks, want %d", p, got, n)
+				}
+			}
+			// Counters and history of the other prefixes are there too.
+			ctl(t, "", "status", "-store", f.url, "-prefix", "p:x", "-username", "alice").want(t, 0, "u=alice")
+			svc := newService(t, f, "p:x")
+			if svc.admitted(t, "alice", "192.0.2.1") {
+				t.Error("reset-all of p unlocked alice under p:x")
+			}
+			svc.Close()
+			svc = newService(t, f, "p")
+			if !svc.admitted(t, "alice", "192.0.2.1") {
+				t.Error("after reset-all of p: alice refused under p")
+			}
+		})
+	}
+}
+
+// TestBoltHeld: while a service holds the bbolt file, the tool says so
+// plainly, with exit code 4.
+func TestBoltHeld(t *testing.T) {
+	f := boltFixture(t)
+	svc := newService(t, f, "app")
+	path := strings.TrimPrefix(f.url, "bolt://")
+	for _, store := range []string{f.url, path} {
+		for _, cmd := range [][]string{{"status", "-username", "alice"}, {"locks"}, {"unlock", "-username", "alice"}} {
+			start := time.Now()
+			r := ctl(t, "", append(cmd, "-store", store, "-bolt-wait", "100ms")...)
+			r.want(t, exitBusy, "held by a running service", "stop the service")
+			if d := time.Since(start); d > 5*time.Second {
+				t.Errorf("gave up after %v, -bolt-wait 100ms", d)
+			}
+		}
+	}
+	svc.Close()
+	ctl(t, "", "locks", "-store", path).want(t, 0, "no locks")
+	ctl(t, "", "locks", "-store", path+".missing").want(t, exitError, "does not exist")
+}
+
+// TestRedisTopologies unlocks alice through a Sentinel URL and a Cluster
+// seed list.
+func TestRedisTopologies(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a Sentinel set and a Cluster")
+	}
+	t.Run("sentinel", func(t *testing.T) {
+		s := testserver.RedisSentinel(t)
+		url := "redis+sentinel://" + strings.Join(s.SentinelAddrs, ",") + "/" + s.MasterName
+		f := fixture{"sentinel", url, func(t *testing.T) backend.Backend {
+			c := goredis.NewFailoverClient(&goredis.FailoverOptions{MasterName: s.MasterName, SentinelAddrs: s.SentinelAddrs, ContextTimeoutEnabled: true})
+			t.Cleanup(func() { c.Close() })
+			st, err := redisstore.New(t.Context(), c, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return st
+		}}
+		unlockThrough(t, f)
+	})
+	t.Run("cluster", func(t *testing.T) {
+		c := testserver.RedisCluster(t)
+		url := "redis+cluster://" + strings.Join(c.Addrs, ",")
+		f := fixture{"cluster", url, func(t *testing.T) backend.Backend {
+			cc := goredis.NewClusterClient(&goredis.ClusterOptions{Addrs: c.Addrs, ContextTimeoutEnabled: true})
+			t.Cleanup(func() { cc.Close() })
+			st, err := redisstore.New(t.Context(), cc, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return st
+		}}
+		unlockThrough(t, f)
+	})
+}
+
+func unlockThrough(t *testing.T, f fixture) {
+	t.Helper()
+	prefix := "topo" + time.Now().Format("150405.000000")
+	svc := newService(t, f, prefix)
+	svc.lock(t, "alice", "192.0.2.7")
+	svc.lock(t, "alice", "192.0.2.8")
+	ctl(t, "", "locks", "-store", f.url, "-prefix", prefix).want(t, 0, "u=alice,ip=192.0.2.7")
+	ctl(t, "", "unlock", "-store", f.url, "-prefix", prefix, "-username", "alice").want(t, 0, "lifted")
+	if !svc.admitted(t, "alice", "192.0.2.7") {
+		t.Fatal("after unlock: refused")
+	}
+}
+
+// TestUnlockKeyAndReset: unlock -key lifts one lock; reset forgets the
+// history too.
+func TestUnlockKeyAndReset(t *testing.T) {
+	f := redisFixture(t)
+	svc := newService(t, f, "app")
+	svc.lock(t, "alice", "192.0.2.1")
+	svc.lock(t, "alice", "192.0.2.2")
+	common := []string{"-store", f.url, "-prefix", "app"}
+	ctl(t, "", append([]string{"unlock", "-key", "app:l:username:{u=alice}"}, common...)...).want(t, 0, "unlocked app:l:username:{u=alice}")
+	if svc.admitted(t, "alice", "192.0.2.1") {
+		t.Fatal("the username+ip lock was lifted by unlocking the username key")
+	}
+	ctl(t, "", append([]string{"unlock", "-key", "app:a:username:{u=alice}"}, common...)...).want(t, exitUsage, "not a lock key")
+	ctl(t, "", append([]string{"unlock", "-key", "x", "-username", "alice"}, common...)...).want(t, exitUsage, "not both")
+	st := decode[statusJSON](t, ctl(t, "", append([]string{"status", "-json", "-username", "alice", "-ip", "192.0.2.1"}, common...)...).stdout)
+	lockouts := 0
+	for _, r := range st.Rules {
+		if r.Lockouts != nil {
+			lockouts += int(*r.Lockouts)
+		}
+	}
+	if lockouts != 2 {
+		t.Fatalf("lockouts before reset: %d, want 2 (username, username+ip)", lockouts)
+	}
+	ctl(t, "", append([]string{"reset", "-username", "alice"}, common...)...).want(t, 0, "forgot everything")
+	st = decode[statusJSON](t, ctl(t, "", append([]string{"status", "-json", "-username", "alice", "-ip", "192.0.2.1"}, common...)...).stdout)
+	for _, r := range st.Rules {
+		if r.Locked || (r.Lockouts != nil && *r.Lockouts != 0) || (r.Attempts != nil && *r.Attempts != 0 && r.Rule != "ip") {
+			t.Errorf("after reset: %+v", r)
+		}
+	}
+}
+
+// TestUsage checks the usage errors: exit code 2, and a message.
+func TestUsage(t *testing.T) {
+	f := redisFixture(t)
+	svc := newService(t, f, "app")
+	svc.lock(t, "alice", "192.0.2.1")
+	for _, tc := range []struct {
+		name string
+		args []string
+		code int
+		msg  string
+	}{
+		{"no command", nil, exitUsage, "no command"},
+		{"unknown command", []string{"frobnicate"}, exitUsage, "unknown command"},
+		{"help", []string{"help"}, exitOK, "reset-all"},
+		{"no subject", []string{"status", "-store", f.url}, exitUsage, "give a subject"},
+		{"no store", []string{"status", "-username", "a", "-store", ""}, exitUsage, "no store"},
+		{"bad scheme", []string{"locks", "-store", "mongodb://x:1"}, exitUsage, "unknown scheme"},
+		{"bad ip", []string{"status", "-store", f.url, "-ip", "nope"}, exitUsage, "-ip"},
+		{"bad field", []string{"status", "-store", f.url, "-field", "novalue"}, exitUsage, "name=value"},
+		{"stray argument", []string{"status", "-store", f.url, "alice"}, exitUsage, "unexpected argument"},
+		{"bad outcome", []string{"attempts", "-store", f.url, "-outcome", "win"}, exitUsage, "-outcome"},
+		{"rules disagree with keys", []string{"status", "-store", f.url, "-prefix", "app", "-username", "a", "-rules", "username+ip=username"}, exitUsage, "keyed by"},
+		{"bad rules", []string{"status", "-store", f.url, "-username", "a", "-rules", "username:x"}, exitUsage, "limit"},
+		{"sentinel without master", []string{"locks", "-store", "redis+sentinel://127.0.0.1:1"}, exitUsage, "name the master"},
+		{"two servers in redis://", []string{"locks", "-store", "redis://127.0.0.1:1,127.0.0.1:2"}, exitUsage, "one server"},
+		{"unreachable", []string{"locks", "-store", "redis://127.0.0.1:1", "-timeout", "2s"}, exitError, "127.0.0.1:1"},
+		{"flags before the command", []string{"-store", f.url, "-prefix", "app", "status", "-username", "alice"}, exitOK, "u=alice"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctl(t, "", tc.args...).want(t, tc.code, tc.msg)
+		})
+	}
+}
+
+func TestRuleOfKey(t *testing.T) {
+	for _, tc := range []struct {
+		prefix, key string
+		name        string
+		fields      []lockout.Field
+		v4, v6      int
+	}{
+		{"p", "p:l:username:{u=alice}", "username", []lockout.Field{lockout.Username}, 0, 0},
+		{"p", "p:a:username+ip:{u=alice,ip=192.0.2.0/24}", "username+ip", []lockout.Field{lockout.Username, lockout.IP}, 24, 0},
+		{"p", "p:h:net:{ip=2001:db8::/56}", "net", []lockout.Field{lockout.IP}, 0, 56},
+		{"p", "p:l:t:{f.tenant=acme,ua=curl}", "t", []lockout.Field{"tenant", lockout.UserAgent}, 0, 0},
+		{"app:v1", "app:v1:l:ip:{ip=192.0.2.1}", "ip", []lockout.Field{lockout.IP}, 32, 0},
+		// Other prefixes that begin with p's, and other data: not p's.
+		{"p", "p:x:l:username:{u=alice}", "", nil, 0, 0},
+		{"p", "p:l:l:username:{u=alice}", "", nil, 0, 0},
+		{"p", "p:a:a:ip:{ip=192.0.2.1}", "", nil, 0, 0},
+		{"p", "q:l:username:{u=alice}", "", nil, 0, 0},
+		{"p", "p:session:abc", "", nil, 0, 0},
+		{"p", "p:l:username:{u=alice", "", nil, 0, 0},
+		{"p", "p:l:username:{x=alice}", "", nil, 0, 0},
+		{"p", "p:l:ip:{ip=nope}", "", nil, 0, 0},
+	} {
+		name, kr, ok := ruleOfKey(tc.prefix, tc.key)
+		if ok != (tc.name != "") || name != tc.name || !equalFields(kr.fields, tc.fields) || kr.ipv4 != tc.v4 || kr.ipv6 != tc.v6 {
+			t.Errorf("ruleOfKey(%q, %q) = %q, %+v, %v; want %q, %v, /%d, /%d", tc.prefix, tc.key, name, kr, ok, tc.name, tc.fields, tc.v4, tc.v6)
+		}
+	}
+}
+
+func equalFields(a, b []lockout.Field) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func TestParseRules(t *testing.T) {
+	for _, tc := range []struct {
+		spec string
+		want string // name:fields:limit, ...
+		err  bool
+	}{
+		{"username,username+ip,ip", "username:[username]:0 username+ip:[username ip]:0 ip:[ip]:0", false},
+		{"u:5, ua+ip:10", "username:[username]:5 useragent+ip:[useragent ip]:10", false},
+		{"login=username+tenant:3", "login:[username tenant]:3", false},
+		{"username:0", "", true},
+		{"username+", "", true},
+	} {
+		rules, err := parseRules(tc.spec, 32, 64)
+		if (err != nil) != tc.err {
+			t.Errorf("parseRules(%q): %v", tc.spec, err)
+			continue
+		}
+		var got []string
+		for _, r := range rules {
+			got = append(got, r.Name+":"+fmtFields(r.Fields)+":"+strconv.Itoa(r.Limit))
+		}
+		if g := strings.Join(got, " "); !tc.err && g != tc.want {
+			t.Errorf("parseRules(%q) = %s, want %s", tc.spec, g, tc.want)
+		}
+	}
+}
+
+func fmtFields(fs []lockout.Field) string {
+	var s []string
+	for _, f := range fs {
+		s = append(s, string(f))
+	}
+	return "[" + strings.Join(s, " ") + "]"
+}
+
+func TestRedact(t *testing.T) {
+	for in, want := range map[string]string{
+		"redis://u:secret@h:1/2":                      "redis://u:xxxxx@h:1/2",
+		"redis+sentinel://:pw@a:1,b:2/master":         "redis+sentinel://:xxxxx@a:1,b:2/master",
+		"redis://h:1":                                 "redis://h:1",
+		"rediss+cluster://user@a:1,b:2?x=1":           "rediss+cluster://user@a:1,b:2",
+		"redis+sentinel://a:1/m?sentinel_password=pw": "redis+sentinel://a:1/m",
+	} {
+		if got := redact(in); got != want {
+			t.Errorf("redact(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
