@@ -782,6 +782,7 @@ tbody.group td:first-child{padding-left:1.6em}
 button.small{font-size:85%}
 form.danger{margin-top:1em}form.danger button{color:#a00}
 .confirm{max-width:40em}.confirm ul{margin:.5em 0}
+.legend{color:#555;font-size:90%;max-width:60em}
 `
 
 func humanDuration(secs int64) string {
@@ -846,6 +847,8 @@ var operatorPage = template.Must(template.New("operator").Funcs(template.FuncMap
 {{else}}<tr><td colspan="{{if .Journal}}8{{else}}6{{end}}">No rule is keyed by exactly these fields.</td></tr>
 {{end}}{{range .Status.AlsoLocked}}<tr class="also"><td>{{.Rule}}</td><td><code>{{.Subject}}</code></td><td colspan="2" class="dim">also holds this subject{{with .StatusLink}} (<a href="{{.}}">status</a>){{end}}</td><td><b class="locked">{{secs .Remaining}}</b></td><td></td>{{if $.Journal}}<td></td><td></td>{{end}}</tr>
 {{end}}</table>
+<p class="legend"><b>Attempts / limit</b>: failures (and attempts in progress) counted in the current window, and the rule's limit; the limit-th failure locks the key.
+<b>Window left</b>: until that count starts afresh. <b>Locked</b>: time left on the lock. <b>Lockouts in history</b>: the key's lockouts within the rule's history window (24 h by default); each makes the next lock longer, and only a reset forgets them.</p>
 <form class="inline" method="post" action="unlock">{{template "subject" .SubjectForm}}<button title="Lift every lock whose key holds this subject and clear those counters; the lockout history stays">Unlock</button></form>
 <form class="inline" method="post" action="reset">{{template "subject" .SubjectForm}}<button title="Asks to confirm first">Reset, forgetting the lockout history…</button></form>
 {{if .Journal}}<h3>Recent attempts of this subject</h3>
@@ -857,12 +860,12 @@ var operatorPage = template.Must(template.New("operator").Funcs(template.FuncMap
 {{else if .LocksErr}}<p class="note problem">{{.LocksErr}}</p>
 {{else}}<p class="dim">One group per user (her username lock and her username+IP locks from every address), then per IP address, then per other field. A group's Unlock lifts every lock of its subject; the lockout history stays, so a repeat offence still locks for longer.</p>
 <table class="locks">
-<tr><th>Rule</th><th title="The rule key: the fields the rule counts by, as stored (usernames canonical, IPv6 addresses as their prefix)">Key</th><th title="Time left on the lock">Lock left</th><th></th></tr>
+<tr><th>Rule</th><th title="The rule key: the fields the rule counts by, as stored (usernames canonical, IPv6 addresses as their prefix)">Key</th><th title="Time left on the lock; on a group's row, the longest of its locks">Lock left</th><th></th></tr>
 {{range .Groups}}<tbody class="group">
 <tr class="ghead"><th colspan="2">{{if eq .Kind "user"}}User <b>{{.Label}}</b>{{else if eq .Kind "ip"}}IP address <b>{{.Label}}</b>{{else}}<b>{{.Label}}</b>{{end}}
 <span class="dim">· {{len .Locks}} lock{{if ne (len .Locks) 1}}s{{end}}{{with .StatusLink}} · <a href="{{.}}">status</a>{{end}}</span></th>
 <th>{{secs .Longest}}</th>
-<th><form method="post" action="{{.UnlockAction}}">{{template "subject" .UnlockValues}}<button title="{{if eq .Kind "ip"}}Lift every lock that holds this address, including usernames' locks from it{{else}}Lift every lock of this subject{{end}}">Unlock {{if eq (len .Locks) 1}}it{{else}}all {{len .Locks}}{{end}}</button></form></th></tr>
+<th><form method="post" action="{{.UnlockAction}}">{{template "subject" .UnlockValues}}<button title="{{if eq .Kind "ip"}}Lift every lock that holds this address, including usernames' locks from it{{else}}Lift every lock of this subject{{end}}">{{if eq (len .Locks) 1}}Unlock{{else}}Unlock all {{len .Locks}}{{end}}</button></form></th></tr>
 {{range .Locks}}<tr><td>{{.Rule}}</td><td><code>{{.Subject}}</code></td><td>{{secs .Remaining}}</td><td><form method="post" action="unlock-key"><input type="hidden" name="key" value="{{.Key}}"><button class="small" title="Lift this lock only">Unlock this key</button></form></td></tr>
 {{end}}</tbody>
 {{else}}<tr><td colspan="4">No key is locked.</td></tr>
@@ -900,7 +903,7 @@ var confirmPage = template.Must(template.New("confirm").Parse(`<!doctype html>
 <p>This clears <b>every</b> counter, lock and lockout history this policy keeps: every locked user and address is unlocked, and every repeat offender starts again from a first lockout. Other policies sharing the store are not touched.</p>
 {{else}}<h1>Reset this subject?</h1>
 <ul>{{range .Subject}}<li>{{.Label}}: <b>{{.Value}}</b></li>{{end}}</ul>
-<p>This clears the counters, the locks <b>and the lockout history</b> of every key that holds this subject: its next lockout will be a first one, as short as the schedule's first entry. Unlock alone keeps the history.</p>
+<p>This clears the counters, the locks <b>and the lockout history</b> of every key that holds this subject: its next lockout counts as a first one again, as short as the schedule's first. Unlock alone keeps the history.</p>
 {{end}}
 <form method="post" action="{{.Action}}">{{range .Subject}}<input type="hidden" name="{{.Param}}" value="{{.Value}}">{{end}}<input type="hidden" name="confirm" value="yes">
 <button>Yes, {{if .All}}reset everything{{else}}reset{{end}}</button> <a href="{{.Back}}">Cancel</a></form>
