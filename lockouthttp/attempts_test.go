@@ -256,6 +256,9 @@ func TestOperatorActionsJournal(t *testing.T) {
 				}
 				form = url.Values{"key": {locks.Locks[i].Key}}
 			}
+			if tt.path == "reset" {
+				form.Set("confirm", "yes") // the page asks first
+			}
 			resp, body := e.do("POST", "/admin/lockout/"+tt.path, "application/x-www-form-urlencoded", form.Encode(),
 				adminHeader, "yes", operatorHeader, tt.operator, "Sec-Fetch-Site", "same-origin")
 			if resp.StatusCode != 200 && resp.StatusCode != http.StatusSeeOther {

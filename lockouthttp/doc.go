@@ -47,8 +47,9 @@
 // # Operators
 //
 // Operator is an http.Handler with a JSON API and one HTML page: a
-// subject's status, unlock, reset, the locked keys where the store can list
-// them, and the recent attempts of the policy's journal (when
+// subject's status, unlock, reset, reset-all, the locked keys where the
+// store can list them (on the page, grouped by subject, one Unlock per
+// group), and the recent attempts of the policy's journal (when
 // lockout.Config.Journal is set), filtered and paged. It refuses every
 // request unless OperatorConfig.Authorize allows it and names the operator,
 // whose name every unlock and reset carries into the journal and the log,

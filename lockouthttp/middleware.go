@@ -39,8 +39,16 @@ type Config struct {
 	// counts as a success.
 	Succeeded func(r *http.Request, status int, header http.Header) bool
 
-	// Refused answers a refused attempt. Default DefaultRefused.
+	// Refused answers a refused attempt. Default DefaultRefused, whose
+	// HTML page links back to FormURL. A login page of your own can show
+	// RefusalMessage instead.
 	Refused func(w http.ResponseWriter, r *http.Request, err *lockout.RefusedError)
+
+	// FormURL is where the default refusal page's "Back to the login
+	// form" link goes, e.g. "/login" when the form is served apart from
+	// the handler that checks it. Default: the refused request's path.
+	// It is unused when Refused is set.
+	FormURL string
 
 	// Conceal, when set, answers every refused attempt (locked,
 	// capacity, denylisted, unavailable) in place of Refused, with the
@@ -98,7 +106,7 @@ func NewMiddleware(p *lockout.Policy, cfg Config) *Middleware {
 		cfg.ClientIP = PeerIP
 	}
 	if cfg.Refused == nil {
-		cfg.Refused = DefaultRefused
+		cfg.Refused = refusedLinking(cfg.FormURL)
 	}
 	if cfg.Error == nil {
 		cfg.Error = DefaultError

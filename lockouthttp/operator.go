@@ -7,6 +7,7 @@ import (
 	"html/template"
 	"mime"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"path"
 	"strconv"
@@ -51,6 +52,12 @@ type OperatorConfig struct {
 	// MaxLocks bounds how many locks one listing returns. Default
 	// DefaultMaxLocks.
 	MaxLocks int
+
+	// Rules are the policy's rules, as given to lockout.Config: the
+	// page's subject lookup asks for every field they use (username, IP,
+	// user agent, custom fields). Default: the username and the IP, and
+	// any other field a listed lock's key holds.
+	Rules []lockout.Rule
 }
 
 // An Operator is an http.Handler for operators: a subject's status, unlock,
@@ -63,19 +70,25 @@ type OperatorConfig struct {
 //
 // Routes, relative to the mount point:
 //
-//	GET  ./                   the HTML page (?username=&ip= shows a status;
-//	                          attempts_username=, attempts_ip=, outcome=
-//	                          and before= page through recent attempts)
-//	POST ./unlock, ./reset, ./unlock-key
-//	                          the page's forms; they answer 303 back to it
-//	GET  api/status?username=&ip=
+//	GET  ./                   the HTML page (?username=&ip=&user_agent=&field.NAME=
+//	                          shows a subject's status; attempts_username=,
+//	                          attempts_ip=, outcome= and before= page
+//	                          through recent attempts)
+//	POST ./unlock, ./reset, ./unlock-key, ./reset-all
+//	                          the page's forms; they answer 303 back to it.
+//	                          reset and reset-all first answer a page that
+//	                          asks to confirm, whose button posts again
+//	                          with confirm=yes
+//	GET  api/status?username=&ip=&user_agent=&field.NAME=
 //	                          SubjectStatus
-//	POST api/unlock           lift the locks of the rules that apply to
-//	                          the subject (username, ip) and clear their
-//	                          counters; the lockout history stays
+//	POST api/unlock           lift every lock whose key holds the subject
+//	                          (Policy.Unlock) and clear those counters; the
+//	                          lockout history stays
 //	POST api/reset            the same, and forget the lockout history
+//	POST api/reset-all        with confirm=yes: clear every counter, lock
+//	                          and history of the policy (Policy.ResetAll)
 //	GET  api/locks[?limit=n]  LockList; 501 when the store cannot list
-//	POST api/unlock-key       lift one lock by its key, as listed
+//	POST api/unlock-key       lift locks by their keys, as listed
 //	GET  api/attempts?username=&ip=&outcome=&before=&limit=
 //	                          AttemptList: the journal's records, newest
 //	                          first, filtered (every parameter optional);
@@ -84,11 +97,24 @@ type OperatorConfig struct {
 //	                          501 no_journal without lockout.Config.Journal
 //
 // POST parameters come as a form (application/x-www-form-urlencoded, or
-// the query string) or as a JSON object: {"username": "...", "ip": "..."}
-// or {"key": "..."}. A subject's rules are those that apply to the fields
-// given: unlocking {"username": "alice"} lifts her username lock, not the
-// lock of alice at one IP (give both). JSON errors look like
-// {"error": "bad_request", "message": "..."}.
+// the query string: username, ip, user_agent, field.NAME, key (repeated
+// for several), confirm) or as a JSON object: {"username": "...", "ip":
+// "...", "user_agent": "...", "fields": {"NAME": "..."}}, {"key": "..."}
+// or {"keys": [...]}, {"confirm": "yes"}. An unlock reaches every lock
+// whose key holds the fields given: {"username": "alice"} lifts her
+// username lock and her username+IP locks from every address, where the
+// store can list its keys. Where it cannot (memcached), it lifts the locks
+// of the rules keyed by exactly the fields given and answers 501
+// {"error": "partial", ...}: give every field of a rule (the username and
+// the IP) to reach its lock. JSON errors look like {"error":
+// "bad_request", "message": "..."}.
+//
+// The page groups the locked keys by subject: every lock of one username
+// (its username rule, its username+IP rules from every address, ...) in
+// one group, keys without a username by IP address, then by their other
+// fields; a group's Unlock lifts them all (Policy.Unlock of the group's
+// subject). Keys whose value is a hash (values longer than 64 bytes, such
+// as most user agents) are unlocked key by key.
 //
 // Every request must pass OperatorConfig.Authorize (403 otherwise, and
 // always when it is nil), and every POST the CrossOrigin check (403). All
@@ -105,10 +131,12 @@ type OperatorConfig struct {
 //
 // API statuses: 200; 400 bad_request (no subject, an address or username
 // that cannot be keyed, a malformed body, a limit that is not a positive
-// integer, an unknown outcome, a cursor the journal does not know); 403
-// forbidden or cross_origin; 404 not_found; 405 method_not_allowed; 501
-// unsupported (the store cannot list locks) or no_journal (the policy keeps
-// no journal); 503 backend (the store failed). An unlock-key of a key that
+// integer, an unknown outcome, a cursor the journal does not know) or
+// confirm_required (a reset-all without confirm=yes); 403 forbidden or
+// cross_origin; 404 not_found; 405 method_not_allowed; 501 unsupported
+// (the store cannot list locks, or reset all), partial (an unlock or reset
+// that could not reach every lock, see above) or no_journal (the policy
+// keeps no journal); 503 backend (the store failed). An unlock-key of a key that
 // is not a lock key of the policy is 400 bad_request, and touches nothing:
 // api/locks and api/unlock-key see only the policy's own keys, never those
 // of another policy sharing the store, even one whose prefix begins with
@@ -134,10 +162,18 @@ func NewOperator(p *lockout.Policy, cfg OperatorConfig) *Operator {
 
 // SubjectStatus is the answer of GET api/status.
 type SubjectStatus struct {
-	Username string `json:"username,omitempty"`
-	IP       string `json:"ip,omitempty"`
-	// Rules lists the rules that apply to the subject.
+	Username  string            `json:"username,omitempty"`
+	IP        string            `json:"ip,omitempty"`
+	UserAgent string            `json:"user_agent,omitempty"`
+	Fields    map[string]string `json:"fields,omitempty"`
+	// Rules lists the rules that apply to the subject: those keyed by
+	// fields it gives, every one.
 	Rules []RuleState `json:"rules"`
+	// AlsoLocked lists the other locks whose key holds the subject, those
+	// of rules keyed by more fields than it gives (alice's username+IP
+	// locks, for {"username": "alice"}), where the store can list them.
+	// An unlock of the subject lifts them too.
+	AlsoLocked []LockState `json:"also_locked,omitempty"`
 }
 
 // RuleState is the state of one rule key, in JSON. Durations are whole
@@ -175,6 +211,28 @@ type LockState struct {
 	Subject string `json:"subject"`
 	// Remaining is in whole seconds, rounded up; -1 until unlocked.
 	Remaining int64 `json:"remaining_seconds"`
+
+	fields []lockout.SubjectField
+}
+
+// StatusLink is the page's link to the status of the lock's subject,
+// empty when a value is a hash.
+func (l LockState) StatusLink() string {
+	v := url.Values{}
+	for _, f := range l.fields {
+		if hashed(f.Value) {
+			return ""
+		}
+		p := tagParam(f.Tag)
+		if p == paramIP {
+			if pr, err := netip.ParsePrefix(f.Value); err == nil {
+				v.Set(p, pr.Addr().String())
+				continue
+			}
+		}
+		v.Set(p, f.Value)
+	}
+	return "./?" + v.Encode()
 }
 
 func seconds(d time.Duration) int64 {
@@ -225,7 +283,7 @@ func (o *Operator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		} else {
 			o.page(w, r, operator)
 		}
-	case "unlock", "reset", "unlock-key":
+	case "unlock", "reset", "unlock-key", "reset-all":
 		if !post {
 			methodNotAllowed(w, "POST")
 			return
@@ -249,7 +307,7 @@ func (o *Operator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		o.apiAttempts(w, r)
-	case "api/unlock", "api/reset", "api/unlock-key":
+	case "api/unlock", "api/reset", "api/unlock-key", "api/reset-all":
 		if !post {
 			methodNotAllowed(w, "POST")
 			return
@@ -298,48 +356,132 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// params reads username, ip and key from a JSON body or a form.
-func params(w http.ResponseWriter, r *http.Request) (username, ip, key string, err error) {
-	r.Body = http.MaxBytesReader(w, r.Body, maxOperatorBody)
-	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt == "application/json" {
-		var v struct{ Username, IP, Key string }
-		dec := json.NewDecoder(r.Body)
-		if err := dec.Decode(&v); err != nil {
-			return "", "", "", err
-		}
-		return v.Username, v.IP, v.Key, nil
-	}
-	if err := r.ParseForm(); err != nil {
-		return "", "", "", err
-	}
-	return r.Form.Get("username"), r.Form.Get("ip"), r.Form.Get("key"), nil
+// actionParams are the parameters of a POST.
+type actionParams struct {
+	subject lockout.Subject
+	keys    []string
+	confirm bool
 }
 
-func (o *Operator) status(ctx context.Context, username, ip string) (SubjectStatus, error) {
-	st, err := o.p.Status(ctx, lockout.Subject{Username: username, IP: ip})
+// params reads a subject, keys and confirm from a JSON body or a form.
+func params(w http.ResponseWriter, r *http.Request) (actionParams, error) {
+	r.Body = http.MaxBytesReader(w, r.Body, maxOperatorBody)
+	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt == "application/json" {
+		var v struct {
+			Username  string            `json:"username"`
+			IP        string            `json:"ip"`
+			UserAgent string            `json:"user_agent"`
+			Fields    map[string]string `json:"fields"`
+			Key       string            `json:"key"`
+			Keys      []string          `json:"keys"`
+			Confirm   any               `json:"confirm"`
+		}
+		dec := json.NewDecoder(r.Body)
+		if err := dec.Decode(&v); err != nil {
+			return actionParams{}, err
+		}
+		p := actionParams{
+			subject: lockout.Subject{Username: v.Username, IP: v.IP, UserAgent: v.UserAgent, Fields: v.Fields},
+			keys:    v.Keys,
+			confirm: v.Confirm == true || v.Confirm == "yes",
+		}
+		if v.Key != "" {
+			p.keys = append([]string{v.Key}, p.keys...)
+		}
+		return p, nil
+	}
+	if err := r.ParseForm(); err != nil {
+		return actionParams{}, err
+	}
+	var keys []string
+	for _, k := range r.Form["key"] {
+		if k != "" {
+			keys = append(keys, k)
+		}
+	}
+	return actionParams{subject: subjectFrom(r.Form), keys: keys, confirm: r.Form.Get("confirm") == "yes"}, nil
+}
+
+func (o *Operator) status(ctx context.Context, s lockout.Subject) (SubjectStatus, error) {
+	st, err := o.p.Status(ctx, s)
 	if err != nil {
 		return SubjectStatus{}, err
 	}
-	out := SubjectStatus{Username: username, IP: ip, Rules: make([]RuleState, len(st))}
-	for i, s := range st {
+	out := SubjectStatus{Username: s.Username, IP: s.IP, UserAgent: s.UserAgent, Fields: s.Fields, Rules: make([]RuleState, len(st))}
+	for i, rs := range st {
 		out.Rules[i] = RuleState{
-			Rule:            s.Rule,
-			Key:             s.Key,
-			Attempts:        s.Attempts,
-			Limit:           s.Limit,
-			WindowRemaining: seconds(s.WindowRemaining),
-			Locked:          s.Locked,
-			Lockouts:        s.Lockouts,
+			Rule:            rs.Rule,
+			Key:             rs.Key,
+			Attempts:        rs.Attempts,
+			Limit:           rs.Limit,
+			WindowRemaining: seconds(rs.WindowRemaining),
+			Locked:          rs.Locked,
+			Lockouts:        rs.Lockouts,
 		}
-		if s.Locked {
-			out.Rules[i].LockRemaining = seconds(s.LockRemaining)
-			if rec := o.lockOrigin(ctx, username, ip, s); rec != nil {
+		if rs.Locked {
+			out.Rules[i].LockRemaining = seconds(rs.LockRemaining)
+			if rec := o.lockOrigin(ctx, s.Username, s.IP, rs); rec != nil {
 				out.Rules[i].LockedSince = &rec.Time
 				out.Rules[i].LockedBy = rec
 			}
 		}
 	}
 	return out, nil
+}
+
+// alsoLocked returns the locks in list that hold the subject of st (as
+// Policy.Unlock finds them: a key of a rule keyed by at least one of the
+// fields the subject gives, with its values) but are not among st's rules'
+// keys.
+func alsoLocked(st SubjectStatus, list []LockState) []LockState {
+	// The values the keys hold: as given, and the username canonical, as
+	// a rule key shows it.
+	want := map[string]string{}
+	for p, vs := range subjectValues(lockout.Subject{Username: st.Username, UserAgent: st.UserAgent, Fields: st.Fields}) {
+		want[paramTag(p)] = vs[0]
+	}
+	shown := map[string]bool{}
+	for _, r := range st.Rules {
+		shown[r.Rule+"\x00"+r.Key] = true
+		for part := range strings.SplitSeq(r.Key, ",") {
+			if tag, v, _ := strings.Cut(part, "="); tag == "u" {
+				want["u"] = v
+			}
+		}
+	}
+	ip, ipErr := lockout.ParseIP(st.IP)
+	var out []LockState
+	for _, lk := range list {
+		if shown[lk.Rule+"\x00"+lk.Subject] {
+			continue
+		}
+		matched, ok := 0, true
+		for _, f := range lk.fields {
+			if f.Tag == "ip" {
+				if st.IP != "" {
+					matched++
+					ok = ok && ipErr == nil && ipHolds(f.Value, ip)
+				}
+			} else if v, given := want[f.Tag]; given {
+				matched++
+				ok = ok && f.Value == v
+			}
+		}
+		if ok && matched > 0 {
+			out = append(out, lk)
+		}
+	}
+	return out
+}
+
+// ipHolds reports whether a key's IP value (an address or a prefix) holds
+// ip.
+func ipHolds(v string, ip netip.Addr) bool {
+	if p, err := netip.ParsePrefix(v); err == nil {
+		return p.Contains(ip)
+	}
+	a, err := netip.ParseAddr(v)
+	return err == nil && a == ip
 }
 
 func (o *Operator) locks(ctx context.Context, limit int) (LockList, error) {
@@ -352,45 +494,60 @@ func (o *Operator) locks(ctx context.Context, limit int) (LockList, error) {
 			list.Truncated = true
 			break
 		}
-		list.Locks = append(list.Locks, LockState{Key: lk.Key, Rule: lk.Rule, Subject: lk.SubjectString(), Remaining: seconds(lk.Remaining)})
+		list.Locks = append(list.Locks, LockState{Key: lk.Key, Rule: lk.Rule, Subject: lk.SubjectString(), Remaining: seconds(lk.Remaining), fields: lk.KeyInfo.Subject})
 	}
 	return list, nil
 }
 
-// do runs an action: "unlock", "reset" or "unlock-key".
-func (o *Operator) do(ctx context.Context, action, username, ip, key string) error {
+// do runs an action: "unlock", "reset", "unlock-key" or "reset-all". It
+// returns how many keys reset-all removed.
+func (o *Operator) do(ctx context.Context, action string, p actionParams) (int, error) {
 	switch action {
 	case "unlock-key":
-		if key == "" {
-			return errMissing
+		if len(p.keys) == 0 {
+			return 0, errMissing
 		}
-		return o.p.UnlockKey(ctx, key)
+		for _, k := range p.keys {
+			if err := o.p.UnlockKey(ctx, k); err != nil {
+				return 0, err
+			}
+		}
+		return 0, nil
 	case "unlock", "reset":
-		if username == "" && ip == "" {
-			return errMissing
+		if emptySubject(p.subject) {
+			return 0, errMissing
 		}
-		s := lockout.Subject{Username: username, IP: ip}
 		if action == "reset" {
-			return o.p.Reset(ctx, s)
+			return 0, o.p.Reset(ctx, p.subject)
 		}
-		return o.p.Unlock(ctx, s)
+		return 0, o.p.Unlock(ctx, p.subject)
+	case "reset-all":
+		if !p.confirm {
+			return 0, errConfirm
+		}
+		return o.p.ResetAll(ctx)
 	}
-	return errors.New("lockouthttp: unknown action " + action)
+	return 0, errors.New("lockouthttp: unknown action " + action)
 }
 
-var errMissing = errors.New("lockouthttp: no subject given")
+var (
+	errMissing = errors.New("lockouthttp: no subject given")
+	errConfirm = errors.New("lockouthttp: confirm=yes is required")
+)
 
 func (o *Operator) apiStatus(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	username, ip := q.Get("username"), q.Get("ip")
-	if username == "" && ip == "" {
-		apiError(w, http.StatusBadRequest, "bad_request", "give a username, an ip, or both")
+	s := subjectFrom(r.URL.Query())
+	if emptySubject(s) {
+		apiError(w, http.StatusBadRequest, "bad_request", "give a username, an ip, a user_agent or a field.NAME")
 		return
 	}
-	st, err := o.status(r.Context(), username, ip)
+	st, err := o.status(r.Context(), s)
 	if err != nil {
 		o.actionError(w, "status", err)
 		return
+	}
+	if list, err := o.locks(r.Context(), o.cfg.MaxLocks); err == nil {
+		st.AlsoLocked = alsoLocked(st, list.Locks)
 	}
 	writeJSON(w, http.StatusOK, st)
 }
@@ -417,13 +574,21 @@ func (o *Operator) apiLocks(w http.ResponseWriter, r *http.Request) {
 }
 
 func (o *Operator) apiAction(w http.ResponseWriter, r *http.Request, action string) {
-	username, ip, key, err := params(w, r)
+	p, err := params(w, r)
 	if err != nil {
 		apiError(w, http.StatusBadRequest, "bad_request", err.Error())
 		return
 	}
-	if err := o.do(r.Context(), action, username, ip, key); err != nil {
+	n, err := o.do(r.Context(), action, p)
+	if err != nil {
 		o.actionError(w, action, err)
+		return
+	}
+	if action == "reset-all" {
+		writeJSON(w, http.StatusOK, struct {
+			OK   bool `json:"ok"`
+			Keys int  `json:"keys"`
+		}{true, n})
 		return
 	}
 	writeJSON(w, http.StatusOK, struct {
@@ -431,13 +596,22 @@ func (o *Operator) apiAction(w http.ResponseWriter, r *http.Request, action stri
 	}{true})
 }
 
+// partialMessage explains an ErrPartial.
+const partialMessage = "this store cannot list its keys: only the locks of rules keyed by exactly the fields given were lifted; give the username and the IP together to reach a username+IP lock"
+
 // actionError answers a failed status or action.
 func (o *Operator) actionError(w http.ResponseWriter, action string, err error) {
 	switch {
 	case errors.Is(err, errMissing):
-		apiError(w, http.StatusBadRequest, "bad_request", "give a username, an ip, or both (or a key)")
+		apiError(w, http.StatusBadRequest, "bad_request", "give a username, an ip, a user_agent or a field.NAME (or a key)")
+	case errors.Is(err, errConfirm):
+		apiError(w, http.StatusBadRequest, "confirm_required", action+" clears every counter, lock and lockout history of the policy: send confirm=yes")
 	case errors.Is(err, lockout.ErrInvalidSubject), errors.Is(err, lockout.ErrNotLockKey):
 		apiError(w, http.StatusBadRequest, "bad_request", err.Error())
+	case errors.Is(err, lockout.ErrPartial):
+		apiError(w, http.StatusNotImplemented, "partial", partialMessage)
+	case errors.Is(err, errors.ErrUnsupported):
+		apiError(w, http.StatusNotImplemented, "unsupported", "this store cannot list its keys: "+err.Error())
 	default:
 		apiError(w, http.StatusServiceUnavailable, "backend", err.Error())
 	}
@@ -446,28 +620,34 @@ func (o *Operator) actionError(w http.ResponseWriter, action string, err error) 
 // Notices and problems the page shows after a form action, by code: the
 // page never displays text taken from its URL.
 var notices = map[string]string{
-	"unlock":     "Unlocked: locks lifted and counters cleared.",
-	"reset":      "Reset: counters, locks and lockout history cleared.",
+	"unlock":     "Unlocked: every lock holding the subject lifted, and its counters cleared.",
+	"reset":      "Reset: counters, locks and lockout history of every key holding the subject cleared.",
 	"unlock-key": "Lock lifted.",
+	"reset-all":  "Reset all: every counter, lock and lockout history of this policy cleared.",
 }
 
 var problems = map[string]string{
-	"missing": "Give a username, an IP address, or both.",
-	"invalid": "That username or IP address cannot be checked.",
-	"failed":  "The action failed (see the server's log); nothing may have changed.",
+	"missing":     "Give a username, an IP address, or another field.",
+	"invalid":     "That username or IP address cannot be checked.",
+	"failed":      "The action failed (see the server's log); nothing may have changed.",
+	"partial":     "Only partly done: this store cannot list its keys, so only the locks of rules keyed by exactly the fields given were lifted. Give the username and the IP address together to reach a username+IP lock.",
+	"unsupported": "This store cannot list its keys, so it cannot reset everything.",
+	"notlock":     "That key is no longer a lock of this policy.",
 }
 
 func (o *Operator) formAction(w http.ResponseWriter, r *http.Request, action string) {
-	username, ip, key, err := params(w, r)
-	q := url.Values{}
-	if username != "" {
-		q.Set("username", username)
+	p, err := params(w, r)
+	if err == nil && !p.confirm && (action == "reset" || action == "reset-all") {
+		if action == "reset" && emptySubject(p.subject) {
+			err = errMissing
+		} else {
+			o.confirmPage(w, action, p.subject)
+			return
+		}
 	}
-	if ip != "" {
-		q.Set("ip", ip)
-	}
+	q := subjectValues(p.subject)
 	if err == nil {
-		err = o.do(r.Context(), action, username, ip, key)
+		_, err = o.do(r.Context(), action, p)
 	}
 	switch {
 	case err == nil:
@@ -476,6 +656,12 @@ func (o *Operator) formAction(w http.ResponseWriter, r *http.Request, action str
 		q.Set("problem", "missing")
 	case errors.Is(err, lockout.ErrInvalidSubject):
 		q.Set("problem", "invalid")
+	case errors.Is(err, lockout.ErrNotLockKey):
+		q.Set("problem", "notlock")
+	case errors.Is(err, lockout.ErrPartial):
+		q.Set("problem", "partial")
+	case errors.Is(err, errors.ErrUnsupported):
+		q.Set("problem", "unsupported")
 	default:
 		q.Set("problem", "failed")
 	}
@@ -483,14 +669,38 @@ func (o *Operator) formAction(w http.ResponseWriter, r *http.Request, action str
 	w.WriteHeader(http.StatusSeeOther)
 }
 
+// confirmPage asks to confirm a reset or a reset-all, without JavaScript:
+// its button posts the same action again with confirm=yes.
+func (o *Operator) confirmPage(w http.ResponseWriter, action string, s lockout.Subject) {
+	d := struct {
+		Action, Back string
+		All          bool
+		Subject      []lookupField
+	}{Action: action, All: action == "reset-all", Back: "./?" + subjectValues(s).Encode()}
+	v := subjectValues(s)
+	for _, f := range o.lookupFields(s, nil) {
+		if v.Get(f.Param) != "" {
+			d.Subject = append(d.Subject, f)
+		}
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(http.StatusOK)
+	_ = confirmPage.Execute(w, d)
+}
+
 type pageData struct {
-	Operator         string
-	Username, IP     string
-	Notice, Problem  string
-	Queried          bool
-	Status           SubjectStatus
-	StatusErr        string
+	Operator        string
+	Subject         lockout.Subject
+	Lookup          []lookupField
+	Notice, Problem string
+	Queried         bool
+	Status          SubjectStatus
+	StatusErr       string
+	// SubjectForm is the subject's fields, for the unlock and reset
+	// buttons.
+	SubjectForm      []lookupField
 	Locks            LockList
+	Groups           []LockGroup
 	LocksErr         string
 	LocksUnsupported bool
 	// Journal is set when the policy keeps a journal: then Attempts is
@@ -506,34 +716,11 @@ func (o *Operator) page(w http.ResponseWriter, r *http.Request, operator string)
 	q := r.URL.Query()
 	d := pageData{
 		Operator: operator,
-		Username: q.Get("username"),
-		IP:       q.Get("ip"),
+		Subject:  subjectFrom(q),
 		Notice:   notices[q.Get("done")],
 		Problem:  problems[q.Get("problem")],
 	}
-	if d.Username != "" || d.IP != "" {
-		d.Queried = true
-		st, err := o.status(r.Context(), d.Username, d.IP)
-		switch {
-		case errors.Is(err, lockout.ErrInvalidSubject):
-			d.StatusErr = "That username or IP address cannot be checked: " + err.Error()
-		case err != nil:
-			d.StatusErr = "The store failed: " + err.Error()
-		}
-		d.Status = st
-	}
 	ctx := r.Context()
-	d.Attempts, d.Journal = o.pageAttemptsView(ctx, q)
-	if d.Journal && d.Queried && d.StatusErr == "" {
-		list, err := o.attempts(ctx, lockout.AttemptQuery{Username: d.Username, IP: d.IP, Limit: subjectAttempts})
-		if err != nil {
-			d.SubjectAttemptsErr = "The journal's store failed: " + err.Error()
-		}
-		d.SubjectAttempts = list.Records
-		if list.Next != "" {
-			d.SubjectAttemptsAll = subjectAttemptsLink(d.Username, d.IP)
-		}
-	}
 	list, err := o.locks(ctx, o.cfg.MaxLocks)
 	switch {
 	case errors.Is(err, errors.ErrUnsupported):
@@ -542,10 +729,61 @@ func (o *Operator) page(w http.ResponseWriter, r *http.Request, operator string)
 		d.LocksErr = "The store failed: " + err.Error()
 	}
 	d.Locks = list
+	d.Groups = groupLocks(list.Locks)
+	d.Lookup = o.lookupFields(d.Subject, list.Locks)
+	if !emptySubject(d.Subject) {
+		d.Queried = true
+		for _, f := range d.Lookup {
+			if f.Value != "" {
+				d.SubjectForm = append(d.SubjectForm, f)
+			}
+		}
+		st, err := o.status(ctx, d.Subject)
+		switch {
+		case errors.Is(err, lockout.ErrInvalidSubject):
+			d.StatusErr = "That username or IP address cannot be checked: " + err.Error()
+		case err != nil:
+			d.StatusErr = "The store failed: " + err.Error()
+		default:
+			st.AlsoLocked = alsoLocked(st, list.Locks)
+		}
+		d.Status = st
+	}
+	d.Attempts, d.Journal = o.pageAttemptsView(ctx, q)
+	if d.Journal && d.Queried && d.StatusErr == "" && (d.Subject.Username != "" || d.Subject.IP != "") {
+		list, err := o.attempts(ctx, lockout.AttemptQuery{Username: d.Subject.Username, IP: d.Subject.IP, Limit: subjectAttempts})
+		if err != nil {
+			d.SubjectAttemptsErr = "The journal's store failed: " + err.Error()
+		}
+		d.SubjectAttempts = list.Records
+		if list.Next != "" {
+			d.SubjectAttemptsAll = subjectAttemptsLink(d.Subject.Username, d.Subject.IP)
+		}
+	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(http.StatusOK)
 	_ = operatorPage.Execute(w, d)
 }
+
+const pageStyle = `
+body{font:15px/1.4 system-ui,sans-serif;margin:2em auto;max-width:72em;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:1em 0}th,td{border:1px solid #ccc;padding:.3em .6em;text-align:left;vertical-align:top}
+.note{padding:.5em 1em;background:#eef}.problem{background:#fee}form.inline{display:inline}
+.who{float:right;color:#555;margin-top:-3.2em}.dim{color:#777;font-size:90%}
+table.attempts{font-size:13px}table.attempts td.ua{max-width:14em;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
+.o-success{color:#060}.o-failure{color:#a30}.o-refused{color:#a00}.o-lockout{background:#fdd;font-weight:bold}
+.o-unlock,.o-reset{background:#dfd;font-weight:bold}
+.pages a{margin-right:1em}.nw{white-space:nowrap}
+form.lookup label{margin-right:.8em}
+table.locks{min-width:44em}table.locks form{margin:0}
+tr.ghead th{background:#f3f3f7;font-weight:normal;border-top:2px solid #889}
+tbody.group td:first-child{padding-left:1.6em}
+.locked{color:#a00}tr.also td{background:#fff8f0}
+button.small{font-size:85%}
+form.danger{margin-top:1em}form.danger button{color:#a00}
+.confirm{max-width:40em}.confirm ul{margin:.5em 0}
+.legend{color:#555;font-size:90%;max-width:60em}
+`
 
 func humanDuration(secs int64) string {
 	switch {
@@ -589,54 +827,56 @@ var operatorPage = template.Must(template.New("operator").Funcs(template.FuncMap
 }).Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Lockout</title>
-<style>
-body{font:15px/1.4 system-ui,sans-serif;margin:2em auto;max-width:72em;padding:0 1em;color:#222}
-table{border-collapse:collapse;margin:1em 0}th,td{border:1px solid #ccc;padding:.3em .6em;text-align:left;vertical-align:top}
-.note{padding:.5em 1em;background:#eef}.problem{background:#fee}form.inline{display:inline}
-.who{float:right;color:#555;margin-top:-3.2em}.dim{color:#777;font-size:90%}
-table.attempts{font-size:13px}table.attempts td.ua{max-width:14em;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
-.o-success{color:#060}.o-failure{color:#a30}.o-refused{color:#a00}.o-lockout{background:#fdd;font-weight:bold}
-.o-unlock,.o-reset{background:#dfd;font-weight:bold}
-.pages a{margin-right:1em}.nw{white-space:nowrap}
-</style></head>
+<style>` + pageStyle + `</style></head>
 <body>
 <h1>Lockout</h1>
 {{with .Operator}}<p class="who">Operator: <b>{{.}}</b></p>{{end}}
 {{with .Notice}}<p class="note">{{.}}</p>{{end}}
 {{with .Problem}}<p class="note problem">{{.}}</p>{{end}}
-<h2>Subject</h2>
-<form method="get" action="./">
-<label>Username <input name="username" value="{{.Username}}"></label>
-<label>IP address <input name="ip" value="{{.IP}}"></label>
-<button>Show status</button>
+<h2>Look up a subject</h2>
+<form method="get" action="./" class="lookup">
+{{range .Lookup}}<label>{{.Label}} <input name="{{.Param}}" value="{{.Value}}"></label>
+{{end}}<button>Show status</button>
 </form>
+<p class="dim">Any one field is enough. The status lists the rules keyed by the fields given; Unlock lifts every lock whose key holds them (a username's locks from every address, too).</p>
 {{if .Queried}}{{if .StatusErr}}<p class="note problem">{{.StatusErr}}</p>{{else}}
 <table>
-<tr><th>Rule</th><th>Key</th><th>Attempts</th><th>Window left</th><th>Locked</th><th>Lockouts</th>{{if .Journal}}<th>Locked since (UTC)</th><th>Caused by</th>{{end}}</tr>
-{{range .Status.Rules}}<tr><td>{{.Rule}}</td><td><code>{{.Key}}</code></td><td>{{.Attempts}} / {{.Limit}}</td><td>{{window .WindowRemaining}}</td><td>{{if .Locked}}{{secs .LockRemaining}}{{else}}no{{end}}</td><td>{{.Lockouts}}</td>
+<tr><th>Rule</th><th>Key</th><th title="Failed attempts (and attempts in flight) counted in the current window, and the rule's limit: the limit-th failure locks the key">Attempts / limit</th><th title="Time until the count of attempts starts afresh">Window left</th><th title="Time left on the lock, if the key is locked">Locked</th><th title="Lockouts of this key within the history window; each makes the next lock longer">Lockouts in history</th>{{if .Journal}}<th>Locked since (UTC)</th><th>Caused by</th>{{end}}</tr>
+{{range .Status.Rules}}<tr><td>{{.Rule}}</td><td><code>{{.Key}}</code></td><td>{{.Attempts}} / {{.Limit}}</td><td>{{window .WindowRemaining}}</td><td>{{if .Locked}}<b class="locked">{{secs .LockRemaining}}</b>{{else}}no{{end}}</td><td>{{.Lockouts}}</td>
 {{- if $.Journal}}{{if .Locked}}{{with .LockedBy}}<td class="nw">{{when .Time}}<br><span class="dim">{{ago .Time}}</span></td><td>{{with .Username}}{{.}} {{end}}from {{with .IP}}{{.}}{{else}}?{{end}}{{with .UserAgent}}<br><span class="dim">{{.}}</span>{{end}}</td>{{else}}<td colspan="2" class="dim">not in the journal</td>{{end}}{{else}}<td></td><td></td>{{end}}{{end}}</tr>
-{{else}}<tr><td colspan="{{if .Journal}}8{{else}}6{{end}}">No rule applies to this subject.</td></tr>
+{{else}}<tr><td colspan="{{if .Journal}}8{{else}}6{{end}}">No rule is keyed by exactly these fields.</td></tr>
+{{end}}{{range .Status.AlsoLocked}}<tr class="also"><td>{{.Rule}}</td><td><code>{{.Subject}}</code></td><td colspan="2" class="dim">also holds this subject{{with .StatusLink}} (<a href="{{.}}">status</a>){{end}}</td><td><b class="locked">{{secs .Remaining}}</b></td><td></td>{{if $.Journal}}<td></td><td></td>{{end}}</tr>
 {{end}}</table>
-<form class="inline" method="post" action="unlock"><input type="hidden" name="username" value="{{.Username}}"><input type="hidden" name="ip" value="{{.IP}}"><button>Unlock</button></form>
-<form class="inline" method="post" action="reset"><input type="hidden" name="username" value="{{.Username}}"><input type="hidden" name="ip" value="{{.IP}}"><button>Reset, forgetting the lockout history</button></form>
+<p class="legend"><b>Attempts / limit</b>: failures (and attempts in progress) counted in the current window, and the rule's limit; the limit-th failure locks the key.
+<b>Window left</b>: until that count starts afresh. <b>Locked</b>: time left on the lock. <b>Lockouts in history</b>: the key's lockouts within the rule's history window (24 h by default); each makes the next lock longer, and only a reset forgets them.</p>
+<form class="inline" method="post" action="unlock">{{template "subject" .SubjectForm}}<button title="Lift every lock whose key holds this subject and clear those counters; the lockout history stays">Unlock</button></form>
+<form class="inline" method="post" action="reset">{{template "subject" .SubjectForm}}<button title="Asks to confirm first">Reset, forgetting the lockout history…</button></form>
 {{if .Journal}}<h3>Recent attempts of this subject</h3>
 {{if .SubjectAttemptsErr}}<p class="note problem">{{.SubjectAttemptsErr}}</p>{{else}}{{template "attempts" .SubjectAttempts}}
 {{with .SubjectAttemptsAll}}<p class="pages"><a href="{{.}}">All attempts of this subject</a></p>{{end}}{{end}}
 {{end}}{{end}}{{end}}
-<h2>Locked keys</h2>
+<h2>Locked keys, by subject</h2>
 {{if .LocksUnsupported}}<p class="note">This store cannot list locks. Look a subject up above instead.</p>
 {{else if .LocksErr}}<p class="note problem">{{.LocksErr}}</p>
-{{else}}<table>
-<tr><th>Rule</th><th>Subject</th><th>Remaining</th><th></th></tr>
-{{range .Locks.Locks}}<tr><td>{{.Rule}}</td><td><code>{{.Subject}}</code></td><td>{{secs .Remaining}}</td><td><form method="post" action="unlock-key"><input type="hidden" name="key" value="{{.Key}}"><button>Unlock</button></form></td></tr>
+{{else}}<p class="dim">One group per user (her username lock and her username+IP locks from every address), then per IP address, then per other field. A group's Unlock lifts every lock of its subject; the lockout history stays, so a repeat offence still locks for longer.</p>
+<table class="locks">
+<tr><th>Rule</th><th title="The rule key: the fields the rule counts by, as stored (usernames canonical, IPv6 addresses as their prefix)">Key</th><th title="Time left on the lock; on a group's row, the longest of its locks">Lock left</th><th></th></tr>
+{{range .Groups}}<tbody class="group">
+<tr class="ghead"><th colspan="2">{{if eq .Kind "user"}}User <b>{{.Label}}</b>{{else if eq .Kind "ip"}}IP address <b>{{.Label}}</b>{{else}}<b>{{.Label}}</b>{{end}}
+<span class="dim">· {{len .Locks}} lock{{if ne (len .Locks) 1}}s{{end}}{{with .StatusLink}} · <a href="{{.}}">status</a>{{end}}</span></th>
+<th>{{secs .Longest}}</th>
+<th><form method="post" action="{{.UnlockAction}}">{{template "subject" .UnlockValues}}<button title="{{if eq .Kind "ip"}}Lift every lock that holds this address, including usernames' locks from it{{else}}Lift every lock of this subject{{end}}">{{if eq (len .Locks) 1}}Unlock{{else}}Unlock all {{len .Locks}}{{end}}</button></form></th></tr>
+{{range .Locks}}<tr><td>{{.Rule}}</td><td><code>{{.Subject}}</code></td><td>{{secs .Remaining}}</td><td><form method="post" action="unlock-key"><input type="hidden" name="key" value="{{.Key}}"><button class="small" title="Lift this lock only">Unlock this key</button></form></td></tr>
+{{end}}</tbody>
 {{else}}<tr><td colspan="4">No key is locked.</td></tr>
 {{end}}</table>
 {{if .Locks.Truncated}}<p>Showing the first {{len .Locks.Locks}} locks only.</p>{{end}}
+<form method="post" action="reset-all" class="danger"><button title="Asks to confirm first">Reset all…</button> <span class="dim">clears every counter, lock and lockout history of this policy</span></form>
 {{end}}
 <h2 id="attempts">Recent attempts</h2>
 {{if not .Journal}}<p class="note">This policy keeps no journal of attempts (lockout.Config.Journal).</p>
 {{else}}{{with .Attempts}}<form method="get" action="./#attempts">
-{{with $.Username}}<input type="hidden" name="username" value="{{.}}">{{end}}{{with $.IP}}<input type="hidden" name="ip" value="{{.}}">{{end}}
+{{range $.SubjectForm}}<input type="hidden" name="{{.Param}}" value="{{.Value}}">{{end}}
 <label>Username <input name="attempts_username" value="{{.User}}"></label>
 <label>IP address <input name="attempts_ip" value="{{.IP}}"></label>
 <label>Outcome <select name="outcome"><option value="">any</option>{{$sel := .Outcome}}{{range .Outcomes}}<option{{if eq . $sel}} selected{{end}}>{{.}}</option>{{end}}</select></label>
@@ -646,9 +886,26 @@ table.attempts{font-size:13px}table.attempts td.ua{max-width:14em;overflow:hidde
 {{if or .Newest .Older}}<p class="pages">{{with .Newest}}<a href="{{.}}">Newest</a>{{end}}{{with .Older}}<a href="{{.}}">Older</a>{{end}}</p>{{end}}
 {{end}}{{end}}{{end}}
 </body></html>
+{{define "subject"}}{{range .}}<input type="hidden" name="{{.Param}}" value="{{.Value}}">{{end}}{{end}}
 {{define "attempts"}}<table class="attempts">
 <tr><th>Time (UTC)</th><th>Outcome</th><th>Reason</th><th>Rule</th><th>Username</th><th>IP</th><th>User agent</th><th>Fallback</th><th>Operator</th></tr>
 {{range .}}<tr><td class="nw">{{when .Time}}<br><span class="dim">{{ago .Time}}</span></td><td class="o-{{.Outcome}}">{{.Outcome}}</td><td class="nw">{{if eq .Outcome "lockout"}}locked {{if lt .LockoutSeconds 0}}until unlocked{{else}}for {{secs .LockoutSeconds}}{{end}}{{else}}{{.Reason}}{{end}}</td><td>{{.Rule}}{{with .Key}}<br><code class="dim">{{.}}</code>{{end}}</td><td>{{.Username}}</td><td>{{.IP}}</td><td class="ua" title="{{.UserAgent}}">{{.UserAgent}}</td><td>{{if .Fallback}}yes{{end}}</td><td class="nw">{{.Operator}}{{with .Via}} <span class="dim">({{.}})</span>{{end}}</td></tr>
 {{else}}<tr><td colspan="9">No attempts recorded.</td></tr>
 {{end}}</table>{{end}}
+`))
+
+var confirmPage = template.Must(template.New("confirm").Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Confirm {{if .All}}reset all{{else}}reset{{end}}</title>
+<style>` + pageStyle + `</style></head>
+<body><div class="confirm">
+{{if .All}}<h1>Reset everything?</h1>
+<p>This clears <b>every</b> counter, lock and lockout history this policy keeps: every locked user and address is unlocked, and every repeat offender starts again from a first lockout. Other policies sharing the store are not touched.</p>
+{{else}}<h1>Reset this subject?</h1>
+<ul>{{range .Subject}}<li>{{.Label}}: <b>{{.Value}}</b></li>{{end}}</ul>
+<p>This clears the counters, the locks <b>and the lockout history</b> of every key that holds this subject: its next lockout counts as a first one again, as short as the schedule's first. Unlock alone keeps the history.</p>
+{{end}}
+<form method="post" action="{{.Action}}">{{range .Subject}}<input type="hidden" name="{{.Param}}" value="{{.Value}}">{{end}}<input type="hidden" name="confirm" value="yes">
+<button>Yes, {{if .All}}reset everything{{else}}reset{{end}}</button> <a href="{{.Back}}">Cancel</a></form>
+</div></body></html>
 `))

@@ -372,7 +372,7 @@ func TestOperatorPage(t *testing.T) {
 	if !strings.Contains(body, "Unlocked") {
 		t.Errorf("no notice after the action:\n%s", body)
 	}
-	resp, _ = e.do("POST", "/admin/lockout/reset", "application/x-www-form-urlencoded", "ip=garbage", adminHeader, "yes")
+	resp, _ = e.do("POST", "/admin/lockout/reset", "application/x-www-form-urlencoded", "ip=garbage&confirm=yes", adminHeader, "yes")
 	if loc := resp.Header.Get("Location"); !strings.Contains(loc, "problem=invalid") {
 		t.Errorf("invalid subject: Location %q", loc)
 	}

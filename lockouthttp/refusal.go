@@ -55,35 +55,87 @@ func reasonCode(r lockout.Reason) string {
 //
 //	{"error":"login_refused","reason":"locked","message":"...","retry_after":60}
 //
-// where retry_after is omitted when no Retry-After is sent. The response
-// is not cached. Write your own Config.Refused to change any of it.
+// where retry_after is omitted when no Retry-After is sent, and message is
+// RefusalMessage's. The HTML page says the same, when to try again (in
+// how long, and at what time, UTC), and links back to the login form: the
+// request's path (Config.FormURL names another). The response is not
+// cached. Write your own Config.Refused to change any of it.
 func DefaultRefused(w http.ResponseWriter, r *http.Request, err *lockout.RefusedError) {
-	secs := RetryAfterSeconds(err)
-	var title, msg string
-	switch {
-	case err.Reason == lockout.ReasonDenylisted:
-		title, msg = "Login not allowed", "Login is not allowed from here."
-	case err.Reason == lockout.ReasonUnavailable:
-		title, msg = "Login unavailable", "Login is temporarily unavailable. Try again later."
-	case err.Forever:
-		title, msg = "Too many failed attempts", "Too many failed login attempts. Login stays locked until an administrator lifts the lock."
-	case secs > 0:
-		title = "Too many attempts"
-		msg = fmt.Sprintf("Too many login attempts. Try again in %s.", humanSeconds(secs))
-	default:
-		title, msg = "Too many attempts", "Too many login attempts. Try again later."
+	refuse(w, r, err, "")
+}
+
+// refusedLinking is DefaultRefused with the HTML page's link back to
+// formURL ("" for the request's path).
+func refusedLinking(formURL string) func(http.ResponseWriter, *http.Request, *lockout.RefusedError) {
+	return func(w http.ResponseWriter, r *http.Request, err *lockout.RefusedError) {
+		refuse(w, r, err, formURL)
 	}
+}
+
+func refuse(w http.ResponseWriter, r *http.Request, err *lockout.RefusedError, formURL string) {
+	secs := RetryAfterSeconds(err)
+	title, msg := RefusalMessage(err)
 	h := w.Header()
 	if secs > 0 {
 		h.Set("Retry-After", strconv.FormatInt(secs, 10))
 	}
-	writeMessage(w, r, refusalStatus(err.Reason), message{
+	if formURL == "" {
+		formURL = r.URL.Path
+		// Never a link to another host ("//evil.example/login").
+		if !strings.HasPrefix(formURL, "/") || strings.HasPrefix(formURL, "//") || strings.HasPrefix(formURL, "/\\") {
+			formURL = "/"
+		}
+	}
+	m := message{
 		Error:      "login_refused",
 		Reason:     reasonCode(err.Reason),
 		Message:    msg,
 		RetryAfter: secs,
 		title:      title,
-	})
+		back:       formURL,
+	}
+	if secs > 0 {
+		m.retryAt = retryAt(time.Now(), secs)
+	}
+	writeMessage(w, r, refusalStatus(err.Reason), m)
+}
+
+// RefusalMessage returns a title and a sentence for a refused login, for
+// people: what happened (too many failed attempts, a deny list, the store
+// being down) and when to try again, from err.RetryAfter ("Try again in 4
+// minutes.") or "until an administrator unlocks it" for a Forever lock.
+// It does not name the rule that refused. DefaultRefused shows it; a login
+// page of your own can too, from Config.Refused.
+func RefusalMessage(err *lockout.RefusedError) (title, message string) {
+	secs := RetryAfterSeconds(err)
+	switch {
+	case err.Reason == lockout.ReasonDenylisted:
+		return "Login not allowed", "Login is not allowed from here."
+	case err.Reason == lockout.ReasonUnavailable:
+		return "Login unavailable", "Login is temporarily unavailable. Try again later."
+	case err.Forever:
+		return "Too many failed attempts", "Too many failed login attempts: login is locked until an administrator unlocks it."
+	case err.Reason == lockout.ReasonCapacity && secs > 0:
+		return "Too many attempts", fmt.Sprintf("Too many login attempts at once. Try again in %s.", humanSeconds(secs))
+	case err.Reason == lockout.ReasonCapacity:
+		return "Too many attempts", "Too many login attempts at once. Try again later."
+	case secs > 0:
+		return "Too many failed attempts", fmt.Sprintf("Too many failed login attempts: login is temporarily locked. Try again in %s.", humanSeconds(secs))
+	}
+	return "Too many failed attempts", "Too many failed login attempts: login is temporarily locked. Try again later."
+}
+
+// retryAt formats when a refused client may try again, in UTC: to the
+// second within two minutes, else to the minute, rounded up.
+func retryAt(now time.Time, secs int64) string {
+	t := now.UTC().Add(time.Duration(secs) * time.Second)
+	if secs < 120 {
+		return t.Truncate(time.Second).Add(time.Second).Format("15:04:05") + " UTC"
+	}
+	if r := t.Truncate(time.Minute); r.Before(t) {
+		t = r.Add(time.Minute)
+	}
+	return t.Format("15:04") + " UTC"
 }
 
 // DefaultError answers a request the middleware cannot check: 413 for
@@ -115,12 +167,25 @@ type message struct {
 	Message    string `json:"message"`
 	RetryAfter int64  `json:"retry_after,omitempty"`
 	title      string
+	// retryAt is when to try again, for the HTML page; back is the link
+	// to the login form.
+	retryAt, back string
 }
 
 var messagePage = template.Must(template.New("message").Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{{.Title}}</title></head>
-<body><h1>{{.Title}}</h1><p>{{.Message}}</p></body></html>
+<title>{{.Title}}</title>
+<style>
+body{font:16px/1.5 system-ui,sans-serif;margin:4em auto;max-width:32em;padding:0 1em;color:#222}
+.box{border:1px solid #e3b4b4;background:#fff6f6;border-radius:6px;padding:.2em 1.4em 1em}
+h1{font-size:1.5em;color:#8a1c1c}.when{color:#555}
+</style></head>
+<body><div class="box">
+<h1>{{.Title}}</h1>
+<p>{{.Message}}</p>
+{{with .RetryAt}}<p class="when">You can try again at <b>{{.}}</b>.</p>{{end}}
+{{with .Back}}<p><a href="{{.}}">Back to the login form</a></p>{{end}}
+</div></body></html>
 `))
 
 func writeMessage(w http.ResponseWriter, r *http.Request, status int, m message) {
@@ -131,7 +196,7 @@ func writeMessage(w http.ResponseWriter, r *http.Request, status int, m message)
 	if PrefersHTML(r) {
 		h.Set("Content-Type", "text/html; charset=utf-8")
 		w.WriteHeader(status)
-		_ = messagePage.Execute(w, struct{ Title, Message string }{m.title, m.Message})
+		_ = messagePage.Execute(w, struct{ Title, Message, RetryAt, Back string }{m.title, m.Message, m.retryAt, m.back})
 		return
 	}
 	h.Set("Content-Type", "application/json; charset=utf-8")

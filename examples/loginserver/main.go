@@ -157,6 +157,9 @@ func run(ctx context.Context, args []string, stdout io.Writer, ready func(addr s
 	guard := lockouthttp.NewMiddleware(policy, lockouthttp.Config{
 		ClientIP: clientIP,
 		Username: loginUsername,
+		// A refused browser sees the login page again, with what happened
+		// and when to try again; other clients get lockouthttp's JSON.
+		Refused: refused,
 	})
 
 	// 4. The operator page and API, behind HTTP Basic auth. The Basic
@@ -167,6 +170,8 @@ func run(ctx context.Context, args []string, stdout io.Writer, ready func(addr s
 		adminPassword = rand.Text()
 	}
 	operator := lockouthttp.NewOperator(policy, lockouthttp.OperatorConfig{
+		// The rules' fields are what the page's lookup asks for.
+		Rules: rules,
 		Authorize: func(r *http.Request) (string, bool) {
 			if !checkBasicAuth(r, cfg.adminUser, adminPassword) {
 				return "", false

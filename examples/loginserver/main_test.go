@@ -589,3 +589,57 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+// TestRefusedLoginPage: a refused browser sees the login page again, with
+// what happened and when to try again; other clients get JSON. Then one
+// unlock of alice's group from the operator page lets her in.
+func TestRefusedLoginPage(t *testing.T) {
+	s := start(t, "-store", "memory", "-schedule", "4m,forever")
+	s.lockAlice(3)
+	hostile := `<script>alert(1)</script>`
+	for range 3 {
+		s.loginForm(hostile, "x")
+	}
+	const browser = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+	for _, tt := range []struct {
+		name, user, accept string
+		want, wantNot      []string
+	}{
+		{"browser", "alice", browser,
+			[]string{`<form method="post" action="/login">`, "Too many failed attempts", "Try again in 4 minutes.", "You can try again at ", `value="alice"`},
+			[]string{"Wrong username or password"}},
+		{"json", "alice", "application/json", []string{`"error":"login_refused"`, `"reason":"locked"`, `"retry_after":240`}, []string{"<form"}},
+		{"hostile username", hostile, browser, []string{"Too many failed attempts", "&lt;script&gt;"}, []string{"<script>"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := s.loginForm(tt.user, "wonderland", "Accept", tt.accept)
+			if n := retryAfter(t, tt.name, r); n < 239 || n > 240 {
+				t.Errorf("Retry-After %d, want 240", n)
+			}
+			for _, want := range tt.want {
+				if !bytes.Contains(r.body, []byte(want)) {
+					t.Errorf("body lacks %q:\n%s", want, r.body)
+				}
+			}
+			for _, bad := range tt.wantNot {
+				if bytes.Contains(r.body, []byte(bad)) {
+					t.Errorf("body has %q:\n%s", bad, r.body)
+				}
+			}
+		})
+	}
+
+	// alice is locked under the username rule and the username+IP rule;
+	// the page shows them in one group, and its one Unlock lifts both.
+	page := s.request("GET", "/admin/", "", "", "Authorization", basicAuth("admin", s.adminPassword))
+	if !bytes.Contains(page.body, []byte("User <b>alice</b>")) || !bytes.Contains(page.body, []byte("Unlock all 2")) {
+		t.Fatalf("operator page without alice's group:\n%s", page.body)
+	}
+	r := s.request("POST", "/admin/unlock", "application/x-www-form-urlencoded", "username=alice",
+		"Authorization", basicAuth("admin", s.adminPassword), "Origin", s.base)
+	wantStatus(t, "group unlock", r, http.StatusOK) // after the 303 back to the page
+	if !bytes.Contains(r.body, []byte("Unlocked")) {
+		t.Errorf("no notice after the unlock:\n%s", r.body)
+	}
+	wantStatus(t, "after the unlock", s.loginForm("alice", "wonderland", "Accept", browser), http.StatusOK)
+}

@@ -4,7 +4,10 @@ import (
 	"encoding/json"
 	"html/template"
 	"net/http"
+	"strconv"
+	"time"
 
+	"github.com/go-lockout/lockout"
 	"github.com/go-lockout/lockout/lockouthttp"
 )
 
@@ -43,11 +46,44 @@ func reply(w http.ResponseWriter, r *http.Request, status int, code, message, us
 	_ = json.NewEncoder(w).Encode(body)
 }
 
+// refused answers a refused login: a browser gets the login page again,
+// with lockouthttp.RefusalMessage (what happened, when to try again) and
+// the same status and Retry-After as lockouthttp.DefaultRefused; other
+// clients get DefaultRefused's JSON.
+func refused(w http.ResponseWriter, r *http.Request, err *lockout.RefusedError) {
+	if !lockouthttp.PrefersHTML(r) {
+		lockouthttp.DefaultRefused(w, r, err)
+		return
+	}
+	status := http.StatusTooManyRequests
+	switch err.Reason {
+	case lockout.ReasonDenylisted:
+		status = http.StatusForbidden
+	case lockout.ReasonUnavailable:
+		status = http.StatusServiceUnavailable
+	}
+	d := pageData{Users: demoUsers, Refused: true}
+	d.Title, d.Message = lockouthttp.RefusalMessage(err)
+	if secs := lockouthttp.RetryAfterSeconds(err); secs > 0 {
+		w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
+		d.RetryAt = time.Now().Add(time.Duration(secs)*time.Second).UTC().Format("15:04:05") + " UTC"
+	}
+	if s, e := formUsername(r); e == nil {
+		d.Username = s
+	}
+	w.Header().Add("Vary", "Accept")
+	writePage(w, status, d)
+}
+
 type pageData struct {
 	Users    []account
 	Username string
 	Message  string
 	Welcome  bool
+	// Refused is set for a refused login: Title says what happened,
+	// RetryAt when to try again.
+	Refused        bool
+	Title, RetryAt string
 }
 
 func writePage(w http.ResponseWriter, status int, d pageData) {
@@ -66,10 +102,12 @@ var page = template.Must(template.New("login").Parse(`<!doctype html>
 body{font:16px/1.4 system-ui,sans-serif;margin:3em auto;max-width:28em;padding:0 1em;color:#222}
 label{display:block;margin:.6em 0}input{font:inherit;width:100%;box-sizing:border-box;padding:.3em}
 .msg{padding:.5em 1em;background:#fee}.ok{background:#efe}small{color:#666}
+.refused{border-left:4px solid #c33;margin:1em 0}
 </style></head>
 <body>
 <h1>Log in</h1>
-{{with .Message}}<p class="msg{{if $.Welcome}} ok{{end}}">{{.}}</p>{{end}}
+{{if .Refused}}<div class="msg refused" role="alert"><b>{{.Title}}</b><br>{{.Message}}{{with .RetryAt}}<br><small>You can try again at {{.}}.</small>{{end}}</div>
+{{else}}{{with .Message}}<p class="msg{{if $.Welcome}} ok{{end}}">{{.}}</p>{{end}}{{end}}
 {{if .Welcome}}<p>A real application would start a session here. <a href="/">Log in again</a>.</p>{{else}}
 <form method="post" action="/login">
 <label>Username <input name="username" value="{{.Username}}" autocomplete="username" required></label>
