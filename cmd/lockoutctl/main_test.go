@@ -262,7 +262,10 @@ func TestUnlockAdmits(t *testing.T) {
 			if svc.admitted(t, "bob", "192.0.2.1") {
 				t.Error("unlock of alice unlocked bob")
 			}
-			if _, ok := svc.store.(backend.Journal); ok {
+			if _, ok := svc.store.(backend.Journal); !ok {
+				t.Fatalf("%T keeps no journal", svc.store) // Redis and bbolt do
+			}
+			{
 				svc.SyncJournal(t.Context())
 				svc.Close()
 				r := ctl(t, "", append([]string{"attempts", "-outcome", "unlock"}, common...)...)
