@@ -102,6 +102,16 @@ func (p *Policy) Reset(ctx context.Context, s Subject) error {
 	return p.clear(ctx, s, true)
 }
 
+// Rules returns the policy's rules, with their defaults filled in (names,
+// limits, windows, schedules), in the order given to New.
+func (p *Policy) Rules() []Rule {
+	out := make([]Rule, len(p.rules))
+	for i := range p.rules {
+		out[i] = p.rules[i].Rule
+	}
+	return out
+}
+
 // ErrPartial is wrapped by the error of an Unlock or Reset that could not
 // reach every key holding the subject: rules keyed by more fields than
 // the subject gives, on a store that cannot list its keys.

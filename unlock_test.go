@@ -189,3 +189,16 @@ func TestResetAll(t *testing.T) {
 		t.Errorf("ResetAll on a store that cannot list: %v", err)
 	}
 }
+
+// TestRules returns the rules with their defaults, in order, as a copy.
+func TestRules(t *testing.T) {
+	p := newPolicyOn(t, newStore(t), lockout.Config{Rules: []lockout.Rule{lockout.ByUsername(3), {Fields: []lockout.Field{lockout.IP, "tenant"}}}})
+	rules := p.Rules()
+	if len(rules) != 2 || rules[0].Name != "username" || rules[0].Limit != 3 || rules[1].Name != "ip+tenant" || rules[1].Limit != 5 || rules[1].Window == 0 {
+		t.Fatalf("Rules() = %+v", rules)
+	}
+	rules[0].Name = "changed"
+	if p.Rules()[0].Name != "username" {
+		t.Error("Rules() shares the policy's slice")
+	}
+}

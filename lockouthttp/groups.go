@@ -77,7 +77,7 @@ type lookupField struct {
 }
 
 // lookupFields returns the inputs of the subject lookup, filled with s:
-// the fields OperatorConfig.Rules use (username and IP without Rules),
+// the fields the policy's rules use (username and IP without rules),
 // then any other field a listed lock's key holds, then any other field s
 // gives.
 func (o *Operator) lookupFields(s lockout.Subject, locks []LockState) []lookupField {
@@ -89,11 +89,12 @@ func (o *Operator) lookupFields(s lockout.Subject, locks []LockState) []lookupFi
 			params = append(params, p)
 		}
 	}
-	if len(o.cfg.Rules) == 0 {
+	rules := o.p.Rules()
+	if len(rules) == 0 {
 		add(paramUsername)
 		add(paramIP)
 	}
-	for _, r := range o.cfg.Rules {
+	for _, r := range rules {
 		for _, f := range r.Fields {
 			add(fieldParam(f))
 		}

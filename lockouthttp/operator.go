@@ -52,12 +52,6 @@ type OperatorConfig struct {
 	// MaxLocks bounds how many locks one listing returns. Default
 	// DefaultMaxLocks.
 	MaxLocks int
-
-	// Rules are the policy's rules, as given to lockout.Config: the
-	// page's subject lookup asks for every field they use (username, IP,
-	// user agent, custom fields). Default: the username and the IP, and
-	// any other field a listed lock's key holds.
-	Rules []lockout.Rule
 }
 
 // An Operator is an http.Handler for operators: a subject's status, unlock,

@@ -32,7 +32,7 @@ func newAliceEnv(t *testing.T, store backend.Backend) *aliceEnv {
 	rules := []lockout.Rule{u, uip}
 	p := newPolicy(t, store, lockout.Config{Rules: rules})
 	mux := http.NewServeMux()
-	mux.Handle("/admin/lockout/", http.StripPrefix("/admin/lockout", lockouthttp.NewOperator(p, lockouthttp.OperatorConfig{Authorize: isAdmin, Rules: rules})))
+	mux.Handle("/admin/lockout/", http.StripPrefix("/admin/lockout", lockouthttp.NewOperator(p, lockouthttp.OperatorConfig{Authorize: isAdmin})))
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	login := lockouthttp.NewMiddleware(p, lockouthttp.Config{Username: lockouthttp.FormField("username")}).Wrap(&login{})
@@ -235,7 +235,7 @@ func TestLookupByAnyField(t *testing.T) {
 	rules := []lockout.Rule{lockout.ByFields(2, lockout.UserAgent), lockout.ByFields(2, "tenant"), lockout.ByUsername(5)}
 	p := newPolicy(t, nil, lockout.Config{Rules: rules})
 	mux := http.NewServeMux()
-	mux.Handle("/admin/lockout/", http.StripPrefix("/admin/lockout", lockouthttp.NewOperator(p, lockouthttp.OperatorConfig{Authorize: isAdmin, Rules: rules})))
+	mux.Handle("/admin/lockout/", http.StripPrefix("/admin/lockout", lockouthttp.NewOperator(p, lockouthttp.OperatorConfig{Authorize: isAdmin})))
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	e := &operatorEnv{t, p, srv}
@@ -288,7 +288,7 @@ func TestLookupByAnyField(t *testing.T) {
 func TestOperatorPageEscapesHostileValues(t *testing.T) {
 	rules := []lockout.Rule{lockout.ByUsername(1), lockout.ByFields(1, lockout.UserAgent), lockout.ByFields(1, "tenant")}
 	p := newPolicy(t, nil, lockout.Config{Rules: rules})
-	op := lockouthttp.NewOperator(p, lockouthttp.OperatorConfig{Authorize: isAdmin, Rules: rules})
+	op := lockouthttp.NewOperator(p, lockouthttp.OperatorConfig{Authorize: isAdmin})
 	// No spaces: a username with one is not allowed.
 	hostile := []string{`<script>alert(1)</script>`, `"><img/src=x/onerror=alert(2)>`, `'onmouseover='alert(3)`}
 	for _, h := range hostile {

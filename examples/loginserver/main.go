@@ -170,8 +170,6 @@ func run(ctx context.Context, args []string, stdout io.Writer, ready func(addr s
 		adminPassword = rand.Text()
 	}
 	operator := lockouthttp.NewOperator(policy, lockouthttp.OperatorConfig{
-		// The rules' fields are what the page's lookup asks for.
-		Rules: rules,
 		Authorize: func(r *http.Request) (string, bool) {
 			if !checkBasicAuth(r, cfg.adminUser, adminPassword) {
 				return "", false
