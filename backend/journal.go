@@ -3,7 +3,10 @@ package backend
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
+	"unicode/utf8"
 )
 
 // Journal is an optional capability of a store that keeps a journal of
@@ -132,4 +135,74 @@ func ValidJournalName(name string) bool {
 		}
 	}
 	return true
+}
+
+// Bounded returns r with its string values cut, if they (the nine strings
+// and the custom fields' values) add up to more than maxBytes, and whether
+// it cut any: the longest are shortened, all to the same length, so that
+// short values (an outcome, an IP) stay whole and an attacker's long user
+// agent or username is what gets cut. A value that is valid UTF-8 is cut
+// at a rune boundary. A cut record has its own Fields map; r's is left
+// alone. It is what a store that bounds its records (see Journal) applies.
+func (r Record) Bounded(maxBytes int) (Record, bool) {
+	vals := []*string{&r.Outcome, &r.Reason, &r.Rule, &r.Key, &r.Username, &r.IP, &r.UserAgent, &r.Operator, &r.Via}
+	total := 0
+	for _, p := range vals {
+		total += len(*p)
+	}
+	for _, v := range r.Fields {
+		total += len(v)
+	}
+	if total <= maxBytes {
+		return r, false
+	}
+	names := slices.Sorted(maps.Keys(r.Fields))
+	custom := make([]string, len(names))
+	for i, n := range names {
+		custom[i] = r.Fields[n]
+		vals = append(vals, &custom[i])
+	}
+	cutLongest(vals, total, maxBytes)
+	if len(names) > 0 {
+		r.Fields = make(map[string]string, len(names))
+		for i, n := range names {
+			r.Fields[n] = custom[i]
+		}
+	}
+	return r, true
+}
+
+// cutLongest shortens the longest of the values vs, whose lengths add up
+// to total, all to the same length, until they add up to at most limit.
+func cutLongest(vs []*string, total, limit int) {
+	if total <= limit {
+		return
+	}
+	lens := make([]int, len(vs))
+	for i, p := range vs {
+		lens[i] = len(*p)
+	}
+	slices.Sort(lens)
+	// The largest c with sum(min(len, c)) <= limit.
+	rem, c := limit, 0
+	for i, l := range lens {
+		if n := len(lens) - i; l*n > rem {
+			c = rem / n
+			break
+		}
+		rem -= l
+	}
+	for _, p := range vs {
+		v := *p
+		if len(v) <= c {
+			continue
+		}
+		end := c
+		if utf8.ValidString(v) {
+			for end > 0 && !utf8.RuneStart(v[end]) {
+				end--
+			}
+		}
+		*p = v[:end]
+	}
 }

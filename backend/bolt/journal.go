@@ -6,10 +6,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"time"
-	"unicode/utf8"
 
 	bbolt "go.etcd.io/bbolt"
 
@@ -390,7 +388,8 @@ func journalNames(jb *bbolt.Bucket) [][]byte {
 
 // cutRecords returns recs, or a copy of it in which the records whose
 // string values add up to more than Options.JournalRecordBytes have them
-// cut (see cutValues). The caller's records and maps are left alone.
+// cut (backend.Record.Bounded). The caller's records and maps are left
+// alone.
 func (s *Store) cutRecords(recs []backend.Record) []backend.Record {
 	limit := s.opts.JournalRecordBytes
 	if limit < 0 {
@@ -398,77 +397,17 @@ func (s *Store) cutRecords(recs []backend.Record) []backend.Record {
 	}
 	var out []backend.Record
 	for i := range recs {
-		r := &recs[i]
-		total := 0
-		for _, p := range recordStrings(r) {
-			total += len(*p)
-		}
-		for _, v := range r.Fields {
-			total += len(v)
-		}
-		if total <= limit {
+		c, cut := recs[i].Bounded(limit)
+		if !cut {
 			continue
 		}
 		if out == nil {
 			out = slices.Clone(recs)
 		}
-		c := &out[i]
-		ps := recordStrings(c)
-		vals := ps[:]
-		names := slices.Sorted(maps.Keys(c.Fields))
-		custom := make([]string, len(names))
-		for j, n := range names {
-			custom[j] = c.Fields[n]
-			vals = append(vals, &custom[j])
-		}
-		cutValues(vals, total, limit)
-		if len(names) > 0 {
-			c.Fields = make(map[string]string, len(names))
-			for j, n := range names {
-				c.Fields[n] = custom[j]
-			}
-		}
+		out[i] = c
 	}
 	if out == nil {
 		return recs
 	}
 	return out
-}
-
-// cutValues shortens the longest of the values vs, whose lengths add up to
-// total, all to the same length, until they add up to at most limit: short
-// values (an outcome, an IP) stay whole, and an attacker's long user agent
-// or username is what gets cut. A value that is valid UTF-8 is cut at a
-// rune boundary.
-func cutValues(vs []*string, total, limit int) {
-	if total <= limit {
-		return
-	}
-	lens := make([]int, len(vs))
-	for i, p := range vs {
-		lens[i] = len(*p)
-	}
-	slices.Sort(lens)
-	// The largest c with sum(min(len, c)) <= limit.
-	rem, c := limit, 0
-	for i, l := range lens {
-		if n := len(lens) - i; l*n > rem {
-			c = rem / n
-			break
-		}
-		rem -= l
-	}
-	for _, p := range vs {
-		v := *p
-		if len(v) <= c {
-			continue
-		}
-		end := c
-		if utf8.ValidString(v) {
-			for end > 0 && !utf8.RuneStart(v[end]) {
-				end--
-			}
-		}
-		*p = v[:end]
-	}
 }

@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	goredis "github.com/redis/go-redis/v9"
 
@@ -97,9 +96,14 @@ const (
 const coreFields = 12
 
 // appendRecordArgs appends the field-value arguments of rec to args, its
-// string values cut (see cutValues) to at most maxBytes bytes in all when
+// string values cut (backend.Record.Bounded) to at most maxBytes bytes in all when
 // maxBytes > 0.
 func appendRecordArgs(args []any, rec *backend.Record, maxBytes int) []any {
+	if maxBytes > 0 {
+		if cut, ok := rec.Bounded(maxBytes); ok {
+			rec = &cut
+		}
+	}
 	var t, d, fb string
 	if !rec.Time.IsZero() {
 		t = strconv.FormatInt(rec.Time.UnixNano(), 10)
@@ -121,9 +125,6 @@ func appendRecordArgs(args []any, rec *backend.Record, maxBytes int) []any {
 	for i, n := range names {
 		custom[i] = rec.Fields[n]
 	}
-	if maxBytes > 0 {
-		cutValues(vals[:], custom, maxBytes)
-	}
 	args = append(args,
 		fieldTime, t,
 		fieldOutcome, vals[0], fieldReason, vals[1], fieldRule, vals[2], fieldKey, vals[3],
@@ -134,57 +135,6 @@ func appendRecordArgs(args []any, rec *backend.Record, maxBytes int) []any {
 		args = append(args, fieldCustom+n, custom[i])
 	}
 	return args
-}
-
-// cutValues shortens the longest of the values in a and b, all to the same
-// length, until their lengths add up to at most maxBytes: the short ones
-// (an outcome, an IP) are kept whole, and an attacker's long user agent or
-// username is what gets cut. A value that is valid UTF-8 is cut at a rune
-// boundary.
-func cutValues(a, b []string, maxBytes int) {
-	total := 0
-	for _, v := range a {
-		total += len(v)
-	}
-	for _, v := range b {
-		total += len(v)
-	}
-	if total <= maxBytes {
-		return
-	}
-	lens := make([]int, 0, len(a)+len(b))
-	for _, v := range a {
-		lens = append(lens, len(v))
-	}
-	for _, v := range b {
-		lens = append(lens, len(v))
-	}
-	slices.Sort(lens)
-	// The largest limit c with sum(min(len, c)) <= maxBytes.
-	rem, c := maxBytes, 0
-	for i, l := range lens {
-		if n := len(lens) - i; l*n > rem {
-			c = rem / n
-			break
-		}
-		rem -= l
-	}
-	cut := func(vs []string) {
-		for i, v := range vs {
-			if len(v) <= c {
-				continue
-			}
-			end := c
-			if utf8.ValidString(v) {
-				for end > 0 && !utf8.RuneStart(v[end]) {
-					end--
-				}
-			}
-			vs[i] = v[:end]
-		}
-	}
-	cut(a)
-	cut(b)
 }
 
 // decodeRecord returns the record that the stream entry id with values

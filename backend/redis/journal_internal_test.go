@@ -29,49 +29,6 @@ func fieldsOf(t testing.TB, rec *backend.Record, maxBytes int) map[string]any {
 	return m
 }
 
-func TestCutValues(t *testing.T) {
-	for _, tc := range []struct {
-		a, b []int // lengths
-		max  int
-		want []int // lengths of a then b after the cut
-	}{
-		{[]int{1, 2, 3}, nil, 6, []int{1, 2, 3}},
-		{[]int{1, 2, 3}, nil, 5, []int{1, 2, 2}},
-		{[]int{5, 100, 1000}, []int{7}, 100, []int{5, 44, 44, 7}},
-		{[]int{10, 10}, []int{10}, 0, []int{0, 0, 0}},
-		{[]int{0, 0, 50}, nil, 10, []int{0, 0, 10}},
-	} {
-		mk := func(ls []int) []string {
-			var out []string
-			for _, l := range ls {
-				out = append(out, strings.Repeat("x", l))
-			}
-			return out
-		}
-		a, b := mk(tc.a), mk(tc.b)
-		cutValues(a, b, tc.max)
-		var got []int
-		for _, v := range append(a, b...) {
-			got = append(got, len(v))
-		}
-		if !equalInts(got, tc.want) {
-			t.Errorf("cut %v %v to %d: %v, want %v", tc.a, tc.b, tc.max, got, tc.want)
-		}
-	}
-}
-
-func equalInts(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
 // FuzzDecodeRecord checks the record encoding both ways: any record decodes
 // back to itself, and the decoder never panics on entries it did not write;
 // what it accepts encodes and decodes to the same record.
