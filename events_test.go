@@ -449,3 +449,26 @@ func TestJournalNeedsStore(t *testing.T) {
 		t.Errorf("Attempts without a journal: %v", err)
 	}
 }
+
+// TestJournalCopiesFields: the caller may reuse its Fields map as soon as
+// a decision returns; the journal, written later, keeps what it held.
+func TestJournalCopiesFields(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p, _ := journalPolicy(t, lockout.Config{Rules: []lockout.Rule{lockout.ByFields(100, lockout.Username, "tenant")}})
+		ctx := context.Background()
+		fields := map[string]string{"tenant": "t1"}
+		a, err := p.Allow(ctx, lockout.Subject{Username: "alice", Fields: fields})
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.Failure(ctx)
+		fields["tenant"] = "t2" // before the writer has run
+		if err := p.SyncJournal(ctx); err != nil {
+			t.Fatal(err)
+		}
+		recs, _, err := p.Attempts(ctx, lockout.AttemptQuery{})
+		if err != nil || len(recs) != 1 || recs[0].Fields["tenant"] != "t1" {
+			t.Errorf("journal: %+v, %v; want one record of tenant t1", recs, err)
+		}
+	})
+}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -146,10 +147,12 @@ func (j *journal) record(ctx context.Context, e *Event) {
 		Username:  j.hash("u", e.Subject.Username),
 		IP:        j.hash("ip", e.Subject.IP),
 		UserAgent: e.Subject.UserAgent,
-		Fields:    e.Subject.Fields,
-		Fallback:  e.Fallback,
-		Operator:  e.Operator,
-		Via:       e.Via,
+		// The writer reads it later, on its own goroutine: the caller
+		// may change its map once the decision returns.
+		Fields:   maps.Clone(e.Subject.Fields),
+		Fallback: e.Fallback,
+		Operator: e.Operator,
+		Via:      e.Via,
 	}
 	if j.hashKey != nil {
 		r.Key = "" // it holds the username and the IP
