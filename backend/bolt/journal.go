@@ -198,8 +198,8 @@ func (s *Store) Records(ctx context.Context, name string, q backend.Query) ([]ba
 				}
 			}
 			last = seq
-			if raw.matches(&q) {
-				recs = append(recs, raw.record(seq))
+			if raw.Matches(&q) {
+				recs = append(recs, raw.Record(formatID(seq)))
 			}
 		}
 		return nil

@@ -77,7 +77,7 @@ func FuzzDecodeRecord(f *testing.F) {
 		f.Add(appendRecord(nil, &r, int64(i)))
 	}
 	f.Add([]byte{})
-	f.Add([]byte{recordVersion, 0, 0, 0, 0, 0, 0, 0, 0, flagZeroTime})
+	f.Add([]byte{recordVersion, 0, 0, 0, 0, 0, 0, 0, 0, 2}) // flags: zero time
 	f.Fuzz(func(t *testing.T, v []byte) {
 		r, stamp, err := decodeRecord(seqKey(1), v)
 		if err != nil {
