@@ -6,11 +6,13 @@ import (
 	"log/slog"
 	"math"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/go-lockout/lockout"
 	"github.com/go-lockout/lockout/backend"
+	"github.com/go-lockout/lockout/internal/abbench"
 )
 
 const benchSubjects = 100_000
@@ -39,6 +41,15 @@ func benchRules(limit int) []lockout.Rule {
 	return rules
 }
 
+// processCPU returns the user and system CPU time this process has used.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
 // BenchmarkDecision measures whole decisions with three rules (username, IP,
 // username+IP) on the memory store, in parallel over 100,000 subjects, and,
 // as the baseline of the same run, the store serving the same six operations
@@ -50,6 +61,7 @@ func BenchmarkDecision(b *testing.B) {
 		var gid atomic.Int64
 		b.ReportAllocs()
 		b.ResetTimer()
+		cpu0 := processCPU()
 		b.RunParallel(func(pb *testing.PB) {
 			i := int(gid.Add(1)*7919) % benchSubjects
 			for pb.Next() {
@@ -60,6 +72,11 @@ func BenchmarkDecision(b *testing.B) {
 				i = (i + 104729) % benchSubjects
 			}
 		})
+		b.StopTimer()
+		// CPU time, the process's background goroutines (the journal's
+		// writer) included: on a busy machine it varies less than the
+		// wall time.
+		b.ReportMetric(float64(processCPU()-cpu0)/float64(b.N), "cpu-ns/op")
 	}
 	// policy returns a policy whose store already holds every subject's
 	// counters, so that the benchmark measures the steady state.
@@ -182,4 +199,55 @@ func BenchmarkDecision(b *testing.B) {
 			}
 		})
 	})
+}
+
+// BenchmarkJournalCost measures what the attempt journal costs a decision
+// (Allow then Failure, three rules, the memory store), as pairs of blocks
+// of 50,000 decisions run in parallel: one policy without a journal, then
+// one with it, whose block includes waiting for its writer to have
+// written the block's records (SyncJournal). cost-% is the median of the
+// pairs' extra time; run it with -benchtime=20x (20 pairs).
+func BenchmarkJournalCost(b *testing.B) {
+	subjects := benchSubjectList()
+	ctx := context.Background()
+	newPolicy := func(journal *lockout.JournalConfig) *lockout.Policy {
+		p, err := lockout.New(newStore(b), lockout.Config{Rules: benchRules(math.MaxInt32), Logger: discard, Journal: journal})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { p.Close() })
+		return p
+	}
+	off, on := newPolicy(nil), newPolicy(&lockout.JournalConfig{Queue: 1 << 17})
+	next := 0
+	block := func(p *lockout.Policy) func(ops int) (time.Duration, error) {
+		return func(ops int) (time.Duration, error) {
+			start := next
+			d, err := abbench.Block(ops, func(i int) error {
+				a, err := p.Allow(ctx, subjects[(start+i)*7919%benchSubjects])
+				if err != nil {
+					return err
+				}
+				return a.Failure(ctx)
+			})
+			if err == nil && p == on {
+				t0 := time.Now()
+				err = p.SyncJournal(ctx)
+				d += time.Since(t0)
+			}
+			next += ops
+			return d, err
+		}
+	}
+	// Both stores hold every subject first: the steady state.
+	for _, p := range []*lockout.Policy{off, on} {
+		if _, err := block(p)(benchSubjects); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ResetTimer()
+	abbench.Pairs(b, 50_000, block(off), block(on))
+	if st := on.JournalStats(); st.Dropped > 0 {
+		b.Fatalf("journal: %+v: the queue is too small for a block", st)
+	}
 }

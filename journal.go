@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -62,17 +63,44 @@ type journal struct {
 	store   backend.Journal
 	name    string
 	hashKey []byte
-	queue   chan backend.Record
-	syncs   chan chan struct{} // Sync's requests
-	stop    chan struct{}
-	done    chan struct{}
 	log     *slog.Logger
+
+	// The queue: a record is appended to the pending slice of a shard
+	// picked at random, which holds at most shardMax; the writer takes
+	// every shard's slice and leaves it another. This costs a decision
+	// less than a channel would: one copy of the record, a lock that
+	// decisions on other cores seldom share, and no wake-up of the writer
+	// but for the first records of a batch and full shards.
+	shards   []queueShard
+	shardMax int
+	seq      atomic.Uint64      // the last record's place
+	wake     chan struct{}      // records wait: 1 buffered
+	syncs    chan chan struct{} // Sync's requests
+	stop     chan struct{}
+	done     chan struct{}
 
 	written, dropped atomic.Uint64
 	reported         atomic.Uint64 // dropped, when last reported
 	lastReport       atomic.Int64  // unix nanoseconds
 	p                *Policy
 	closeOnce        sync.Once
+}
+
+// journalShards is the number of shards of a journal's queue, at most.
+const journalShards = 8
+
+// queueShard is a part of a journal's queue, alone on its cache lines.
+type queueShard struct {
+	mu      sync.Mutex
+	pending []queuedRecord
+	_       [128 - 32]byte
+}
+
+// queuedRecord is a record in the queue, with its place in the order
+// of records (events of one instant are kept in the order they came).
+type queuedRecord struct {
+	seq uint64
+	rec backend.Record
 }
 
 // newJournal returns the journal cfg describes for p, or nil.
@@ -102,15 +130,17 @@ func newJournal(p *Policy, cfg *JournalConfig) (*journal, error) {
 		return nil, fmt.Errorf("lockout: Journal: prefix %q cannot name a journal", p.prefix)
 	}
 	j := &journal{
-		store:   store,
-		name:    p.prefix,
-		hashKey: cfg.HashKey,
-		queue:   make(chan backend.Record, n),
-		syncs:   make(chan chan struct{}),
-		stop:    make(chan struct{}),
-		done:    make(chan struct{}),
-		log:     p.log,
-		p:       p,
+		store:    store,
+		name:     p.prefix,
+		hashKey:  cfg.HashKey,
+		shards:   make([]queueShard, min(n, journalShards)),
+		shardMax: (n + journalShards - 1) / journalShards,
+		wake:     make(chan struct{}, 1),
+		syncs:    make(chan chan struct{}),
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
+		log:      p.log,
+		p:        p,
 	}
 	unlabeled(func() { go j.run() })
 	return j, nil
@@ -166,11 +196,36 @@ func (j *journal) record(ctx context.Context, e *Event) {
 			r.Duration = backend.NoExpiry
 		}
 	}
-	select {
-	case j.queue <- r:
-	default:
+	sh := &j.shards[rand.Uint32()%uint32(len(j.shards))]
+	sh.mu.Lock()
+	n := len(sh.pending)
+	if n >= j.shardMax {
+		sh.mu.Unlock()
 		j.drop(ctx, 1, nil)
+		return
 	}
+	sh.pending = append(sh.pending, queuedRecord{j.seq.Add(1), r})
+	sh.mu.Unlock()
+	if n == 0 || n+1 == j.shardMax || n+1 == journalBatch/journalShards {
+		// A first record starts the writer's linger; a full shard, or
+		// a shard's share of a batch, may end it.
+		select {
+		case j.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// queued returns the number of records in the queue.
+func (j *journal) queued() int {
+	n := 0
+	for i := range j.shards {
+		sh := &j.shards[i]
+		sh.mu.Lock()
+		n += len(sh.pending)
+		sh.mu.Unlock()
+	}
+	return n
 }
 
 // dropReportEvery is how often dropped records are reported, at most.
@@ -201,63 +256,81 @@ const journalLinger = 10 * time.Millisecond
 // run writes the queued records in batches until close, then what is left.
 func (j *journal) run() {
 	defer close(j.done)
-	batch := make([]backend.Record, 0, journalBatch)
+	var (
+		spares = make([][]queuedRecord, len(j.shards)) // the slices the shards get next
+		taken  = make([][]queuedRecord, len(j.shards))
+		pos    = make([]int, len(j.shards))
+		recs   []backend.Record
+	)
+	// flush writes every queued record, oldest first, in batches of up
+	// to journalBatch.
+	flush := func() {
+		for i := range j.shards {
+			sh := &j.shards[i]
+			sh.mu.Lock()
+			taken[i] = sh.pending
+			sh.pending = spares[i][:0]
+			sh.mu.Unlock()
+			pos[i] = 0
+		}
+		// Each shard's records are in order: merge them.
+		recs = recs[:0]
+		for {
+			k := -1
+			for i, run := range taken {
+				if pos[i] < len(run) && (k < 0 || run[pos[i]].seq < taken[k][pos[k]].seq) {
+					k = i
+				}
+			}
+			if k < 0 {
+				break
+			}
+			recs = append(recs, taken[k][pos[k]].rec)
+			pos[k]++
+		}
+		for i, run := range taken {
+			clear(run) // the strings and maps can go
+			spares[i] = run[:0]
+		}
+		for rest := recs; len(rest) > 0; {
+			n := min(len(rest), journalBatch)
+			j.write(rest[:n])
+			rest = rest[n:]
+		}
+		clear(recs)
+	}
 	linger := time.NewTimer(journalLinger)
 	linger.Stop()
 	for {
 		select {
-		case r := <-j.queue:
-			batch = append(batch[:0], r)
+		case <-j.wake:
 		case done := <-j.syncs:
-			j.flush(batch[:0])
+			flush()
 			close(done)
 			continue
 		case <-j.stop:
-			j.flush(batch[:0])
+			flush()
 			return
 		}
+		// Wait for more records, up to a full batch.
 		linger.Reset(journalLinger)
-	fill:
-		for len(batch) < journalBatch {
+	wait:
+		for j.queued() < journalBatch {
 			select {
-			case r := <-j.queue:
-				batch = append(batch, r)
 			case <-linger.C:
-				break fill
+				break wait
+			case <-j.wake:
 			case done := <-j.syncs:
-				j.flush(batch)
+				flush()
 				close(done)
-				batch = batch[:0]
-				break fill
 			case <-j.stop:
-				j.flush(batch)
+				linger.Stop()
+				flush()
 				return
 			}
 		}
 		linger.Stop()
-		if len(batch) > 0 {
-			j.write(batch)
-		}
-		clear(batch)
-	}
-}
-
-// flush writes what is queued, at close.
-func (j *journal) flush(batch []backend.Record) {
-	for {
-		select {
-		case r := <-j.queue:
-			batch = append(batch, r)
-			if len(batch) < journalBatch {
-				continue
-			}
-		default:
-		}
-		if len(batch) == 0 {
-			return
-		}
-		j.write(batch)
-		batch = batch[:0]
+		flush()
 	}
 }
 
