@@ -372,10 +372,10 @@ func (a *Attempt) Fallback() bool { return a.at.fallback }
 // not a store failure: it is neither admitted nor reported to the hooks.
 func (p *Policy) Allow(ctx context.Context, s Subject) (*Attempt, error) {
 	if d := p.decisions; d != nil {
-		start := time.Now()
+		start := p.now()
 		ctx = d.StartDecision(ctx, OpAllow)
 		a, err := p.allow(ctx, s)
-		d.EndDecision(ctx, OpAllow, time.Since(start), err)
+		d.EndDecision(ctx, OpAllow, time.Duration(p.now()-start), err)
 		return a, err
 	}
 	return p.allow(ctx, s)
@@ -641,10 +641,10 @@ var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
 // to the hooks), or ErrReported.
 func (a *Attempt) Success(ctx context.Context) error {
 	if d := a.p.decisions; d != nil {
-		start := time.Now()
+		start := a.p.now()
 		ctx = d.StartDecision(ctx, OpSuccess)
 		err := a.success(ctx)
-		d.EndDecision(ctx, OpSuccess, time.Since(start), err)
+		d.EndDecision(ctx, OpSuccess, time.Duration(a.p.now()-start), err)
 		return err
 	}
 	return a.success(ctx)
@@ -682,10 +682,10 @@ func (a *Attempt) success(ctx context.Context) error {
 // error is a backend failure (also reported to the hooks), or ErrReported.
 func (a *Attempt) Failure(ctx context.Context) error {
 	if d := a.p.decisions; d != nil {
-		start := time.Now()
+		start := a.p.now()
 		ctx = d.StartDecision(ctx, OpFailure)
 		err := a.failure(ctx)
-		d.EndDecision(ctx, OpFailure, time.Since(start), err)
+		d.EndDecision(ctx, OpFailure, time.Duration(a.p.now()-start), err)
 		return err
 	}
 	return a.failure(ctx)
@@ -821,9 +821,9 @@ func (p *Policy) do(ctx context.Context, ops []backend.Op, res []backend.Result)
 	if p.closed.Load() {
 		return ErrClosed
 	}
-	var start time.Time
+	var start int64
 	if p.decisions != nil {
-		start = time.Now()
+		start = p.now() // a monotonic clock read: cheaper than time.Now
 	}
 	var err error
 	if p.nonblocking {
@@ -843,7 +843,9 @@ func (p *Policy) do(ctx context.Context, ops []backend.Op, res []backend.Result)
 		}
 	}
 	if p.decisions != nil {
-		p.decisions.Observe(ctx, Event{Kind: EventStoreCall, Time: start, Latency: time.Since(start), Count: int64(len(ops)), Err: err})
+		e := Event{Kind: EventStoreCall, Latency: time.Duration(p.now() - start), Count: int64(len(ops)), Err: err}
+		e.Time = p.started.Add(time.Duration(start))
+		p.decisions.Observe(ctx, e)
 	}
 	return err
 }

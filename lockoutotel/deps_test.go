@@ -4,7 +4,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -20,7 +19,8 @@ func TestRootModulePullsNoTelemetry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "list", "-deps", "-test",
+	// go test puts its own go first in PATH.
+	cmd := exec.Command("go", "list", "-deps", "-test",
 		"-f", "{{with .Module}}{{.Path}}{{end}}", "./...")
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=readonly")

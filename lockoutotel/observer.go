@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,8 +28,8 @@ const ScopeName = "github.com/go-lockout/lockout/lockoutotel"
 
 // Attribute keys of the measurements and spans.
 const (
-	// OutcomeKey: admitted, refused, success, failure; "error" for a
-	// decision that returned another error (lockout.decision.duration).
+	// OutcomeKey: admitted, refused, success, failure; "error" for an
+	// Allow that returned another error (lockout.decision.duration).
 	OutcomeKey = attribute.Key("lockout.outcome")
 	// ReasonKey: why an attempt was refused: locked, capacity,
 	// denylisted, unavailable.
@@ -36,9 +39,6 @@ const (
 	// FallbackKey: whether the in-process fallback decided, because the
 	// store was failing.
 	FallbackKey = attribute.Key("lockout.fallback")
-	// OperationKey: the call that made a decision: allow, success,
-	// failure.
-	OperationKey = attribute.Key("lockout.operation")
 	// ActionKey: an operator's action: unlock, reset.
 	ActionKey = attribute.Key("lockout.action")
 	// ErrorTypeKey is OpenTelemetry's error.type: timeout, canceled,
@@ -85,54 +85,97 @@ type Options struct {
 // Observer is a lockout.DecisionObserver that turns a policy's events into
 // OpenTelemetry metrics and spans. Set it as lockout.Config.Observer; one
 // Observer may serve several policies (their measurements add up; tell
-// them apart with Options.Attributes). It is safe for concurrent use.
+// them apart with Options.Attributes, or give each an Observer of its own
+// with different Attributes). It is safe for concurrent use.
 //
-// The instruments are listed in the package documentation. Spans: one per
-// decision, named lockout.allow, lockout.success or lockout.failure, with
-// the attributes lockout.outcome, lockout.reason, lockout.rule and
-// lockout.fallback, an event per lockout, and an error status (with
-// error.type) when the decision returns an error other than a refusal;
-// under it, one lockout.store span (kind client) per store call, with
-// lockout.store.operations, the store's error recorded when it failed.
-// Store-call spans are made when the call has returned, with its start and
-// end times; they are made only under a recording span.
+// The instruments are listed in the package documentation. Its counters
+// are asynchronous: the Observer counts in atomic integers of its own, and
+// reports their totals when the metrics are collected, which costs a
+// decision far less than a synchronous counter does. Two Observers on one
+// MeterProvider must have different Options.Attributes, or their totals
+// would report the same series twice.
+//
+// Spans: one per decision, named lockout.allow, lockout.success or
+// lockout.failure, with the attributes lockout.outcome, lockout.reason,
+// lockout.rule and lockout.fallback, an event per lockout, and an error
+// status (with error.type) when the decision returns an error other than
+// a refusal; under it, one lockout.store span (kind client) per store
+// call, with lockout.store.operations, the store's error recorded when it
+// failed. Store-call spans are made when the call has returned, with its
+// start and end times, and only under a recording span.
 type Observer struct {
 	tracer  trace.Tracer // nil: no tracing
 	subject bool
 
-	decisions, lockouts, storeErrors, journalDropped, actions metric.Int64Counter
-	degraded                                                  metric.Int64UpDownCounter
-	decisionDuration, storeDuration                           metric.Float64Histogram
+	decisionDuration, storeDuration metric.Float64Histogram
+	counters                        [nCounters]metric.Int64ObservableCounter
+	degradedGauge                   metric.Int64ObservableUpDownCounter
+	registration                    metric.Registration
 
 	base    []attribute.KeyValue
-	baseAdd []metric.AddOption
+	baseObs metric.ObserveOption
 
-	// Precomputed measurement options for the common cases.
-	outcome      [lockout.EventFailure + 1][2]*opts // [kind][fallback]
-	decided      [lockout.OpFailure + 1]*opts       // decision.duration, no error
-	refusedDur   *opts
-	storeOK      *opts
+	// The counters' cells, and the histograms' options that depend on the
+	// event (errors), by key.
+	cells cowMap[*cell]
+	recs  cowMap[[]metric.RecordOption]
+	// The common cases, looked up without a map.
+	outcome  [lockout.EventFailure + 1][2]*cell // decisions: [kind][fallback]
+	dropped  *cell
+	degraded atomic.Int64
+	admitted []metric.RecordOption // decision.duration
+	refused  []metric.RecordOption
+	storeOK  []metric.RecordOption
+
 	spanStart    [lockout.OpFailure + 1][]trace.SpanStartOption
 	storeSpan    []trace.SpanStartOption
-	cache        optCache
 	outcomeAttrs [lockout.EventFailure + 1]attribute.KeyValue
 }
 
-// opts are the options of one measurement with one attribute set.
-type opts struct {
-	add []metric.AddOption
-	rec []metric.RecordOption
+// The counters, by index in Observer.counters and key.what.
+const (
+	cDecisions = iota
+	cLockouts
+	cStoreErrors
+	cJournalDropped
+	cActions
+	nCounters
+	// Keys of Observer.recs.
+	rDecisionErr
+	rStoreErr
+)
+
+// cell is one series of a counter: the Observer adds to it, and reports its
+// total when the metrics are collected. Its count is striped over cache
+// lines, so that cores counting at once seldom share one.
+type cell struct {
+	stripes [cellStripes]struct {
+		n atomic.Int64
+		_ [56]byte
+	}
+	counter int
+	opt     metric.ObserveOption
 }
 
-func newOpts(kvs ...attribute.KeyValue) *opts {
-	o := metric.WithAttributeSet(attribute.NewSet(kvs...))
-	return &opts{add: []metric.AddOption{o}, rec: []metric.RecordOption{o}}
+const cellStripes = 8
+
+// add adds n to the cell, on a stripe picked at random (a cheap,
+// per-thread generator).
+func (c *cell) add(n int64) { c.stripes[rand.Uint32()%cellStripes].n.Add(n) }
+
+// load returns the cell's total.
+func (c *cell) load() (n int64) {
+	for i := range c.stripes {
+		n += c.stripes[i].n.Load()
+	}
+	return n
 }
 
-// optKey names an attribute set that depends on the event: a refusal's
-// rule, a lockout's rule, an error's type.
-type optKey struct {
-	what     uint8 // which measurement
+// key names a series whose attributes depend on the event: a refusal's
+// rule and reason, a lockout's rule, an error's type, an action.
+type key struct {
+	what     uint8
+	kind     lockout.EventKind
 	reason   lockout.Reason
 	op       lockout.Operation
 	fallback bool
@@ -140,73 +183,42 @@ type optKey struct {
 	name     string // error.type, or an operator's action
 }
 
-// Measurements of optKey.what.
-const (
-	optRefused uint8 = iota + 1
-	optLockout
-	optDecisionErr
-	optStoreErr
-	optAction
-)
+// cowMapMax bounds the series a cowMap holds; past it, series are built
+// for each measurement, and counted nowhere (a policy's rules are few: it
+// is not expected).
+const cowMapMax = 4096
 
-// optCacheMax bounds the attribute sets cached; past it, sets are built
-// for each measurement (a policy's rules are few: it is not expected).
-const optCacheMax = 4096
-
-// optCache is a copy-on-write map of attribute sets: lookups take no lock.
-type optCache struct {
-	m  atomic.Pointer[map[optKey]*opts]
+// cowMap is a copy-on-write map: lookups take no lock.
+type cowMap[V any] struct {
+	m  atomic.Pointer[map[key]V]
 	mu sync.Mutex
 }
 
-// opts returns the options of the measurement k names.
-func (o *Observer) opts(k optKey) *opts {
-	if m := o.cache.m.Load(); m != nil {
-		if v, ok := (*m)[k]; ok {
-			return v
-		}
+func (c *cowMap[V]) load(k key) (V, bool) {
+	if m := c.m.Load(); m != nil {
+		v, ok := (*m)[k]
+		return v, ok
 	}
-	return o.cache.add(k, o.build)
+	var zero V
+	return zero, false
 }
 
-// build returns the options of the measurement k names.
-func (o *Observer) build(k optKey) *opts {
-	switch k.what {
-	case optRefused:
-		kvs := o.attrs(o.outcomeAttrs[lockout.EventRefused], ReasonKey.String(reasonName(k.reason)), FallbackKey.Bool(k.fallback))
-		if k.rule != "" {
-			kvs = append(kvs, RuleKey.String(k.rule))
-		}
-		return newOpts(kvs...)
-	case optLockout:
-		return newOpts(o.attrs(RuleKey.String(k.rule), FallbackKey.Bool(k.fallback))...)
-	case optDecisionErr:
-		return newOpts(o.attrs(OperationKey.String(k.op.String()), OutcomeKey.String("error"), ErrorTypeKey.String(k.name))...)
-	case optStoreErr:
-		return newOpts(o.attrs(ErrorTypeKey.String(k.name))...)
-	default: // optAction
-		return newOpts(o.attrs(ActionKey.String(k.name))...)
-	}
-}
-
-// add returns the options of k, building and caching them.
-func (c *optCache) add(k optKey, build func(optKey) *opts) *opts {
+// add returns the value of k, built and stored if it is new.
+func (c *cowMap[V]) add(k key, build func(key) V) V {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	old := c.m.Load()
 	if old != nil {
-		if o, ok := (*old)[k]; ok {
-			return o
+		if v, ok := (*old)[k]; ok {
+			return v
 		}
-		if len(*old) >= optCacheMax {
+		if len(*old) >= cowMapMax {
 			return build(k)
 		}
 	}
-	m := make(map[optKey]*opts, 1+lenOf(old))
+	m := make(map[key]V, 1+lenOf(old))
 	if old != nil {
-		for k, v := range *old {
-			m[k] = v
-		}
+		maps.Copy(m, *old)
 	}
 	v := build(k)
 	m[k] = v
@@ -214,11 +226,56 @@ func (c *optCache) add(k optKey, build func(optKey) *opts) *opts {
 	return v
 }
 
-func lenOf(m *map[optKey]*opts) int {
+func lenOf[V any](m *map[key]V) int {
 	if m == nil {
 		return 0
 	}
 	return len(*m)
+}
+
+// cell returns the counter cell of k.
+func (o *Observer) cell(k key) *cell {
+	if c, ok := o.cells.load(k); ok {
+		return c
+	}
+	return o.cells.add(k, o.newCell)
+}
+
+func (o *Observer) newCell(k key) *cell {
+	var kvs []attribute.KeyValue
+	switch k.what {
+	case cDecisions:
+		kvs = o.attrs(o.outcomeAttrs[lockout.EventRefused], FallbackKey.Bool(k.fallback), ReasonKey.String(reasonName(k.reason)))
+		if k.rule != "" {
+			kvs = append(kvs, RuleKey.String(k.rule))
+		}
+	case cLockouts:
+		kvs = o.attrs(RuleKey.String(k.rule), FallbackKey.Bool(k.fallback))
+	case cStoreErrors:
+		kvs = o.attrs(ErrorTypeKey.String(k.name))
+	case cActions:
+		kvs = o.attrs(ActionKey.String(k.name))
+	default:
+		kvs = o.attrs()
+	}
+	return &cell{counter: int(k.what), opt: metric.WithAttributeSet(attribute.NewSet(kvs...))}
+}
+
+// recorded returns the histogram options of k, an error.
+func (o *Observer) recorded(k key) []metric.RecordOption {
+	if r, ok := o.recs.load(k); ok {
+		return r
+	}
+	return o.recs.add(k, func(k key) []metric.RecordOption {
+		if k.what == rStoreErr {
+			return recordOpts(o.attrs(ErrorTypeKey.String(k.name))...)
+		}
+		return recordOpts(o.attrs(OutcomeKey.String("error"), ErrorTypeKey.String(k.name))...)
+	})
+}
+
+func recordOpts(kvs ...attribute.KeyValue) []metric.RecordOption {
+	return []metric.RecordOption{metric.WithAttributeSet(attribute.NewSet(kvs...))}
 }
 
 // New returns an Observer that makes its instruments with opts'
@@ -234,31 +291,33 @@ func New(opts *Options) (*Observer, error) {
 	if tp == nil {
 		tp = otel.GetTracerProvider()
 	}
-	o := &Observer{subject: opts.SubjectAttributes, base: append([]attribute.KeyValue(nil), opts.Attributes...)}
+	o := &Observer{subject: opts.SubjectAttributes, base: slices.Clone(opts.Attributes)}
 	if _, off := tp.(noop.TracerProvider); !off {
 		o.tracer = tp.Tracer(ScopeName)
 	}
+	o.baseObs = metric.WithAttributeSet(attribute.NewSet(o.base...))
+	for _, k := range []lockout.EventKind{lockout.EventAdmitted, lockout.EventRefused, lockout.EventSuccess, lockout.EventFailure} {
+		o.outcomeAttrs[k] = OutcomeKey.String(k.String())
+	}
+	for _, k := range []lockout.EventKind{lockout.EventAdmitted, lockout.EventSuccess, lockout.EventFailure} {
+		for fb := range 2 {
+			o.outcome[k][fb] = o.cells.add(key{what: cDecisions, kind: k, fallback: fb == 1}, func(key) *cell {
+				set := attribute.NewSet(o.attrs(o.outcomeAttrs[k], FallbackKey.Bool(fb == 1))...)
+				return &cell{counter: cDecisions, opt: metric.WithAttributeSet(set)}
+			})
+		}
+	}
+	o.dropped = o.cell(key{what: cJournalDropped})
+	o.admitted = recordOpts(o.attrs(OutcomeKey.String("admitted"))...)
+	for _, op := range []lockout.Operation{lockout.OpAllow, lockout.OpSuccess, lockout.OpFailure} {
+		o.spanStart[op] = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindInternal), trace.WithAttributes(o.base...)}
+	}
+	o.refused = recordOpts(o.attrs(OutcomeKey.String("refused"))...)
+	o.storeOK = recordOpts(o.base...)
+	o.storeSpan = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(o.base...)}
 	if err := o.instruments(mp.Meter(ScopeName)); err != nil {
 		return nil, fmt.Errorf("lockoutotel: %w", err)
 	}
-	o.baseAdd = newOpts(o.base...).add
-	for _, k := range []lockout.EventKind{lockout.EventAdmitted, lockout.EventRefused, lockout.EventSuccess, lockout.EventFailure} {
-		o.outcomeAttrs[k] = OutcomeKey.String(k.String())
-		for fb := range 2 {
-			o.outcome[k][fb] = newOpts(o.attrs(o.outcomeAttrs[k], FallbackKey.Bool(fb == 1))...)
-		}
-	}
-	for _, op := range []lockout.Operation{lockout.OpAllow, lockout.OpSuccess, lockout.OpFailure} {
-		outcome := op.String()
-		if op == lockout.OpAllow {
-			outcome = "admitted"
-		}
-		o.decided[op] = newOpts(o.attrs(OperationKey.String(op.String()), OutcomeKey.String(outcome))...)
-		o.spanStart[op] = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindInternal), trace.WithAttributes(o.base...)}
-	}
-	o.refusedDur = newOpts(o.attrs(OperationKey.String("allow"), OutcomeKey.String("refused"))...)
-	o.storeOK = newOpts(o.base...)
-	o.storeSpan = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(o.base...)}
 	return o, nil
 }
 
@@ -269,8 +328,8 @@ func (o *Observer) attrs(kvs ...attribute.KeyValue) []attribute.KeyValue {
 
 func (o *Observer) instruments(m metric.Meter) error {
 	var errs []error
-	counter := func(name, unit, desc string) metric.Int64Counter {
-		c, err := m.Int64Counter(name, metric.WithUnit(unit), metric.WithDescription(desc))
+	counter := func(name, unit, desc string) metric.Int64ObservableCounter {
+		c, err := m.Int64ObservableCounter(name, metric.WithUnit(unit), metric.WithDescription(desc))
 		errs = append(errs, err)
 		return c
 	}
@@ -280,18 +339,48 @@ func (o *Observer) instruments(m metric.Meter) error {
 		errs = append(errs, err)
 		return h
 	}
-	o.decisions = counter("lockout.decisions", "{decision}", "Decisions made: attempts admitted or refused, outcomes reported.")
-	o.lockouts = counter("lockout.lockouts", "{lockout}", "Rule keys locked out.")
-	o.storeErrors = counter("lockout.store.errors", "{error}", "Store calls that failed (the caller giving up is not counted).")
-	o.journalDropped = counter("lockout.journal.dropped", "{record}", "Journal records dropped: queue full, or the journal's store failed.")
-	o.actions = counter("lockout.operator.actions", "{action}", "Operators' unlocks and resets.")
+	o.counters[cDecisions] = counter("lockout.decisions", "{decision}", "Decisions made: attempts admitted or refused, outcomes reported.")
+	o.counters[cLockouts] = counter("lockout.lockouts", "{lockout}", "Rule keys locked out.")
+	o.counters[cStoreErrors] = counter("lockout.store.errors", "{error}", "Store calls that failed (the caller giving up is not counted).")
+	o.counters[cJournalDropped] = counter("lockout.journal.dropped", "{record}", "Journal records dropped: queue full, or the journal's store failed.")
+	o.counters[cActions] = counter("lockout.operator.actions", "{action}", "Operators' unlocks and resets.")
 	var err error
-	o.degraded, err = m.Int64UpDownCounter("lockout.degraded", metric.WithUnit("{policy}"),
+	o.degradedGauge, err = m.Int64ObservableUpDownCounter("lockout.degraded", metric.WithUnit("{policy}"),
 		metric.WithDescription("Policies in degraded mode: their store fails and the in-process fallback decides."))
 	errs = append(errs, err)
-	o.decisionDuration = histogram("lockout.decision.duration", "Time a decision took: Allow, Success or Failure.")
+	o.decisionDuration = histogram("lockout.decision.duration", "Time Allow took to decide whether an attempt may go ahead.")
 	o.storeDuration = histogram("lockout.store.duration", "Time a call to the store took.")
-	return errors.Join(errs...)
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	observables := []metric.Observable{o.degradedGauge}
+	for _, c := range o.counters {
+		observables = append(observables, c)
+	}
+	o.registration, err = m.RegisterCallback(o.collect, observables...)
+	return err
+}
+
+// collect reports the counters' totals.
+func (o *Observer) collect(_ context.Context, obs metric.Observer) error {
+	if m := o.cells.m.Load(); m != nil {
+		for _, c := range *m {
+			if n := c.load(); n != 0 {
+				obs.ObserveInt64(o.counters[c.counter], n, c.opt)
+			}
+		}
+	}
+	obs.ObserveInt64(o.degradedGauge, o.degraded.Load(), o.baseObs)
+	return nil
+}
+
+// Unregister stops reporting the Observer's counters (its histograms stay
+// with the MeterProvider), for an Observer no longer used by any policy.
+func (o *Observer) Unregister() error {
+	if err := o.registration.Unregister(); err != nil {
+		return fmt.Errorf("lockoutotel: %w", err)
+	}
+	return nil
 }
 
 // Observe turns e into measurements, and into span attributes and events
@@ -299,19 +388,17 @@ func (o *Observer) instruments(m metric.Meter) error {
 func (o *Observer) Observe(ctx context.Context, e lockout.Event) {
 	switch e.Kind {
 	case lockout.EventAdmitted, lockout.EventSuccess, lockout.EventFailure:
-		o.decisions.Add(ctx, 1, o.outcome[e.Kind][b2i(e.Fallback)].add...)
+		o.outcome[e.Kind][b2i(e.Fallback)].add(1)
 		if o.tracer != nil {
 			o.annotate(ctx, &e)
 		}
 	case lockout.EventRefused:
-		k := optKey{what: optRefused, reason: e.Reason, rule: e.Rule, fallback: e.Fallback}
-		o.decisions.Add(ctx, 1, o.opts(k).add...)
+		o.cell(key{what: cDecisions, reason: e.Reason, rule: e.Rule, fallback: e.Fallback}).add(1)
 		if o.tracer != nil {
 			o.annotate(ctx, &e)
 		}
 	case lockout.EventLockout:
-		k := optKey{what: optLockout, rule: e.Rule, fallback: e.Fallback}
-		o.lockouts.Add(ctx, 1, o.opts(k).add...)
+		o.cell(key{what: cLockouts, rule: e.Rule, fallback: e.Fallback}).add(1)
 		if o.tracer != nil {
 			if span := trace.SpanFromContext(ctx); span.IsRecording() {
 				kvs := []attribute.KeyValue{RuleKey.String(e.Rule), attribute.Int64("lockout.count", e.Count),
@@ -328,33 +415,33 @@ func (o *Observer) Observe(ctx context.Context, e lockout.Event) {
 	case lockout.EventStoreCall:
 		o.storeCall(ctx, &e)
 	case lockout.EventDegraded:
-		o.degraded.Add(ctx, 1, o.baseAdd...)
+		o.degraded.Add(1)
 		if o.tracer != nil {
 			if span := trace.SpanFromContext(ctx); span.IsRecording() {
 				span.AddEvent("degraded", trace.WithTimestamp(e.Time))
 			}
 		}
 	case lockout.EventRecovered:
-		o.degraded.Add(ctx, -1, o.baseAdd...)
+		o.degraded.Add(-1)
 	case lockout.EventJournalDropped:
-		o.journalDropped.Add(ctx, e.Count, o.baseAdd...)
+		o.dropped.add(e.Count)
 	case lockout.EventUnlock, lockout.EventReset:
-		o.actions.Add(ctx, 1, o.opts(optKey{what: optAction, name: e.Kind.String()}).add...)
+		o.cell(key{what: cActions, name: e.Kind.String()}).add(1)
 	}
 }
 
 // storeCall measures a store call, and makes its span under the decision's.
 func (o *Observer) storeCall(ctx context.Context, e *lockout.Event) {
-	m := o.storeOK
+	rec := o.storeOK
 	var errType string
 	if e.Err != nil {
 		errType = errorType(e.Err)
-		m = o.opts(optKey{what: optStoreErr, name: errType})
+		rec = o.recorded(key{what: rStoreErr, name: errType})
 		if ctx.Err() == nil { // the caller giving up is not the store's failure
-			o.storeErrors.Add(ctx, 1, m.add...)
+			o.cell(key{what: cStoreErrors, name: errType}).add(1)
 		}
 	}
-	o.storeDuration.Record(ctx, e.Latency.Seconds(), m.rec...)
+	o.storeDuration.Record(ctx, e.Latency.Seconds(), rec...)
 	if o.tracer == nil || !trace.SpanFromContext(ctx).IsRecording() {
 		return
 	}
@@ -415,20 +502,25 @@ func (o *Observer) StartDecision(ctx context.Context, op lockout.Operation) cont
 
 var spanNames = [...]string{lockout.OpAllow: "lockout.allow", lockout.OpSuccess: "lockout.success", lockout.OpFailure: "lockout.failure"}
 
-// EndDecision records the decision's duration, and ends its span.
+// EndDecision records the duration of an Allow, and ends the decision's
+// span. The time of Success and Failure shows in their spans, and their
+// store calls' in lockout.store.duration: a histogram of their own would
+// cost every decision a measurement more, for little.
 func (o *Observer) EndDecision(ctx context.Context, op lockout.Operation, took time.Duration, err error) {
-	var m *opts
 	var errType string
-	switch {
-	case err == nil && op <= lockout.OpFailure:
-		m = o.decided[op]
-	case errors.Is(err, lockout.ErrRefused):
-		m = o.refusedDur
-	default:
+	if err != nil && !errors.Is(err, lockout.ErrRefused) {
 		errType = errorType(err)
-		m = o.opts(optKey{what: optDecisionErr, op: op, name: errType})
 	}
-	o.decisionDuration.Record(ctx, took.Seconds(), m.rec...)
+	if op == lockout.OpAllow {
+		rec := o.admitted
+		switch {
+		case errType != "":
+			rec = o.recorded(key{what: rDecisionErr, name: errType})
+		case err != nil:
+			rec = o.refused
+		}
+		o.decisionDuration.Record(ctx, took.Seconds(), rec...)
+	}
 	if o.tracer == nil || op > lockout.OpFailure {
 		return
 	}
