@@ -3,8 +3,10 @@ package lockoutotel_test
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"log"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -40,7 +42,8 @@ func Example() {
 		log.Fatal(err)
 	}
 	defer store.Close()
-	policy, err := lockout.New(store, lockout.Config{Rules: []lockout.Rule{lockout.ByUsername(3)}, Observer: obs})
+	policy, err := lockout.New(store, lockout.Config{Rules: []lockout.Rule{lockout.ByUsername(3)}, Observer: obs,
+		Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -53,7 +56,7 @@ func Example() {
 		}
 	}
 	_, err = policy.Allow(ctx, alice)
-	fmt.Println(err)
+	fmt.Println("locked:", errors.Is(err, lockout.ErrLocked))
 
 	srv := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	defer srv.Close()
@@ -68,7 +71,7 @@ func Example() {
 		}
 	}
 	// Output:
-	// lockout: attempt refused: locked by rule username, retry after 1m0s
+	// locked: true
 	// lockout_decisions_total{lockout_fallback="false",lockout_outcome="admitted"} 3
 	// lockout_decisions_total{lockout_fallback="false",lockout_outcome="failure"} 3
 	// lockout_decisions_total{lockout_fallback="false",lockout_outcome="refused",lockout_reason="locked",lockout_rule="username"} 1

@@ -177,7 +177,6 @@ type key struct {
 	what     uint8
 	kind     lockout.EventKind
 	reason   lockout.Reason
-	op       lockout.Operation
 	fallback bool
 	rule     string
 	name     string // error.type, or an operator's action
