@@ -49,6 +49,10 @@ const (
 	// EventJournalDropped: Count journal records were dropped, because the
 	// journal's queue was full or its store failed (Err).
 	EventJournalDropped
+	// EventStoreCall: a call to the store, of Count operations, started at
+	// Time, took Latency and failed with Err (nil: it succeeded). Only a
+	// DecisionObserver hears it.
+	EventStoreCall
 )
 
 var eventNames = [...]string{
@@ -62,11 +66,12 @@ var eventNames = [...]string{
 	EventDegraded:       "degraded",
 	EventRecovered:      "recovered",
 	EventJournalDropped: "journal_dropped",
+	EventStoreCall:      "store_call",
 }
 
 // String returns the kind's name: "admitted", "refused", "success",
 // "failure", "lockout", "unlock", "reset", "degraded", "recovered",
-// "journal_dropped".
+// "journal_dropped", "store_call".
 func (k EventKind) String() string {
 	if int(k) < len(eventNames) && eventNames[k] != "" {
 		return eventNames[k]
@@ -93,17 +98,19 @@ type Event struct {
 	// Duration is a lockout's length (Forever: until unlocked), or how
 	// long degraded mode lasted.
 	Duration time.Duration
-	// Count is a lockout's number within the key's history window, or the
-	// number of journal records dropped.
+	// Count is a lockout's number within the key's history window, the
+	// number of journal records dropped, or a store call's operations.
 	Count int64
+	// Latency is how long a store call took.
+	Latency time.Duration
 	// Fallback is set when the in-process fallback decided, because the
 	// store was failing.
 	Fallback bool
 	// Operator and Via say who made an unlock or reset and through which
 	// interface, as WithOperator put them in the context.
 	Operator, Via string
-	// Err is the store error that started degraded mode, or that made
-	// journal records drop.
+	// Err is the store error that started degraded mode, that made
+	// journal records drop, or that a store call returned.
 	Err error
 }
 

@@ -179,7 +179,7 @@ func TestEvents(t *testing.T) {
 func TestEventKindString(t *testing.T) {
 	for k := lockout.EventKind(0); k < 20; k++ {
 		name := k.String()
-		known := k >= lockout.EventAdmitted && k <= lockout.EventJournalDropped
+		known := k >= lockout.EventAdmitted && k <= lockout.EventStoreCall
 		if known == (name == "unknown") {
 			t.Errorf("EventKind(%d).String() = %q", k, name)
 		}

@@ -150,7 +150,8 @@ type Policy struct {
 	timeout     time.Duration
 	hooks       Hooks
 	observer    Observer
-	journal     *journal // nil: no journal
+	decisions   DecisionObserver // observer, when it is one
+	journal     *journal         // nil: no journal
 	log         *slog.Logger
 
 	outage          Outage
@@ -198,6 +199,7 @@ func New(store backend.Backend, cfg Config) (*Policy, error) {
 	if nb, ok := store.(backend.Nonblocking); ok {
 		p.nonblocking = nb.Nonblocking()
 	}
+	p.decisions, _ = cfg.Observer.(DecisionObserver)
 	if p.prefix == "" {
 		p.prefix = DefaultPrefix
 	}
@@ -369,6 +371,17 @@ func (a *Attempt) Fallback() bool { return a.at.fallback }
 // password must not be verified. A ctx that ends is the caller giving up,
 // not a store failure: it is neither admitted nor reported to the hooks.
 func (p *Policy) Allow(ctx context.Context, s Subject) (*Attempt, error) {
+	if d := p.decisions; d != nil {
+		start := p.now()
+		ctx = d.StartDecision(ctx, OpAllow)
+		a, err := p.allow(ctx, s)
+		d.EndDecision(ctx, OpAllow, time.Duration(p.now()-start), err)
+		return a, err
+	}
+	return p.allow(ctx, s)
+}
+
+func (p *Policy) allow(ctx context.Context, s Subject) (*Attempt, error) {
 	if p.closed.Load() {
 		return nil, ErrClosed
 	}
@@ -627,6 +640,17 @@ var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
 // It costs one backend call. The error is a backend failure (also reported
 // to the hooks), or ErrReported.
 func (a *Attempt) Success(ctx context.Context) error {
+	if d := a.p.decisions; d != nil {
+		start := a.p.now()
+		ctx = d.StartDecision(ctx, OpSuccess)
+		err := a.success(ctx)
+		d.EndDecision(ctx, OpSuccess, time.Duration(a.p.now()-start), err)
+		return err
+	}
+	return a.success(ctx)
+}
+
+func (a *Attempt) success(ctx context.Context) error {
 	if !a.reported.CompareAndSwap(false, true) {
 		return ErrReported
 	}
@@ -657,6 +681,17 @@ func (a *Attempt) Success(ctx context.Context) error {
 // refresh a sliding window, and two when this failure locks a key. The
 // error is a backend failure (also reported to the hooks), or ErrReported.
 func (a *Attempt) Failure(ctx context.Context) error {
+	if d := a.p.decisions; d != nil {
+		start := a.p.now()
+		ctx = d.StartDecision(ctx, OpFailure)
+		err := a.failure(ctx)
+		d.EndDecision(ctx, OpFailure, time.Duration(a.p.now()-start), err)
+		return err
+	}
+	return a.failure(ctx)
+}
+
+func (a *Attempt) failure(ctx context.Context) error {
 	if !a.reported.CompareAndSwap(false, true) {
 		return ErrReported
 	}
@@ -786,6 +821,10 @@ func (p *Policy) do(ctx context.Context, ops []backend.Op, res []backend.Result)
 	if p.closed.Load() {
 		return ErrClosed
 	}
+	var start int64
+	if p.decisions != nil {
+		start = p.now() // a monotonic clock read: cheaper than time.Now
+	}
 	var err error
 	if p.nonblocking {
 		err = p.store.Do(ctx, ops, res) // no deadline to enforce: saves its cost
@@ -797,10 +836,16 @@ func (p *Policy) do(ctx context.Context, ops []backend.Op, res []backend.Result)
 	if err != nil {
 		if ctx.Err() != nil {
 			// The caller gave up: not the store's fault.
-			return fmt.Errorf("lockout: %w", context.Cause(ctx))
+			err = fmt.Errorf("lockout: %w", context.Cause(ctx))
+		} else {
+			err = fmt.Errorf("lockout: backend: %w", err)
+			p.backendError(ctx, err)
 		}
-		err = fmt.Errorf("lockout: backend: %w", err)
-		p.backendError(ctx, err)
+	}
+	if p.decisions != nil {
+		e := Event{Kind: EventStoreCall, Latency: time.Duration(p.now() - start), Count: int64(len(ops)), Err: err}
+		e.Time = p.started.Add(time.Duration(start))
+		p.decisions.Observe(ctx, e)
 	}
 	return err
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The test command: vet, staticcheck and the race-enabled tests, for the
-# library and for the nested integration module.
+# library and for the nested modules (integration, lockoutotel).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -14,6 +14,16 @@ go test -race -count=1 -timeout 20m ./...
 # which saves compiling the Docker client packages a second time for go vet.
 (
 	cd integration
+	go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+	go test -race -vet=all -count=1 -timeout 10m ./...
+)
+
+# lockoutotel/ is a module of its own too (OpenTelemetry, Prometheus), so
+# that importing the library pulls neither in. Its tests include the
+# Prometheus scrape of its example server, and a check, with go list, that
+# the root module depends on no OpenTelemetry or Prometheus module.
+(
+	cd lockoutotel
 	go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 	go test -race -vet=all -count=1 -timeout 10m ./...
 )

@@ -1,0 +1,160 @@
+package lockoutotel_test
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/go-lockout/lockout"
+	"github.com/go-lockout/lockout/backend"
+	"github.com/go-lockout/lockout/backend/memory"
+	redisstore "github.com/go-lockout/lockout/backend/redis"
+	"github.com/go-lockout/lockout/internal/testserver"
+	"github.com/go-lockout/lockout/lockoutotel"
+)
+
+const benchSubjects = 100_000
+
+// BenchmarkObserver measures whole decisions (Allow then Failure, three
+// rules: username, IP, username+IP, every limit out of reach) in
+// parallel over 100,000 subjects whose counters the store already holds,
+// on the memory store and on Redis, with each observer in the same run:
+//
+//   - observer=plain: none, the baseline;
+//   - observer=nop: a DecisionObserver that does nothing: what the policy
+//     itself spends on events and clocks for an observer;
+//   - observer=metrics: an Observer with an SDK MeterProvider (a manual
+//     reader, as a Prometheus exporter is: collection happens at scrape
+//     time) and tracing off (a noop TracerProvider);
+//   - observer=traced: the same, with an SDK TracerProvider that samples
+//     every decision (spans recorded, then dropped: no exporter).
+//
+// Compare with benchstat -col /observer. On Redis the client runs 8
+// decisions per core at once, so that the cores, not the round trips,
+// bound the throughput and an observer's cost shows.
+func BenchmarkObserver(b *testing.B) {
+	subjects := make([]lockout.Subject, benchSubjects)
+	for i := range subjects {
+		subjects[i] = lockout.Subject{
+			Username: fmt.Sprintf("user%06d", i),
+			IP:       fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255),
+		}
+	}
+	rules := []lockout.Rule{lockout.ByUsername(math.MaxInt32), lockout.ByIP(math.MaxInt32), lockout.ByUsernameAndIP(math.MaxInt32)}
+	for i := range rules {
+		rules[i].Window = time.Hour
+		rules[i].Schedule = lockout.Fixed(time.Hour)
+	}
+	ctx := context.Background()
+	decide := func(p *lockout.Policy, s lockout.Subject) error {
+		a, err := p.Allow(ctx, s)
+		if err != nil {
+			return err
+		}
+		if a.Err() != nil {
+			return a.Err()
+		}
+		return a.Failure(ctx)
+	}
+	observers := []struct {
+		name string
+		new  func(b *testing.B) lockout.Observer
+	}{
+		{"plain", func(*testing.B) lockout.Observer { return nil }},
+		{"nop", func(*testing.B) lockout.Observer { return nopObserver{} }},
+		{"metrics", func(b *testing.B) lockout.Observer {
+			return newBenchObserver(b, noop.NewTracerProvider())
+		}},
+		{"traced", func(b *testing.B) lockout.Observer {
+			tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample()))
+			b.Cleanup(func() { tp.Shutdown(context.Background()) })
+			return newBenchObserver(b, tp)
+		}},
+	}
+	run := func(b *testing.B, store backend.Backend, parallelism int) {
+		// The steady state: every subject's counters exist.
+		fill, err := lockout.New(store, lockout.Config{Rules: rules, Logger: discard})
+		if err != nil {
+			b.Fatal(err)
+		}
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		for range 32 {
+			wg.Go(func() {
+				for i := next.Add(1) - 1; i < benchSubjects; i = next.Add(1) - 1 {
+					if err := decide(fill, subjects[i]); err != nil {
+						b.Errorf("filling: %v", err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		fill.Close()
+		if b.Failed() {
+			return
+		}
+		for _, o := range observers {
+			b.Run("observer="+o.name, func(b *testing.B) {
+				p, err := lockout.New(store, lockout.Config{Rules: rules, Logger: discard, Observer: o.new(b)})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer p.Close()
+				var gid atomic.Int64
+				b.SetParallelism(parallelism)
+				b.ReportAllocs()
+				b.ResetTimer()
+				b.RunParallel(func(pb *testing.PB) {
+					i := int(gid.Add(1)*7919) % benchSubjects
+					for pb.Next() {
+						if err := decide(p, subjects[i]); err != nil {
+							b.Error(err)
+							return
+						}
+						i = (i + 104729) % benchSubjects
+					}
+				})
+			})
+		}
+	}
+	b.Run("store=memory", func(b *testing.B) {
+		store, err := memory.New(nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer store.Close()
+		run(b, store, 1)
+	})
+	b.Run("store=redis", func(b *testing.B) {
+		srv := testserver.Redis(b)
+		client := goredis.NewClient(&goredis.Options{Addr: srv.Addr, ContextTimeoutEnabled: true})
+		defer client.Close()
+		store, err := redisstore.New(ctx, client, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		run(b, store, 8)
+	})
+}
+
+// newBenchObserver returns an Observer with an SDK MeterProvider and tp.
+func newBenchObserver(b *testing.B, tp trace.TracerProvider) lockout.Observer {
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
+	b.Cleanup(func() { mp.Shutdown(context.Background()) })
+	obs, err := lockoutotel.New(&lockoutotel.Options{MeterProvider: mp, TracerProvider: tp})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return obs
+}

@@ -1,0 +1,575 @@
+package lockoutotel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/go-lockout/lockout"
+	"github.com/go-lockout/lockout/backend"
+)
+
+// ScopeName is the instrumentation scope of the meter and tracer an
+// Observer uses.
+const ScopeName = "github.com/go-lockout/lockout/lockoutotel"
+
+// Attribute keys of the measurements and spans.
+const (
+	// OutcomeKey: admitted, refused, success, failure; "error" for an
+	// Allow that returned another error (lockout.decision.duration).
+	OutcomeKey = attribute.Key("lockout.outcome")
+	// ReasonKey: why an attempt was refused: locked, capacity,
+	// denylisted, unavailable.
+	ReasonKey = attribute.Key("lockout.reason")
+	// RuleKey: the rule that refused, or that locked.
+	RuleKey = attribute.Key("lockout.rule")
+	// FallbackKey: whether the in-process fallback decided, because the
+	// store was failing.
+	FallbackKey = attribute.Key("lockout.fallback")
+	// ActionKey: an operator's action: unlock, reset.
+	ActionKey = attribute.Key("lockout.action")
+	// ErrorTypeKey is OpenTelemetry's error.type: timeout, canceled,
+	// full, closed, invalid_subject, reported, or _OTHER.
+	ErrorTypeKey = attribute.Key("error.type")
+)
+
+// DurationBuckets are the bucket boundaries, in seconds, of the duration
+// histograms: from 1 µs (a decision on the memory store) to 5 s (well past
+// the policy's default deadline of 500 ms).
+var DurationBuckets = []float64{
+	0.000001, 0.0000025, 0.000005,
+	0.00001, 0.000025, 0.00005,
+	0.0001, 0.00025, 0.0005,
+	0.001, 0.0025, 0.005,
+	0.01, 0.025, 0.05,
+	0.1, 0.25, 0.5,
+	1, 2.5, 5,
+}
+
+// Options configure an Observer. The zero value (or nil) uses the global
+// providers.
+type Options struct {
+	// MeterProvider makes the instruments. Default otel.GetMeterProvider().
+	MeterProvider metric.MeterProvider
+	// TracerProvider makes the spans. Default otel.GetTracerProvider().
+	// A noop.TracerProvider turns tracing off: the Observer then costs a
+	// decision no context and no span.
+	TracerProvider trace.TracerProvider
+	// Attributes are added to every measurement and span, to tell
+	// several policies apart (attribute.String("lockout.policy",
+	// "admin-login")). Keep them few and of low cardinality.
+	Attributes []attribute.KeyValue
+	// SubjectAttributes puts the subject on the decision spans: the
+	// canonical username (user.name), the client address
+	// (client.address), the user agent (user_agent.original), and, on
+	// lockout and refusal, the rule key (lockout.key, which holds them).
+	// Off by default: they are personal data, and traces are often kept
+	// longer and more widely than a lockout store. Metrics never carry
+	// them.
+	SubjectAttributes bool
+}
+
+// Observer is a lockout.DecisionObserver that turns a policy's events into
+// OpenTelemetry metrics and spans. Set it as lockout.Config.Observer; one
+// Observer may serve several policies (their measurements add up; tell
+// them apart with Options.Attributes, or give each an Observer of its own
+// with different Attributes). It is safe for concurrent use.
+//
+// The instruments are listed in the package documentation. Its counters
+// are asynchronous: the Observer counts in atomic integers of its own, and
+// reports their totals when the metrics are collected, which costs a
+// decision far less than a synchronous counter does. Two Observers on one
+// MeterProvider must have different Options.Attributes, or their totals
+// would report the same series twice.
+//
+// Spans: one per decision, named lockout.allow, lockout.success or
+// lockout.failure, with the attributes lockout.outcome, lockout.reason,
+// lockout.rule and lockout.fallback, an event per lockout, and an error
+// status (with error.type) when the decision returns an error other than
+// a refusal; under it, one lockout.store span (kind client) per store
+// call, with lockout.store.operations, the store's error recorded when it
+// failed. Store-call spans are made when the call has returned, with its
+// start and end times, and only under a recording span.
+type Observer struct {
+	tracer  trace.Tracer // nil: no tracing
+	subject bool
+
+	decisionDuration, storeDuration metric.Float64Histogram
+	counters                        [nCounters]metric.Int64ObservableCounter
+	degradedGauge                   metric.Int64ObservableUpDownCounter
+	registration                    metric.Registration
+
+	base    []attribute.KeyValue
+	baseObs metric.ObserveOption
+
+	// The counters' cells, and the histograms' options that depend on the
+	// event (errors), by key.
+	cells cowMap[*cell]
+	recs  cowMap[[]metric.RecordOption]
+	// The common cases, looked up without a map.
+	outcome  [lockout.EventFailure + 1][2]*cell // decisions: [kind][fallback]
+	dropped  *cell
+	degraded atomic.Int64
+	admitted []metric.RecordOption // decision.duration
+	refused  []metric.RecordOption
+	storeOK  []metric.RecordOption
+
+	spanStart    [lockout.OpFailure + 1][]trace.SpanStartOption
+	storeSpan    []trace.SpanStartOption
+	outcomeAttrs [lockout.EventFailure + 1]attribute.KeyValue
+}
+
+// The counters, by index in Observer.counters and key.what.
+const (
+	cDecisions = iota
+	cLockouts
+	cStoreErrors
+	cJournalDropped
+	cActions
+	nCounters
+	// Keys of Observer.recs.
+	rDecisionErr
+	rStoreErr
+)
+
+// cell is one series of a counter: the Observer adds to it, and reports its
+// total when the metrics are collected. Its count is striped over cache
+// lines, so that cores counting at once seldom share one.
+type cell struct {
+	stripes [cellStripes]struct {
+		n atomic.Int64
+		_ [56]byte
+	}
+	counter int
+	opt     metric.ObserveOption
+}
+
+const cellStripes = 8
+
+// add adds n to the cell, on a stripe picked at random (a cheap,
+// per-thread generator).
+func (c *cell) add(n int64) { c.stripes[rand.Uint32()%cellStripes].n.Add(n) }
+
+// load returns the cell's total.
+func (c *cell) load() (n int64) {
+	for i := range c.stripes {
+		n += c.stripes[i].n.Load()
+	}
+	return n
+}
+
+// key names a series whose attributes depend on the event: a refusal's
+// rule and reason, a lockout's rule, an error's type, an action.
+type key struct {
+	what     uint8
+	kind     lockout.EventKind
+	reason   lockout.Reason
+	fallback bool
+	rule     string
+	name     string // error.type, or an operator's action
+}
+
+// cowMapMax bounds the series a cowMap holds; past it, series are built
+// for each measurement, and counted nowhere (a policy's rules are few: it
+// is not expected).
+const cowMapMax = 4096
+
+// cowMap is a copy-on-write map: lookups take no lock.
+type cowMap[V any] struct {
+	m  atomic.Pointer[map[key]V]
+	mu sync.Mutex
+}
+
+func (c *cowMap[V]) load(k key) (V, bool) {
+	if m := c.m.Load(); m != nil {
+		v, ok := (*m)[k]
+		return v, ok
+	}
+	var zero V
+	return zero, false
+}
+
+// add returns the value of k, built and stored if it is new.
+func (c *cowMap[V]) add(k key, build func(key) V) V {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	old := c.m.Load()
+	if old != nil {
+		if v, ok := (*old)[k]; ok {
+			return v
+		}
+		if len(*old) >= cowMapMax {
+			return build(k)
+		}
+	}
+	m := make(map[key]V, 1+lenOf(old))
+	if old != nil {
+		maps.Copy(m, *old)
+	}
+	v := build(k)
+	m[k] = v
+	c.m.Store(&m)
+	return v
+}
+
+func lenOf[V any](m *map[key]V) int {
+	if m == nil {
+		return 0
+	}
+	return len(*m)
+}
+
+// cell returns the counter cell of k.
+func (o *Observer) cell(k key) *cell {
+	if c, ok := o.cells.load(k); ok {
+		return c
+	}
+	return o.cells.add(k, o.newCell)
+}
+
+func (o *Observer) newCell(k key) *cell {
+	var kvs []attribute.KeyValue
+	switch k.what {
+	case cDecisions:
+		kvs = o.attrs(o.outcomeAttrs[lockout.EventRefused], FallbackKey.Bool(k.fallback), ReasonKey.String(reasonName(k.reason)))
+		if k.rule != "" {
+			kvs = append(kvs, RuleKey.String(k.rule))
+		}
+	case cLockouts:
+		kvs = o.attrs(RuleKey.String(k.rule), FallbackKey.Bool(k.fallback))
+	case cStoreErrors:
+		kvs = o.attrs(ErrorTypeKey.String(k.name))
+	case cActions:
+		kvs = o.attrs(ActionKey.String(k.name))
+	default:
+		kvs = o.attrs()
+	}
+	return &cell{counter: int(k.what), opt: metric.WithAttributeSet(attribute.NewSet(kvs...))}
+}
+
+// recorded returns the histogram options of k, an error.
+func (o *Observer) recorded(k key) []metric.RecordOption {
+	if r, ok := o.recs.load(k); ok {
+		return r
+	}
+	return o.recs.add(k, func(k key) []metric.RecordOption {
+		if k.what == rStoreErr {
+			return recordOpts(o.attrs(ErrorTypeKey.String(k.name))...)
+		}
+		return recordOpts(o.attrs(OutcomeKey.String("error"), ErrorTypeKey.String(k.name))...)
+	})
+}
+
+func recordOpts(kvs ...attribute.KeyValue) []metric.RecordOption {
+	return []metric.RecordOption{metric.WithAttributeSet(attribute.NewSet(kvs...))}
+}
+
+// New returns an Observer that makes its instruments with opts'
+// MeterProvider and its spans with its TracerProvider.
+func New(opts *Options) (*Observer, error) {
+	if opts == nil {
+		opts = &Options{}
+	}
+	mp, tp := opts.MeterProvider, opts.TracerProvider
+	if mp == nil {
+		mp = otel.GetMeterProvider()
+	}
+	if tp == nil {
+		tp = otel.GetTracerProvider()
+	}
+	o := &Observer{subject: opts.SubjectAttributes, base: slices.Clone(opts.Attributes)}
+	if _, off := tp.(noop.TracerProvider); !off {
+		o.tracer = tp.Tracer(ScopeName)
+	}
+	o.baseObs = metric.WithAttributeSet(attribute.NewSet(o.base...))
+	for _, k := range []lockout.EventKind{lockout.EventAdmitted, lockout.EventRefused, lockout.EventSuccess, lockout.EventFailure} {
+		o.outcomeAttrs[k] = OutcomeKey.String(k.String())
+	}
+	for _, k := range []lockout.EventKind{lockout.EventAdmitted, lockout.EventSuccess, lockout.EventFailure} {
+		for fb := range 2 {
+			o.outcome[k][fb] = o.cells.add(key{what: cDecisions, kind: k, fallback: fb == 1}, func(key) *cell {
+				set := attribute.NewSet(o.attrs(o.outcomeAttrs[k], FallbackKey.Bool(fb == 1))...)
+				return &cell{counter: cDecisions, opt: metric.WithAttributeSet(set)}
+			})
+		}
+	}
+	o.dropped = o.cell(key{what: cJournalDropped})
+	o.admitted = recordOpts(o.attrs(OutcomeKey.String("admitted"))...)
+	for _, op := range []lockout.Operation{lockout.OpAllow, lockout.OpSuccess, lockout.OpFailure} {
+		o.spanStart[op] = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindInternal), trace.WithAttributes(o.base...)}
+	}
+	o.refused = recordOpts(o.attrs(OutcomeKey.String("refused"))...)
+	o.storeOK = recordOpts(o.base...)
+	o.storeSpan = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(o.base...)}
+	if err := o.instruments(mp.Meter(ScopeName)); err != nil {
+		return nil, fmt.Errorf("lockoutotel: %w", err)
+	}
+	return o, nil
+}
+
+// attrs returns the base attributes followed by kvs, in a new slice.
+func (o *Observer) attrs(kvs ...attribute.KeyValue) []attribute.KeyValue {
+	return append(append(make([]attribute.KeyValue, 0, len(o.base)+len(kvs)), o.base...), kvs...)
+}
+
+func (o *Observer) instruments(m metric.Meter) error {
+	var errs []error
+	counter := func(name, unit, desc string) metric.Int64ObservableCounter {
+		c, err := m.Int64ObservableCounter(name, metric.WithUnit(unit), metric.WithDescription(desc))
+		errs = append(errs, err)
+		return c
+	}
+	histogram := func(name, desc string) metric.Float64Histogram {
+		h, err := m.Float64Histogram(name, metric.WithUnit("s"), metric.WithDescription(desc),
+			metric.WithExplicitBucketBoundaries(DurationBuckets...))
+		errs = append(errs, err)
+		return h
+	}
+	o.counters[cDecisions] = counter("lockout.decisions", "{decision}", "Decisions made: attempts admitted or refused, outcomes reported.")
+	o.counters[cLockouts] = counter("lockout.lockouts", "{lockout}", "Rule keys locked out.")
+	o.counters[cStoreErrors] = counter("lockout.store.errors", "{error}", "Store calls that failed (the caller giving up is not counted).")
+	o.counters[cJournalDropped] = counter("lockout.journal.dropped", "{record}", "Journal records dropped: queue full, or the journal's store failed.")
+	o.counters[cActions] = counter("lockout.operator.actions", "{action}", "Operators' unlocks and resets.")
+	var err error
+	o.degradedGauge, err = m.Int64ObservableUpDownCounter("lockout.degraded", metric.WithUnit("{policy}"),
+		metric.WithDescription("Policies in degraded mode: their store fails and the in-process fallback decides."))
+	errs = append(errs, err)
+	o.decisionDuration = histogram("lockout.decision.duration", "Time Allow took to decide whether an attempt may go ahead.")
+	o.storeDuration = histogram("lockout.store.duration", "Time a call to the store took.")
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	observables := []metric.Observable{o.degradedGauge}
+	for _, c := range o.counters {
+		observables = append(observables, c)
+	}
+	o.registration, err = m.RegisterCallback(o.collect, observables...)
+	return err
+}
+
+// collect reports the counters' totals.
+func (o *Observer) collect(_ context.Context, obs metric.Observer) error {
+	if m := o.cells.m.Load(); m != nil {
+		for _, c := range *m {
+			if n := c.load(); n != 0 {
+				obs.ObserveInt64(o.counters[c.counter], n, c.opt)
+			}
+		}
+	}
+	obs.ObserveInt64(o.degradedGauge, o.degraded.Load(), o.baseObs)
+	return nil
+}
+
+// Unregister stops reporting the Observer's counters (its histograms stay
+// with the MeterProvider), for an Observer no longer used by any policy.
+func (o *Observer) Unregister() error {
+	if err := o.registration.Unregister(); err != nil {
+		return fmt.Errorf("lockoutotel: %w", err)
+	}
+	return nil
+}
+
+// Observe turns e into measurements, and into span attributes and events
+// of the decision it belongs to.
+func (o *Observer) Observe(ctx context.Context, e lockout.Event) {
+	switch e.Kind {
+	case lockout.EventAdmitted, lockout.EventSuccess, lockout.EventFailure:
+		o.outcome[e.Kind][b2i(e.Fallback)].add(1)
+		if o.tracer != nil {
+			o.annotate(ctx, &e)
+		}
+	case lockout.EventRefused:
+		o.cell(key{what: cDecisions, reason: e.Reason, rule: e.Rule, fallback: e.Fallback}).add(1)
+		if o.tracer != nil {
+			o.annotate(ctx, &e)
+		}
+	case lockout.EventLockout:
+		o.cell(key{what: cLockouts, rule: e.Rule, fallback: e.Fallback}).add(1)
+		if o.tracer != nil {
+			if span := trace.SpanFromContext(ctx); span.IsRecording() {
+				kvs := []attribute.KeyValue{RuleKey.String(e.Rule), attribute.Int64("lockout.count", e.Count),
+					attribute.Bool("lockout.forever", e.Duration == lockout.Forever)}
+				if e.Duration != lockout.Forever {
+					kvs = append(kvs, attribute.Float64("lockout.duration", e.Duration.Seconds()))
+				}
+				if o.subject {
+					kvs = append(kvs, attribute.String("lockout.key", e.Key))
+				}
+				span.AddEvent("lockout", trace.WithAttributes(kvs...), trace.WithTimestamp(e.Time))
+			}
+		}
+	case lockout.EventStoreCall:
+		o.storeCall(ctx, &e)
+	case lockout.EventDegraded:
+		o.degraded.Add(1)
+		if o.tracer != nil {
+			if span := trace.SpanFromContext(ctx); span.IsRecording() {
+				span.AddEvent("degraded", trace.WithTimestamp(e.Time))
+			}
+		}
+	case lockout.EventRecovered:
+		o.degraded.Add(-1)
+	case lockout.EventJournalDropped:
+		o.dropped.add(e.Count)
+	case lockout.EventUnlock, lockout.EventReset:
+		o.cell(key{what: cActions, name: e.Kind.String()}).add(1)
+	}
+}
+
+// storeCall measures a store call, and makes its span under the decision's.
+func (o *Observer) storeCall(ctx context.Context, e *lockout.Event) {
+	rec := o.storeOK
+	var errType string
+	if e.Err != nil {
+		errType = errorType(e.Err)
+		rec = o.recorded(key{what: rStoreErr, name: errType})
+		if ctx.Err() == nil { // the caller giving up is not the store's failure
+			o.cell(key{what: cStoreErrors, name: errType}).add(1)
+		}
+	}
+	o.storeDuration.Record(ctx, e.Latency.Seconds(), rec...)
+	if o.tracer == nil || !trace.SpanFromContext(ctx).IsRecording() {
+		return
+	}
+	_, span := o.tracer.Start(ctx, "lockout.store", append(o.storeSpan[:len(o.storeSpan):len(o.storeSpan)],
+		trace.WithTimestamp(e.Time), trace.WithAttributes(attribute.Int64("lockout.store.operations", e.Count)))...)
+	if e.Err != nil {
+		span.SetAttributes(ErrorTypeKey.String(errType))
+		span.RecordError(e.Err)
+		span.SetStatus(codes.Error, e.Err.Error())
+	}
+	span.End(trace.WithTimestamp(e.Time.Add(e.Latency)))
+}
+
+// annotate sets the attributes of a decision's event on its span.
+func (o *Observer) annotate(ctx context.Context, e *lockout.Event) {
+	span := trace.SpanFromContext(ctx)
+	if !span.IsRecording() {
+		return
+	}
+	kvs := make([]attribute.KeyValue, 0, 8)
+	kvs = append(kvs, o.outcomeAttrs[e.Kind], FallbackKey.Bool(e.Fallback))
+	if e.Kind == lockout.EventRefused {
+		kvs = append(kvs, ReasonKey.String(reasonName(e.Reason)))
+		if e.Rule != "" {
+			kvs = append(kvs, RuleKey.String(e.Rule))
+		}
+		if e.RetryAfter == lockout.Forever {
+			kvs = append(kvs, attribute.Bool("lockout.forever", true))
+		} else if e.RetryAfter > 0 {
+			kvs = append(kvs, attribute.Float64("lockout.retry_after", e.RetryAfter.Seconds()))
+		}
+	}
+	if o.subject {
+		if e.Subject.Username != "" {
+			kvs = append(kvs, attribute.String("user.name", e.Subject.Username))
+		}
+		if e.Subject.IP != "" {
+			kvs = append(kvs, attribute.String("client.address", e.Subject.IP))
+		}
+		if e.Subject.UserAgent != "" {
+			kvs = append(kvs, attribute.String("user_agent.original", e.Subject.UserAgent))
+		}
+		if e.Key != "" {
+			kvs = append(kvs, attribute.String("lockout.key", e.Key))
+		}
+	}
+	span.SetAttributes(kvs...)
+}
+
+// StartDecision starts the decision's span, unless tracing is off.
+func (o *Observer) StartDecision(ctx context.Context, op lockout.Operation) context.Context {
+	if o.tracer == nil || op > lockout.OpFailure {
+		return ctx
+	}
+	ctx, _ = o.tracer.Start(ctx, spanNames[op], o.spanStart[op]...)
+	return ctx
+}
+
+var spanNames = [...]string{lockout.OpAllow: "lockout.allow", lockout.OpSuccess: "lockout.success", lockout.OpFailure: "lockout.failure"}
+
+// EndDecision records the duration of an Allow, and ends the decision's
+// span. The time of Success and Failure shows in their spans, and their
+// store calls' in lockout.store.duration: a histogram of their own would
+// cost every decision a measurement more, for little.
+func (o *Observer) EndDecision(ctx context.Context, op lockout.Operation, took time.Duration, err error) {
+	var errType string
+	if err != nil && !errors.Is(err, lockout.ErrRefused) {
+		errType = errorType(err)
+	}
+	if op == lockout.OpAllow {
+		rec := o.admitted
+		switch {
+		case errType != "":
+			rec = o.recorded(key{what: rDecisionErr, name: errType})
+		case err != nil:
+			rec = o.refused
+		}
+		o.decisionDuration.Record(ctx, took.Seconds(), rec...)
+	}
+	if o.tracer == nil || op > lockout.OpFailure {
+		return
+	}
+	span := trace.SpanFromContext(ctx)
+	if errType != "" && span.IsRecording() {
+		span.SetAttributes(ErrorTypeKey.String(errType))
+		span.SetStatus(codes.Error, errType) // the message may name the subject
+	}
+	span.End()
+}
+
+// errorType returns the error.type of err.
+func errorType(err error) string {
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		return "timeout"
+	case errors.Is(err, context.Canceled):
+		return "canceled"
+	case errors.Is(err, backend.ErrFull):
+		return "full"
+	case errors.Is(err, lockout.ErrClosed), errors.Is(err, backend.ErrClosed):
+		return "closed"
+	case errors.Is(err, lockout.ErrInvalidSubject):
+		return "invalid_subject"
+	case errors.Is(err, lockout.ErrReported):
+		return "reported"
+	}
+	return "_OTHER"
+}
+
+// reasonName returns the lockout.reason of r.
+func reasonName(r lockout.Reason) string {
+	switch r {
+	case lockout.ReasonLocked:
+		return "locked"
+	case lockout.ReasonCapacity:
+		return "capacity"
+	case lockout.ReasonDenylisted:
+		return "denylisted"
+	case lockout.ReasonUnavailable:
+		return "unavailable"
+	}
+	return "unknown"
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+var _ lockout.DecisionObserver = (*Observer)(nil)
