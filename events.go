@@ -135,11 +135,7 @@ func OperatorFrom(ctx context.Context) (operator, via string) {
 
 // subject returns c as a Subject, for events.
 func (c *canonical) subject() Subject {
-	s := Subject{Username: c.username, UserAgent: c.userAgent, Fields: c.fields}
-	if c.ip.IsValid() {
-		s.IP = c.ip.String()
-	}
-	return s
+	return Subject{Username: c.username, IP: c.ipString(), UserAgent: c.userAgent, Fields: c.fields}
 }
 
 // observe tells the observer about e, and the journal when e is one of

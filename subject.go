@@ -32,6 +32,7 @@ type Subject struct {
 type canonical struct {
 	username  string // canonical; "" when absent
 	ip        netip.Addr
+	ipStr     string // ip's String, when the subject gave it so; else ""
 	userAgent string
 	fields    map[string]string
 }
@@ -90,8 +91,23 @@ func (p *Policy) canonicalize(s Subject) (canonical, error) {
 			return c, err
 		}
 		c.ip = ip
+		var buf [64]byte
+		if string(ip.AppendTo(buf[:0])) == s.IP {
+			c.ipStr = s.IP // already canonical: events need not format it
+		}
 	}
 	return c, nil
+}
+
+// ipString returns c's IP address in its canonical form; "" when absent.
+func (c *canonical) ipString() string {
+	switch {
+	case c.ipStr != "":
+		return c.ipStr
+	case c.ip.IsValid():
+		return c.ip.String()
+	}
+	return ""
 }
 
 // ParseIP parses a client address as the policy keys it: IPv4-mapped IPv6

@@ -66,18 +66,17 @@ func (r *ring) bytes(s *slot) []byte {
 	return c[s.off : s.off+s.len]
 }
 
-// push appends rec, appended at now with the given ID, dropping the oldest
-// record when the ring already holds limit.
-func (r *ring) push(rec *backend.Record, id uint64, now int64, limit int) {
-	size := reccodec.MaxSize(rec)
+// push appends the record encoded as enc, appended at now with the given
+// ID, dropping the oldest record when the ring already holds limit.
+func (r *ring) push(enc []byte, id uint64, now int64, limit int) {
 	last := len(r.chunks) - 1
-	if last < 0 || cap(r.chunks[last])-len(r.chunks[last]) < size {
-		r.chunks = append(r.chunks, make([]byte, 0, max(chunkSize, size)))
+	if last < 0 || cap(r.chunks[last])-len(r.chunks[last]) < len(enc) {
+		r.chunks = append(r.chunks, make([]byte, 0, max(chunkSize, len(enc))))
 		last++
 	}
 	c := r.chunks[last]
 	off := len(c)
-	c = reccodec.Append(c, rec)
+	c = append(c, enc...)
 	r.chunks[last] = c
 	s := slot{id: id, appended: now, chunk: r.firstChunk + uint64(last), off: uint32(off), len: uint32(len(c) - off)}
 
@@ -144,6 +143,16 @@ func (s *Store) journalCall(ctx context.Context, name string) error {
 // journal keeps the newest Options.JournalMax records, for
 // Options.JournalRetention.
 func (s *Store) Append(ctx context.Context, name string, recs []backend.Record) error {
+	var b reccodec.Batch
+	for i := range recs {
+		b.Add(&recs[i])
+	}
+	return s.AppendBatch(ctx, name, &b)
+}
+
+// AppendBatch is Append for records the lockout engine has encoded
+// already (reccodec.Appender): it copies them as they are.
+func (s *Store) AppendBatch(ctx context.Context, name string, b *reccodec.Batch) error {
 	if err := s.journalCall(ctx, name); err != nil {
 		return err
 	}
@@ -156,15 +165,15 @@ func (s *Store) Append(ctx context.Context, name string, recs []backend.Record) 
 	}
 	r := j.byName[name]
 	if r == nil {
-		if len(recs) == 0 {
+		if b.Len() == 0 {
 			return nil
 		}
 		r = &ring{}
 		j.byName[name] = r
 	}
-	for i := range recs {
+	for enc := range b.All() {
 		j.seq++
-		r.push(&recs[i], j.seq, now, j.max)
+		r.push(enc, j.seq, now, j.max)
 	}
 	return nil
 }
