@@ -12,6 +12,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/go-lockout/lockout/backend"
+	"github.com/go-lockout/lockout/internal/reccodec"
 )
 
 // Journal defaults: see Options.
@@ -61,6 +62,58 @@ if ARGV[2] == '1' then
 	redis.call('PEXPIRE', KEYS[1], ARGV[1])
 end
 return min`
+
+// appendScript appends each of ARGV[3], ARGV[4], ... to the stream
+// KEYS[1] as an entry of one field, "e" (an encoded record), trims the
+// stream to its newest ARGV[1] entries (exactly), and then does what
+// trimScript does with ARGV[2] milliseconds of retention. One call per
+// batch of records: the server parses one command, not one per record.
+// XADD with an ID of '*' is allowed in a script: scripts replicate by
+// effects, with the IDs XADD gave.
+const appendScript = `for i = 3, #ARGV do
+	redis.call('XADD', KEYS[1], '*', 'e', ARGV[i])
+end
+redis.call('XTRIM', KEYS[1], 'MAXLEN', '=', ARGV[1])
+local t = redis.call('TIME')
+local min = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - tonumber(ARGV[2])
+if min > 0 then
+	redis.call('XTRIM', KEYS[1], 'MINID', '=', string.format('%.0f', min))
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1`
+
+var appendLua = goredis.NewScript(appendScript)
+
+// noRetryCmd is a command go-redis must not send twice (NoRetry).
+type noRetryCmd struct{ *goredis.Cmd }
+
+// NoRetry reports that go-redis must not retry the command.
+func (noRetryCmd) NoRetry() bool { return true }
+
+// runNoRetry runs script by EVALSHA, and by EVAL when the server does not
+// have it (NOSCRIPT: it did not run), never sending either twice.
+func (s *Store) runNoRetry(ctx context.Context, script *goredis.Script, src string, keys []string, args ...any) error {
+	call := func(verb, body string) error {
+		cmdArgs := make([]any, 0, 3+len(keys)+len(args))
+		cmdArgs = append(cmdArgs, verb, body, len(keys))
+		for _, k := range keys {
+			cmdArgs = append(cmdArgs, k)
+		}
+		cmdArgs = append(cmdArgs, args...)
+		cmd := noRetryCmd{goredis.NewCmd(ctx, cmdArgs...)}
+		_ = s.client.Process(ctx, cmd)
+		return cmd.Err()
+	}
+	err := call("evalsha", script.Hash())
+	if err != nil && goredis.HasErrorPrefix(err, "NOSCRIPT") {
+		err = call("eval", src)
+	}
+	return err
+}
+
+// fieldRecord is the one field of an entry that AppendBatch wrote: the
+// record, encoded by package reccodec.
+const fieldRecord = "e" // no field of Append's entries has this name
 
 // xaddCmd is an XADD that go-redis must not send twice (NoRetry): the
 // first one may have been applied, and a second would journal the record
@@ -234,6 +287,53 @@ func digits(s string) bool {
 	return true
 }
 
+// AppendBatch is Append for records the lockout engine has encoded
+// already (reccodec.Appender). It stores each as the one field of a
+// stream entry, all in one call of a script that also trims the stream to
+// Options.JournalMax entries and Options.JournalRetention: one command,
+// to the one node that holds the journal. The script is not retried by
+// go-redis once sent (a lost reply would otherwise journal the records
+// twice). A record longer than Options.JournalRecordBytes is cut.
+func (s *Store) AppendBatch(ctx context.Context, name string, b *reccodec.Batch) error {
+	if s.closed.Load() {
+		return errClosed
+	}
+	if !backend.ValidJournalName(name) {
+		return fmt.Errorf("lockout/redis: append: %w: journal name %q", backend.ErrInvalid, name)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("lockout/redis: append: %w", err)
+	}
+	if b.Len() == 0 {
+		return nil
+	}
+	args := make([]any, 0, 2+b.Len())
+	args = append(args, s.journalMax, s.journalRetentionMs)
+	for enc := range b.All() {
+		if s.journalRecordBytes > 0 && len(enc) > s.journalRecordBytes {
+			rec, err := reccodec.Decode(enc, "")
+			if err != nil {
+				return fmt.Errorf("lockout/redis: append to journal %q: %w", name, err)
+			}
+			if cut, ok := rec.Bounded(s.journalRecordBytes); ok {
+				enc = reccodec.Append(nil, &cut)
+			}
+		}
+		args = append(args, enc)
+	}
+	key := s.journalKey(name)
+	err := s.bounded(ctx, func(ctx context.Context) error {
+		return s.runNoRetry(ctx, appendLua, appendScript, []string{key}, args...)
+	})
+	if err != nil {
+		if goredis.IsOOMError(err) {
+			return fmt.Errorf("lockout/redis: append to journal %q: %w: %w", name, backend.ErrFull, err)
+		}
+		return fmt.Errorf("lockout/redis: append to journal %q: %w", name, withCtxErr(ctx, err))
+	}
+	return nil
+}
+
 // Append adds recs to the journal named name. It implements
 // [backend.Journal]: one XADD per record (each trimming the stream to
 // Options.JournalMax entries, exactly) and one call of a small script that
@@ -338,6 +438,7 @@ func (s *Store) Records(ctx context.Context, name string, q backend.Query) ([]ba
 		lastRead  string
 		chunk     = min(limit+1, JournalScan)
 		firstTrip = true
+		raw       reccodec.Raw
 	)
 	for {
 		var msgs []goredis.XMessage
@@ -372,6 +473,20 @@ func (s *Store) Records(ctx context.Context, name string, q backend.Query) ([]ba
 			}
 			scanned++
 			lastRead = m.ID
+			if v, ok := m.Values[fieldRecord]; ok { // written by AppendBatch
+				enc, _ := v.(string)
+				if err := raw.Decode([]byte(enc)); err != nil {
+					return nil, "", fmt.Errorf("lockout/redis: records of journal %q: entry %s: %w", name, m.ID, err)
+				}
+				if !raw.Matches(&q) {
+					continue
+				}
+				if len(recs) == limit {
+					return recs, recs[limit-1].ID, nil // this one shows there is more
+				}
+				recs = append(recs, raw.Record(m.ID))
+				continue
+			}
 			if q.Username != "" && m.Values[fieldUsername] != q.Username ||
 				q.IP != "" && m.Values[fieldIP] != q.IP ||
 				q.Outcome != "" && m.Values[fieldOutcome] != q.Outcome {
