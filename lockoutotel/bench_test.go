@@ -20,6 +20,7 @@ import (
 	"github.com/go-lockout/lockout/backend"
 	"github.com/go-lockout/lockout/backend/memory"
 	redisstore "github.com/go-lockout/lockout/backend/redis"
+	"github.com/go-lockout/lockout/internal/abbench"
 	"github.com/go-lockout/lockout/internal/testserver"
 	"github.com/go-lockout/lockout/lockoutotel"
 )
@@ -190,4 +191,70 @@ func processCPU() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkObserverCost measures what an observer costs a decision on the
+// memory store (Allow then Failure, as in BenchmarkObserver), in pairs of
+// blocks of 20,000 decisions, a plain policy's then the observed one's,
+// on the same store: a busy machine's load hits both sides of a pair
+// alike. cost-% is the median of the pairs' cost; base-ns/op and
+// variant-ns/op the medians of each side's wall time per decision (the
+// observer's cost per decision is their difference).
+func BenchmarkObserverCost(b *testing.B) {
+	subjects := make([]lockout.Subject, benchSubjects)
+	for i := range subjects {
+		subjects[i] = lockout.Subject{
+			Username: fmt.Sprintf("user%06d", i),
+			IP:       fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255),
+		}
+	}
+	rules := []lockout.Rule{lockout.ByUsername(math.MaxInt32), lockout.ByIP(math.MaxInt32), lockout.ByUsernameAndIP(math.MaxInt32)}
+	for i := range rules {
+		rules[i].Window = time.Hour
+		rules[i].Schedule = lockout.Fixed(time.Hour)
+	}
+	ctx := context.Background()
+	store, err := memory.New(nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer store.Close()
+	policy := func(b *testing.B, o lockout.Observer) *lockout.Policy {
+		p, err := lockout.New(store, lockout.Config{Rules: rules, Logger: discard, Observer: o})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { p.Close() })
+		return p
+	}
+	next := 0
+	block := func(p *lockout.Policy) func(ops int) (time.Duration, error) {
+		return func(ops int) (time.Duration, error) {
+			start := next
+			next += ops
+			return abbench.Block(ops, func(i int) error {
+				a, err := p.Allow(ctx, subjects[(start+i)*7919%benchSubjects])
+				if err != nil {
+					return err
+				}
+				return a.Failure(ctx)
+			})
+		}
+	}
+	plain := policy(b, nil)
+	if _, err := block(plain)(benchSubjects); err != nil { // the steady state: every subject's counters exist
+		b.Fatal(err)
+	}
+	for _, o := range []struct {
+		name string
+		new  func(b *testing.B) lockout.Observer
+	}{
+		{"nop", func(*testing.B) lockout.Observer { return nopObserver{} }},
+		{"metrics", func(b *testing.B) lockout.Observer { return newBenchObserver(b, true, noop.NewTracerProvider()) }},
+		{"instruments", func(b *testing.B) lockout.Observer { return newBenchObserver(b, false, noop.NewTracerProvider()) }},
+	} {
+		b.Run("observer="+o.name, func(b *testing.B) {
+			abbench.Pairs(b, 20_000, block(plain), block(policy(b, o.new(b))))
+		})
+	}
 }
