@@ -27,16 +27,18 @@ import (
 func Example() {
 	ctx := context.Background()
 	reg := prometheus.NewRegistry()
-	exporter, err := otelprom.New(otelprom.WithRegisterer(reg), otelprom.WithoutScopeInfo())
+	// The observer reports its metrics itself, as a Producer of the
+	// exporter (the cheapest way); the exporter, like any reader, needs a
+	// MeterProvider.
+	obs, err := lockoutotel.New(&lockoutotel.Options{Producer: true})
 	if err != nil {
 		log.Fatal(err)
 	}
-	obs, err := lockoutotel.New(&lockoutotel.Options{
-		MeterProvider: sdkmetric.NewMeterProvider(sdkmetric.WithReader(exporter)),
-	})
+	exporter, err := otelprom.New(otelprom.WithRegisterer(reg), otelprom.WithoutScopeInfo(), otelprom.WithProducer(obs))
 	if err != nil {
 		log.Fatal(err)
 	}
+	sdkmetric.NewMeterProvider(sdkmetric.WithReader(exporter))
 	store, err := memory.New(nil)
 	if err != nil {
 		log.Fatal(err)

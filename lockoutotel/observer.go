@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -15,6 +16,8 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/sdk/instrumentation"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
@@ -80,6 +83,16 @@ type Options struct {
 	// longer and more widely than a lockout store. Metrics never carry
 	// them.
 	SubjectAttributes bool
+	// Producer makes the Observer report its metrics itself, as an
+	// OpenTelemetry SDK metric Producer (its Produce method), instead of
+	// through MeterProvider's instruments: hand it to the reader, with
+	// sdkmetric.WithProducer, or to the Prometheus exporter, with
+	// otelprom.WithProducer. MeterProvider is then unused. Same metrics,
+	// cumulative; what changes is the cost: the SDK has no asynchronous
+	// histogram, and its synchronous one costs a decision two
+	// measurements of some 150 ns each (more when cores measure at once),
+	// where the Observer's own buckets cost a few atomic additions.
+	Producer bool
 }
 
 // Observer is a lockout.DecisionObserver that turns a policy's events into
@@ -92,8 +105,10 @@ type Options struct {
 // are asynchronous: the Observer counts in atomic integers of its own, and
 // reports their totals when the metrics are collected, which costs a
 // decision far less than a synchronous counter does. Two Observers on one
-// MeterProvider must have different Options.Attributes, or their totals
-// would report the same series twice.
+// MeterProvider (or reader) must have different Options.Attributes, or
+// their totals would report the same series twice. With
+// Options.Producer, the histograms too are the Observer's own, and
+// Produce reports everything.
 //
 // Spans: one per decision, named lockout.allow, lockout.success or
 // lockout.failure, with the attributes lockout.outcome, lockout.reason,
@@ -113,19 +128,27 @@ type Observer struct {
 	registration                    metric.Registration
 
 	base    []attribute.KeyValue
+	baseSet attribute.Set
 	baseObs metric.ObserveOption
 
-	// The counters' cells, and the histograms' options that depend on the
-	// event (errors), by key.
+	// Producer mode: the metrics are the Observer's own, reported by
+	// Produce; the histograms' bucket boundaries in nanoseconds.
+	producer     bool
+	start        time.Time
+	bounds       []float64
+	boundsNS     []int64
+	unregistered atomic.Bool
+
+	// The counters' cells, and the histograms' series, by key.
 	cells cowMap[*cell]
-	recs  cowMap[[]metric.RecordOption]
+	recs  cowMap[*series]
 	// The common cases, looked up without a map.
 	outcome  [lockout.EventFailure + 1][2]*cell // decisions: [kind][fallback]
 	dropped  *cell
 	degraded atomic.Int64
-	admitted []metric.RecordOption // decision.duration
-	refused  []metric.RecordOption
-	storeOK  []metric.RecordOption
+	admitted *series // decision.duration
+	refused  *series
+	storeOK  *series // store.duration
 
 	spanStart    [lockout.OpFailure + 1][]trace.SpanStartOption
 	storeSpan    []trace.SpanStartOption
@@ -140,9 +163,29 @@ const (
 	cJournalDropped
 	cActions
 	nCounters
-	// Keys of Observer.recs.
-	rDecisionErr
-	rStoreErr
+	// Keys of Observer.recs: a series of lockout.decision.duration (name:
+	// the outcome, or "error" and the error's type in reason's place) or
+	// of lockout.store.duration (name: the error's type, "" for none).
+	rDecision
+	rStore
+)
+
+// instrument describes an instrument.
+type instrument struct{ name, unit, desc string }
+
+// The instruments, the counters' by index in Observer.counters.
+var (
+	counterInstruments = [nCounters]instrument{
+		cDecisions:      {"lockout.decisions", "{decision}", "Decisions made: attempts admitted or refused, outcomes reported."},
+		cLockouts:       {"lockout.lockouts", "{lockout}", "Rule keys locked out."},
+		cStoreErrors:    {"lockout.store.errors", "{error}", "Store calls that failed (the caller giving up is not counted)."},
+		cJournalDropped: {"lockout.journal.dropped", "{record}", "Journal records dropped: queue full, or the journal's store failed."},
+		cActions:        {"lockout.operator.actions", "{action}", "Operators' unlocks and resets."},
+	}
+	degradedInstrument = instrument{"lockout.degraded", "{policy}",
+		"Policies in degraded mode: their store fails and the in-process fallback decides."}
+	decisionInstrument = instrument{"lockout.decision.duration", "s", "Time Allow took to decide whether an attempt may go ahead."}
+	storeInstrument    = instrument{"lockout.store.duration", "s", "Time a call to the store took."}
 )
 
 // cell is one series of a counter: the Observer adds to it, and reports its
@@ -154,7 +197,13 @@ type cell struct {
 		_ [56]byte
 	}
 	counter int
+	attrs   attribute.Set
 	opt     metric.ObserveOption
+}
+
+func newCell(counter int, kvs ...attribute.KeyValue) *cell {
+	set := attribute.NewSet(kvs...)
+	return &cell{counter: counter, attrs: set, opt: metric.WithAttributeSet(set)}
 }
 
 const cellStripes = 8
@@ -169,6 +218,88 @@ func (c *cell) load() (n int64) {
 		n += c.stripes[i].n.Load()
 	}
 	return n
+}
+
+// series is one series of a histogram: its attributes as the SDK
+// histogram's option, or, in Producer mode, the Observer's own buckets.
+type series struct {
+	store bool // lockout.store.duration; else lockout.decision.duration
+	attrs attribute.Set
+	opts  []metric.RecordOption
+	h     *hist
+}
+
+// record measures d.
+func (o *Observer) record(ctx context.Context, s *series, d time.Duration) {
+	if s.h != nil {
+		s.h.record(o.boundsNS, int64(d))
+		return
+	}
+	inst := o.decisionDuration
+	if s.store {
+		inst = o.storeDuration
+	}
+	inst.Record(ctx, d.Seconds(), s.opts...)
+}
+
+// hist is a histogram's series in Producer mode: bucket counts, sum, min
+// and max, in nanoseconds, striped over cache lines like a cell's count.
+// Stripe i is w[i*stride:]: the counts of len(boundsNS)+1 buckets, then
+// the sum, the minimum and the maximum.
+type hist struct {
+	w      []atomic.Int64
+	stride int
+}
+
+const histStripes = 8
+
+func newHist(buckets int) *hist {
+	stride := (buckets + 3 + 7) &^ 7 // whole cache lines
+	h := &hist{w: make([]atomic.Int64, histStripes*stride), stride: stride}
+	for i := range histStripes {
+		h.w[i*stride+buckets+1].Store(math.MaxInt64)
+		h.w[i*stride+buckets+2].Store(math.MinInt64)
+	}
+	return h
+}
+
+// record adds ns to the bucket of the first bound not below it (a value
+// on a bound is in the bound's bucket, as in the SDK's histogram).
+func (h *hist) record(bounds []int64, ns int64) {
+	lo, hi := 0, len(bounds)
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if bounds[m] < ns {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	w := h.w[int(rand.Uint32()%histStripes)*h.stride:]
+	w[lo].Add(1)
+	n := len(bounds) + 1
+	w[n].Add(ns)
+	for v := w[n+1].Load(); ns < v && !w[n+1].CompareAndSwap(v, ns); v = w[n+1].Load() {
+	}
+	for v := w[n+2].Load(); ns > v && !w[n+2].CompareAndSwap(v, ns); v = w[n+2].Load() {
+	}
+}
+
+// point returns the histogram's data point.
+func (h *hist) point(buckets int) (counts []uint64, count uint64, sum, lo, hi int64) {
+	counts = make([]uint64, buckets)
+	lo, hi = math.MaxInt64, math.MinInt64
+	for i := range histStripes {
+		w := h.w[i*h.stride:]
+		for b := range buckets {
+			c := uint64(w[b].Load())
+			counts[b] += c
+			count += c
+		}
+		sum += w[buckets].Load()
+		lo, hi = min(lo, w[buckets+1].Load()), max(hi, w[buckets+2].Load())
+	}
+	return counts, count, sum, lo, hi
 }
 
 // key names a series whose attributes depend on the event: a refusal's
@@ -257,24 +388,36 @@ func (o *Observer) newCell(k key) *cell {
 	default:
 		kvs = o.attrs()
 	}
-	return &cell{counter: int(k.what), opt: metric.WithAttributeSet(attribute.NewSet(kvs...))}
+	return newCell(int(k.what), kvs...)
 }
 
-// recorded returns the histogram options of k, an error.
-func (o *Observer) recorded(k key) []metric.RecordOption {
+// series returns the histogram series of k.
+func (o *Observer) series(k key) *series {
 	if r, ok := o.recs.load(k); ok {
 		return r
 	}
-	return o.recs.add(k, func(k key) []metric.RecordOption {
-		if k.what == rStoreErr {
-			return recordOpts(o.attrs(ErrorTypeKey.String(k.name))...)
-		}
-		return recordOpts(o.attrs(OutcomeKey.String("error"), ErrorTypeKey.String(k.name))...)
-	})
+	return o.recs.add(k, o.newSeries)
 }
 
-func recordOpts(kvs ...attribute.KeyValue) []metric.RecordOption {
-	return []metric.RecordOption{metric.WithAttributeSet(attribute.NewSet(kvs...))}
+func (o *Observer) newSeries(k key) *series {
+	var kvs []attribute.KeyValue
+	switch {
+	case k.what == rStore && k.name != "":
+		kvs = o.attrs(ErrorTypeKey.String(k.name))
+	case k.what == rStore:
+		kvs = o.attrs()
+	case k.name == "error":
+		kvs = o.attrs(OutcomeKey.String("error"), ErrorTypeKey.String(k.rule))
+	default:
+		kvs = o.attrs(OutcomeKey.String(k.name))
+	}
+	s := &series{store: k.what == rStore, attrs: attribute.NewSet(kvs...)}
+	if o.producer {
+		s.h = newHist(len(o.bounds) + 1)
+	} else {
+		s.opts = []metric.RecordOption{metric.WithAttributeSet(s.attrs)}
+	}
+	return s
 }
 
 // New returns an Observer that makes its instruments with opts'
@@ -290,30 +433,41 @@ func New(opts *Options) (*Observer, error) {
 	if tp == nil {
 		tp = otel.GetTracerProvider()
 	}
-	o := &Observer{subject: opts.SubjectAttributes, base: slices.Clone(opts.Attributes)}
+	o := &Observer{subject: opts.SubjectAttributes, base: slices.Clone(opts.Attributes), producer: opts.Producer}
 	if _, off := tp.(noop.TracerProvider); !off {
 		o.tracer = tp.Tracer(ScopeName)
 	}
-	o.baseObs = metric.WithAttributeSet(attribute.NewSet(o.base...))
+	o.baseSet = attribute.NewSet(o.base...)
+	o.baseObs = metric.WithAttributeSet(o.baseSet)
+	if o.producer {
+		o.start = time.Now()
+		o.bounds = slices.Clone(DurationBuckets)
+		slices.Sort(o.bounds)
+		for _, b := range o.bounds {
+			o.boundsNS = append(o.boundsNS, int64(math.Round(b*1e9)))
+		}
+	}
 	for _, k := range []lockout.EventKind{lockout.EventAdmitted, lockout.EventRefused, lockout.EventSuccess, lockout.EventFailure} {
 		o.outcomeAttrs[k] = OutcomeKey.String(k.String())
 	}
 	for _, k := range []lockout.EventKind{lockout.EventAdmitted, lockout.EventSuccess, lockout.EventFailure} {
 		for fb := range 2 {
 			o.outcome[k][fb] = o.cells.add(key{what: cDecisions, kind: k, fallback: fb == 1}, func(key) *cell {
-				set := attribute.NewSet(o.attrs(o.outcomeAttrs[k], FallbackKey.Bool(fb == 1))...)
-				return &cell{counter: cDecisions, opt: metric.WithAttributeSet(set)}
+				return newCell(cDecisions, o.attrs(o.outcomeAttrs[k], FallbackKey.Bool(fb == 1))...)
 			})
 		}
 	}
 	o.dropped = o.cell(key{what: cJournalDropped})
-	o.admitted = recordOpts(o.attrs(OutcomeKey.String("admitted"))...)
+	o.admitted = o.series(key{what: rDecision, name: "admitted"})
 	for _, op := range []lockout.Operation{lockout.OpAllow, lockout.OpSuccess, lockout.OpFailure} {
 		o.spanStart[op] = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindInternal), trace.WithAttributes(o.base...)}
 	}
-	o.refused = recordOpts(o.attrs(OutcomeKey.String("refused"))...)
-	o.storeOK = recordOpts(o.base...)
+	o.refused = o.series(key{what: rDecision, name: "refused"})
+	o.storeOK = o.series(key{what: rStore})
 	o.storeSpan = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(o.base...)}
+	if o.producer {
+		return o, nil
+	}
 	if err := o.instruments(mp.Meter(ScopeName)); err != nil {
 		return nil, fmt.Errorf("lockoutotel: %w", err)
 	}
@@ -327,28 +481,23 @@ func (o *Observer) attrs(kvs ...attribute.KeyValue) []attribute.KeyValue {
 
 func (o *Observer) instruments(m metric.Meter) error {
 	var errs []error
-	counter := func(name, unit, desc string) metric.Int64ObservableCounter {
-		c, err := m.Int64ObservableCounter(name, metric.WithUnit(unit), metric.WithDescription(desc))
-		errs = append(errs, err)
-		return c
-	}
-	histogram := func(name, desc string) metric.Float64Histogram {
-		h, err := m.Float64Histogram(name, metric.WithUnit("s"), metric.WithDescription(desc),
+	histogram := func(in instrument) metric.Float64Histogram {
+		h, err := m.Float64Histogram(in.name, metric.WithUnit(in.unit), metric.WithDescription(in.desc),
 			metric.WithExplicitBucketBoundaries(DurationBuckets...))
 		errs = append(errs, err)
 		return h
 	}
-	o.counters[cDecisions] = counter("lockout.decisions", "{decision}", "Decisions made: attempts admitted or refused, outcomes reported.")
-	o.counters[cLockouts] = counter("lockout.lockouts", "{lockout}", "Rule keys locked out.")
-	o.counters[cStoreErrors] = counter("lockout.store.errors", "{error}", "Store calls that failed (the caller giving up is not counted).")
-	o.counters[cJournalDropped] = counter("lockout.journal.dropped", "{record}", "Journal records dropped: queue full, or the journal's store failed.")
-	o.counters[cActions] = counter("lockout.operator.actions", "{action}", "Operators' unlocks and resets.")
+	for i, in := range counterInstruments {
+		c, err := m.Int64ObservableCounter(in.name, metric.WithUnit(in.unit), metric.WithDescription(in.desc))
+		errs = append(errs, err)
+		o.counters[i] = c
+	}
 	var err error
-	o.degradedGauge, err = m.Int64ObservableUpDownCounter("lockout.degraded", metric.WithUnit("{policy}"),
-		metric.WithDescription("Policies in degraded mode: their store fails and the in-process fallback decides."))
+	o.degradedGauge, err = m.Int64ObservableUpDownCounter(degradedInstrument.name, metric.WithUnit(degradedInstrument.unit),
+		metric.WithDescription(degradedInstrument.desc))
 	errs = append(errs, err)
-	o.decisionDuration = histogram("lockout.decision.duration", "Time Allow took to decide whether an attempt may go ahead.")
-	o.storeDuration = histogram("lockout.store.duration", "Time a call to the store took.")
+	o.decisionDuration = histogram(decisionInstrument)
+	o.storeDuration = histogram(storeInstrument)
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
@@ -373,9 +522,63 @@ func (o *Observer) collect(_ context.Context, obs metric.Observer) error {
 	return nil
 }
 
+// Produce returns the Observer's metrics, cumulative since New, when
+// Options.Producer is set (nothing otherwise): it makes the Observer an
+// OpenTelemetry SDK metric Producer (go.opentelemetry.io/otel/sdk/metric).
+func (o *Observer) Produce(context.Context) ([]metricdata.ScopeMetrics, error) {
+	if !o.producer || o.unregistered.Load() {
+		return nil, nil
+	}
+	now := time.Now()
+	var sums [nCounters][]metricdata.DataPoint[int64]
+	if m := o.cells.m.Load(); m != nil {
+		for _, c := range *m {
+			if n := c.load(); n != 0 {
+				sums[c.counter] = append(sums[c.counter], metricdata.DataPoint[int64]{Attributes: c.attrs, StartTime: o.start, Time: now, Value: n})
+			}
+		}
+	}
+	ms := make([]metricdata.Metrics, 0, nCounters+3)
+	for i, in := range counterInstruments {
+		if len(sums[i]) > 0 {
+			ms = append(ms, metricdata.Metrics{Name: in.name, Description: in.desc, Unit: in.unit,
+				Data: metricdata.Sum[int64]{DataPoints: sums[i], Temporality: metricdata.CumulativeTemporality, IsMonotonic: true}})
+		}
+	}
+	ms = append(ms, metricdata.Metrics{Name: degradedInstrument.name, Description: degradedInstrument.desc, Unit: degradedInstrument.unit,
+		Data: metricdata.Sum[int64]{Temporality: metricdata.CumulativeTemporality, DataPoints: []metricdata.DataPoint[int64]{
+			{Attributes: o.baseSet, StartTime: o.start, Time: now, Value: o.degraded.Load()}}}})
+	var hists [2][]metricdata.HistogramDataPoint[float64]
+	if m := o.recs.m.Load(); m != nil {
+		for _, s := range *m {
+			counts, count, sum, lo, hi := s.h.point(len(o.bounds) + 1)
+			if count == 0 {
+				continue
+			}
+			hists[b2i(s.store)] = append(hists[b2i(s.store)], metricdata.HistogramDataPoint[float64]{
+				Attributes: s.attrs, StartTime: o.start, Time: now, Count: count, Bounds: slices.Clone(o.bounds),
+				BucketCounts: counts, Sum: time.Duration(sum).Seconds(),
+				Min: metricdata.NewExtrema(time.Duration(lo).Seconds()), Max: metricdata.NewExtrema(time.Duration(hi).Seconds()),
+			})
+		}
+	}
+	for i, in := range [2]instrument{decisionInstrument, storeInstrument} {
+		if len(hists[i]) > 0 {
+			ms = append(ms, metricdata.Metrics{Name: in.name, Description: in.desc, Unit: in.unit,
+				Data: metricdata.Histogram[float64]{DataPoints: hists[i], Temporality: metricdata.CumulativeTemporality}})
+		}
+	}
+	return []metricdata.ScopeMetrics{{Scope: instrumentation.Scope{Name: ScopeName}, Metrics: ms}}, nil
+}
+
 // Unregister stops reporting the Observer's counters (its histograms stay
-// with the MeterProvider), for an Observer no longer used by any policy.
+// with the MeterProvider; in Producer mode, Produce reports nothing more),
+// for an Observer no longer used by any policy.
 func (o *Observer) Unregister() error {
+	if o.producer {
+		o.unregistered.Store(true)
+		return nil
+	}
 	if err := o.registration.Unregister(); err != nil {
 		return fmt.Errorf("lockoutotel: %w", err)
 	}
@@ -435,12 +638,12 @@ func (o *Observer) storeCall(ctx context.Context, e *lockout.Event) {
 	var errType string
 	if e.Err != nil {
 		errType = errorType(e.Err)
-		rec = o.recorded(key{what: rStoreErr, name: errType})
+		rec = o.series(key{what: rStore, name: errType})
 		if ctx.Err() == nil { // the caller giving up is not the store's failure
 			o.cell(key{what: cStoreErrors, name: errType}).add(1)
 		}
 	}
-	o.storeDuration.Record(ctx, e.Latency.Seconds(), rec...)
+	o.record(ctx, rec, e.Latency)
 	if o.tracer == nil || !trace.SpanFromContext(ctx).IsRecording() {
 		return
 	}
@@ -514,11 +717,11 @@ func (o *Observer) EndDecision(ctx context.Context, op lockout.Operation, took t
 		rec := o.admitted
 		switch {
 		case errType != "":
-			rec = o.recorded(key{what: rDecisionErr, name: errType})
+			rec = o.series(key{what: rDecision, name: "error", rule: errType})
 		case err != nil:
 			rec = o.refused
 		}
-		o.decisionDuration.Record(ctx, took.Seconds(), rec...)
+		o.record(ctx, rec, took)
 	}
 	if o.tracer == nil || op > lockout.OpFailure {
 		return

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"math"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -17,6 +18,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata/metricdatatest"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace/noop"
@@ -65,14 +67,22 @@ func newHarness(t *testing.T, delay time.Duration, opts lockoutotel.Options) *ha
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { mem.Close() })
-	h := &harness{store: &flakyStore{Backend: mem, delay: delay}, reader: sdkmetric.NewManualReader(), spans: tracetest.NewSpanRecorder()}
-	opts.MeterProvider = sdkmetric.NewMeterProvider(sdkmetric.WithReader(h.reader))
+	h := &harness{store: &flakyStore{Backend: mem, delay: delay}, spans: tracetest.NewSpanRecorder()}
 	if opts.TracerProvider == nil {
 		opts.TracerProvider = sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(h.spans))
+	}
+	if !opts.Producer {
+		h.reader = sdkmetric.NewManualReader()
+		opts.MeterProvider = sdkmetric.NewMeterProvider(sdkmetric.WithReader(h.reader))
 	}
 	obs, err := lockoutotel.New(&opts)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if opts.Producer {
+		// The reader collects nothing until a MeterProvider has it.
+		h.reader = sdkmetric.NewManualReader(sdkmetric.WithProducer(obs))
+		sdkmetric.NewMeterProvider(sdkmetric.WithReader(h.reader))
 	}
 	rules := []lockout.Rule{lockout.ByUsername(3), lockout.ByIP(100)}
 	for i := range rules {
@@ -142,12 +152,22 @@ func find(got map[string][]point, name string, attrs map[string]string) (point, 
 	return point{}, false
 }
 
+// modes runs test with the metrics made by MeterProvider instruments and,
+// in a second subtest, by the Observer as a Producer.
+func modes(t *testing.T, test func(t *testing.T, producer bool)) {
+	for _, producer := range []bool{false, true} {
+		t.Run(map[bool]string{false: "instruments", true: "producer"}[producer], func(t *testing.T) { test(t, producer) })
+	}
+}
+
 // TestMetrics runs a few decisions and checks every data point they make.
-func TestMetrics(t *testing.T) {
+func TestMetrics(t *testing.T) { modes(t, testMetrics) }
+
+func testMetrics(t *testing.T, producer bool) {
 	const delay = 2 * time.Millisecond
 	synctest.Test(t, func(t *testing.T) {
 		ctx := context.Background()
-		h := newHarness(t, delay, lockoutotel.Options{Attributes: []attribute.KeyValue{attribute.String("lockout.policy", "web")}})
+		h := newHarness(t, delay, lockoutotel.Options{Attributes: []attribute.KeyValue{attribute.String("lockout.policy", "web")}, Producer: producer})
 		alice := lockout.Subject{Username: "alice", IP: "192.0.2.1"}
 		bob := lockout.Subject{Username: "bob", IP: "192.0.2.2"}
 		a, err := h.p.Allow(ctx, alice)
@@ -231,10 +251,12 @@ func TestMetrics(t *testing.T) {
 
 // TestDegradedMetrics checks the degraded gauge and the store's errors
 // through an outage, and the operator actions.
-func TestDegradedMetrics(t *testing.T) {
+func TestDegradedMetrics(t *testing.T) { modes(t, testDegradedMetrics) }
+
+func testDegradedMetrics(t *testing.T, producer bool) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx := context.Background()
-		h := newHarness(t, 0, lockoutotel.Options{TracerProvider: noop.NewTracerProvider()})
+		h := newHarness(t, 0, lockoutotel.Options{TracerProvider: noop.NewTracerProvider(), Producer: producer})
 		alice := lockout.Subject{Username: "alice", IP: "192.0.2.1"}
 		degraded := func() float64 {
 			t.Helper()
@@ -480,4 +502,75 @@ func must[T any](v T, err error) T {
 		panic(err)
 	}
 	return v
+}
+
+// TestProducerMatchesInstruments runs the same decisions, an outage and an
+// operator's actions under an Observer of each mode, and checks that they
+// report the same metrics: names, descriptions, units, kinds, attributes,
+// counts, sums, bucket bounds and counts, minimums and maximums.
+func TestProducerMatchesInstruments(t *testing.T) {
+	var _ sdkmetric.Producer = (*lockoutotel.Observer)(nil)
+	collected := func(producer bool) (sm metricdata.ScopeMetrics) {
+		synctest.Test(t, func(t *testing.T) {
+			ctx := context.Background()
+			h := newHarness(t, 3*time.Millisecond, lockoutotel.Options{TracerProvider: noop.NewTracerProvider(), Producer: producer,
+				Attributes: []attribute.KeyValue{attribute.String("lockout.policy", "web")}})
+			for i := range 12 {
+				s := lockout.Subject{Username: fmt.Sprintf("user%d", i%4), IP: fmt.Sprintf("192.0.2.%d", i%3)}
+				if i == 7 {
+					h.store.down.Store(true)
+				}
+				if i == 9 {
+					h.store.down.Store(false)
+					time.Sleep(2 * lockout.DefaultProbeInterval)
+				}
+				a, err := h.p.Allow(ctx, s)
+				if err != nil {
+					continue
+				}
+				if i%5 == 0 {
+					a.Success(ctx)
+				} else {
+					a.Failure(ctx)
+				}
+			}
+			bob := lockout.Subject{Username: "bob", IP: "192.0.2.9"}
+			for range 4 { // locks bob, then is refused
+				if a, err := h.p.Allow(ctx, bob); err == nil {
+					a.Failure(ctx)
+				}
+			}
+			h.p.Allow(ctx, lockout.Subject{IP: "not an address"})
+			h.p.Unlock(ctx, bob)
+			time.Sleep(lockout.DefaultProbeInterval)
+			synctest.Wait()
+			var rm metricdata.ResourceMetrics
+			if err := h.reader.Collect(ctx, &rm); err != nil {
+				t.Fatal(err)
+			}
+			if len(rm.ScopeMetrics) != 1 {
+				t.Fatalf("%d scopes, want 1", len(rm.ScopeMetrics))
+			}
+			sm = rm.ScopeMetrics[0]
+			slices.SortFunc(sm.Metrics, func(a, b metricdata.Metrics) int { return strings.Compare(a.Name, b.Name) })
+			for _, m := range sm.Metrics { // the SDK adds float seconds, the Producer integer nanoseconds
+				if d, ok := m.Data.(metricdata.Histogram[float64]); ok {
+					for i := range d.DataPoints {
+						d.DataPoints[i].Sum = math.Round(d.DataPoints[i].Sum*1e9) / 1e9
+					}
+				}
+			}
+		})
+		return sm
+	}
+	instruments, producer := collected(false), collected(true)
+	var names []string
+	for _, m := range instruments.Metrics {
+		names = append(names, m.Name)
+	}
+	if want := []string{"lockout.decision.duration", "lockout.decisions", "lockout.degraded", "lockout.lockouts",
+		"lockout.operator.actions", "lockout.store.duration", "lockout.store.errors"}; !slices.Equal(names, want) {
+		t.Fatalf("metrics %v, want %v: the scenario misses some", names, want)
+	}
+	metricdatatest.AssertEqual(t, instruments, producer, metricdatatest.IgnoreTimestamp(), metricdatatest.IgnoreExemplars())
 }

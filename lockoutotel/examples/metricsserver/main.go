@@ -80,20 +80,21 @@ type server struct {
 
 // newServer wires the policy, its metrics and the handlers.
 func newServer(logger *slog.Logger) (*server, error) {
-	// 1. A Prometheus registry, fed by the OpenTelemetry exporter, read
-	// by the meter provider the observer makes its instruments with.
+	// 1. The observer, a Producer of its own metrics, and a Prometheus
+	// registry fed by the OpenTelemetry exporter, which reads the
+	// observer's metrics (and those of the meter provider it belongs to:
+	// an exporter, like any reader, needs one).
+	obs, err := lockoutotel.New(&lockoutotel.Options{Producer: true})
+	if err != nil {
+		return nil, err
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector())
-	exporter, err := otelprom.New(otelprom.WithRegisterer(reg))
+	exporter, err := otelprom.New(otelprom.WithRegisterer(reg), otelprom.WithProducer(obs))
 	if err != nil {
 		return nil, err
 	}
-	obs, err := lockoutotel.New(&lockoutotel.Options{
-		MeterProvider: sdkmetric.NewMeterProvider(sdkmetric.WithReader(exporter)),
-	})
-	if err != nil {
-		return nil, err
-	}
+	sdkmetric.NewMeterProvider(sdkmetric.WithReader(exporter))
 
 	// 2. The policy, with the observer.
 	store, err := memory.New(nil)
