@@ -26,6 +26,16 @@ type Subject struct {
 	UserAgent string
 	// Fields holds custom fields by name, for rules keyed by them.
 	Fields map[string]string
+
+	// DeviceToken is the device token the client presents (see
+	// Config.Devices): when it is valid for Username, the attempt counts
+	// on its device's key instead of the rules keyed by the username.
+	// Any other token is ignored.
+	DeviceToken string
+	// PasswordFingerprint is Policy.Fingerprint of the password the
+	// attempt verifies (see Config.Fingerprints): a wrong password the
+	// username already failed with is not counted again.
+	PasswordFingerprint string
 }
 
 // canonical is a Subject after canonicalisation.
@@ -34,6 +44,9 @@ type canonical struct {
 	ip        netip.Addr
 	userAgent string
 	fields    map[string]string
+	// device is the id of a valid device token; fingerprint the password
+	// fingerprint, when the policy remembers them.
+	device, fingerprint string
 }
 
 // CanonicalizeUsername is the default username canonicaliser: the PRECIS
@@ -83,6 +96,9 @@ func (p *Policy) canonicalize(s Subject) (canonical, error) {
 			return c, fmt.Errorf("%w: username %q: %w", ErrInvalidSubject, s.Username, err)
 		}
 		c.username = u
+		if err := p.canonicalizeExtras(&c, &s); err != nil {
+			return c, err
+		}
 	}
 	if s.IP != "" {
 		ip, err := ParseIP(s.IP)
