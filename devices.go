@@ -190,12 +190,19 @@ func (d *devices) verify(username, token string, now time.Time) (string, bool) {
 	return base64.RawURLEncoding.EncodeToString(body[1 : 1+deviceIDLen]), true
 }
 
-// DeviceToken returns a new device token for username, for a client that
-// just logged in, and when it expires. Prefer Attempt.DeviceToken, which
-// keeps the id of a device that presented a token. It returns ErrNoDevices
-// when Config.Devices is not set, and an error wrapping ErrInvalidSubject
-// for a username the canonicaliser rejects.
-func (p *Policy) DeviceToken(username string) (token string, expires time.Time, err error) {
+// KnowsDevices reports whether the policy has known devices
+// (Config.Devices).
+func (p *Policy) KnowsDevices() bool { return p.devices != nil }
+
+// DeviceToken returns a device token for username, for a client that just
+// logged in, and when it expires: for the given device id (Attempt.Device
+// of the login's attempt) when not empty, so that the device keeps its
+// counter, and for a new device otherwise. Attempt.DeviceToken does the
+// same once the attempt succeeded. Issue a token only to a client that
+// gave the right password. It returns ErrNoDevices when Config.Devices is
+// not set, and an error wrapping ErrInvalidSubject for a username the
+// canonicaliser rejects or a malformed id.
+func (p *Policy) DeviceToken(username, device string) (token string, expires time.Time, err error) {
 	if p.devices == nil {
 		return "", time.Time{}, ErrNoDevices
 	}
@@ -206,7 +213,7 @@ func (p *Policy) DeviceToken(username string) (token string, expires time.Time, 
 	if c.username == "" {
 		return "", time.Time{}, fmt.Errorf("%w: empty username", ErrInvalidSubject)
 	}
-	return p.devices.issue(c.username, "", time.Now())
+	return p.devices.issue(c.username, device, time.Now())
 }
 
 // Device returns the id of the known device the attempt was counted on

@@ -101,7 +101,7 @@ func TestKnownDeviceNotLockedByAttacker(t *testing.T) {
 // knownDeviceAfter returns a new token for alice straight from the policy.
 func knownDeviceAfter(t *testing.T, p *lockout.Policy) string {
 	t.Helper()
-	tok, _, err := p.DeviceToken("Alice")
+	tok, _, err := p.DeviceToken("Alice", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,7 +125,7 @@ func TestUntrustedTokens(t *testing.T) {
 		rules := []lockout.Rule{lockout.ByUsername(2)}
 		cfg := lockout.Config{Rules: rules, Devices: &lockout.DeviceConfig{Keys: [][]byte{oldDeviceKey}, TTL: time.Hour}}
 		old, _ := newPolicy(t, cfg)
-		oldTok, _, err := old.DeviceToken("alice")
+		oldTok, _, err := old.DeviceToken("alice", "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -133,18 +133,18 @@ func TestUntrustedTokens(t *testing.T) {
 		p, _ := newPolicy(t, cfg)
 		cfg.Devices = &lockout.DeviceConfig{Keys: [][]byte{deviceKey}, TTL: time.Hour}
 		rotated, _ := newPolicy(t, cfg)
-		good, _, err := p.DeviceToken("alice")
+		good, _, err := p.DeviceToken("alice", "")
 		if err != nil {
 			t.Fatal(err)
 		}
-		bobs, _, _ := p.DeviceToken("bob")
-		expiring, _, _ := p.DeviceToken("alice")
+		bobs, _, _ := p.DeviceToken("bob", "")
+		expiring, _, _ := p.DeviceToken("alice", "")
 		time.Sleep(time.Hour + time.Second) // expiring, oldTok expire; refresh good and bobs
-		good, _, _ = p.DeviceToken("alice")
-		bobs, _, _ = p.DeviceToken("bob")
+		good, _, _ = p.DeviceToken("alice", "")
+		bobs, _, _ = p.DeviceToken("bob", "")
 		flip := []byte(good)
 		flip[len(flip)-3] ^= 1
-		oldTok2, _, _ := old.DeviceToken("alice")
+		oldTok2, _, _ := old.DeviceToken("alice", "")
 
 		tests := []struct {
 			name    string
@@ -241,7 +241,7 @@ func TestDeviceConfigErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer p.Close()
-	if _, _, err := p.DeviceToken("alice"); !errors.Is(err, lockout.ErrNoDevices) {
+	if _, _, err := p.DeviceToken("alice", ""); !errors.Is(err, lockout.ErrNoDevices) {
 		t.Errorf("DeviceToken without Devices: %v, want ErrNoDevices", err)
 	}
 	if fp := p.Fingerprint("pw"); fp != "" {

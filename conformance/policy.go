@@ -453,7 +453,7 @@ func testKnownDeviceAndRepeats(t *testing.T, e *env) {
 		Devices:      &lockout.DeviceConfig{Keys: [][]byte{[]byte(strings.Repeat("k", lockout.MinSecretLen))}, Rule: lockout.Rule{Limit: 2, Window: 100 * e.unit, Schedule: lockout.Fixed(100 * e.unit)}},
 		Fingerprints: &lockout.FingerprintConfig{Secret: []byte(strings.Repeat("s", lockout.MinSecretLen))},
 	})
-	token, _, err := p.DeviceToken("alice")
+	token, _, err := p.DeviceToken("alice", "")
 	if err != nil {
 		t.Fatal(err)
 	}

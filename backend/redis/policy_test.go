@@ -497,7 +497,7 @@ func TestDecisionCommandsDevicesAndRepeats(t *testing.T) {
 	}
 	defer p.Close()
 	admins := []*goredis.Client{client}
-	token, _, err := p.DeviceToken("alice")
+	token, _, err := p.DeviceToken("alice", "")
 	if err != nil {
 		t.Fatal(err)
 	}
