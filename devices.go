@@ -218,22 +218,23 @@ func (p *Policy) DeviceToken(username, device string) (token string, expires tim
 
 // Device returns the id of the known device the attempt was counted on
 // (its token was valid for the username), or "" for an untrusted client.
-func (a *Attempt) Device() string { return a.c.device }
+func (a *Attempt) Device() string { return a.c.device() }
 
 // DeviceToken returns a device token for the attempt's username, to give
 // the client after a successful login, and when it expires: the same
 // device id, valid for DeviceConfig.TTL again, when the attempt presented
 // a valid token, and a new one otherwise. It returns ErrNotSucceeded
-// unless Success was reported, ErrNoDevices when Config.Devices is not
-// set.
+// unless Success was reported (call it after Success returned, as a
+// continuation of the same login), ErrNoDevices when Config.Devices is
+// not set.
 func (a *Attempt) DeviceToken() (token string, expires time.Time, err error) {
 	if a.p.devices == nil {
 		return "", time.Time{}, ErrNoDevices
 	}
-	if !a.succeeded.Load() || a.c.username == "" {
+	if !a.succeeded || a.c.username == "" {
 		return "", time.Time{}, ErrNotSucceeded
 	}
-	return a.p.devices.issue(a.c.username, a.c.device, time.Now())
+	return a.p.devices.issue(a.c.username, a.c.device(), time.Now())
 }
 
 // LockDevice locks one known device of username, by its id
@@ -256,7 +257,7 @@ func (p *Policy) LockDevice(ctx context.Context, username, device string, d time
 	if err != nil {
 		return err
 	}
-	c.device = device
+	c.x = &extras{device: device}
 	a := &Attempt{p: p}
 	a.buildKeys(&c)
 	ttl := d

@@ -135,21 +135,49 @@ func validFingerprint(fp string) bool {
 	return true
 }
 
+// extras is what an attempt carries for known devices and the memory of
+// wrong passwords (canonical.x): nil when it uses neither.
+type extras struct {
+	device      string // the id of a valid device token
+	fingerprint string
+	// repeat is set when the fingerprint is a remembered wrong password;
+	// seq is the memory's sequence Allow read.
+	repeat bool
+	seq    int64
+	// fpSeq and fpKey are the memory's keys in the attempt's keys.
+	fpSeq, fpKey span
+}
+
+func (c *canonical) device() string {
+	if c.x == nil {
+		return ""
+	}
+	return c.x.device
+}
+
+func (c *canonical) fingerprint() string {
+	if c.x == nil {
+		return ""
+	}
+	return c.x.fingerprint
+}
+
 // canonicalizeExtras verifies s's device token and checks its password
 // fingerprint, for c (whose username is canonical already). A token that
 // is not valid for the username is ignored: the client is untrusted.
 func (p *Policy) canonicalizeExtras(c *canonical, s *Subject) error {
-	if c.username == "" {
-		return nil
-	}
+	var device, fp string
 	if s.DeviceToken != "" && p.devices != nil {
-		c.device, _ = p.devices.verify(c.username, s.DeviceToken, time.Now())
+		device, _ = p.devices.verify(c.username, s.DeviceToken, time.Now())
 	}
 	if s.PasswordFingerprint != "" && p.fp != nil {
 		if !validFingerprint(s.PasswordFingerprint) {
 			return fmt.Errorf("%w: %w", ErrInvalidSubject, errFingerprint)
 		}
-		c.fingerprint = s.PasswordFingerprint
+		fp = s.PasswordFingerprint
+	}
+	if device != "" || fp != "" {
+		c.x = &extras{device: device, fingerprint: fp} // only now on the heap
 	}
 	return nil
 }
@@ -160,74 +188,85 @@ const (
 	kindFingerprint = 'f'
 )
 
-// appendFingerprintKeys appends the keys of c's fingerprint memory to buf,
-// and records them in a.
-func (a *Attempt) appendFingerprintKeys(buf []byte, c *canonical) []byte {
+// appendFingerprintKeys appends the keys of the memory of username's
+// wrong passwords to buf, the sequence and fingerprint fp's, and returns
+// where they are.
+func appendFingerprintKeys(buf []byte, prefix, username, fp string) (_ []byte, seq, key span) {
 	start := int32(len(buf))
-	buf = append(buf, a.p.prefix...)
+	buf = append(buf, prefix...)
 	buf = append(buf, ':', kindSequence, ':', '{', 'u', '=')
-	buf = appendValue(buf, c.username)
+	buf = appendValue(buf, username)
 	buf = append(buf, '}')
-	a.fpSeq = span{start, int32(len(buf))}
-	buf = append(buf, buf[start:a.fpSeq.end]...)
-	buf[a.fpSeq.end+int32(len(a.p.prefix))+1] = kindFingerprint
+	seq = span{start, int32(len(buf))}
+	buf = append(buf, buf[start:seq.end]...)
+	buf[seq.end+int32(len(prefix))+1] = kindFingerprint
 	buf = append(buf, ':')
-	buf = append(buf, c.fingerprint...)
-	a.fpKey = span{a.fpSeq.end, int32(len(buf))}
-	return buf
+	buf = append(buf, fp...)
+	return buf, seq, span{seq.end, int32(len(buf))}
+}
+
+// memory returns the attempt's fingerprint state, or nil when it has no
+// fingerprint.
+func (a *Attempt) memory() *extras {
+	if x := a.c.x; x != nil && x.fpKey.end != 0 {
+		return x
+	}
+	return nil
 }
 
 // fpOps is the number of operations the fingerprint memory adds to Allow's
 // call: 0 without a fingerprint.
 func (a *Attempt) fpOps() int {
-	if a.fpKey.end == 0 {
+	if a.memory() == nil {
 		return 0
 	}
 	return 2
 }
 
-// appendFingerprintReads appends Allow's reads of the memory.
+// appendFingerprintReads sets Allow's reads of the memory in ops.
 func (a *Attempt) appendFingerprintReads(ops []backend.Op) {
-	if a.fpKey.end != 0 {
-		ops[0] = backend.ExistsOp(a.key(a.fpSeq))
-		ops[1] = backend.ExistsOp(a.key(a.fpKey))
+	if x := a.memory(); x != nil {
+		ops[0] = backend.ExistsOp(a.key(x.fpSeq))
+		ops[1] = backend.ExistsOp(a.key(x.fpKey))
 	}
 }
 
 // readFingerprint takes the results of appendFingerprintReads' ops.
 func (a *Attempt) readFingerprint(res []backend.Result) {
-	if a.fpKey.end == 0 {
+	x := a.memory()
+	if x == nil {
 		return
 	}
 	seq, fp := res[0], res[1]
-	a.seq = seq.Value
+	x.seq = seq.Value
 	if d := seq.Value - fp.Value; seq.Found && fp.Found && d >= 0 && d < a.p.fp.remember {
-		a.repeat = true
+		x.repeat = true
 	}
 }
 
 // appendFingerprintWrites appends what a failure that is not a repeat
 // writes: the next sequence number, and the fingerprint holding it.
 func (a *Attempt) appendFingerprintWrites(ops []backend.Op) []backend.Op {
-	if a.fpKey.end == 0 || a.repeat {
+	x := a.memory()
+	if x == nil || x.repeat {
 		return ops
 	}
 	w := a.p.fp.window
-	seq, fp := a.key(a.fpSeq), a.key(a.fpKey)
+	seq, fp := a.key(x.fpSeq), a.key(x.fpKey)
 	return append(ops,
 		backend.IncrOp(seq, 1, w), backend.ExpireOp(seq, w),
-		backend.DeleteOp(fp), backend.IncrOp(fp, a.seq+1, w))
+		backend.DeleteOp(fp), backend.IncrOp(fp, x.seq+1, w))
 }
 
 // Repeat reports whether the attempt's password fingerprint is one of the
 // username's last wrong passwords: its failure does not count on the
 // rules keyed by the username.
-func (a *Attempt) Repeat() bool { return a.repeat }
+func (a *Attempt) Repeat() bool { return a.c.x != nil && a.c.x.repeat }
 
 // sequenceKey returns the key of the sequence of c's username.
 func (p *Policy) sequenceKey(c *canonical) string {
-	a := &Attempt{p: p}
-	return string(a.appendFingerprintKeys(nil, &canonical{username: c.username})[a.fpSeq.start:a.fpSeq.end])
+	buf, seq, _ := appendFingerprintKeys(nil, p.prefix, c.username, "")
+	return string(buf[seq.start:seq.end])
 }
 
 // memoryKey reports whether key is a key of this policy's memory of wrong

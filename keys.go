@@ -101,10 +101,10 @@ func appendSubject(buf []byte, r *rule, c *canonical) ([]byte, bool) {
 			}
 			buf = appendValue(buf, c.userAgent)
 		case deviceField:
-			if c.device == "" {
+			if c.device() == "" {
 				return buf, false
 			}
-			buf = append(buf, c.device...) // base64url: every byte is safe
+			buf = append(buf, c.device()...) // base64url: every byte is safe
 		default:
 			v := c.fields[string(f)]
 			if v == "" {

@@ -349,23 +349,16 @@ func (p *Policy) Close() error {
 // it once, with Success or Failure; one never reported counts as a failure
 // (see the package doc).
 type Attempt struct {
-	p        *Policy
-	c        canonical // the subject, for events
-	keys     string    // every key of the attempt, concatenated
-	rules    []held
-	reported atomic.Bool
-	// succeeded is set by Success; repeat when the password fingerprint
-	// is a remembered wrong one, seq the memory's sequence Allow read.
-	succeeded atomic.Bool
-	repeat    bool
-	seq       int64
-	// fpSeq and fpKey are the fingerprint memory's keys, when the attempt
-	// has a fingerprint.
-	fpSeq, fpKey span
+	p           *Policy
+	c           canonical // the subject, for events
+	keys        string    // every key of the attempt, concatenated
+	rules       []held
+	reported    atomic.Bool
+	allowlisted bool // here, with succeeded, in what would be padding
+	succeeded   bool // set by Success, after reported
 	// err is the backend error the attempt was admitted despite
 	// (AdmitUncounted); allowlisted marks an attempt on the allow lists.
-	err         error
-	allowlisted bool
+	err error
 	// at is where the attempt's reservations are: in the store, or in the
 	// fallback of one degraded period.
 	at route
@@ -624,7 +617,7 @@ func (a *Attempt) buildKeys(c *canonical) {
 	for i := range p.rules {
 		r := &p.rules[i]
 		s, ok := appendSubject(subj[:0], r, c)
-		if !ok || (c.device != "" && r.hasUsername && !r.device) {
+		if !ok || (c.device() != "" && r.hasUsername && !r.device) {
 			continue // a known device counts on its own key instead
 		}
 		h := held{r: r}
@@ -641,8 +634,8 @@ func (a *Attempt) buildKeys(c *canonical) {
 		h.subject = span{h.history.end - 1 - int32(len(s)), h.history.end - 1}
 		a.rules = append(a.rules, h)
 	}
-	if c.fingerprint != "" {
-		buf = a.appendFingerprintKeys(buf, c)
+	if fp := c.fingerprint(); fp != "" {
+		buf, c.x.fpSeq, c.x.fpKey = appendFingerprintKeys(buf, p.prefix, c.username, fp)
 	}
 	a.keys = string(buf)
 }
@@ -694,7 +687,7 @@ func (a *Attempt) success(ctx context.Context) error {
 	if !a.reported.CompareAndSwap(false, true) {
 		return ErrReported
 	}
-	a.succeeded.Store(true)
+	a.succeeded = true
 	if a.p.watched() {
 		a.p.observe(ctx, Event{Kind: EventSuccess, Subject: a.c.subject(), Fallback: a.at.fallback})
 	}
@@ -753,7 +746,7 @@ func (a *Attempt) failure(ctx context.Context) error {
 	for i := range a.rules {
 		h := &a.rules[i]
 		switch {
-		case a.repeat && h.r.hasUsername:
+		case a.Repeat() && h.r.hasUsername:
 			// A remembered wrong password: not a new guess.
 			ops = append(ops, backend.IncrOp(a.key(h.attempts), -1, h.r.Window))
 			if h.value == int64(h.r.Limit) {

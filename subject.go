@@ -44,9 +44,9 @@ type canonical struct {
 	ip        netip.Addr
 	userAgent string
 	fields    map[string]string
-	// device is the id of a valid device token; fingerprint the password
-	// fingerprint, when the policy remembers them.
-	device, fingerprint string
+	// x holds a valid device token's id and the password fingerprint;
+	// nil when the attempt has neither, so that attempts stay small.
+	x *extras
 }
 
 // CanonicalizeUsername is the default username canonicaliser: the PRECIS
