@@ -69,6 +69,8 @@ func fieldTag(f Field) string {
 		return "ip"
 	case UserAgent:
 		return "ua"
+	case deviceField:
+		return "d"
 	}
 	return "f." + string(f)
 }
@@ -98,6 +100,11 @@ func appendSubject(buf []byte, r *rule, c *canonical) ([]byte, bool) {
 				return buf, false
 			}
 			buf = appendValue(buf, c.userAgent)
+		case deviceField:
+			if c.device() == "" {
+				return buf, false
+			}
+			buf = append(buf, c.device()...) // base64url: every byte is safe
 		default:
 			v := c.fields[string(f)]
 			if v == "" {

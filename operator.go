@@ -134,6 +134,9 @@ func (p *Policy) clear(ctx context.Context, s Subject, history bool) error {
 			ops = append(ops, backend.DeleteOp(a.key(h.history)))
 		}
 	}
+	if history && p.fp != nil && c.username != "" {
+		ops = append(ops, backend.DeleteOp(p.sequenceKey(&c))) // forgets every wrong password
+	}
 	var partial error
 	if more := p.partialRules(&c); len(more) > 0 {
 		if l, ok := p.store.(backend.Lister); ok {
@@ -238,7 +241,7 @@ func (p *Policy) ResetAll(ctx context.Context) (int, error) {
 		if err != nil {
 			return 0, fmt.Errorf("lockout: listing keys: %w", err)
 		}
-		if _, _, err := parseKey(p.prefix, p.rules, key); err == nil {
+		if _, _, err := parseKey(p.prefix, p.rules, key); err == nil || p.memoryKey(key) {
 			ops = append(ops, backend.DeleteOp(key))
 		}
 	}

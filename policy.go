@@ -73,6 +73,16 @@ type Config struct {
 	// DefaultLockCacheSize.
 	LockCacheSize int
 
+	// Devices, when set, counts the attempts of clients that present a
+	// valid device token on a key of their own device, so that failures
+	// of untrusted clients do not lock them out (see DeviceConfig).
+	// Default none.
+	Devices *DeviceConfig
+	// Fingerprints, when set, does not count a wrong password that the
+	// username failed with recently again (see FingerprintConfig).
+	// Default none.
+	Fingerprints *FingerprintConfig
+
 	// Observer hears every event: decisions, outcomes, lockouts,
 	// operators' unlocks and resets, changes of degraded mode. Default
 	// none, and then no event is built.
@@ -153,6 +163,8 @@ type Policy struct {
 	decisions   DecisionObserver // observer, when it is one
 	journal     *journal         // nil: no journal
 	log         *slog.Logger
+	devices     *devices      // nil: no known devices
+	fp          *fingerprints // nil: no memory of wrong passwords
 
 	outage          Outage
 	fallbackMaxKeys int
@@ -234,6 +246,20 @@ func New(store backend.Backend, cfg Config) (*Policy, error) {
 		p.rules = append(p.rules, cr)
 	}
 	var err error
+	if cfg.Devices != nil {
+		var dr rule
+		if p.devices, dr, err = newDevices(cfg.Devices); err != nil {
+			return nil, fmt.Errorf("lockout: %w", err)
+		} else if names[dr.Name] {
+			return nil, fmt.Errorf("lockout: the device rule and another are named %q", dr.Name)
+		}
+		p.rules = append(p.rules, dr)
+	}
+	if cfg.Fingerprints != nil {
+		if p.fp, err = newFingerprints(cfg.Fingerprints, p.rules); err != nil {
+			return nil, fmt.Errorf("lockout: %w", err)
+		}
+	}
 	if p.allowNets, err = parseNets(cfg.AllowIPs); err != nil {
 		return nil, fmt.Errorf("lockout: AllowIPs: %w", err)
 	}
@@ -323,15 +349,16 @@ func (p *Policy) Close() error {
 // it once, with Success or Failure; one never reported counts as a failure
 // (see the package doc).
 type Attempt struct {
-	p        *Policy
-	c        canonical // the subject, for events
-	keys     string    // every key of the attempt, concatenated
-	rules    []held
-	reported atomic.Bool
+	p           *Policy
+	c           canonical // the subject, for events
+	keys        string    // every key of the attempt, concatenated
+	rules       []held
+	reported    atomic.Bool
+	allowlisted bool // here, with succeeded, in what would be padding
+	succeeded   bool // set by Success, after reported
 	// err is the backend error the attempt was admitted despite
 	// (AdmitUncounted); allowlisted marks an attempt on the allow lists.
-	err         error
-	allowlisted bool
+	err error
 	// at is where the attempt's reservations are: in the store, or in the
 	// fallback of one degraded period.
 	at route
@@ -413,8 +440,10 @@ func (p *Policy) allow(ctx context.Context, s Subject) (*Attempt, error) {
 		return nil, p.refuse(ctx, &c, refusal)
 	}
 
-	sc, ops, res := getScratch(2 * len(a.rules))
+	n := 2 * len(a.rules)
+	sc, ops, res := getScratch(n + a.fpOps())
 	defer putScratch(sc)
+	a.appendFingerprintReads(ops[n:])
 	for i, h := range a.rules {
 		// The counter's TTL is needed only to refuse, and then the
 		// give-back reports it.
@@ -437,6 +466,7 @@ func (p *Policy) allow(ctx context.Context, s Subject) (*Attempt, error) {
 		return nil, p.refuse(ctx, &c, &RefusedError{Reason: ReasonUnavailable, Err: err, Fallback: at.fallback})
 	}
 	a.at = at
+	a.readFingerprint(res[n:])
 
 	var found RefusedError // the longest refusal, built on the stack
 	for i := range a.rules {
@@ -587,8 +617,8 @@ func (a *Attempt) buildKeys(c *canonical) {
 	for i := range p.rules {
 		r := &p.rules[i]
 		s, ok := appendSubject(subj[:0], r, c)
-		if !ok {
-			continue
+		if !ok || (c.device() != "" && r.hasUsername && !r.device) {
+			continue // a known device counts on its own key instead
 		}
 		h := held{r: r}
 		h.attempts.start = int32(len(buf))
@@ -603,6 +633,9 @@ func (a *Attempt) buildKeys(c *canonical) {
 		// The subject part, as it sits in the history key.
 		h.subject = span{h.history.end - 1 - int32(len(s)), h.history.end - 1}
 		a.rules = append(a.rules, h)
+	}
+	if fp := c.fingerprint(); fp != "" {
+		buf, c.x.fpSeq, c.x.fpKey = appendFingerprintKeys(buf, p.prefix, c.username, fp)
 	}
 	a.keys = string(buf)
 }
@@ -629,8 +662,8 @@ func putScratch(sc *scratch) {
 // (up to four rules). It is pooled: an Attempt outlives its calls and need
 // not carry them.
 type scratch struct {
-	ops [12]backend.Op
-	res [12]backend.Result
+	ops [16]backend.Op
+	res [16]backend.Result
 }
 
 var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
@@ -654,6 +687,7 @@ func (a *Attempt) success(ctx context.Context) error {
 	if !a.reported.CompareAndSwap(false, true) {
 		return ErrReported
 	}
+	a.succeeded = true
 	if a.p.watched() {
 		a.p.observe(ctx, Event{Kind: EventSuccess, Subject: a.c.subject(), Fallback: a.at.fallback})
 	}
@@ -706,18 +740,25 @@ func (a *Attempt) failure(ctx context.Context) error {
 	// on) and counts the lockout.
 	var lockBuf [4]*held
 	locking := lockBuf[:0]
-	sc, ops, res := getScratch(3 * len(a.rules))
+	sc, ops, res := getScratch(3*len(a.rules) + 2*a.fpOps())
 	defer putScratch(sc)
 	ops = ops[:0]
 	for i := range a.rules {
 		h := &a.rules[i]
 		switch {
+		case a.Repeat() && h.r.hasUsername:
+			// A remembered wrong password: not a new guess.
+			ops = append(ops, backend.IncrOp(a.key(h.attempts), -1, h.r.Window))
+			if h.value == int64(h.r.Limit) {
+				a.p.forget(a.key(h.attempts)) // its last slot is free again
+			}
 		case h.value == int64(h.r.Limit):
 			locking = append(locking, h)
 		case h.r.Sliding:
 			ops = append(ops, backend.ExpireOp(a.key(h.attempts), h.r.Window))
 		}
 	}
+	ops = a.appendFingerprintWrites(ops)
 	base := len(ops)
 	for _, h := range locking {
 		provisional, err := lockDuration(h.r.Schedule, 1)

@@ -121,6 +121,7 @@ type rule struct {
 	Rule
 	hasUsername bool
 	reset       bool // a success deletes the counter
+	device      bool // the device rule (Config.Devices)
 }
 
 const (

@@ -26,6 +26,16 @@ type Subject struct {
 	UserAgent string
 	// Fields holds custom fields by name, for rules keyed by them.
 	Fields map[string]string
+
+	// DeviceToken is the device token the client presents (see
+	// Config.Devices): when it is valid for Username, the attempt counts
+	// on its device's key instead of the rules keyed by the username.
+	// Any other token is ignored.
+	DeviceToken string
+	// PasswordFingerprint is Policy.Fingerprint of the password the
+	// attempt verifies (see Config.Fingerprints): a wrong password the
+	// username already failed with is not counted again.
+	PasswordFingerprint string
 }
 
 // canonical is a Subject after canonicalisation.
@@ -35,6 +45,9 @@ type canonical struct {
 	ipStr     string // ip's String, when the subject gave it so; else ""
 	userAgent string
 	fields    map[string]string
+	// x holds a valid device token's id and the password fingerprint;
+	// nil when the attempt has neither, so that attempts stay small.
+	x *extras
 }
 
 // CanonicalizeUsername is the default username canonicaliser: the PRECIS
@@ -84,6 +97,9 @@ func (p *Policy) canonicalize(s Subject) (canonical, error) {
 			return c, fmt.Errorf("%w: username %q: %w", ErrInvalidSubject, s.Username, err)
 		}
 		c.username = u
+		if err := p.canonicalizeExtras(&c, &s); err != nil {
+			return c, err
+		}
 	}
 	if s.IP != "" {
 		ip, err := ParseIP(s.IP)

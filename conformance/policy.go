@@ -37,6 +37,7 @@ var policyCases = []testCase{
 	{"UnlockAcrossPolicies", testUnlockAcrossPolicies},
 	{"UnlockEveryLock", testUnlockEveryLock},
 	{"ResetAllOwnPrefix", testResetAllOwnPrefix},
+	{"KnownDeviceAndRepeats", testKnownDeviceAndRepeats},
 }
 
 // policy returns a policy over the env's store, wrapped in a call counter.
@@ -438,4 +439,55 @@ func testResetAllOwnPrefix(t *testing.T, e *env) {
 	for _, prefix := range []string{"p:x", "q"} {
 		refused(t, try(t, policies[prefix], alice, true), lockout.ReasonLocked)
 	}
+}
+
+// testKnownDeviceAndRepeats: untrusted failures lock the username, and its
+// known device still logs in, then locks on its own limit; the same wrong
+// password counts once, distinct ones lock as before.
+func testKnownDeviceAndRepeats(t *testing.T, e *env) {
+	r := lockout.ByUsername(3)
+	r.Window = 100 * e.unit
+	r.Schedule = lockout.Fixed(100 * e.unit)
+	p, _ := e.policy(t, lockout.Config{
+		Rules:        []lockout.Rule{r},
+		Devices:      &lockout.DeviceConfig{Keys: [][]byte{[]byte(strings.Repeat("k", lockout.MinSecretLen))}, Rule: lockout.Rule{Limit: 2, Window: 100 * e.unit, Schedule: lockout.Fixed(100 * e.unit)}},
+		Fingerprints: &lockout.FingerprintConfig{Secret: []byte(strings.Repeat("s", lockout.MinSecretLen))},
+	})
+	token, _, err := p.DeviceToken("alice", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	untrusted := lockout.Subject{Username: "alice"}
+	for i := range 50 {
+		if err := try(t, p, untrusted, false); err != nil && !errors.Is(err, lockout.ErrRefused) {
+			t.Fatalf("untrusted failure %d: %v", i, err)
+		}
+	}
+	refused(t, try(t, p, untrusted, true), lockout.ReasonLocked)
+	device := lockout.Subject{Username: "alice", DeviceToken: token}
+	if err := try(t, p, device, true); err != nil {
+		t.Fatalf("the known device after 50 untrusted failures: %v", err)
+	}
+	for i := range 2 {
+		if err := try(t, p, device, false); err != nil {
+			t.Fatalf("device failure %d: %v", i+1, err)
+		}
+	}
+	refused(t, try(t, p, device, true), lockout.ReasonLocked)
+
+	bob := func(pw string) lockout.Subject {
+		return lockout.Subject{Username: "bob", PasswordFingerprint: p.Fingerprint(pw)}
+	}
+	for i := range 20 {
+		if err := try(t, p, bob("old"), false); err != nil {
+			t.Fatalf("repeat %d of the same wrong password: %v", i+1, err)
+		}
+	}
+	if err := try(t, p, bob("second"), false); err != nil {
+		t.Fatalf("a second distinct password after 20 repeats: %v", err)
+	}
+	if err := try(t, p, bob("third"), false); err != nil {
+		t.Fatalf("a third distinct password: %v", err)
+	}
+	refused(t, try(t, p, bob("fourth"), true), lockout.ReasonLocked)
 }

@@ -63,6 +63,17 @@ type Config struct {
 	// username that cannot be keyed, or an error from Username or Subject.
 	// Default DefaultError.
 	Error func(w http.ResponseWriter, r *http.Request, err error)
+
+	// DeviceCookie names the cookie that carries the device token, when
+	// the policy has known devices (lockout.Config.Devices): the
+	// middleware reads it into Subject.DeviceToken, and sets it (Secure,
+	// HttpOnly, SameSite=Lax, Path "/", for the token's life) on the
+	// response of a successful login, as its status is written. The
+	// verdict is the one the outcome gets at that moment: SetOutcome(r,
+	// true) called before, or else Config.Succeeded's (status < 400), so
+	// call SetOutcome(r, false) before writing a failure's response, never
+	// after a success status. Default DefaultDeviceCookie.
+	DeviceCookie string
 }
 
 // A Middleware guards a login handler with a lockout.Policy. Make one with
@@ -125,6 +136,11 @@ func (m *Middleware) Subject(r *http.Request) (lockout.Subject, error) {
 	if ip.IsValid() {
 		s.IP = ip.String()
 	}
+	if m.p.KnowsDevices() {
+		if c, err := r.Cookie(m.deviceCookie()); err == nil {
+			s.DeviceToken = c.Value
+		}
+	}
 	if m.cfg.Username != nil {
 		if s.Username, err = m.cfg.Username(r); err != nil {
 			return lockout.Subject{}, err
@@ -163,6 +179,9 @@ func (m *Middleware) Wrap(next http.Handler) http.Handler {
 		}
 		st := &requestState{subject: s}
 		r = r.WithContext(context.WithValue(ctx, stateKey{}, st))
+		if m.p.KnowsDevices() && s.Username != "" {
+			w = &deviceWriter{ResponseWriter: w, m: m, r: r, st: st, a: a}
+		}
 		sw := statuswriter.New(w)
 		reported := false
 		defer func() {

@@ -476,6 +476,95 @@ func testPolicyOutage(t *testing.T, ctxTimeouts bool) {
 	settledGoroutines(t, base)
 }
 
+// TestDecisionCommandsDevicesAndRepeats extends TestDecisionCommands to
+// known devices and the memory of wrong passwords: an admitted decision
+// still sends one command (a device's attempt, a fingerprinted one, a
+// repeat); the failure of a fingerprinted attempt sends one (its memory's
+// write, or a repeat's give-back); a success one, as before.
+func TestDecisionCommandsDevicesAndRepeats(t *testing.T) {
+	srv := testserver.Redis(t)
+	client := newClient(t, srv.Addr, nil)
+	store := newStore(t, client, nil)
+	rules := []lockout.Rule{lockout.ByUsername(1000), lockout.ByIP(1000), lockout.ByUsernameAndIP(1000)}
+	p, err := lockout.New(store, lockout.Config{
+		Rules:        rules,
+		Logger:       slog.New(slog.DiscardHandler),
+		Devices:      &lockout.DeviceConfig{Keys: [][]byte{[]byte(strings.Repeat("k", lockout.MinSecretLen))}, Rule: lockout.Rule{Limit: 1000}},
+		Fingerprints: &lockout.FingerprintConfig{Secret: []byte(strings.Repeat("s", lockout.MinSecretLen))},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	admins := []*goredis.Client{client}
+	token, _, err := p.DeviceToken("alice", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain := lockout.Subject{Username: "alice", IP: "192.0.2.1"}
+	device := plain
+	device.DeviceToken = token
+	fresh := func(i int) lockout.Subject {
+		s := plain
+		s.PasswordFingerprint = p.Fingerprint(fmt.Sprint("guess ", i))
+		return s
+	}
+	repeat := plain
+	repeat.PasswordFingerprint = p.Fingerprint("old password")
+	// Warm up: counters exist, "old password" is remembered.
+	for _, s := range []lockout.Subject{plain, device, repeat} {
+		a, err := p.Allow(t.Context(), s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.Failure(t.Context())
+	}
+	type step struct {
+		name    string
+		subject func(i int) lockout.Subject
+		success bool
+		// commands sent by Allow, and by the outcome
+		allow, outcome int64
+	}
+	for _, st := range []step{
+		{"plain failure", func(int) lockout.Subject { return plain }, false, 1, 0},
+		{"known device failure", func(int) lockout.Subject { return device }, false, 1, 0},
+		{"known device success", func(int) lockout.Subject { return device }, true, 1, 1},
+		{"fingerprinted failure", fresh, false, 1, 1},
+		{"repeated wrong password", func(int) lockout.Subject { return repeat }, false, 1, 1},
+	} {
+		var desc string
+		var total int64
+		const n = 10
+		for i := range n {
+			before := commandCalls(t, admins)
+			a, err := p.Allow(t.Context(), st.subject(i))
+			if err != nil {
+				t.Fatalf("%s: %v", st.name, err)
+			}
+			mid := commandCalls(t, admins)
+			if st.success {
+				a.Success(t.Context())
+			} else {
+				a.Failure(t.Context())
+			}
+			after := commandCalls(t, admins)
+			var sent int64
+			desc, sent = describeCalls(before, mid)
+			if sent != st.allow {
+				t.Errorf("%s: Allow sent %d commands, want %d: %s", st.name, sent, st.allow, desc)
+			}
+			if d, sent := describeCalls(mid, after); sent != st.outcome {
+				t.Errorf("%s: the outcome sent %d commands, want %d: %s", st.name, sent, st.outcome, d)
+			}
+			for name, v := range mid {
+				total += v - before[name]
+			}
+		}
+		t.Logf("%s: Allow: %s (%.1f commands on the server)", st.name, desc, float64(total)/n)
+	}
+}
+
 // TestDecisionCommands counts the commands the server runs for an admitted
 // decision with three rules over existing counters (the steady state):
 // one EVALSHA, whose script runs three INCRBY and one EXISTS over the
