@@ -27,6 +27,24 @@ import (
 
 const benchSubjects = 100_000
 
+// benchSubjectsAndRules returns the benchmarks' subjects and their three
+// rules (username, IP, username+IP), whose limit is out of reach.
+func benchSubjectsAndRules() ([]lockout.Subject, []lockout.Rule) {
+	subjects := make([]lockout.Subject, benchSubjects)
+	for i := range subjects {
+		subjects[i] = lockout.Subject{
+			Username: fmt.Sprintf("user%06d", i),
+			IP:       fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255),
+		}
+	}
+	rules := []lockout.Rule{lockout.ByUsername(math.MaxInt32), lockout.ByIP(math.MaxInt32), lockout.ByUsernameAndIP(math.MaxInt32)}
+	for i := range rules {
+		rules[i].Window = time.Hour
+		rules[i].Schedule = lockout.Fixed(time.Hour)
+	}
+	return subjects, rules
+}
+
 // BenchmarkObserver measures whole decisions (Allow then Failure, three
 // rules: username, IP, username+IP, every limit out of reach) in
 // parallel over 100,000 subjects whose counters the store already holds,
@@ -51,18 +69,7 @@ const benchSubjects = 100_000
 // decisions per core at once, so that the cores, not the round trips,
 // bound the throughput and an observer's cost shows.
 func BenchmarkObserver(b *testing.B) {
-	subjects := make([]lockout.Subject, benchSubjects)
-	for i := range subjects {
-		subjects[i] = lockout.Subject{
-			Username: fmt.Sprintf("user%06d", i),
-			IP:       fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255),
-		}
-	}
-	rules := []lockout.Rule{lockout.ByUsername(math.MaxInt32), lockout.ByIP(math.MaxInt32), lockout.ByUsernameAndIP(math.MaxInt32)}
-	for i := range rules {
-		rules[i].Window = time.Hour
-		rules[i].Schedule = lockout.Fixed(time.Hour)
-	}
+	subjects, rules := benchSubjectsAndRules()
 	ctx := context.Background()
 	decide := func(p *lockout.Policy, s lockout.Subject) error {
 		a, err := p.Allow(ctx, s)
@@ -201,18 +208,7 @@ func processCPU() time.Duration {
 // variant-ns/op the medians of each side's wall time per decision (the
 // observer's cost per decision is their difference).
 func BenchmarkObserverCost(b *testing.B) {
-	subjects := make([]lockout.Subject, benchSubjects)
-	for i := range subjects {
-		subjects[i] = lockout.Subject{
-			Username: fmt.Sprintf("user%06d", i),
-			IP:       fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255),
-		}
-	}
-	rules := []lockout.Rule{lockout.ByUsername(math.MaxInt32), lockout.ByIP(math.MaxInt32), lockout.ByUsernameAndIP(math.MaxInt32)}
-	for i := range rules {
-		rules[i].Window = time.Hour
-		rules[i].Schedule = lockout.Fixed(time.Hour)
-	}
+	subjects, rules := benchSubjectsAndRules()
 	ctx := context.Background()
 	store, err := memory.New(nil)
 	if err != nil {

@@ -287,14 +287,8 @@ func digits(s string) bool {
 	return true
 }
 
-// AppendBatch is Append for records the lockout engine has encoded
-// already (reccodec.Appender). It stores each as the one field of a
-// stream entry, all in one call of a script that also trims the stream to
-// Options.JournalMax entries and Options.JournalRetention: one command,
-// to the one node that holds the journal. The script is not retried by
-// go-redis once sent (a lost reply would otherwise journal the records
-// twice). A record longer than Options.JournalRecordBytes is cut.
-func (s *Store) AppendBatch(ctx context.Context, name string, b *reccodec.Batch) error {
+// appendable checks what Append and AppendBatch check before they send.
+func (s *Store) appendable(ctx context.Context, name string) error {
 	if s.closed.Load() {
 		return errClosed
 	}
@@ -303,6 +297,20 @@ func (s *Store) AppendBatch(ctx context.Context, name string, b *reccodec.Batch)
 	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("lockout/redis: append: %w", err)
+	}
+	return nil
+}
+
+// AppendBatch is Append for records the lockout engine has encoded
+// already (reccodec.Appender). It stores each as the one field of a
+// stream entry, all in one call of a script that also trims the stream to
+// Options.JournalMax entries and Options.JournalRetention: one command,
+// to the one node that holds the journal. The script is not retried by
+// go-redis once sent (a lost reply would otherwise journal the records
+// twice). A record longer than Options.JournalRecordBytes is cut.
+func (s *Store) AppendBatch(ctx context.Context, name string, b *reccodec.Batch) error {
+	if err := s.appendable(ctx, name); err != nil {
+		return err
 	}
 	if b.Len() == 0 {
 		return nil
@@ -349,14 +357,8 @@ func (s *Store) AppendBatch(ctx context.Context, name string, b *reccodec.Batch)
 // 1970 (UnixNano): a Time outside the years 1678 to 2262 is not kept
 // faithfully.
 func (s *Store) Append(ctx context.Context, name string, recs []backend.Record) error {
-	if s.closed.Load() {
-		return errClosed
-	}
-	if !backend.ValidJournalName(name) {
-		return fmt.Errorf("lockout/redis: append: %w: journal name %q", backend.ErrInvalid, name)
-	}
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("lockout/redis: append: %w", err)
+	if err := s.appendable(ctx, name); err != nil {
+		return err
 	}
 	if len(recs) == 0 {
 		return nil
