@@ -481,6 +481,23 @@ func (p *Policy) copyChunk(ctx context.Context, fb backend.Backend, chunk []stri
 // now is the policy's monotonic clock, in nanoseconds since New.
 func (p *Policy) now() int64 { return int64(time.Since(p.started)) }
 
+// wallAnchor is a reading of the wall clock, at a time of Policy.now.
+type wallAnchor struct{ wall, mono int64 }
+
+// wallNow returns the time of day, for events: a monotonic clock read (half
+// the cost of time.Now on some machines) added to the wall clock as read
+// within the last second, so that a step of the wall clock shows within a
+// second.
+func (p *Policy) wallNow() time.Time {
+	mono := p.now()
+	if a := p.anchor.Load(); a != nil && mono-a.mono < int64(time.Second) && mono >= a.mono {
+		return time.Unix(0, a.wall+mono-a.mono)
+	}
+	t := time.Now()
+	p.anchor.Store(&wallAnchor{wall: t.UnixNano(), mono: int64(t.Sub(p.started))})
+	return t
+}
+
 // kindProbe is the kind of the key the probe writes.
 const kindProbe = 'p'
 

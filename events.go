@@ -143,7 +143,7 @@ func (c *canonical) subject() Subject {
 // neither builds no event.
 func (p *Policy) observe(ctx context.Context, e Event) {
 	if e.Time.IsZero() {
-		e.Time = time.Now()
+		e.Time = p.wallNow()
 	}
 	if p.observer != nil {
 		p.observer.Observe(ctx, e)

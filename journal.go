@@ -7,8 +7,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash/maphash"
 	"log/slog"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -66,18 +66,22 @@ type journal struct {
 	log     *slog.Logger
 
 	// The queue: a record is encoded (reccodec) by the decision that
-	// makes it, and appended to the pending batch of a shard picked by its
-	// subject (its username, else its IP address), which holds at most
-	// shardMax; the writer takes every shard's batch and leaves it
-	// another, and merges them by time. The records of one subject keep
-	// the order they came in; those of different subjects, the order of
-	// their times. This costs a decision little:
-	// no allocation, about a cache line of bytes, a lock that decisions on
-	// other cores seldom share, and no wake-up of the writer but for the
-	// first records of a batch and full shards.
+	// makes it, and appended to the pending batch of a shard, which holds
+	// at most shardMax; the writer takes every shard's batch and leaves it
+	// another, and merges them by time. A decision picks its shard through
+	// a token from a sync.Pool, which hands a goroutine the token its
+	// processor (P) last put back: the shard's lock and the end of its
+	// batch stay in that core's cache, where a shard picked by subject
+	// would move them between cores at almost every record. A token the
+	// pool drops (at a collection) is only a hint lost: the shards keep
+	// their records. This costs a decision little: no allocation, about a
+	// cache line of bytes, a lock no other core touches but the writer's
+	// once per batch, and no wake-up of the writer but for the first
+	// records of a batch and full shards.
 	shards   []queueShard
 	shardMax int
-	seed     maphash.Seed       // picks a subject's shard
+	tokens   sync.Pool          // of *int: a shard's index
+	next     atomic.Int64       // the shard of the next token made
 	wake     chan struct{}      // records wait: 1 buffered
 	syncs    chan chan struct{} // Sync's requests
 	stop     chan struct{}
@@ -90,7 +94,8 @@ type journal struct {
 	closeOnce        sync.Once
 }
 
-// journalShards is the number of shards of a journal's queue, at most.
+// journalShards is the number of shards of a journal's queue, at least
+// (and at least GOMAXPROCS when New runs).
 const journalShards = 8
 
 // queueShard is a part of a journal's queue, alone on its cache lines.
@@ -99,6 +104,20 @@ type queueShard struct {
 	pending reccodec.Batch
 	times   []int64 // each pending record's Time, in Unix nanoseconds
 	_       [128 - 64]byte
+}
+
+// add appends the record enc, made at t (Unix nanoseconds), unless the
+// shard holds max records already. n is the number it held before.
+func (sh *queueShard) add(enc []byte, t int64, max int) (n int, ok bool) {
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	n = sh.pending.Len()
+	if n >= max {
+		return n, false
+	}
+	sh.pending.AddEncoded(enc)
+	sh.times = append(sh.times, t)
+	return n, true
 }
 
 // newJournal returns the journal cfg describes for p, or nil.
@@ -127,19 +146,23 @@ func newJournal(p *Policy, cfg *JournalConfig) (*journal, error) {
 	if !backend.ValidJournalName(p.prefix) {
 		return nil, fmt.Errorf("lockout: Journal: prefix %q cannot name a journal", p.prefix)
 	}
+	shards := min(n, max(journalShards, runtime.GOMAXPROCS(0)))
 	j := &journal{
 		store:    store,
 		name:     p.prefix,
 		hashKey:  cfg.HashKey,
-		shards:   make([]queueShard, min(n, journalShards)),
-		shardMax: (n + journalShards - 1) / journalShards,
-		seed:     maphash.MakeSeed(),
+		shards:   make([]queueShard, shards),
+		shardMax: (n + shards - 1) / shards,
 		wake:     make(chan struct{}, 1),
 		syncs:    make(chan chan struct{}),
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
 		log:      p.log,
 		p:        p,
+	}
+	j.tokens.New = func() any {
+		i := int((j.next.Add(1) - 1) % int64(len(j.shards)))
+		return &i
 	}
 	unlabeled(func() { go j.run() })
 	return j, nil
@@ -193,24 +216,43 @@ func (j *journal) record(ctx context.Context, e *Event) {
 			r.Duration = backend.NoExpiry
 		}
 	}
-	var buf [256]byte // on the stack, unless the record is longer
-	enc := reccodec.Append(buf[:0], &r)
-	who := e.Subject.Username
-	if who == "" {
-		who = e.Subject.IP
+	j.add(ctx, &r)
+}
+
+// recordOutcome queues the record of an attempt's outcome (EventSuccess or
+// EventFailure): what record does with its Event, without one.
+func (j *journal) recordOutcome(ctx context.Context, kind EventKind, c *canonical, t time.Time, fallback bool) {
+	r := backend.Record{
+		Time:      t,
+		Outcome:   kind.String(),
+		Username:  j.hash("u", c.username),
+		IP:        j.hash("ip", c.ipString()),
+		UserAgent: c.userAgent,
+		Fields:    c.fields,
+		Fallback:  fallback,
 	}
-	sh := &j.shards[maphash.String(j.seed, who)%uint64(len(j.shards))]
-	sh.mu.Lock()
-	n := sh.pending.Len()
-	if n >= j.shardMax {
-		sh.mu.Unlock()
+	j.add(ctx, &r)
+}
+
+// add queues r. It never blocks.
+func (j *journal) add(ctx context.Context, r *backend.Record) {
+	var buf [256]byte // on the stack, unless the record is longer
+	enc := reccodec.Append(buf[:0], r)
+	t := r.Time.UnixNano()
+	tok := j.tokens.Get().(*int)
+	first := *tok
+	j.tokens.Put(tok)
+	n, ok := j.shards[first].add(enc, t, j.shardMax)
+	// A full shard (its processor outran the writer): the others may
+	// have room.
+	for i := 1; !ok && i < len(j.shards); i++ {
+		n, ok = j.shards[(first+i)%len(j.shards)].add(enc, t, j.shardMax)
+	}
+	if !ok {
 		j.drop(ctx, 1, nil)
 		return
 	}
-	sh.pending.AddEncoded(enc)
-	sh.times = append(sh.times, e.Time.UnixNano())
-	sh.mu.Unlock()
-	if n == 0 || n+1 == j.shardMax || n+1 == journalBatch/journalShards {
+	if n == 0 || n+1 == j.shardMax || n+1 == journalBatch/len(j.shards) {
 		// A first record starts the writer's linger; a full shard, or
 		// a shard's share of a batch, may end it.
 		select {

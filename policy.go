@@ -181,6 +181,7 @@ type Policy struct {
 	cache    lockCache
 	wg       sync.WaitGroup // the background probe
 	started  time.Time      // the clock's origin for the lock cache
+	anchor   atomic.Pointer[wallAnchor]
 	fallback backend.Backend
 }
 
@@ -688,9 +689,7 @@ func (a *Attempt) success(ctx context.Context) error {
 		return ErrReported
 	}
 	a.succeeded = true
-	if a.p.watched() {
-		a.p.observe(ctx, Event{Kind: EventSuccess, Subject: a.c.subject(), Fallback: a.at.fallback})
-	}
+	a.p.outcome(ctx, a, EventSuccess)
 	if len(a.rules) == 0 {
 		return nil
 	}
@@ -729,9 +728,7 @@ func (a *Attempt) failure(ctx context.Context) error {
 	if !a.reported.CompareAndSwap(false, true) {
 		return ErrReported
 	}
-	if a.p.watched() {
-		a.p.observe(ctx, Event{Kind: EventFailure, Subject: a.c.subject(), Fallback: a.at.fallback})
-	}
+	a.p.outcome(ctx, a, EventFailure)
 	if len(a.rules) == 0 {
 		return nil
 	}
@@ -901,9 +898,20 @@ func (p *Policy) backendError(ctx context.Context, err error) {
 // admitted reports a, admitted, to the observer, and returns it.
 func (p *Policy) admitted(ctx context.Context, a *Attempt) (*Attempt, error) {
 	if p.observer != nil { // the journal records outcomes, not admissions
-		p.observer.Observe(ctx, Event{Kind: EventAdmitted, Time: time.Now(), Subject: a.c.subject(), Fallback: a.at.fallback})
+		p.observer.Observe(ctx, Event{Kind: EventAdmitted, Time: p.wallNow(), Subject: a.c.subject(), Fallback: a.at.fallback})
 	}
 	return a, nil
+}
+
+// outcome reports a's outcome (EventSuccess or EventFailure) to the
+// observer and the journal. With the journal alone, it builds no Event.
+func (p *Policy) outcome(ctx context.Context, a *Attempt, kind EventKind) {
+	switch {
+	case p.observer != nil:
+		p.observe(ctx, Event{Kind: kind, Subject: a.c.subject(), Fallback: a.at.fallback})
+	case p.journal != nil:
+		p.journal.recordOutcome(ctx, kind, &a.c, p.wallNow(), a.at.fallback)
+	}
 }
 
 // refuse reports the refusal e of an attempt by c, and returns it.

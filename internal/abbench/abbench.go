@@ -42,7 +42,8 @@ func Block(ops int, f func(i int) error) (time.Duration, error) {
 	return time.Since(start), first
 }
 
-// Pairs runs b.N pairs of blocks, base then variant, each of ops calls.
+// Pairs runs b.N pairs of blocks of ops calls each, base then variant,
+// and variant then base in every other pair.
 // base and variant return how long their block took (Block does it, and
 // variant includes whatever it must wait for, such as a background writer
 // catching up). It reports the medians of each side's time per call
@@ -53,13 +54,24 @@ func Pairs(b *testing.B, ops int, base, variant func(ops int) (time.Duration, er
 	b.Helper()
 	var bs, vs, costs []float64
 	for i := 0; i < b.N; i++ {
-		tb, err := base(ops)
+		// Odd pairs run the variant first (A B B A ...): whatever the
+		// second block of a pair gains or loses by coming second (a
+		// warmer cache, the first one's garbage) falls on both sides.
+		first, second := base, variant
+		if i%2 == 1 {
+			first, second = variant, base
+		}
+		t1, err := first(ops)
 		if err != nil {
 			b.Fatal(err)
 		}
-		tv, err := variant(ops)
+		t2, err := second(ops)
 		if err != nil {
 			b.Fatal(err)
+		}
+		tb, tv := t1, t2
+		if i%2 == 1 {
+			tb, tv = t2, t1
 		}
 		bs = append(bs, float64(tb)/float64(ops))
 		vs = append(vs, float64(tv)/float64(ops))
