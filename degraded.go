@@ -488,14 +488,21 @@ type wallAnchor struct{ wall, mono int64 }
 // the cost of time.Now on some machines) added to the wall clock as read
 // within the last second, so that a step of the wall clock shows within a
 // second.
-func (p *Policy) wallNow() time.Time {
-	mono := p.now()
+func (p *Policy) wallNow() time.Time { return p.wallAt(p.now()) }
+
+// wallAt returns the time of day at mono, a reading of Policy.now, as
+// wallNow does; 0 means now.
+func (p *Policy) wallAt(mono int64) time.Time {
+	if mono == 0 {
+		mono = p.now()
+	}
 	if a := p.anchor.Load(); a != nil && mono-a.mono < int64(time.Second) && mono >= a.mono {
 		return time.Unix(0, a.wall+mono-a.mono)
 	}
 	t := time.Now()
-	p.anchor.Store(&wallAnchor{wall: t.UnixNano(), mono: int64(t.Sub(p.started))})
-	return t
+	now := int64(t.Sub(p.started))
+	p.anchor.Store(&wallAnchor{wall: t.UnixNano(), mono: now})
+	return time.Unix(0, t.UnixNano()-(now-mono))
 }
 
 // kindProbe is the kind of the key the probe writes.

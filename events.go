@@ -83,6 +83,9 @@ func (k EventKind) String() string {
 // depends on Kind.
 type Event struct {
 	Kind EventKind
+	// Time is when it happened: for a decision's events (admitted,
+	// refused, success, failure), during the decision, at its start when
+	// a DecisionObserver measures it.
 	Time time.Time
 	// Subject is the attempt's subject as the policy counts it: the
 	// username canonical, the IP address in its canonical form. For an

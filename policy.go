@@ -402,14 +402,15 @@ func (p *Policy) Allow(ctx context.Context, s Subject) (*Attempt, error) {
 	if d := p.decisions; d != nil {
 		start := p.now()
 		ctx = d.StartDecision(ctx, OpAllow)
-		a, err := p.allow(ctx, s)
+		a, err := p.allow(ctx, s, start)
 		d.EndDecision(ctx, OpAllow, time.Duration(p.now()-start), err)
 		return a, err
 	}
-	return p.allow(ctx, s)
+	return p.allow(ctx, s, 0)
 }
 
-func (p *Policy) allow(ctx context.Context, s Subject) (*Attempt, error) {
+// allow is Allow; start is when it started (Policy.now), 0 when not read.
+func (p *Policy) allow(ctx context.Context, s Subject, start int64) (*Attempt, error) {
 	if p.closed.Load() {
 		return nil, ErrClosed
 	}
@@ -417,6 +418,7 @@ func (p *Policy) allow(ctx context.Context, s Subject) (*Attempt, error) {
 	if err != nil {
 		return nil, err
 	}
+	c.start = start
 	if inNets(p.denyNets, c.ip) || (c.username != "" && p.denyUsers[c.username]) {
 		return nil, p.refuse(ctx, &c, &RefusedError{Reason: ReasonDenylisted})
 	}
@@ -677,19 +679,21 @@ func (a *Attempt) Success(ctx context.Context) error {
 	if d := a.p.decisions; d != nil {
 		start := a.p.now()
 		ctx = d.StartDecision(ctx, OpSuccess)
-		err := a.success(ctx)
+		err := a.success(ctx, start)
 		d.EndDecision(ctx, OpSuccess, time.Duration(a.p.now()-start), err)
 		return err
 	}
-	return a.success(ctx)
+	return a.success(ctx, 0)
 }
 
-func (a *Attempt) success(ctx context.Context) error {
+// success is Success; start is when it started (Policy.now), 0 when not
+// read.
+func (a *Attempt) success(ctx context.Context, start int64) error {
 	if !a.reported.CompareAndSwap(false, true) {
 		return ErrReported
 	}
 	a.succeeded = true
-	a.p.outcome(ctx, a, EventSuccess)
+	a.p.outcome(ctx, a, EventSuccess, start)
 	if len(a.rules) == 0 {
 		return nil
 	}
@@ -717,18 +721,20 @@ func (a *Attempt) Failure(ctx context.Context) error {
 	if d := a.p.decisions; d != nil {
 		start := a.p.now()
 		ctx = d.StartDecision(ctx, OpFailure)
-		err := a.failure(ctx)
+		err := a.failure(ctx, start)
 		d.EndDecision(ctx, OpFailure, time.Duration(a.p.now()-start), err)
 		return err
 	}
-	return a.failure(ctx)
+	return a.failure(ctx, 0)
 }
 
-func (a *Attempt) failure(ctx context.Context) error {
+// failure is Failure; start is when it started (Policy.now), 0 when not
+// read.
+func (a *Attempt) failure(ctx context.Context, start int64) error {
 	if !a.reported.CompareAndSwap(false, true) {
 		return ErrReported
 	}
-	a.p.outcome(ctx, a, EventFailure)
+	a.p.outcome(ctx, a, EventFailure, start)
 	if len(a.rules) == 0 {
 		return nil
 	}
@@ -898,19 +904,20 @@ func (p *Policy) backendError(ctx context.Context, err error) {
 // admitted reports a, admitted, to the observer, and returns it.
 func (p *Policy) admitted(ctx context.Context, a *Attempt) (*Attempt, error) {
 	if p.observer != nil { // the journal records outcomes, not admissions
-		p.observer.Observe(ctx, Event{Kind: EventAdmitted, Time: p.wallNow(), Subject: a.c.subject(), Fallback: a.at.fallback})
+		p.observer.Observe(ctx, Event{Kind: EventAdmitted, Time: p.wallAt(a.c.start), Subject: a.c.subject(), Fallback: a.at.fallback})
 	}
 	return a, nil
 }
 
 // outcome reports a's outcome (EventSuccess or EventFailure) to the
 // observer and the journal. With the journal alone, it builds no Event.
-func (p *Policy) outcome(ctx context.Context, a *Attempt, kind EventKind) {
+// start is when the report started (Policy.now), 0 when not read.
+func (p *Policy) outcome(ctx context.Context, a *Attempt, kind EventKind, start int64) {
 	switch {
 	case p.observer != nil:
-		p.observe(ctx, Event{Kind: kind, Subject: a.c.subject(), Fallback: a.at.fallback})
+		p.observe(ctx, Event{Kind: kind, Time: p.wallAt(start), Subject: a.c.subject(), Fallback: a.at.fallback})
 	case p.journal != nil:
-		p.journal.recordOutcome(ctx, kind, &a.c, p.wallNow(), a.at.fallback)
+		p.journal.recordOutcome(ctx, kind, &a.c, p.wallAt(start), a.at.fallback)
 	}
 }
 
@@ -924,7 +931,7 @@ func (p *Policy) refuse(ctx context.Context, c *canonical, e *RefusedError) erro
 		p.hooks.Refusal(ctx, e)
 	}
 	if p.watched() {
-		ev := Event{Kind: EventRefused, Subject: c.subject(), Rule: e.Rule, Key: e.Key, Reason: e.Reason, RetryAfter: e.RetryAfter, Fallback: e.Fallback}
+		ev := Event{Kind: EventRefused, Time: p.wallAt(c.start), Subject: c.subject(), Rule: e.Rule, Key: e.Key, Reason: e.Reason, RetryAfter: e.RetryAfter, Fallback: e.Fallback}
 		if e.Forever {
 			ev.RetryAfter = Forever
 		}

@@ -48,6 +48,9 @@ type canonical struct {
 	// x holds a valid device token's id and the password fingerprint;
 	// nil when the attempt has neither, so that attempts stay small.
 	x *extras
+	// start is when Allow started (Policy.now), for the time of its
+	// events: read for a DecisionObserver; 0 when not read.
+	start int64
 }
 
 // CanonicalizeUsername is the default username canonicaliser: the PRECIS
