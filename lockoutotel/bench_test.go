@@ -201,61 +201,82 @@ func processCPU() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// BenchmarkObserverCost measures what an observer costs a decision on the
-// memory store (Allow then Failure, as in BenchmarkObserver), in pairs of
-// blocks of 50,000 decisions, each after a garbage collection, a plain policy's then the observed one's,
-// on the same store: a busy machine's load hits both sides of a pair
-// alike. cost-% is the median of the pairs' cost; base-ns/op and
-// variant-ns/op the medians of each side's wall time per decision (the
-// observer's cost per decision is their difference).
+// BenchmarkObserverCost measures what an observer costs a decision (Allow
+// then Failure, as in BenchmarkObserver), in pairs of blocks, a plain
+// policy's then the observed one's (the other way round in every other
+// pair), on the same store, each block after a garbage collection: a busy
+// machine's load hits both sides of a pair alike. On the memory store a
+// block is 50,000 decisions over GOMAXPROCS goroutines; on Redis 5,000
+// over 8 goroutines per core. cost-% is the median of the pairs' cost;
+// base-ns/op and variant-ns/op the medians of each side's wall time per
+// decision (the observer's cost per decision is their difference).
 func BenchmarkObserverCost(b *testing.B) {
 	subjects, rules := benchSubjectsAndRules()
 	ctx := context.Background()
-	store, err := memory.New(nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer store.Close()
-	policy := func(b *testing.B, o lockout.Observer) *lockout.Policy {
-		p, err := lockout.New(store, lockout.Config{Rules: rules, Logger: discard, Observer: o})
-		if err != nil {
+	run := func(b *testing.B, store backend.Backend, ops, workers int) {
+		policy := func(b *testing.B, o lockout.Observer) *lockout.Policy {
+			p, err := lockout.New(store, lockout.Config{Rules: rules, Logger: discard, Observer: o})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { p.Close() })
+			return p
+		}
+		next := 0
+		block := func(p *lockout.Policy) func(ops int) (time.Duration, error) {
+			return func(ops int) (time.Duration, error) {
+				// A collection of the store's heap takes longer than many
+				// decisions: start each block after one, so that none lands
+				// in one side of a pair only.
+				runtime.GC()
+				start := next
+				next += ops
+				return abbench.BlockN(ops, workers, func(i int) error {
+					a, err := p.Allow(ctx, subjects[(start+i)*7919%benchSubjects])
+					if err != nil {
+						return err
+					}
+					if a.Err() != nil {
+						return a.Err()
+					}
+					return a.Failure(ctx)
+				})
+			}
+		}
+		plain := policy(b, nil)
+		if _, err := block(plain)(benchSubjects); err != nil { // the steady state: every subject's counters exist
 			b.Fatal(err)
 		}
-		b.Cleanup(func() { p.Close() })
-		return p
-	}
-	next := 0
-	block := func(p *lockout.Policy) func(ops int) (time.Duration, error) {
-		return func(ops int) (time.Duration, error) {
-			// A collection of the store's heap takes longer than many
-			// decisions: start each block after one, so that none lands
-			// in one side of a pair only.
-			runtime.GC()
-			start := next
-			next += ops
-			return abbench.Block(ops, func(i int) error {
-				a, err := p.Allow(ctx, subjects[(start+i)*7919%benchSubjects])
-				if err != nil {
-					return err
-				}
-				return a.Failure(ctx)
+		for _, o := range []struct {
+			name string
+			new  func(b *testing.B) lockout.Observer
+		}{
+			{"nop", func(*testing.B) lockout.Observer { return nopObserver{} }},
+			{"metrics", func(b *testing.B) lockout.Observer { return newBenchObserver(b, true, noop.NewTracerProvider()) }},
+			{"instruments", func(b *testing.B) lockout.Observer { return newBenchObserver(b, false, noop.NewTracerProvider()) }},
+		} {
+			b.Run("observer="+o.name, func(b *testing.B) {
+				abbench.Pairs(b, ops, block(plain), block(policy(b, o.new(b))))
 			})
 		}
 	}
-	plain := policy(b, nil)
-	if _, err := block(plain)(benchSubjects); err != nil { // the steady state: every subject's counters exist
-		b.Fatal(err)
-	}
-	for _, o := range []struct {
-		name string
-		new  func(b *testing.B) lockout.Observer
-	}{
-		{"nop", func(*testing.B) lockout.Observer { return nopObserver{} }},
-		{"metrics", func(b *testing.B) lockout.Observer { return newBenchObserver(b, true, noop.NewTracerProvider()) }},
-		{"instruments", func(b *testing.B) lockout.Observer { return newBenchObserver(b, false, noop.NewTracerProvider()) }},
-	} {
-		b.Run("observer="+o.name, func(b *testing.B) {
-			abbench.Pairs(b, 50_000, block(plain), block(policy(b, o.new(b))))
-		})
-	}
+	b.Run("store=memory", func(b *testing.B) {
+		store, err := memory.New(nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer store.Close()
+		run(b, store, 50_000, runtime.GOMAXPROCS(0))
+	})
+	b.Run("store=redis", func(b *testing.B) {
+		srv := testserver.Redis(b)
+		client := goredis.NewClient(&goredis.Options{Addr: srv.Addr, ContextTimeoutEnabled: true})
+		defer client.Close()
+		store, err := redisstore.New(ctx, client, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		// 8 decisions per core at once, as in BenchmarkObserver.
+		run(b, store, 5_000, 8*runtime.GOMAXPROCS(0))
+	})
 }

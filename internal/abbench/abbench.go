@@ -16,6 +16,13 @@ import (
 // Block runs ops calls of f, spread over GOMAXPROCS goroutines (f gets a
 // call number), and returns how long they took. The first error stops it.
 func Block(ops int, f func(i int) error) (time.Duration, error) {
+	return BlockN(ops, runtime.GOMAXPROCS(0), f)
+}
+
+// BlockN is Block over workers goroutines: more than GOMAXPROCS for calls
+// that wait on a network server, so that the cores, not the round trips,
+// bound the throughput.
+func BlockN(ops, workers int, f func(i int) error) (time.Duration, error) {
 	var (
 		next    atomic.Int64
 		wg      sync.WaitGroup
@@ -23,7 +30,7 @@ func Block(ops int, f func(i int) error) (time.Duration, error) {
 		first   error
 	)
 	start := time.Now()
-	for range runtime.GOMAXPROCS(0) {
+	for range workers {
 		wg.Go(func() {
 			for {
 				i := next.Add(1) - 1
