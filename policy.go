@@ -948,7 +948,10 @@ func (p *Policy) lockedOut(ctx context.Context, c *canonical, e LockoutEvent) {
 		p.hooks.Lockout(ctx, e)
 	}
 	if p.watched() {
-		p.observe(ctx, Event{Kind: EventLockout, Subject: c.subject(), Rule: e.Rule, Key: e.Key, Duration: e.Duration, Count: e.Count, Fallback: e.Fallback})
+		// An operator's lock (LockDevice) names the operator.
+		operator, via := OperatorFrom(ctx)
+		p.observe(ctx, Event{Kind: EventLockout, Subject: c.subject(), Rule: e.Rule, Key: e.Key, Duration: e.Duration, Count: e.Count,
+			Fallback: e.Fallback, Operator: operator, Via: via})
 	}
 }
 

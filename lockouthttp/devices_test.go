@@ -2,6 +2,9 @@ package lockouthttp_test
 
 import (
 	"bytes"
+	"context"
+	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -9,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/go-lockout/lockout"
+	"github.com/go-lockout/lockout/backend"
 	"github.com/go-lockout/lockout/lockouthttp"
 )
 
@@ -67,5 +71,97 @@ func TestDeviceCookie(t *testing.T) {
 	}
 	if len(res.Cookies()) != 1 || res.Cookies()[0].Value == "" {
 		t.Errorf("known device's login: cookies %v, want a refreshed device cookie", res.Cookies())
+	}
+}
+
+// TestOperatorLockDevice: api/lock-device locks one known device of a
+// username, names the operator in the journal, and refuses bad input.
+func TestOperatorLockDevice(t *testing.T) {
+	ctx := context.Background()
+	p := newPolicy(t, nil, lockout.Config{
+		Rules:   []lockout.Rule{lockout.ByUsername(3)},
+		Devices: &lockout.DeviceConfig{Keys: [][]byte{bytes.Repeat([]byte{'k'}, lockout.MinSecretLen)}},
+		Journal: &lockout.JournalConfig{},
+	})
+	a, err := p.Allow(ctx, lockout.Subject{Username: "alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Success(ctx)
+	token, _, err := a.DeviceToken()
+	if err != nil {
+		t.Fatal(err)
+	}
+	known := lockout.Subject{Username: "alice", DeviceToken: token}
+	a, err = p.Allow(ctx, known)
+	if err != nil {
+		t.Fatal(err)
+	}
+	device := a.Device()
+	a.Success(ctx)
+
+	op := lockouthttp.NewOperator(p, lockouthttp.OperatorConfig{Authorize: isAdmin})
+	post := func(contentType, body string) *httptest.ResponseRecorder {
+		req := httptest.NewRequest(http.MethodPost, "/api/lock-device", strings.NewReader(body))
+		req.Header.Set("Content-Type", contentType)
+		req.Header.Set(adminHeader, "yes")
+		req.Header.Set(operatorHeader, "carol")
+		rec := httptest.NewRecorder()
+		op.ServeHTTP(rec, req)
+		return rec
+	}
+	const form = "application/x-www-form-urlencoded"
+	for _, tc := range []struct {
+		name, contentType, body string
+		status                  int
+	}{
+		{"no device", form, "username=alice&duration=1h", http.StatusBadRequest},
+		{"no duration", form, "username=alice&device=" + device, http.StatusBadRequest},
+		{"bad duration", form, "username=alice&device=" + device + "&duration=soon", http.StatusBadRequest},
+		{"negative duration", form, "username=alice&device=" + device + "&duration=-1h", http.StatusBadRequest},
+		{"bad device id", form, "username=alice&device=xyz&duration=1h", http.StatusBadRequest},
+		{"bad JSON", "application/json", "{", http.StatusBadRequest},
+	} {
+		if rec := post(tc.contentType, tc.body); rec.Code != tc.status {
+			t.Errorf("%s: status %d, want %d: %s", tc.name, rec.Code, tc.status, rec.Body)
+		}
+	}
+	if _, err := p.Allow(ctx, known); err != nil {
+		t.Fatalf("the device before its lock: %v", err)
+	}
+	body := fmt.Sprintf(`{"username": "alice", "device": %q, "duration": "forever"}`, device)
+	if rec := post("application/json", body); rec.Code != http.StatusOK {
+		t.Fatalf("lock-device: status %d: %s", rec.Code, rec.Body)
+	}
+	var refused *lockout.RefusedError
+	if _, err := p.Allow(ctx, known); !errors.As(err, &refused) || refused.Reason != lockout.ReasonLocked || !refused.Forever {
+		t.Errorf("the locked device: %v, want locked forever", err)
+	}
+	if _, err := p.Allow(ctx, lockout.Subject{Username: "alice"}); err != nil {
+		t.Errorf("alice from an untrusted client after her device's lock: %v, want admitted", err)
+	}
+	if err := p.SyncJournal(ctx); err != nil {
+		t.Fatal(err)
+	}
+	recs, _, err := p.Attempts(ctx, lockout.AttemptQuery{Outcome: "lockout"})
+	if err != nil || len(recs) != 1 || recs[0].Operator != "carol" || recs[0].Via != "api" || recs[0].Duration != backend.NoExpiry {
+		t.Errorf("journal's lockouts: %+v, %v; want one, forever, by carol through the api", recs, err)
+	}
+
+	plain := lockouthttp.NewOperator(newPolicy(t, nil, lockout.Config{Rules: []lockout.Rule{lockout.ByUsername(3)}}), lockouthttp.OperatorConfig{Authorize: isAdmin})
+	req := httptest.NewRequest(http.MethodPost, "/api/lock-device", strings.NewReader("username=alice&device="+device+"&duration=1h"))
+	req.Header.Set("Content-Type", form)
+	req.Header.Set(adminHeader, "yes")
+	rec := httptest.NewRecorder()
+	plain.ServeHTTP(rec, req)
+	if rec.Code != http.StatusNotImplemented {
+		t.Errorf("a policy without devices: status %d, want 501", rec.Code)
+	}
+	req = httptest.NewRequest(http.MethodGet, "/api/lock-device", nil)
+	req.Header.Set(adminHeader, "yes")
+	rec = httptest.NewRecorder()
+	op.ServeHTTP(rec, req)
+	if rec.Code != http.StatusMethodNotAllowed {
+		t.Errorf("GET: status %d, want 405", rec.Code)
 	}
 }

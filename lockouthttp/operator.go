@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"html/template"
 	"mime"
 	"net/http"
@@ -83,6 +84,10 @@ type OperatorConfig struct {
 //	                          and history of the policy (Policy.ResetAll)
 //	GET  api/locks[?limit=n]  LockList; 501 when the store cannot list
 //	POST api/unlock-key       lift locks by their keys, as listed
+//	POST api/lock-device      username, device (its id) and duration
+//	                          ("forever", or such as "24h"): lock one known
+//	                          device (Policy.LockDevice); 501 no_devices
+//	                          without lockout.Config.Devices
 //	GET  api/attempts?username=&ip=&outcome=&before=&limit=
 //	                          AttemptList: the journal's records, newest
 //	                          first, filtered (every parameter optional);
@@ -301,6 +306,12 @@ func (o *Operator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		o.apiAttempts(w, r)
+	case "api/lock-device":
+		if !post {
+			methodNotAllowed(w, "POST")
+			return
+		}
+		o.apiLockDevice(w, r.WithContext(lockout.WithOperator(r.Context(), operator, "api")))
 	case "api/unlock", "api/reset", "api/unlock-key", "api/reset-all":
 		if !post {
 			methodNotAllowed(w, "POST")
@@ -588,6 +599,54 @@ func (o *Operator) apiAction(w http.ResponseWriter, r *http.Request, action stri
 	writeJSON(w, http.StatusOK, struct {
 		OK bool `json:"ok"`
 	}{true})
+}
+
+// apiLockDevice locks one known device of a username (Policy.LockDevice):
+// username, device (its id: Attempt.Device, or the d= part of a device
+// rule's key) and duration ("forever", or a Go duration such as "24h"),
+// as a JSON object or a form.
+func (o *Operator) apiLockDevice(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, maxOperatorBody)
+	var v struct {
+		Username string `json:"username"`
+		Device   string `json:"device"`
+		Duration string `json:"duration"`
+	}
+	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt == "application/json" {
+		if err := json.NewDecoder(r.Body).Decode(&v); err != nil {
+			apiError(w, http.StatusBadRequest, "bad_request", err.Error())
+			return
+		}
+	} else {
+		if err := r.ParseForm(); err != nil {
+			apiError(w, http.StatusBadRequest, "bad_request", err.Error())
+			return
+		}
+		v.Username, v.Device, v.Duration = r.Form.Get("username"), r.Form.Get("device"), r.Form.Get("duration")
+	}
+	if v.Username == "" || v.Device == "" || v.Duration == "" {
+		apiError(w, http.StatusBadRequest, "bad_request", "give a username, a device and a duration (\"forever\", or such as \"24h\")")
+		return
+	}
+	d := lockout.Forever
+	if v.Duration != "forever" {
+		var err error
+		if d, err = time.ParseDuration(v.Duration); err != nil || d <= 0 {
+			apiError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("duration %q: want \"forever\" or a positive duration such as \"24h\"", v.Duration))
+			return
+		}
+	}
+	err := o.p.LockDevice(r.Context(), v.Username, v.Device, d)
+	switch {
+	case err == nil:
+		writeJSON(w, http.StatusOK, struct {
+			OK bool `json:"ok"`
+		}{true})
+	case errors.Is(err, lockout.ErrNoDevices):
+		apiError(w, http.StatusNotImplemented, "no_devices", err.Error())
+	default:
+		o.actionError(w, "lock-device", err)
+	}
 }
 
 // partialMessage explains an ErrPartial.
