@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/go-lockout/lockout"
+	"github.com/go-lockout/lockout/internal/counting"
 )
 
 var (
@@ -364,6 +365,73 @@ func TestResetForgetsPasswords(t *testing.T) {
 		time.Sleep(lockout.DefaultWindow + time.Second)
 		if a, _ := p.Allow(bg, s); a == nil || a.Repeat() {
 			t.Error("a password remembered past the window is still a repeat")
+		}
+	})
+}
+
+// TestMemoryInBackground: on a store whose calls are round trips, the
+// failure of a wrong password makes no store call of its own; the memory
+// of many goes in one call, in the background, and the policy's own
+// decisions see it before it is written. Close writes what is queued.
+func TestMemoryInBackground(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cfg := lockout.Config{Rules: []lockout.Rule{lockout.ByUsername(100)}, Logger: discard,
+			Fingerprints: &lockout.FingerprintConfig{Secret: fpSecret}}
+		store, counter := counting.Wrap(newStore(t))
+		p, err := lockout.New(store, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		subject := func(i int) lockout.Subject {
+			return lockout.Subject{Username: fmt.Sprint("user", i), PasswordFingerprint: p.Fingerprint("wrong")}
+		}
+		for i := range 10 {
+			a, err := p.Allow(bg, subject(i))
+			if err != nil {
+				t.Fatal(err)
+			}
+			counter.Reset()
+			a.Failure(bg)
+			if n := counter.Calls(); n != 0 {
+				t.Errorf("failure %d made %d store calls, want 0", i, n)
+			}
+			a, err = p.Allow(bg, subject(i))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !a.Repeat() {
+				t.Errorf("user%d: the wrong password just counted is not a repeat", i)
+			}
+			a.Failure(bg) // a repeat's give-back: one call
+		}
+		counter.Reset()
+		time.Sleep(time.Second) // the writer's linger ends
+		synctest.Wait()
+		if n := counter.Calls(); n != 1 {
+			t.Errorf("the memory of 10 wrong passwords took %d store calls, want 1", n)
+		}
+		a, err := p.Allow(bg, lockout.Subject{Username: "late", PasswordFingerprint: p.Fingerprint("wrong")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.Failure(bg)
+		p.Close() // writes the queued memory of "late"
+
+		// A second policy on the store sees all of them.
+		p2, err := lockout.New(store, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer p2.Close()
+		for _, name := range []string{"user0", "user9", "late"} {
+			a, err := p2.Allow(bg, lockout.Subject{Username: name, PasswordFingerprint: p2.Fingerprint("wrong")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !a.Repeat() {
+				t.Errorf("%s: a wrong password remembered by another policy is not a repeat", name)
+			}
+			a.Success(bg)
 		}
 	})
 }

@@ -35,8 +35,10 @@ import (
 // Allow reads both, with two Exists operations in its one store call; a
 // fingerprint is a repeat when its key exists and no more than Remember-1
 // wrong passwords were remembered after it. A failure that is not a repeat
-// writes them (in one call, shared with a sliding window's refresh or the
-// lockout's first call), with FingerprintConfig.Window as their TTL. So
+// writes them, with FingerprintConfig.Window as their TTL: in the call the
+// failure makes anyway (a sliding window's refresh, the lockout's first
+// call), on the memory store at once, and otherwise in the background, in
+// batches (memorywriter.go), so that it costs no round trip. So
 // "the last N" is exact when failures of a username come one at a time; of
 // failures in flight together, each is numbered from the sequence its
 // Allow read, and the memory may hold a few more than N. Keys: at most
@@ -238,6 +240,10 @@ func (a *Attempt) readFingerprint(res []backend.Result) {
 		return
 	}
 	seq, fp := res[0], res[1]
+	if w := a.p.memoryWriter; w != nil {
+		// What this process counted a moment ago, not written yet.
+		w.adjust(a.key(x.fpSeq), a.key(x.fpKey), &seq, &fp)
+	}
 	x.seq = seq.Value
 	if d := seq.Value - fp.Value; seq.Found && fp.Found && d >= 0 && d < a.p.fp.remember {
 		x.repeat = true
@@ -251,11 +257,14 @@ func (a *Attempt) appendFingerprintWrites(ops []backend.Op) []backend.Op {
 	if x == nil || x.repeat {
 		return ops
 	}
-	w := a.p.fp.window
-	seq, fp := a.key(x.fpSeq), a.key(x.fpKey)
-	return append(ops,
-		backend.IncrOp(seq, 1, w), backend.ExpireOp(seq, w),
-		backend.DeleteOp(fp), backend.IncrOp(fp, x.seq+1, w))
+	return append(ops, memoryOps(a.memoryWrite(), a.p.fp.window)...)
+}
+
+// memoryWrite returns what the attempt's failure, not a repeat, leaves in
+// the memory of wrong passwords.
+func (a *Attempt) memoryWrite() memoryWrite {
+	x := a.memory()
+	return memoryWrite{seqKey: a.key(x.fpSeq), fpKey: a.key(x.fpKey), seq: x.seq}
 }
 
 // Repeat reports whether the attempt's password fingerprint is one of the

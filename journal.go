@@ -68,20 +68,22 @@ type journal struct {
 	// The queue: a record is encoded (reccodec) by the decision that
 	// makes it, and appended to the pending batch of a shard, which holds
 	// at most shardMax; the writer takes every shard's batch and leaves it
-	// another, and merges them by time. A decision picks its shard through
-	// a token from a sync.Pool, which hands a goroutine the token its
-	// processor (P) last put back: the shard's lock and the end of its
-	// batch stay in that core's cache, where a shard picked by subject
-	// would move them between cores at almost every record. A token the
-	// pool drops (at a collection) is only a hint lost: the shards keep
-	// their records. This costs a decision little: no allocation, about a
-	// cache line of bytes, a lock no other core touches but the writer's
-	// once per batch, and no wake-up of the writer but for the first
-	// records of a batch and full shards.
+	// another, and merges them in the order they were queued (seq). A
+	// decision picks its shard through a token from a sync.Pool, which
+	// hands a goroutine the token its processor (P) last put back: the
+	// shard's lock and the end of its batch stay in that core's cache,
+	// where a shard picked by subject would move them between cores at
+	// almost every record. A token the pool drops (at a collection) is
+	// only a hint lost: the shards keep their records. This costs a
+	// decision little: no allocation, about a cache line of bytes, a lock
+	// no other core touches but the writer's once per batch, one shared
+	// counter, and no wake-up of the writer but for the first records of a
+	// batch and full shards.
 	shards   []queueShard
 	shardMax int
 	tokens   sync.Pool          // of *int: a shard's index
 	next     atomic.Int64       // the shard of the next token made
+	seq      atomic.Int64       // the records queued so far
 	wake     chan struct{}      // records wait: 1 buffered
 	syncs    chan chan struct{} // Sync's requests
 	stop     chan struct{}
@@ -102,7 +104,7 @@ const journalShards = 8
 type queueShard struct {
 	mu      sync.Mutex
 	pending reccodec.Batch
-	times   []int64 // each pending record's Time, in Unix nanoseconds
+	times   []int64 // each pending record's place in the queue (journal.seq)
 	_       [128 - 64]byte
 }
 
@@ -238,7 +240,10 @@ func (j *journal) recordOutcome(ctx context.Context, kind EventKind, c *canonica
 func (j *journal) add(ctx context.Context, r *backend.Record) {
 	var buf [256]byte // on the stack, unless the record is longer
 	enc := reccodec.Append(buf[:0], r)
-	t := r.Time.UnixNano()
+	// The records' order: the order they were queued in, one subject's
+	// and all. Times alone would not do: records made in the same instant
+	// (one clock tick, a synctest bubble) may sit in different shards.
+	t := j.seq.Add(1)
 	tok := j.tokens.Get().(*int)
 	first := *tok
 	j.tokens.Put(tok)

@@ -135,6 +135,9 @@ func (p *Policy) clear(ctx context.Context, s Subject, history bool) error {
 		}
 	}
 	if history && p.fp != nil && c.username != "" {
+		if p.memoryWriter != nil {
+			p.memoryWriter.forget(p.sequenceKey(&c)) // what is queued would come back after the reset
+		}
 		ops = append(ops, backend.DeleteOp(p.sequenceKey(&c))) // forgets every wrong password
 	}
 	var partial error
@@ -235,6 +238,9 @@ func (p *Policy) ResetAll(ctx context.Context) (int, error) {
 	l, ok := p.store.(backend.Lister)
 	if !ok {
 		return 0, fmt.Errorf("lockout: reset all: %T: %w", p.store, backend.ErrUnsupported)
+	}
+	if p.memoryWriter != nil {
+		p.memoryWriter.forget("") // what is queued would come back after the reset
 	}
 	var ops []backend.Op
 	for key, err := range l.Keys(ctx, p.prefix+":") {

@@ -175,14 +175,17 @@ type Policy struct {
 	// mu guards the switch between the store and the fallback (epoch,
 	// state changes into and out of degraded), and Close. Decisions that
 	// use the fallback or the lock cache hold it for reading.
-	mu       sync.RWMutex
-	closed   atomic.Bool
-	breaker  breaker
-	cache    lockCache
-	wg       sync.WaitGroup // the background probe
-	started  time.Time      // the clock's origin for the lock cache
-	anchor   atomic.Pointer[wallAnchor]
-	fallback backend.Backend
+	mu      sync.RWMutex
+	closed  atomic.Bool
+	breaker breaker
+	cache   lockCache
+	wg      sync.WaitGroup // the background probe
+	started time.Time      // the clock's origin for the lock cache
+	anchor  atomic.Pointer[wallAnchor]
+	// memoryWriter writes the memory of wrong passwords in the
+	// background, on a store whose calls are round trips; else nil.
+	memoryWriter *memoryWriter
+	fallback     backend.Backend
 }
 
 // New returns a Policy over store. It checks cfg and returns an error
@@ -273,9 +276,12 @@ func New(store backend.Backend, cfg Config) (*Policy, error) {
 	if p.denyUsers, err = p.userSet(cfg.DenyUsernames); err != nil {
 		return nil, fmt.Errorf("lockout: DenyUsernames: %w", err)
 	}
-	// Last: it starts the journal's writer.
+	// Last: they start the journal's writer and the memory's.
 	if p.journal, err = newJournal(p, cfg.Journal); err != nil {
 		return nil, err
+	}
+	if p.fp != nil && !p.nonblocking {
+		p.memoryWriter = newMemoryWriter(p)
 	}
 	return p, nil
 }
@@ -328,6 +334,9 @@ func inNets(nets []netip.Prefix, ip netip.Addr) bool {
 // store. Decisions and operator calls made after Close return an error
 // wrapping ErrClosed. Close may be called more than once.
 func (p *Policy) Close() error {
+	if p.memoryWriter != nil {
+		p.memoryWriter.close() // writes what is queued, while the store may be used
+	}
 	p.mu.Lock()
 	if p.closed.Load() {
 		p.mu.Unlock()
@@ -761,7 +770,13 @@ func (a *Attempt) failure(ctx context.Context, start int64) error {
 			ops = append(ops, backend.ExpireOp(a.key(h.attempts), h.r.Window))
 		}
 	}
-	ops = a.appendFingerprintWrites(ops)
+	if x := a.memory(); x != nil && !x.repeat && len(ops) == 0 && len(locking) == 0 && a.p.memoryWriter != nil {
+		// The failure makes no call of its own: its memory goes in the
+		// background, with others.
+		a.p.memoryWriter.add(a.memoryWrite())
+	} else {
+		ops = a.appendFingerprintWrites(ops)
+	}
 	base := len(ops)
 	for _, h := range locking {
 		provisional, err := lockDuration(h.r.Schedule, 1)

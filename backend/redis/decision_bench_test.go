@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/go-lockout/lockout"
 	redisstore "github.com/go-lockout/lockout/backend/redis"
+	"github.com/go-lockout/lockout/internal/abbench"
 	"github.com/go-lockout/lockout/internal/testserver"
 )
 
@@ -108,6 +110,33 @@ func BenchmarkDecision(b *testing.B) {
 				b.Fatal(err)
 			}
 			b.StopTimer()
+			if st := jp.JournalStats(); st.Dropped > 0 {
+				b.Errorf("journal dropped records: %+v", st)
+			}
+		})
+		// The two policies again, in pairs of blocks of 5,000 decisions
+		// on 8 goroutines per core, in alternating order (abbench): the
+		// journal's cost as the median of the pairs', on a machine whose
+		// load changes. The journal's block includes writing what it
+		// queued. Run it with -benchtime=20x (20 pairs).
+		b.Run("JournalCost", func(b *testing.B) {
+			next := 0
+			block := func(p *lockout.Policy) func(ops int) (time.Duration, error) {
+				return func(ops int) (time.Duration, error) {
+					start := next
+					next += ops
+					d, err := abbench.BlockN(ops, 8*runtime.GOMAXPROCS(0), func(i int) error {
+						return decide(p, subjects[(start+i)*7919%benchSubjects])
+					})
+					if err == nil && p == jp {
+						t0 := time.Now()
+						err = jp.SyncJournal(ctx)
+						d += time.Since(t0)
+					}
+					return d, err
+				}
+			}
+			abbench.Pairs(b, 5_000, block(p), block(jp))
 			if st := jp.JournalStats(); st.Dropped > 0 {
 				b.Errorf("journal dropped records: %+v", st)
 			}
