@@ -162,9 +162,14 @@ func newJournal(p *Policy, cfg *JournalConfig) (*journal, error) {
 		log:      p.log,
 		p:        p,
 	}
+	ids := make([]int, len(j.shards))
+	for i := range ids {
+		ids[i] = i
+	}
 	j.tokens.New = func() any {
-		i := int((j.next.Add(1) - 1) % int64(len(j.shards)))
-		return &i
+		// A pointer into ids: a token costs no allocation, even when the
+		// pool drops them (as it does at random under the race detector).
+		return &ids[(j.next.Add(1)-1)%int64(len(ids))]
 	}
 	unlabeled(func() { go j.run() })
 	return j, nil

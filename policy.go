@@ -329,8 +329,10 @@ func inNets(nets []netip.Prefix, ip netip.Addr) bool {
 	return false
 }
 
-// Close stops the policy's background work (the probe of a failing store)
-// and releases its lock cache and fallback store. It does not close the
+// Close stops the policy's background work (the probe of a failing store,
+// the writers of the journal and of the memory of wrong passwords, after
+// they wrote what is queued) and releases its lock cache and fallback
+// store. It does not close the
 // store. Decisions and operator calls made after Close return an error
 // wrapping ErrClosed. Close may be called more than once.
 func (p *Policy) Close() error {

@@ -217,11 +217,20 @@ func (c *cell) add(n int64) { c.stripes[stripe()%cellStripes].n.Add(n) }
 // other count. A number the pool drops (at a collection) is replaced by
 // the next one: only the hint is lost.
 var stripes = sync.Pool{New: func() any {
-	n := int(nextStripe.Add(1) - 1)
-	return &n
+	// A pointer into stripeIDs: a token costs no allocation, even when
+	// the pool drops them (as it does at random under the race detector).
+	return &stripeIDs[uint64(nextStripe.Add(1)-1)%uint64(len(stripeIDs))]
 }}
 
-var nextStripe atomic.Int64
+var (
+	nextStripe atomic.Int64
+	stripeIDs  = func() (ids [cellStripes * histStripes]int) {
+		for i := range ids {
+			ids[i] = i
+		}
+		return ids
+	}()
+)
 
 // stripe returns the caller's processor's stripe number.
 func stripe() int {
