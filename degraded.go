@@ -496,12 +496,17 @@ func (p *Policy) wallAt(mono int64) time.Time {
 	if mono == 0 {
 		mono = p.now()
 	}
-	if a := p.anchor.Load(); a != nil && mono-a.mono < int64(time.Second) && mono >= a.mono {
+	a := p.anchor.Load()
+	if a != nil && mono-a.mono < int64(time.Second) && a.mono-mono < int64(time.Second) {
 		return time.Unix(0, a.wall+mono-a.mono)
 	}
 	t := time.Now()
 	now := int64(t.Sub(p.started))
-	p.anchor.Store(&wallAnchor{wall: t.UnixNano(), mono: now})
+	if a == nil || now-a.mono >= int64(time.Second) {
+		// One new anchor a second: decisions that started before it
+		// still use it.
+		p.anchor.CompareAndSwap(a, &wallAnchor{wall: t.UnixNano(), mono: now})
+	}
 	return time.Unix(0, t.UnixNano()-(now-mono))
 }
 

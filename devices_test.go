@@ -2,8 +2,10 @@ package lockout_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -433,5 +435,48 @@ func TestMemoryInBackground(t *testing.T) {
 			}
 			a.Success(bg)
 		}
+	})
+}
+
+// TestMemoryWriterCallsNoHook: the memory's background writes reach no
+// hook nor observer, so hooks may call the policy (Reset, Close) while
+// the store fails, without deadlocking it; the lost memory only makes a
+// repeat count again.
+func TestMemoryWriterCallsNoHook(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := &switchStore{Backend: newStore(t)}
+		var p *lockout.Policy
+		var errorsHeard atomic.Int64
+		p, err := lockout.New(store, lockout.Config{
+			Rules:        []lockout.Rule{lockout.ByUsername(100)},
+			Logger:       discard,
+			Fingerprints: &lockout.FingerprintConfig{Secret: fpSecret},
+			Hooks: lockout.Hooks{BackendError: func(ctx context.Context, err error) {
+				if errorsHeard.Add(1) == 1 {
+					p.Reset(ctx, lockout.Subject{Username: "alice"}) // calls the policy back, once
+				}
+			}},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		alice := lockout.Subject{Username: "alice", PasswordFingerprint: p.Fingerprint("wrong")}
+		if err := attempt(t, p, alice, false); err != nil {
+			t.Fatal(err)
+		}
+		store.mode.Store(down) // the memory's write will fail
+		time.Sleep(time.Second)
+		synctest.Wait()
+		if n := errorsHeard.Load(); n != 0 {
+			t.Errorf("the memory's failed write reached BackendError %d times, want 0", n)
+		}
+		// A decision's own failure reaches the hook, which resets alice.
+		if _, err := p.Allow(bg, lockout.Subject{Username: "bob"}); err != nil {
+			t.Fatalf("bob during the outage: %v, want admitted by the fallback", err)
+		}
+		if n := errorsHeard.Load(); n < 1 {
+			t.Error("BackendError not heard: the hook's Reset did not run")
+		}
+		p.Close()
 	})
 }

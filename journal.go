@@ -104,13 +104,13 @@ const journalShards = 8
 type queueShard struct {
 	mu      sync.Mutex
 	pending reccodec.Batch
-	times   []int64 // each pending record's place in the queue (journal.seq)
+	times   []int64 // each pending record's number in the queue (journal.seq)
 	_       [128 - 64]byte
 }
 
-// add appends the record enc, made at t (Unix nanoseconds), unless the
-// shard holds max records already. n is the number it held before.
-func (sh *queueShard) add(enc []byte, t int64, max int) (n int, ok bool) {
+// add appends the record enc and numbers it from seq, unless the shard
+// holds max records already. n is the number it held before.
+func (sh *queueShard) add(enc []byte, seq *atomic.Int64, max int) (n int, ok bool) {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	n = sh.pending.Len()
@@ -118,7 +118,10 @@ func (sh *queueShard) add(enc []byte, t int64, max int) (n int, ok bool) {
 		return n, false
 	}
 	sh.pending.AddEncoded(enc)
-	sh.times = append(sh.times, t)
+	// Numbered under the shard's lock: a shard's records are in order,
+	// and a flush, which holds every shard's lock at once, takes all the
+	// records numbered before it and none after.
+	sh.times = append(sh.times, seq.Add(1))
 	return n, true
 }
 
@@ -245,18 +248,18 @@ func (j *journal) recordOutcome(ctx context.Context, kind EventKind, c *canonica
 func (j *journal) add(ctx context.Context, r *backend.Record) {
 	var buf [256]byte // on the stack, unless the record is longer
 	enc := reccodec.Append(buf[:0], r)
-	// The records' order: the order they were queued in, one subject's
-	// and all. Times alone would not do: records made in the same instant
-	// (one clock tick, a synctest bubble) may sit in different shards.
-	t := j.seq.Add(1)
+	// The records' order is the order they were queued in (j.seq), one
+	// subject's and all. Times would not do: records made in the same
+	// instant (one clock tick, a synctest bubble) may sit in different
+	// shards.
 	tok := j.tokens.Get().(*int)
 	first := *tok
 	j.tokens.Put(tok)
-	n, ok := j.shards[first].add(enc, t, j.shardMax)
+	n, ok := j.shards[first].add(enc, &j.seq, j.shardMax)
 	// A full shard (its processor outran the writer): the others may
 	// have room.
 	for i := 1; !ok && i < len(j.shards); i++ {
-		n, ok = j.shards[(first+i)%len(j.shards)].add(enc, t, j.shardMax)
+		n, ok = j.shards[(first+i)%len(j.shards)].add(enc, &j.seq, j.shardMax)
 	}
 	if !ok {
 		j.drop(ctx, 1, nil)
@@ -325,14 +328,20 @@ func (j *journal) run() {
 	// flush writes every queued record, in order, in batches of up to
 	// journalBatch.
 	flush := func() {
+		// Every shard at once: the records numbered before this point,
+		// and none after (see queueShard.add).
+		for i := range j.shards {
+			j.shards[i].mu.Lock()
+		}
 		for i := range j.shards {
 			sh, r := &j.shards[i], &runs[i]
 			r.batch.Reset()
-			sh.mu.Lock()
 			sh.pending, r.batch = r.batch, sh.pending
 			sh.times, r.times = r.times[:0], sh.times
-			sh.mu.Unlock()
 			r.off, r.i = 0, 0
+		}
+		for i := range j.shards {
+			j.shards[i].mu.Unlock()
 		}
 		// Each shard's records are in order: merge them.
 		for {

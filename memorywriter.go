@@ -2,7 +2,9 @@ package lockout
 
 import (
 	"context"
+	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-lockout/lockout/backend"
@@ -45,7 +47,9 @@ type memoryWriter struct {
 	// takes the larger (adjust). Entries go a grace period after their
 	// write: longer than a decision's store call may take.
 	targets map[string]target
+	expiry  []expiring // targets whose writes ended, in that order
 	grace   int64      // Policy.now units
+	lastLog atomic.Int64
 	flushMu sync.Mutex // one flush at a time
 	wake    chan struct{}
 	stop    chan struct{}
@@ -56,6 +60,11 @@ type memoryWriter struct {
 // target is a sequence number a key will hold: owner is the sequence key
 // of its username, n the writes of the key queued or in flight, written
 // when the last of them ended (Policy.now; 0 while n > 0).
+type expiring struct {
+	key     string
+	written int64
+}
+
 type target struct {
 	owner      string
 	seq        int64
@@ -166,7 +175,10 @@ func (w *memoryWriter) run() {
 }
 
 // flush writes the queue in one call, and starts the grace period of its
-// targets.
+// targets. It calls the store (or, while the policy is degraded, its
+// fallback) itself, not through the policy: no hook, observer or breaker
+// hears it, so that none can call back into the policy from here. A
+// failed write is only logged: the memory is lost, which is safe.
 func (w *memoryWriter) flush() {
 	w.flushMu.Lock()
 	defer w.flushMu.Unlock()
@@ -180,8 +192,16 @@ func (w *memoryWriter) flush() {
 		for _, m := range batch {
 			ops = append(ops, memoryOps(m, window)...)
 		}
-		// An error is the store's, reported as any: the memory is lost.
-		w.p.exec(context.Background(), ops, make([]backend.Result, len(ops)))
+		store := w.p.store
+		if w.p.breaker.state.Load() == degraded && w.p.fallback != nil {
+			store = w.p.fallback
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), w.p.timeout)
+		err := store.Do(ctx, ops, make([]backend.Result, len(ops)))
+		cancel()
+		if err != nil {
+			w.lost(len(batch), err)
+		}
 	}
 	now := w.p.now()
 	w.mu.Lock()
@@ -191,17 +211,36 @@ func (w *memoryWriter) flush() {
 			if t, ok := w.targets[k]; ok && t.n > 0 {
 				if t.n--; t.n == 0 {
 					t.written = now
+					w.expiry = append(w.expiry, expiring{k, now})
 				}
 				w.targets[k] = t
 			}
 		}
 	}
-	for k, t := range w.targets {
-		if t.n == 0 && now-t.written > w.grace {
-			delete(w.targets, k)
+	// Drop the targets whose grace ended, oldest first.
+	i := 0
+	for ; i < len(w.expiry) && now-w.expiry[i].written > w.grace; i++ {
+		e := w.expiry[i]
+		if t, ok := w.targets[e.key]; ok && t.n == 0 && t.written == e.written {
+			delete(w.targets, e.key)
 		}
 	}
+	w.expiry = append(w.expiry[:0], w.expiry[i:]...)
 }
+
+// lost logs n wrong passwords whose memory a failed write lost, at most
+// once per memoryLogEvery.
+func (w *memoryWriter) lost(n int, err error) {
+	now := time.Now().UnixNano()
+	if last := w.lastLog.Load(); now-last < int64(memoryLogEvery) || !w.lastLog.CompareAndSwap(last, now) {
+		return
+	}
+	w.p.log.LogAttrs(context.Background(), slog.LevelWarn, "lockout: the memory of wrong passwords was not written (they count again)",
+		slog.Int("passwords", n), slog.Any("error", err))
+}
+
+// memoryLogEvery is how often lost memory is logged, at most.
+const memoryLogEvery = 10 * time.Second
 
 // close writes what is queued and stops the writer.
 func (w *memoryWriter) close() {

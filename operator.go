@@ -136,7 +136,10 @@ func (p *Policy) clear(ctx context.Context, s Subject, history bool) error {
 	}
 	if history && p.fp != nil && c.username != "" {
 		if p.memoryWriter != nil {
-			p.memoryWriter.forget(p.sequenceKey(&c)) // what is queued would come back after the reset
+			// What this process queued would come back after the reset
+			// (another process's queue may still: its memory of a
+			// password counted before the reset).
+			p.memoryWriter.forget(p.sequenceKey(&c))
 		}
 		ops = append(ops, backend.DeleteOp(p.sequenceKey(&c))) // forgets every wrong password
 	}
