@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"runtime"
 	"slices"
+	"strconv"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -471,4 +473,60 @@ func TestJournalCopiesFields(t *testing.T) {
 			t.Errorf("journal: %+v, %v; want one record of tenant t1", recs, err)
 		}
 	})
+}
+
+// TestJournalOrderConcurrent: records are written in the order they were
+// queued, so each goroutine's records keep the order it made them in,
+// whichever queue shards they went through (under the race detector,
+// sync.Pool drops the shard tokens at random: goroutines change shards).
+func TestJournalOrderConcurrent(t *testing.T) {
+	const goroutines, each = 8, 300
+	p, _ := journalPolicy(t, lockout.Config{
+		Rules:   []lockout.Rule{lockout.ByUsername(1 << 20), lockout.ByIP(1 << 20)},
+		Journal: &lockout.JournalConfig{Queue: goroutines * each},
+	})
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		wg.Go(func() {
+			for i := range each {
+				a, err := p.Allow(ctx, lockout.Subject{Username: fmt.Sprint("g", g), Fields: map[string]string{"n": fmt.Sprint(i)}})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				a.Failure(ctx)
+				if i%50 == 0 {
+					runtime.Gosched()
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := p.SyncJournal(ctx); err != nil {
+		t.Fatal(err)
+	}
+	last := map[string]int{} // per goroutine, the last n seen, newest first
+	total, before := 0, ""
+	for {
+		recs, next, err := p.Attempts(ctx, lockout.AttemptQuery{Before: before, Limit: 1000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range recs {
+			n, _ := strconv.Atoi(r.Fields["n"])
+			if prev, ok := last[r.Username]; ok && n >= prev {
+				t.Fatalf("%s: record %d after %d, newest first: out of order", r.Username, n, prev)
+			}
+			last[r.Username] = n
+			total++
+		}
+		if next == "" {
+			break
+		}
+		before = next
+	}
+	if st := p.JournalStats(); total != goroutines*each || st.Dropped != 0 {
+		t.Errorf("%d records read, stats %+v; want %d, none dropped", total, st, goroutines*each)
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -119,8 +120,8 @@ func (sh *queueShard) add(enc []byte, seq *atomic.Int64, max int) (n int, ok boo
 	}
 	sh.pending.AddEncoded(enc)
 	// Numbered under the shard's lock: a shard's records are in order,
-	// and a flush, which holds every shard's lock at once, takes all the
-	// records numbered before it and none after.
+	// and a record numbered before a flush began is in the shard when the
+	// flush takes it.
 	sh.times = append(sh.times, seq.Add(1))
 	return n, true
 }
@@ -322,33 +323,38 @@ func (j *journal) run() {
 		i     int // and its index in times
 	}
 	var (
-		runs  = make([]run, len(j.shards)) // what flush took, and the shards get next
-		batch reccodec.Batch
+		// What flush took from each shard (and the shards get next), and
+		// last, what it held back for the next flush (see flush).
+		runs        = make([]run, len(j.shards)+1)
+		carry, next = &runs[len(j.shards)], run{}
+		batch       reccodec.Batch
 	)
-	// flush writes every queued record, in order, in batches of up to
-	// journalBatch.
-	flush := func() {
-		// Every shard at once: the records numbered before this point,
-		// and none after (see queueShard.add).
-		for i := range j.shards {
-			j.shards[i].mu.Lock()
+	// flush writes the queued records in the order they were numbered
+	// (queueShard.add), in batches of up to journalBatch. A record
+	// numbered before flush began is in a shard it takes, or in carry; a
+	// later one may have gone to a shard that flush already took while a
+	// record with a lower number went to one it takes after: those wait
+	// in carry for the next flush, unless this one is the last.
+	flush := func(last bool) {
+		limit := j.seq.Load()
+		if last {
+			limit = math.MaxInt64
 		}
 		for i := range j.shards {
 			sh, r := &j.shards[i], &runs[i]
 			r.batch.Reset()
+			sh.mu.Lock()
 			sh.pending, r.batch = r.batch, sh.pending
 			sh.times, r.times = r.times[:0], sh.times
+			sh.mu.Unlock()
 			r.off, r.i = 0, 0
 		}
-		for i := range j.shards {
-			j.shards[i].mu.Unlock()
-		}
-		// Each shard's records are in order: merge them.
+		// Each run is in order: merge them, up to limit.
 		for {
 			k := -1
 			for i := range runs {
 				r := &runs[i]
-				if r.i < len(r.times) && (k < 0 || r.times[r.i] < runs[k].times[runs[k].i]) {
+				if r.i < len(r.times) && r.times[r.i] <= limit && (k < 0 || r.times[r.i] < runs[k].times[runs[k].i]) {
 					k = i
 				}
 			}
@@ -368,19 +374,43 @@ func (j *journal) run() {
 			j.write(&batch)
 			batch.Reset()
 		}
+		// What is left (rarely more than a few records) waits, in order.
+		next.batch.Reset()
+		next.times, next.off, next.i = next.times[:0], 0, 0
+		for {
+			k := -1
+			for i := range j.shards {
+				r := &runs[i]
+				if r.i < len(r.times) && (k < 0 || r.times[r.i] < runs[k].times[runs[k].i]) {
+					k = i
+				}
+			}
+			if k < 0 {
+				break
+			}
+			r := &runs[k]
+			enc, off, _ := r.batch.Next(r.off)
+			next.batch.AddEncoded(enc)
+			next.times = append(next.times, r.times[r.i])
+			r.off, r.i = off, r.i+1
+		}
+		*carry, next = next, *carry
 	}
 	linger := time.NewTimer(journalLinger)
 	linger.Stop()
 	for {
-		select {
-		case <-j.wake:
-		case done := <-j.syncs:
-			flush()
-			close(done)
-			continue
-		case <-j.stop:
-			flush()
-			return
+		// Records held back wait no longer than the linger.
+		if len(carry.times) == 0 {
+			select {
+			case <-j.wake:
+			case done := <-j.syncs:
+				flush(false)
+				close(done)
+				continue
+			case <-j.stop:
+				flush(true)
+				return
+			}
 		}
 		// Wait for more records, up to a full batch.
 		linger.Reset(journalLinger)
@@ -391,16 +421,16 @@ func (j *journal) run() {
 				break wait
 			case <-j.wake:
 			case done := <-j.syncs:
-				flush()
+				flush(false)
 				close(done)
 			case <-j.stop:
 				linger.Stop()
-				flush()
+				flush(true)
 				return
 			}
 		}
 		linger.Stop()
-		flush()
+		flush(false)
 	}
 }
 
