@@ -313,15 +313,31 @@ func (j *journal) drop(ctx context.Context, n uint64, err error) {
 // journalLinger late.
 const journalLinger = 10 * time.Millisecond
 
+// run is a run of queued records, in the order of their numbers, that the
+// writer merges with others.
+type run struct {
+	batch reccodec.Batch
+	times []int64 // each record's number
+	off   int     // the next record's offset in batch
+	i     int     // and its index in times
+}
+
+// lowest returns the index of the run whose next record has the lowest
+// number, at most limit; -1 when there is none.
+func lowest(runs []run, limit int64) int {
+	k := -1
+	for i := range runs {
+		r := &runs[i]
+		if r.i < len(r.times) && r.times[r.i] <= limit && (k < 0 || r.times[r.i] < runs[k].times[runs[k].i]) {
+			k = i
+		}
+	}
+	return k
+}
+
 // run writes the queued records in batches until close, then what is left.
 func (j *journal) run() {
 	defer close(j.done)
-	type run struct {
-		batch reccodec.Batch
-		times []int64
-		off   int // the next record's offset in batch
-		i     int // and its index in times
-	}
 	var (
 		// What flush took from each shard (and the shards get next), and
 		// last, what it held back for the next flush (see flush).
@@ -351,13 +367,7 @@ func (j *journal) run() {
 		}
 		// Each run is in order: merge them, up to limit.
 		for {
-			k := -1
-			for i := range runs {
-				r := &runs[i]
-				if r.i < len(r.times) && r.times[r.i] <= limit && (k < 0 || r.times[r.i] < runs[k].times[runs[k].i]) {
-					k = i
-				}
-			}
+			k := lowest(runs, limit)
 			if k < 0 {
 				break
 			}
@@ -378,13 +388,7 @@ func (j *journal) run() {
 		next.batch.Reset()
 		next.times, next.off, next.i = next.times[:0], 0, 0
 		for {
-			k := -1
-			for i := range j.shards {
-				r := &runs[i]
-				if r.i < len(r.times) && (k < 0 || r.times[r.i] < runs[k].times[runs[k].i]) {
-					k = i
-				}
-			}
+			k := lowest(runs[:len(j.shards)], math.MaxInt64)
 			if k < 0 {
 				break
 			}

@@ -150,23 +150,35 @@ func BenchmarkObserver(b *testing.B) {
 			})
 		}
 	}
+	benchStores(b, func(b *testing.B, store backend.Backend, redis bool) {
+		if redis {
+			run(b, store, 8)
+		} else {
+			run(b, store, 1)
+		}
+	})
+}
+
+// benchStores runs f as the sub-benchmarks store=memory and store=redis
+// (a server of its own), with their store.
+func benchStores(b *testing.B, f func(b *testing.B, store backend.Backend, redis bool)) {
 	b.Run("store=memory", func(b *testing.B) {
 		store, err := memory.New(nil)
 		if err != nil {
 			b.Fatal(err)
 		}
 		defer store.Close()
-		run(b, store, 1)
+		f(b, store, false)
 	})
 	b.Run("store=redis", func(b *testing.B) {
 		srv := testserver.Redis(b)
 		client := goredis.NewClient(&goredis.Options{Addr: srv.Addr, ContextTimeoutEnabled: true})
 		defer client.Close()
-		store, err := redisstore.New(ctx, client, nil)
+		store, err := redisstore.New(context.Background(), client, nil)
 		if err != nil {
 			b.Fatal(err)
 		}
-		run(b, store, 8)
+		f(b, store, true)
 	})
 }
 
@@ -260,23 +272,12 @@ func BenchmarkObserverCost(b *testing.B) {
 			})
 		}
 	}
-	b.Run("store=memory", func(b *testing.B) {
-		store, err := memory.New(nil)
-		if err != nil {
-			b.Fatal(err)
+	benchStores(b, func(b *testing.B, store backend.Backend, redis bool) {
+		if redis {
+			// 8 decisions per core at once, as in BenchmarkObserver.
+			run(b, store, 5_000, 8*runtime.GOMAXPROCS(0))
+		} else {
+			run(b, store, 50_000, runtime.GOMAXPROCS(0))
 		}
-		defer store.Close()
-		run(b, store, 50_000, runtime.GOMAXPROCS(0))
-	})
-	b.Run("store=redis", func(b *testing.B) {
-		srv := testserver.Redis(b)
-		client := goredis.NewClient(&goredis.Options{Addr: srv.Addr, ContextTimeoutEnabled: true})
-		defer client.Close()
-		store, err := redisstore.New(ctx, client, nil)
-		if err != nil {
-			b.Fatal(err)
-		}
-		// 8 decisions per core at once, as in BenchmarkObserver.
-		run(b, store, 5_000, 8*runtime.GOMAXPROCS(0))
 	})
 }
