@@ -137,6 +137,20 @@ func BenchmarkDecision(b *testing.B) {
 			return a.Failure(ctx)
 		})
 	})
+	// The same once the policy has seen any lock, as a service has soon
+	// after it starts: each decision then looks its keys up in the lock
+	// cache before it calls the store.
+	b.Run("AllowFailureLockCache", func(b *testing.B) {
+		p := policy(b, math.MaxInt32, 0)
+		lockout.RememberLock(p, "lockout:elsewhere", time.Hour)
+		run(b, func(s lockout.Subject) error {
+			a, err := p.Allow(ctx, s)
+			if err != nil {
+				return err
+			}
+			return a.Failure(ctx)
+		})
+	})
 	b.Run("AllowSuccess", func(b *testing.B) {
 		p := policy(b, math.MaxInt32, 0)
 		run(b, func(s lockout.Subject) error {

@@ -444,6 +444,44 @@ func TestLockCache(t *testing.T) {
 			}
 		})
 	})
+	// The cache's filter (a slot per key hash, holding the latest end of
+	// the locks on its keys) must never hide a lock, however many keys
+	// share a slot, and must let the keys of a lock that ended or was
+	// unlocked through the store again.
+	t.Run("many locks behind the filter", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			store := &switchStore{Backend: newStore(t)}
+			// 4,096 slots for 3,000 locked keys: many share one.
+			p := newPolicyOn(t, store, lockout.Config{Rules: []lockout.Rule{rule}, LockCacheSize: 1 << 12})
+			locked := make([]lockout.Subject, 3000)
+			for i := range locked {
+				locked[i] = lockout.Subject{Username: fmt.Sprintf("locked%d", i)}
+				fail(t, p, locked[i], 2)
+			}
+			synctest.Wait()
+			before := store.calls.Load()
+			for i, s := range locked {
+				_, err := p.Allow(bg, s)
+				if re := refusal(t, err); re.Reason != lockout.ReasonLocked || !re.Remembered {
+					t.Fatalf("locked subject %d: %+v, want a remembered lock", i, re)
+				}
+			}
+			if n := store.calls.Load() - before; n != 0 {
+				t.Errorf("%d store calls for %d remembered refusals, want 0", n, len(locked))
+			}
+			for i := range 100 {
+				if err := attempt(t, p, lockout.Subject{Username: fmt.Sprintf("free%d", i)}, true); err != nil {
+					t.Fatalf("an unlocked subject: %v", err)
+				}
+			}
+			time.Sleep(time.Hour + time.Second) // every lock has ended
+			for _, s := range locked[:100] {
+				if err := attempt(t, p, s, true); err != nil {
+					t.Fatalf("%v after its lock ended: %v", s, err)
+				}
+			}
+		})
+	})
 	t.Run("unlock elsewhere within the bound", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			store := newStore(t)

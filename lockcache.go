@@ -1,7 +1,9 @@
 package lockout
 
 import (
+	"hash/maphash"
 	"math"
+	"math/bits"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,14 +20,24 @@ import (
 // round trip), and under attack the hottest keys are the targets. It never
 // remembers "not locked".
 //
+// In front of it sits a filter: slot h(key) of ends holds the latest end
+// of the locks remembered on the keys that hash to it. A key whose slot
+// has ended cannot be in the cache, and is not looked up: most decisions
+// are on keys with no lock, and a ristretto lookup (two hashes, a shard
+// lock, a probe, a frequency count) costs about ten times the slot's. The
+// filter never says "no" for a remembered lock; a forgotten one leaves its
+// slot up until it would have ended, which costs only a lookup.
+//
 // The cache is made on the first lock remembered, so that a policy that
-// never sees one runs no goroutines. Its methods are called with
-// Policy.mu held for reading, which keeps them clear of Close.
+// never sees one runs no goroutines. Its methods but slot and mayHold are
+// called with Policy.mu held for reading, which keeps them clear of Close.
 type lockCache struct {
 	once sync.Once
 	c    *ristretto.Cache[string, cachedLock]
 	used atomic.Bool // a lock was remembered: lookups are worth making
 	ttl  time.Duration
+	seed maphash.Seed
+	ends []atomic.Int64 // the filter; a power of two long
 }
 
 // cachedLock is a remembered lock, in Policy.now() time.
@@ -42,6 +54,26 @@ func (c *lockCache) inUse() bool { return c.used.Load() }
 // or at any time when staleOK (the store is failing, so an unlock could
 // not have reached it anyway).
 func (c *lockCache) get(key string, now int64, staleOK bool) (time.Duration, bool) {
+	if c.c == nil || !c.mayHold(key, now) {
+		return 0, false
+	}
+	return c.lookup(key, now, staleOK)
+}
+
+// slot returns key's slot of the filter. It needs no lock: the filter is
+// never freed. The caller has seen inUse.
+func (c *lockCache) slot(key string) *atomic.Int64 {
+	return &c.ends[maphash.String(c.seed, key)&uint64(len(c.ends)-1)]
+}
+
+// mayHold reports whether the cache may hold a lock on key that lasts
+// past now. The caller has seen inUse.
+func (c *lockCache) mayHold(key string, now int64) bool {
+	return c.slot(key).Load() > now
+}
+
+// lookup is get without the filter.
+func (c *lockCache) lookup(key string, now int64, staleOK bool) (time.Duration, bool) {
 	if c.c == nil {
 		return 0, false
 	}
@@ -87,6 +119,10 @@ func (p *Policy) remember(key string, ttl time.Duration, wait bool) {
 		})
 		if err == nil { // the sizes are checked by New
 			c.c, c.ttl = cache, p.cacheTTL
+			// About a slot per lock the cache can hold, within
+			// 8 KiB and 1 MiB.
+			n := 1 << min(max(bits.Len(uint(p.cacheSize-1)), 10), 17)
+			c.seed, c.ends = maphash.MakeSeed(), make([]atomic.Int64, n)
 		}
 	})
 	if c.c == nil {
@@ -97,6 +133,12 @@ func (p *Policy) remember(key string, ttl time.Duration, wait bool) {
 	rttl := time.Duration(0) // ristretto: no expiry
 	if ttl != backend.NoExpiry {
 		v.until, rttl = now+int64(ttl), ttl
+	}
+	// The slot goes up first: a lookup that finds the entry finds it up.
+	for end := c.slot(key); ; {
+		if old := end.Load(); old >= v.until || end.CompareAndSwap(old, v.until) {
+			break
+		}
 	}
 	// ristretto applies sets in the background, within microseconds: an
 	// attempt on the key in between asks the store, which is right, only

@@ -557,27 +557,33 @@ func (a *Attempt) remembered(stale bool) (*RefusedError, error) {
 	if !p.cache.inUse() {
 		return nil, nil
 	}
+	// The filter first, without the policy's lock, whose readers' count
+	// every core would write: most attempts have no key to look up.
+	now := p.now()
+	if !a.mayBeRemembered(now) {
+		return nil, nil
+	}
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	if p.closed.Load() {
 		return nil, ErrClosed
 	}
-	now := p.now()
 	isDegraded := p.breaker.state.Load() == degraded
 	staleOK := stale || isDegraded
 	// The refusals are built on the stack: only the one returned escapes.
-	var refusal, full RefusedError
+	var refusal RefusedError
 	var carry []backend.Op
 	for _, h := range a.rules {
-		if left, ok := p.cache.get(a.key(h.attempts), now, staleOK); ok && full.Reason == 0 {
-			// Every slot is taken by an attempt of this process that has
-			// not reported yet.
-			full = RefusedError{Reason: ReasonCapacity, Rule: h.r.Name, Key: a.key(h.subject), RetryAfter: left, Remembered: true}
-			if left == backend.NoExpiry {
-				full.RetryAfter, full.Forever = 0, true
-			}
+		key := a.key(h.lock)
+		end := p.cache.slot(key).Load()
+		if end <= now || !isDegraded && refusal.Reason != 0 && (refusal.Forever || end-now <= int64(refusal.RetryAfter+time.Millisecond)) {
+			// Nothing remembered, or nothing that would outlast the
+			// lock found by more than a millisecond: a lockout locks
+			// its rules one after the other, microseconds apart. While
+			// degraded, every lock found is carried to the fallback.
+			continue
 		}
-		left, ok := p.cache.get(a.key(h.lock), now, staleOK)
+		left, ok := p.cache.lookup(key, now, staleOK)
 		if !ok {
 			continue
 		}
@@ -592,8 +598,18 @@ func (a *Attempt) remembered(stale bool) (*RefusedError, error) {
 			carry = append(carry, backend.IncrOp(a.key(h.lock), 1, left))
 		}
 	}
-	if refusal.Reason == 0 {
-		refusal = full // a lock says more than a full counter
+	// A lock says more than a full counter: the counters only matter
+	// when no lock is remembered.
+	for i := 0; i < len(a.rules) && refusal.Reason == 0; i++ {
+		h := &a.rules[i]
+		if left, ok := p.cache.get(a.key(h.attempts), now, staleOK); ok {
+			// Every slot is taken by an attempt of this process that has
+			// not reported yet.
+			refusal = RefusedError{Reason: ReasonCapacity, Rule: h.r.Name, Key: a.key(h.subject), RetryAfter: left, Remembered: true}
+			if left == backend.NoExpiry {
+				refusal.RetryAfter, refusal.Forever = 0, true
+			}
+		}
 	}
 	if len(carry) > 0 {
 		// The fallback learns the lock too, so that the write-back at the
@@ -607,6 +623,17 @@ func (a *Attempt) remembered(stale bool) (*RefusedError, error) {
 	e := new(RefusedError) // only now on the heap
 	*e = refusal
 	return e, nil
+}
+
+// mayBeRemembered reports whether the lock cache's filter lets any key of
+// the attempt's rules be remembered at now. The caller has seen inUse.
+func (a *Attempt) mayBeRemembered(now int64) bool {
+	for _, h := range a.rules {
+		if a.p.cache.mayHold(a.key(h.lock), now) || a.p.cache.mayHold(a.key(h.attempts), now) {
+			return true
+		}
+	}
+	return false
 }
 
 // longer reports whether a asks to wait longer than b.
