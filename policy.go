@@ -69,8 +69,10 @@ type Config struct {
 	// until they end. Default DefaultLockCacheTTL; NoLockCache disables the
 	// cache.
 	LockCacheTTL time.Duration
-	// LockCacheSize bounds the number of locks remembered. Default
-	// DefaultLockCacheSize.
+	// LockCacheSize bounds the number of locks remembered. It also sizes
+	// the filter in front of the cache, a slot of 8 bytes per lock it can
+	// hold (8 KiB to 1 MiB), made with the cache at the first lock.
+	// Default DefaultLockCacheSize.
 	LockCacheSize int
 
 	// Devices, when set, counts the attempts of clients that present a
