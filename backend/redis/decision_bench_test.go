@@ -141,6 +141,38 @@ func BenchmarkDecision(b *testing.B) {
 				b.Errorf("journal dropped records: %+v", st)
 			}
 		})
+		// Decisions against their baseline, a bare INCR of one of
+		// 100,000 existing keys, in pairs of blocks of 5,000 calls in
+		// alternating order (abbench): ratio is the decisions'
+		// throughput over the INCRs', the median of the pairs'. With 2
+		// goroutines per core, the round trips bound both; with 8, the
+		// machine's cores do (client and server share them here). Run
+		// it with -benchtime=20x (20 pairs).
+		keys := make([]string, benchSubjects)
+		pipe := client.Pipeline()
+		for i := range keys {
+			keys[i] = fmt.Sprintf("bench/%06d", i)
+			pipe.Set(ctx, keys[i], 1, time.Hour)
+			if pipe.Len() == 1000 || i == len(keys)-1 {
+				if _, err := pipe.Exec(ctx); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		for _, perCore := range []int{2, 8} {
+			b.Run(fmt.Sprintf("VsBareIncr/goroutines=%dxGOMAXPROCS", perCore), func(b *testing.B) {
+				workers, next := perCore*runtime.GOMAXPROCS(0), 0
+				block := func(f func(i int) error) func(ops int) (time.Duration, error) {
+					return func(ops int) (time.Duration, error) {
+						start := next
+						next += ops
+						return abbench.BlockN(ops, workers, func(i int) error { return f((start + i) * 7919 % benchSubjects) })
+					}
+				}
+				incr := func(i int) error { return client.Incr(ctx, keys[i]).Err() }
+				abbench.Pairs(b, 5_000, block(incr), block(func(i int) error { return decide(p, subjects[i]) }))
+			})
+		}
 	}
 	b.Run("redis", func(b *testing.B) {
 		srv := testserver.Redis(b)

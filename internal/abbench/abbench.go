@@ -56,10 +56,11 @@ func BlockN(ops, workers int, f func(i int) error) (time.Duration, error) {
 // catching up). It reports the medians of each side's time per call
 // (base-ns/op, variant-ns/op) and of the pairs' cost of the variant
 // (cost-%: variant/base - 1, in percent), with the spread of the middle
-// half of the pairs (cost-iqr-%).
+// half of the pairs (cost-iqr-%), and of the variant's throughput
+// relative to the base's (ratio: base/variant).
 func Pairs(b *testing.B, ops int, base, variant func(ops int) (time.Duration, error)) {
 	b.Helper()
-	var bs, vs, costs []float64
+	var bs, vs, costs, ratios []float64
 	for i := 0; i < b.N; i++ {
 		// Odd pairs run the variant first (A B B A ...): whatever the
 		// second block of a pair gains or loses by coming second (a
@@ -83,6 +84,7 @@ func Pairs(b *testing.B, ops int, base, variant func(ops int) (time.Duration, er
 		bs = append(bs, float64(tb)/float64(ops))
 		vs = append(vs, float64(tv)/float64(ops))
 		costs = append(costs, 100*(float64(tv)/float64(tb)-1))
+		ratios = append(ratios, float64(tb)/float64(tv))
 	}
 	b.ReportMetric(0, "ns/op") // the per-call figures below say it
 	b.ReportMetric(Median(bs), "base-ns/op")
@@ -90,6 +92,7 @@ func Pairs(b *testing.B, ops int, base, variant func(ops int) (time.Duration, er
 	b.ReportMetric(Median(costs), "cost-%")
 	q1, q3 := Quartiles(costs)
 	b.ReportMetric(q3-q1, "cost-iqr-%")
+	b.ReportMetric(Median(ratios), "ratio")
 }
 
 // Median returns the median of xs (0 for none).
