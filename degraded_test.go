@@ -482,6 +482,81 @@ func TestLockCache(t *testing.T) {
 			}
 		})
 	})
+	// Three rules lock at once for different times: the remembered
+	// refusal asks for the longest wait, and an outage carries every
+	// lock, not only the longest, to the fallback, which writes them back
+	// to a store that lost them.
+	t.Run("the longest of several locks, each carried through an outage", func(t *testing.T) {
+		for _, forever := range []bool{false, true} {
+			t.Run(fmt.Sprintf("forever=%v", forever), func(t *testing.T) {
+				synctest.Test(t, func(t *testing.T) {
+					mem := newStore(t)
+					store := &switchStore{Backend: mem}
+					rules := []lockout.Rule{lockout.ByUsername(2), lockout.ByIP(2), lockout.ByUsernameAndIP(2)}
+					lengths := []time.Duration{time.Hour, 3 * time.Hour, 2 * time.Hour}
+					if forever {
+						lengths[2] = lockout.Forever
+					}
+					for i := range rules {
+						rules[i].Schedule = lockout.Fixed(lengths[i])
+					}
+					p := newPolicyOn(t, store, lockout.Config{Rules: rules})
+					names := p.Rules()
+					s := lockout.Subject{Username: "alice", IP: "192.0.2.1"}
+					fail(t, p, s, 2)
+					synctest.Wait()
+					before := store.calls.Load()
+					_, err := p.Allow(bg, s)
+					re := refusal(t, err)
+					switch {
+					case re.Reason != lockout.ReasonLocked || !re.Remembered:
+						t.Errorf("%+v, want a remembered lock", re)
+					case forever && (!re.Forever || re.Rule != names[2].Name):
+						t.Errorf("%+v, want the %s rule's lock, forever", re, names[2].Name)
+					case !forever && (re.Forever || re.RetryAfter != 3*time.Hour || re.Rule != names[1].Name):
+						t.Errorf("%+v, want the %s rule's lock, 3h", re, names[1].Name)
+					}
+					if n := store.calls.Load() - before; n != 0 {
+						t.Errorf("%d store calls for a remembered refusal, want 0", n)
+					}
+
+					store.mode.Store(down)
+					p.Allow(bg, lockout.Subject{Username: "bob"}) // opens the breaker
+					if _, err := p.Allow(bg, s); !errors.Is(err, lockout.ErrLocked) {
+						t.Fatalf("alice during the outage: %v", err)
+					}
+					// The store comes back empty, as a restarted one without
+					// persistence does.
+					var keys []string
+					for k, err := range mem.(backend.Lister).Keys(bg, "") {
+						if err != nil {
+							t.Fatal(err)
+						}
+						keys = append(keys, k)
+					}
+					for _, k := range keys {
+						if err := mem.Do(bg, []backend.Op{backend.DeleteOp(k)}, make([]backend.Result, 1)); err != nil {
+							t.Fatal(err)
+						}
+					}
+					store.mode.Store(up)
+					time.Sleep(2 * lockout.DefaultProbeInterval)
+					p.Allow(bg, lockout.Subject{Username: "bob"}) // a decision starts the probe
+					synctest.Wait()
+					st := status(t, p, s)
+					for i, r := range names {
+						want := lengths[i]
+						if want != lockout.Forever {
+							want -= 2 * lockout.DefaultProbeInterval
+						}
+						if got := st[r.Name]; !got.Locked || got.LockRemaining != want {
+							t.Errorf("%s after the outage: %+v, want locked for %v", r.Name, got, want)
+						}
+					}
+				})
+			})
+		}
+	})
 	t.Run("unlock elsewhere within the bound", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			store := newStore(t)

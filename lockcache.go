@@ -28,9 +28,14 @@ import (
 // filter never says "no" for a remembered lock; a forgotten one leaves its
 // slot up until it would have ended, which costs only a lookup.
 //
+// With four slots per lock the cache holds, a full cache leaves about a
+// fifth of the slots up; a lock that never ends keeps its slot up for good,
+// which costs the keys that share it a lookup, as before the filter.
+//
 // The cache is made on the first lock remembered, so that a policy that
-// never sees one runs no goroutines. Its methods but slot and mayHold are
-// called with Policy.mu held for reading, which keeps them clear of Close.
+// never sees one runs no goroutines. All its methods except slot and
+// mayHold are called with Policy.mu held for reading, which keeps them
+// clear of Close.
 type lockCache struct {
 	once sync.Once
 	c    *ristretto.Cache[string, cachedLock]
@@ -119,9 +124,9 @@ func (p *Policy) remember(key string, ttl time.Duration, wait bool) {
 		})
 		if err == nil { // the sizes are checked by New
 			c.c, c.ttl = cache, p.cacheTTL
-			// About a slot per lock the cache can hold, within
-			// 8 KiB and 1 MiB.
-			n := 1 << min(max(bits.Len(uint(p.cacheSize-1)), 10), 17)
+			// Four slots per lock the cache can hold, within
+			// 8 KiB and 2 MiB.
+			n := 1 << min(max(bits.Len(uint(p.cacheSize-1))+2, 10), 18)
 			c.seed, c.ends = maphash.MakeSeed(), make([]atomic.Int64, n)
 		}
 	})

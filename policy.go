@@ -70,8 +70,8 @@ type Config struct {
 	// cache.
 	LockCacheTTL time.Duration
 	// LockCacheSize bounds the number of locks remembered. It also sizes
-	// the filter in front of the cache, a slot of 8 bytes per lock it can
-	// hold (8 KiB to 1 MiB), made with the cache at the first lock.
+	// the filter in front of the cache, four slots of 8 bytes per lock it
+	// can hold (8 KiB to 2 MiB), made with the cache at the first lock.
 	// Default DefaultLockCacheSize.
 	LockCacheSize int
 
@@ -551,7 +551,8 @@ func (p *Policy) allow(ctx context.Context, s Subject, start int64) (*Attempt, e
 }
 
 // remembered returns the refusal for the longest lock of the attempt's
-// rule keys that the lock cache holds, or nil. Locks seen longer ago than
+// rule keys that the lock cache holds (its RetryAfter at most a
+// millisecond longer than that lock's), or nil. Locks seen longer ago than
 // the cache's TTL count only when stale is set, or the policy is
 // degraded.
 func (a *Attempt) remembered(stale bool) (*RefusedError, error) {
@@ -578,11 +579,19 @@ func (a *Attempt) remembered(stale bool) (*RefusedError, error) {
 	for _, h := range a.rules {
 		key := a.key(h.lock)
 		end := p.cache.slot(key).Load()
-		if end <= now || !isDegraded && refusal.Reason != 0 && (refusal.Forever || end-now <= int64(refusal.RetryAfter+time.Millisecond)) {
-			// Nothing remembered, or nothing that would outlast the
-			// lock found by more than a millisecond: a lockout locks
-			// its rules one after the other, microseconds apart. While
-			// degraded, every lock found is carried to the fallback.
+		if end <= now {
+			continue // nothing remembered
+		}
+		if !isDegraded && refusal.Reason != 0 && (refusal.Forever || end-now <= int64(refusal.RetryAfter+time.Millisecond)) {
+			// Nothing that would outlast the lock found by more than a
+			// millisecond (a lockout locks its rules one after the
+			// other, microseconds apart): not worth a lookup. The wait
+			// asked for covers it, so that a client that waits as told
+			// is not refused again. While degraded, every lock found is
+			// looked up, to be carried to the fallback.
+			if !refusal.Forever && time.Duration(end-now) > refusal.RetryAfter {
+				refusal.RetryAfter = time.Duration(end - now)
+			}
 			continue
 		}
 		left, ok := p.cache.lookup(key, now, staleOK)
