@@ -557,6 +557,41 @@ func TestLockCache(t *testing.T) {
 			})
 		}
 	})
+	// An attempt that takes a key's last slot makes the policy remember
+	// the key as full until it reports: the next attempts are refused with
+	// no store call (behind the same filter slot as the key's lock).
+	t.Run("a full counter until its last attempt reports", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			store := &switchStore{Backend: newStore(t)}
+			p := newPolicyOn(t, store, lockout.Config{Rules: []lockout.Rule{rule}})
+			a1, err := p.Allow(bg, alice)
+			if err != nil {
+				t.Fatal(err)
+			}
+			a2, err := p.Allow(bg, alice) // the last slot
+			if err != nil {
+				t.Fatal(err)
+			}
+			synctest.Wait()
+			before := store.calls.Load()
+			_, err = p.Allow(bg, alice)
+			if re := refusal(t, err); re.Reason != lockout.ReasonCapacity || !re.Remembered {
+				t.Errorf("with every slot taken: %+v, want a remembered full counter", re)
+			}
+			if n := store.calls.Load() - before; n != 0 {
+				t.Errorf("%d store calls for a remembered full counter, want 0", n)
+			}
+			if err := a2.Success(bg); err != nil {
+				t.Fatal(err)
+			}
+			if err := a1.Failure(bg); err != nil {
+				t.Fatal(err)
+			}
+			if err := attempt(t, p, alice, true); err != nil {
+				t.Errorf("after the last attempt reported: %v", err)
+			}
+		})
+	})
 	t.Run("unlock elsewhere within the bound", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			store := newStore(t)

@@ -20,9 +20,10 @@ import (
 // round trip), and under attack the hottest keys are the targets. It never
 // remembers "not locked".
 //
-// In front of it sits a filter: slot h(key) of ends holds the latest end
-// of the locks remembered on the keys that hash to it. A key whose slot
-// has ended cannot be in the cache, and is not looked up: most decisions
+// In front of it sits a filter: slot h(part) of ends holds the latest end
+// of the locks remembered on the keys whose part after the kind hashes to
+// it, so that a rule key's counter and lock marker share a slot. A key
+// whose slot has ended cannot be in the cache, and is not looked up: most decisions
 // are on keys with no lock, and a ristretto lookup (two hashes, a shard
 // lock, a probe, a frequency count) costs about ten times the slot's. The
 // filter never says "no" for a remembered lock; a forgotten one leaves its
@@ -54,31 +55,24 @@ type cachedLock struct {
 // inUse reports whether any lock was ever remembered.
 func (c *lockCache) inUse() bool { return c.used.Load() }
 
+// slot returns the filter's slot for the keys whose part after the kind
+// is part (Policy.filterPart). It needs no lock: the filter is never
+// freed. The caller has seen inUse.
+func (c *lockCache) slot(part string) *atomic.Int64 {
+	return &c.ends[maphash.String(c.seed, part)&uint64(len(c.ends)-1)]
+}
+
+// mayHold reports whether the cache may hold a lock that lasts past now
+// on a key whose part after the kind is part. The caller has seen inUse.
+func (c *lockCache) mayHold(part string, now int64) bool {
+	return c.slot(part).Load() > now
+}
+
 // get returns how long the lock on key lasts (backend.NoExpiry: until
 // unlocked), if it is remembered and fresh: seen within the cache's TTL,
 // or at any time when staleOK (the store is failing, so an unlock could
-// not have reached it anyway).
+// not have reached it anyway). It does not ask the filter.
 func (c *lockCache) get(key string, now int64, staleOK bool) (time.Duration, bool) {
-	if c.c == nil || !c.mayHold(key, now) {
-		return 0, false
-	}
-	return c.lookup(key, now, staleOK)
-}
-
-// slot returns key's slot of the filter. It needs no lock: the filter is
-// never freed. The caller has seen inUse.
-func (c *lockCache) slot(key string) *atomic.Int64 {
-	return &c.ends[maphash.String(c.seed, key)&uint64(len(c.ends)-1)]
-}
-
-// mayHold reports whether the cache may hold a lock on key that lasts
-// past now. The caller has seen inUse.
-func (c *lockCache) mayHold(key string, now int64) bool {
-	return c.slot(key).Load() > now
-}
-
-// lookup is get without the filter.
-func (c *lockCache) lookup(key string, now int64, staleOK bool) (time.Duration, bool) {
 	if c.c == nil {
 		return 0, false
 	}
@@ -140,7 +134,7 @@ func (p *Policy) remember(key string, ttl time.Duration, wait bool) {
 		v.until, rttl = now+int64(ttl), ttl
 	}
 	// The slot goes up first: a lookup that finds the entry finds it up.
-	for end := c.slot(key); ; {
+	for end := c.slot(p.filterPart(key)); ; {
 		if old := end.Load(); old >= v.until || end.CompareAndSwap(old, v.until) {
 			break
 		}
@@ -154,6 +148,16 @@ func (p *Policy) remember(key string, ttl time.Duration, wait bool) {
 		c.c.Wait()
 	}
 	c.used.Store(true)
+}
+
+// filterPart returns what the lock cache's filter hashes of key: the part
+// after its kind, the same in a rule key's counter, lock marker and
+// history (prefix ":" kind ":" rule ":{" subject "}", appendKey).
+func (p *Policy) filterPart(key string) string {
+	if n := len(p.prefix) + 2; len(key) > n {
+		return key[n:]
+	}
+	return key
 }
 
 // forget drops the remembered locks on keys, after an unlock through this

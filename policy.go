@@ -578,7 +578,7 @@ func (a *Attempt) remembered(stale bool) (*RefusedError, error) {
 	var carry []backend.Op
 	for _, h := range a.rules {
 		key := a.key(h.lock)
-		end := p.cache.slot(key).Load()
+		end := p.cache.slot(p.filterPart(key)).Load()
 		if end <= now {
 			continue // nothing remembered
 		}
@@ -594,7 +594,7 @@ func (a *Attempt) remembered(stale bool) (*RefusedError, error) {
 			}
 			continue
 		}
-		left, ok := p.cache.lookup(key, now, staleOK)
+		left, ok := p.cache.get(key, now, staleOK)
 		if !ok {
 			continue
 		}
@@ -613,7 +613,11 @@ func (a *Attempt) remembered(stale bool) (*RefusedError, error) {
 	// when no lock is remembered.
 	for i := 0; i < len(a.rules) && refusal.Reason == 0; i++ {
 		h := &a.rules[i]
-		if left, ok := p.cache.get(a.key(h.attempts), now, staleOK); ok {
+		key := a.key(h.attempts)
+		if !p.cache.mayHold(p.filterPart(key), now) {
+			continue
+		}
+		if left, ok := p.cache.get(key, now, staleOK); ok {
 			// Every slot is taken by an attempt of this process that has
 			// not reported yet.
 			refusal = RefusedError{Reason: ReasonCapacity, Rule: h.r.Name, Key: a.key(h.subject), RetryAfter: left, Remembered: true}
@@ -637,10 +641,11 @@ func (a *Attempt) remembered(stale bool) (*RefusedError, error) {
 }
 
 // mayBeRemembered reports whether the lock cache's filter lets any key of
-// the attempt's rules be remembered at now. The caller has seen inUse.
+// the attempt's rules be remembered at now: one slot per rule, which its
+// counter and lock marker share. The caller has seen inUse.
 func (a *Attempt) mayBeRemembered(now int64) bool {
 	for _, h := range a.rules {
-		if a.p.cache.mayHold(a.key(h.lock), now) || a.p.cache.mayHold(a.key(h.attempts), now) {
+		if a.p.cache.mayHold(a.p.filterPart(a.key(h.lock)), now) {
 			return true
 		}
 	}
