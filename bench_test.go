@@ -175,6 +175,25 @@ func BenchmarkDecision(b *testing.B) {
 			})
 		})
 	}
+	// The shape of an attack on one account: every goroutine is refused
+	// on the same locked subject, whose lock the cache holds.
+	b.Run("RefusedHotKey", func(b *testing.B) {
+		p, err := lockout.New(newStore(b), lockout.Config{Rules: benchRules(1), Logger: discard})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { p.Close() })
+		victim := subjects[0]
+		if a, err := p.Allow(ctx, victim); err == nil {
+			a.Failure(ctx) // locks every rule
+		}
+		run(b, func(lockout.Subject) error {
+			if _, err := p.Allow(ctx, victim); !isRemembered(err) {
+				return fmt.Errorf("%v: %v, want a remembered refusal", victim, err)
+			}
+			return nil
+		})
+	})
 	b.Run("StoreBatch6", func(b *testing.B) {
 		store := newStore(b)
 		keys := make([][6]string, benchSubjects)
@@ -214,6 +233,13 @@ func BenchmarkDecision(b *testing.B) {
 			}
 		})
 	})
+}
+
+// isRemembered reports whether err refuses from the lock cache, without
+// allocating (errors.As makes its target escape).
+func isRemembered(err error) bool {
+	re, ok := err.(*lockout.RefusedError)
+	return ok && re.Remembered
 }
 
 // BenchmarkJournalCost measures what the attempt journal costs a decision
