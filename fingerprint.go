@@ -257,7 +257,7 @@ func (a *Attempt) appendFingerprintWrites(ops []backend.Op) []backend.Op {
 	if x == nil || x.repeat {
 		return ops
 	}
-	return append(ops, memoryOps(a.memoryWrite(), a.p.fp.window)...)
+	return appendMemoryOps(ops, a.memoryWrite(), a.p.fp.window)
 }
 
 // memoryWrite returns what the attempt's failure, not a repeat, leaves in

@@ -323,12 +323,12 @@ type run struct {
 }
 
 // lowest returns the index of the run whose next record has the lowest
-// number, at most limit; -1 when there is none.
-func lowest(runs []run, limit int64) int {
+// number; -1 when every run is done.
+func lowest(runs []run) int {
 	k := -1
 	for i := range runs {
 		r := &runs[i]
-		if r.i < len(r.times) && r.times[r.i] <= limit && (k < 0 || r.times[r.i] < runs[k].times[runs[k].i]) {
+		if r.i < len(r.times) && (k < 0 || r.times[r.i] < runs[k].times[runs[k].i]) {
 			k = i
 		}
 	}
@@ -365,16 +365,26 @@ func (j *journal) run() {
 			sh.mu.Unlock()
 			r.off, r.i = 0, 0
 		}
-		// Each run is in order: merge them, up to limit.
+		// Each run is in order: merge them. A record numbered during this
+		// flush (rarely more than a few) may follow one still on its way
+		// to a shard taken already: it waits, in order, for the next.
+		next.batch.Reset()
+		next.times, next.off, next.i = next.times[:0], 0, 0
 		for {
-			k := lowest(runs, limit)
+			k := lowest(runs)
 			if k < 0 {
 				break
 			}
 			r := &runs[k]
-			enc, next, _ := r.batch.Next(r.off)
+			n := r.times[r.i]
+			enc, off, _ := r.batch.Next(r.off)
+			r.off, r.i = off, r.i+1
+			if n > limit {
+				next.batch.AddEncoded(enc)
+				next.times = append(next.times, n)
+				continue
+			}
 			batch.AddEncoded(enc)
-			r.off, r.i = next, r.i+1
 			if batch.Len() == journalBatch {
 				j.write(&batch)
 				batch.Reset()
@@ -383,20 +393,6 @@ func (j *journal) run() {
 		if batch.Len() > 0 {
 			j.write(&batch)
 			batch.Reset()
-		}
-		// What is left (rarely more than a few records) waits, in order.
-		next.batch.Reset()
-		next.times, next.off, next.i = next.times[:0], 0, 0
-		for {
-			k := lowest(runs[:len(j.shards)], math.MaxInt64)
-			if k < 0 {
-				break
-			}
-			r := &runs[k]
-			enc, off, _ := r.batch.Next(r.off)
-			next.batch.AddEncoded(enc)
-			next.times = append(next.times, r.times[r.i])
-			r.off, r.i = off, r.i+1
 		}
 		*carry, next = next, *carry
 	}

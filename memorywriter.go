@@ -57,14 +57,15 @@ type memoryWriter struct {
 	once    sync.Once
 }
 
-// target is a sequence number a key will hold: owner is the sequence key
-// of its username, n the writes of the key queued or in flight, written
-// when the last of them ended (Policy.now; 0 while n > 0).
+// expiring is a target whose writes ended at written (Policy.now).
 type expiring struct {
 	key     string
 	written int64
 }
 
+// target is a sequence number a key will hold: owner is the sequence key
+// of its username, n the writes of the key queued or in flight, written
+// when the last of them ended (Policy.now; 0 while n > 0).
 type target struct {
 	owner      string
 	seq        int64
@@ -190,7 +191,7 @@ func (w *memoryWriter) flush() {
 		window := w.p.fp.window
 		ops := make([]backend.Op, 0, 4*len(batch))
 		for _, m := range batch {
-			ops = append(ops, memoryOps(m, window)...)
+			ops = appendMemoryOps(ops, m, window)
 		}
 		store := w.p.store
 		if w.p.breaker.state.Load() == degraded && w.p.fallback != nil {
@@ -252,11 +253,10 @@ func (w *memoryWriter) close() {
 	})
 }
 
-// memoryOps returns the operations of m: the next sequence number, and
-// the fingerprint holding it, both kept for window.
-func memoryOps(m memoryWrite, window time.Duration) []backend.Op {
-	return []backend.Op{
+// appendMemoryOps appends the operations of m to ops: the next sequence
+// number, and the fingerprint holding it, both kept for window.
+func appendMemoryOps(ops []backend.Op, m memoryWrite, window time.Duration) []backend.Op {
+	return append(ops,
 		backend.IncrOp(m.seqKey, 1, window), backend.ExpireOp(m.seqKey, window),
-		backend.DeleteOp(m.fpKey), backend.IncrOp(m.fpKey, m.seq+1, window),
-	}
+		backend.DeleteOp(m.fpKey), backend.IncrOp(m.fpKey, m.seq+1, window))
 }

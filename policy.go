@@ -606,7 +606,7 @@ func (a *Attempt) remembered(stale bool) (*RefusedError, error) {
 			refusal = e
 		}
 		if isDegraded && p.fallback != nil {
-			carry = append(carry, backend.IncrOp(a.key(h.lock), 1, left))
+			carry = append(carry, backend.IncrOp(key, 1, left))
 		}
 	}
 	// A lock says more than a full counter: the counters only matter

@@ -64,6 +64,10 @@ func BenchmarkDecision(b *testing.B) {
 		}
 		return a.Failure(ctx)
 	}
+	// on returns decide on p for a subject's index.
+	on := func(p *lockout.Policy) func(i int) error {
+		return func(i int) error { return decide(p, subjects[i]) }
+	}
 	run := func(b *testing.B, client goredis.UniversalClient, servers []string) {
 		store, err := redisstore.New(ctx, client, nil)
 		if err != nil {
@@ -91,7 +95,7 @@ func BenchmarkDecision(b *testing.B) {
 			return
 		}
 		b.Run("AllowFailure", func(b *testing.B) {
-			runParallelCPU(b, servers, scriptCommands, func(i int) error { return decide(p, subjects[i]) })
+			runParallelCPU(b, servers, scriptCommands, on(p))
 		})
 		// The same decisions with the attempt journal on: a record per
 		// failure, appended to a stream by the journal's goroutine in
@@ -104,7 +108,7 @@ func BenchmarkDecision(b *testing.B) {
 		}
 		b.Cleanup(func() { jp.Close() })
 		b.Run("AllowFailureJournal", func(b *testing.B) {
-			runParallelCPU(b, servers, scriptCommands, func(i int) error { return decide(jp, subjects[i]) })
+			runParallelCPU(b, servers, scriptCommands, on(jp))
 			b.StartTimer() // the journal's work still queued is part of the cost
 			if err := jp.SyncJournal(ctx); err != nil {
 				b.Fatal(err)
@@ -120,23 +124,8 @@ func BenchmarkDecision(b *testing.B) {
 		// load changes. The journal's block includes writing what it
 		// queued. Run it with -benchtime=20x (20 pairs).
 		b.Run("JournalCost", func(b *testing.B) {
-			next := 0
-			block := func(p *lockout.Policy) func(ops int) (time.Duration, error) {
-				return func(ops int) (time.Duration, error) {
-					start := next
-					next += ops
-					d, err := abbench.BlockN(ops, 8*runtime.GOMAXPROCS(0), func(i int) error {
-						return decide(p, subjects[(start+i)*7919%benchSubjects])
-					})
-					if err == nil && p == jp {
-						t0 := time.Now()
-						err = jp.SyncJournal(ctx)
-						d += time.Since(t0)
-					}
-					return d, err
-				}
-			}
-			abbench.Pairs(b, 5_000, block(p), block(jp))
+			block := pairBlocks(8 * runtime.GOMAXPROCS(0))
+			abbench.Pairs(b, 5_000, block(on(p), nil), block(on(jp), func() error { return jp.SyncJournal(ctx) }))
 			if st := jp.JournalStats(); st.Dropped > 0 {
 				b.Errorf("journal dropped records: %+v", st)
 			}
@@ -148,29 +137,12 @@ func BenchmarkDecision(b *testing.B) {
 		// goroutines per core, the round trips bound both; with 8, the
 		// machine's cores do (client and server share them here). Run
 		// it with -benchtime=20x (20 pairs).
-		keys := make([]string, benchSubjects)
-		pipe := client.Pipeline()
-		for i := range keys {
-			keys[i] = fmt.Sprintf("bench/%06d", i)
-			pipe.Set(ctx, keys[i], 1, time.Hour)
-			if pipe.Len() == 1000 || i == len(keys)-1 {
-				if _, err := pipe.Exec(ctx); err != nil {
-					b.Fatal(err)
-				}
-			}
-		}
+		keys := bareKeys(b, client)
 		for _, perCore := range []int{2, 8} {
 			b.Run(fmt.Sprintf("VsBareIncr/goroutines=%dxGOMAXPROCS", perCore), func(b *testing.B) {
-				workers, next := perCore*runtime.GOMAXPROCS(0), 0
-				block := func(f func(i int) error) func(ops int) (time.Duration, error) {
-					return func(ops int) (time.Duration, error) {
-						start := next
-						next += ops
-						return abbench.BlockN(ops, workers, func(i int) error { return f((start + i) * 7919 % benchSubjects) })
-					}
-				}
+				block := pairBlocks(perCore * runtime.GOMAXPROCS(0))
 				incr := func(i int) error { return client.Incr(ctx, keys[i]).Err() }
-				abbench.Pairs(b, 5_000, block(incr), block(func(i int) error { return decide(p, subjects[i]) }))
+				abbench.Pairs(b, 5_000, block(incr, nil), block(on(p), nil))
 			})
 		}
 	}
@@ -186,6 +158,45 @@ func BenchmarkDecision(b *testing.B) {
 		b.Cleanup(func() { client.Close() })
 		run(b, client, cl.Addrs)
 	})
+}
+
+// bareKeys returns the keys of BenchmarkBareIncr, 100,000 of them, each
+// set on client's servers with an hour to live.
+func bareKeys(b *testing.B, client goredis.UniversalClient) []string {
+	ctx := context.Background()
+	keys := make([]string, benchSubjects)
+	pipe := client.Pipeline()
+	for i := range keys {
+		keys[i] = fmt.Sprintf("bench/%06d", i)
+		pipe.Set(ctx, keys[i], 1, time.Hour)
+		if pipe.Len() == 1000 || i == len(keys)-1 {
+			if _, err := pipe.Exec(ctx); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	return keys
+}
+
+// pairBlocks returns a maker of abbench blocks on workers goroutines: a
+// block calls f on ops subject (key) indexes spread with a prime stride,
+// going on where the maker's last block ended, then after, when set,
+// whose time counts in the block's (a writer catching up).
+func pairBlocks(workers int) func(f func(i int) error, after func() error) func(ops int) (time.Duration, error) {
+	next := 0
+	return func(f func(i int) error, after func() error) func(ops int) (time.Duration, error) {
+		return func(ops int) (time.Duration, error) {
+			start := next
+			next += ops
+			d, err := abbench.BlockN(ops, workers, func(i int) error { return f((start + i) * 7919 % benchSubjects) })
+			if err == nil && after != nil {
+				t0 := time.Now()
+				err = after()
+				d += time.Since(t0)
+			}
+			return d, err
+		}
+	}
 }
 
 // runParallelCPU runs f in parallel over subject (key) indexes spread with a
@@ -269,20 +280,8 @@ func commandUsec(b *testing.B, c *goredis.Client, cmds []string) float64 {
 // the 3-master Cluster ("cluster").
 func BenchmarkBareIncr(b *testing.B) {
 	ctx := context.Background()
-	keys := make([]string, benchSubjects)
-	for i := range keys {
-		keys[i] = fmt.Sprintf("bench/%06d", i)
-	}
 	run := func(b *testing.B, client goredis.UniversalClient, servers []string) {
-		pipe := client.Pipeline()
-		for i := range keys {
-			pipe.Set(ctx, keys[i], 1, time.Hour)
-			if pipe.Len() == 1000 || i == len(keys)-1 {
-				if _, err := pipe.Exec(ctx); err != nil {
-					b.Fatal(err)
-				}
-			}
-		}
+		keys := bareKeys(b, client)
 		b.Run("Incr", func(b *testing.B) {
 			runParallelCPU(b, servers, []string{"incr"}, func(i int) error { return client.Incr(ctx, keys[i]).Err() })
 		})
