@@ -794,8 +794,13 @@ func (a *Attempt) failure(ctx context.Context, start int64) error {
 	}
 	// One call refreshes sliding windows and, for each rule whose last
 	// slot this attempt held, takes the lock marker (only its creator goes
-	// on) and counts the lockout.
-	var lockBuf [4]*held
+	// on) and counts the lockout. A lockCall is such a rule: where its two
+	// increments went in the call (indexes in ops and res).
+	type lockCall struct {
+		h               *held
+		marker, history int
+	}
+	var lockBuf [4]lockCall
 	locking := lockBuf[:0]
 	sc, ops, res := getScratch(3*len(a.rules) + 2*a.fpOps())
 	defer putScratch(sc)
@@ -810,7 +815,7 @@ func (a *Attempt) failure(ctx context.Context, start int64) error {
 				a.p.forget(a.key(h.attempts)) // its last slot is free again
 			}
 		case h.value == int64(h.r.Limit):
-			locking = append(locking, h)
+			locking = append(locking, lockCall{h: h})
 		case h.r.Sliding:
 			ops = append(ops, backend.ExpireOp(a.key(h.attempts), h.r.Window))
 		}
@@ -822,15 +827,16 @@ func (a *Attempt) failure(ctx context.Context, start int64) error {
 	} else {
 		ops = a.appendFingerprintWrites(ops)
 	}
-	base := len(ops)
-	for _, h := range locking {
-		provisional, err := lockDuration(h.r.Schedule, 1)
+	for i := range locking {
+		l := &locking[i]
+		provisional, err := lockDuration(l.h.r.Schedule, 1)
 		if err != nil || provisional == Forever {
-			provisional = h.r.Window
+			provisional = l.h.r.Window
 		}
+		l.marker, l.history = len(ops), len(ops)+1
 		ops = append(ops,
-			backend.IncrOp(a.key(h.lock), 1, provisional),
-			backend.IncrOp(a.key(h.history), 1, h.r.HistoryWindow))
+			backend.IncrOp(a.key(l.h.lock), 1, provisional),
+			backend.IncrOp(a.key(l.h.history), 1, l.h.r.HistoryWindow))
 	}
 	if len(ops) == 0 {
 		return nil
@@ -856,8 +862,8 @@ func (a *Attempt) failure(ctx context.Context, start int64) error {
 	var lockouts [4]lockout
 	done := lockouts[:0]
 	ops2 := make([]backend.Op, 0, 3*len(locking))
-	for i, h := range locking {
-		marker, hist := res[base+2*i], res[base+2*i+1]
+	for _, l := range locking {
+		h, marker, hist := l.h, res[l.marker], res[l.history]
 		if marker.Value != 1 {
 			ops2 = append(ops2, backend.IncrOp(a.key(h.history), -1, h.r.HistoryWindow))
 			continue
