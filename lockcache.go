@@ -34,9 +34,8 @@ import (
 // which costs the keys that share it a lookup, as before the filter.
 //
 // The cache is made on the first lock remembered, so that a policy that
-// never sees one runs no goroutines. All its methods except slot and
-// mayHold are called with Policy.mu held for reading, which keeps them
-// clear of Close.
+// never sees one runs no goroutines. All its methods but slot are called
+// with Policy.mu held for reading, which keeps them clear of Close.
 type lockCache struct {
 	once sync.Once
 	c    *ristretto.Cache[string, cachedLock]
@@ -60,12 +59,6 @@ func (c *lockCache) inUse() bool { return c.used.Load() }
 // freed. The caller has seen inUse.
 func (c *lockCache) slot(part string) *atomic.Int64 {
 	return &c.ends[maphash.String(c.seed, part)&uint64(len(c.ends)-1)]
-}
-
-// mayHold reports whether the cache may hold a lock that lasts past now
-// on a key whose part after the kind is part. The caller has seen inUse.
-func (c *lockCache) mayHold(part string, now int64) bool {
-	return c.slot(part).Load() > now
 }
 
 // get returns how long the lock on key lasts (backend.NoExpiry: until

@@ -561,9 +561,16 @@ func (a *Attempt) remembered(stale bool) (*RefusedError, error) {
 		return nil, nil
 	}
 	// The filter first, without the policy's lock, whose readers' count
-	// every core would write: most attempts have no key to look up.
+	// every core would write: most attempts have no key to look up. One
+	// slot per rule, which its counter and lock marker share.
 	now := p.now()
-	if !a.mayBeRemembered(now) {
+	var endBuf [4]int64
+	ends, maybe := endBuf[:0], false
+	for _, h := range a.rules {
+		end := p.cache.slot(p.filterPart(a.key(h.lock))).Load()
+		ends, maybe = append(ends, end), maybe || end > now
+	}
+	if !maybe {
 		return nil, nil
 	}
 	p.mu.RLock()
@@ -576,9 +583,8 @@ func (a *Attempt) remembered(stale bool) (*RefusedError, error) {
 	// The refusals are built on the stack: only the one returned escapes.
 	var refusal RefusedError
 	var carry []backend.Op
-	for _, h := range a.rules {
-		key := a.key(h.lock)
-		end := p.cache.slot(p.filterPart(key)).Load()
+	for i, h := range a.rules {
+		key, end := a.key(h.lock), ends[i]
 		if end <= now {
 			continue // nothing remembered
 		}
@@ -612,12 +618,11 @@ func (a *Attempt) remembered(stale bool) (*RefusedError, error) {
 	// A lock says more than a full counter: the counters only matter
 	// when no lock is remembered.
 	for i := 0; i < len(a.rules) && refusal.Reason == 0; i++ {
-		h := &a.rules[i]
-		key := a.key(h.attempts)
-		if !p.cache.mayHold(p.filterPart(key), now) {
-			continue
+		if ends[i] <= now {
+			continue // the counter's slot is its lock marker's
 		}
-		if left, ok := p.cache.get(key, now, staleOK); ok {
+		h := &a.rules[i]
+		if left, ok := p.cache.get(a.key(h.attempts), now, staleOK); ok {
 			// Every slot is taken by an attempt of this process that has
 			// not reported yet.
 			refusal = RefusedError{Reason: ReasonCapacity, Rule: h.r.Name, Key: a.key(h.subject), RetryAfter: left, Remembered: true}
@@ -638,18 +643,6 @@ func (a *Attempt) remembered(stale bool) (*RefusedError, error) {
 	e := new(RefusedError) // only now on the heap
 	*e = refusal
 	return e, nil
-}
-
-// mayBeRemembered reports whether the lock cache's filter lets any key of
-// the attempt's rules be remembered at now: one slot per rule, which its
-// counter and lock marker share. The caller has seen inUse.
-func (a *Attempt) mayBeRemembered(now int64) bool {
-	for _, h := range a.rules {
-		if a.p.cache.mayHold(a.p.filterPart(a.key(h.lock)), now) {
-			return true
-		}
-	}
-	return false
 }
 
 // longer reports whether a asks to wait longer than b.
