@@ -17,6 +17,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/go-lockout/lockout"
+	"github.com/go-lockout/lockout/backend"
 	redisstore "github.com/go-lockout/lockout/backend/redis"
 	"github.com/go-lockout/lockout/internal/abbench"
 	"github.com/go-lockout/lockout/internal/testserver"
@@ -138,13 +139,51 @@ func BenchmarkDecision(b *testing.B) {
 		// machine's cores do (client and server share them here). Run
 		// it with -benchtime=20x (20 pairs).
 		keys := bareKeys(b, client)
+		incr := func(i int) error { return client.Incr(ctx, keys[i]).Err() }
 		for _, perCore := range []int{2, 8} {
 			b.Run(fmt.Sprintf("VsBareIncr/goroutines=%dxGOMAXPROCS", perCore), func(b *testing.B) {
 				block := pairBlocks(perCore * runtime.GOMAXPROCS(0))
-				incr := func(i int) error { return client.Incr(ctx, keys[i]).Err() }
 				abbench.Pairs(b, 5_000, block(incr, nil), block(on(p), nil))
 			})
 		}
+		// The floors of a decision on this machine, against the same
+		// baseline in the same way (8 goroutines per core): "store", the
+		// store alone serving a decision's six operations (its script,
+		// without the engine); "pipeline", the plain commands an exact
+		// decision would need without a script, in one round trip: per
+		// rule key INCRBY, EXPIRE NX (a TTL only for a new counter) and
+		// EXISTS of its lock marker. Neither is atomic per hash tag, as
+		// the store's script is; they say how far the bar is from what
+		// the server and the shared cores allow.
+		fc, fl := floorKeys(b, client)
+		b.Run("FloorVsBareIncr/store", func(b *testing.B) {
+			block := pairBlocks(8 * runtime.GOMAXPROCS(0))
+			batch := func(i int) error {
+				var ops [6]backend.Op
+				var res [6]backend.Result
+				for j := range 3 {
+					ops[2*j] = backend.Op{Kind: backend.Incr, Key: fc[i][j], Delta: 1, TTL: time.Hour, SkipTTL: true}
+					ops[2*j+1] = backend.ExistsOp(fl[i][j])
+				}
+				return store.Do(ctx, ops[:], res[:])
+			}
+			abbench.Pairs(b, 5_000, block(incr, nil), block(batch, nil))
+		})
+		b.Run("FloorVsBareIncr/pipeline", func(b *testing.B) {
+			block := pairBlocks(8 * runtime.GOMAXPROCS(0))
+			pipeline := func(i int) error {
+				_, err := client.Pipelined(ctx, func(pipe goredis.Pipeliner) error {
+					for j := range 3 {
+						pipe.IncrBy(ctx, fc[i][j], 1)
+						pipe.ExpireNX(ctx, fc[i][j], time.Hour)
+						pipe.Exists(ctx, fl[i][j])
+					}
+					return nil
+				})
+				return err
+			}
+			abbench.Pairs(b, 5_000, block(incr, nil), block(pipeline, nil))
+		})
 	}
 	b.Run("redis", func(b *testing.B) {
 		srv := testserver.Redis(b)
@@ -176,6 +215,29 @@ func bareKeys(b *testing.B, client goredis.UniversalClient) []string {
 		}
 	}
 	return keys
+}
+
+// floorKeys returns the keys of the floor benchmarks: for each of 100,000
+// subjects, three counters (one hash tag each, as a decision's rule keys),
+// set on client's servers with an hour to live, and their lock markers,
+// which do not exist.
+func floorKeys(b *testing.B, client goredis.UniversalClient) (counters, markers [][3]string) {
+	ctx := context.Background()
+	counters, markers = make([][3]string, benchSubjects), make([][3]string, benchSubjects)
+	pipe := client.Pipeline()
+	for i := range counters {
+		for j := range 3 {
+			counters[i][j] = fmt.Sprintf("floor:a:rule%d:{u=user%06d}", j, i)
+			markers[i][j] = fmt.Sprintf("floor:l:rule%d:{u=user%06d}", j, i)
+			pipe.Set(ctx, counters[i][j], 1, time.Hour)
+		}
+		if pipe.Len() >= 1000 || i == len(counters)-1 {
+			if _, err := pipe.Exec(ctx); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	return counters, markers
 }
 
 // pairBlocks returns a maker of abbench blocks on workers goroutines: a
