@@ -47,57 +47,70 @@ func (b *batch) unlock() {
 	}
 }
 
-// apply applies op on its shard sh, which the batch holds.
-func (b *batch) apply(op *backend.Op, sh *shard) (backend.Result, error) {
+// place is where an operation's key lives: its shard, its hash there, and
+// the cell it was found in before the batch applied any operation (a hint:
+// an operation before it may have moved it), or -1.
+type place struct {
+	hash  uint64
+	cell  int
+	shard uint8
+}
+
+// apply applies op on its shard sh, which the batch holds, where p is the
+// place of op's key.
+func (b *batch) apply(op *backend.Op, sh *shard, p *place) (backend.Result, error) {
 	switch op.Kind {
 	case backend.Incr:
-		return b.incr(sh, op.Key, op.Delta, op.TTL)
+		return b.incr(sh, p, op.Key, op.Delta, op.TTL)
 	case backend.Exists:
-		if i, ok := b.get(sh, op.Key); ok {
-			return sh.entries[i].result(b.now), nil
+		if i, ok := b.get(sh, p, op.Key); ok {
+			return sh.at(i).result(b.now), nil
 		}
 		return backend.Result{}, nil
 	case backend.Expire:
-		i, ok := b.get(sh, op.Key)
+		i, ok := b.get(sh, p, op.Key)
 		if !ok {
 			return backend.Result{}, nil
 		}
-		e := &sh.entries[i]
+		e := sh.at(i)
 		e.exp = expiry(b.now, op.TTL)
 		sh.noteExp(e.exp)
 		return e.result(b.now), nil
 	case backend.Delete:
-		i, ok := sh.lookup(op.Key)
-		if !ok {
+		i := sh.findFrom(p.hash, op.Key, p.cell)
+		if i < 0 {
 			return backend.Result{}, nil
 		}
-		found := sh.entries[i].live(b.now)
-		b.remove(sh, op.Key, i)
+		found := sh.at(i).live(b.now)
+		b.remove(sh, i)
 		return backend.Result{Found: found}, nil
 	}
 	return backend.Result{}, fmt.Errorf("memory: %w: unknown operation %s", backend.ErrInvalid, op.Kind)
 }
 
-// get returns the index of key's entry in sh if the key is live. An
+// get returns the cell of key, at place p, in sh if the key is live. An
 // expired entry it finds is removed.
-func (b *batch) get(sh *shard, key string) (uint32, bool) {
-	i, ok := sh.lookup(key)
-	if ok && !sh.entries[i].live(b.now) {
-		b.remove(sh, key, i)
+func (b *batch) get(sh *shard, p *place, key string) (int, bool) {
+	i := sh.findFrom(p.hash, key, p.cell)
+	if i < 0 {
 		return 0, false
 	}
-	return i, ok
+	if !sh.at(i).live(b.now) {
+		b.remove(sh, i)
+		return 0, false
+	}
+	return i, true
 }
 
-// remove deletes key, whose entry in sh is at i.
-func (b *batch) remove(sh *shard, key string, i uint32) {
-	sh.remove(key, i)
+// remove deletes the key in cell i of sh.
+func (b *batch) remove(sh *shard, i int) {
+	sh.remove(i)
 	b.s.keys.Add(-1)
 }
 
-func (b *batch) incr(sh *shard, key string, delta int64, ttl time.Duration) (backend.Result, error) {
-	if i, ok := b.get(sh, key); ok {
-		e := &sh.entries[i]
+func (b *batch) incr(sh *shard, p *place, key string, delta int64, ttl time.Duration) (backend.Result, error) {
+	if i, ok := b.get(sh, p, key); ok {
+		e := sh.at(i)
 		if delta == 0 {
 			return e.result(b.now), nil
 		}
@@ -105,7 +118,7 @@ func (b *batch) incr(sh *shard, key string, delta int64, ttl time.Duration) (bac
 		if e.value == 0 {
 			// A give-back that brings the counter to zero removes it,
 			// under the shard lock, so no other call sees the zero.
-			b.remove(sh, key, i)
+			b.remove(sh, i)
 			return backend.Result{}, nil
 		}
 		return e.result(b.now), nil
@@ -119,7 +132,7 @@ func (b *batch) incr(sh *shard, key string, delta int64, ttl time.Duration) (bac
 		}
 	}
 	e := entry{value: delta, exp: expiry(b.now, ttl)}
-	sh.add(key, e)
+	sh.add(p.hash, key, e)
 	return e.result(b.now), nil
 }
 

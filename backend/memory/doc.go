@@ -11,15 +11,18 @@
 //
 // # How it works
 //
-// Keys live in 256 shards under a mutex each. A shard's map gives each
-// key (the store's own copy) the index of its entry in a slice of 16-byte
-// entries, free of pointers: the counter and its expiry in nanoseconds on
-// the monotonic clock. Updates write the entry in place. A key's shard is
+// Keys live in 256 shards under a mutex each. A shard is a hash table
+// with open addressing: each 40-byte cell holds a key (the store's own
+// copy), its hash, the counter and its expiry in nanoseconds on the
+// monotonic clock. Updates write the cell in place. A key's shard is
 // chosen by a hash of its hash tag ([backend.HashTag]), so the keys of one
-// tag share a shard. A call (Do) takes every shard its keys need, once and
-// in ascending order, reads the clock once, applies its operations in
-// order at that instant, and releases them: the operations of one hash tag
-// in a batch apply as one atomic step, and batches cannot deadlock.
+// tag share a shard, and within it their probes start at the same cell, so
+// that a rule key's counter and lock marker are found side by side. A call
+// (Do) takes every shard its keys need, once and in ascending order, reads
+// the clock once, looks every key up, applies its operations in order at
+// that instant, and releases them: the operations of one hash tag in a
+// batch apply as one atomic step, and batches cannot deadlock. Looking the
+// keys up first, in a short loop, lets their cache misses overlap.
 //
 // Expiry is exact: a key whose expiry has passed is never visible, and an
 // operation that finds one removes it. A sweeper goroutine reclaims the
@@ -35,18 +38,20 @@
 // # Caveats
 //
 //   - An expired key keeps its memory, and counts in [Store.Len], until it
-//     is touched, swept, or reclaimed by a creation in a full store. Go's
-//     maps do not shrink: a shard keeps the room of the most keys it held.
+//     is touched, swept, or reclaimed by a creation in a full store. A
+//     shard's table shrinks only when a sweep leaves it less than an eighth
+//     full.
 //   - A creation in a full store sweeps shards beyond those its call holds:
 //     it waits for those above them, but only tries those below (the lock
 //     order), so expired keys in a shard that another call holds at that
 //     moment may not be reclaimed in time, and the creation is refused.
 //   - Keys of one hash tag share a lock: calls on one tag run one at a time
 //     (they are one subject's keys in the lockout engine). A sweep holds a
-//     shard's lock while it walks the shard's map.
-//   - Memory is some 60 to 120 bytes per key, plus the key's length
-//     (rounded up to an allocation size): a map slot, an entry, and the
-//     store's copy of the key, which it never shares with the caller.
+//     shard's lock while it walks the shard's table.
+//   - Memory is some 55 to 110 bytes per key (a cell, in a table from three
+//     eighths to three quarters full), plus the key's length rounded up to
+//     an allocation size: the store's copy of the key, which it never
+//     shares with the caller.
 //   - [Store.Keys] walks the shards one at a time, copying a shard's
 //     matching keys and checking each again before yielding it.
 //   - The store is for one process; its state is lost on Close or exit.

@@ -61,8 +61,8 @@ func (s *Store) live(sh *shard, key string) (bool, error) {
 		return false, errClosed
 	}
 	i, ok := sh.lookup(key)
-	if ok && !sh.entries[i].live(s.now()) {
-		sh.remove(key, i)
+	if ok && !sh.at(i).live(s.now()) {
+		sh.remove(i)
 		s.keys.Add(-1)
 		return false, nil
 	}

@@ -50,7 +50,7 @@ type Options struct {
 
 	// ReclaimDelay tuned the ristretto cache the store was once built on.
 	//
-	// Deprecated: ignored. The store keeps its keys in its own maps and
+	// Deprecated: ignored. The store keeps its keys in its own hash tables and
 	// reclaims expired keys with a sweeper; see SweepInterval.
 	ReclaimDelay time.Duration
 }
@@ -77,7 +77,7 @@ type Store struct {
 	errFull error
 	sweepIv time.Duration // Options.SweepInterval
 
-	// keys counts the entries in the shards' maps, expired ones not yet
+	// keys counts the keys in the shards' tables, expired ones not yet
 	// reclaimed included.
 	keys atomic.Int64
 
@@ -138,7 +138,7 @@ func New(opts *Options) (*Store, error) {
 		done:    make(chan struct{}),
 	}
 	for i := range s.shards {
-		s.shards[i].init()
+		s.shards[i].init(s.seed)
 	}
 	go s.sweeper()
 	return s, nil
@@ -148,19 +148,25 @@ func New(opts *Options) (*Store, error) {
 // monotonic clock (or the fake clock of a testing/synctest bubble).
 func (s *Store) now() int64 { return int64(time.Since(s.epoch)) }
 
-// tagHasher finds keys' shards, remembering the last hash tag it hashed:
-// the keys of one rule key come in a row in a batch.
-type tagHasher struct {
-	tag   string // "" at first: a hash tag is never empty
-	shard uint8
+// placer finds the places of keys. A key's shard and home come from the
+// hash of its hash tag, which the placer remembers from one key to the
+// next: the keys of one tag come in a row in a batch.
+type placer struct {
+	s       *Store
+	tag     string // "" at first: a hash tag is never empty
+	tagHash uint64
 }
 
-// shardOf returns the shard of key: that of its hash tag.
-func (t *tagHasher) shardOf(s *Store, key string) uint8 {
-	if tag := backend.HashTag(key); tag != t.tag {
-		t.tag, t.shard = tag, uint8(maphash.String(s.seed, tag)>>(64-shardBits))
+// place returns the place of key, its cell unknown (-1).
+func (pl *placer) place(key string) place {
+	if t := backend.HashTag(key); t != pl.tag || t == "" {
+		pl.tag, pl.tagHash = t, maphash.String(pl.s.seed, t)
 	}
-	return t.shard
+	return place{
+		hash:  keyHash(pl.s.seed, pl.tagHash, key),
+		cell:  -1,
+		shard: uint8(pl.tagHash >> (64 - shardBits)),
+	}
 }
 
 // expiry returns the expiry of a key given ttl at now.
@@ -192,7 +198,7 @@ func (s *Store) reserve() bool {
 func (s *Store) Len() int { return int(s.keys.Load()) }
 
 // Nonblocking reports true: Do only takes the locks of its shards for the
-// length of a few map operations, and never waits for I/O. The lockout
+// length of a few table operations, and never waits for I/O. The lockout
 // engine calls it without a deadline of its own (backend.Nonblocking).
 func (s *Store) Nonblocking() bool { return true }
 
@@ -218,22 +224,30 @@ func (s *Store) Do(ctx context.Context, ops []backend.Op, results []backend.Resu
 	if err := backend.ValidateBatch(ops, results); err != nil {
 		return fmt.Errorf("memory: %w", err)
 	}
-	var small [16]uint8
-	idx := small[:0]
+	var small [16]place
+	places := small[:0]
 	if len(ops) > len(small) {
-		idx = make([]uint8, 0, len(ops))
+		places = make([]place, 0, len(ops))
 	}
 	b := batch{s: s}
-	var th tagHasher
+	pl := placer{s: s}
 	for i := range ops {
-		n := th.shardOf(s, ops[i].Key)
-		idx = append(idx, n)
-		b.held.add(n)
+		p := pl.place(ops[i].Key)
+		places = append(places, p)
+		b.held.add(p.shard)
 	}
 	b.lock()
 	defer b.unlock()
 	if s.closed.Load() {
 		return errClosed
+	}
+	// Find every key before applying any operation: each lookup is likely
+	// a cache miss or two (the key's cell, then its name), and in this
+	// short loop the processor has the misses of several keys in flight
+	// at once, where between two operations it would wait for each.
+	for i := range places {
+		p := &places[i]
+		p.cell = s.shards[p.shard].find(p.hash, ops[i].Key)
 	}
 	for i := range ops {
 		if i&255 == 255 {
@@ -241,7 +255,8 @@ func (s *Store) Do(ctx context.Context, ops []backend.Op, results []backend.Resu
 				return fmt.Errorf("memory: %w", err)
 			}
 		}
-		r, err := b.apply(&ops[i], &s.shards[idx[i]])
+		p := &places[i]
+		r, err := b.apply(&ops[i], &s.shards[p.shard], p)
 		if err != nil {
 			return err
 		}

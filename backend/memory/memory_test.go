@@ -776,20 +776,20 @@ func TestLayout(t *testing.T) {
 // (AtomicTags relies on it), and that keys without a tag spread.
 func TestTagsShareShard(t *testing.T) {
 	s := newStore(t, nil)
-	var th tagHasher
-	want := th.shardOf(s, "{user:alice}")
+	th := placer{s: s}
+	want := th.place("{user:alice}").shard
 	for _, k := range []string{"a/{user:alice}", "lock/{user:alice}/x", "{user:alice}{other}", "user:alice"} {
-		var fresh tagHasher
-		if got := fresh.shardOf(s, k); got != want {
+		fresh := placer{s: s}
+		if got := fresh.place(k).shard; got != want {
 			t.Errorf("shard of %q = %d, want %d (that of its tag)", k, got, want)
 		}
-		if got := th.shardOf(s, k); got != want {
+		if got := th.place(k).shard; got != want {
 			t.Errorf("shard of %q after another key = %d, want %d", k, got, want)
 		}
 	}
 	seen := map[uint8]bool{}
 	for i := range 1000 {
-		seen[th.shardOf(s, fmt.Sprint("k/", i))] = true
+		seen[th.place(fmt.Sprint("k/", i)).shard] = true
 	}
 	if len(seen) < numShards/2 {
 		t.Errorf("1000 keys fell into %d shards, want them spread over most of %d", len(seen), numShards)

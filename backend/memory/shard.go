@@ -1,6 +1,7 @@
 package memory
 
 import (
+	"hash/maphash"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -27,58 +28,138 @@ func (e entry) result(now int64) backend.Result {
 	return r
 }
 
-// shard holds the keys whose hash tags hash to it, under its lock. Its map
-// gives each key the index of its entry in a slice: an update writes the
-// entry in place, and never stores the caller's string as the map's key
-// (a map replaces a string key on assignment), so the store keeps only its
-// own copies of keys, never a caller's string (maybe part of a larger
-// buffer).
+// cell is one place in a shard's table: a key, its hash and its entry, or
+// nothing (hash 0).
+type cell struct {
+	hash uint64 // see shard.hash; 0: the cell is empty
+	key  string // the store's own copy, never a caller's string
+	entry
+}
+
+// shard holds the keys whose hash tags hash to it, under its lock, in a
+// table with open addressing and linear probing: a key sits in the first
+// cell from its home that is empty or its own. A key's home comes from
+// its hash tag, so the keys of one tag (a rule key's counter and lock
+// marker) sit side by side, and looking one up after the other costs no
+// new cache miss. A removal moves back the keys after it that a probe
+// would otherwise not reach (no tombstones). The table doubles when it is
+// three quarters full, and a sweep halves it (or more) when it leaves it
+// less than an eighth full: unlike a Go map, a shard gives back the room
+// of a burst of keys once they expire.
 type shard struct {
-	mu      sync.Mutex
-	index   map[string]uint32 // nil once the store is closed
-	entries []entry
-	free    []uint32 // indexes of unused entries
+	mu    sync.Mutex
+	seed  maphash.Seed
+	cells []cell // a power of two long, or empty
+	n     int    // keys held
 	// minExp is at most the earliest expiry in the shard (never: none
 	// expires). Written under mu, read anywhere: the sweeps skip shards
 	// where nothing can have expired.
 	minExp atomic.Int64
-	_      [56]byte // shards on separate cache lines
+	_      [8]byte // shards on separate cache lines
 }
 
-func (sh *shard) init() {
-	sh.index = make(map[string]uint32)
+// minCells is the smallest table a shard allocates.
+const minCells = 8
+
+func (sh *shard) init(seed maphash.Seed) {
+	sh.seed = seed
 	sh.minExp.Store(never)
+}
+
+// hash returns the hash of key in sh's table; see keyHash.
+func (sh *shard) hash(key string) uint64 {
+	return keyHash(sh.seed, maphash.String(sh.seed, backend.HashTag(key)), key)
+}
+
+// keyHash returns the hash of key in a shard's table, never 0, given the
+// hash of its hash tag. Its low 32 bits are those of the tag's hash, and
+// give the key's home; its high 32 bits are those of the key's own hash,
+// with the lowest set, and tell most keys of one tag apart without
+// comparing them.
+func keyHash(seed maphash.Seed, tagHash uint64, key string) uint64 {
+	const low = 1<<32 - 1
+	return maphash.String(seed, key)&^low | 1<<32 | tagHash&low
 }
 
 // drop forgets every key, for Close. The caller holds sh.mu.
 func (sh *shard) drop() {
-	sh.index, sh.entries, sh.free = nil, nil, nil
+	sh.cells, sh.n = nil, 0
 	sh.minExp.Store(never)
 }
 
 // len returns the number of keys sh holds. The caller holds sh.mu.
-func (sh *shard) len() int { return len(sh.index) }
+func (sh *shard) len() int { return sh.n }
 
-// lookup returns the index of key's entry. The caller holds sh.mu.
-func (sh *shard) lookup(key string) (uint32, bool) {
-	i, ok := sh.index[key]
-	return i, ok
+// at returns the entry of the key in cell i. The caller holds sh.mu.
+func (sh *shard) at(i int) *entry { return &sh.cells[i].entry }
+
+// lookup returns the cell of key. The caller holds sh.mu.
+func (sh *shard) lookup(key string) (int, bool) {
+	i := sh.find(sh.hash(key), key)
+	return i, i >= 0
 }
 
-// add stores a new key with entry e. The caller holds sh.mu, and has
-// checked that sh does not hold key.
-func (sh *shard) add(key string, e entry) {
-	var i uint32
-	if n := len(sh.free); n > 0 {
-		i = sh.free[n-1]
-		sh.free = sh.free[:n-1]
-		sh.entries[i] = e
-	} else {
-		i = uint32(len(sh.entries))
-		sh.entries = append(sh.entries, e)
+// find returns the cell of key, whose hash is h, or -1. The caller holds
+// sh.mu.
+func (sh *shard) find(h uint64, key string) int {
+	if sh.n == 0 {
+		return -1
 	}
-	sh.index[strings.Clone(key)] = i
+	mask := len(sh.cells) - 1
+	for i := int(h) & mask; ; i = (i + 1) & mask {
+		c := &sh.cells[i]
+		if c.hash == h && c.key == key {
+			return i
+		}
+		if c.hash == 0 {
+			return -1
+		}
+	}
+}
+
+// findFrom is find with a hint: the cell where the key was, or -1. The
+// caller holds sh.mu.
+func (sh *shard) findFrom(h uint64, key string, hint int) int {
+	if hint >= 0 && hint < len(sh.cells) {
+		if c := &sh.cells[hint]; c.hash == h && c.key == key {
+			return hint
+		}
+	}
+	return sh.find(h, key)
+}
+
+// add stores a new key, whose hash is h, with entry e. The caller holds
+// sh.mu, and has checked that sh does not hold key.
+func (sh *shard) add(h uint64, key string, e entry) {
+	if (sh.n+1)*4 > len(sh.cells)*3 {
+		sh.resize(max(2*len(sh.cells), minCells))
+	}
+	sh.put(cell{hash: h, key: strings.Clone(key), entry: e})
+	sh.n++
 	sh.noteExp(e.exp)
+}
+
+// put places c in the first empty cell from its home. The caller holds
+// sh.mu, and the table has room.
+func (sh *shard) put(c cell) {
+	mask := len(sh.cells) - 1
+	i := int(c.hash) & mask
+	for sh.cells[i].hash != 0 {
+		i = (i + 1) & mask
+	}
+	sh.cells[i] = c
+}
+
+// resize moves the keys to a new table of n cells, a power of two. The
+// caller holds sh.mu.
+func (sh *shard) resize(n int) {
+	old := sh.cells
+	sh.cells = make([]cell, n)
+	for i := range old {
+		if old[i].hash != 0 {
+			sh.put(old[i])
+		}
+	}
 }
 
 // noteExp lowers sh.minExp to exp if needed. The caller holds sh.mu.
@@ -88,24 +169,49 @@ func (sh *shard) noteExp(exp int64) {
 	}
 }
 
-// remove deletes key, whose entry is at i. The caller holds sh.mu.
-func (sh *shard) remove(key string, i uint32) {
-	delete(sh.index, key)
-	sh.entries[i] = entry{}
-	sh.free = append(sh.free, i)
+// remove deletes the key in cell i. The keys after it, up to the next
+// empty cell, move back into the hole when their probe passes it. The
+// caller holds sh.mu.
+func (sh *shard) remove(i int) {
+	mask := len(sh.cells) - 1
+	hole := i
+	for j := (i + 1) & mask; sh.cells[j].hash != 0; j = (j + 1) & mask {
+		// A probe for the key in j starts at its home and reaches j
+		// through the hole unless the home lies after the hole.
+		home := int(sh.cells[j].hash) & mask
+		if (j-home)&mask >= (j-hole)&mask {
+			sh.cells[hole] = sh.cells[j]
+			hole = j
+		}
+	}
+	sh.cells[hole] = cell{}
+	sh.n--
 }
 
-// sweep deletes the entries of sh expired at now, and returns how many.
+// sweep deletes the keys of sh expired at now, and returns how many. A
+// table left less than an eighth full shrinks to be at most half full.
 // The caller holds sh.mu.
 func (sh *shard) sweep(now int64) int {
 	n, low := 0, int64(never)
-	for k, i := range sh.index {
-		if exp := sh.entries[i].exp; now >= exp {
-			sh.remove(k, i)
+	for i := 0; i < len(sh.cells); {
+		c := &sh.cells[i]
+		switch {
+		case c.hash == 0:
+		case now >= c.exp:
+			sh.remove(i)
 			n++
-		} else {
-			low = min(low, exp)
+			continue // a key after it may have moved into cell i
+		default:
+			low = min(low, c.exp)
 		}
+		i++
+	}
+	if len(sh.cells) > minCells && sh.n*8 < len(sh.cells) {
+		size := minCells
+		for size < 2*sh.n {
+			size *= 2
+		}
+		sh.resize(size)
 	}
 	sh.minExp.Store(low)
 	return n
@@ -114,9 +220,9 @@ func (sh *shard) sweep(now int64) int {
 // appendLive appends the keys of sh live at now that begin with prefix.
 // The caller holds sh.mu.
 func (sh *shard) appendLive(keys []string, prefix string, now int64) []string {
-	for k, i := range sh.index {
-		if sh.entries[i].live(now) && strings.HasPrefix(k, prefix) {
-			keys = append(keys, k)
+	for i := range sh.cells {
+		if c := &sh.cells[i]; c.hash != 0 && c.live(now) && strings.HasPrefix(c.key, prefix) {
+			keys = append(keys, c.key)
 		}
 	}
 	return keys

@@ -1,0 +1,138 @@
+package memory
+
+import (
+	"fmt"
+	"hash/maphash"
+	"math/rand/v2"
+	"testing"
+)
+
+// TestShardModel runs random adds, removals and sweeps on one shard, on
+// keys that share few hash tags (so that they crowd the same homes and the
+// probes wrap around the table), and checks the shard against a map after
+// each step: every key found with its entry, none that is not there, the
+// count right, and the table three quarters full at most.
+func TestShardModel(t *testing.T) {
+	tests := []struct {
+		name       string
+		tags, keys int // distinct hash tags, and keys per tag
+		steps      int
+	}{
+		{"one tag", 1, 40, 2000},
+		{"few tags", 3, 10, 4000},
+		{"many tags", 200, 3, 20000},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			for seed := range uint64(4) {
+				r := rand.New(rand.NewPCG(seed, 1))
+				var sh shard
+				sh.init(maphash.MakeSeed())
+				model := map[string]entry{}
+				key := func() string {
+					return fmt.Sprintf("p:%d:r:{t%d}", r.IntN(tc.keys), r.IntN(tc.tags))
+				}
+				now := int64(0)
+				for step := range tc.steps {
+					k := key()
+					switch op := r.IntN(10); {
+					case op < 5: // add, or remove what is there
+						if i, ok := sh.lookup(k); ok {
+							sh.remove(i)
+							delete(model, k)
+						} else {
+							e := entry{value: int64(step), exp: now + 1 + r.Int64N(100)}
+							sh.add(sh.hash(k), k, e)
+							model[k] = e
+						}
+					case op < 9: // update in place
+						if i, ok := sh.lookup(k); ok {
+							sh.at(i).value++
+							e := model[k]
+							e.value++
+							model[k] = e
+						}
+					default: // time passes; sweep
+						now += r.Int64N(30)
+						swept := sh.sweep(now)
+						want := 0
+						for k, e := range model {
+							if !e.live(now) {
+								delete(model, k)
+								want++
+							}
+						}
+						if swept != want {
+							t.Fatalf("seed %d step %d: sweep removed %d keys, want %d", seed, step, swept, want)
+						}
+					}
+					checkShard(t, &sh, model, fmt.Sprintf("seed %d step %d", seed, step))
+					if t.Failed() {
+						return
+					}
+				}
+			}
+		})
+	}
+}
+
+// checkShard reports where sh differs from model.
+func checkShard(t *testing.T, sh *shard, model map[string]entry, where string) {
+	t.Helper()
+	if sh.len() != len(model) {
+		t.Errorf("%s: shard holds %d keys, want %d", where, sh.len(), len(model))
+	}
+	if sh.len()*4 > len(sh.cells)*3 {
+		t.Errorf("%s: %d keys in %d cells", where, sh.len(), len(sh.cells))
+	}
+	for k, e := range model {
+		i, ok := sh.lookup(k)
+		if !ok {
+			t.Errorf("%s: %q not found", where, k)
+			continue
+		}
+		if got := *sh.at(i); got != e {
+			t.Errorf("%s: %q holds %+v, want %+v", where, k, got, e)
+		}
+	}
+	held := 0
+	for i := range sh.cells {
+		if c := &sh.cells[i]; c.hash != 0 {
+			held++
+			if _, ok := model[c.key]; !ok {
+				t.Errorf("%s: cell %d holds %q, which was removed", where, i, c.key)
+			}
+		}
+	}
+	if held != len(model) {
+		t.Errorf("%s: %d cells in use, want %d", where, held, len(model))
+	}
+}
+
+// TestShardShrinks checks that a sweep that leaves a table less than an
+// eighth full gives back its room: 5 keys left in 16 cells, at most half
+// full.
+func TestShardShrinks(t *testing.T) {
+	var sh shard
+	sh.init(maphash.MakeSeed())
+	for i := range 10_000 {
+		exp := int64(10)
+		if i < 5 {
+			exp = 100
+		}
+		k := fmt.Sprintf("p:a:r:{u=%d}", i)
+		sh.add(sh.hash(k), k, entry{value: 1, exp: exp})
+	}
+	grown := len(sh.cells)
+	if n := sh.sweep(50); n != 9_995 {
+		t.Fatalf("swept %d keys, want 9995", n)
+	}
+	if len(sh.cells) != 16 || sh.len() != 5 {
+		t.Errorf("after the sweep: %d keys in %d cells (%d before), want 5 in 16", sh.len(), len(sh.cells), grown)
+	}
+	for i := range 5 {
+		if _, ok := sh.lookup(fmt.Sprintf("p:a:r:{u=%d}", i)); !ok {
+			t.Errorf("key %d lost in the shrink", i)
+		}
+	}
+}
