@@ -56,3 +56,36 @@ func TestAttackFull(t *testing.T) {
 		t.Errorf("p99 decision latency %v, want far below the 500ms deadline", res.P99)
 	}
 }
+
+// TestAttackOneTag makes many keys of one hash tag, as an attacker can: a
+// username's memory of wrong passwords (Config.Fingerprints) keeps one key
+// per counted failure, lockout:f:{u=victim}:<fingerprint>, and with no rule
+// keyed by the username alone, guesses from many addresses are all
+// counted. Those keys share a shard, by design, but no probe sequence: a
+// lookup of any key of the store, the tag's included, visits a few cells,
+// not one per key of the tag.
+func TestAttackOneTag(t *testing.T) {
+	s, err := memory.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	const n = 20_000
+	for i := range n {
+		ops := []backend.Op{
+			backend.IncrOp(fmt.Sprintf("lockout:f:{u=victim}:%016x", i), 1, time.Hour),
+			backend.IncrOp(fmt.Sprintf("lockout:a:ip:{ip=10.0.%d.%d}", i>>8&255, i&255), 1, time.Hour),
+		}
+		if err := s.Do(t.Context(), ops, make([]backend.Result, len(ops))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Linear probing in a table at most three quarters full: a few tens
+	// of cells at most over 40,000 random keys; one shared home would
+	// make it about n.
+	got := memory.MaxProbe(s)
+	t.Logf("longest probe: %d cells over the home", got)
+	if got > 500 {
+		t.Errorf("a key sits %d cells from its home, after %d keys of one hash tag", got, n)
+	}
+}

@@ -16,8 +16,9 @@
 // copy), its hash, the counter and its expiry in nanoseconds on the
 // monotonic clock. Updates write the cell in place. A key's shard is
 // chosen by a hash of its hash tag ([backend.HashTag]), so the keys of one
-// tag share a shard, and within it their probes start at the same cell, so
-// that a rule key's counter and lock marker are found side by side. A call
+// tag share a shard; within it, a key's probe starts at a cell given by
+// the hash of the whole key, so that no number of keys of one tag (an
+// attacker can make many) lengthens the probes of others. A call
 // (Do) takes every shard its keys need, once and in ascending order, reads
 // the clock once, looks every key up, applies its operations in order at
 // that instant, and releases them: the operations of one hash tag in a

@@ -148,9 +148,10 @@ func New(opts *Options) (*Store, error) {
 // monotonic clock (or the fake clock of a testing/synctest bubble).
 func (s *Store) now() int64 { return int64(time.Since(s.epoch)) }
 
-// placer finds the places of keys. A key's shard and home come from the
-// hash of its hash tag, which the placer remembers from one key to the
-// next: the keys of one tag come in a row in a batch.
+// placer finds the places of keys. A key's shard comes from the hash of
+// its hash tag, which the placer remembers from one key to the next: the
+// keys of one tag come in a row in a batch. Its home comes from its own
+// hash (keyHash).
 type placer struct {
 	s       *Store
 	tag     string // "" at first: a hash tag is never empty
@@ -163,7 +164,7 @@ func (pl *placer) place(key string) place {
 		pl.tag, pl.tagHash = t, maphash.String(pl.s.seed, t)
 	}
 	return place{
-		hash:  keyHash(pl.s.seed, pl.tagHash, key),
+		hash:  keyHash(pl.s.seed, key),
 		cell:  -1,
 		shard: uint8(pl.tagHash >> (64 - shardBits)),
 	}

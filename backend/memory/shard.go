@@ -38,11 +38,12 @@ type cell struct {
 
 // shard holds the keys whose hash tags hash to it, under its lock, in a
 // table with open addressing and linear probing: a key sits in the first
-// cell from its home that is empty or its own. A key's home comes from
-// its hash tag, so the keys of one tag (a rule key's counter and lock
-// marker) sit side by side, and looking one up after the other costs no
-// new cache miss. A removal moves back the keys after it that a probe
-// would otherwise not reach (no tombstones). The table doubles when it is
+// cell from its home that is empty or its own. A key's home comes from the
+// hash of the whole key, never from its tag alone: an attacker can make
+// any number of keys of one tag (see keyHash), and keys sharing a home
+// would make every probe through them as long as their count. A removal
+// moves back the keys after it that a probe would otherwise not reach (no
+// tombstones). The table doubles when it is
 // three quarters full, and a sweep halves it (or more) when it leaves it
 // less than an eighth full: unlike a Go map, a shard gives back the room
 // of a burst of keys once they expire.
@@ -67,18 +68,20 @@ func (sh *shard) init(seed maphash.Seed) {
 }
 
 // hash returns the hash of key in sh's table; see keyHash.
-func (sh *shard) hash(key string) uint64 {
-	return keyHash(sh.seed, maphash.String(sh.seed, backend.HashTag(key)), key)
-}
+func (sh *shard) hash(key string) uint64 { return keyHash(sh.seed, key) }
 
-// keyHash returns the hash of key in a shard's table, never 0, given the
-// hash of its hash tag. Its low 32 bits are those of the tag's hash, and
-// give the key's home; its high 32 bits are those of the key's own hash,
-// with the lowest set, and tell most keys of one tag apart without
-// comparing them.
-func keyHash(seed maphash.Seed, tagHash uint64, key string) uint64 {
-	const low = 1<<32 - 1
-	return maphash.String(seed, key)&^low | 1<<32 | tagHash&low
+// keyHash returns the hash of key in a shard's table: the key's own hash,
+// whose low bits give its home, with the top bit set, so that it is never
+// 0. It is the whole key's, not its hash tag's: the keys of one tag share
+// a shard, but not a home. One tag can hold as many keys as an attacker
+// cares to make: a username's memory of wrong passwords keeps one key per
+// counted failure (lockout:f:{u=alice}:<fingerprint>), and every failure
+// from a new address counts when no rule is keyed by the username alone.
+// A shared home would make each probe of that shard through them as long
+// as their count, under the shard's lock. (Homes by tag, so that a rule
+// key's counter and lock marker sat side by side, measured no faster.)
+func keyHash(seed maphash.Seed, key string) uint64 {
+	return maphash.String(seed, key) | 1<<63
 }
 
 // drop forgets every key, for Close. The caller holds sh.mu.
