@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -528,5 +529,75 @@ func TestJournalOrderConcurrent(t *testing.T) {
 	}
 	if st := p.JournalStats(); total != goroutines*each || st.Dropped != 0 {
 		t.Errorf("%d records read, stats %+v; want %d, none dropped", total, st, goroutines*each)
+	}
+}
+
+// keepJournal is a journal store that keeps every record it is given as
+// it is, with no bound of its own.
+type keepJournal struct {
+	mu   sync.Mutex
+	recs []backend.Record
+}
+
+func (j *keepJournal) Append(_ context.Context, _ string, recs []backend.Record) error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.recs = append(j.recs, recs...)
+	return nil
+}
+
+func (j *keepJournal) Records(context.Context, string, backend.Query) ([]backend.Record, string, error) {
+	return nil, "", nil
+}
+
+// TestJournalRecordBytes: a client's long user agent or custom field is
+// cut before its record is queued (JournalConfig.RecordBytes), so that
+// the queue's memory is bounded whatever clients send, even for a store
+// that bounds nothing; short values stay whole.
+func TestJournalRecordBytes(t *testing.T) {
+	long := strings.Repeat("x", 1<<20)
+	for _, tc := range []struct {
+		name  string
+		bytes int
+		limit int // 0: no cut
+	}{
+		{"default", 0, lockout.DefaultJournalRecordBytes},
+		{"1 KiB", 1024, 1024},
+		{"unbounded", -1, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				j := &keepJournal{}
+				p, _ := journalPolicy(t, lockout.Config{
+					Rules:   []lockout.Rule{lockout.ByUsername(100)},
+					Journal: &lockout.JournalConfig{Store: j, RecordBytes: tc.bytes},
+				})
+				ctx := context.Background()
+				a, err := p.Allow(ctx, lockout.Subject{Username: "alice", IP: "192.0.2.1", UserAgent: long, Fields: map[string]string{"blob": long}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				a.Failure(ctx)
+				if err := p.SyncJournal(ctx); err != nil {
+					t.Fatal(err)
+				}
+				j.mu.Lock()
+				defer j.mu.Unlock()
+				if len(j.recs) != 1 {
+					t.Fatalf("%d records, want 1", len(j.recs))
+				}
+				r := j.recs[0]
+				if r.Username != "alice" || r.IP != "192.0.2.1" || r.Outcome != "failure" {
+					t.Errorf("short values changed: %q %q %q", r.Username, r.IP, r.Outcome)
+				}
+				total := len(r.Outcome) + len(r.Username) + len(r.IP) + len(r.UserAgent) + len(r.Fields["blob"])
+				switch {
+				case tc.limit == 0 && (r.UserAgent != long || r.Fields["blob"] != long):
+					t.Errorf("unbounded: values cut to %d and %d bytes", len(r.UserAgent), len(r.Fields["blob"]))
+				case tc.limit != 0 && (total > tc.limit || total < tc.limit-8):
+					t.Errorf("values add up to %d bytes, want about %d", total, tc.limit)
+				}
+			})
+		})
 	}
 }

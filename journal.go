@@ -21,6 +21,10 @@ import (
 // DefaultJournalQueue is the default JournalConfig.Queue.
 const DefaultJournalQueue = 4096
 
+// DefaultJournalRecordBytes is the default JournalConfig.RecordBytes: the
+// default bound of the stores' records too.
+const DefaultJournalRecordBytes = 2048
+
 // journalBatch bounds the records of one Append.
 const journalBatch = 256
 
@@ -43,6 +47,14 @@ type JournalConfig struct {
 	// Queue bounds the records waiting to be written. Default
 	// DefaultJournalQueue.
 	Queue int
+	// RecordBytes bounds the bytes of a record's string values (user
+	// agent, username, custom fields, ...): when they add up to more, the
+	// longest are cut before the record is queued
+	// (backend.Record.Bounded), so that the queue holds at most about
+	// Queue * (RecordBytes + 100) bytes, whatever clients send. The store
+	// may bound records further. Negative: no bound. Default
+	// DefaultJournalRecordBytes.
+	RecordBytes int
 	// HashKey, when set, makes the journal keep a keyed hash
 	// (HMAC-SHA256, 128 bits, hex) of each username and IP address instead
 	// of the value, and no rule key (which holds them): records can still
@@ -64,6 +76,7 @@ type journal struct {
 	store   backend.Journal
 	name    string
 	hashKey []byte
+	bytes   int // JournalConfig.RecordBytes; negative: no bound
 	log     *slog.Logger
 
 	// The queue: a record is encoded (reccodec) by the decision that
@@ -146,6 +159,10 @@ func newJournal(p *Policy, cfg *JournalConfig) (*journal, error) {
 	case n == 0:
 		n = DefaultJournalQueue
 	}
+	bytes := cfg.RecordBytes
+	if bytes == 0 {
+		bytes = DefaultJournalRecordBytes
+	}
 	if cfg.HashKey != nil && len(cfg.HashKey) < 16 {
 		return nil, fmt.Errorf("lockout: Journal: HashKey of %d bytes: want at least 16", len(cfg.HashKey))
 	}
@@ -157,6 +174,7 @@ func newJournal(p *Policy, cfg *JournalConfig) (*journal, error) {
 		store:    store,
 		name:     p.prefix,
 		hashKey:  cfg.HashKey,
+		bytes:    bytes,
 		shards:   make([]queueShard, shards),
 		shardMax: (n + shards - 1) / shards,
 		wake:     make(chan struct{}, 1),
@@ -249,6 +267,13 @@ func (j *journal) recordOutcome(ctx context.Context, kind EventKind, c *canonica
 func (j *journal) add(ctx context.Context, r *backend.Record) {
 	var buf [256]byte // on the stack, unless the record is longer
 	enc := reccodec.Append(buf[:0], r)
+	if j.bytes >= 0 && len(enc) > j.bytes {
+		// Its values may add up to more than the bound: a client's
+		// megabyte of user agent must not take a megabyte of queue.
+		if cut, ok := r.Bounded(j.bytes); ok {
+			enc = reccodec.Append(buf[:0], &cut)
+		}
+	}
 	// The records' order is the order they were queued in (j.seq), one
 	// subject's and all. Times would not do: records made in the same
 	// instant (one clock tick, a synctest bubble) may sit in different

@@ -17,6 +17,8 @@ const (
 	DefaultJournalRetention = 24 * time.Hour
 	// DefaultJournalMax is the default Options.JournalMax.
 	DefaultJournalMax = 100_000
+	// DefaultJournalRecordBytes is the default Options.JournalRecordBytes.
+	DefaultJournalRecordBytes = 2048
 )
 
 var _ backend.Journal = (*Store)(nil)
@@ -28,6 +30,7 @@ type journals struct {
 	seq       uint64 // the last ID given
 	retention int64  // nanoseconds
 	max       int
+	bytes     int // Options.JournalRecordBytes; negative: no bound
 }
 
 // chunkSize is the size of the chunks a ring encodes its records into. A
@@ -141,7 +144,8 @@ func (s *Store) journalCall(ctx context.Context, name string) error {
 
 // Append adds recs to the journal named name; see [backend.Journal]. The
 // journal keeps the newest Options.JournalMax records, for
-// Options.JournalRetention.
+// Options.JournalRetention; a record whose string values add up to more
+// than Options.JournalRecordBytes has them cut (backend.Record.Bounded).
 func (s *Store) Append(ctx context.Context, name string, recs []backend.Record) error {
 	var b reccodec.Batch
 	for i := range recs {
@@ -151,7 +155,8 @@ func (s *Store) Append(ctx context.Context, name string, recs []backend.Record) 
 }
 
 // AppendBatch is Append for records the lockout engine has encoded
-// already (reccodec.Appender): it copies them as they are.
+// already (reccodec.Appender): it copies them as they are, but for one
+// longer than Options.JournalRecordBytes, which it cuts.
 func (s *Store) AppendBatch(ctx context.Context, name string, b *reccodec.Batch) error {
 	if err := s.journalCall(ctx, name); err != nil {
 		return err
@@ -172,6 +177,16 @@ func (s *Store) AppendBatch(ctx context.Context, name string, b *reccodec.Batch)
 		j.byName[name] = r
 	}
 	for enc := range b.All() {
+		if j.bytes >= 0 && len(enc) > j.bytes {
+			// Its values may add up to more than the bound.
+			rec, err := reccodec.Decode(enc, "")
+			if err != nil {
+				return fmt.Errorf("memory: append to journal %q: %w", name, err)
+			}
+			if cut, ok := rec.Bounded(j.bytes); ok {
+				enc = reccodec.Append(nil, &cut)
+			}
+		}
 		j.seq++
 		r.push(enc, j.seq, now, j.max)
 	}

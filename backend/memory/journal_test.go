@@ -3,12 +3,17 @@ package memory_test
 import (
 	"context"
 	"fmt"
+	"maps"
+	"reflect"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
+	"unicode/utf8"
 
 	"github.com/go-lockout/lockout/backend"
 	"github.com/go-lockout/lockout/backend/memory"
+	"github.com/go-lockout/lockout/internal/reccodec"
 )
 
 // TestJournalSweptWhenIdle checks that the sweeper trims a journal nobody
@@ -78,5 +83,75 @@ func TestJournalRing(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestJournalRecordBytes checks that a record's long values are cut to
+// Options.JournalRecordBytes, whether it comes as a Record (Append) or
+// encoded by the engine (AppendBatch), and that the short values stay
+// whole.
+func TestJournalRecordBytes(t *testing.T) {
+	long := strings.Repeat("é", 3000) // 6000 bytes
+	in := backend.Record{
+		Outcome: "refused", IP: "192.0.2.1", Username: long, UserAgent: strings.Repeat("a", 1<<20),
+		Fields: map[string]string{"tenant": "t1", "blob": long},
+	}
+	short := len(in.Outcome) + len(in.IP) + len("t1")
+	for _, tc := range []struct {
+		name  string
+		opts  *memory.Options
+		limit int // 0: no cut
+	}{
+		{"default", nil, memory.DefaultJournalRecordBytes},
+		{"1 KiB", &memory.Options{JournalRecordBytes: 1024}, 1024},
+		{"unbounded", &memory.Options{JournalRecordBytes: -1}, 0},
+	} {
+		for _, batch := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/batch=%t", tc.name, batch), func(t *testing.T) {
+				s, err := memory.New(tc.opts)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer s.Close()
+				orig := in
+				orig.Fields = maps.Clone(in.Fields)
+				if batch {
+					var b reccodec.Batch
+					b.Add(&in)
+					err = s.AppendBatch(t.Context(), "j", &b)
+				} else {
+					err = s.Append(t.Context(), "j", []backend.Record{in})
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !reflect.DeepEqual(in, orig) {
+					t.Error("the caller's record changed")
+				}
+				recs, _, err := s.Records(t.Context(), "j", backend.Query{})
+				if err != nil || len(recs) != 1 {
+					t.Fatalf("%d records, %v", len(recs), err)
+				}
+				g := recs[0]
+				if g.Outcome != in.Outcome || g.IP != in.IP || g.Fields["tenant"] != "t1" {
+					t.Errorf("short values cut: %q %q %q", g.Outcome, g.IP, g.Fields["tenant"])
+				}
+				if tc.limit == 0 {
+					if g.Username != long || g.UserAgent != in.UserAgent || g.Fields["blob"] != long {
+						t.Error("unbounded: long values cut")
+					}
+					return
+				}
+				total := short + len(g.Username) + len(g.UserAgent) + len(g.Fields["blob"])
+				if total > tc.limit || total < tc.limit-8 {
+					t.Errorf("values add up to %d bytes, want about %d", total, tc.limit)
+				}
+				for _, p := range [][2]string{{g.Username, long}, {g.UserAgent, in.UserAgent}, {g.Fields["blob"], long}} {
+					if !strings.HasPrefix(p[1], p[0]) || !utf8.ValidString(p[0]) || len(p[0]) < (tc.limit-short)/3-1 {
+						t.Errorf("cut value of %d bytes: not a fair, whole-rune prefix", len(p[0]))
+					}
+				}
+			})
+		}
 	}
 }

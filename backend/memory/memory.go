@@ -47,6 +47,15 @@ type Options struct {
 	// JournalMax is the most records each journal keeps: appending more
 	// drops the oldest. Default: DefaultJournalMax (100,000).
 	JournalMax int
+	// JournalRecordBytes bounds the bytes of string values (outcome,
+	// username, IP, user agent, custom fields, ...) one journal record
+	// keeps. When a record's values add up to more, the longest ones are
+	// cut, all to the same length, so that short values stay whole and an
+	// attacker's long user agent or username cannot multiply the
+	// journal's memory: a journal holds at most about JournalMax *
+	// (JournalRecordBytes + 100) bytes, plus custom field names. Negative:
+	// no bound. Default: DefaultJournalRecordBytes (2048).
+	JournalRecordBytes int
 
 	// ReclaimDelay tuned the ristretto cache the store was once built on.
 	//
@@ -127,8 +136,11 @@ func New(opts *Options) (*Store, error) {
 	case o.JournalMax == 0:
 		o.JournalMax = DefaultJournalMax
 	}
+	if o.JournalRecordBytes == 0 {
+		o.JournalRecordBytes = DefaultJournalRecordBytes
+	}
 	s := &Store{
-		journal: journals{byName: map[string]*ring{}, retention: int64(o.JournalRetention), max: o.JournalMax},
+		journal: journals{byName: map[string]*ring{}, retention: int64(o.JournalRetention), max: o.JournalMax, bytes: o.JournalRecordBytes},
 		seed:    maphash.MakeSeed(),
 		epoch:   time.Now(),
 		maxKeys: int64(o.MaxKeys),
