@@ -3,6 +3,7 @@ package memory
 import (
 	"context"
 	"fmt"
+	"sort"
 	"strconv"
 	"sync"
 	"time"
@@ -193,8 +194,14 @@ func (s *Store) AppendBatch(ctx context.Context, name string, b *reccodec.Batch)
 	return nil
 }
 
+// journalScan is the most records one Records call reads, so that a query
+// no record matches holds the store's journals for a bounded time.
+const journalScan = 10_000
+
 // Records returns the records of the journal named name that match q,
-// newest first; see [backend.Journal]. A cursor is a record's ID.
+// newest first; see [backend.Journal]. A cursor is a record's ID. One call
+// reads at most 10,000 records: when its filters match fewer than q's
+// limit among them, it returns what it found and a cursor to go on from.
 func (s *Store) Records(ctx context.Context, name string, q backend.Query) ([]backend.Record, string, error) {
 	if err := s.journalCall(ctx, name); err != nil {
 		return nil, "", err
@@ -224,13 +231,18 @@ func (s *Store) Records(ctx context.Context, name string, q backend.Query) ([]ba
 		out []backend.Record
 		raw reccodec.Raw
 	)
-	for i := r.n - 1; i >= 0; i-- {
+	// IDs grow from the oldest record to the newest: the first older
+	// than the cursor is found by bisection.
+	start := sort.Search(r.n, func(i int) bool { return r.at(i).id >= before }) - 1
+	for i, scanned := start, 0; i >= 0; i, scanned = i-1, scanned+1 {
 		st := r.at(i)
 		if st.appended < cutoff {
 			break // older ones are older still
 		}
-		if st.id >= before {
-			continue
+		if scanned == journalScan {
+			// More to read: the next page starts after the last record
+			// this one read.
+			return out, strconv.FormatUint(r.at(i+1).id, 10), nil
 		}
 		if err := raw.Decode(r.bytes(st)); err != nil {
 			return nil, "", fmt.Errorf("memory: journal %q, record %d: %w", name, st.id, err) // a bug: it encoded them

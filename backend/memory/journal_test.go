@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -153,5 +154,42 @@ func TestJournalRecordBytes(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestJournalScanBound: a query that matches nothing reads at most 10,000
+// records per call, and its cursors lead to the one record that matches,
+// the oldest of 25,000.
+func TestJournalScanBound(t *testing.T) {
+	s, err := memory.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	recs := make([]backend.Record, 25_000)
+	for i := range recs {
+		recs[i] = backend.Record{Outcome: "failure", Username: "u" + fmt.Sprint(i)}
+	}
+	if err := s.Append(t.Context(), "j", recs); err != nil {
+		t.Fatal(err)
+	}
+	q := backend.Query{Username: "u0"}
+	var calls []int
+	for {
+		got, next, err := s.Records(t.Context(), "j", q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		calls = append(calls, len(got))
+		if next == "" {
+			break
+		}
+		if len(calls) > 10 {
+			t.Fatalf("no end after %d calls", len(calls))
+		}
+		q.Before = next
+	}
+	if want := []int{0, 0, 1}; !slices.Equal(calls, want) {
+		t.Errorf("records per call %v, want %v", calls, want)
 	}
 }
