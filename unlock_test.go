@@ -3,8 +3,10 @@ package lockout_test
 import (
 	"context"
 	"errors"
+	"iter"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -200,5 +202,43 @@ func TestRules(t *testing.T) {
 	rules[0].Name = "changed"
 	if p.Rules()[0].Name != "username" {
 		t.Error("Rules() shares the policy's slice")
+	}
+}
+
+// listed records the prefixes the store it wraps is listed by.
+type listed struct {
+	backend.Backend
+	mu       sync.Mutex
+	prefixes []string
+}
+
+func (s *listed) Keys(ctx context.Context, prefix string) iter.Seq2[string, error] {
+	s.mu.Lock()
+	s.prefixes = append(s.prefixes, prefix)
+	s.mu.Unlock()
+	return s.Backend.(backend.Lister).Keys(ctx, prefix)
+}
+
+// TestUnlockListsLeadingFields: to find the keys of a rule keyed by more
+// fields than an unlock gives, the policy lists only the keys that begin
+// with the fields it has (a seek on bbolt, instead of every user's keys),
+// and a rule whose first field is missing in full.
+func TestUnlockListsLeadingFields(t *testing.T) {
+	store := &listed{Backend: newStore(t)}
+	p := newPolicyOn(t, store, lockout.Config{Rules: []lockout.Rule{
+		lockout.ByUsername(3), lockout.ByUsernameAndIP(3),
+		{Name: "ip+username", Fields: []lockout.Field{lockout.IP, lockout.Username}, Limit: 3},
+	}})
+	if err := p.Reset(context.Background(), lockout.Subject{Username: "Alice"}); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"lockout:a:ip+username:{", "lockout:a:username+ip:{u=alice,",
+		"lockout:h:ip+username:{", "lockout:h:username+ip:{u=alice,",
+		"lockout:l:ip+username:{", "lockout:l:username+ip:{u=alice,",
+	}
+	slices.Sort(store.prefixes)
+	if !slices.Equal(store.prefixes, want) {
+		t.Errorf("listed by\n%q\nwant\n%q", store.prefixes, want)
 	}
 }
