@@ -79,6 +79,11 @@ type Harness struct {
 	JournalRetention time.Duration
 	JournalSweep     time.Duration
 	JournalMax       int
+	// JournalRecordBytes declares the bound on a record's string values
+	// the stores New makes are configured with: the store cuts a record
+	// whose values add up to more with backend.Record.Bounded. Zero
+	// declares that it keeps every value whole.
+	JournalRecordBytes int
 
 	// CallTimeout bounds how long one call may take when the suite expects a
 	// prompt answer (a cancelled context). Zero means one second.

@@ -264,12 +264,13 @@ func harness(f faults) conformance.Harness {
 			}
 			return newRef(f)
 		},
-		FakeTime:         true,
-		Lister:           !f.declareNoLister,
-		AtomicTags:       !f.readsFirst || f.declareAtomic, // one mutex per batch
-		Journal:          true,
-		JournalRetention: refRetention,
-		JournalMax:       refMax,
+		FakeTime:           true,
+		Lister:             !f.declareNoLister,
+		AtomicTags:         !f.readsFirst || f.declareAtomic, // one mutex per batch
+		Journal:            true,
+		JournalRetention:   refRetention,
+		JournalMax:         refMax,
+		JournalRecordBytes: refRecordBytes,
 	}
 }
 
@@ -324,6 +325,7 @@ var broken = []struct {
 	{"journal-shared-names", faults{journal: journalFaults{sharedNames: true}}, []string{"JournalNames"}},
 	{"journal-lax-cursor", faults{journal: journalFaults{laxCursor: true}}, []string{"JournalInvalid"}},
 	{"journal-seconds-only", faults{journal: journalFaults{secondsOnly: true}}, []string{"JournalRoundTrip"}},
+	{"journal-unbounded", faults{journal: journalFaults{unbounded: true}}, []string{"JournalLongValues"}},
 }
 
 const brokenEnv = "CONFORMANCE_BROKEN_STORE"

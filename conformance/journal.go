@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -21,6 +22,7 @@ var journalCases = []testCase{
 	{"JournalNames", testJournalNames},
 	{"JournalInvalid", testJournalInvalid},
 	{"JournalCap", testJournalCap},
+	{"JournalLongValues", testJournalLongValues},
 	{"JournalRetention", testJournalRetention},
 	{"JournalConcurrent", testJournalConcurrent},
 	{"JournalContext", testJournalContext},
@@ -307,6 +309,31 @@ func testJournalCap(t *testing.T, e *env) {
 		t.Fatalf("after %d appends with JournalMax %d: %d records, want %d to %d (the newest kept)", len(recs), limit, len(got), limit, 2*limit)
 	}
 	checkNewestFirst(t, "the newest JournalMax records", got[:limit], recs[len(recs)-limit:])
+}
+
+// testJournalLongValues appends a record whose user agent, username and a
+// custom field are long, as an attacker sends them, and reads it back cut
+// as the harness declares (backend.Record.Bounded), or whole.
+func testJournalLongValues(t *testing.T, e *env) {
+	j := e.journal(t)
+	long := strings.Repeat("é", 3000) // 6000 bytes
+	in := backend.Record{
+		Time: time.Now(), Outcome: "refused", Reason: "locked", IP: "192.0.2.1",
+		Username: long, UserAgent: strings.Repeat("a", 5000),
+		Fields: map[string]string{"tenant": "t1", "blob": long},
+	}
+	want := in
+	if n := e.h.JournalRecordBytes; n > 0 {
+		want, _ = in.Bounded(n)
+	}
+	e.appendRecs(t, j, "long", []backend.Record{in})
+	got := readAll(t, e.ctx, j, "long", backend.Query{})
+	if len(got) != 1 {
+		t.Fatalf("%d records, want 1", len(got))
+	}
+	if d := sameRecord(got[0], want); d != "" {
+		t.Errorf("a record with long values, the harness declaring a bound of %d bytes (0: none): %s", e.h.JournalRecordBytes, d)
+	}
 }
 
 func testJournalRetention(t *testing.T, e *env) {

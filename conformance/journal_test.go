@@ -13,8 +13,9 @@ import (
 
 // The reference journal's settings, declared by the harness.
 const (
-	refRetention = time.Minute
-	refMax       = 200
+	refRetention   = time.Minute
+	refMax         = 200
+	refRecordBytes = 1024
 )
 
 // journalFaults make the reference journal one of the broken journals the
@@ -29,6 +30,7 @@ type journalFaults struct {
 	sharedNames    bool // every name is the same journal
 	laxCursor      bool // a malformed cursor reads from the newest record
 	secondsOnly    bool // times are kept to the second
+	unbounded      bool // records are not cut to refRecordBytes
 
 	retention time.Duration // refRetention when zero
 }
@@ -77,6 +79,9 @@ func (s *refStore) Append(ctx context.Context, name string, recs []backend.Recor
 		}
 		if f.secondsOnly {
 			r.Time = r.Time.Truncate(time.Second)
+		}
+		if !f.unbounded {
+			r, _ = r.Bounded(refRecordBytes)
 		}
 		s.journals[name] = append(s.journals[name], refRecord{r, now})
 	}

@@ -33,6 +33,8 @@ func harness(fake bool) conformance.Harness {
 		JournalRetention: opts.JournalRetention,
 		JournalSweep:     opts.SweepInterval,
 		JournalMax:       opts.JournalMax,
+		// The default bound.
+		JournalRecordBytes: bolt.DefaultJournalRecordBytes,
 	}
 }
 

@@ -27,6 +27,8 @@ func harness(opts *memory.Options) conformance.Harness {
 		JournalRetention: opts.JournalRetention,
 		JournalSweep:     cmp.Or(opts.SweepInterval, memory.DefaultSweepInterval),
 		JournalMax:       opts.JournalMax,
+		// The default bound.
+		JournalRecordBytes: memory.DefaultJournalRecordBytes,
 	}
 }
 

@@ -102,8 +102,9 @@ func TestConformance(t *testing.T) {
 		AtomicTags:  true, // one script call per slot
 		Journal:     true,
 		// See journalOptions.
-		JournalRetention: journalRetention,
-		JournalMax:       journalMax,
+		JournalRetention:   journalRetention,
+		JournalMax:         journalMax,
+		JournalRecordBytes: redisstore.DefaultJournalRecordBytes,
 	})
 }
 
@@ -125,13 +126,14 @@ func TestCluster(t *testing.T) {
 
 	t.Run("Conformance", func(t *testing.T) {
 		conformance.Run(t, conformance.Harness{
-			New:              func(t testing.TB) backend.Backend { return fresh(t) },
-			Granularity:      redisstore.Granularity,
-			Lister:           true,
-			AtomicTags:       true, // one script call per slot
-			Journal:          true,
-			JournalRetention: journalRetention,
-			JournalMax:       journalMax,
+			New:                func(t testing.TB) backend.Backend { return fresh(t) },
+			Granularity:        redisstore.Granularity,
+			Lister:             true,
+			AtomicTags:         true, // one script call per slot
+			Journal:            true,
+			JournalRetention:   journalRetention,
+			JournalMax:         journalMax,
+			JournalRecordBytes: redisstore.DefaultJournalRecordBytes,
 		})
 	})
 

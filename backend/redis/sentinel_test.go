@@ -48,12 +48,13 @@ func TestSentinel(t *testing.T) {
 				testserver.FlushRedis(t, sentinelMaster(t, sen))
 				return newStore(t, client, journalOptions())
 			},
-			Granularity:      redisstore.Granularity,
-			Lister:           true,
-			AtomicTags:       true, // one script call per batch
-			Journal:          true,
-			JournalRetention: journalRetention,
-			JournalMax:       journalMax,
+			Granularity:        redisstore.Granularity,
+			Lister:             true,
+			AtomicTags:         true, // one script call per batch
+			Journal:            true,
+			JournalRetention:   journalRetention,
+			JournalMax:         journalMax,
+			JournalRecordBytes: redisstore.DefaultJournalRecordBytes,
 		})
 	})
 
