@@ -823,7 +823,8 @@ body{font:15px/1.4 system-ui,sans-serif;margin:2em auto;max-width:72em;padding:0
 table{border-collapse:collapse;margin:1em 0}th,td{border:1px solid #ccc;padding:.3em .6em;text-align:left;vertical-align:top}
 .note{padding:.5em 1em;background:#eef}.problem{background:#fee}form.inline{display:inline}
 .who{float:right;color:#555;margin-top:-3.2em}.dim{color:#777;font-size:90%}
-table.attempts{font-size:13px}table.attempts td.ua{max-width:14em;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
+table.attempts{font-size:13px}table.attempts td.cut{max-width:11em;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
+span.cut{display:inline-block;max-width:18em;overflow:hidden;text-overflow:ellipsis;white-space:nowrap;vertical-align:bottom}
 .o-success{color:#060}.o-failure{color:#a30}.o-refused{color:#a00}.o-lockout{background:#fdd;font-weight:bold}
 .o-unlock,.o-reset{background:#dfd;font-weight:bold}
 .pages a{margin-right:1em}.nw{white-space:nowrap}
@@ -896,7 +897,7 @@ var operatorPage = template.Must(template.New("operator").Funcs(template.FuncMap
 <table>
 <tr><th>Rule</th><th>Key</th><th title="Failed attempts (and attempts in flight) counted in the current window, and the rule's limit: the limit-th failure locks the key">Attempts / limit</th><th title="Time until the count of attempts starts afresh">Window left</th><th title="Time left on the lock, if the key is locked">Locked</th><th title="Lockouts of this key within the history window; each makes the next lock longer">Lockouts in history</th>{{if .Journal}}<th>Locked since (UTC)</th><th>Caused by</th>{{end}}</tr>
 {{range .Status.Rules}}<tr><td>{{.Rule}}</td><td><code>{{.Key}}</code></td><td>{{.Attempts}} / {{.Limit}}</td><td>{{window .WindowRemaining}}</td><td>{{if .Locked}}<b class="locked">{{secs .LockRemaining}}</b>{{else}}no{{end}}</td><td>{{.Lockouts}}</td>
-{{- if $.Journal}}{{if .Locked}}{{with .LockedBy}}<td class="nw">{{when .Time}}<br><span class="dim">{{ago .Time}}</span></td><td>{{with .Username}}{{.}} {{end}}from {{with .IP}}{{.}}{{else}}?{{end}}{{with .UserAgent}}<br><span class="dim">{{.}}</span>{{end}}</td>{{else}}<td colspan="2" class="dim">not in the journal</td>{{end}}{{else}}<td></td><td></td>{{end}}{{end}}</tr>
+{{- if $.Journal}}{{if .Locked}}{{with .LockedBy}}<td class="nw">{{when .Time}}<br><span class="dim">{{ago .Time}}</span></td><td>{{with .Username}}<span class="cut" title="{{.}}">{{.}}</span> {{end}}from {{with .IP}}{{.}}{{else}}?{{end}}{{with .UserAgent}}<br><span class="dim cut" title="{{.}}">{{.}}</span>{{end}}</td>{{else}}<td colspan="2" class="dim">not in the journal</td>{{end}}{{else}}<td></td><td></td>{{end}}{{end}}</tr>
 {{else}}<tr><td colspan="{{if .Journal}}8{{else}}6{{end}}">No rule is keyed by exactly these fields.</td></tr>
 {{end}}{{range .Status.AlsoLocked}}<tr class="also"><td>{{.Rule}}</td><td><code>{{.Subject}}</code></td><td colspan="2" class="dim">also holds this subject{{with .StatusLink}} (<a href="{{.}}">status</a>){{end}}</td><td><b class="locked">{{secs .Remaining}}</b></td><td></td>{{if $.Journal}}<td></td><td></td>{{end}}</tr>
 {{end}}</table>
@@ -942,7 +943,7 @@ var operatorPage = template.Must(template.New("operator").Funcs(template.FuncMap
 {{define "subject"}}{{range .}}<input type="hidden" name="{{.Param}}" value="{{.Value}}">{{end}}{{end}}
 {{define "attempts"}}<table class="attempts">
 <tr><th>Time (UTC)</th><th>Outcome</th><th>Reason</th><th>Rule</th><th>Username</th><th>IP</th><th>User agent</th><th>Fallback</th><th>Operator</th></tr>
-{{range .}}<tr><td class="nw">{{when .Time}}<br><span class="dim">{{ago .Time}}</span></td><td class="o-{{.Outcome}}">{{.Outcome}}</td><td class="nw">{{if eq .Outcome "lockout"}}locked {{if lt .LockoutSeconds 0}}until unlocked{{else}}for {{secs .LockoutSeconds}}{{end}}{{else}}{{.Reason}}{{end}}</td><td>{{.Rule}}{{with .Key}}<br><code class="dim">{{.}}</code>{{end}}</td><td>{{.Username}}</td><td>{{.IP}}</td><td class="ua" title="{{.UserAgent}}">{{.UserAgent}}</td><td>{{if .Fallback}}yes{{end}}</td><td class="nw">{{.Operator}}{{with .Via}} <span class="dim">({{.}})</span>{{end}}</td></tr>
+{{range .}}<tr><td class="nw">{{when .Time}}<br><span class="dim">{{ago .Time}}</span></td><td class="o-{{.Outcome}}">{{.Outcome}}</td><td class="nw">{{if eq .Outcome "lockout"}}locked {{if lt .LockoutSeconds 0}}until unlocked{{else}}for {{secs .LockoutSeconds}}{{end}}{{else}}{{.Reason}}{{end}}</td><td>{{.Rule}}{{with .Key}}<br><code class="dim">{{.}}</code>{{end}}</td><td class="cut" title="{{.Username}}">{{.Username}}</td><td>{{.IP}}</td><td class="cut" title="{{.UserAgent}}">{{.UserAgent}}</td><td>{{if .Fallback}}yes{{end}}</td><td class="nw">{{.Operator}}{{with .Via}} <span class="dim">({{.}})</span>{{end}}</td></tr>
 {{else}}<tr><td colspan="9">No attempts recorded.</td></tr>
 {{end}}</table>{{end}}
 `))
