@@ -601,3 +601,16 @@ func TestJournalRecordBytes(t *testing.T) {
 		})
 	}
 }
+
+// TestJournalRecordBytesLeast: a bound below backend.MinRecordBytes would
+// cut the short values an operator filters by (the outcome, the rule);
+// New refuses it.
+func TestJournalRecordBytesLeast(t *testing.T) {
+	for _, n := range []int{1, 10, backend.MinRecordBytes - 1} {
+		p, err := lockout.New(newStore(t), lockout.Config{Rules: benchRules(3), Journal: &lockout.JournalConfig{RecordBytes: n}})
+		if err == nil {
+			p.Close()
+			t.Errorf("New with RecordBytes %d succeeded", n)
+		}
+	}
+}

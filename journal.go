@@ -52,8 +52,8 @@ type JournalConfig struct {
 	// longest are cut before the record is queued
 	// (backend.Record.Bounded), so that the queue holds at most about
 	// Queue * (RecordBytes + 100) bytes, whatever clients send. The store
-	// may bound records further. Negative: no bound. Default
-	// DefaultJournalRecordBytes.
+	// may bound records further. At least backend.MinRecordBytes;
+	// negative: no bound. Default DefaultJournalRecordBytes.
 	RecordBytes int
 	// HashKey, when set, makes the journal keep a keyed hash
 	// (HMAC-SHA256, 128 bits, hex) of each username and IP address instead
@@ -160,8 +160,11 @@ func newJournal(p *Policy, cfg *JournalConfig) (*journal, error) {
 		n = DefaultJournalQueue
 	}
 	bytes := cfg.RecordBytes
-	if bytes == 0 {
+	switch {
+	case bytes == 0:
 		bytes = DefaultJournalRecordBytes
+	case bytes > 0 && bytes < backend.MinRecordBytes:
+		return nil, fmt.Errorf("lockout: Journal: RecordBytes %d: want at least %d, or negative for no bound", bytes, backend.MinRecordBytes)
 	}
 	if cfg.HashKey != nil && len(cfg.HashKey) < 16 {
 		return nil, fmt.Errorf("lockout: Journal: HashKey of %d bytes: want at least 16", len(cfg.HashKey))

@@ -25,7 +25,7 @@ import (
 //     each as it was appended, Time included to within a millisecond. A
 //     store may bound the size of one record (a user agent is the
 //     attacker's to choose), cutting the longest values first; it
-//     documents the bound, which is at least 1 KiB.
+//     documents the bound, which is at least MinRecordBytes.
 //   - Retention: a record is kept at least the store's retention period
 //     after its Append and removed, by the store, at most one sweep period
 //     after that (the store documents both). A store also bounds the number
@@ -94,6 +94,11 @@ type Query struct {
 	// most MaxQueryLimit.
 	Limit int
 }
+
+// MinRecordBytes is the least bound a store may put on the string values
+// of one record (see Journal): below it, the short values an operator
+// filters by (an outcome, a rule, an IP) would be cut too.
+const MinRecordBytes = 1024
 
 // DefaultQueryLimit is the number of records a Query with no Limit returns
 // at most, and MaxQueryLimit the most any Query returns.

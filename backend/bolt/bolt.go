@@ -104,8 +104,9 @@ type Options struct {
 	// ones are cut, all to the same length (at a rune boundary when valid
 	// UTF-8), so that short values stay whole and an attacker's
 	// multi-kilobyte user agent or username cannot multiply the journal's
-	// size. Zero means DefaultJournalRecordBytes (2048); a negative value
-	// means no bound.
+	// size. Zero means DefaultJournalRecordBytes (2048); a positive value
+	// below backend.MinRecordBytes (1024) is raised to it; a negative
+	// value means no bound.
 	JournalRecordBytes int
 }
 
@@ -132,8 +133,11 @@ func (o *Options) resolve() Options {
 	if r.JournalMax <= 0 {
 		r.JournalMax = DefaultJournalMax
 	}
-	if r.JournalRecordBytes == 0 {
+	switch {
+	case r.JournalRecordBytes == 0:
 		r.JournalRecordBytes = DefaultJournalRecordBytes
+	case r.JournalRecordBytes > 0:
+		r.JournalRecordBytes = max(r.JournalRecordBytes, backend.MinRecordBytes)
 	}
 	return r
 }

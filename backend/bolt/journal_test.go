@@ -485,6 +485,7 @@ func TestJournalRecordBytes(t *testing.T) {
 	}{
 		{"default", nil, DefaultJournalRecordBytes},
 		{"1 KiB", &Options{JournalRecordBytes: 1024}, 1024},
+		{"below the least, raised", &Options{JournalRecordBytes: 10}, backend.MinRecordBytes},
 		{"unbounded", &Options{JournalRecordBytes: -1}, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

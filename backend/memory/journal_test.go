@@ -193,3 +193,14 @@ func TestJournalScanBound(t *testing.T) {
 		t.Errorf("records per call %v, want %v", calls, want)
 	}
 }
+
+// TestJournalRecordBytesLeast: a bound below backend.MinRecordBytes would
+// cut the short values an operator filters by; New refuses it.
+func TestJournalRecordBytesLeast(t *testing.T) {
+	for _, n := range []int{1, 10, backend.MinRecordBytes - 1} {
+		if s, err := memory.New(&memory.Options{JournalRecordBytes: n}); err == nil {
+			s.Close()
+			t.Errorf("New with JournalRecordBytes %d succeeded", n)
+		}
+	}
+}

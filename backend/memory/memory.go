@@ -53,8 +53,9 @@ type Options struct {
 	// cut, all to the same length, so that short values stay whole and an
 	// attacker's long user agent or username cannot multiply the
 	// journal's memory: a journal holds at most about JournalMax *
-	// (JournalRecordBytes + 100) bytes, plus custom field names. Negative:
-	// no bound. Default: DefaultJournalRecordBytes (2048).
+	// (JournalRecordBytes + 100) bytes, plus custom field names. At least
+	// backend.MinRecordBytes; negative: no bound. Default:
+	// DefaultJournalRecordBytes (2048).
 	JournalRecordBytes int
 
 	// ReclaimDelay tuned the ristretto cache the store was once built on.
@@ -136,8 +137,11 @@ func New(opts *Options) (*Store, error) {
 	case o.JournalMax == 0:
 		o.JournalMax = DefaultJournalMax
 	}
-	if o.JournalRecordBytes == 0 {
+	switch {
+	case o.JournalRecordBytes == 0:
 		o.JournalRecordBytes = DefaultJournalRecordBytes
+	case o.JournalRecordBytes > 0 && o.JournalRecordBytes < backend.MinRecordBytes:
+		return nil, fmt.Errorf("memory: JournalRecordBytes %d: want at least %d, or negative for no bound", o.JournalRecordBytes, backend.MinRecordBytes)
 	}
 	s := &Store{
 		journal: journals{byName: map[string]*ring{}, retention: int64(o.JournalRetention), max: o.JournalMax, bytes: o.JournalRecordBytes},

@@ -534,8 +534,11 @@ func journalOptions(o *Options) error {
 	case o.JournalMax == 0:
 		o.JournalMax = DefaultJournalMax
 	}
-	if o.JournalRecordBytes == 0 {
+	switch {
+	case o.JournalRecordBytes == 0:
 		o.JournalRecordBytes = DefaultJournalRecordBytes
+	case o.JournalRecordBytes > 0 && o.JournalRecordBytes < backend.MinRecordBytes:
+		return fmt.Errorf("JournalRecordBytes %d: want at least %d, or negative for no bound", o.JournalRecordBytes, backend.MinRecordBytes)
 	}
 	return nil
 }

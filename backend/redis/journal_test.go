@@ -430,7 +430,7 @@ func journalChecks(t *testing.T, client goredis.UniversalClient, flush func(*tes
 func TestJournalOptions(t *testing.T) {
 	srv := testserver.Redis(t)
 	client := newClient(t, srv.Addr, nil)
-	for _, o := range []redisstore.Options{{JournalRetention: -1}, {JournalMax: -1}} {
+	for _, o := range []redisstore.Options{{JournalRetention: -1}, {JournalMax: -1}, {JournalRecordBytes: 10}} {
 		if _, err := redisstore.New(t.Context(), client, &o); err == nil {
 			t.Errorf("New(%+v) succeeded", o)
 		}

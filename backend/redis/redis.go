@@ -83,8 +83,8 @@ type Options struct {
 	// keeps. When a record's values add up to more, the longest ones are
 	// cut, all to the same length, so that short values stay whole and an
 	// attacker's multi-kilobyte user agent or username cannot multiply the
-	// journal's memory. Negative: no bound. Default:
-	// DefaultJournalRecordBytes (2048).
+	// journal's memory. At least backend.MinRecordBytes; negative: no
+	// bound. Default: DefaultJournalRecordBytes (2048).
 	JournalRecordBytes int
 }
 
