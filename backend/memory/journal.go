@@ -178,15 +178,9 @@ func (s *Store) AppendBatch(ctx context.Context, name string, b *reccodec.Batch)
 		j.byName[name] = r
 	}
 	for enc := range b.All() {
-		if j.bytes >= 0 && len(enc) > j.bytes {
-			// Its values may add up to more than the bound.
-			rec, err := reccodec.Decode(enc, "")
-			if err != nil {
-				return fmt.Errorf("memory: append to journal %q: %w", name, err)
-			}
-			if cut, ok := rec.Bounded(j.bytes); ok {
-				enc = reccodec.Append(nil, &cut)
-			}
+		enc, err := reccodec.Bound(enc, j.bytes)
+		if err != nil {
+			return fmt.Errorf("memory: append to journal %q: %w", name, err)
 		}
 		j.seq++
 		r.push(enc, j.seq, now, j.max)

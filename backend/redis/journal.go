@@ -318,14 +318,9 @@ func (s *Store) AppendBatch(ctx context.Context, name string, b *reccodec.Batch)
 	args := make([]any, 0, 2+b.Len())
 	args = append(args, s.journalMax, s.journalRetentionMs)
 	for enc := range b.All() {
-		if s.journalRecordBytes > 0 && len(enc) > s.journalRecordBytes {
-			rec, err := reccodec.Decode(enc, "")
-			if err != nil {
-				return fmt.Errorf("lockout/redis: append to journal %q: %w", name, err)
-			}
-			if cut, ok := rec.Bounded(s.journalRecordBytes); ok {
-				enc = reccodec.Append(nil, &cut)
-			}
+		enc, err := reccodec.Bound(enc, s.journalRecordBytes)
+		if err != nil {
+			return fmt.Errorf("lockout/redis: append to journal %q: %w", name, err)
 		}
 		args = append(args, enc)
 	}

@@ -205,6 +205,24 @@ func Decode(b []byte, id string) (backend.Record, error) {
 	return raw.Record(id), nil
 }
 
+// Bound returns the encoding enc with its record's string values cut to
+// maxBytes (backend.Record.Bounded), or enc itself when they fit, as they
+// do whenever enc is no longer than maxBytes. Zero or a negative maxBytes
+// is no bound.
+func Bound(enc []byte, maxBytes int) ([]byte, error) {
+	if maxBytes <= 0 || len(enc) <= maxBytes {
+		return enc, nil
+	}
+	r, err := Decode(enc, "")
+	if err != nil {
+		return nil, err
+	}
+	if cut, ok := r.Bounded(maxBytes); ok {
+		return Append(nil, &cut), nil
+	}
+	return enc, nil
+}
+
 // decoder reads varints and length-prefixed bytes; after the first error
 // it reads nothing more.
 type decoder struct {

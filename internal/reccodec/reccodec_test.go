@@ -98,3 +98,41 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// TestBound: an encoding whose values exceed the bound comes back as the
+// encoding of the record Bounded cuts; one that fits, or no bound, comes
+// back as it was; a broken encoding is an error.
+func TestBound(t *testing.T) {
+	long := backend.Record{Outcome: "refused", IP: "192.0.2.1", UserAgent: strings.Repeat("a", 5000)}
+	short := backend.Record{Outcome: "failure", Username: "alice"}
+	cut, _ := long.Bounded(1024)
+	for _, tc := range []struct {
+		name string
+		r    backend.Record
+		max  int
+		want backend.Record
+	}{
+		{"cut", long, 1024, cut},
+		{"fits", short, 1024, short},
+		{"no bound", long, -1, long},
+		{"zero: no bound", long, 0, long},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			enc := Append(nil, &tc.r)
+			got, err := Bound(enc, tc.max)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r, err := Decode(got, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(r, tc.want) {
+				t.Errorf("Bound(%d) decodes to a record with a %d-byte user agent, want %d", tc.max, len(r.UserAgent), len(tc.want.UserAgent))
+			}
+		})
+	}
+	if _, err := Bound([]byte(strings.Repeat("\xff", 2000)), 1024); err == nil {
+		t.Error("Bound of a broken encoding: no error")
+	}
+}
