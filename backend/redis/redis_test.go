@@ -85,6 +85,23 @@ func journalOptions() *redisstore.Options {
 	return &redisstore.Options{JournalRetention: journalRetention, JournalMax: journalMax}
 }
 
+// harness describes, to the conformance suite, the stores newStore makes
+// with journalOptions on a fresh server (standalone, Sentinel or Cluster):
+// one script call per slot (per batch on a plain client), so the
+// operations of one tag are atomic.
+func harness(fresh func(t testing.TB) backend.Backend) conformance.Harness {
+	return conformance.Harness{
+		New:                fresh,
+		Granularity:        redisstore.Granularity,
+		Lister:             true,
+		AtomicTags:         true,
+		Journal:            true,
+		JournalRetention:   journalRetention,
+		JournalMax:         journalMax,
+		JournalRecordBytes: redisstore.DefaultJournalRecordBytes,
+	}
+}
+
 // TestConformance and TestCluster run in parallel with each other, after the
 // other tests of the package: they take most of its time, mostly sleeping
 // while keys expire, and each has servers of its own.
@@ -92,20 +109,10 @@ func TestConformance(t *testing.T) {
 	t.Parallel()
 	srv := testserver.Redis(t)
 	client := newClient(t, srv.Addr, nil)
-	conformance.Run(t, conformance.Harness{
-		New: func(t testing.TB) backend.Backend {
-			testserver.FlushRedis(t, srv.Addr)
-			return newStore(t, client, journalOptions())
-		},
-		Granularity: redisstore.Granularity,
-		Lister:      true,
-		AtomicTags:  true, // one script call per slot
-		Journal:     true,
-		// See journalOptions.
-		JournalRetention:   journalRetention,
-		JournalMax:         journalMax,
-		JournalRecordBytes: redisstore.DefaultJournalRecordBytes,
-	})
+	conformance.Run(t, harness(func(t testing.TB) backend.Backend {
+		testserver.FlushRedis(t, srv.Addr)
+		return newStore(t, client, journalOptions())
+	}))
 }
 
 // TestCluster runs the cluster checks on one 3-master Redis Cluster, in
@@ -125,16 +132,7 @@ func TestCluster(t *testing.T) {
 	}
 
 	t.Run("Conformance", func(t *testing.T) {
-		conformance.Run(t, conformance.Harness{
-			New:                func(t testing.TB) backend.Backend { return fresh(t) },
-			Granularity:        redisstore.Granularity,
-			Lister:             true,
-			AtomicTags:         true, // one script call per slot
-			Journal:            true,
-			JournalRetention:   journalRetention,
-			JournalMax:         journalMax,
-			JournalRecordBytes: redisstore.DefaultJournalRecordBytes,
-		})
+		conformance.Run(t, harness(func(t testing.TB) backend.Backend { return fresh(t) }))
 	})
 
 	// The hostile keys land on every master, so the conformance checks

@@ -13,7 +13,6 @@ import (
 
 	"github.com/go-lockout/lockout"
 	"github.com/go-lockout/lockout/backend"
-	redisstore "github.com/go-lockout/lockout/backend/redis"
 	"github.com/go-lockout/lockout/conformance"
 	"github.com/go-lockout/lockout/internal/testserver"
 )
@@ -43,19 +42,10 @@ func TestSentinel(t *testing.T) {
 				t.Errorf("the sentinels failed over to %s during the suite: what the master had not replicated was lost", addr)
 			}
 		})
-		conformance.Run(t, conformance.Harness{
-			New: func(t testing.TB) backend.Backend {
-				testserver.FlushRedis(t, sentinelMaster(t, sen))
-				return newStore(t, client, journalOptions())
-			},
-			Granularity:        redisstore.Granularity,
-			Lister:             true,
-			AtomicTags:         true, // one script call per batch
-			Journal:            true,
-			JournalRetention:   journalRetention,
-			JournalMax:         journalMax,
-			JournalRecordBytes: redisstore.DefaultJournalRecordBytes,
-		})
+		conformance.Run(t, harness(func(t testing.TB) backend.Backend {
+			testserver.FlushRedis(t, sentinelMaster(t, sen))
+			return newStore(t, client, journalOptions())
+		}))
 	})
 
 	t.Run("Failover", func(t *testing.T) {
