@@ -132,7 +132,10 @@ func (b *batch) incr(sh *shard, p *place, key string, delta int64, ttl time.Dura
 		}
 	}
 	e := entry{value: delta, exp: expiry(b.now, ttl)}
-	sh.add(p.hash, key, e)
+	if err := sh.add(p.hash, key, e); err != nil {
+		b.s.keys.Add(-1) // the reservation
+		return backend.Result{}, fmt.Errorf("%w: %w", backend.ErrFull, err)
+	}
 	return e.result(b.now), nil
 }
 

@@ -12,9 +12,14 @@
 // # How it works
 //
 // Keys live in 256 shards under a mutex each. A shard is a hash table
-// with open addressing: each 40-byte cell holds a key (the store's own
-// copy), its hash, the counter and its expiry in nanoseconds on the
-// monotonic clock. Updates write the cell in place. A key's shard is
+// with open addressing: each 32-byte cell holds a key's hash, where the
+// key's bytes are in the shard's arena (one byte slice that holds them all,
+// one after another), the counter and its expiry in nanoseconds on the
+// monotonic clock. Updates write the cell in place. Neither the cells nor
+// the arena hold a pointer, and a new key costs no allocation of its own:
+// however many keys the store holds, the garbage collector has nothing to
+// scan in them (a forced collection with a million keys takes about 1 ms,
+// where one Go string per key took 67 ms). A key's shard is
 // chosen by a hash of its hash tag ([backend.HashTag]), so the keys of one
 // tag share a shard; within it, a key's probe starts at a cell given by
 // the hash of the whole key, so that no number of keys of one tag (an
@@ -41,7 +46,8 @@
 //   - An expired key keeps its memory, and counts in [Store.Len], until it
 //     is touched, swept, or reclaimed by a creation in a full store. A
 //     shard's table shrinks only when a sweep leaves it less than an eighth
-//     full.
+//     full, and its arena only when a sweep leaves it less than a quarter
+//     live (or when it is full).
 //   - A creation in a full store sweeps shards beyond those its call holds:
 //     it waits for those above them, but only tries those below (the lock
 //     order), so expired keys in a shard that another call holds at that
@@ -49,10 +55,15 @@
 //   - Keys of one hash tag share a lock: calls on one tag run one at a time
 //     (they are one subject's keys in the lockout engine). A sweep holds a
 //     shard's lock while it walks the shard's table.
-//   - Memory is some 55 to 110 bytes per key (a cell, in a table from three
-//     eighths to three quarters full), plus the key's length rounded up to
-//     an allocation size: the store's copy of the key, which it never
-//     shares with the caller.
+//   - Memory is some 45 to 85 bytes per key (a cell, in a table from three
+//     eighths to three quarters full), plus the key's bytes in the arena,
+//     which has room for once to twice the live keys' bytes when it is
+//     copied, and grows to hold the bytes of removed keys until it is full
+//     (it is then copied again, live keys only) or a sweep leaves it less
+//     than a quarter live (144 bytes per key in all for a million keys of
+//     25 to 57 bytes). The store never shares a key's bytes with a caller.
+//   - A shard's arena holds at most 4 GiB of live keys; a new key past that
+//     is refused with an error wrapping [backend.ErrFull].
 //   - [Store.Keys] walks the shards one at a time, copying a shard's
 //     matching keys and checking each again before yielding it.
 //   - The store is for one process; its state is lost on Close or exit.

@@ -761,11 +761,14 @@ func TestAddClamped(t *testing.T) {
 	}
 }
 
-// TestLayout checks the sizes the comments promise: a 16-byte entry, and
-// shards on separate cache lines.
+// TestLayout checks the sizes the comments promise: a 16-byte entry, a
+// 32-byte cell, and shards on separate cache lines.
 func TestLayout(t *testing.T) {
 	if size := unsafe.Sizeof(entry{}); size != 16 {
 		t.Errorf("entry takes %d bytes, want 16", size)
+	}
+	if size := unsafe.Sizeof(cell{}); size != 32 {
+		t.Errorf("cell takes %d bytes, want 32", size)
 	}
 	if size := unsafe.Sizeof(shard{}); size%64 != 0 {
 		t.Errorf("shard takes %d bytes, want a multiple of 64", size)

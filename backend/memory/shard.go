@@ -1,8 +1,9 @@
 package memory
 
 import (
+	"errors"
 	"hash/maphash"
-	"strings"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,13 +29,21 @@ func (e entry) result(now int64) backend.Result {
 	return r
 }
 
-// cell is one place in a shard's table: a key, its hash and its entry, or
-// nothing (hash 0).
+// cell is one place in a shard's table: a key's hash, where the key's
+// bytes are in the shard's arena, and its entry; or nothing (hash 0). A
+// cell holds no pointer, and neither does the arena: however many keys a
+// store holds, the garbage collector has nothing in them to scan, and a
+// new key costs no allocation of its own.
 type cell struct {
 	hash uint64 // see shard.hash; 0: the cell is empty
-	key  string // the store's own copy, never a caller's string
+	off  uint32 // the key is keys[off : off+size]
+	size uint32
 	entry
 }
+
+// maxArena bounds a shard's arena: the offsets of its keys are 32 bits. A
+// variable for a test.
+var maxArena int64 = math.MaxUint32
 
 // shard holds the keys whose hash tags hash to it, under its lock, in a
 // table with open addressing and linear probing: a key sits in the first
@@ -47,16 +56,24 @@ type cell struct {
 // three quarters full, and a sweep halves it (or more) when it leaves it
 // less than an eighth full: unlike a Go map, a shard gives back the room
 // of a burst of keys once they expire.
+//
+// The keys' bytes sit one after another in the shard's arena, in the order
+// they were added. A removed key's bytes stay there, counted as dead, until
+// the arena is full: it is then copied, live keys only, into a new one
+// twice as large as they are. A sweep that leaves the arena less than a
+// quarter live copies it likewise, so that its room comes back too.
 type shard struct {
 	mu    sync.Mutex
 	seed  maphash.Seed
 	cells []cell // a power of two long, or empty
 	n     int    // keys held
+	keys  []byte // the arena
+	dead  int    // bytes of keys in the arena that were removed
 	// minExp is at most the earliest expiry in the shard (never: none
 	// expires). Written under mu, read anywhere: the sweeps skip shards
 	// where nothing can have expired.
 	minExp atomic.Int64
-	_      [8]byte // shards on separate cache lines
+	_      [40]byte // shards on separate cache lines: 128 bytes
 }
 
 // minCells is the smallest table a shard allocates.
@@ -86,7 +103,7 @@ func keyHash(seed maphash.Seed, key string) uint64 {
 
 // drop forgets every key, for Close. The caller holds sh.mu.
 func (sh *shard) drop() {
-	sh.cells, sh.n = nil, 0
+	sh.cells, sh.n, sh.keys, sh.dead = nil, 0, nil, 0
 	sh.minExp.Store(never)
 }
 
@@ -95,6 +112,16 @@ func (sh *shard) len() int { return sh.n }
 
 // at returns the entry of the key in cell i. The caller holds sh.mu.
 func (sh *shard) at(i int) *entry { return &sh.cells[i].entry }
+
+// key returns the key of cell c, in the arena: valid until the next add
+// or sweep. The caller holds sh.mu.
+func (sh *shard) key(c *cell) []byte { return sh.keys[c.off : c.off+c.size] }
+
+// holds reports whether cell c holds key, whose hash is h. The caller
+// holds sh.mu.
+func (sh *shard) holds(c *cell, h uint64, key string) bool {
+	return c.hash == h && string(sh.key(c)) == key
+}
 
 // lookup returns the cell of key. The caller holds sh.mu.
 func (sh *shard) lookup(key string) (int, bool) {
@@ -111,7 +138,7 @@ func (sh *shard) find(h uint64, key string) int {
 	mask := len(sh.cells) - 1
 	for i := int(h) & mask; ; i = (i + 1) & mask {
 		c := &sh.cells[i]
-		if c.hash == h && c.key == key {
+		if sh.holds(c, h, key) {
 			return i
 		}
 		if c.hash == 0 {
@@ -124,22 +151,56 @@ func (sh *shard) find(h uint64, key string) int {
 // caller holds sh.mu.
 func (sh *shard) findFrom(h uint64, key string, hint int) int {
 	if hint >= 0 && hint < len(sh.cells) {
-		if c := &sh.cells[hint]; c.hash == h && c.key == key {
+		if sh.holds(&sh.cells[hint], h, key) {
 			return hint
 		}
 	}
 	return sh.find(h, key)
 }
 
+// errArena is returned for a key that would take a shard's arena past
+// maxArena bytes of live keys.
+var errArena = errors.New("memory: the keys of one shard would exceed 4 GiB")
+
 // add stores a new key, whose hash is h, with entry e. The caller holds
 // sh.mu, and has checked that sh does not hold key.
-func (sh *shard) add(h uint64, key string, e entry) {
+func (sh *shard) add(h uint64, key string, e entry) error {
+	if len(sh.keys)+len(key) > cap(sh.keys) {
+		if err := sh.compact(len(key)); err != nil {
+			return err
+		}
+	}
 	if (sh.n+1)*4 > len(sh.cells)*3 {
 		sh.resize(max(2*len(sh.cells), minCells))
 	}
-	sh.put(cell{hash: h, key: strings.Clone(key), entry: e})
+	off := len(sh.keys)
+	sh.keys = append(sh.keys, key...)
+	sh.put(cell{hash: h, off: uint32(off), size: uint32(len(key)), entry: e})
 	sh.n++
 	sh.noteExp(e.exp)
+	return nil
+}
+
+// minArena is the smallest arena a shard allocates.
+const minArena = 256
+
+// compact copies the live keys into a new arena, with room for extra
+// bytes more and as many again. The caller holds sh.mu.
+func (sh *shard) compact(extra int) error {
+	live := len(sh.keys) - sh.dead
+	if int64(live)+int64(extra) > maxArena {
+		return errArena
+	}
+	keys := make([]byte, 0, min(max(2*(int64(live)+int64(extra)), minArena), maxArena))
+	for i := range sh.cells {
+		if c := &sh.cells[i]; c.hash != 0 {
+			off := len(keys)
+			keys = append(keys, sh.key(c)...)
+			c.off = uint32(off)
+		}
+	}
+	sh.keys, sh.dead = keys, 0
+	return nil
 }
 
 // put places c in the first empty cell from its home. The caller holds
@@ -176,6 +237,7 @@ func (sh *shard) noteExp(exp int64) {
 // empty cell, move back into the hole when their probe passes it. The
 // caller holds sh.mu.
 func (sh *shard) remove(i int) {
+	c := sh.cells[i]
 	mask := len(sh.cells) - 1
 	hole := i
 	for j := (i + 1) & mask; sh.cells[j].hash != 0; j = (j + 1) & mask {
@@ -189,6 +251,7 @@ func (sh *shard) remove(i int) {
 	}
 	sh.cells[hole] = cell{}
 	sh.n--
+	sh.dead += int(c.size)
 }
 
 // sweep deletes the keys of sh expired at now, and returns how many. A
@@ -216,6 +279,9 @@ func (sh *shard) sweep(now int64) int {
 		}
 		sh.resize(size)
 	}
+	if cap(sh.keys) > minArena && (len(sh.keys)-sh.dead)*4 < cap(sh.keys) {
+		sh.compact(0) // cannot fail: no more live bytes than before
+	}
 	sh.minExp.Store(low)
 	return n
 }
@@ -224,8 +290,10 @@ func (sh *shard) sweep(now int64) int {
 // The caller holds sh.mu.
 func (sh *shard) appendLive(keys []string, prefix string, now int64) []string {
 	for i := range sh.cells {
-		if c := &sh.cells[i]; c.hash != 0 && c.live(now) && strings.HasPrefix(c.key, prefix) {
-			keys = append(keys, c.key)
+		if c := &sh.cells[i]; c.hash != 0 && c.live(now) && c.size >= uint32(len(prefix)) {
+			if k := sh.key(c); string(k[:len(prefix)]) == prefix {
+				keys = append(keys, string(k))
+			}
 		}
 	}
 	return keys

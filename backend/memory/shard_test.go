@@ -1,10 +1,14 @@
 package memory
 
 import (
+	"errors"
 	"fmt"
 	"hash/maphash"
 	"math/rand/v2"
 	"testing"
+	"time"
+
+	"github.com/go-lockout/lockout/backend"
 )
 
 // TestShardModel runs random adds, removals and sweeps on one shard, on
@@ -42,7 +46,9 @@ func TestShardModel(t *testing.T) {
 							delete(model, k)
 						} else {
 							e := entry{value: int64(step), exp: now + 1 + r.Int64N(100)}
-							sh.add(sh.hash(k), k, e)
+							if err := sh.add(sh.hash(k), k, e); err != nil {
+								t.Fatal(err)
+							}
 							model[k] = e
 						}
 					case op < 9: // update in place
@@ -99,19 +105,27 @@ func checkShard(t *testing.T, sh *shard, model map[string]entry, where string) {
 	for i := range sh.cells {
 		if c := &sh.cells[i]; c.hash != 0 {
 			held++
-			if _, ok := model[c.key]; !ok {
-				t.Errorf("%s: cell %d holds %q, which was removed", where, i, c.key)
+			k := string(sh.key(c))
+			if _, ok := model[k]; !ok {
+				t.Errorf("%s: cell %d holds %q, which was removed", where, i, k)
 			}
 		}
 	}
 	if held != len(model) {
 		t.Errorf("%s: %d cells in use, want %d", where, held, len(model))
 	}
+	live := 0
+	for k := range model {
+		live += len(k)
+	}
+	if got := len(sh.keys) - sh.dead; got != live {
+		t.Errorf("%s: the arena counts %d live bytes (%d, %d dead), want %d", where, got, len(sh.keys), sh.dead, live)
+	}
 }
 
 // TestShardShrinks checks that a sweep that leaves a table less than an
 // eighth full gives back its room: 5 keys left in 16 cells, at most half
-// full.
+// full, and their bytes in the smallest arena.
 func TestShardShrinks(t *testing.T) {
 	var sh shard
 	sh.init(maphash.MakeSeed())
@@ -121,18 +135,60 @@ func TestShardShrinks(t *testing.T) {
 			exp = 100
 		}
 		k := fmt.Sprintf("p:a:r:{u=%d}", i)
-		sh.add(sh.hash(k), k, entry{value: 1, exp: exp})
+		if err := sh.add(sh.hash(k), k, entry{value: 1, exp: exp}); err != nil {
+			t.Fatal(err)
+		}
 	}
-	grown := len(sh.cells)
+	grown, arena := len(sh.cells), cap(sh.keys)
 	if n := sh.sweep(50); n != 9_995 {
 		t.Fatalf("swept %d keys, want 9995", n)
 	}
 	if len(sh.cells) != 16 || sh.len() != 5 {
 		t.Errorf("after the sweep: %d keys in %d cells (%d before), want 5 in 16", sh.len(), len(sh.cells), grown)
 	}
+	if cap(sh.keys) != minArena || sh.dead != 0 {
+		t.Errorf("after the sweep: an arena of %d bytes (%d before), %d dead, want %d, none dead", cap(sh.keys), arena, sh.dead, minArena)
+	}
 	for i := range 5 {
 		if _, ok := sh.lookup(fmt.Sprintf("p:a:r:{u=%d}", i)); !ok {
 			t.Errorf("key %d lost in the shrink", i)
 		}
+	}
+}
+
+// TestArenaFull checks a store whose shard's arena would pass its bound:
+// the new key is refused as full, the store's count of keys is what it
+// was, and the room of a key deleted since comes back.
+func TestArenaFull(t *testing.T) {
+	defer func(m int64) { maxArena = m }(maxArena)
+	maxArena = 100
+	s, err := New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := t.Context()
+	incr := func(key string) error {
+		return s.Do(ctx, []backend.Op{backend.IncrOp(key, 1, time.Hour)}, make([]backend.Result, 1))
+	}
+	key := func(i int) string { return fmt.Sprintf("lockout:a:r:{u=alice}:%015d", i) } // 40 bytes
+	for i := range 2 {
+		if err := incr(key(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err = incr(key(2))
+	if !errors.Is(err, backend.ErrFull) || s.Len() != 2 {
+		t.Fatalf("a third key of 40 bytes in an arena of 100: %v, %d keys; want ErrFull, 2 keys", err, s.Len())
+	}
+	if err := s.Do(ctx, []backend.Op{backend.DeleteOp(key(0))}, make([]backend.Result, 1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := incr(key(2)); err != nil || s.Len() != 2 {
+		t.Errorf("after a delete: %v, %d keys; want the key added, 2 keys", err, s.Len())
+	}
+	res := make([]backend.Result, 2)
+	if err := s.Do(ctx, []backend.Op{backend.ExistsOp(key(1)), backend.ExistsOp(key(2))}, res); err != nil || !res[0].Found || !res[1].Found {
+		t.Errorf("after the arena's compaction: %+v, %v; want both keys found", res, err)
 	}
 }
