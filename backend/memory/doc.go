@@ -56,14 +56,18 @@
 //     (they are one subject's keys in the lockout engine). A sweep holds a
 //     shard's lock while it walks the shard's table.
 //   - Memory is some 45 to 85 bytes per key (a cell, in a table from three
-//     eighths to three quarters full), plus the key's bytes in the arena,
-//     which has room for once to twice the live keys' bytes when it is
-//     copied, and grows to hold the bytes of removed keys until it is full
-//     (it is then copied again, live keys only) or a sweep leaves it less
-//     than a quarter live (144 bytes per key in all for a million keys of
-//     25 to 57 bytes). The store never shares a key's bytes with a caller.
-//   - A shard's arena holds at most 4 GiB of live keys; a new key past that
-//     is refused with an error wrapping [backend.ErrFull].
+//     eighths to three quarters full), plus the key's bytes in the arena.
+//     A removed key's bytes stay there until the arena is full; it is then
+//     copied, live keys only, into one at least twice their size and no
+//     smaller than it was. Like the table, the arena shrinks only in a
+//     sweep: one that leaves it less than a quarter live. (144 bytes per
+//     key in all for a million keys of 25 to 57 bytes.) The store never
+//     shares a key's bytes with a caller.
+//   - A shard's arena is at most 4 GiB: a new key that finds it full is
+//     refused, with an error wrapping [backend.ErrFull], when the shard's
+//     live keys and it would take more than half of that. The lockout
+//     engine's keys (at most 910 bytes each, lockout.MaxKeyLen; a million
+//     of them by default, MaxKeys) never come near.
 //   - [Store.Keys] walks the shards one at a time, copying a shard's
 //     matching keys and checking each again before yielding it.
 //   - The store is for one process; its state is lost on Close or exit.

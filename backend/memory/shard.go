@@ -41,9 +41,9 @@ type cell struct {
 	entry
 }
 
-// maxArena bounds a shard's arena: the offsets of its keys are 32 bits. A
-// variable for a test.
-var maxArena int64 = math.MaxUint32
+// maxArena bounds a shard's arena: the offsets of its keys are 32 bits,
+// and an int bounds the length of a slice. A variable for a test.
+var maxArena int64 = min(math.MaxUint32, math.MaxInt)
 
 // shard holds the keys whose hash tags hash to it, under its lock, in a
 // table with open addressing and linear probing: a key sits in the first
@@ -158,15 +158,21 @@ func (sh *shard) findFrom(h uint64, key string, hint int) int {
 	return sh.find(h, key)
 }
 
-// errArena is returned for a key that would take a shard's arena past
-// maxArena bytes of live keys.
-var errArena = errors.New("memory: the keys of one shard would exceed 4 GiB")
+// errArena is returned for a key that finds its shard's arena full when
+// the live keys and it would take more than half of maxArena: the new
+// arena would have too little room left for its copy to pay.
+var errArena = errors.New("memory: a shard's keys would take more than half of its arena's bound (4 GiB)")
 
 // add stores a new key, whose hash is h, with entry e. The caller holds
 // sh.mu, and has checked that sh does not hold key.
 func (sh *shard) add(h uint64, key string, e entry) error {
 	if len(sh.keys)+len(key) > cap(sh.keys) {
-		if err := sh.compact(len(key)); err != nil {
+		// As large as it was, at least: a compaction walks the whole
+		// table, which only a sweep shrinks, so the arena shrinks only in
+		// a sweep too. (After a burst of keys removed one by one, an
+		// arena sized by the few left would be copied, through the large
+		// table, every few new keys.)
+		if err := sh.compact(len(key), cap(sh.keys)); err != nil {
 			return err
 		}
 	}
@@ -184,14 +190,15 @@ func (sh *shard) add(h uint64, key string, e entry) error {
 // minArena is the smallest arena a shard allocates.
 const minArena = 256
 
-// compact copies the live keys into a new arena, with room for extra
-// bytes more and as many again. The caller holds sh.mu.
-func (sh *shard) compact(extra int) error {
-	live := len(sh.keys) - sh.dead
-	if int64(live)+int64(extra) > maxArena {
+// compact copies the live keys into a new arena of at least keep bytes,
+// with room for extra bytes more and as many again as the live keys and
+// extra take. The caller holds sh.mu.
+func (sh *shard) compact(extra, keep int) error {
+	need := int64(len(sh.keys) - sh.dead + extra)
+	if 2*need > maxArena {
 		return errArena
 	}
-	keys := make([]byte, 0, min(max(2*(int64(live)+int64(extra)), minArena), maxArena))
+	keys := make([]byte, 0, min(max(2*need, int64(keep), minArena), maxArena))
 	for i := range sh.cells {
 		if c := &sh.cells[i]; c.hash != 0 {
 			off := len(keys)
@@ -280,7 +287,7 @@ func (sh *shard) sweep(now int64) int {
 		sh.resize(size)
 	}
 	if cap(sh.keys) > minArena && (len(sh.keys)-sh.dead)*4 < cap(sh.keys) {
-		sh.compact(0) // cannot fail: no more live bytes than before
+		sh.compact(0, 0) // cannot fail: a quarter of an arena live at most
 	}
 	sh.minExp.Store(low)
 	return n

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/go-lockout/lockout/backend"
 )
@@ -156,12 +157,13 @@ func TestShardShrinks(t *testing.T) {
 	}
 }
 
-// TestArenaFull checks a store whose shard's arena would pass its bound:
-// the new key is refused as full, the store's count of keys is what it
-// was, and the room of a key deleted since comes back.
+// TestArenaFull checks a store whose shard's arena is at its bound: a new
+// key is refused as full once the live keys and it would take more than
+// half of it, the store's count of keys is what it was, and the room of
+// keys deleted since comes back.
 func TestArenaFull(t *testing.T) {
 	defer func(m int64) { maxArena = m }(maxArena)
-	maxArena = 100
+	maxArena = 200
 	s, err := New(nil)
 	if err != nil {
 		t.Fatal(err)
@@ -171,24 +173,72 @@ func TestArenaFull(t *testing.T) {
 	incr := func(key string) error {
 		return s.Do(ctx, []backend.Op{backend.IncrOp(key, 1, time.Hour)}, make([]backend.Result, 1))
 	}
+	del := func(key string) {
+		if err := s.Do(ctx, []backend.Op{backend.DeleteOp(key)}, make([]backend.Result, 1)); err != nil {
+			t.Fatal(err)
+		}
+	}
 	key := func(i int) string { return fmt.Sprintf("lockout:a:r:{u=alice}:%015d", i) } // 40 bytes
-	for i := range 2 {
+	// An arena of 200 bytes holds five keys of 40; the sixth needs it
+	// copied, with 240 bytes live: more than half of 200.
+	for i := range 5 {
 		if err := incr(key(i)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	err = incr(key(2))
-	if !errors.Is(err, backend.ErrFull) || s.Len() != 2 {
-		t.Fatalf("a third key of 40 bytes in an arena of 100: %v, %d keys; want ErrFull, 2 keys", err, s.Len())
+	err = incr(key(5))
+	if !errors.Is(err, backend.ErrFull) || s.Len() != 5 {
+		t.Fatalf("a sixth key of 40 bytes in an arena of 200: %v, %d keys; want ErrFull, 5 keys", err, s.Len())
 	}
-	if err := s.Do(ctx, []backend.Op{backend.DeleteOp(key(0))}, make([]backend.Result, 1)); err != nil {
-		t.Fatal(err)
+	// With 40 bytes live, the copy leaves room.
+	for i := range 4 {
+		del(key(i))
 	}
-	if err := incr(key(2)); err != nil || s.Len() != 2 {
-		t.Errorf("after a delete: %v, %d keys; want the key added, 2 keys", err, s.Len())
+	if err := incr(key(5)); err != nil || s.Len() != 2 {
+		t.Errorf("after four deletes: %v, %d keys; want the key added, 2 keys", err, s.Len())
 	}
 	res := make([]backend.Result, 2)
-	if err := s.Do(ctx, []backend.Op{backend.ExistsOp(key(1)), backend.ExistsOp(key(2))}, res); err != nil || !res[0].Found || !res[1].Found {
-		t.Errorf("after the arena's compaction: %+v, %v; want both keys found", res, err)
+	if err := s.Do(ctx, []backend.Op{backend.ExistsOp(key(4)), backend.ExistsOp(key(5))}, res); err != nil || !res[0].Found || !res[1].Found {
+		t.Errorf("after the arena's copy: %+v, %v; want both keys found", res, err)
+	}
+}
+
+// TestArenaKeepsRoom: after a burst of keys removed one by one (no sweep),
+// new keys find the room of the burst's arena, and copy it seldom: each
+// copy walks the whole table, as large as the burst made it.
+func TestArenaKeepsRoom(t *testing.T) {
+	var sh shard
+	sh.init(maphash.MakeSeed())
+	const burst = 10_000
+	key := func(i int) string { return fmt.Sprintf("lockout:a:r:{u=alice}:%015d", i) }
+	add := func(i int) {
+		k := key(i)
+		if err := sh.add(sh.hash(k), k, entry{value: 1, exp: never}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	remove := func(i int) {
+		j, ok := sh.lookup(key(i))
+		if !ok {
+			t.Fatalf("key %d not found", i)
+		}
+		sh.remove(j)
+	}
+	for i := range burst {
+		add(i)
+	}
+	for i := range burst {
+		remove(i)
+	}
+	copies, arena := 0, unsafe.SliceData(sh.keys)
+	for i := burst; i < 3*burst; i++ {
+		add(i)
+		remove(i)
+		if a := unsafe.SliceData(sh.keys); a != arena {
+			copies, arena = copies+1, a
+		}
+	}
+	if copies > 4 {
+		t.Errorf("%d keys added and removed after a burst of %d: the arena was copied %d times, want at most 4", 2*burst, burst, copies)
 	}
 }
