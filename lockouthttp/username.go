@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 
 	"github.com/go-lockout/lockout"
@@ -43,15 +44,22 @@ func BasicAuth(r *http.Request) (string, error) {
 	return u, nil
 }
 
-// FormField returns a UsernameFunc that reads the form field name exactly
-// as r.FormValue(name) does (an urlencoded body first, then the query
-// string, then a multipart body) without consuming the body: it reads at
-// most MaxBodyBytes of it and puts the bytes back into r.Body for the
-// handler. If the form was parsed already (r.Form is set), it uses r.Form.
+// FormField returns a UsernameFunc that reads the form field name as
+// r.FormValue(name) does (an urlencoded body, the query string, a
+// multipart body) without consuming the body: it reads at most
+// MaxBodyBytes of it and puts the bytes back into r.Body for the handler.
+// If the form was parsed already (r.Form is set), it uses r.Form.
+//
+// A field given different values in different places (the query string
+// and the body, or twice in one) is an error wrapping
+// lockout.ErrInvalidSubject (400): r.FormValue, r.PostFormValue and
+// r.URL.Query().Get would each see another username, and the client, who
+// chooses the content type, would choose which one is counted. Repeats of
+// one value are that value.
 func FormField(name string) UsernameFunc {
 	return func(r *http.Request) (string, error) {
 		if r.Form != nil {
-			return r.FormValue(name), nil
+			return oneValue(r.Form, name)
 		}
 		body, err := readBody(r)
 		if err != nil {
@@ -62,12 +70,28 @@ func FormField(name string) UsernameFunc {
 		c := *r
 		c.Body = io.NopCloser(bytes.NewReader(body))
 		c.Form, c.PostForm, c.MultipartForm = nil, nil, nil
-		v := c.FormValue(name)
+		c.FormValue(name) // parses the query and either kind of body into c.Form
 		if c.MultipartForm != nil {
 			c.MultipartForm.RemoveAll()
 		}
-		return v, nil
+		return oneValue(c.Form, name)
 	}
+}
+
+// oneValue returns the value of the field name of form, "" when it has
+// none, or an error wrapping lockout.ErrInvalidSubject when it holds
+// different values.
+func oneValue(form url.Values, name string) (string, error) {
+	vs := form[name]
+	if len(vs) == 0 {
+		return "", nil
+	}
+	for _, v := range vs[1:] {
+		if v != vs[0] {
+			return "", fmt.Errorf("%w: form field %q given %d values, not all the same (in the query string and the body?)", lockout.ErrInvalidSubject, name, len(vs))
+		}
+	}
+	return vs[0], nil
 }
 
 // JSONField returns a UsernameFunc that reads the string field name of the

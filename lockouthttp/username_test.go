@@ -98,40 +98,59 @@ func TestFormField(t *testing.T) {
 		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 		return r
 	}
-	var mp bytes.Buffer
-	mw := multipart.NewWriter(&mp)
-	mw.WriteField("username", "carol")
-	mw.WriteField("password", "x")
-	mw.Close()
-	multi := httptest.NewRequest("POST", "/login", bytes.NewReader(mp.Bytes()))
-	multi.Header.Set("Content-Type", mw.FormDataContentType())
+	multi := func(query string) *http.Request {
+		var mp bytes.Buffer
+		mw := multipart.NewWriter(&mp)
+		mw.WriteField("username", "carol")
+		mw.WriteField("password", "x")
+		mw.Close()
+		r := httptest.NewRequest("POST", "/login?"+query, bytes.NewReader(mp.Bytes()))
+		r.Header.Set("Content-Type", mw.FormDataContentType())
+		return r
+	}
 
 	tests := []struct {
 		name string
 		r    *http.Request
 		want string
+		ok   bool
 	}{
-		{"body", form("username=alice&password=x", ""), "alice"},
-		{"body before query", form("username=alice", "username=bob"), "alice"},
-		{"query when body lacks it", form("password=x", "username=bob"), "bob"},
-		{"first of two", form("username=alice&username=bob", ""), "alice"},
-		{"absent", form("password=x", ""), ""},
-		{"multipart", multi, "carol"},
+		{"body", form("username=alice&password=x", ""), "alice", true},
+		{"query when body lacks it", form("password=x", "username=bob"), "bob", true},
+		{"body and query agree", form("username=alice", "username=alice"), "alice", true},
+		{"twice the same", form("username=alice&username=alice", ""), "alice", true},
+		{"absent", form("password=x", ""), "", true},
+		{"multipart", multi(""), "carol", true},
+		// The handler may read any one of them (FormValue, PostFormValue,
+		// the query): refused, whichever it is.
+		{"body and query differ", form("username=alice", "username=bob"), "", false},
+		{"two in the body", form("username=alice&username=bob", ""), "", false},
+		{"multipart body and query differ", multi("username=decoy"), "", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			before, _ := io.ReadAll(tt.r.Body)
 			tt.r.Body = io.NopCloser(bytes.NewReader(before))
 			got, err := FormField("username")(tt.r)
+			if !tt.ok {
+				if !errors.Is(err, lockout.ErrInvalidSubject) {
+					t.Fatalf("FormField = %q, %v; want an ErrInvalidSubject", got, err)
+				}
+				return
+			}
 			if err != nil || got != tt.want {
 				t.Fatalf("FormField = %q, %v; want %q", got, err, tt.want)
 			}
 			if tt.r.Form != nil {
 				t.Error("FormField parsed the request's form")
 			}
-			// The handler sees the same value, and the same body.
+			// The handler sees the same value, whichever way it reads it,
+			// and the same body.
 			if v := tt.r.FormValue("username"); v != got {
 				t.Errorf("the handler's FormValue = %q, want %q", v, got)
+			}
+			if v := tt.r.PostFormValue("username"); v != got && v != "" {
+				t.Errorf("the handler's PostFormValue = %q, want %q", v, got)
 			}
 			tt.r.Body = nil
 		})
@@ -141,6 +160,11 @@ func TestFormField(t *testing.T) {
 	r.ParseForm()
 	if got, _ := FormField("username")(r); got != "alice" {
 		t.Errorf("parsed form: %q", got)
+	}
+	r = form("username=alice", "username=bob")
+	r.ParseForm()
+	if got, err := FormField("username")(r); !errors.Is(err, lockout.ErrInvalidSubject) {
+		t.Errorf("parsed form, body and query differ: %q, %v; want an ErrInvalidSubject", got, err)
 	}
 }
 
