@@ -552,9 +552,9 @@ func (p *Policy) Attempts(ctx context.Context, q AttemptQuery) ([]backend.Record
 	}
 	bq := backend.Query{Outcome: q.Outcome, Before: q.Before, Limit: q.Limit}
 	if q.Username != "" {
-		u, err := p.canon(q.Username)
+		u, err := p.canonUsername(q.Username)
 		if err != nil {
-			return nil, "", fmt.Errorf("%w: username %q: %w", ErrInvalidSubject, q.Username, err)
+			return nil, "", err
 		}
 		bq.Username = p.journal.hash("u", u)
 	}

@@ -619,3 +619,39 @@ func TestCallerCancels(t *testing.T) {
 		}
 	})
 }
+
+// TestUsernameLength: a username longer than MaxUsernameBytes is invalid
+// before it is canonicalized (which takes time in proportion to its
+// length), in Allow, Status and Attempts alike; one of MaxUsernameBytes
+// is counted.
+func TestUsernameLength(t *testing.T) {
+	var canonicalized []int
+	p, _ := journalPolicy(t, lockout.Config{
+		Rules: []lockout.Rule{lockout.ByUsername(5)},
+		Canonicalize: func(u string) (string, error) {
+			canonicalized = append(canonicalized, len(u))
+			return lockout.CanonicalizeUsername(u)
+		},
+	})
+	ctx := t.Context()
+	longest := strings.Repeat("a", lockout.MaxUsernameBytes)
+	a, err := p.Allow(ctx, lockout.Subject{Username: longest})
+	if err != nil {
+		t.Fatalf("a username of MaxUsernameBytes: %v", err)
+	}
+	a.Failure(ctx)
+	canonicalized = nil
+	long := longest + "a"
+	if _, err := p.Allow(ctx, lockout.Subject{Username: long}); !errors.Is(err, lockout.ErrInvalidSubject) {
+		t.Errorf("Allow with a username of MaxUsernameBytes+1: %v, want ErrInvalidSubject", err)
+	}
+	if _, err := p.Status(ctx, lockout.Subject{Username: long}); !errors.Is(err, lockout.ErrInvalidSubject) {
+		t.Errorf("Status with a username of MaxUsernameBytes+1: %v, want ErrInvalidSubject", err)
+	}
+	if _, _, err := p.Attempts(ctx, lockout.AttemptQuery{Username: long}); !errors.Is(err, lockout.ErrInvalidSubject) {
+		t.Errorf("Attempts by a username of MaxUsernameBytes+1: %v, want ErrInvalidSubject", err)
+	}
+	if len(canonicalized) != 0 {
+		t.Errorf("usernames of %v bytes canonicalized, want none", canonicalized)
+	}
+}

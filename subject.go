@@ -95,9 +95,9 @@ var ErrInvalidSubject = errors.New("lockout: invalid subject")
 func (p *Policy) canonicalize(s Subject) (canonical, error) {
 	c := canonical{userAgent: s.UserAgent, fields: s.Fields}
 	if s.Username != "" {
-		u, err := p.canon(s.Username)
+		u, err := p.canonUsername(s.Username)
 		if err != nil {
-			return c, fmt.Errorf("%w: username %q: %w", ErrInvalidSubject, s.Username, err)
+			return c, err
 		}
 		c.username = u
 		if err := p.canonicalizeExtras(&c, &s); err != nil {
@@ -114,6 +114,26 @@ func (p *Policy) canonicalize(s Subject) (canonical, error) {
 		if string(ip.AppendTo(buf[:0])) == s.IP {
 			c.ipStr = s.IP // already canonical: events need not format it
 		}
+	}
+	return c, nil
+}
+
+// MaxUsernameBytes bounds the length of a username given to a Policy,
+// before canonicalization: a longer one is an error wrapping
+// ErrInvalidSubject, as any invalid username. Canonicalizing takes time in
+// proportion to the length (about 50 ms for a megabyte), which a refusal
+// would otherwise pay before refusing, and no login name is this long.
+const MaxUsernameBytes = 1024
+
+// canonUsername canonicalizes the username u, or returns an error wrapping
+// ErrInvalidSubject.
+func (p *Policy) canonUsername(u string) (string, error) {
+	if len(u) > MaxUsernameBytes {
+		return "", fmt.Errorf("%w: a username of %d bytes, more than MaxUsernameBytes (%d)", ErrInvalidSubject, len(u), MaxUsernameBytes)
+	}
+	c, err := p.canon(u)
+	if err != nil {
+		return "", fmt.Errorf("%w: username %q: %w", ErrInvalidSubject, u, err)
 	}
 	return c, nil
 }
