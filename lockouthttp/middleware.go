@@ -3,6 +3,7 @@ package lockouthttp
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/netip"
 	"sync/atomic"
@@ -74,7 +75,25 @@ type Config struct {
 	// call SetOutcome(r, false) before writing a failure's response, never
 	// after a success status. Default DefaultDeviceCookie.
 	DeviceCookie string
+
+	// CrossOrigin refuses cross-origin requests before they are counted,
+	// with Error and an error wrapping ErrCrossOrigin (DefaultError: 403):
+	// a page on another site could otherwise make its visitors' browsers
+	// post wrong logins, and lock out their address (with its whole IPv6
+	// prefix, or everyone behind their NAT) and any username it names.
+	// Default http.NewCrossOriginProtection(): a request by any method but
+	// GET, HEAD and OPTIONS is refused when the browser says it comes from
+	// another site (Sec-Fetch-Site), or its Origin does not match its Host;
+	// requests from non-browser clients, which send neither header, pass.
+	// Pass your own to trust other origins (a login form served by another
+	// of your sites, a proxy that rewrites Host), or one with
+	// AddInsecureBypassPattern("/") to count every request.
+	CrossOrigin *http.CrossOriginProtection
 }
+
+// ErrCrossOrigin is wrapped by the error a Middleware hands Config.Error
+// for a cross-origin request (Config.CrossOrigin), which it does not count.
+var ErrCrossOrigin = errors.New("lockouthttp: cross-origin request")
 
 // A Middleware guards a login handler with a lockout.Policy. Make one with
 // NewMiddleware; it is safe for concurrent use.
@@ -122,6 +141,9 @@ func NewMiddleware(p *lockout.Policy, cfg Config) *Middleware {
 	if cfg.Error == nil {
 		cfg.Error = DefaultError
 	}
+	if cfg.CrossOrigin == nil {
+		cfg.CrossOrigin = http.NewCrossOriginProtection()
+	}
 	return &Middleware{p: p, cfg: cfg}
 }
 
@@ -158,6 +180,10 @@ func (m *Middleware) Subject(r *http.Request) (lockout.Subject, error) {
 // fits routers' middleware chains.
 func (m *Middleware) Wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := m.cfg.CrossOrigin.Check(r); err != nil {
+			m.cfg.Error(w, r, fmt.Errorf("%w: %w", ErrCrossOrigin, err))
+			return
+		}
 		s, err := m.Subject(r)
 		if err != nil {
 			m.cfg.Error(w, r, err)

@@ -706,3 +706,55 @@ func TestRetryAfterSeconds(t *testing.T) {
 		}
 	}
 }
+
+// TestCrossOrigin: a login posted from another site's page (a browser
+// says so with Sec-Fetch-Site or Origin) is refused with 403 before it is
+// counted, so that a page cannot make its visitors lock out their own
+// address and the usernames it names; same-site and non-browser requests
+// count, and Config.CrossOrigin can trust an origin or let every request
+// through.
+func TestCrossOrigin(t *testing.T) {
+	trusting := http.NewCrossOriginProtection()
+	if err := trusting.AddTrustedOrigin("https://login.example.org"); err != nil {
+		t.Fatal(err)
+	}
+	bypass := http.NewCrossOriginProtection()
+	bypass.AddInsecureBypassPattern("/")
+	tests := []struct {
+		name    string
+		cop     *http.CrossOriginProtection
+		headers []string
+		counted bool
+	}{
+		{"cross-site", nil, []string{"Sec-Fetch-Site", "cross-site"}, false},
+		{"same-site, another origin", nil, []string{"Sec-Fetch-Site", "same-site"}, false},
+		{"foreign Origin", nil, []string{"Origin", "https://evil.example"}, false},
+		{"same origin", nil, []string{"Sec-Fetch-Site", "same-origin"}, true},
+		{"Origin of the host", nil, []string{"Origin", "http://example.com"}, true},
+		{"no browser headers", nil, nil, true},
+		{"trusted origin", trusting, []string{"Origin", "https://login.example.org", "Sec-Fetch-Site", "cross-site"}, true},
+		{"untrusted origin, trusting another", trusting, []string{"Origin", "https://evil.example"}, false},
+		{"bypass", bypass, []string{"Sec-Fetch-Site", "cross-site"}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := newPolicy(t, nil, lockout.Config{Rules: []lockout.Rule{lockout.ByUsername(3), lockout.ByIP(10)}})
+			l := &login{}
+			h := lockouthttp.NewMiddleware(p, lockouthttp.Config{Username: lockouthttp.FormField("username"), CrossOrigin: tt.cop}).Wrap(l)
+			w := post(h, client, "alice", "wrong", tt.headers...)
+			ip := ruleStatus(t, p, lockout.Subject{IP: clientA}, "ip")
+			if tt.counted {
+				if w.Code != http.StatusUnauthorized || l.verified.Load() != 1 || ip.Attempts != 1 {
+					t.Errorf("%d, %d verified, %d counted; want 401, the password checked and counted", w.Code, l.verified.Load(), ip.Attempts)
+				}
+				return
+			}
+			if w.Code != http.StatusForbidden || l.verified.Load() != 0 || ip.Attempts != 0 {
+				t.Errorf("%d, %d verified, %d counted; want 403, nothing checked or counted", w.Code, l.verified.Load(), ip.Attempts)
+			}
+			if m := refusalBody(t, w); m["error"] != "cross_origin" {
+				t.Errorf("body %v, want error cross_origin", m)
+			}
+		})
+	}
+}

@@ -140,11 +140,16 @@ func retryAt(now time.Time, secs int64) string {
 
 // DefaultError answers a request the middleware cannot check: 413 for
 // ErrBodyTooLarge, 400 for an error wrapping lockout.ErrInvalidSubject
-// (an address or username that cannot be keyed, a malformed body), 500 for
-// anything else. The body, JSON or HTML as for DefaultRefused, does not
-// repeat the error, which may hold the client's input.
+// (an address or username that cannot be keyed, a malformed body), 403 for
+// ErrCrossOrigin, 500 for anything else. The body, JSON or HTML as for
+// DefaultRefused, does not repeat the error, which may hold the client's
+// input.
 func DefaultError(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
+	case errors.Is(err, ErrCrossOrigin):
+		writeMessage(w, r, http.StatusForbidden, message{
+			Error: "cross_origin", Message: "Logins from another site's pages are refused.", title: "Forbidden",
+		})
 	case errors.Is(err, ErrBodyTooLarge):
 		writeMessage(w, r, http.StatusRequestEntityTooLarge, message{
 			Error: "body_too_large", Message: "The request body is too large.", title: "Request too large",
