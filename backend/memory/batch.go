@@ -19,10 +19,78 @@ import (
 // sweeper and Keys hold one shard at a time and wait for nothing while
 // they do.
 type batch struct {
-	s    *Store
-	held shardSet
-	top  int   // highest shard held
-	now  int64 // the instant of every operation, read once the shards are held
+	s     *Store
+	held  shardSet
+	top   int   // highest shard held
+	now   int64 // the instant of every operation, read once the shards are held
+	spare int64 // keys reserved for the batch's creations and not made yet
+}
+
+// reserveCreations counts the keys the batch creates (an Incr that adds to
+// a key not live when the batch began, once per key) and reserves room for
+// them all before any operation applies, or returns the store's ErrFull.
+// places holds each operation's cell, looked up; an expired key found
+// there is removed.
+func (b *batch) reserveCreations(ops []backend.Op, places []place) error {
+	n, removed := int64(0), false
+	for i := range ops {
+		op, p := &ops[i], &places[i]
+		if op.Kind != backend.Incr || op.Delta <= 0 {
+			continue
+		}
+		sh := &b.s.shards[p.shard]
+		if removed {
+			// The cell found may have moved: a removal shifts the keys
+			// after it.
+			p.cell = sh.findFrom(p.hash, op.Key, p.cell)
+		}
+		if p.cell >= 0 {
+			if sh.at(p.cell).live(b.now) {
+				continue
+			}
+			// Expired: removed, as any operation that finds it does, so
+			// that its room counts.
+			b.remove(sh, p.cell)
+			p.cell, removed = -1, true
+		}
+		if b.earlierIncr(ops, places, i) {
+			continue // counted already
+		}
+		n++
+	}
+	if n == 0 {
+		return nil
+	}
+	for !b.s.reserve(n) {
+		if !b.reclaim() {
+			return b.s.errFull
+		}
+	}
+	b.spare = n
+	return nil
+}
+
+// earlierIncr reports whether an operation before ops[i] adds to the same
+// key, in a batch small enough to look; a larger one counts such a key
+// once per operation, and may be refused with the room for one key left.
+func (b *batch) earlierIncr(ops []backend.Op, places []place, i int) bool {
+	if len(ops) > 16 {
+		return false
+	}
+	for j := range i {
+		if places[j].hash == places[i].hash && ops[j].Kind == backend.Incr && ops[j].Delta > 0 && ops[j].Key == ops[i].Key {
+			return true
+		}
+	}
+	return false
+}
+
+// release gives back the keys reserved and not made.
+func (b *batch) release() {
+	if b.spare > 0 {
+		b.s.keys.Add(-b.spare)
+		b.spare = 0
+	}
 }
 
 // lock takes the shards in b.held, in ascending order, and reads the clock.
@@ -126,9 +194,16 @@ func (b *batch) incr(sh *shard, p *place, key string, delta int64, ttl time.Dura
 	if delta <= 0 {
 		return backend.Result{}, nil
 	}
-	for !b.s.reserve() {
-		if !b.reclaim() {
-			return backend.Result{}, b.s.errFull
+	switch {
+	case b.spare > 0:
+		b.spare--
+	default:
+		// A key removed earlier in the batch (Delete, or a give-back to
+		// zero) and created again: its room was given back then.
+		for !b.s.reserve(1) {
+			if !b.reclaim() {
+				return backend.Result{}, b.s.errFull
+			}
 		}
 	}
 	e := entry{value: delta, exp: expiry(b.now, ttl)}

@@ -33,9 +33,11 @@
 // Expiry is exact: a key whose expiry has passed is never visible, and an
 // operation that finds one removes it. A sweeper goroutine reclaims the
 // others every SweepInterval, skipping shards where nothing can have
-// expired yet. MaxKeys caps the keys held; a creation in a full store
-// first reclaims expired keys, then fails with an error wrapping
-// [backend.ErrFull]. No live key is ever evicted.
+// expired yet. MaxKeys caps the keys held; a call that creates keys first
+// reserves room for all of them, reclaiming expired keys if it must, and
+// fails with an error wrapping [backend.ErrFull] before it applies any
+// operation when they do not fit: a refused attempt counts on none of its
+// keys. No live key is ever evicted.
 //
 // The store reads the clock only through package time, and its goroutine
 // exits on Close, so it works inside a testing/synctest bubble (create it

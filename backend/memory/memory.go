@@ -197,14 +197,14 @@ func expiry(now int64, ttl time.Duration) int64 {
 	return now + int64(ttl)
 }
 
-// reserve counts one more key, unless the store is full.
-func (s *Store) reserve() bool {
+// reserve counts n more keys, unless the store cannot hold them.
+func (s *Store) reserve(n int64) bool {
 	for {
-		n := s.keys.Load()
-		if n >= s.maxKeys {
+		held := s.keys.Load()
+		if held+n > s.maxKeys {
 			return false
 		}
-		if s.keys.CompareAndSwap(n, n+1) {
+		if s.keys.CompareAndSwap(held, held+n) {
 			return true
 		}
 	}
@@ -228,9 +228,10 @@ func (m *shardSet) has(i int) bool { return m[i>>6]&(1<<(i&63)) != 0 }
 // Do applies ops and writes the outcome of ops[i] to results[i]; see
 // [backend.Backend]. It locks the shards of every hash tag in ops at once,
 // applies the operations in order at one instant, and unlocks: the
-// operations of one hash tag apply as one atomic step. Creating a key when
-// the store holds MaxKeys live keys fails the call with an error wrapping
-// [backend.ErrFull], after the operations before it have been applied.
+// operations of one hash tag apply as one atomic step. A call that would
+// create more keys than the store has room for, MaxKeys live keys in all,
+// fails with an error wrapping [backend.ErrFull] before it applies any
+// operation: a refused attempt counts on none of its keys.
 func (s *Store) Do(ctx context.Context, ops []backend.Op, results []backend.Result) error {
 	if s.closed.Load() {
 		return errClosed
@@ -266,6 +267,10 @@ func (s *Store) Do(ctx context.Context, ops []backend.Op, results []backend.Resu
 		p := &places[i]
 		p.cell = s.shards[p.shard].find(p.hash, ops[i].Key)
 	}
+	if err := b.reserveCreations(ops, places); err != nil {
+		return err
+	}
+	defer b.release()
 	for i := range ops {
 		if i&255 == 255 {
 			if err := ctx.Err(); err != nil {

@@ -861,3 +861,47 @@ func TestKeyNotShared(t *testing.T) {
 		}
 	}
 }
+
+// TestFullBatchChangesNothing: a call that would create more keys than the
+// store has room for fails as full before it applies any operation, so
+// that an attempt refused for want of room counts on none of its keys
+// (the lockout engine's fallback, full, must not raise the counter of a
+// user whose attempt it refuses); a call whose creations fit succeeds.
+func TestFullBatchChangesNothing(t *testing.T) {
+	incr := func(key string) backend.Op { return backend.IncrOp(key, 1, time.Hour) }
+	tests := []struct {
+		name string
+		room int // keys the store can still create
+		ops  []backend.Op
+		full bool
+	}{
+		{"an existing key and a new one, no room", 0, []backend.Op{incr("old/0"), incr("new/a")}, true},
+		{"two new keys, room for one", 1, []backend.Op{incr("old/0"), incr("new/a"), backend.ExistsOp("new/x"), incr("new/b")}, true},
+		{"one new key twice, room for one", 1, []backend.Op{incr("new/a"), incr("old/0"), incr("new/a")}, false},
+		{"two new keys, room for two", 2, []backend.Op{incr("new/a"), incr("new/b"), incr("old/0")}, false},
+		{"nothing new, no room", 0, []backend.Op{incr("old/0"), backend.IncrOp("new/a", 0, time.Hour), backend.IncrOp("new/b", -1, time.Hour)}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			const maxKeys = 10
+			s := newStore(t, &Options{MaxKeys: maxKeys})
+			fill(t, s, "old/", maxKeys-tt.room, time.Hour, one)
+			err := s.Do(t.Context(), tt.ops, make([]backend.Result, len(tt.ops)))
+			if tt.full != errors.Is(err, backend.ErrFull) || !tt.full && err != nil {
+				t.Fatalf("Do: %v, want full: %v", err, tt.full)
+			}
+			if !tt.full {
+				return
+			}
+			wantLen(t, s, maxKeys-tt.room)
+			if r := do1(t, s, backend.ExistsOp("old/0")); r.Value != 1 {
+				t.Errorf("old/0 = %d after a call refused as full, want 1 (unchanged)", r.Value)
+			}
+			for _, k := range []string{"new/a", "new/b"} {
+				if r := do1(t, s, backend.ExistsOp(k)); r.Found {
+					t.Errorf("%s created by a call refused as full", k)
+				}
+			}
+		})
+	}
+}
