@@ -103,6 +103,11 @@ type breaker struct {
 	epoch uint64    // counts the ends of degraded periods
 	cause error     // the error that started the current outage
 	since time.Time // when it started
+	// copied holds, by key, the fallback's value the write-back has
+	// copied to the store in this degraded period, through every attempt
+	// to recover: a recovery that fails half way and starts again adds
+	// only what the fallback counted since. Made with the fallback.
+	copied map[string]int64
 }
 
 // route says where an attempt's reservations are: in the store, or in the
@@ -245,6 +250,7 @@ func (p *Policy) trip(ctx context.Context, err error) {
 			return
 		}
 		p.fallback = fb
+		p.breaker.copied = map[string]int64{}
 	}
 	p.breaker.nextProbe.Store(p.now() + int64(p.probeInterval))
 	p.breaker.state.Store(degraded)
@@ -316,12 +322,19 @@ func (p *Policy) probe() {
 // what the fallback counted since the first, and sends decisions back to
 // the store. No decision ever sees a store without the outage's counts. A
 // pass that fails leaves the policy degraded; the next recovery copies
-// again, which can count some attempts twice: on the strict side.
+// what was not copied yet (breaker.copied), and again only the writes of
+// the call that failed, which the store may have applied or not: on the
+// strict side.
 func (p *Policy) recover(ctx context.Context) {
 	if p.closed.Load() || p.breaker.state.Load() != degraded {
 		return
 	}
-	copied := map[string]int64{}
+	p.mu.RLock()
+	copied := p.breaker.copied
+	p.mu.RUnlock()
+	if copied == nil { // no fallback (Outage modes other than Fallback)
+		copied = map[string]int64{}
+	}
 	if err := p.writeBack(ctx, copied, p.do); err != nil {
 		p.stillDegraded(ctx, err)
 		return
@@ -337,7 +350,7 @@ func (p *Policy) recover(ctx context.Context) {
 	var fb backend.Backend
 	cause, since := p.breaker.cause, p.breaker.since
 	if err == nil {
-		fb, p.fallback = p.fallback, nil
+		fb, p.fallback, p.breaker.copied = p.fallback, nil, nil
 		p.breaker.epoch++
 		p.breaker.cause = nil
 		p.breaker.state.Store(healthy)
@@ -473,7 +486,12 @@ func (p *Policy) copyChunk(ctx context.Context, fb backend.Backend, chunk []stri
 		}
 	}
 	if len(longer) > 0 {
-		return do(ctx, longer, make([]backend.Result, len(longer)))
+		if err := do(ctx, longer, make([]backend.Result, len(longer))); err != nil {
+			for _, op := range longer {
+				delete(copied, op.Key) // copied again, and lengthened
+			}
+			return err
+		}
 	}
 	return nil
 }

@@ -46,10 +46,16 @@ type switchStore struct {
 	backend.Backend
 	mode  atomic.Int32
 	calls atomic.Int64
+	// failIn, when positive, counts calls down: the call that brings it to
+	// zero fails, whatever the mode.
+	failIn atomic.Int64
 }
 
 func (s *switchStore) Do(ctx context.Context, ops []backend.Op, res []backend.Result) error {
 	s.calls.Add(1)
+	if s.failIn.Load() > 0 && s.failIn.Add(-1) == 0 {
+		return errBroken
+	}
 	switch s.mode.Load() {
 	case down:
 		return errBroken
@@ -322,6 +328,50 @@ func TestRecoveryFailsAgain(t *testing.T) {
 		}
 		if evs, _ := ev.get(); len(evs) != 1 {
 			t.Errorf("degraded events %+v, want only the start", evs)
+		}
+	})
+}
+
+// TestRecoveryCopiesOnce: a write-back that fails half way, and is made
+// again by the next recovery, copies each count of the outage to the store
+// once: a user's one failure during an outage must not count twice (or
+// more, on a flapping store) after it.
+func TestRecoveryCopiesOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := &switchStore{Backend: newStore(t)}
+		p := newPolicyOn(t, store, lockout.Config{Rules: []lockout.Rule{lockout.ByUsername(5)}})
+		store.mode.Store(down)
+		const users = 300 // three chunks of the write-back
+		for i := range users {
+			fail(t, p, lockout.Subject{Username: fmt.Sprint("user", i)}, 1)
+		}
+		// The store is back, but fails the write-back's second chunk: the
+		// probe and the first chunk pass.
+		store.mode.Store(up)
+		store.failIn.Store(3)
+		time.Sleep(lockout.DefaultProbeInterval)
+		if err := attempt(t, p, bob, true); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		if store.failIn.Load() != 0 {
+			t.Fatalf("the write-back made %d calls fewer than the three expected", store.failIn.Load())
+		}
+		// The next recovery succeeds.
+		time.Sleep(lockout.DefaultProbeInterval)
+		if err := attempt(t, p, bob, true); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		other := newPolicyOn(t, store, lockout.Config{Rules: []lockout.Rule{lockout.ByUsername(5)}})
+		twice := 0
+		for i := range users {
+			if st := status(t, other, lockout.Subject{Username: fmt.Sprint("user", i)})["username"]; st.Attempts != 1 {
+				twice++
+			}
+		}
+		if twice > 0 {
+			t.Errorf("%d of %d users, each failing once during the outage, hold another count in the store", twice, users)
 		}
 	})
 }
