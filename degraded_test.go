@@ -376,6 +376,40 @@ func TestRecoveryCopiesOnce(t *testing.T) {
 	})
 }
 
+// TestLockBetweenCalls: a store that fails between a lockout's two calls
+// (the marker made with a provisional TTL, then its TTL set) leaves the
+// lock its whole length: in the fallback, and in the store once it
+// recovers, not the provisional TTL of the schedule's first step.
+func TestLockBetweenCalls(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := &switchStore{Backend: newStore(t)}
+		rule := lockout.ByUsername(3)
+		rule.Schedule = lockout.List(time.Minute, time.Hour)
+		p := newPolicyOn(t, store, lockout.Config{Rules: []lockout.Rule{rule}})
+		fail(t, p, alice, 3) // the first lockout: a minute
+		time.Sleep(time.Minute + time.Second)
+		fail(t, p, alice, 2)
+		// The third failure's Allow and its lockout's first call pass; the
+		// second call fails.
+		store.failIn.Store(3)
+		fail(t, p, alice, 1)
+		if store.failIn.Load() != 0 {
+			t.Fatalf("the lockout made %d calls fewer than expected", store.failIn.Load())
+		}
+		time.Sleep(lockout.DefaultProbeInterval)
+		if err := attempt(t, p, bob, true); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait() // the probe and the write-back
+		time.Sleep(2 * time.Minute)
+		other := newPolicyOn(t, store, lockout.Config{Rules: []lockout.Rule{rule}})
+		st := status(t, other, alice)["username"]
+		if !st.Locked || st.LockRemaining < 50*time.Minute {
+			t.Errorf("alice in the store after the outage: %+v, want locked for most of the hour of her second lockout", st)
+		}
+	})
+}
+
 func TestFallbackFull(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		p := newPolicyOn(t, brokenStore{}, lockout.Config{Rules: []lockout.Rule{lockout.ByUsername(5)}, FallbackMaxKeys: 4})

@@ -876,8 +876,29 @@ func (a *Attempt) failure(ctx context.Context, start int64) error {
 			backend.ExpireOp(a.key(h.history), h.r.HistoryWindow))
 		done = append(done, lockout{h, d, hist.Value})
 	}
-	if _, err := a.p.execAt(ctx, at, ops2, make([]backend.Result, len(ops2)), true); err != nil {
+	at2, err := a.p.execAt(ctx, at, ops2, make([]backend.Result, len(ops2)), true)
+	switch {
+	case err != nil:
 		errs = append(errs, err)
+	case at2.fallback && !at.fallback && len(done) > 0:
+		// The store failed between the two calls: the first call's
+		// marker is in the store, with its provisional TTL, and the
+		// second found none in the fallback. Make it there, for the
+		// lock's length: the fallback refuses for as long, and its
+		// write-back lengthens the store's marker when the store
+		// recovers. (Otherwise the lock would end with the provisional
+		// TTL, and the counter, left full, refuse only for its window.)
+		fix := make([]backend.Op, len(done))
+		for i, l := range done {
+			ttl := l.d
+			if ttl == Forever {
+				ttl = backend.NoExpiry
+			}
+			fix[i] = backend.IncrOp(a.key(l.h.lock), 1, ttl)
+		}
+		if _, err := a.p.execAt(ctx, at2, fix, make([]backend.Result, len(fix)), true); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	for _, l := range done {
 		ttl := l.d
