@@ -22,10 +22,13 @@ type Outage uint8
 const (
 	// Fallback decides in an in-process store (a capped memory store) with
 	// the same rules and keys: per key and per process, at most Limit
-	// guesses reach the password check for the whole outage. What it
-	// counted is written back to the store when the store recovers. When
-	// the fallback is full, attempts that need a new key are refused. The
-	// default.
+	// guesses reach the password check before a lockout, and a lockout
+	// there lasts as the schedule says after the lockouts this policy
+	// counted or learned of (through its own lockouts) before and during
+	// the outage, so that an outage is no fresh start of the schedule.
+	// What it counted is written back to the store when the store
+	// recovers. When the fallback is full, attempts that need a new key are
+	// refused. The default.
 	Fallback Outage = iota
 	// FailClosed refuses every attempt with ErrUnavailable.
 	FailClosed

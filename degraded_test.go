@@ -410,6 +410,52 @@ func TestLockBetweenCalls(t *testing.T) {
 	})
 }
 
+// TestEscalationThroughOutages: a lockout in the fallback counts the
+// lockouts the store had counted before the outage, and those of earlier
+// outages: an attacker who can make the store fail gets no fresh start of
+// the schedule at each outage (a fallback starts empty).
+func TestEscalationThroughOutages(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := &switchStore{Backend: newStore(t)}
+		rule := lockout.ByUsername(3)
+		rule.Schedule = lockout.List(time.Minute, 10*time.Minute, time.Hour)
+		p := newPolicyOn(t, store, lockout.Config{Rules: []lockout.Rule{rule}})
+		locked := func(after time.Duration, want bool) {
+			t.Helper()
+			time.Sleep(after)
+			_, err := p.Allow(bg, alice)
+			if got := errors.Is(err, lockout.ErrLocked); got != want {
+				t.Fatalf("alice %v later: %v, want locked: %v", after, err, want)
+			}
+		}
+		recover := func() {
+			t.Helper()
+			store.mode.Store(up)
+			time.Sleep(lockout.DefaultProbeInterval)
+			if err := attempt(t, p, bob, true); err != nil {
+				t.Fatal(err)
+			}
+			synctest.Wait()
+		}
+
+		fail(t, p, alice, 3) // the first lockout, in the store: a minute
+		locked(time.Minute+time.Second, false)
+		store.mode.Store(down)
+		fail(t, p, alice, 3) // the second lockout, in the fallback: ten minutes
+		locked(2*time.Minute, true)
+		recover()
+		locked(10*time.Minute, false)
+		store.mode.Store(down)
+		fail(t, p, alice, 3) // the third, in another outage's fallback: an hour
+		locked(30*time.Minute, true)
+		recover()
+		other := newPolicyOn(t, store, lockout.Config{Rules: []lockout.Rule{rule}})
+		if st := status(t, other, alice)["username"]; !st.Locked || st.Lockouts != 3 {
+			t.Errorf("alice in the store after the outages: %+v, want locked, 3 lockouts", st)
+		}
+	})
+}
+
 func TestFallbackFull(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		p := newPolicyOn(t, brokenStore{}, lockout.Config{Rules: []lockout.Rule{lockout.ByUsername(5)}, FallbackMaxKeys: 4})

@@ -39,16 +39,30 @@ import (
 type lockCache struct {
 	once sync.Once
 	c    *ristretto.Cache[string, cachedLock]
-	used atomic.Bool // a lock was remembered: lookups are worth making
-	ttl  time.Duration
-	seed maphash.Seed
-	ends []atomic.Int64 // the filter; a power of two long
+	// hist remembers lockout counts (lockoutCount), apart from the locks
+	// so that they take none of their room; made on the first lockout.
+	histOnce sync.Once
+	hist     *ristretto.Cache[string, lockoutHistory]
+	used     atomic.Bool // a lock was remembered: lookups are worth making
+	ttl      time.Duration
+	seed     maphash.Seed
+	ends     []atomic.Int64 // the filter; a power of two long
 }
 
 // cachedLock is a remembered lock, in Policy.now() time.
 type cachedLock struct {
 	until   int64 // when the lock ends; math.MaxInt64 for one that never does
 	learned int64 // when the policy saw it
+}
+
+// lockoutHistory is a rule key's lockout count as the policy last learned
+// it (lockoutCount), until it ends (Policy.now() time; math.MaxInt64:
+// never). When made in the fallback of the degraded period epoch, base of
+// the count were the store's before it.
+type lockoutHistory struct {
+	until, count, base int64
+	epoch              uint64
+	fallback           bool
 }
 
 // inUse reports whether any lock was ever remembered.
@@ -84,6 +98,9 @@ func (c *lockCache) close() {
 	if c.c != nil {
 		c.c.Close()
 	}
+	if c.hist != nil {
+		c.hist.Close()
+	}
 }
 
 // remember records that key is locked for ttl (backend.NoExpiry: until
@@ -98,26 +115,7 @@ func (p *Policy) remember(key string, ttl time.Duration, wait bool) {
 		return
 	}
 	c := &p.cache
-	c.once.Do(func() {
-		var cache *ristretto.Cache[string, cachedLock]
-		var err error
-		unlabeled(func() {
-			cache, err = ristretto.NewCache(&ristretto.Config[string, cachedLock]{
-				NumCounters:        10 * int64(p.cacheSize),
-				MaxCost:            int64(p.cacheSize),
-				BufferItems:        64,
-				IgnoreInternalCost: true,
-			})
-		})
-		if err == nil { // the sizes are checked by New
-			c.c, c.ttl = cache, p.cacheTTL
-			// Four slots per lock the cache can hold, within
-			// 8 KiB and 2 MiB.
-			n := 1 << min(max(bits.Len(uint(p.cacheSize-1))+2, 10), 18)
-			c.seed, c.ends = maphash.MakeSeed(), make([]atomic.Int64, n)
-		}
-	})
-	if c.c == nil {
+	if !p.initCache() {
 		return
 	}
 	now := p.now()
@@ -141,6 +139,86 @@ func (p *Policy) remember(key string, ttl time.Duration, wait bool) {
 		c.c.Wait()
 	}
 	c.used.Store(true)
+}
+
+// initCache makes the cache on its first use, and reports whether it is
+// there. The caller holds p.mu for reading.
+func (p *Policy) initCache() bool {
+	c := &p.cache
+	c.once.Do(func() {
+		var cache *ristretto.Cache[string, cachedLock]
+		var err error
+		unlabeled(func() {
+			cache, err = ristretto.NewCache(&ristretto.Config[string, cachedLock]{
+				NumCounters:        10 * int64(p.cacheSize),
+				MaxCost:            int64(p.cacheSize),
+				BufferItems:        64,
+				IgnoreInternalCost: true,
+			})
+		})
+		if err == nil { // the sizes are checked by New
+			c.c, c.ttl = cache, p.cacheTTL
+			// Four slots per lock the cache can hold, within
+			// 8 KiB and 2 MiB.
+			n := 1 << min(max(bits.Len(uint(p.cacheSize-1))+2, 10), 18)
+			c.seed, c.ends = maphash.MakeSeed(), make([]atomic.Int64, n)
+		}
+	})
+	return c.c != nil
+}
+
+// lockoutCount returns the number of the lockout whose first call found
+// the key's history, hkey, at count, in the store or (at) in the
+// fallback, and remembers it for the history window. A fallback starts
+// empty at each outage, and knows nothing of the lockouts the store
+// counted before: the count the policy last learned is added to it, so
+// that lockouts keep escalating through outages (an attacker who can make
+// the store fail must not get a fresh start of the schedule at each
+// outage). What the fallback counted is written back to the store when it
+// recovers, which then holds the sum too.
+func (p *Policy) lockoutCount(hkey string, count int64, at route, window time.Duration) int64 {
+	if p.cacheTTL == NoLockCache {
+		return count
+	}
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if p.closed.Load() {
+		return count
+	}
+	c := &p.cache
+	c.histOnce.Do(func() {
+		unlabeled(func() {
+			c.hist, _ = ristretto.NewCache(&ristretto.Config[string, lockoutHistory]{
+				NumCounters:        10 * int64(p.cacheSize),
+				MaxCost:            int64(p.cacheSize),
+				BufferItems:        64,
+				IgnoreInternalCost: true,
+			}) // the sizes are checked by New
+		})
+	})
+	if c.hist == nil {
+		return count
+	}
+	now := p.now()
+	v := lockoutHistory{count: count}
+	if at.fallback {
+		if old, ok := c.hist.Get(hkey); ok && now < old.until {
+			v.base = old.count
+			if old.fallback && old.epoch == at.epoch {
+				v.base = old.base // count includes this period's
+			}
+		}
+		v.count, v.epoch, v.fallback = v.base+count, at.epoch, true
+	}
+	v.until = math.MaxInt64
+	rttl := time.Duration(0)
+	if window > 0 {
+		v.until, rttl = now+int64(window), window
+	}
+	if c.hist.SetWithTTL(hkey, v, 1, rttl) {
+		c.hist.Wait() // a lockout: rare
+	}
+	return v.count
 }
 
 // filterPart returns what the lock cache's filter hashes of key: the part

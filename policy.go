@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -861,7 +862,8 @@ func (a *Attempt) failure(ctx context.Context, start int64) error {
 			ops2 = append(ops2, backend.IncrOp(a.key(h.history), -1, h.r.HistoryWindow))
 			continue
 		}
-		d, err := lockDuration(h.r.Schedule, int(hist.Value))
+		n := a.p.lockoutCount(a.key(h.history), hist.Value, at, h.r.HistoryWindow)
+		d, err := lockDuration(h.r.Schedule, int(min(n, math.MaxInt32)))
 		if err != nil {
 			errs = append(errs, err)
 			d = h.r.Window
@@ -874,7 +876,7 @@ func (a *Attempt) failure(ctx context.Context, start int64) error {
 			backend.ExpireOp(a.key(h.lock), ttl),
 			backend.DeleteOp(a.key(h.attempts)),
 			backend.ExpireOp(a.key(h.history), h.r.HistoryWindow))
-		done = append(done, lockout{h, d, hist.Value})
+		done = append(done, lockout{h, d, n})
 	}
 	at2, err := a.p.execAt(ctx, at, ops2, make([]backend.Result, len(ops2)), true)
 	switch {
