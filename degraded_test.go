@@ -456,6 +456,31 @@ func TestEscalationThroughOutages(t *testing.T) {
 	})
 }
 
+// TestEscalationLearnedFromRefusals: a process that never locked a key
+// learns its lockout count from a refusal by the store's lock (in the
+// give-back call), and its fallback's lockout counts it.
+func TestEscalationLearnedFromRefusals(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := &switchStore{Backend: newStore(t)}
+		rule := lockout.ByUsername(3)
+		rule.Schedule = lockout.List(time.Minute, 10*time.Minute, time.Hour)
+		cfg := lockout.Config{Rules: []lockout.Rule{rule}}
+		locker := newPolicyOn(t, store, cfg)
+		fail(t, locker, alice, 3) // the first lockout, by another process
+		p := newPolicyOn(t, store, cfg)
+		if _, err := p.Allow(bg, alice); !errors.Is(err, lockout.ErrLocked) {
+			t.Fatalf("alice through a second policy: %v, want locked", err)
+		}
+		time.Sleep(time.Minute + time.Second)
+		store.mode.Store(down)
+		fail(t, p, alice, 3) // the second lockout, in its fallback: ten minutes
+		time.Sleep(2 * time.Minute)
+		if _, err := p.Allow(bg, alice); !errors.Is(err, lockout.ErrLocked) {
+			t.Errorf("alice 2 minutes after her second lockout, in the fallback: %v, want locked (ten minutes)", err)
+		}
+	})
+}
+
 func TestFallbackFull(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		p := newPolicyOn(t, brokenStore{}, lockout.Config{Rules: []lockout.Rule{lockout.ByUsername(5)}, FallbackMaxKeys: 4})

@@ -486,6 +486,7 @@ func (p *Policy) allow(ctx context.Context, s Subject, start int64) (*Attempt, e
 	a.readFingerprint(res[n:])
 
 	var found RefusedError // the longest refusal, built on the stack
+	var locked uint64      // the rules whose lock the store holds, by index
 	for i := range a.rules {
 		h := &a.rules[i]
 		cnt, lock := res[2*i], res[2*i+1]
@@ -495,6 +496,7 @@ func (p *Policy) allow(ctx context.Context, s Subject, start int64) (*Attempt, e
 		case lock.Found:
 			e = RefusedError{Reason: ReasonLocked, RetryAfter: lock.TTL, Forever: lock.TTL == backend.NoExpiry}
 			p.remember(a.key(h.lock), lock.TTL, false)
+			locked |= 1 << i
 		case cnt.Value > int64(h.r.Limit):
 			// The give-back reports the TTL when the reservation did not.
 			e = RefusedError{Reason: ReasonCapacity, RetryAfter: cnt.TTL, Forever: cnt.TTL == backend.NoExpiry}
@@ -533,13 +535,42 @@ func (p *Policy) allow(ctx context.Context, s Subject, start int64) (*Attempt, e
 	for i, h := range a.rules {
 		ops[i] = backend.IncrOp(a.key(h.attempts), -1, h.r.Window)
 	}
+	if a.at.fallback || p.cacheTTL == NoLockCache {
+		locked = 0
+	}
+	// The same call reads the lockout count of each lock the store holds:
+	// a lockout this process's fallback makes during an outage counts
+	// them (lockoutCount), and it learns them only here and from its own
+	// lockouts.
+	for i := range a.rules {
+		if locked&(1<<i) != 0 {
+			ops = append(ops, backend.ExistsOp(a.key(a.rules[i].history)))
+			res = res[:len(ops)]
+		}
+	}
 	unknown := refusal.Reason == ReasonCapacity && refusal.RetryAfter == 0 && !refusal.Forever
-	if _, err := p.execAt(uncancelled(ctx), a.at, ops, res, false); err == nil && unknown {
-		// The counter's TTL, which the reservation did not read.
-		for i, h := range a.rules {
-			if a.key(h.subject) == refusal.Key && h.r.Name == refusal.Rule && res[i].Found {
-				refusal.RetryAfter = res[i].TTL
+	if _, err := p.execAt(uncancelled(ctx), a.at, ops, res, false); err == nil {
+		if unknown {
+			// The counter's TTL, which the reservation did not read.
+			for i, h := range a.rules {
+				if a.key(h.subject) == refusal.Key && h.r.Name == refusal.Rule && res[i].Found {
+					refusal.RetryAfter = res[i].TTL
+				}
 			}
+		}
+		k := len(a.rules)
+		for i := range a.rules {
+			if locked&(1<<i) == 0 {
+				continue
+			}
+			if r := res[k]; r.Found && r.Value > 0 {
+				ttl := r.TTL
+				if ttl == backend.NoExpiry {
+					ttl = 0
+				}
+				p.lockoutCount(a.key(a.rules[i].history), r.Value, route{}, ttl)
+			}
+			k++
 		}
 	}
 	if unknown && refusal.RetryAfter == 0 {

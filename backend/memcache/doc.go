@@ -126,7 +126,8 @@
 //     round trips of wall time, three for a new subject;
 //   - a refusal by a lock the process has not seen (the lock cache answers
 //     the others with no request): the admission, then the give-back of
-//     the three reservations, three decr, one multi-get, and a cas for each
+//     the three reservations, three decr, one multi-get (which also reads
+//     the lockout history of each lock found), and a cas for each
 //     counter brought back to zero: 10 in the usual case of a locked
 //     subject whose username counters the lockout cleared (3 incr, 1 add,
 //     1 multi-get; 3 decr, 1 multi-get, 1 cas);
