@@ -481,6 +481,40 @@ func TestEscalationLearnedFromRefusals(t *testing.T) {
 	})
 }
 
+// TestResetForgetsCount: a reset (of a subject, or of everything) makes
+// the policy forget the lockout counts it remembered, so that its
+// fallback starts the schedule afresh for the subject, as the store does.
+func TestResetForgetsCount(t *testing.T) {
+	for _, all := range []bool{false, true} {
+		t.Run(fmt.Sprint("all=", all), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				store := &switchStore{Backend: newStore(t)}
+				rule := lockout.ByUsername(3)
+				rule.Schedule = lockout.List(time.Minute, 10*time.Minute, time.Hour)
+				p := newPolicyOn(t, store, lockout.Config{Rules: []lockout.Rule{rule}})
+				fail(t, p, alice, 3) // a minute
+				time.Sleep(time.Minute + time.Second)
+				fail(t, p, alice, 3) // ten minutes
+				var err error
+				if all {
+					_, err = p.ResetAll(bg)
+				} else {
+					err = p.Reset(bg, alice)
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				store.mode.Store(down)
+				fail(t, p, alice, 3) // the first lockout since the reset: a minute
+				time.Sleep(2 * time.Minute)
+				if _, err := p.Allow(bg, alice); err != nil {
+					t.Errorf("alice 2 minutes after her first lockout since a reset, in the fallback: %v, want admitted", err)
+				}
+			})
+		})
+	}
+}
+
 func TestFallbackFull(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		p := newPolicyOn(t, brokenStore{}, lockout.Config{Rules: []lockout.Rule{lockout.ByUsername(5)}, FallbackMaxKeys: 4})

@@ -42,7 +42,7 @@ type lockCache struct {
 	// hist remembers lockout counts (lockoutCount), apart from the locks
 	// so that they take none of their room; made on the first lockout.
 	histOnce sync.Once
-	hist     *ristretto.Cache[string, lockoutHistory]
+	hist     atomic.Pointer[ristretto.Cache[string, lockoutHistory]]
 	used     atomic.Bool // a lock was remembered: lookups are worth making
 	ttl      time.Duration
 	seed     maphash.Seed
@@ -98,8 +98,8 @@ func (c *lockCache) close() {
 	if c.c != nil {
 		c.c.Close()
 	}
-	if c.hist != nil {
-		c.hist.Close()
+	if h := c.hist.Load(); h != nil {
+		h.Close()
 	}
 }
 
@@ -188,21 +188,25 @@ func (p *Policy) lockoutCount(hkey string, count int64, at route, window time.Du
 	c := &p.cache
 	c.histOnce.Do(func() {
 		unlabeled(func() {
-			c.hist, _ = ristretto.NewCache(&ristretto.Config[string, lockoutHistory]{
+			h, err := ristretto.NewCache(&ristretto.Config[string, lockoutHistory]{
 				NumCounters:        10 * int64(p.cacheSize),
 				MaxCost:            int64(p.cacheSize),
 				BufferItems:        64,
 				IgnoreInternalCost: true,
-			}) // the sizes are checked by New
+			})
+			if err == nil { // the sizes are checked by New
+				c.hist.Store(h)
+			}
 		})
 	})
-	if c.hist == nil {
+	hist := c.hist.Load()
+	if hist == nil {
 		return count
 	}
 	now := p.now()
 	v := lockoutHistory{count: count}
 	if at.fallback {
-		if old, ok := c.hist.Get(hkey); ok && now < old.until {
+		if old, ok := hist.Get(hkey); ok && now < old.until {
 			v.base = old.count
 			if old.fallback && old.epoch == at.epoch {
 				v.base = old.base // count includes this period's
@@ -215,8 +219,8 @@ func (p *Policy) lockoutCount(hkey string, count int64, at route, window time.Du
 	if window > 0 {
 		v.until, rttl = now+int64(window), window
 	}
-	if c.hist.SetWithTTL(hkey, v, 1, rttl) {
-		c.hist.Wait() // a lockout: rare
+	if hist.SetWithTTL(hkey, v, 1, rttl) {
+		hist.Wait() // a lockout: rare
 	}
 	return v.count
 }
@@ -231,18 +235,34 @@ func (p *Policy) filterPart(key string) string {
 	return key
 }
 
-// forget drops the remembered locks on keys, after an unlock through this
-// policy.
+// forget drops the remembered locks on keys, and the lockout counts
+// remembered under them (history keys), after an unlock or a reset
+// through this policy.
 func (p *Policy) forget(keys ...string) {
 	if !p.cache.inUse() {
 		return
 	}
 	p.mu.RLock()
 	defer p.mu.RUnlock()
-	if p.closed.Load() || p.cache.c == nil {
+	if p.closed.Load() {
 		return
 	}
 	for _, k := range keys {
-		p.cache.c.Del(k)
+		if p.cache.c != nil {
+			p.cache.c.Del(k)
+		}
+		if h := p.cache.hist.Load(); h != nil {
+			h.Del(k)
+		}
+	}
+}
+
+// forgetCounts drops every lockout count remembered, after a reset of
+// everything.
+func (p *Policy) forgetCounts() {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if h := p.cache.hist.Load(); h != nil && !p.closed.Load() {
+		h.Clear()
 	}
 }

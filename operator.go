@@ -305,6 +305,7 @@ func (p *Policy) ResetAll(ctx context.Context) (int, error) {
 		n += k
 		ops = ops[k:]
 	}
+	p.forgetCounts()
 	p.operatorDid(ctx, Event{Kind: EventReset, Key: "*", Count: int64(n)})
 	return n, nil
 }
