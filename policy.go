@@ -72,8 +72,10 @@ type Config struct {
 	LockCacheTTL time.Duration
 	// LockCacheSize bounds the number of locks remembered. It also sizes
 	// the filter in front of the cache, four slots of 8 bytes per lock it
-	// can hold (8 KiB to 2 MiB), made with the cache at the first lock.
-	// Default DefaultLockCacheSize.
+	// can hold (8 KiB to 2 MiB), made with the cache at the first lock, and
+	// bounds the lockout counts remembered beside it, which a lockout in
+	// the fallback counts (made at the first lockout). Default
+	// DefaultLockCacheSize.
 	LockCacheSize int
 
 	// Devices, when set, counts the attempts of clients that present a
