@@ -175,8 +175,9 @@ func (p *Policy) initCache() bool {
 // that lockouts keep escalating through outages (an attacker who can make
 // the store fail must not get a fresh start of the schedule at each
 // outage). What the fallback counted is written back to the store when it
-// recovers, which then holds the sum too.
-func (p *Policy) lockoutCount(hkey string, count int64, at route, window time.Duration) int64 {
+// recovers, which then holds the sum too. With wait (a lockout, rare), the
+// count is visible when it returns.
+func (p *Policy) lockoutCount(hkey string, count int64, at route, window time.Duration, wait bool) int64 {
 	if p.cacheTTL == NoLockCache {
 		return count
 	}
@@ -219,8 +220,8 @@ func (p *Policy) lockoutCount(hkey string, count int64, at route, window time.Du
 	if window > 0 {
 		v.until, rttl = now+int64(window), window
 	}
-	if hist.SetWithTTL(hkey, v, 1, rttl) {
-		hist.Wait() // a lockout: rare
+	if hist.SetWithTTL(hkey, v, 1, rttl) && wait {
+		hist.Wait()
 	}
 	return v.count
 }

@@ -570,7 +570,7 @@ func (p *Policy) allow(ctx context.Context, s Subject, start int64) (*Attempt, e
 				if ttl == backend.NoExpiry {
 					ttl = 0
 				}
-				p.lockoutCount(a.key(a.rules[i].history), r.Value, route{}, ttl)
+				p.lockoutCount(a.key(a.rules[i].history), r.Value, route{}, ttl, false)
 			}
 			k++
 		}
@@ -895,7 +895,7 @@ func (a *Attempt) failure(ctx context.Context, start int64) error {
 			ops2 = append(ops2, backend.IncrOp(a.key(h.history), -1, h.r.HistoryWindow))
 			continue
 		}
-		n := a.p.lockoutCount(a.key(h.history), hist.Value, at, h.r.HistoryWindow)
+		n := a.p.lockoutCount(a.key(h.history), hist.Value, at, h.r.HistoryWindow, true)
 		d, err := lockDuration(h.r.Schedule, int(min(n, math.MaxInt32)))
 		if err != nil {
 			errs = append(errs, err)
