@@ -76,6 +76,18 @@ func (s *switchStore) Keys(ctx context.Context, prefix string) iter.Seq2[string,
 	return s.Backend.(backend.Lister).Keys(ctx, prefix)
 }
 
+// probeAfterInterval lets a probe interval pass, makes a decision (bob's,
+// admitted), which starts the probe of the store, and waits for the probe
+// and the write-back of a recovery. Call it in a synctest bubble.
+func probeAfterInterval(t *testing.T, p *lockout.Policy) {
+	t.Helper()
+	time.Sleep(lockout.DefaultProbeInterval)
+	if err := attempt(t, p, bob, true); err != nil {
+		t.Fatal(err)
+	}
+	synctest.Wait()
+}
+
 // events records the degraded-mode hooks and backend errors of a policy.
 type events struct {
 	mu       sync.Mutex
@@ -278,12 +290,8 @@ func TestRecovery(t *testing.T) {
 		}
 
 		store.mode.Store(up)
-		time.Sleep(lockout.DefaultProbeInterval)
 		// A decision starts the probe; it is still decided by the fallback.
-		if err := attempt(t, p, bob, true); err != nil {
-			t.Fatal(err)
-		}
-		synctest.Wait() // the probe and the write-back
+		probeAfterInterval(t, p)
 		evs, _ := ev.get()
 		if len(evs) != 2 || !evs[0].Start || evs[1].Start || evs[1].Duration != lockout.DefaultProbeInterval {
 			t.Fatalf("degraded events %+v, want a start and an end after %v", evs, lockout.DefaultProbeInterval)
@@ -349,20 +357,12 @@ func TestRecoveryCopiesOnce(t *testing.T) {
 		// probe and the first chunk pass.
 		store.mode.Store(up)
 		store.failIn.Store(3)
-		time.Sleep(lockout.DefaultProbeInterval)
-		if err := attempt(t, p, bob, true); err != nil {
-			t.Fatal(err)
-		}
-		synctest.Wait()
+		probeAfterInterval(t, p)
 		if store.failIn.Load() != 0 {
 			t.Fatalf("the write-back made %d calls fewer than the three expected", store.failIn.Load())
 		}
 		// The next recovery succeeds.
-		time.Sleep(lockout.DefaultProbeInterval)
-		if err := attempt(t, p, bob, true); err != nil {
-			t.Fatal(err)
-		}
-		synctest.Wait()
+		probeAfterInterval(t, p)
 		other := newPolicyOn(t, store, lockout.Config{Rules: []lockout.Rule{lockout.ByUsername(5)}})
 		twice := 0
 		for i := range users {
@@ -396,11 +396,7 @@ func TestLockBetweenCalls(t *testing.T) {
 		if store.failIn.Load() != 0 {
 			t.Fatalf("the lockout made %d calls fewer than expected", store.failIn.Load())
 		}
-		time.Sleep(lockout.DefaultProbeInterval)
-		if err := attempt(t, p, bob, true); err != nil {
-			t.Fatal(err)
-		}
-		synctest.Wait() // the probe and the write-back
+		probeAfterInterval(t, p)
 		time.Sleep(2 * time.Minute)
 		other := newPolicyOn(t, store, lockout.Config{Rules: []lockout.Rule{rule}})
 		st := status(t, other, alice)["username"]
@@ -428,14 +424,10 @@ func TestEscalationThroughOutages(t *testing.T) {
 				t.Fatalf("alice %v later: %v, want locked: %v", after, err, want)
 			}
 		}
-		recover := func() {
+		recoverStore := func() {
 			t.Helper()
 			store.mode.Store(up)
-			time.Sleep(lockout.DefaultProbeInterval)
-			if err := attempt(t, p, bob, true); err != nil {
-				t.Fatal(err)
-			}
-			synctest.Wait()
+			probeAfterInterval(t, p)
 		}
 
 		fail(t, p, alice, 3) // the first lockout, in the store: a minute
@@ -443,12 +435,12 @@ func TestEscalationThroughOutages(t *testing.T) {
 		store.mode.Store(down)
 		fail(t, p, alice, 3) // the second lockout, in the fallback: ten minutes
 		locked(2*time.Minute, true)
-		recover()
+		recoverStore()
 		locked(10*time.Minute, false)
 		store.mode.Store(down)
 		fail(t, p, alice, 3) // the third, in another outage's fallback: an hour
 		locked(30*time.Minute, true)
-		recover()
+		recoverStore()
 		other := newPolicyOn(t, store, lockout.Config{Rules: []lockout.Rule{rule}})
 		if st := status(t, other, alice)["username"]; !st.Locked || st.Lockouts != 3 {
 			t.Errorf("alice in the store after the outages: %+v, want locked, 3 lockouts", st)

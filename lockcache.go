@@ -141,21 +141,26 @@ func (p *Policy) remember(key string, ttl time.Duration, wait bool) {
 	c.used.Store(true)
 }
 
+// newCache returns a cache of size entries, keyed by string. Its
+// goroutines are made without the caller's profiler labels.
+func newCache[V any](size int) (cache *ristretto.Cache[string, V], err error) {
+	unlabeled(func() {
+		cache, err = ristretto.NewCache(&ristretto.Config[string, V]{
+			NumCounters:        10 * int64(size),
+			MaxCost:            int64(size),
+			BufferItems:        64,
+			IgnoreInternalCost: true,
+		})
+	})
+	return cache, err
+}
+
 // initCache makes the cache on its first use, and reports whether it is
 // there. The caller holds p.mu for reading.
 func (p *Policy) initCache() bool {
 	c := &p.cache
 	c.once.Do(func() {
-		var cache *ristretto.Cache[string, cachedLock]
-		var err error
-		unlabeled(func() {
-			cache, err = ristretto.NewCache(&ristretto.Config[string, cachedLock]{
-				NumCounters:        10 * int64(p.cacheSize),
-				MaxCost:            int64(p.cacheSize),
-				BufferItems:        64,
-				IgnoreInternalCost: true,
-			})
-		})
+		cache, err := newCache[cachedLock](p.cacheSize)
 		if err == nil { // the sizes are checked by New
 			c.c, c.ttl = cache, p.cacheTTL
 			// Four slots per lock the cache can hold, within
@@ -188,17 +193,9 @@ func (p *Policy) lockoutCount(hkey string, count int64, at route, window time.Du
 	}
 	c := &p.cache
 	c.histOnce.Do(func() {
-		unlabeled(func() {
-			h, err := ristretto.NewCache(&ristretto.Config[string, lockoutHistory]{
-				NumCounters:        10 * int64(p.cacheSize),
-				MaxCost:            int64(p.cacheSize),
-				BufferItems:        64,
-				IgnoreInternalCost: true,
-			})
-			if err == nil { // the sizes are checked by New
-				c.hist.Store(h)
-			}
-		})
+		if h, err := newCache[lockoutHistory](p.cacheSize); err == nil { // the sizes are checked by New
+			c.hist.Store(h)
+		}
 	})
 	hist := c.hist.Load()
 	if hist == nil {

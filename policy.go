@@ -488,7 +488,8 @@ func (p *Policy) allow(ctx context.Context, s Subject, start int64) (*Attempt, e
 	a.readFingerprint(res[n:])
 
 	var found RefusedError // the longest refusal, built on the stack
-	var locked uint64      // the rules whose lock the store holds, by index
+	var lockedBuf [4]int
+	locked := lockedBuf[:0] // the rules whose lock the store holds
 	for i := range a.rules {
 		h := &a.rules[i]
 		cnt, lock := res[2*i], res[2*i+1]
@@ -498,7 +499,7 @@ func (p *Policy) allow(ctx context.Context, s Subject, start int64) (*Attempt, e
 		case lock.Found:
 			e = RefusedError{Reason: ReasonLocked, RetryAfter: lock.TTL, Forever: lock.TTL == backend.NoExpiry}
 			p.remember(a.key(h.lock), lock.TTL, false)
-			locked |= 1 << i
+			locked = append(locked, i)
 		case cnt.Value > int64(h.r.Limit):
 			// The give-back reports the TTL when the reservation did not.
 			e = RefusedError{Reason: ReasonCapacity, RetryAfter: cnt.TTL, Forever: cnt.TTL == backend.NoExpiry}
@@ -538,18 +539,16 @@ func (p *Policy) allow(ctx context.Context, s Subject, start int64) (*Attempt, e
 		ops[i] = backend.IncrOp(a.key(h.attempts), -1, h.r.Window)
 	}
 	if a.at.fallback || p.cacheTTL == NoLockCache {
-		locked = 0
+		locked = locked[:0]
 	}
-	// The same call reads the lockout count of each lock the store holds:
-	// a lockout this process's fallback makes during an outage counts
-	// them (lockoutCount), and it learns them only here and from its own
-	// lockouts.
-	for i := range a.rules {
-		if locked&(1<<i) != 0 {
-			ops = append(ops, backend.ExistsOp(a.key(a.rules[i].history)))
-			res = res[:len(ops)]
-		}
+	// The same call reads the lockout count of each lock the store holds,
+	// after the give-backs: a lockout this process's fallback makes during
+	// an outage counts them (lockoutCount), and it learns them only here
+	// and from its own lockouts.
+	for _, i := range locked {
+		ops = append(ops, backend.ExistsOp(a.key(a.rules[i].history)))
 	}
+	res = res[:len(ops)]
 	unknown := refusal.Reason == ReasonCapacity && refusal.RetryAfter == 0 && !refusal.Forever
 	if _, err := p.execAt(uncancelled(ctx), a.at, ops, res, false); err == nil {
 		if unknown {
@@ -560,19 +559,14 @@ func (p *Policy) allow(ctx context.Context, s Subject, start int64) (*Attempt, e
 				}
 			}
 		}
-		k := len(a.rules)
-		for i := range a.rules {
-			if locked&(1<<i) == 0 {
-				continue
-			}
-			if r := res[k]; r.Found && r.Value > 0 {
+		for j, i := range locked {
+			if r := res[len(a.rules)+j]; r.Found && r.Value > 0 {
 				ttl := r.TTL
 				if ttl == backend.NoExpiry {
 					ttl = 0
 				}
 				p.lockoutCount(a.key(a.rules[i].history), r.Value, route{}, ttl, false)
 			}
-			k++
 		}
 	}
 	if unknown && refusal.RetryAfter == 0 {
@@ -882,9 +876,10 @@ func (a *Attempt) failure(ctx context.Context, start int64) error {
 	// counter; a concurrent locker that lost the marker gives back its
 	// history increment.
 	type lockout struct {
-		h *held
-		d time.Duration
-		n int64
+		h   *held
+		d   time.Duration
+		ttl time.Duration // d in the store: backend.NoExpiry for Forever
+		n   int64
 	}
 	var lockouts [4]lockout
 	done := lockouts[:0]
@@ -909,7 +904,7 @@ func (a *Attempt) failure(ctx context.Context, start int64) error {
 			backend.ExpireOp(a.key(h.lock), ttl),
 			backend.DeleteOp(a.key(h.attempts)),
 			backend.ExpireOp(a.key(h.history), h.r.HistoryWindow))
-		done = append(done, lockout{h, d, n})
+		done = append(done, lockout{h, d, ttl, n})
 	}
 	at2, err := a.p.execAt(ctx, at, ops2, make([]backend.Result, len(ops2)), true)
 	switch {
@@ -925,22 +920,14 @@ func (a *Attempt) failure(ctx context.Context, start int64) error {
 		// TTL, and the counter, left full, refuse only for its window.)
 		fix := make([]backend.Op, len(done))
 		for i, l := range done {
-			ttl := l.d
-			if ttl == Forever {
-				ttl = backend.NoExpiry
-			}
-			fix[i] = backend.IncrOp(a.key(l.h.lock), 1, ttl)
+			fix[i] = backend.IncrOp(a.key(l.h.lock), 1, l.ttl)
 		}
 		if _, err := a.p.execAt(ctx, at2, fix, make([]backend.Result, len(fix)), true); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	for _, l := range done {
-		ttl := l.d
-		if ttl == Forever {
-			ttl = backend.NoExpiry
-		}
-		a.p.remember(a.key(l.h.lock), ttl, true)
+		a.p.remember(a.key(l.h.lock), l.ttl, true)
 		a.p.forget(a.key(l.h.attempts)) // the lock refuses now; the counter is cleared
 		a.p.lockedOut(ctx, &a.c, LockoutEvent{Rule: l.h.r.Name, Key: a.key(l.h.subject), Duration: l.d, Count: l.n, Fallback: at.fallback})
 	}

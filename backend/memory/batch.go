@@ -61,12 +61,21 @@ func (b *batch) reserveCreations(ops []backend.Op, places []place) error {
 	if n == 0 {
 		return nil
 	}
+	if err := b.reserve(n); err != nil {
+		return err
+	}
+	b.spare = n
+	return nil
+}
+
+// reserve counts n more keys, reclaiming expired keys while the store has
+// no room for them, or returns the store's ErrFull.
+func (b *batch) reserve(n int64) error {
 	for !b.s.reserve(n) {
 		if !b.reclaim() {
 			return b.s.errFull
 		}
 	}
-	b.spare = n
 	return nil
 }
 
@@ -194,17 +203,13 @@ func (b *batch) incr(sh *shard, p *place, key string, delta int64, ttl time.Dura
 	if delta <= 0 {
 		return backend.Result{}, nil
 	}
-	switch {
-	case b.spare > 0:
+	// The batch reserved room for its creations (reserveCreations). A key
+	// removed earlier in the batch (Delete, or a give-back to zero) and
+	// created again gave its room back then, and takes it again here.
+	if b.spare > 0 {
 		b.spare--
-	default:
-		// A key removed earlier in the batch (Delete, or a give-back to
-		// zero) and created again: its room was given back then.
-		for !b.s.reserve(1) {
-			if !b.reclaim() {
-				return backend.Result{}, b.s.errFull
-			}
-		}
+	} else if err := b.reserve(1); err != nil {
+		return backend.Result{}, err
 	}
 	e := entry{value: delta, exp: expiry(b.now, ttl)}
 	if err := sh.add(p.hash, key, e); err != nil {
