@@ -192,8 +192,9 @@ var (
 func Open(path string, mode os.FileMode, opts *Options) (*Store, error) {
 	o := opts.resolve()
 	bo := &bbolt.Options{
-		Timeout:      o.Timeout,
-		FreelistType: bbolt.FreelistMapType,
+		Timeout:        o.Timeout,
+		FreelistType:   bbolt.FreelistMapType,
+		NoFreelistSync: true, // see the package's caveats
 	}
 	if o.MaxSize > 0 {
 		bo.MaxSize = int(min(o.MaxSize, math.MaxInt))
@@ -218,7 +219,9 @@ func Open(path string, mode os.FileMode, opts *Options) (*Store, error) {
 // The bucket is created if missing; an existing one must have been made by
 // this package. opts.Timeout and opts.MaxSize do not apply (they are
 // db's own options); writes beyond db's MaxSize fail with ErrFull all the
-// same.
+// same. Open db with NoFreelistSync, as Open does (see the package's
+// caveats): without it, every commit after a swept burst of keys writes
+// the burst's list of free pages.
 func New(db *bbolt.DB, bucket string, opts *Options) (*Store, error) {
 	if db == nil {
 		return nil, errors.New("lockout/bolt: New with a nil DB")

@@ -56,7 +56,7 @@ func Compact(ctx context.Context, srcPath, dstPath string) (err error) {
 	if fi, err := os.Stat(srcPath); err == nil {
 		mode = fi.Mode().Perm()
 	}
-	dst, err := bbolt.Open(dstPath, mode, &bbolt.Options{Timeout: DefaultTimeout, FreelistType: bbolt.FreelistMapType})
+	dst, err := bbolt.Open(dstPath, mode, &bbolt.Options{Timeout: DefaultTimeout, FreelistType: bbolt.FreelistMapType, NoFreelistSync: true})
 	if err != nil {
 		return fmt.Errorf("lockout/bolt: compact: open %s: %w", dstPath, err)
 	}

@@ -243,7 +243,7 @@ func (a *app) openBolt(path, bucket string) (*opened, error) {
 	}
 	if bucket != "" && bucket != bolt.DefaultBucket {
 		// A service that keeps its store in a bucket of its own DB.
-		db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: wait, FreelistType: bbolt.FreelistMapType})
+		db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: wait, FreelistType: bbolt.FreelistMapType, NoFreelistSync: true})
 		if err != nil {
 			if errors.Is(err, berrors.ErrTimeout) {
 				return nil, held()
