@@ -185,8 +185,11 @@ type SubjectField struct {
 	Value string // unescaped, or "~" and a hash for a long value
 }
 
-// SubjectString formats the subject, e.g. "u=alice,ip=192.0.2.1", without
-// escaping.
+// SubjectString formats the subject for people, e.g.
+// "u=alice,ip=192.0.2.1". A value that holds ',', '=', '"' or '\\', or a
+// character that does not print (a control, a zero-width joiner, ...), is
+// quoted (strconv.Quote), so that no value reads as another subject: the
+// username `alice,ip=192.0.2.1` shows as `u="alice,ip=192.0.2.1"`.
 func (k KeyInfo) SubjectString() string {
 	var b strings.Builder
 	for i, f := range k.Subject {
@@ -195,9 +198,26 @@ func (k KeyInfo) SubjectString() string {
 		}
 		b.WriteString(f.Tag)
 		b.WriteByte('=')
-		b.WriteString(f.Value)
+		if plain(f.Value) {
+			b.WriteString(f.Value)
+		} else {
+			b.WriteString(strconv.Quote(f.Value))
+		}
 	}
 	return b.String()
+}
+
+// plain reports whether v can show unquoted in a SubjectString.
+func plain(v string) bool {
+	if v == "" {
+		return false
+	}
+	for _, r := range v {
+		if r == ',' || r == '=' || r == '"' || r == '\\' || !strconv.IsPrint(r) {
+			return false
+		}
+	}
+	return true
 }
 
 // String formats the rule and the subject, e.g.

@@ -97,7 +97,7 @@ func TestParseKey(t *testing.T) {
 		info.Subject[0] != (SubjectField{"u", "eve,{x}"}) || info.Subject[1] != (SubjectField{"ip", "2001:db8::/64"}) {
 		t.Errorf("parseKey(%q) = %c %+v %v", k, kind, info, err)
 	}
-	if s := info.String(); s != "username+ip:u=eve,{x},ip=2001:db8::/64" {
+	if s := info.String(); s != `username+ip:u="eve,{x}",ip=2001:db8::/64` {
 		t.Errorf("String() = %q", s)
 	}
 	k, _ = subjectKey(t, "app:v1", &u, Subject{Username: long})
@@ -419,6 +419,32 @@ func TestSchedules(t *testing.T) {
 	} {
 		if err := bad.(validator).validate(); err == nil {
 			t.Errorf("schedule %#v validates", bad)
+		}
+	}
+}
+
+// TestSubjectString: a value that could read as another subject, or hides
+// a character, is quoted; a plain one is not.
+func TestSubjectString(t *testing.T) {
+	tests := []struct {
+		fields []SubjectField
+		want   string
+	}{
+		{[]SubjectField{{"u", "alice"}, {"ip", "192.0.2.1"}}, "u=alice,ip=192.0.2.1"},
+		{[]SubjectField{{"ip", "2001:db8::/64"}}, "ip=2001:db8::/64"},
+		{[]SubjectField{{"ua", "Mozilla/5.0 (X11; Linux)"}}, "ua=Mozilla/5.0 (X11; Linux)"},
+		{[]SubjectField{{"u", "élodie"}}, "u=élodie"},
+		{[]SubjectField{{"u", "alice,ip=192.0.2.1"}, {"ip", "192.0.2.9"}}, `u="alice,ip=192.0.2.1",ip=192.0.2.9`},
+		{[]SubjectField{{"u", "a=b"}}, `u="a=b"`},
+		{[]SubjectField{{"u", `say "hi"`}}, `u="say \"hi\""`},
+		{[]SubjectField{{"u", `back\slash`}}, `u="back\\slash"`},
+		{[]SubjectField{{"u", "ali\u200dce"}}, `u="ali\u200dce"`},
+		{[]SubjectField{{"ua", "x\ny"}}, `ua="x\ny"`},
+		{[]SubjectField{{"f.team", ""}}, `f.team=""`},
+	}
+	for _, tt := range tests {
+		if got := (KeyInfo{Subject: tt.fields}).SubjectString(); got != tt.want {
+			t.Errorf("SubjectString(%q) = %s, want %s", tt.fields, got, tt.want)
 		}
 	}
 }
