@@ -191,3 +191,25 @@ func ExamplePolicy_Attempts() {
 	// failure          203.0.113.9
 	// failure          203.0.113.9
 }
+
+// A login handler's test runs with lockouts off: Disabled admits every
+// attempt and counts nothing, but still rejects the subjects production
+// would.
+func ExampleDisabled() {
+	policy := lockout.Disabled()
+	defer policy.Close()
+	ctx := context.Background()
+	for range 10 {
+		a, err := policy.Allow(ctx, lockout.Subject{Username: "alice", IP: "192.0.2.1"})
+		if err != nil {
+			log.Fatal(err)
+		}
+		a.Failure(ctx)
+	}
+	fmt.Println("ten wrong passwords, never refused")
+	_, err := policy.Allow(ctx, lockout.Subject{Username: "alice", IP: "not an address"})
+	fmt.Println(errors.Is(err, lockout.ErrInvalidSubject))
+	// Output:
+	// ten wrong passwords, never refused
+	// true
+}

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"time"
 
+	bbolt "go.etcd.io/bbolt"
+
 	"github.com/go-lockout/lockout/backend"
 	"github.com/go-lockout/lockout/backend/bolt"
 )
@@ -51,4 +53,36 @@ func ExampleOpen() {
 	}
 	fmt.Printf("alice: %d failure, %v left\n", r.Value, r.TTL.Round(time.Minute))
 	// Output: alice: 1 failure, 15m0s left
+}
+
+func ExampleNew() {
+	// An application's own bbolt file, which also holds its data.
+	dir, err := os.MkdirTemp("", "lockout-example")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	db, err := bbolt.Open(filepath.Join(dir, "app.db"), 0o600, &bbolt.Options{
+		Timeout:        time.Second,
+		NoFreelistSync: true, // as Open does: see the package's caveats
+		FreelistType:   bbolt.FreelistMapType,
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer db.Close() // after the store: the caller keeps db
+
+	s, err := bolt.New(db, "lockout", nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer s.Close()
+
+	ctx := context.Background()
+	r, err := backend.Do1(ctx, s, backend.IncrOp("u=alice", 1, time.Hour))
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("alice: %d failure\n", r.Value)
+	// Output: alice: 1 failure
 }
