@@ -182,14 +182,18 @@ type KeyInfo struct {
 // SubjectField is one field of a key's subject.
 type SubjectField struct {
 	Tag   string // "u", "ip", "ua", or "f." and the custom field's name
-	Value string // unescaped, or "~" and a hash for a long value
+	Value string // unescaped, or "~" and a hash for a long value (Hashed)
+	// Hashed reports that Value is "~" and a hash of a value too long to
+	// keep in a key, not the value itself (which may begin with '~' too).
+	Hashed bool
 }
 
 // SubjectString formats the subject for people, e.g.
 // "u=alice,ip=192.0.2.1". A value that holds ',', '=', '"' or '\\', or a
-// character that does not print (a control, a zero-width joiner, ...), is
-// quoted (strconv.Quote), so that no value reads as another subject: the
-// username `alice,ip=192.0.2.1` shows as `u="alice,ip=192.0.2.1"`.
+// character that does not print (a control, a zero-width joiner, ...), or
+// that begins with '~' as hashed values do, is quoted (strconv.Quote), so
+// that no value reads as another: the username `alice,ip=192.0.2.1` shows
+// as `u="alice,ip=192.0.2.1"`.
 func (k KeyInfo) SubjectString() string {
 	var b strings.Builder
 	for i, f := range k.Subject {
@@ -198,7 +202,7 @@ func (k KeyInfo) SubjectString() string {
 		}
 		b.WriteString(f.Tag)
 		b.WriteByte('=')
-		if plain(f.Value) {
+		if f.Hashed || plain(f.Value) && f.Value[0] != '~' {
 			b.WriteString(f.Value)
 		} else {
 			b.WriteString(strconv.Quote(f.Value))
@@ -303,10 +307,14 @@ func parseKey(prefix string, rules []rule, key string) (kind byte, info KeyInfo,
 			if !canonicalIP(v) {
 				return bad("not a canonical address or prefix: " + strconv.Quote(v))
 			}
-		} else if v, err = parseValue(v); err != nil {
+			info.Subject = append(info.Subject, SubjectField{Tag: tag, Value: v})
+			continue
+		}
+		v, hashed, err := parseValue(v)
+		if err != nil {
 			return bad(err.Error())
 		}
-		info.Subject = append(info.Subject, SubjectField{Tag: tag, Value: v})
+		info.Subject = append(info.Subject, SubjectField{Tag: tag, Value: v, Hashed: hashed})
 	}
 	if len(info.Subject) != len(r.Fields) {
 		return bad("fewer fields than the rule has")
@@ -327,21 +335,21 @@ func canonicalIP(v string) bool {
 }
 
 // parseValue checks that v is a value as appendValue writes it, and
-// returns it unescaped ("~" and a hash stay as they are).
-func parseValue(v string) (string, error) {
+// returns it unescaped, or "~" and a hash as it is (hashed).
+func parseValue(v string) (_ string, hashed bool, err error) {
 	if len(v) > 0 && v[0] == '~' {
 		if len(v) != 1+hashLen {
-			return "", fmt.Errorf("hashed value %q of the wrong length", v)
+			return "", false, fmt.Errorf("hashed value %q of the wrong length", v)
 		}
 		for i := 1; i < len(v); i++ {
 			if c := v[i]; !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
-				return "", fmt.Errorf("hashed value %q is not base64url", v)
+				return "", false, fmt.Errorf("hashed value %q is not base64url", v)
 			}
 		}
-		return v, nil
+		return v, true, nil
 	}
 	if v == "" || len(v) > maxValueLen {
-		return "", fmt.Errorf("value of %d bytes (want 1 to %d)", len(v), maxValueLen)
+		return "", false, fmt.Errorf("value of %d bytes (want 1 to %d)", len(v), maxValueLen)
 	}
 	for i := 0; i < len(v); i++ {
 		switch c := v[i]; {
@@ -350,10 +358,11 @@ func parseValue(v string) (string, error) {
 			!safeByte(byte(unhex(v[i+1])<<4|unhex(v[i+2]))):
 			i += 2
 		default:
-			return "", fmt.Errorf("value %q is not escaped as keys are", v)
+			return "", false, fmt.Errorf("value %q is not escaped as keys are", v)
 		}
 	}
-	return unescape(v)
+	u, err := unescape(v)
+	return u, false, err
 }
 
 func unescape(s string) (string, error) {

@@ -94,15 +94,22 @@ func TestParseKey(t *testing.T) {
 	k, _ := subjectKey(t, "app:v1", &pair, Subject{Username: "Eve,{x}", IP: "2001:db8::7"})
 	kind, info, err := parseKey("app:v1", rules, k)
 	if err != nil || kind != kindAttempts || info.Rule != "username+ip" || len(info.Subject) != 2 ||
-		info.Subject[0] != (SubjectField{"u", "eve,{x}"}) || info.Subject[1] != (SubjectField{"ip", "2001:db8::/64"}) {
+		info.Subject[0] != (SubjectField{Tag: "u", Value: "eve,{x}"}) || info.Subject[1] != (SubjectField{Tag: "ip", Value: "2001:db8::/64"}) {
 		t.Errorf("parseKey(%q) = %c %+v %v", k, kind, info, err)
 	}
 	if s := info.String(); s != `username+ip:u="eve,{x}",ip=2001:db8::/64` {
 		t.Errorf("String() = %q", s)
 	}
 	k, _ = subjectKey(t, "app:v1", &u, Subject{Username: long})
-	if _, info, err := parseKey("app:v1", rules, k); err != nil || !strings.HasPrefix(info.Subject[0].Value, "~") {
+	if _, info, err := parseKey("app:v1", rules, k); err != nil || !strings.HasPrefix(info.Subject[0].Value, "~") || !info.Subject[0].Hashed {
 		t.Errorf("parseKey of a hashed value: %+v %v", info, err)
+	}
+	// A value that looks like a hash, but is not one: an operator's tools
+	// must not take it for the hash of another value.
+	lookalike := "~" + strings.Repeat("a", hashLen)
+	k, _ = subjectKey(t, "app:v1", &u, Subject{Username: lookalike})
+	if _, info, err := parseKey("app:v1", rules, k); err != nil || info.Subject[0].Value != lookalike || info.Subject[0].Hashed {
+		t.Errorf("parseKey(%q) of a value beginning with '~': %+v %v", k, info, err)
 	}
 	for _, good := range []string{
 		"app:v1:l:username:{u=a}",
@@ -430,21 +437,23 @@ func TestSubjectString(t *testing.T) {
 		fields []SubjectField
 		want   string
 	}{
-		{[]SubjectField{{"u", "alice"}, {"ip", "192.0.2.1"}}, "u=alice,ip=192.0.2.1"},
-		{[]SubjectField{{"ip", "2001:db8::/64"}}, "ip=2001:db8::/64"},
-		{[]SubjectField{{"ua", "Mozilla/5.0 (X11; Linux)"}}, "ua=Mozilla/5.0 (X11; Linux)"},
-		{[]SubjectField{{"u", "élodie"}}, "u=élodie"},
-		{[]SubjectField{{"u", "alice,ip=192.0.2.1"}, {"ip", "192.0.2.9"}}, `u="alice,ip=192.0.2.1",ip=192.0.2.9`},
-		{[]SubjectField{{"u", "a=b"}}, `u="a=b"`},
-		{[]SubjectField{{"u", `say "hi"`}}, `u="say \"hi\""`},
-		{[]SubjectField{{"u", `back\slash`}}, `u="back\\slash"`},
-		{[]SubjectField{{"u", "ali\u200dce"}}, `u="ali\u200dce"`},
-		{[]SubjectField{{"ua", "x\ny"}}, `ua="x\ny"`},
-		{[]SubjectField{{"f.team", ""}}, `f.team=""`},
+		{[]SubjectField{{Tag: "u", Value: "alice"}, {Tag: "ip", Value: "192.0.2.1"}}, "u=alice,ip=192.0.2.1"},
+		{[]SubjectField{{Tag: "ip", Value: "2001:db8::/64"}}, "ip=2001:db8::/64"},
+		{[]SubjectField{{Tag: "ua", Value: "Mozilla/5.0 (X11; Linux)"}}, "ua=Mozilla/5.0 (X11; Linux)"},
+		{[]SubjectField{{Tag: "u", Value: "élodie"}}, "u=élodie"},
+		{[]SubjectField{{Tag: "u", Value: "alice,ip=192.0.2.1"}, {Tag: "ip", Value: "192.0.2.9"}}, `u="alice,ip=192.0.2.1",ip=192.0.2.9`},
+		{[]SubjectField{{Tag: "u", Value: "a=b"}}, `u="a=b"`},
+		{[]SubjectField{{Tag: "u", Value: `say "hi"`}}, `u="say \"hi\""`},
+		{[]SubjectField{{Tag: "u", Value: `back\slash`}}, `u="back\\slash"`},
+		{[]SubjectField{{Tag: "u", Value: "ali\u200dce"}}, `u="ali\u200dce"`},
+		{[]SubjectField{{Tag: "ua", Value: "x\ny"}}, `ua="x\ny"`},
+		{[]SubjectField{{Tag: "f.team", Value: ""}}, `f.team=""`},
+		{[]SubjectField{{Tag: "ua", Value: "~abcdefghijklmnopqrstuvw", Hashed: true}}, "ua=~abcdefghijklmnopqrstuvw"},
+		{[]SubjectField{{Tag: "ua", Value: "~abcdefghijklmnopqrstuvw"}}, `ua="~abcdefghijklmnopqrstuvw"`},
 	}
 	for _, tt := range tests {
 		if got := (KeyInfo{Subject: tt.fields}).SubjectString(); got != tt.want {
-			t.Errorf("SubjectString(%q) = %s, want %s", tt.fields, got, tt.want)
+			t.Errorf("SubjectString(%+v) = %s, want %s", tt.fields, got, tt.want)
 		}
 	}
 }

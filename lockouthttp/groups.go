@@ -166,10 +166,6 @@ func paramLabel(p string) string {
 	return strings.TrimPrefix(p, paramField)
 }
 
-// hashed reports whether a key's value is the hash of a long value: the
-// key cannot be found again from it.
-func hashed(v string) bool { return strings.HasPrefix(v, "~") }
-
 // LockGroup is the locks of one subject, as the page shows them: every
 // lock whose key holds one username; without a username, every lock of
 // one IP address (or prefix); without either, the locks of the same
@@ -268,11 +264,14 @@ func groupLocks(locks []LockState) []LockGroup {
 
 // groupOf returns the (empty) group of a lock.
 func groupOf(lk LockState) LockGroup {
-	var user, ip string
+	var (
+		user, ip   string
+		userHashed bool
+	)
 	for _, f := range lk.fields {
 		switch f.Tag {
 		case "u":
-			user = f.Value
+			user, userHashed = f.Value, f.Hashed
 		case "ip":
 			ip = f.Value
 		}
@@ -280,7 +279,7 @@ func groupOf(lk LockState) LockGroup {
 	switch {
 	case user != "":
 		g := LockGroup{Kind: "user", Label: user, Subject: lockout.Subject{Username: user}}
-		if hashed(user) {
+		if userHashed {
 			g.Keys = []string{}
 		}
 		return g
@@ -297,7 +296,7 @@ func groupOf(lk LockState) LockGroup {
 	}
 	g := LockGroup{Kind: "other", Label: lk.Subject}
 	for _, f := range lk.fields {
-		if hashed(f.Value) {
+		if f.Hashed {
 			g.Keys = []string{}
 		}
 		switch {

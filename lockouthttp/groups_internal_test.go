@@ -59,6 +59,10 @@ func TestGroupLocks(t *testing.T) {
 	fail(lockout.Subject{IP: "2001:db8::2"}, 1)
 	fail(lockout.Subject{Fields: map[string]string{"tenant": "acme"}}, 2)
 	fail(lockout.Subject{UserAgent: longUA}, 2)
+	// A user agent that looks like a hashed value, and is not one: it
+	// unlocks by its subject like any other.
+	lookalike := "~" + strings.Repeat("a", 23)
+	fail(lockout.Subject{UserAgent: lookalike}, 2)
 
 	o := NewOperator(p, OperatorConfig{})
 	list, err := o.locks(ctx, 100)
@@ -80,6 +84,7 @@ func TestGroupLocks(t *testing.T) {
 		{"ip", "198.51.100.9", []string{"ip=198.51.100.9", "ip=198.51.100.9,ua=curl/8"}, "unlock"},
 		{"ip", "2001:db8::/64", []string{"ip=2001:db8::/64"}, "unlock"},
 		{"other", "f.tenant=acme", []string{"f.tenant=acme"}, "unlock"},
+		{"other", `ua="` + lookalike + `"`, []string{`ua="` + lookalike + `"`}, "unlock"},
 		{"other", "ua=curl/8", []string{"ua=curl/8"}, "unlock"},
 		{"other", "", nil, "unlock-key"}, // the hashed user agent
 	}

@@ -219,7 +219,7 @@ type LockState struct {
 func (l LockState) StatusLink() string {
 	v := url.Values{}
 	for _, f := range l.fields {
-		if hashed(f.Value) {
+		if f.Hashed {
 			return ""
 		}
 		p := tagParam(f.Tag)

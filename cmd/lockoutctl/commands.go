@@ -271,7 +271,7 @@ func holds(info lockout.KeyInfo, sub lockout.Subject, canonUser string, ip netip
 		if want == "" {
 			continue
 		}
-		if f.Value != want && f.Value != hashed(want) {
+		if f.Hashed && f.Value != hashed(want) || !f.Hashed && f.Value != want {
 			return false
 		}
 		matched++
@@ -283,7 +283,7 @@ func holds(info lockout.KeyInfo, sub lockout.Subject, canonUser string, ip netip
 func subjectOf(info lockout.KeyInfo) (lockout.Subject, bool) {
 	var s lockout.Subject
 	for _, f := range info.Subject {
-		if strings.HasPrefix(f.Value, "~") {
+		if f.Hashed {
 			return s, false
 		}
 		switch {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"net/netip"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -603,6 +604,35 @@ func TestRedact(t *testing.T) {
 	} {
 		if got := redact(in); got != want {
 			t.Errorf("redact(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestHolds: a key's hashed value matches the hash of the value asked
+// for; a value that merely looks like a hash (an attacker's user agent
+// "~" and 23 characters) matches only itself.
+func TestHolds(t *testing.T) {
+	long := strings.Repeat("Mozilla/5.0 ", 10)
+	h := hashed(long)
+	ua := func(v string, isHash bool) lockout.KeyInfo {
+		return lockout.KeyInfo{Rule: "ua", Subject: []lockout.SubjectField{{Tag: "ua", Value: v, Hashed: isHash}}}
+	}
+	for _, tc := range []struct {
+		name string
+		info lockout.KeyInfo
+		ua   string
+		want bool
+	}{
+		{"plain value", ua("curl/8", false), "curl/8", true},
+		{"other plain value", ua("curl/8", false), "curl/7", false},
+		{"hash of the long value", ua(h, true), long, true},
+		{"hash of another value", ua(h, true), long + "x", false},
+		{"look-alike of the hash", ua(h, false), long, false},
+		{"look-alike asked for as itself", ua(h, false), h, true},
+		{"hash asked for as its text", ua(h, true), h, false},
+	} {
+		if got := holds(tc.info, lockout.Subject{UserAgent: tc.ua}, "", netip.Addr{}); got != tc.want {
+			t.Errorf("%s: holds = %v, want %v", tc.name, got, tc.want)
 		}
 	}
 }
