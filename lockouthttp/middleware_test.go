@@ -2,6 +2,7 @@ package lockouthttp_test
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -754,6 +755,47 @@ func TestCrossOrigin(t *testing.T) {
 			}
 			if m := refusalBody(t, w); m["error"] != "cross_origin" {
 				t.Errorf("body %v, want error cross_origin", m)
+			}
+		})
+	}
+}
+
+// TestBasicAuthMalformed: Basic credentials net/http cannot read are a 400,
+// not an attempt without a username (which the username rules would not
+// count, while a lenient handler checked alice's password); another scheme
+// or none is an attempt without a username.
+func TestBasicAuthMalformed(t *testing.T) {
+	alice := base64.StdEncoding.EncodeToString([]byte("alice:x"))
+	for _, tc := range []struct {
+		name, header string
+		want         int
+		wantUser     string
+	}{
+		{"good", "Basic " + alice, 200, "alice"},
+		{"lower-case scheme", "basic " + alice, 200, "alice"},
+		{"unpadded", "Basic " + strings.TrimRight(base64.StdEncoding.EncodeToString([]byte("alice:xy")), "="), 400, ""},
+		{"url-safe alphabet", "Basic " + base64.URLEncoding.EncodeToString([]byte("alice:??>")), 400, ""},
+		{"no colon", "Basic " + base64.StdEncoding.EncodeToString([]byte("alice")), 400, ""},
+		{"double space", "Basic  " + alice, 400, ""},
+		{"not base64", "Basic !!!", 400, ""},
+		{"scheme alone", "Basic", 400, ""},
+		{"bearer", "Bearer abc", 200, ""},
+		{"none", "", 200, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := httptest.NewRequest("POST", "/login", nil)
+			if tc.header != "" {
+				r.Header.Set("Authorization", tc.header)
+			}
+			u, err := lockouthttp.BasicAuth(r)
+			code := 200
+			if errors.Is(err, lockout.ErrInvalidSubject) {
+				code = 400
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			if code != tc.want || u != tc.wantUser {
+				t.Errorf("BasicAuth(%q) = %q, %v; want %q, %d", tc.header, u, err, tc.wantUser, tc.want)
 			}
 		})
 	}

@@ -35,13 +35,23 @@ const MaxBodyBytes = 1 << 20
 var ErrBodyTooLarge = errors.New("lockouthttp: request body too large")
 
 // BasicAuth is a UsernameFunc that returns the username of the request's
-// HTTP Basic credentials, or "" when it has none (or malformed ones).
+// HTTP Basic credentials, or "" when it has no Authorization header, or
+// one of another scheme. Basic credentials that net/http cannot read
+// (unpadded or URL-safe base64, no colon, ...) are an error wrapping
+// lockout.ErrInvalidSubject (400): a handler, or a server behind it, that
+// reads them more leniently would check a password the username rules
+// never counted.
 func BasicAuth(r *http.Request) (string, error) {
 	u, _, ok := r.BasicAuth()
-	if !ok {
-		return "", nil
+	if ok {
+		return u, nil
 	}
-	return u, nil
+	for _, h := range r.Header.Values("Authorization") {
+		if scheme, _, _ := strings.Cut(strings.TrimSpace(h), " "); strings.EqualFold(scheme, "Basic") {
+			return "", fmt.Errorf("%w: malformed Basic credentials", lockout.ErrInvalidSubject)
+		}
+	}
+	return "", nil
 }
 
 // FormField returns a UsernameFunc that reads the form field name as

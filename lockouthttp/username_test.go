@@ -189,8 +189,8 @@ func TestBasicAuth(t *testing.T) {
 		t.Errorf("BasicAuth = %q, %v", u, err)
 	}
 	r.Header.Set("Authorization", "Basic !!!")
-	if u, err := BasicAuth(r); u != "" || err != nil {
-		t.Errorf("malformed credentials: %q, %v", u, err)
+	if u, err := BasicAuth(r); u != "" || !errors.Is(err, lockout.ErrInvalidSubject) {
+		t.Errorf("malformed credentials: %q, %v; want ErrInvalidSubject (TestBasicAuthMalformed)", u, err)
 	}
 }
 
