@@ -24,7 +24,8 @@ type deviceWriter struct {
 
 // decide adds the cookie when, as the status is written, the login
 // succeeded: the handler called SetOutcome(r, true), or, without
-// SetOutcome, the status says so (Config.Succeeded).
+// SetOutcome, a Config.Succeeded of the caller's says so (never the
+// default status rule: see Config.DeviceCookie).
 func (w *deviceWriter) decide(status int) {
 	if w.decided || status < 200 {
 		return
@@ -34,7 +35,7 @@ func (w *deviceWriter) decide(status int) {
 	case outcomeFailure:
 		return
 	case 0:
-		if w.m.cfg.Succeeded != nil && !w.m.cfg.Succeeded(w.r, status, w.Header()) || w.m.cfg.Succeeded == nil && status >= 400 {
+		if w.m.cfg.Succeeded == nil || !w.m.cfg.Succeeded(w.r, status, w.Header()) {
 			return
 		}
 	}

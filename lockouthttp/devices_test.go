@@ -30,6 +30,7 @@ func TestDeviceCookie(t *testing.T) {
 			http.Error(w, "wrong", http.StatusUnauthorized)
 			return
 		}
+		lockouthttp.SetOutcome(r, true) // a redirect: say it is a success
 		http.Redirect(w, r, "/home", http.StatusSeeOther)
 	}))
 	post := func(password string, cookie *http.Cookie) *http.Response {
@@ -163,5 +164,61 @@ func TestOperatorLockDevice(t *testing.T) {
 	op.ServeHTTP(rec, req)
 	if rec.Code != http.StatusMethodNotAllowed {
 		t.Errorf("GET: status %d, want 405", rec.Code)
+	}
+}
+
+// TestDeviceCookieNeedsExplicitSuccess: the default status rule never
+// sets the device cookie, so that a failure page answered with 200 (or a
+// misread redirect) hands no guesser a cookie that lifts the username
+// rules; SetOutcome(r, true) or a Succeeded of the caller's does.
+func TestDeviceCookieNeedsExplicitSuccess(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		cfg     lockouthttp.Config
+		handler http.HandlerFunc
+		cookie  bool
+	}{
+		{"200 by the default rule", lockouthttp.Config{}, func(w http.ResponseWriter, r *http.Request) {
+			w.Write([]byte("Wrong password, try again")) // a failure page answered with 200
+		}, false},
+		{"303 by the default rule", lockouthttp.Config{}, func(w http.ResponseWriter, r *http.Request) {
+			http.Redirect(w, r, "/home", http.StatusSeeOther)
+		}, false},
+		{"SetOutcome true", lockouthttp.Config{}, func(w http.ResponseWriter, r *http.Request) {
+			lockouthttp.SetOutcome(r, true)
+			w.WriteHeader(200)
+		}, true},
+		{"SetOutcome false then 200", lockouthttp.Config{}, func(w http.ResponseWriter, r *http.Request) {
+			lockouthttp.SetOutcome(r, false)
+			w.WriteHeader(200)
+		}, false},
+		{"own Succeeded", lockouthttp.Config{Succeeded: func(r *http.Request, status int, h http.Header) bool {
+			return status == http.StatusSeeOther && h.Get("Location") == "/home"
+		}}, func(w http.ResponseWriter, r *http.Request) {
+			http.Redirect(w, r, "/home", http.StatusSeeOther)
+		}, true},
+		{"own Succeeded says no", lockouthttp.Config{Succeeded: func(r *http.Request, status int, h http.Header) bool {
+			return status == http.StatusSeeOther && h.Get("Location") == "/home"
+		}}, func(w http.ResponseWriter, r *http.Request) {
+			http.Redirect(w, r, "/login", http.StatusSeeOther)
+		}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := newPolicy(t, nil, lockout.Config{
+				Rules:   []lockout.Rule{lockout.ByUsername(3)},
+				Devices: &lockout.DeviceConfig{Keys: [][]byte{bytes.Repeat([]byte{'k'}, lockout.MinSecretLen)}},
+			})
+			cfg := tc.cfg
+			cfg.Username = lockouthttp.FormField("username")
+			h := lockouthttp.NewMiddleware(p, cfg).Wrap(tc.handler)
+			form := url.Values{"username": {"alice"}, "password": {"x"}}
+			req := httptest.NewRequest(http.MethodPost, "/login", strings.NewReader(form.Encode()))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			if got := len(rec.Result().Cookies()) == 1; got != tc.cookie {
+				t.Errorf("cookies %v, want a device cookie: %v", rec.Result().Cookies(), tc.cookie)
+			}
+		})
 	}
 }

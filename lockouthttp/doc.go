@@ -32,9 +32,14 @@
 // # Outcome
 //
 // After the handler ran, the attempt is a success when the handler called
-// SetOutcome(r, true), or else when it wrote a status below 400 (or
+// SetOutcome(r, true), or else when it wrote a 2xx status (or
 // Config.Succeeded said so); anything else is a failure, including a
-// panic, a hijacked connection, or a handler that wrote nothing at all.
+// redirect, a panic, a hijacked connection, or a handler that wrote
+// nothing at all. A handler that redirects after a successful login calls
+// SetOutcome(r, true) before: a redirect is as often the answer to a
+// wrong password (back to the form), and a guess must never pass for a
+// success. The device cookie of known devices is set only after
+// SetOutcome(r, true) or a Config.Succeeded of your own.
 //
 // # Refusals
 //

@@ -35,9 +35,13 @@ type Config struct {
 
 	// Succeeded decides from the handler's response whether the login
 	// succeeded; it is called only when the handler wrote a response.
-	// Default: status < 400. A login page that answers a wrong password
-	// with 200 needs its own function, or SetOutcome, or every failure
-	// counts as a success.
+	// Default: a 2xx status. A redirect (3xx) is a failure by default,
+	// since login pages redirect after a failure (back to the form) as
+	// often as after a success: a handler that redirects after a success
+	// calls SetOutcome(r, true) first (one line), and a wrong guess never
+	// passes for a success. A login page that answers a wrong password
+	// with 200 needs SetOutcome(r, false), or its own function, or every
+	// failure counts as a success.
 	Succeeded func(r *http.Request, status int, header http.Header) bool
 
 	// Refused answers a refused attempt. Default DefaultRefused, whose
@@ -69,11 +73,12 @@ type Config struct {
 	// the policy has known devices (lockout.Config.Devices): the
 	// middleware reads it into Subject.DeviceToken, and sets it (Secure,
 	// HttpOnly, SameSite=Lax, Path "/", for the token's life) on the
-	// response of a successful login, as its status is written. The
-	// verdict is the one the outcome gets at that moment: SetOutcome(r,
-	// true) called before, or else Config.Succeeded's (status < 400), so
-	// call SetOutcome(r, false) before writing a failure's response, never
-	// after a success status. Default DefaultDeviceCookie.
+	// response of a successful login, as its status is written: when the
+	// handler called SetOutcome(r, true) before, or else when a
+	// Config.Succeeded of your own says so. The default status rule never
+	// sets it (a device cookie lifts the username rules for its holder,
+	// and a status is only a guess at the outcome: a failure page answered
+	// with 200 would hand every guesser one). Default DefaultDeviceCookie.
 	DeviceCookie string
 
 	// CrossOrigin refuses cross-origin requests before they are counted,
@@ -105,7 +110,8 @@ var ErrCrossOrigin = errors.New("lockouthttp: cross-origin request")
 //   - an outcome the handler set with SetOutcome;
 //   - otherwise, when the handler wrote a response (WriteHeader, Write or
 //     Flush), Config.Succeeded's verdict on its status, by default a
-//     success iff the status is below 400;
+//     success iff the status is 2xx (a redirect is a failure unless the
+//     handler called SetOutcome(r, true));
 //   - otherwise a failure: a handler that panicked (the panic goes on), or
 //     that wrote nothing, or that hijacked the connection, counts as a
 //     failed login. Write the status of a successful login explicitly.
@@ -238,7 +244,7 @@ func (m *Middleware) succeeded(r *http.Request, sw *statuswriter.Writer, st *req
 	if m.cfg.Succeeded != nil {
 		return m.cfg.Succeeded(r, sw.Status(), sw.Header())
 	}
-	return sw.Status() < 400
+	return sw.Status() >= 200 && sw.Status() < 300
 }
 
 const (

@@ -545,7 +545,17 @@ func TestOutcome(t *testing.T) {
 		success bool
 	}{
 		{"200", lockouthttp.Config{}, func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(200) }, true},
-		{"302", lockouthttp.Config{}, func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/home", http.StatusFound) }, true},
+		{"204", lockouthttp.Config{}, func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(204) }, true},
+		// A redirect is as often the answer to a wrong password: a
+		// success only when the handler says so.
+		{"302", lockouthttp.Config{}, func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/home", http.StatusFound) }, false},
+		{"303 back to the form", lockouthttp.Config{}, func(w http.ResponseWriter, r *http.Request) {
+			http.Redirect(w, r, "/login?error=1", http.StatusSeeOther)
+		}, false},
+		{"303 after SetOutcome true", lockouthttp.Config{}, func(w http.ResponseWriter, r *http.Request) {
+			lockouthttp.SetOutcome(r, true)
+			http.Redirect(w, r, "/home", http.StatusSeeOther)
+		}, true},
 		{"implicit 200 by Write", lockouthttp.Config{}, func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("hi")) }, true},
 		{"400", lockouthttp.Config{}, func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(400) }, false},
 		{"500", lockouthttp.Config{}, func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(500) }, false},

@@ -145,7 +145,8 @@ func run(ctx context.Context, args []string, stdout io.Writer, ready func(addr s
 	// under the username the request claims (a form field or a JSON
 	// field) and the client address, refuses locked clients with 429 and
 	// Retry-After before any password is checked, and reports the
-	// handler's outcome: a status below 400 is a success.
+	// handler's outcome: a 2xx status is a success (a handler that
+	// redirects after a success calls lockouthttp.SetOutcome(r, true)).
 	clientIP := lockouthttp.PeerIP
 	if len(cfg.trustedProxies) > 0 {
 		res, err := lockouthttp.NewIPResolver(lockouthttp.HeaderXForwardedFor, cfg.trustedProxies...)

@@ -125,7 +125,7 @@ func (s *server) Close() error {
 }
 
 // login checks the demo user's password; the middleware reads the outcome
-// from the status (below 400: a success).
+// from the status (2xx: a success).
 func login(w http.ResponseWriter, r *http.Request) {
 	subject, _ := lockouthttp.SubjectFromContext(r.Context())
 	ok := subject.Username == "alice"
