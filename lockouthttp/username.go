@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/go-lockout/lockout"
 )
@@ -130,47 +131,111 @@ func jsonField(body []byte, name string) (string, error) {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return "", nil
 	}
-	bad := func(why string, err error) (string, error) {
-		if err != nil {
-			return "", fmt.Errorf("%w: JSON body: %s: %w", lockout.ErrInvalidSubject, why, err)
-		}
+	bad := func(why string) (string, error) {
 		return "", fmt.Errorf("%w: JSON body: %s", lockout.ErrInvalidSubject, why)
 	}
 	if !json.Valid(body) {
-		return bad("not valid JSON", nil)
+		return bad("not valid JSON")
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
-		return bad("not an object", err)
+	// The body is valid JSON: walk the top-level object's members by
+	// hand, skipping each value without decoding it (decoding a body of
+	// a hundred thousand members token by token took 100 to 200 ms, for
+	// every request, refused ones included).
+	i := skipSpace(body, 0)
+	if body[i] != '{' {
+		return bad("not an object")
 	}
 	var val string
 	var found bool
-	for dec.More() {
-		t, err := dec.Token()
+	for i = skipSpace(body, i+1); body[i] != '}'; {
+		end := skipString(body, i)
+		match, err := nameIs(body[i:end], name)
 		if err != nil {
-			return bad("reading a name", err)
+			return bad("reading a name")
 		}
-		key, _ := t.(string)
-		var raw json.RawMessage
-		if err := dec.Decode(&raw); err != nil {
-			return bad("reading a value", err)
+		i = skipSpace(body, skipSpace(body, end)+1) // past the ':'
+		start := i
+		i = skipValue(body, i)
+		if match {
+			if found {
+				return bad(fmt.Sprintf("field %q named more than once", name))
+			}
+			found = true
+			var p *string
+			if err := json.Unmarshal(body[start:i], &p); err != nil {
+				return bad(fmt.Sprintf("field %q is not a string", name))
+			}
+			if p != nil {
+				val = *p
+			}
 		}
-		if !strings.EqualFold(key, name) {
-			continue
-		}
-		if found {
-			return bad(fmt.Sprintf("field %q named more than once", name), nil)
-		}
-		found = true
-		var p *string
-		if err := json.Unmarshal(raw, &p); err != nil {
-			return bad(fmt.Sprintf("field %q is not a string", name), nil)
-		}
-		if p != nil {
-			val = *p
+		if i = skipSpace(body, i); body[i] == ',' {
+			i = skipSpace(body, i+1)
 		}
 	}
 	return val, nil
+}
+
+// The scanners below walk JSON that json.Valid accepted: each returns the
+// index just past what it skips.
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// skipString skips the string whose opening quote is at b[i].
+func skipString(b []byte, i int) int {
+	for i++; i < len(b); i++ {
+		switch b[i] {
+		case '\\':
+			i++
+		case '"':
+			return i + 1
+		}
+	}
+	return i
+}
+
+// skipValue skips the value that starts at b[i].
+func skipValue(b []byte, i int) int {
+	switch b[i] {
+	case '"':
+		return skipString(b, i)
+	case '{', '[':
+		depth := 0
+		for ; i < len(b); i++ {
+			switch b[i] {
+			case '"':
+				i = skipString(b, i) - 1
+			case '{', '[':
+				depth++
+			case '}', ']':
+				if depth--; depth == 0 {
+					return i + 1
+				}
+			}
+		}
+		return i
+	}
+	// A number, true, false or null.
+	for i < len(b) && !strings.ContainsRune(",}] \t\n\r", rune(b[i])) {
+		i++
+	}
+	return i
+}
+
+// nameIs reports whether the JSON string q (quotes included) is name, as
+// encoding/json matches names: ignoring case.
+func nameIs(q []byte, name string) (bool, error) {
+	if bytes.IndexByte(q, '\\') < 0 && utf8.Valid(q) {
+		return bytes.EqualFold(q[1:len(q)-1], []byte(name)), nil
+	}
+	var s string
+	err := json.Unmarshal(q, &s)
+	return strings.EqualFold(s, name), err
 }
 
 // restoredBody is a request body read ahead and put back.

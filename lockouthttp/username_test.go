@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"mime/multipart"
 	"net/http"
@@ -230,6 +231,37 @@ func FuzzJSONField(f *testing.F) {
 		}
 		if v.Username != got {
 			t.Fatalf("body %q: JSONField %q, encoding/json %q", body, got, v.Username)
+		}
+	})
+}
+
+// BenchmarkJSONFieldLarge reads the username of a body of MaxBodyBytes
+// made of short members, what a client that wants the server to spend
+// time on its refused attempts sends; the baseline is json.Valid over the
+// same body, which every decoder pays.
+func BenchmarkJSONFieldLarge(b *testing.B) {
+	var body bytes.Buffer
+	body.WriteString(`{"username":"alice"`)
+	for i := 0; body.Len() < MaxBodyBytes-32; i++ {
+		fmt.Fprintf(&body, `,"k%d":[%d]`, i, i)
+	}
+	body.WriteString(`}`)
+	b.Run("JSONField", func(b *testing.B) {
+		b.ReportAllocs()
+		b.SetBytes(int64(body.Len()))
+		for b.Loop() {
+			if u, err := jsonField(body.Bytes(), "username"); u != "alice" || err != nil {
+				b.Fatal(u, err)
+			}
+		}
+	})
+	b.Run("Valid", func(b *testing.B) {
+		b.ReportAllocs()
+		b.SetBytes(int64(body.Len()))
+		for b.Loop() {
+			if !json.Valid(body.Bytes()) {
+				b.Fatal("invalid")
+			}
 		}
 	})
 }
