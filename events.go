@@ -36,7 +36,10 @@ const (
 	EventFailure
 	// EventLockout: a rule key was locked, for Duration (Forever: until
 	// unlocked); Count is its lockouts within the history window, this
-	// one included. Subject is the attempt that locked it.
+	// one included (not a count of failures). Subject is the attempt that
+	// locked it: for a rule without the username (an IP rule), whatever
+	// username that attempt named, whose account is not locked. Tell a
+	// user about a lockout only for a rule keyed by the username alone.
 	EventLockout
 	// EventUnlock and EventReset: an operator lifted locks, or reset a
 	// subject. Operator and Via say who, and through which interface.

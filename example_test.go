@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"slices"
 	"strings"
 	"time"
 
@@ -125,27 +126,41 @@ func ExampleObserver() {
 		log.Fatal(err)
 	}
 	defer store.Close()
+	user, ip := lockout.ByUsername(3), lockout.ByIP(3)
+	user.Schedule = lockout.Fixed(15 * time.Minute)
+	// The rules that lock an account: keyed by the username alone (filled
+	// below, before any decision). An IP rule's lockout names whatever
+	// username the last attempt sent.
+	accountRules := map[string]bool{}
 	notify := lockout.ObserverFunc(func(ctx context.Context, e lockout.Event) {
-		if e.Kind == lockout.EventLockout && e.Subject.Username != "" {
-			fmt.Printf("mail %s: locked for %v after failures from %s (lockout %d)\n",
-				e.Subject.Username, e.Duration, e.Subject.IP, e.Count)
+		if e.Kind == lockout.EventLockout && accountRules[e.Rule] {
+			fmt.Printf("mail %s: sign-in paused for %v (lockout %d)\n", e.Subject.Username, e.Duration, e.Count)
 		}
 	})
-	rule := lockout.ByUsername(3)
-	rule.Schedule = lockout.Fixed(15 * time.Minute)
-	policy, err := lockout.New(store, lockout.Config{Rules: []lockout.Rule{rule}, Observer: notify})
+	policy, err := lockout.New(store, lockout.Config{Rules: []lockout.Rule{user, ip}, Observer: notify})
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer policy.Close()
+	for _, r := range policy.Rules() { // with their names ("username", "ip")
+		if slices.Equal(r.Fields, []lockout.Field{lockout.Username}) {
+			accountRules[r.Name] = true
+		}
+	}
 	ctx := context.Background()
-	for range 3 {
-		if a, err := policy.Allow(ctx, lockout.Subject{Username: "Alice", IP: "192.0.2.1"}); err == nil {
+	// Three failures on alice lock her username and the address; then
+	// three on made-up names from another address lock only that address:
+	// bob, whom the last one named, gets no mail.
+	for _, s := range []lockout.Subject{
+		{Username: "Alice", IP: "192.0.2.1"}, {Username: "alice", IP: "192.0.2.1"}, {Username: "ALICE", IP: "192.0.2.1"},
+		{Username: "x1", IP: "192.0.2.7"}, {Username: "x2", IP: "192.0.2.7"}, {Username: "bob", IP: "192.0.2.7"},
+	} {
+		if a, err := policy.Allow(ctx, s); err == nil {
 			a.Failure(ctx)
 		}
 	}
 	// Output:
-	// mail alice: locked for 15m0s after failures from 192.0.2.1 (lockout 1)
+	// mail alice: sign-in paused for 15m0s (lockout 1)
 }
 
 // The attempt journal: every outcome, lockout and operator action on the

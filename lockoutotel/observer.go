@@ -7,9 +7,11 @@ import (
 	"maps"
 	"math"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -78,6 +80,7 @@ type Options struct {
 	// canonical username (user.name), the client address
 	// (client.address), the user agent (user_agent.original), and, on
 	// lockout and refusal, the rule key (lockout.key, which holds them).
+	// The username and the user agent are cut to MaxSubjectAttrBytes.
 	// Off by default: they are personal data, and traces are often kept
 	// longer and more widely than a lockout store. Metrics never carry
 	// them.
@@ -706,19 +709,37 @@ func (o *Observer) annotate(ctx context.Context, e *lockout.Event) {
 	}
 	if o.subject {
 		if e.Subject.Username != "" {
-			kvs = append(kvs, attribute.String("user.name", e.Subject.Username))
+			kvs = append(kvs, attribute.String("user.name", cutAttr(e.Subject.Username)))
 		}
 		if e.Subject.IP != "" {
 			kvs = append(kvs, attribute.String("client.address", e.Subject.IP))
 		}
 		if e.Subject.UserAgent != "" {
-			kvs = append(kvs, attribute.String("user_agent.original", e.Subject.UserAgent))
+			kvs = append(kvs, attribute.String("user_agent.original", cutAttr(e.Subject.UserAgent)))
 		}
 		if e.Key != "" {
 			kvs = append(kvs, attribute.String("lockout.key", e.Key))
 		}
 	}
 	span.SetAttributes(kvs...)
+}
+
+// MaxSubjectAttrBytes bounds the username and the user agent a span
+// carries (Options.SubjectAttributes): a client chooses them, and a span
+// waiting for its exporter holds them.
+const MaxSubjectAttrBytes = 256
+
+// cutAttr returns a copy of s cut to at most MaxSubjectAttrBytes, on a
+// character boundary; s itself when it is short enough.
+func cutAttr(s string) string {
+	if len(s) <= MaxSubjectAttrBytes {
+		return s
+	}
+	i := MaxSubjectAttrBytes
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return strings.Clone(s[:i]) // not a slice of the client's megabyte
 }
 
 // StartDecision starts the decision's span, unless tracing is off.

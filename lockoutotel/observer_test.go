@@ -13,6 +13,7 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+	"unicode/utf8"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -573,4 +574,30 @@ func TestProducerMatchesInstruments(t *testing.T) {
 		t.Fatalf("metrics %v, want %v: the scenario misses some", names, want)
 	}
 	metricdatatest.AssertEqual(t, instruments, producer, metricdatatest.IgnoreTimestamp(), metricdatatest.IgnoreExemplars())
+}
+
+// TestSubjectAttributesCut: a client's long user agent (or username) is
+// cut on the span, on a character boundary, so that spans waiting for an
+// exporter do not hold what clients send.
+func TestSubjectAttributesCut(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, 0, lockoutotel.Options{SubjectAttributes: true})
+		ua := "é" + strings.Repeat("x", 100_000)
+		long := lockout.Subject{Username: strings.Repeat("é", 400), IP: "192.0.2.2", UserAgent: ua}
+		a, err := h.p.Allow(context.Background(), long)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.Failure(context.Background())
+		for _, s := range h.spans.Ended() {
+			for _, kv := range s.Attributes() {
+				switch k, v := string(kv.Key), kv.Value.AsString(); k {
+				case "user.name", "user_agent.original":
+					if len(v) > lockoutotel.MaxSubjectAttrBytes || !utf8.ValidString(v) || len(v) < lockoutotel.MaxSubjectAttrBytes-4 {
+						t.Errorf("%s: %s of %d bytes (valid UTF-8: %v), want about %d", s.Name(), k, len(v), utf8.ValidString(v), lockoutotel.MaxSubjectAttrBytes)
+					}
+				}
+			}
+		}
+	})
 }
