@@ -32,6 +32,11 @@ type Config struct {
 
 	// Canonicalize maps a username to the form it is counted under, or
 	// rejects it. Default CanonicalizeUsername (PRECIS UsernameCaseMapped).
+	// It must map to one form every spelling that the application's
+	// account lookup takes to one account (a lookup through
+	// strings.ToLower, or a database collation that ignores accents, is
+	// looser than PRECIS): each form has its own counters. Mapping a
+	// username to the ID of the account it opens does that.
 	Canonicalize func(string) (string, error)
 
 	// AllowIPs lists addresses and CIDR prefixes ("192.0.2.0/24") that are
