@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"net/url"
 	"strings"
@@ -76,17 +77,79 @@ func FormField(name string) UsernameFunc {
 		if err != nil {
 			return "", err
 		}
-		// Parse a shallow copy, so that r itself stays unparsed with its body
-		// restored.
-		c := *r
-		c.Body = io.NopCloser(bytes.NewReader(body))
-		c.Form, c.PostForm, c.MultipartForm = nil, nil, nil
-		c.FormValue(name) // parses the query and either kind of body into c.Form
-		if c.MultipartForm != nil {
-			c.MultipartForm.RemoveAll()
+		if urlencoded(r) {
+			// The values of name alone, as ParseForm would find them:
+			// the body's, then the query string's. ParseForm builds
+			// every field (25 to 40 ms for a body of 9,000, for
+			// refused requests too).
+			vs := formValues(nil, string(body), name)
+			return oneValue(url.Values{name: formValues(vs, r.URL.RawQuery, name)}, name)
 		}
-		return oneValue(c.Form, name)
+		return oneValue(parsedForm(r, body), name)
 	}
+}
+
+// parsedForm returns the form r.FormValue would parse from r with the body
+// body, leaving r unparsed.
+func parsedForm(r *http.Request, body []byte) url.Values {
+	c := *r
+	c.Body = io.NopCloser(bytes.NewReader(body))
+	c.Form, c.PostForm, c.MultipartForm = nil, nil, nil
+	c.FormValue("") // parses the query and either kind of body into c.Form
+	if c.MultipartForm != nil {
+		c.MultipartForm.RemoveAll()
+	}
+	return c.Form
+}
+
+// maxFormPairs is where url.ParseQuery starts refusing forms by default
+// (10,000 pairs in Go 1.26): formValues leaves longer forms to it.
+const maxFormPairs = 9_000
+
+// urlencoded reports whether ParseForm would read r's body as an
+// urlencoded form.
+func urlencoded(r *http.Request) bool {
+	if r.Method != http.MethodPost && r.Method != http.MethodPut && r.Method != http.MethodPatch {
+		return false
+	}
+	ct, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	return err == nil && ct == "application/x-www-form-urlencoded"
+}
+
+// formValues appends to vs the values of the field name in the
+// urlencoded form q, as url.ParseQuery finds them (a pair whose key holds
+// ';', or whose key or value is badly escaped, is skipped), unescaping only
+// the keys that need it and the values of name.
+func formValues(vs []string, q, name string) []string {
+	if strings.Count(q, "&") >= maxFormPairs {
+		// ParseQuery refuses a form of more pairs (GODEBUG
+		// urlmaxqueryparams may change how many): let it say.
+		m, _ := url.ParseQuery(q)
+		return append(vs, m[name]...)
+	}
+	for q != "" {
+		var pair string
+		pair, q, _ = strings.Cut(q, "&")
+		if pair == "" || strings.Contains(pair, ";") {
+			continue
+		}
+		key, value, _ := strings.Cut(pair, "=")
+		if strings.ContainsAny(key, "%+") {
+			var err error
+			if key, err = url.QueryUnescape(key); err != nil {
+				continue
+			}
+		}
+		if key != name {
+			continue
+		}
+		value, err := url.QueryUnescape(value)
+		if err != nil {
+			continue
+		}
+		vs = append(vs, value)
+	}
+	return vs
 }
 
 // oneValue returns the value of the field name of form, "" when it has
@@ -254,7 +317,12 @@ func readBody(r *http.Request) ([]byte, error) {
 		return nil, ErrBodyTooLarge
 	}
 	orig := r.Body
-	body, err := io.ReadAll(io.LimitReader(orig, MaxBodyBytes+1))
+	var buf bytes.Buffer
+	if r.ContentLength > 0 {
+		buf.Grow(int(r.ContentLength) + bytes.MinRead) // one allocation: ReadFrom keeps MinRead free
+	}
+	_, err := buf.ReadFrom(io.LimitReader(orig, MaxBodyBytes+1))
+	body := buf.Bytes()
 	// Put back what was read, followed by whatever was not.
 	r.Body = restoredBody{io.MultiReader(bytes.NewReader(body), orig), orig}
 	if err != nil {

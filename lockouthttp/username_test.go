@@ -265,3 +265,81 @@ func BenchmarkJSONFieldLarge(b *testing.B) {
 		}
 	})
 }
+
+// FuzzFormField checks FormField's reading of an urlencoded body against
+// what ParseForm (and so r.FormValue in the handler) finds in the same
+// request: the same username, or an error where the values differ.
+func FuzzFormField(f *testing.F) {
+	for _, s := range [][2]string{
+		{"username=alice&password=x", ""}, {"username=a&username=b", ""}, {"username=a", "username=a"},
+		{"username=a", "username=b"}, {"user%6Eame=alice", ""}, {"username=al%ZZice&username=bob", ""},
+		{"username=a;b", ""}, {"x=1;username=bob&username=alice", ""}, {"username=a+b&=&&", "q=1"},
+		{"username", ""}, {"username=%41", "username=A"}, {"usern+ame=x", ""},
+	} {
+		f.Add(s[0], s[1])
+	}
+	f.Fuzz(func(t *testing.T, body, query string) {
+		r := httptest.NewRequest("POST", "/login", strings.NewReader(body))
+		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		r.URL.RawQuery = query
+		got, err := FormField("username")(r)
+		want, wantErr := oneValue(parsedForm(r, []byte(body)), "username")
+		if got != want || (err == nil) != (wantErr == nil) {
+			t.Fatalf("body %q, query %q: FormField %q, %v; ParseForm %q, %v", body, query, got, err, want, wantErr)
+		}
+		if rest, _ := io.ReadAll(r.Body); string(rest) != body {
+			t.Fatalf("body %q put back as %q", body, rest)
+		}
+	})
+}
+
+// TestFormFieldManyPairs: a form of more pairs than url.ParseQuery takes
+// is read as ParseForm reads it (not at all, by default).
+func TestFormFieldManyPairs(t *testing.T) {
+	for _, n := range []int{maxFormPairs - 1, 10_000, 20_000} {
+		body := "username=alice" + strings.Repeat("&k=v", n)
+		r := httptest.NewRequest("POST", "/login", strings.NewReader(body))
+		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		got, err := FormField("username")(r)
+		want, _ := oneValue(parsedForm(r, []byte(body)), "username")
+		if got != want || err != nil {
+			t.Errorf("%d pairs more: FormField %q, %v; ParseForm %q", n, got, err, want)
+		}
+	}
+}
+
+// BenchmarkFormFieldLarge reads the username of an urlencoded body of
+// 9,000 pairs (ParseQuery takes up to 10,000) and about MaxBodyBytes; the
+// baseline, ParseForm, is what FormField did before it read the field
+// alone.
+func BenchmarkFormFieldLarge(b *testing.B) {
+	var body strings.Builder
+	body.WriteString("username=alice")
+	for i := 0; i < maxFormPairs-1; i++ {
+		fmt.Fprintf(&body, "&k%d=%s", i, strings.Repeat("v", MaxBodyBytes/maxFormPairs-10))
+	}
+	bs := []byte(body.String())
+	req := func() *http.Request {
+		r := httptest.NewRequest("POST", "/login", bytes.NewReader(bs))
+		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		return r
+	}
+	b.Run("FormField", func(b *testing.B) {
+		b.ReportAllocs()
+		b.SetBytes(int64(len(bs)))
+		for b.Loop() {
+			if u, err := FormField("username")(req()); u != "alice" || err != nil {
+				b.Fatal(u, err)
+			}
+		}
+	})
+	b.Run("ParseForm", func(b *testing.B) {
+		b.ReportAllocs()
+		b.SetBytes(int64(len(bs)))
+		for b.Loop() {
+			if u, err := oneValue(parsedForm(req(), bs), "username"); u != "alice" || err != nil {
+				b.Fatal(u, err)
+			}
+		}
+	})
+}
