@@ -180,15 +180,18 @@ func (p *Policy) initCache() bool {
 // that lockouts keep escalating through outages (an attacker who can make
 // the store fail must not get a fresh start of the schedule at each
 // outage). What the fallback counted is written back to the store when it
-// recovers, which then holds the sum too. With wait (a lockout, rare), the
-// count is visible when it returns.
-func (p *Policy) lockoutCount(hkey string, count int64, at route, window time.Duration, wait bool) int64 {
+// recovers, which then holds the sum too. It is remembered for
+// window(count), which window is called with once, whatever happens. With
+// wait (a lockout, rare), the count is visible when it returns.
+func (p *Policy) lockoutCount(hkey string, count int64, at route, window func(int64) time.Duration, wait bool) int64 {
 	if p.cacheTTL == NoLockCache {
+		window(count)
 		return count
 	}
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	if p.closed.Load() {
+		window(count)
 		return count
 	}
 	c := &p.cache
@@ -199,6 +202,7 @@ func (p *Policy) lockoutCount(hkey string, count int64, at route, window time.Du
 	})
 	hist := c.hist.Load()
 	if hist == nil {
+		window(count)
 		return count
 	}
 	now := p.now()
@@ -214,8 +218,8 @@ func (p *Policy) lockoutCount(hkey string, count int64, at route, window time.Du
 	}
 	v.until = math.MaxInt64
 	rttl := time.Duration(0)
-	if window > 0 {
-		v.until, rttl = now+int64(window), window
+	if w := window(v.count); w > 0 {
+		v.until, rttl = now+int64(w), w
 	}
 	if hist.SetWithTTL(hkey, v, 1, rttl) && wait {
 		hist.Wait()

@@ -570,7 +570,7 @@ func (p *Policy) allow(ctx context.Context, s Subject, start int64) (*Attempt, e
 				if ttl == backend.NoExpiry {
 					ttl = 0
 				}
-				p.lockoutCount(a.key(a.rules[i].history), r.Value, route{}, ttl, false)
+				p.lockoutCount(a.key(a.rules[i].history), r.Value, route{}, func(int64) time.Duration { return ttl }, false)
 			}
 		}
 	}
@@ -895,12 +895,15 @@ func (a *Attempt) failure(ctx context.Context, start int64) error {
 			ops2 = append(ops2, backend.IncrOp(a.key(h.history), -1, h.r.HistoryWindow))
 			continue
 		}
-		n := a.p.lockoutCount(a.key(h.history), hist.Value, at, h.r.HistoryWindow, true)
-		d, err := lockDuration(h.r.Schedule, int(min(n, math.MaxInt32)))
-		if err != nil {
-			errs = append(errs, err)
-			d = h.r.Window
-		}
+		var d time.Duration
+		n := a.p.lockoutCount(a.key(h.history), hist.Value, at, func(n int64) time.Duration {
+			var err error
+			if d, err = lockDuration(h.r.Schedule, int(min(n, math.MaxInt32))); err != nil {
+				errs = append(errs, err)
+				d = h.r.Window
+			}
+			return historyTTL(h.r.HistoryWindow, d)
+		}, true)
 		ttl := d
 		if d == Forever {
 			ttl = backend.NoExpiry
@@ -908,7 +911,7 @@ func (a *Attempt) failure(ctx context.Context, start int64) error {
 		ops2 = append(ops2,
 			backend.ExpireOp(a.key(h.lock), ttl),
 			backend.DeleteOp(a.key(h.attempts)),
-			backend.ExpireOp(a.key(h.history), h.r.HistoryWindow))
+			backend.ExpireOp(a.key(h.history), historyTTL(h.r.HistoryWindow, d)))
 		done = append(done, lockout{h, d, ttl, n})
 	}
 	at2, err := a.p.execAt(ctx, at, ops2, make([]backend.Result, len(ops2)), true)
@@ -937,6 +940,18 @@ func (a *Attempt) failure(ctx context.Context, start int64) error {
 		a.p.lockedOut(ctx, &a.c, LockoutEvent{Rule: l.h.r.Name, Key: a.key(l.h.subject), Duration: l.d, Count: l.n, Fallback: at.fallback})
 	}
 	return errors.Join(errs...)
+}
+
+// historyTTL returns how long a key's lockout history lasts from a
+// lockout of d: HistoryWindow after the lock ends, so that a lock longer
+// than the window does not outlive the count that made it (the next
+// lockout escalates from it); HistoryWindow after it starts for a lock
+// that never ends (an operator's unlock then starts the window).
+func historyTTL(window, d time.Duration) time.Duration {
+	if d == Forever || d <= 0 || d > math.MaxInt64-window {
+		return window
+	}
+	return window + d
 }
 
 // Check runs one whole attempt: Allow, then verify, then Success or Failure.

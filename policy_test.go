@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"slices"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -228,14 +229,39 @@ func TestHistoryForgets(t *testing.T) {
 		if d := lockFor(); d != time.Hour {
 			t.Fatalf("second lock within the history window: %v, want 1h", d)
 		}
-		// The history runs 3h from the latest lockout.
-		time.Sleep(3*time.Hour - time.Nanosecond)
+		// The history runs 3h from the end of the latest lock (1h).
+		time.Sleep(4*time.Hour - time.Nanosecond)
 		if st := status(t, p, alice)["username"]; st.Lockouts != 2 {
 			t.Fatalf("history just before it ends: %d lockouts", st.Lockouts)
 		}
 		time.Sleep(time.Nanosecond)
 		if d := lockFor(); d != time.Minute {
 			t.Fatalf("lock after the history window: %v, want 1m again", d)
+		}
+	})
+}
+
+// TestHistoryOutlivesLock: a lock longer than the history window does not
+// outlive the count that made it; the next lockout escalates from it (a
+// review: with HistoryWindow 30m the schedule ran 1m ... 32m, then 1m
+// again).
+func TestHistoryOutlivesLock(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := lockout.ByUsername(2)
+		r.Schedule = lockout.Exponential(time.Minute, 2, time.Hour)
+		r.HistoryWindow = 30 * time.Minute
+		p, _ := newPolicy(t, lockout.Config{Rules: []lockout.Rule{r}})
+		var got []time.Duration
+		for range 8 {
+			fail(t, p, alice, 2)
+			d := refusal(t, attempt(t, p, alice, true)).RetryAfter
+			got = append(got, d)
+			time.Sleep(d) // the lock ends; the next guesses come at once
+		}
+		want := []time.Duration{time.Minute, 2 * time.Minute, 4 * time.Minute, 8 * time.Minute,
+			16 * time.Minute, 32 * time.Minute, time.Hour, time.Hour}
+		if !slices.Equal(got, want) {
+			t.Errorf("locks %v, want %v", got, want)
 		}
 	})
 }

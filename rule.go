@@ -85,8 +85,8 @@ type Rule struct {
 	// within HistoryWindow. Default DefaultSchedule.
 	Schedule Schedule
 	// HistoryWindow is how long lockouts are remembered for escalation: the
-	// history ends HistoryWindow after the latest lockout. Default
-	// DefaultHistoryWindow.
+	// history ends HistoryWindow after the latest lock ends (after it
+	// starts, for a lock without end). Default DefaultHistoryWindow.
 	HistoryWindow time.Duration
 	// OnSuccess says what a success does. Default SuccessAuto.
 	OnSuccess Success
