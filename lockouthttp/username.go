@@ -102,9 +102,10 @@ func parsedForm(r *http.Request, body []byte) url.Values {
 	return c.Form
 }
 
-// maxFormPairs is where url.ParseQuery starts refusing forms by default
-// (10,000 pairs in Go 1.26): formValues leaves longer forms to it.
-const maxFormPairs = 9_000
+// maxFormPairs is the most pairs url.ParseQuery takes by default (Go
+// 1.26): formValues leaves longer forms to it, which refuses them at
+// once, unless GODEBUG urlmaxqueryparams raised the bound.
+const maxFormPairs = 10_000
 
 // urlencoded reports whether ParseForm would read r's body as an
 // urlencoded form.
@@ -121,8 +122,8 @@ func urlencoded(r *http.Request) bool {
 // ';', or whose key or value is badly escaped, is skipped), unescaping only
 // the keys that need it and the values of name.
 func formValues(vs []string, q, name string) []string {
-	if strings.Count(q, "&") >= maxFormPairs {
-		// ParseQuery refuses a form of more pairs (GODEBUG
+	if strings.Count(q, "&")+1 > maxFormPairs {
+		// ParseQuery refuses a form of more pairs by default (GODEBUG
 		// urlmaxqueryparams may change how many): let it say.
 		m, _ := url.ParseQuery(q)
 		return append(vs, m[name]...)

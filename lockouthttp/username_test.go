@@ -309,7 +309,7 @@ func TestFormFieldManyPairs(t *testing.T) {
 }
 
 // BenchmarkFormFieldLarge reads the username of an urlencoded body of
-// 9,000 pairs (ParseQuery takes up to 10,000) and about MaxBodyBytes; the
+// 9,999 pairs (ParseQuery takes up to 10,000) and about MaxBodyBytes; the
 // baseline, ParseForm, is what FormField did before it read the field
 // alone.
 func BenchmarkFormFieldLarge(b *testing.B) {
