@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"unicode"
 )
 
 // Keys look like
@@ -189,11 +190,9 @@ type SubjectField struct {
 }
 
 // SubjectString formats the subject for people, e.g.
-// "u=alice,ip=192.0.2.1". A value that holds ',', '=', '"' or '\\', or a
-// character that does not print (a control, a zero-width joiner, ...), or
-// that begins with '~' as hashed values do, is quoted (strconv.Quote), so
-// that no value reads as another: the username `alice,ip=192.0.2.1` shows
-// as `u="alice,ip=192.0.2.1"`.
+// "u=alice,ip=192.0.2.1", each value as QuoteValue shows it (a hashed
+// value as it is): the username `alice,ip=192.0.2.1` shows as
+// `u="alice,ip=192.0.2.1"`.
 func (k KeyInfo) SubjectString() string {
 	var b strings.Builder
 	for i, f := range k.Subject {
@@ -202,26 +201,80 @@ func (k KeyInfo) SubjectString() string {
 		}
 		b.WriteString(f.Tag)
 		b.WriteByte('=')
-		if f.Hashed || plain(f.Value) && f.Value[0] != '~' {
+		if f.Hashed {
 			b.WriteString(f.Value)
 		} else {
-			b.WriteString(strconv.Quote(f.Value))
+			b.WriteString(QuoteValue(f.Value))
 		}
 	}
 	return b.String()
 }
 
-// plain reports whether v can show unquoted in a SubjectString.
-func plain(v string) bool {
-	if v == "" {
-		return false
+// QuoteValue returns a value a client chose (a username, a user agent) as
+// operators' tools should show it, so that it cannot pass for another: as
+// it is, or quoted (strconv.Quote) when it is empty, holds ',', '=', '"'
+// or '\\', begins with '~' as hashed values do, or holds a character that
+// does not print (a control, a zero-width joiner, a direction override);
+// and with every non-ASCII character escaped (strconv.QuoteToASCII) when
+// its letters mix scripts, as a look-alike does ("аdmin" with a Cyrillic
+// "а" shows as "\u0430dmin"). Han, kana and Hangul count as one script.
+func QuoteValue(v string) string {
+	if mixedScripts(v) {
+		return strconv.QuoteToASCII(v)
+	}
+	if v == "" || v[0] == '~' {
+		return strconv.Quote(v)
 	}
 	for _, r := range v {
 		if r == ',' || r == '=' || r == '"' || r == '\\' || !strconv.IsPrint(r) {
-			return false
+			return strconv.Quote(v)
 		}
 	}
-	return true
+	return v
+}
+
+// scripts are the scripts mixedScripts tells apart; the letters of all
+// others count as one more.
+var scripts = []struct {
+	name  string
+	table *unicode.RangeTable
+}{
+	{"Latin", unicode.Latin}, {"Cyrillic", unicode.Cyrillic}, {"Greek", unicode.Greek},
+	{"Armenian", unicode.Armenian}, {"Georgian", unicode.Georgian}, {"Cherokee", unicode.Cherokee},
+	{"Hebrew", unicode.Hebrew}, {"Arabic", unicode.Arabic},
+	{"CJK", unicode.Han}, {"CJK", unicode.Hiragana}, {"CJK", unicode.Katakana}, {"CJK", unicode.Hangul},
+}
+
+// mixedScripts reports whether the letters of v belong to more than one
+// script.
+func mixedScripts(v string) bool {
+	seen := ""
+	for _, r := range v {
+		if r < 0x80 {
+			if 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' {
+				if seen != "" && seen != "Latin" {
+					return true
+				}
+				seen = "Latin"
+			}
+			continue
+		}
+		if !unicode.IsLetter(r) {
+			continue
+		}
+		name := "other"
+		for _, sc := range scripts {
+			if unicode.Is(sc.table, r) {
+				name = sc.name
+				break
+			}
+		}
+		if seen != "" && seen != name {
+			return true
+		}
+		seen = name
+	}
+	return false
 }
 
 // String formats the rule and the subject, e.g.

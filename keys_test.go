@@ -457,3 +457,28 @@ func TestSubjectString(t *testing.T) {
 		}
 	}
 }
+
+// TestQuoteValue: look-alikes and hidden characters show as what they are;
+// plain values, in any one script, show as they are.
+func TestQuoteValue(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"alice", "alice"},
+		{"élodie", "élodie"},
+		{"админ", "админ"},
+		{"ΑΒΓ", "ΑΒΓ"},
+		{"山田たろう", "山田たろう"},
+		{"john.doe@example.com", "john.doe@example.com"},
+		{"Mozilla/5.0 (X11; Linux x86_64)", "Mozilla/5.0 (X11; Linux x86_64)"},
+		{"аdmin", `"\u0430dmin"`},        // a Cyrillic а
+		{"pаypаl", `"p\u0430yp\u0430l"`}, // two of them
+		{"adminα", `"admin\u03b1"`},      // Latin and Greek
+		{"curl/8.5.0 \u202e0.5.8/lruc", `"curl/8.5.0 \u202e0.5.8/lruc"`},
+		{"a,b", `"a,b"`},
+		{"", `""`},
+		{"~x", `"~x"`},
+	} {
+		if got := QuoteValue(tc.in); got != tc.want {
+			t.Errorf("QuoteValue(%q) = %s, want %s", tc.in, got, tc.want)
+		}
+	}
+}

@@ -278,7 +278,11 @@ func groupOf(lk LockState) LockGroup {
 	}
 	switch {
 	case user != "":
-		g := LockGroup{Kind: "user", Label: user, Subject: lockout.Subject{Username: user}}
+		label := user
+		if !userHashed {
+			label = lockout.QuoteValue(user) // "admin,ip=…" or a look-alike must not pass for admin
+		}
+		g := LockGroup{Kind: "user", Label: label, Subject: lockout.Subject{Username: user}}
 		if userHashed {
 			g.Keys = []string{}
 		}

@@ -152,3 +152,21 @@ func mustTime(t *testing.T, s string) time.Time {
 	}
 	return tm
 }
+
+// TestShowValue: a cell shows a client's value as it is, separators
+// included, unless it holds a look-alike or a hidden character.
+func TestShowValue(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"", ""},
+		{"alice", "alice"},
+		{"Mozilla/5.0 (KHTML, like Gecko)", "Mozilla/5.0 (KHTML, like Gecko)"},
+		{"~tilde", "~tilde"},
+		{"аdmin", `"\u0430dmin"`},
+		{"curl/8.5.0 \u202e0.5.8/lruc", `"curl/8.5.0 \u202e0.5.8/lruc"`},
+		{"a,аdmin", `"a,\u0430dmin"`},
+	} {
+		if got := showValue(tc.in); got != tc.want {
+			t.Errorf("showValue(%q) = %s, want %s", tc.in, got, tc.want)
+		}
+	}
+}

@@ -22,8 +22,10 @@ import (
 // OperatorConfig.MaxLocks is zero.
 const DefaultMaxLocks = 1000
 
-// maxOperatorBody bounds the bodies of the operator's POST requests.
-const maxOperatorBody = 64 << 10
+// maxOperatorBody bounds the bodies of the operator's POST requests: a
+// group's Unlock posts each of its keys when their values are hashed (up
+// to OperatorConfig.MaxLocks of them, about 110 bytes each).
+const maxOperatorBody = 1 << 20
 
 // OperatorConfig configures an Operator.
 type OperatorConfig struct {
@@ -173,6 +175,11 @@ type SubjectStatus struct {
 	// locks, for {"username": "alice"}), where the store can list them.
 	// An unlock of the subject lifts them too.
 	AlsoLocked []LockState `json:"also_locked,omitempty"`
+	// AlsoLockedPartial reports that the store holds more locks than the
+	// listing took (OperatorConfig.MaxLocks), so that AlsoLocked may miss
+	// some: an attacker who locks many keys can push the subject's out of
+	// the listing. An unlock of the subject lifts them all the same.
+	AlsoLockedPartial bool `json:"also_locked_partial,omitempty"`
 }
 
 // RuleState is the state of one rule key, in JSON. Durations are whole
@@ -552,7 +559,7 @@ func (o *Operator) apiStatus(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if list, err := o.locks(r.Context(), o.cfg.MaxLocks); err == nil {
-		st.AlsoLocked = alsoLocked(st, list.Locks)
+		st.AlsoLocked, st.AlsoLockedPartial = alsoLocked(st, list.Locks), list.Truncated
 	}
 	writeJSON(w, http.StatusOK, st)
 }
@@ -686,6 +693,7 @@ var problems = map[string]string{
 	"partial":     "Only partly done: this store cannot list its keys, so only the locks of rules keyed by exactly the fields given were lifted. Give the username and the IP address together to reach a username+IP lock.",
 	"unsupported": "This store cannot list its keys, so it cannot reset everything.",
 	"notlock":     "That key is no longer a lock of this policy.",
+	"toolarge":    "The form was too large: unlock the group's keys one by one.",
 }
 
 func (o *Operator) formAction(w http.ResponseWriter, r *http.Request, action string) {
@@ -715,6 +723,8 @@ func (o *Operator) formAction(w http.ResponseWriter, r *http.Request, action str
 		q.Set("problem", "partial")
 	case errors.Is(err, errors.ErrUnsupported):
 		q.Set("problem", "unsupported")
+	case errors.As(err, new(*http.MaxBytesError)):
+		q.Set("problem", "toolarge")
 	default:
 		q.Set("problem", "failed")
 	}
@@ -798,7 +808,7 @@ func (o *Operator) page(w http.ResponseWriter, r *http.Request, operator string)
 		case err != nil:
 			d.StatusErr = "The store failed: " + err.Error()
 		default:
-			st.AlsoLocked = alsoLocked(st, list.Locks)
+			st.AlsoLocked, st.AlsoLockedPartial = alsoLocked(st, list.Locks), list.Truncated
 		}
 		d.Status = st
 	}
@@ -868,6 +878,18 @@ func ago(now, t time.Time) string {
 	return strconv.Itoa(int(d/(24*time.Hour))) + " days ago"
 }
 
+// showValue returns a client's value (username, user agent) for a cell of
+// its own: quoted when it holds a look-alike or a hidden character (see
+// lockout.QuoteValue), as it is otherwise, separators included, which a
+// cell needs no quoting for.
+func showValue(v string) string {
+	plain := strings.NewReplacer(",", "_", "=", "_", `"`, "_", `\`, "_", "~", "_").Replace(v)
+	if v == "" || lockout.QuoteValue(plain) == plain {
+		return v
+	}
+	return lockout.QuoteValue(v)
+}
+
 var operatorPage = template.Must(template.New("operator").Funcs(template.FuncMap{
 	"secs": humanDuration,
 	"window": func(secs int64) string {
@@ -878,6 +900,7 @@ var operatorPage = template.Must(template.New("operator").Funcs(template.FuncMap
 	},
 	"when": func(t time.Time) string { return t.UTC().Format(timeFormat) },
 	"ago":  func(t time.Time) string { return ago(time.Now(), t) },
+	"show": showValue,
 }).Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Lockout</title>
@@ -897,10 +920,11 @@ var operatorPage = template.Must(template.New("operator").Funcs(template.FuncMap
 <table>
 <tr><th>Rule</th><th>Key</th><th title="Failed attempts (and attempts in flight) counted in the current window, and the rule's limit: the limit-th failure locks the key">Attempts / limit</th><th title="Time until the count of attempts starts afresh">Window left</th><th title="Time left on the lock, if the key is locked">Locked</th><th title="Lockouts of this key within the history window; each makes the next lock longer">Lockouts in history</th>{{if .Journal}}<th>Locked since (UTC)</th><th>Caused by</th>{{end}}</tr>
 {{range .Status.Rules}}<tr><td>{{.Rule}}</td><td><code>{{.Key}}</code></td><td>{{.Attempts}} / {{.Limit}}</td><td>{{window .WindowRemaining}}</td><td>{{if .Locked}}<b class="locked">{{secs .LockRemaining}}</b>{{else}}no{{end}}</td><td>{{.Lockouts}}</td>
-{{- if $.Journal}}{{if .Locked}}{{with .LockedBy}}<td class="nw">{{when .Time}}<br><span class="dim">{{ago .Time}}</span></td><td>{{with .Username}}<span class="cut" title="{{.}}">{{.}}</span> {{end}}from {{with .IP}}{{.}}{{else}}?{{end}}{{with .UserAgent}}<br><span class="dim cut" title="{{.}}">{{.}}</span>{{end}}</td>{{else}}<td colspan="2" class="dim">not in the journal</td>{{end}}{{else}}<td></td><td></td>{{end}}{{end}}</tr>
+{{- if $.Journal}}{{if .Locked}}{{with .LockedBy}}<td class="nw">{{when .Time}}<br><span class="dim">{{ago .Time}}</span></td><td>{{with .Username}}<span class="cut" title="{{show .}}">{{show .}}</span> {{end}}from {{with .IP}}{{.}}{{else}}?{{end}}{{with .UserAgent}}<br><span class="dim cut" title="{{show .}}">{{show .}}</span>{{end}}</td>{{else}}<td colspan="2" class="dim">not in the journal</td>{{end}}{{else}}<td></td><td></td>{{end}}{{end}}</tr>
 {{else}}<tr><td colspan="{{if .Journal}}8{{else}}6{{end}}">No rule is keyed by exactly these fields.</td></tr>
 {{end}}{{range .Status.AlsoLocked}}<tr class="also"><td>{{.Rule}}</td><td><code>{{.Subject}}</code></td><td colspan="2" class="dim">also holds this subject{{with .StatusLink}} (<a href="{{.}}">status</a>){{end}}</td><td><b class="locked">{{secs .Remaining}}</b></td><td></td>{{if $.Journal}}<td></td><td></td>{{end}}</tr>
 {{end}}</table>
+{{if .Status.AlsoLockedPartial}}<p class="note">More keys are locked than the page lists: other locks holding this subject may be missing above. Unlock lifts them all the same.</p>{{end}}
 <p class="legend"><b>Attempts / limit</b>: failures (and attempts in progress) counted in the current window, and the rule's limit; the limit-th failure locks the key.
 <b>Window left</b>: until that count starts afresh. <b>Locked</b>: time left on the lock. <b>Lockouts in history</b>: the key's lockouts within the rule's history window (24 h by default); each makes the next lock longer, and only a reset forgets them.</p>
 <form class="inline" method="post" action="unlock">{{template "subject" .SubjectForm}}<button title="Lift every lock whose key holds this subject and clear those counters; the lockout history stays">Unlock</button></form>
@@ -943,7 +967,7 @@ var operatorPage = template.Must(template.New("operator").Funcs(template.FuncMap
 {{define "subject"}}{{range .}}<input type="hidden" name="{{.Param}}" value="{{.Value}}">{{end}}{{end}}
 {{define "attempts"}}<table class="attempts">
 <tr><th>Time (UTC)</th><th>Outcome</th><th>Reason</th><th>Rule</th><th>Username</th><th>IP</th><th>User agent</th><th>Fallback</th><th>Operator</th></tr>
-{{range .}}<tr><td class="nw">{{when .Time}}<br><span class="dim">{{ago .Time}}</span></td><td class="o-{{.Outcome}}">{{.Outcome}}</td><td class="nw">{{if eq .Outcome "lockout"}}locked {{if lt .LockoutSeconds 0}}until unlocked{{else}}for {{secs .LockoutSeconds}}{{end}}{{else}}{{.Reason}}{{end}}</td><td>{{.Rule}}{{with .Key}}<br><code class="dim">{{.}}</code>{{end}}</td><td class="cut" title="{{.Username}}">{{.Username}}</td><td>{{.IP}}</td><td class="cut" title="{{.UserAgent}}">{{.UserAgent}}</td><td>{{if .Fallback}}yes{{end}}</td><td class="nw">{{.Operator}}{{with .Via}} <span class="dim">({{.}})</span>{{end}}</td></tr>
+{{range .}}<tr><td class="nw">{{when .Time}}<br><span class="dim">{{ago .Time}}</span></td><td class="o-{{.Outcome}}">{{.Outcome}}</td><td class="nw">{{if eq .Outcome "lockout"}}locked {{if lt .LockoutSeconds 0}}until unlocked{{else}}for {{secs .LockoutSeconds}}{{end}}{{else}}{{.Reason}}{{end}}</td><td>{{.Rule}}{{with .Key}}<br><code class="dim">{{.}}</code>{{end}}</td><td class="cut" title="{{show .Username}}">{{show .Username}}</td><td>{{.IP}}</td><td class="cut" title="{{show .UserAgent}}">{{show .UserAgent}}</td><td>{{if .Fallback}}yes{{end}}</td><td class="nw">{{.Operator}}{{with .Via}} <span class="dim">({{.}})</span>{{end}}</td></tr>
 {{else}}<tr><td colspan="9">No attempts recorded.</td></tr>
 {{end}}</table>{{end}}
 `))

@@ -2,6 +2,7 @@ package lockouthttp_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -438,5 +439,50 @@ func TestOperatorBackendDown(t *testing.T) {
 	_, body := e.do("GET", "/admin/lockout/?username=alice", "", "", adminHeader, "yes")
 	if !strings.Contains(body, "The store failed") {
 		t.Errorf("page:\n%s", body)
+	}
+}
+
+// TestOperatorAlsoLockedPartial: when the store holds more locks than the
+// listing takes, a subject's status says that its other locks may be
+// missing (an attacker who locks many keys can push them out of the
+// listing); with room, it lists them.
+func TestOperatorAlsoLockedPartial(t *testing.T) {
+	for _, tc := range []struct {
+		maxLocks int
+		partial  bool
+	}{{100, false}, {3, true}} {
+		t.Run(fmt.Sprint("MaxLocks=", tc.maxLocks), func(t *testing.T) {
+			pair := lockout.ByUsernameAndIP(2)
+			p := newPolicy(t, nil, lockout.Config{Rules: []lockout.Rule{lockout.ByUsername(2), pair}})
+			op := lockouthttp.NewOperator(p, lockouthttp.OperatorConfig{Authorize: isAdmin, MaxLocks: tc.maxLocks})
+			for _, u := range []string{"alice", "bob", "carol", "dave"} {
+				lock(t, p, u, clientA)
+			}
+			r := httptest.NewRequest("GET", "/api/status?username=alice", nil)
+			r.Header.Set(adminHeader, "yes")
+			w := httptest.NewRecorder()
+			op.ServeHTTP(w, r)
+			var st lockouthttp.SubjectStatus
+			if err := json.Unmarshal(w.Body.Bytes(), &st); err != nil {
+				t.Fatalf("%d %s: %v", w.Code, w.Body, err)
+			}
+			if st.AlsoLockedPartial != tc.partial {
+				t.Errorf("also_locked_partial %v, want %v (also_locked %+v)", st.AlsoLockedPartial, tc.partial, st.AlsoLocked)
+			}
+			if !tc.partial && (len(st.AlsoLocked) != 1 || st.AlsoLocked[0].Subject != "u=alice,ip="+clientA) {
+				t.Errorf("also_locked %+v, want alice's username+IP lock", st.AlsoLocked)
+			}
+		})
+	}
+}
+
+// TestOperatorFormTooLarge: a form over the operator's body limit is
+// answered with its own problem, not a failure to look for in the log.
+func TestOperatorFormTooLarge(t *testing.T) {
+	e := newOperatorEnv(t, nil, lockouthttp.OperatorConfig{Authorize: isAdmin})
+	body := "key=" + strings.Repeat("x", 1<<20)
+	resp, _ := e.do("POST", "/admin/lockout/unlock-key", "application/x-www-form-urlencoded", body, adminHeader, "yes")
+	if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusSeeOther || !strings.Contains(loc, "problem=toolarge") {
+		t.Errorf("%d, Location %q; want 303 to problem=toolarge", resp.StatusCode, loc)
 	}
 }
