@@ -780,8 +780,12 @@ func (o *Operator) page(w http.ResponseWriter, r *http.Request, operator string)
 	d := pageData{
 		Operator: operator,
 		Subject:  subjectFrom(q),
-		Notice:   notices[q.Get("done")],
-		Problem:  problems[q.Get("problem")],
+	}
+	// A notice reports what the page's own form did: not on a page
+	// another site linked to ("?done=reset-all" must not tell the
+	// operator that someone reset everything).
+	if site := r.Header.Get("Sec-Fetch-Site"); site == "" || site == "same-origin" {
+		d.Notice, d.Problem = notices[q.Get("done")], problems[q.Get("problem")]
 	}
 	ctx := r.Context()
 	list, err := o.locks(ctx, o.cfg.MaxLocks)

@@ -382,6 +382,18 @@ func TestOperatorPage(t *testing.T) {
 	if strings.Contains(body, "pwned") || strings.Contains(body, "hi</b>") {
 		t.Error("the page shows text from its URL")
 	}
+	// Nor on a page another site linked to: it did not follow a form of
+	// the page's own.
+	for _, site := range []string{"cross-site", "same-site", "none"} {
+		_, body = e.do("GET", "/admin/lockout/?done=reset-all&problem=failed", "", "", adminHeader, "yes", "Sec-Fetch-Site", site)
+		if strings.Contains(body, "Reset all: every") || strings.Contains(body, "The action failed") {
+			t.Errorf("Sec-Fetch-Site %s: the page shows a notice the link asked for", site)
+		}
+	}
+	_, body = e.do("GET", "/admin/lockout/?done=reset-all", "", "", adminHeader, "yes", "Sec-Fetch-Site", "same-origin")
+	if !strings.Contains(body, "Reset all: every") {
+		t.Error("same-origin: no notice")
+	}
 }
 
 func TestOperatorMountPoints(t *testing.T) {
