@@ -53,9 +53,11 @@ type DeviceConfig struct {
 	// drop the old one once its tokens have expired (TTL). Each key is at
 	// least MinSecretLen random bytes. Required.
 	Keys [][]byte
-	// TTL is how long a token is valid after it is issued. A token that
-	// claims a longer life (one signed when TTL was longer) is valid only
-	// for TTL from now. Default DefaultDeviceTTL.
+	// TTL is how long a token is valid after it is issued. A token keeps
+	// the life it was issued with: lowering TTL shortens the tokens issued
+	// after, and does not turn the devices that hold older ones into
+	// strangers (rotate Keys to end every token). Default
+	// DefaultDeviceTTL.
 	TTL time.Duration
 	// Rule limits the failures of each known device: its Name (default
 	// DefaultDeviceRule), Limit, Window, Sliding, Schedule and
@@ -175,7 +177,7 @@ func (d *devices) verify(username, token string, now time.Time) (string, bool) {
 	}
 	body, sig := raw[:1+deviceIDLen+8], raw[1+deviceIDLen+8:deviceRawLen]
 	exp := int64(binary.BigEndian.Uint64(body[1+deviceIDLen:]))
-	if t := now.Unix(); exp <= t || exp > t+int64(d.ttl/time.Second)+1 {
+	if exp <= now.Unix() {
 		return "", false
 	}
 	ok := false
@@ -241,8 +243,9 @@ func (a *Attempt) DeviceToken() (token string, expires time.Time, err error) {
 // (Attempt.Device, or the d= part of a device rule's key), for d (Forever:
 // until unlocked), whatever its counter holds: for a device that was
 // stolen, say. The device's attempts are then refused, as any attempt on a
-// locked key; UnlockKey or Unlock of the username lifts the lock. It costs
-// one store call.
+// locked key; UnlockKey or Unlock of the username lifts the lock. The lock
+// replaces any lock the device had, shorter or longer, and adds nothing to
+// its lockout history. It costs one store call.
 func (p *Policy) LockDevice(ctx context.Context, username, device string, d time.Duration) error {
 	if p.devices == nil {
 		return ErrNoDevices

@@ -182,6 +182,37 @@ func TestUntrustedTokens(t *testing.T) {
 	})
 }
 
+// TestShorterTTLKeepsDevices: lowering DeviceConfig.TTL shortens the
+// tokens issued after, and leaves the devices that hold older ones known
+// until their tokens expire (a review: they became strangers for weeks,
+// while an attacker kept alice's username locked).
+func TestShorterTTLKeepsDevices(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rules := []lockout.Rule{lockout.ByUsername(2)}
+		long, _ := newPolicy(t, lockout.Config{Rules: rules, Devices: &lockout.DeviceConfig{Keys: [][]byte{deviceKey}, TTL: 30 * 24 * time.Hour}})
+		tok, _, err := long.DeviceToken("alice", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		short, _ := newPolicy(t, lockout.Config{Rules: rules, Devices: &lockout.DeviceConfig{Keys: [][]byte{deviceKey}, TTL: 7 * 24 * time.Hour}})
+		start := time.Now()
+		for _, tc := range []struct {
+			at      time.Duration
+			trusted bool
+		}{{0, true}, {10 * 24 * time.Hour, true}, {30*24*time.Hour - time.Second, true}, {30*24*time.Hour + time.Second, false}} {
+			time.Sleep(tc.at - time.Since(start))
+			a, err := short.Allow(bg, lockout.Subject{Username: "alice", DeviceToken: tok})
+			if err != nil {
+				t.Fatalf("after %v: %v", tc.at, err)
+			}
+			if got := a.Device() != ""; got != tc.trusted {
+				t.Errorf("after %v: trusted = %v, want %v", tc.at, got, tc.trusted)
+			}
+			a.Success(bg)
+		}
+	})
+}
+
 // TestLockDevice: an operator locks one device; the others and untrusted
 // clients go on; Unlock of the username lifts the device's lock.
 func TestLockDevice(t *testing.T) {
@@ -367,6 +398,61 @@ func TestResetForgetsPasswords(t *testing.T) {
 		time.Sleep(lockout.DefaultWindow + time.Second)
 		if a, _ := p.Allow(bg, s); a == nil || a.Repeat() {
 			t.Error("a password remembered past the window is still a repeat")
+		}
+	})
+	// Passwords from before the reset do not come back as repeats when the
+	// sequence climbs again to their numbers (a review: 3 of 3 did).
+	synctest.Test(t, func(t *testing.T) {
+		p, _ := newPolicy(t, lockout.Config{Rules: []lockout.Rule{lockout.ByUsername(50)},
+			Fingerprints: &lockout.FingerprintConfig{Secret: fpSecret}})
+		with := func(pw string) lockout.Subject {
+			return lockout.Subject{Username: "alice", PasswordFingerprint: p.Fingerprint(pw)}
+		}
+		for _, pw := range []string{"old 1", "old 2", "old 3"} {
+			fail(t, p, with(pw), 1)
+		}
+		if err := p.Reset(bg, lockout.Subject{Username: "alice"}); err != nil {
+			t.Fatal(err)
+		}
+		for _, pw := range []string{"new 1", "new 2", "new 3"} {
+			fail(t, p, with(pw), 1)
+		}
+		for _, pw := range []string{"old 1", "old 2", "old 3"} {
+			a, err := p.Allow(bg, with(pw))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if a.Repeat() {
+				t.Errorf("%q, from before the reset, is a repeat", pw)
+			}
+			a.Failure(bg)
+		}
+	})
+}
+
+// TestRetriedPasswordStaysRemembered: a wrong password retried every few
+// minutes (a phone with an old password) stays remembered for as long as
+// it is retried, and is counted once (a review: counted every Window, it
+// locked its owner out after an hour).
+func TestRetriedPasswordStaysRemembered(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := lockout.ByUsername(5)
+		r.Window = lockout.Forever // failures count until a success (django-defender's)
+		p, _ := newPolicy(t, lockout.Config{Rules: []lockout.Rule{r},
+			Fingerprints: &lockout.FingerprintConfig{Secret: fpSecret}})
+		phone := lockout.Subject{Username: "alice", PasswordFingerprint: p.Fingerprint("old password")}
+		for i := range 6 * 12 { // every 5 minutes for 6 hours
+			if err := attempt(t, p, phone, false); err != nil {
+				t.Fatalf("retry %d, after %v: %v", i+1, time.Duration(i)*5*time.Minute, err)
+			}
+			time.Sleep(5 * time.Minute)
+		}
+		st, err := p.Status(bg, lockout.Subject{Username: "alice"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st[0].Attempts > 1 || st[0].Lockouts != 0 {
+			t.Errorf("after 72 retries: %v, want at most 1 attempt counted, no lockout", st)
 		}
 	})
 }

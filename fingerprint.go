@@ -65,9 +65,9 @@ type FingerprintConfig struct {
 	// Remember is how many of a username's last wrong passwords are not
 	// counted again. Default DefaultRemember.
 	Remember int
-	// Window is how long a wrong password is remembered after the last
-	// failure of its username. Default: the longest finite Window of the
-	// rules keyed by the username, or DefaultWindow.
+	// Window is how long a wrong password is remembered after it was last
+	// tried (counted, or retried as a repeat). Default: the longest finite
+	// Window of the rules keyed by the username, or DefaultWindow.
 	Window time.Duration
 }
 
@@ -250,12 +250,18 @@ func (a *Attempt) readFingerprint(res []backend.Result) {
 	}
 }
 
-// appendFingerprintWrites appends what a failure that is not a repeat
-// writes: the next sequence number, and the fingerprint holding it.
+// appendFingerprintWrites appends what a failure writes: for a new wrong
+// password, the next sequence number and the fingerprint holding it; for
+// a repeat, a new Window for both, so that a password retried (a phone
+// with an old password, every few minutes) stays remembered for as long
+// as it is retried, and is counted once.
 func (a *Attempt) appendFingerprintWrites(ops []backend.Op) []backend.Op {
 	x := a.memory()
-	if x == nil || x.repeat {
+	switch {
+	case x == nil:
 		return ops
+	case x.repeat:
+		return append(ops, backend.ExpireOp(a.key(x.fpSeq), a.p.fp.window), backend.ExpireOp(a.key(x.fpKey), a.p.fp.window))
 	}
 	return appendMemoryOps(ops, a.memoryWrite(), a.p.fp.window)
 }

@@ -147,7 +147,10 @@ func (p *Policy) clear(ctx context.Context, s Subject, history bool) error {
 			// password counted before the reset).
 			p.memoryWriter.forget(p.sequenceKey(&c))
 		}
-		ops = append(ops, backend.DeleteOp(p.sequenceKey(&c))) // forgets every wrong password
+		// Forgets every wrong password: the sequence moves on by
+		// Remember, past every fingerprint (deleting it would start it
+		// afresh, and old fingerprints would match its new numbers).
+		ops = append(ops, backend.IncrOp(p.sequenceKey(&c), p.fp.remember, p.fp.window))
 	}
 	var partial error
 	if more := p.partialRules(&c); len(more) > 0 {
