@@ -443,7 +443,7 @@ func (p *Policy) copyChunk(ctx context.Context, fb backend.Backend, chunk []stri
 		return fmt.Errorf("lockout: fallback: %w", err)
 	}
 	var put []backend.Op
-	var locks []int // indexes in put of lock markers
+	var lengthen []int // indexes in put of lock markers and histories
 	var values []int64
 	for i, k := range chunk {
 		r := got[i]
@@ -460,9 +460,12 @@ func (p *Policy) copyChunk(ctx context.Context, fb backend.Backend, chunk []stri
 			if r.Value <= before {
 				continue
 			}
+			if kind == kindHistory {
+				lengthen = append(lengthen, len(put))
+			}
 			put = append(put, backend.IncrOp(k, r.Value-before, r.TTL))
 		case kind == kindLock && !done:
-			locks = append(locks, len(put))
+			lengthen = append(lengthen, len(put))
 			put = append(put, backend.IncrOp(k, 1, r.TTL))
 		default:
 			continue
@@ -479,10 +482,11 @@ func (p *Policy) copyChunk(ctx context.Context, fb backend.Backend, chunk []stri
 	for i, op := range put {
 		copied[op.Key] = values[i]
 	}
-	// A lock the store already held keeps its own TTL: lengthen it where
-	// the fallback's lasts longer.
+	// A lock or a lockout history the store already held keeps its own
+	// TTL: lengthen it where the fallback's lasts longer (a history lasts
+	// HistoryWindow after its latest lock ends, historyTTL).
 	var longer []backend.Op
-	for _, i := range locks {
+	for _, i := range lengthen {
 		want, have := put[i].TTL, res[i].TTL
 		if have != backend.NoExpiry && (want == backend.NoExpiry || have < want) {
 			longer = append(longer, backend.ExpireOp(put[i].Key, want))

@@ -448,6 +448,35 @@ func TestEscalationThroughOutages(t *testing.T) {
 	})
 }
 
+// TestHistoryWrittenBackOutlivesLock: the write-back of a lockout made in
+// the fallback lengthens the store's history to HistoryWindow after that
+// lock ends, as a lockout in the store sets it (a review: the history the
+// store held kept its shorter TTL, and the lockout after the fallback's 2h
+// lock was the first again).
+func TestHistoryWrittenBackOutlivesLock(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := &switchStore{Backend: newStore(t)}
+		rule := lockout.ByUsername(3)
+		rule.Schedule = lockout.List(time.Minute, 2*time.Hour)
+		rule.HistoryWindow = 30 * time.Minute
+		p := newPolicyOn(t, store, lockout.Config{Rules: []lockout.Rule{rule}})
+		fail(t, p, alice, 3) // the first lockout, in the store: a minute
+		time.Sleep(20 * time.Minute)
+		store.mode.Store(down)
+		fail(t, p, alice, 3) // the second, in the fallback: two hours
+		time.Sleep(5 * time.Minute)
+		store.mode.Store(up)
+		probeAfterInterval(t, p)
+		time.Sleep(2*time.Hour - 5*time.Minute + time.Second) // the lock ends
+		fail(t, p, alice, 3)                                  // the third: two hours again, not one minute
+		_, err := p.Allow(bg, alice)
+		var re *lockout.RefusedError
+		if !errors.As(err, &re) || re.RetryAfter < time.Hour {
+			t.Errorf("after the third lockout: %v, want locked for 2h", err)
+		}
+	})
+}
+
 // TestEscalationLearnedFromRefusals: a process that never locked a key
 // learns its lockout count from a refusal by the store's lock (in the
 // give-back call), and its fallback's lockout counts it.

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 )
 
 // Keys look like
@@ -213,8 +214,9 @@ func (k KeyInfo) SubjectString() string {
 // QuoteValue returns a value a client chose (a username, a user agent) as
 // operators' tools should show it, so that it cannot pass for another: as
 // it is, or quoted (strconv.Quote) when it is empty, holds ',', '=', '"'
-// or '\\', begins with '~' as hashed values do, or holds a character that
-// does not print (a control, a zero-width joiner, a direction override);
+// or '\\', begins with '~' as hashed values do, begins or ends with a
+// space, is not UTF-8, or holds a character that does not print (a
+// control, a zero-width joiner, a direction override);
 // and with every non-ASCII character escaped (strconv.QuoteToASCII) when
 // its letters mix scripts, as a look-alike does ("аdmin" with a Cyrillic
 // "а" shows as "\u0430dmin"). Han, kana and Hangul count as one script.
@@ -222,8 +224,8 @@ func QuoteValue(v string) string {
 	if mixedScripts(v) {
 		return strconv.QuoteToASCII(v)
 	}
-	if v == "" || v[0] == '~' {
-		return strconv.Quote(v)
+	if v == "" || v[0] == '~' || v[0] == ' ' || v[len(v)-1] == ' ' || !utf8.ValidString(v) {
+		return strconv.Quote(v) // the last: a raw byte must not reach a terminal
 	}
 	for _, r := range v {
 		if r == ',' || r == '=' || r == '"' || r == '\\' || !strconv.IsPrint(r) {

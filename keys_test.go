@@ -476,6 +476,10 @@ func TestQuoteValue(t *testing.T) {
 		{"a,b", `"a,b"`},
 		{"", `""`},
 		{"~x", `"~x"`},
+		{"alice ", `"alice "`},
+		{" alice", `" alice"`},
+		{"alice\xff", `"alice\xff"`},
+		{"ua\x9b[31mred", `"ua\x9b[31mred"`},
 	} {
 		if got := QuoteValue(tc.in); got != tc.want {
 			t.Errorf("QuoteValue(%q) = %s, want %s", tc.in, got, tc.want)

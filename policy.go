@@ -946,7 +946,8 @@ func (a *Attempt) failure(ctx context.Context, start int64) error {
 // lockout of d: HistoryWindow after the lock ends, so that a lock longer
 // than the window does not outlive the count that made it (the next
 // lockout escalates from it); HistoryWindow after it starts for a lock
-// that never ends (an operator's unlock then starts the window).
+// that never ends, so that a Forever lock an operator lifts after
+// HistoryWindow leaves no history (the next lockout is the first).
 func historyTTL(window, d time.Duration) time.Duration {
 	if d == Forever || d <= 0 || d > math.MaxInt64-window {
 		return window

@@ -789,6 +789,7 @@ func TestBasicAuthMalformed(t *testing.T) {
 		{"double space", "Basic  " + alice, 400, ""},
 		{"not base64", "Basic !!!", 400, ""},
 		{"scheme alone", "Basic", 400, ""},
+		{"tab", "Basic\t" + alice, 400, ""},
 		{"bearer", "Bearer abc", 200, ""},
 		{"none", "", 200, ""},
 	} {

@@ -49,7 +49,8 @@ func BasicAuth(r *http.Request) (string, error) {
 		return u, nil
 	}
 	for _, h := range r.Header.Values("Authorization") {
-		if scheme, _, _ := strings.Cut(strings.TrimSpace(h), " "); strings.EqualFold(scheme, "Basic") {
+		// "Basic", whatever follows: a space, a tab, nothing.
+		if h = strings.TrimSpace(h); len(h) >= 5 && strings.EqualFold(h[:5], "Basic") {
 			return "", fmt.Errorf("%w: malformed Basic credentials", lockout.ErrInvalidSubject)
 		}
 	}
@@ -102,11 +103,6 @@ func parsedForm(r *http.Request, body []byte) url.Values {
 	return c.Form
 }
 
-// maxFormPairs is the most pairs url.ParseQuery takes by default (Go
-// 1.26): formValues leaves longer forms to it, which refuses them at
-// once, unless GODEBUG urlmaxqueryparams raised the bound.
-const maxFormPairs = 10_000
-
 // urlencoded reports whether ParseForm would read r's body as an
 // urlencoded form.
 func urlencoded(r *http.Request) bool {
@@ -122,11 +118,11 @@ func urlencoded(r *http.Request) bool {
 // ';', or whose key or value is badly escaped, is skipped), unescaping only
 // the keys that need it and the values of name.
 func formValues(vs []string, q, name string) []string {
-	if strings.Count(q, "&")+1 > maxFormPairs {
-		// ParseQuery refuses a form of more pairs by default (GODEBUG
-		// urlmaxqueryparams may change how many): let it say.
-		m, _ := url.ParseQuery(q)
-		return append(vs, m[name]...)
+	// ParseQuery refuses a form of more pairs than its bound (10,000 by
+	// default in Go 1.26, GODEBUG urlmaxqueryparams): ask it, with a form
+	// of as many empty pairs.
+	if _, err := url.ParseQuery(strings.Repeat("&", strings.Count(q, "&"))); err != nil {
+		return vs
 	}
 	for q != "" {
 		var pair string
