@@ -252,31 +252,30 @@ var scripts = []struct {
 func mixedScripts(v string) bool {
 	seen := ""
 	for _, r := range v {
-		if r < 0x80 {
-			if 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' {
-				if seen != "" && seen != "Latin" {
-					return true
-				}
-				seen = "Latin"
-			}
-			continue
-		}
 		if !unicode.IsLetter(r) {
 			continue
 		}
-		name := "other"
-		for _, sc := range scripts {
-			if unicode.Is(sc.table, r) {
-				name = sc.name
-				break
-			}
-		}
-		if seen != "" && seen != name {
+		if name := scriptOf(r); seen == "" {
+			seen = name
+		} else if name != seen {
 			return true
 		}
-		seen = name
 	}
 	return false
+}
+
+// scriptOf returns the name of the script of the letter r, as scripts
+// names it, or "other".
+func scriptOf(r rune) string {
+	if r < 0x80 {
+		return "Latin" // an ASCII letter, without a table lookup
+	}
+	for _, sc := range scripts {
+		if unicode.Is(sc.table, r) {
+			return sc.name
+		}
+	}
+	return "other"
 }
 
 // String formats the rule and the subject, e.g.

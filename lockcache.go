@@ -184,30 +184,12 @@ func (p *Policy) initCache() bool {
 // window(count), which window is called with once, whatever happens. With
 // wait (a lockout, rare), the count is visible when it returns.
 func (p *Policy) lockoutCount(hkey string, count int64, at route, window func(int64) time.Duration, wait bool) int64 {
-	if p.cacheTTL == NoLockCache {
-		window(count)
-		return count
-	}
 	p.mu.RLock()
 	defer p.mu.RUnlock()
-	if p.closed.Load() {
-		window(count)
-		return count
-	}
-	c := &p.cache
-	c.histOnce.Do(func() {
-		if h, err := newCache[lockoutHistory](p.cacheSize); err == nil { // the sizes are checked by New
-			c.hist.Store(h)
-		}
-	})
-	hist := c.hist.Load()
-	if hist == nil {
-		window(count)
-		return count
-	}
+	hist := p.countsCache()
 	now := p.now()
 	v := lockoutHistory{count: count}
-	if at.fallback {
+	if at.fallback && hist != nil {
 		if old, ok := hist.Get(hkey); ok && now < old.until {
 			v.base = old.count
 			if old.fallback && old.epoch == at.epoch {
@@ -216,15 +198,36 @@ func (p *Policy) lockoutCount(hkey string, count int64, at route, window func(in
 		}
 		v.count, v.epoch, v.fallback = v.base+count, at.epoch, true
 	}
-	v.until = math.MaxInt64
-	rttl := time.Duration(0)
-	if w := window(v.count); w > 0 {
-		v.until, rttl = now+int64(w), w
+	w := window(v.count)
+	if hist == nil {
+		return v.count
 	}
-	if hist.SetWithTTL(hkey, v, 1, rttl) && wait {
+	v.until = math.MaxInt64
+	if w > 0 {
+		v.until = now + int64(w)
+	} else {
+		w = 0 // no TTL
+	}
+	if hist.SetWithTTL(hkey, v, 1, w) && wait {
 		hist.Wait()
 	}
 	return v.count
+}
+
+// countsCache returns the cache of lockout counts, made on its first use;
+// nil when the policy caches no locks (NoLockCache) or is closed. The
+// caller holds p.mu for reading.
+func (p *Policy) countsCache() *ristretto.Cache[string, lockoutHistory] {
+	if p.cacheTTL == NoLockCache || p.closed.Load() {
+		return nil
+	}
+	c := &p.cache
+	c.histOnce.Do(func() {
+		if h, err := newCache[lockoutHistory](p.cacheSize); err == nil { // the sizes are checked by New
+			c.hist.Store(h)
+		}
+	})
+	return c.hist.Load()
 }
 
 // filterPart returns what the lock cache's filter hashes of key: the part

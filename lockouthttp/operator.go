@@ -882,12 +882,16 @@ func ago(now, t time.Time) string {
 	return strconv.Itoa(int(d/(24*time.Hour))) + " days ago"
 }
 
+// separators replaces what QuoteValue quotes only because a value could
+// run into the next one of a subject string (showValue).
+var separators = strings.NewReplacer(",", "_", "=", "_", `"`, "_", `\`, "_", "~", "_")
+
 // showValue returns a client's value (username, user agent) for a cell of
 // its own: quoted when it holds a look-alike or a hidden character (see
 // lockout.QuoteValue), as it is otherwise, separators included, which a
 // cell needs no quoting for.
 func showValue(v string) string {
-	plain := strings.NewReplacer(",", "_", "=", "_", `"`, "_", `\`, "_", "~", "_").Replace(v)
+	plain := separators.Replace(v)
 	if v == "" || lockout.QuoteValue(plain) == plain {
 		return v
 	}
