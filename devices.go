@@ -271,12 +271,12 @@ func (p *Policy) LockDevice(ctx context.Context, username, device string, d time
 		if !h.r.device {
 			continue
 		}
-		ops := []backend.Op{backend.DeleteOp(a.key(h.lock)), backend.IncrOp(a.key(h.lock), 1, ttl)}
+		ops := []backend.Op{backend.DeleteOp(a.lockKey(h)), backend.IncrOp(a.lockKey(h), 1, ttl)}
 		if _, err := p.exec(ctx, ops, make([]backend.Result, len(ops))); err != nil {
 			return err
 		}
-		p.remember(a.key(h.lock), ttl, true)
-		p.lockedOut(ctx, &c, LockoutEvent{Rule: h.r.Name, Key: a.key(h.subject), Duration: d})
+		p.remember(a.lockKey(h), ttl, true)
+		p.lockedOut(ctx, &c, LockoutEvent{Rule: h.r.Name, Key: a.subjectKey(h), Duration: d})
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package lockout
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"net/netip"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/go-lockout/lockout/backend"
 	"golang.org/x/text/secure/precis"
 )
 
@@ -486,3 +488,59 @@ func TestQuoteValue(t *testing.T) {
 		}
 	}
 }
+
+// TestAttemptKeys checks the keys an attempt derives from its counter's
+// key (lock marker, history, subject part) against appendKey, for each
+// rule of a policy with a prefix of its own, and with a device and a
+// password fingerprint's keys after the rules'.
+func TestAttemptKeys(t *testing.T) {
+	rules := []Rule{ByUsername(3), ByIP(3), ByUsernameAndIP(3), {Name: "tenant-user", Fields: []Field{"tenant", Username}, Limit: 3}}
+	p, err := New(nullBackend{}, Config{Prefix: "app:v2", Rules: rules})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	for _, s := range []Subject{
+		{Username: "Alice", IP: "192.0.2.1", Fields: map[string]string{"tenant": "acme"}},
+		{IP: "2001:db8::1"},
+		{Username: strings.Repeat("x", 300), Fields: map[string]string{"tenant": "t,{}"}},
+	} {
+		c, err := p.canonicalize(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a := &Attempt{p: p}
+		a.buildKeys(&c)
+		if len(a.rules) == 0 {
+			t.Fatalf("%+v: no rule applies", s)
+		}
+		hist := a.historyKeys()
+		for _, h := range a.rules {
+			subj, ok := appendSubject(nil, h.r, &c)
+			if !ok {
+				t.Fatalf("%+v: rule %s has no subject", s, h.r.Name)
+			}
+			for _, tc := range []struct {
+				kind byte
+				got  string
+			}{{kindAttempts, a.attemptsKey(h)}, {kindLock, a.lockKey(h)}, {kindHistory, hist.of(h)}} {
+				if want := string(appendKey(nil, "app:v2", tc.kind, h.r.Name, subj)); tc.got != want {
+					t.Errorf("%+v, rule %s, kind %c: key %q, want %q", s, h.r.Name, tc.kind, tc.got, want)
+				}
+			}
+			if got := a.subjectKey(h); got != string(subj) {
+				t.Errorf("%+v, rule %s: subject %q, want %q", s, h.r.Name, got, subj)
+			}
+		}
+	}
+}
+
+// nullBackend keeps nothing: for tests that need a policy, not a store.
+type nullBackend struct{}
+
+func (nullBackend) Do(_ context.Context, ops []backend.Op, res []backend.Result) error {
+	clear(res[:len(ops)])
+	return nil
+}
+
+func (nullBackend) Close() error { return nil }

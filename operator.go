@@ -51,8 +51,9 @@ func (p *Policy) Status(ctx context.Context, s Subject) ([]RuleStatus, error) {
 	a := &Attempt{p: p}
 	a.buildKeys(&c)
 	ops := make([]backend.Op, 0, 3*len(a.rules))
+	hist := a.historyKeys()
 	for _, h := range a.rules {
-		ops = append(ops, backend.ExistsOp(a.key(h.attempts)), backend.ExistsOp(a.key(h.lock)), backend.ExistsOp(a.key(h.history)))
+		ops = append(ops, backend.ExistsOp(a.attemptsKey(h)), backend.ExistsOp(a.lockKey(h)), backend.ExistsOp(hist.of(h)))
 	}
 	res := make([]backend.Result, len(ops))
 	if len(ops) > 0 {
@@ -65,7 +66,7 @@ func (p *Policy) Status(ctx context.Context, s Subject) ([]RuleStatus, error) {
 		cnt, lock, hist := res[3*i], res[3*i+1], res[3*i+2]
 		out[i] = RuleStatus{
 			Rule:            h.r.Name,
-			Key:             a.key(h.subject),
+			Key:             a.subjectKey(h),
 			Attempts:        cnt.Value,
 			Limit:           h.r.Limit,
 			WindowRemaining: ttlOrForever(cnt),
@@ -133,11 +134,12 @@ func (p *Policy) clear(ctx context.Context, s Subject, history bool) error {
 	}
 	a := &Attempt{p: p}
 	a.buildKeys(&c)
+	hist := a.historyKeys()
 	var ops []backend.Op
 	for _, h := range a.rules {
-		ops = append(ops, backend.DeleteOp(a.key(h.lock)), backend.DeleteOp(a.key(h.attempts)))
+		ops = append(ops, backend.DeleteOp(a.lockKey(h)), backend.DeleteOp(a.attemptsKey(h)))
 		if history {
-			ops = append(ops, backend.DeleteOp(a.key(h.history)))
+			ops = append(ops, backend.DeleteOp(hist.of(h)))
 		}
 	}
 	if history && p.fp != nil && c.username != "" {

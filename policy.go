@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -388,17 +389,58 @@ type Attempt struct {
 	heldBuf [4]held
 }
 
-// held is one applicable rule of an attempt: its keys and its reservation.
+// held is one applicable rule of an attempt: where its keys are, and its
+// reservation.
 type held struct {
-	r                *rule
-	attempts, lock   span // key offsets in Attempt.keys
-	history, subject span
-	value            int64 // the counter's value after the reservation
+	r *rule
+	// at and n place the rule's keys in Attempt.keys: its counter's key
+	// is the n bytes at at, its lock marker's the n bytes after them.
+	// Its history's key, needed far less often, is built on demand
+	// (historyKeys).
+	at, n int32
+	value int64 // the counter's value after the reservation
 }
 
 type span struct{ start, end int32 }
 
 func (a *Attempt) key(s span) string { return a.keys[s.start:s.end] }
+
+// attemptsKey returns the key of h's attempt counter.
+func (a *Attempt) attemptsKey(h held) string { return a.keys[h.at : h.at+h.n] }
+
+// lockKey returns the key of h's lock marker.
+func (a *Attempt) lockKey(h held) string { return a.keys[h.at+h.n : h.at+2*h.n] }
+
+// subjectKey returns h's subject part, as it sits in its keys (without
+// the braces).
+func (a *Attempt) subjectKey(h held) string {
+	// prefix ":" kind ":" name ":{" subject "}"; see appendKey.
+	start := h.at + int32(len(a.p.prefix)+len(h.r.Name)+5)
+	return a.keys[start : h.at+h.n-1]
+}
+
+// historyKeys returns the keys of the attempt's lockout histories, in one
+// allocation: a copy of the attempt's keys in which each counter's key
+// names its rule's history instead (the kind after the prefix).
+func (a *Attempt) historyKeys() historyKeys {
+	var b strings.Builder
+	b.Grow(len(a.keys))
+	last := 0
+	for _, h := range a.rules {
+		kind := int(h.at) + len(a.p.prefix) + 1
+		b.WriteString(a.keys[last:kind])
+		b.WriteByte(kindHistory)
+		last = kind + 1
+	}
+	b.WriteString(a.keys[last:])
+	return historyKeys(b.String())
+}
+
+// historyKeys holds an attempt's history keys (Attempt.historyKeys).
+type historyKeys string
+
+// of returns the key of h's lockout history.
+func (k historyKeys) of(h held) string { return string(k[h.at : h.at+h.n]) }
 
 // Err returns the backend error the attempt was admitted despite, without
 // being counted (Outage: AdmitUncounted), or nil.
@@ -471,8 +513,8 @@ func (p *Policy) allow(ctx context.Context, s Subject, start int64) (*Attempt, e
 	for i, h := range a.rules {
 		// The counter's TTL is needed only to refuse, and then the
 		// give-back reports it.
-		ops[2*i] = backend.Op{Kind: backend.Incr, Key: a.key(h.attempts), Delta: 1, TTL: h.r.Window, SkipTTL: true}
-		ops[2*i+1] = backend.ExistsOp(a.key(h.lock))
+		ops[2*i] = backend.Op{Kind: backend.Incr, Key: a.attemptsKey(h), Delta: 1, TTL: h.r.Window, SkipTTL: true}
+		ops[2*i+1] = backend.ExistsOp(a.lockKey(h))
 	}
 	at, err := p.admit(ctx, a, ops, res)
 	if err != nil {
@@ -503,7 +545,7 @@ func (p *Policy) allow(ctx context.Context, s Subject, start int64) (*Attempt, e
 		switch {
 		case lock.Found:
 			e = RefusedError{Reason: ReasonLocked, RetryAfter: lock.TTL, Forever: lock.TTL == backend.NoExpiry}
-			p.remember(a.key(h.lock), lock.TTL, false)
+			p.remember(a.lockKey(*h), lock.TTL, false)
 			locked = append(locked, i)
 		case cnt.Value > int64(h.r.Limit):
 			// The give-back reports the TTL when the reservation did not.
@@ -514,7 +556,7 @@ func (p *Policy) allow(ctx context.Context, s Subject, start int64) (*Attempt, e
 		if e.Forever {
 			e.RetryAfter = 0
 		}
-		e.Rule, e.Key, e.Fallback = h.r.Name, a.key(h.subject), at.fallback
+		e.Rule, e.Key, e.Fallback = h.r.Name, a.subjectKey(*h), at.fallback
 		if found.Reason == 0 || longer(&e, &found) {
 			found = e
 		}
@@ -530,7 +572,7 @@ func (p *Policy) allow(ctx context.Context, s Subject, start int64) (*Attempt, e
 				if ttl == 0 { // not reported (SkipTTL): at most the window
 					ttl = h.r.Window
 				}
-				p.remember(a.key(h.attempts), ttl, true)
+				p.remember(a.attemptsKey(*h), ttl, true)
 			}
 		}
 		return p.admitted(ctx, a)
@@ -541,7 +583,7 @@ func (p *Policy) allow(ctx context.Context, s Subject, start int64) (*Attempt, e
 	// back to zero is removed, so refused traffic leaves no key behind.
 	ops, res = ops[:len(a.rules)], res[:len(a.rules)]
 	for i, h := range a.rules {
-		ops[i] = backend.IncrOp(a.key(h.attempts), -1, h.r.Window)
+		ops[i] = backend.IncrOp(a.attemptsKey(h), -1, h.r.Window)
 	}
 	if a.at.fallback || p.cacheTTL == NoLockCache {
 		locked = locked[:0]
@@ -550,8 +592,12 @@ func (p *Policy) allow(ctx context.Context, s Subject, start int64) (*Attempt, e
 	// after the give-backs: a lockout this process's fallback makes during
 	// an outage counts them (lockoutCount), and it learns them only here
 	// and from its own lockouts.
+	var hist historyKeys
+	if len(locked) > 0 {
+		hist = a.historyKeys()
+	}
 	for _, i := range locked {
-		ops = append(ops, backend.ExistsOp(a.key(a.rules[i].history)))
+		ops = append(ops, backend.ExistsOp(hist.of(a.rules[i])))
 	}
 	res = res[:len(ops)]
 	unknown := refusal.Reason == ReasonCapacity && refusal.RetryAfter == 0 && !refusal.Forever
@@ -559,7 +605,7 @@ func (p *Policy) allow(ctx context.Context, s Subject, start int64) (*Attempt, e
 		if unknown {
 			// The counter's TTL, which the reservation did not read.
 			for i, h := range a.rules {
-				if a.key(h.subject) == refusal.Key && h.r.Name == refusal.Rule && res[i].Found {
+				if a.subjectKey(h) == refusal.Key && h.r.Name == refusal.Rule && res[i].Found {
 					refusal.RetryAfter = res[i].TTL
 				}
 			}
@@ -570,7 +616,7 @@ func (p *Policy) allow(ctx context.Context, s Subject, start int64) (*Attempt, e
 				if ttl == backend.NoExpiry {
 					ttl = 0
 				}
-				p.lockoutCount(a.key(a.rules[i].history), r.Value, route{}, func(int64) time.Duration { return ttl }, false)
+				p.lockoutCount(hist.of(a.rules[i]), r.Value, route{}, func(int64) time.Duration { return ttl }, false)
 			}
 		}
 	}
@@ -600,7 +646,7 @@ func (a *Attempt) remembered(stale bool) (*RefusedError, error) {
 	var endBuf [4]int64
 	ends, maybe := endBuf[:0], false
 	for _, h := range a.rules {
-		end := p.cache.slot(p.filterPart(a.key(h.lock))).Load()
+		end := p.cache.slot(p.filterPart(a.lockKey(h))).Load()
 		ends, maybe = append(ends, end), maybe || end > now
 	}
 	if !maybe {
@@ -617,7 +663,7 @@ func (a *Attempt) remembered(stale bool) (*RefusedError, error) {
 	var refusal RefusedError
 	var carry []backend.Op
 	for i, h := range a.rules {
-		key, end := a.key(h.lock), ends[i]
+		key, end := a.lockKey(h), ends[i]
 		if end <= now {
 			continue // nothing remembered
 		}
@@ -637,7 +683,7 @@ func (a *Attempt) remembered(stale bool) (*RefusedError, error) {
 		if !ok {
 			continue
 		}
-		e := RefusedError{Reason: ReasonLocked, Rule: h.r.Name, Key: a.key(h.subject), RetryAfter: left, Remembered: true}
+		e := RefusedError{Reason: ReasonLocked, Rule: h.r.Name, Key: a.subjectKey(h), RetryAfter: left, Remembered: true}
 		if left == backend.NoExpiry {
 			e.RetryAfter, e.Forever = 0, true
 		}
@@ -655,10 +701,10 @@ func (a *Attempt) remembered(stale bool) (*RefusedError, error) {
 			continue // the counter's slot is its lock marker's
 		}
 		h := &a.rules[i]
-		if left, ok := p.cache.get(a.key(h.attempts), now, staleOK); ok {
+		if left, ok := p.cache.get(a.attemptsKey(*h), now, staleOK); ok {
 			// Every slot is taken by an attempt of this process that has
 			// not reported yet.
-			refusal = RefusedError{Reason: ReasonCapacity, Rule: h.r.Name, Key: a.key(h.subject), RetryAfter: left, Remembered: true}
+			refusal = RefusedError{Reason: ReasonCapacity, Rule: h.r.Name, Key: a.subjectKey(*h), RetryAfter: left, Remembered: true}
 			if left == backend.NoExpiry {
 				refusal.RetryAfter, refusal.Forever = 0, true
 			}
@@ -703,18 +749,10 @@ func (a *Attempt) buildKeys(c *canonical) {
 		if !ok || (c.device() != "" && r.hasUsername && !r.device) {
 			continue // a known device counts on its own key instead
 		}
-		h := held{r: r}
-		h.attempts.start = int32(len(buf))
+		h := held{r: r, at: int32(len(buf))}
 		buf = appendKey(buf, p.prefix, kindAttempts, r.Name, s)
-		h.attempts.end = int32(len(buf))
-		h.lock.start = h.attempts.end
+		h.n = int32(len(buf)) - h.at
 		buf = appendKey(buf, p.prefix, kindLock, r.Name, s)
-		h.lock.end = int32(len(buf))
-		h.history.start = h.lock.end
-		buf = appendKey(buf, p.prefix, kindHistory, r.Name, s)
-		h.history.end = int32(len(buf))
-		// The subject part, as it sits in the history key.
-		h.subject = span{h.history.end - 1 - int32(len(s)), h.history.end - 1}
 		a.rules = append(a.rules, h)
 	}
 	if fp := c.fingerprint(); fp != "" {
@@ -730,13 +768,17 @@ func getScratch(n int) (*scratch, []backend.Op, []backend.Result) {
 		return nil, make([]backend.Op, n), make([]backend.Result, n)
 	}
 	sc := scratchPool.Get().(*scratch)
-	return sc, sc.ops[:n], sc.res[:n]
+	sc.n = n
+	return sc, sc.ops[:n:n], sc.res[:n:n]
 }
 
 // putScratch releases what getScratch returned.
 func putScratch(sc *scratch) {
 	if sc != nil {
-		clear(sc.ops[:]) // let go of the attempt's keys
+		// Lets go of the attempt's keys: only the operations handed out
+		// (clearing pointers costs write barriers while the garbage
+		// collector runs).
+		clear(sc.ops[:sc.n])
 		scratchPool.Put(sc)
 	}
 }
@@ -747,6 +789,7 @@ func putScratch(sc *scratch) {
 type scratch struct {
 	ops [16]backend.Op
 	res [16]backend.Result
+	n   int // the operations handed out
 }
 
 var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
@@ -781,12 +824,12 @@ func (a *Attempt) success(ctx context.Context, start int64) error {
 	defer putScratch(sc)
 	for i, h := range a.rules {
 		if h.r.reset {
-			ops[i] = backend.DeleteOp(a.key(h.attempts))
+			ops[i] = backend.DeleteOp(a.attemptsKey(h))
 		} else {
-			ops[i] = backend.IncrOp(a.key(h.attempts), -1, h.r.Window)
+			ops[i] = backend.IncrOp(a.attemptsKey(h), -1, h.r.Window)
 		}
 		if h.value == int64(h.r.Limit) {
-			a.p.forget(a.key(h.attempts)) // its last slot is free again
+			a.p.forget(a.attemptsKey(h)) // its last slot is free again
 		}
 	}
 	_, err := a.p.execAt(uncancelled(ctx), a.at, ops, res, false)
@@ -836,14 +879,14 @@ func (a *Attempt) failure(ctx context.Context, start int64) error {
 		switch {
 		case a.Repeat() && h.r.hasUsername:
 			// A remembered wrong password: not a new guess.
-			ops = append(ops, backend.IncrOp(a.key(h.attempts), -1, h.r.Window))
+			ops = append(ops, backend.IncrOp(a.attemptsKey(*h), -1, h.r.Window))
 			if h.value == int64(h.r.Limit) {
-				a.p.forget(a.key(h.attempts)) // its last slot is free again
+				a.p.forget(a.attemptsKey(*h)) // its last slot is free again
 			}
 		case h.value == int64(h.r.Limit):
 			locking = append(locking, lockCall{h: h})
 		case h.r.Sliding:
-			ops = append(ops, backend.ExpireOp(a.key(h.attempts), h.r.Window))
+			ops = append(ops, backend.ExpireOp(a.attemptsKey(*h), h.r.Window))
 		}
 	}
 	if x := a.memory(); x != nil && !x.repeat && len(ops) == 0 && len(locking) == 0 && a.p.memoryWriter != nil {
@@ -853,6 +896,10 @@ func (a *Attempt) failure(ctx context.Context, start int64) error {
 	} else {
 		ops = a.appendFingerprintWrites(ops)
 	}
+	var hist historyKeys
+	if len(locking) > 0 {
+		hist = a.historyKeys()
+	}
 	for i := range locking {
 		l := &locking[i]
 		provisional, err := lockDuration(l.h.r.Schedule, 1)
@@ -861,8 +908,8 @@ func (a *Attempt) failure(ctx context.Context, start int64) error {
 		}
 		l.marker, l.history = len(ops), len(ops)+1
 		ops = append(ops,
-			backend.IncrOp(a.key(l.h.lock), 1, provisional),
-			backend.IncrOp(a.key(l.h.history), 1, l.h.r.HistoryWindow))
+			backend.IncrOp(a.lockKey(*l.h), 1, provisional),
+			backend.IncrOp(hist.of(*l.h), 1, l.h.r.HistoryWindow))
 	}
 	if len(ops) == 0 {
 		return nil
@@ -890,13 +937,13 @@ func (a *Attempt) failure(ctx context.Context, start int64) error {
 	done := lockouts[:0]
 	ops2 := make([]backend.Op, 0, 3*len(locking))
 	for _, l := range locking {
-		h, marker, hist := l.h, res[l.marker], res[l.history]
+		h, marker, count := l.h, res[l.marker], res[l.history]
 		if marker.Value != 1 {
-			ops2 = append(ops2, backend.IncrOp(a.key(h.history), -1, h.r.HistoryWindow))
+			ops2 = append(ops2, backend.IncrOp(hist.of(*h), -1, h.r.HistoryWindow))
 			continue
 		}
 		var d time.Duration
-		n := a.p.lockoutCount(a.key(h.history), hist.Value, at, func(n int64) time.Duration {
+		n := a.p.lockoutCount(hist.of(*h), count.Value, at, func(n int64) time.Duration {
 			var err error
 			if d, err = lockDuration(h.r.Schedule, int(min(n, math.MaxInt32))); err != nil {
 				errs = append(errs, err)
@@ -909,9 +956,9 @@ func (a *Attempt) failure(ctx context.Context, start int64) error {
 			ttl = backend.NoExpiry
 		}
 		ops2 = append(ops2,
-			backend.ExpireOp(a.key(h.lock), ttl),
-			backend.DeleteOp(a.key(h.attempts)),
-			backend.ExpireOp(a.key(h.history), historyTTL(h.r.HistoryWindow, d)))
+			backend.ExpireOp(a.lockKey(*h), ttl),
+			backend.DeleteOp(a.attemptsKey(*h)),
+			backend.ExpireOp(hist.of(*h), historyTTL(h.r.HistoryWindow, d)))
 		done = append(done, lockout{h, d, ttl, n})
 	}
 	at2, err := a.p.execAt(ctx, at, ops2, make([]backend.Result, len(ops2)), true)
@@ -928,16 +975,16 @@ func (a *Attempt) failure(ctx context.Context, start int64) error {
 		// TTL, and the counter, left full, refuse only for its window.)
 		fix := make([]backend.Op, len(done))
 		for i, l := range done {
-			fix[i] = backend.IncrOp(a.key(l.h.lock), 1, l.ttl)
+			fix[i] = backend.IncrOp(a.lockKey(*l.h), 1, l.ttl)
 		}
 		if _, err := a.p.execAt(ctx, at2, fix, make([]backend.Result, len(fix)), true); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	for _, l := range done {
-		a.p.remember(a.key(l.h.lock), l.ttl, true)
-		a.p.forget(a.key(l.h.attempts)) // the lock refuses now; the counter is cleared
-		a.p.lockedOut(ctx, &a.c, LockoutEvent{Rule: l.h.r.Name, Key: a.key(l.h.subject), Duration: l.d, Count: l.n, Fallback: at.fallback})
+		a.p.remember(a.lockKey(*l.h), l.ttl, true)
+		a.p.forget(a.attemptsKey(*l.h)) // the lock refuses now; the counter is cleared
+		a.p.lockedOut(ctx, &a.c, LockoutEvent{Rule: l.h.r.Name, Key: a.subjectKey(*l.h), Duration: l.d, Count: l.n, Fallback: at.fallback})
 	}
 	return errors.Join(errs...)
 }
