@@ -50,7 +50,9 @@ const (
 	EventDegraded
 	EventRecovered
 	// EventJournalDropped: Count journal records were dropped, because the
-	// journal's queue was full or its store failed (Err).
+	// journal's queue was full, its store failed (Err), or the policy was
+	// closed (Err is ErrClosed). Reported at most once per 10 s, and at
+	// most 10 s late: Count is the drops since the last report.
 	EventJournalDropped
 	// EventStoreCall: a call to the store, of Count operations, started at
 	// Time, took Latency and failed with Err (nil: it succeeded). Only a

@@ -422,6 +422,20 @@ func TestJournalNeverBlocks(t *testing.T) {
 		if dropped == 0 {
 			t.Error("no journal_dropped event")
 		}
+		// Reports come at most every 10 s: the writer reports the rest
+		// of the burst at its next tick, with no new drop to wake it.
+		time.Sleep(11 * time.Second)
+		synctest.Wait()
+		for _, e := range rec.take() {
+			if e.Kind == lockout.EventJournalDropped {
+				dropped += e.Count
+			}
+		}
+		// (The stuck Append has timed out meanwhile: its batch is
+		// dropped too.)
+		if st := p.JournalStats(); dropped != int64(st.Dropped) {
+			t.Errorf("journal_dropped events count %d records after 11 s, JournalStats.Dropped %d", dropped, st.Dropped)
+		}
 		close(j.release)
 	})
 }
@@ -613,4 +627,113 @@ func TestJournalRecordBytesLeast(t *testing.T) {
 			t.Errorf("New with RecordBytes %d succeeded", n)
 		}
 	}
+}
+
+// TestJournalRefusedBound floods a locked username with refusals: the
+// journal records at most RefusedPerSecond of them a second after a burst
+// of RefusedBurst, counts the others, and still records every outcome.
+func TestJournalRefusedBound(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		cfg        lockout.JournalConfig
+		first, all int // refusals recorded: of the flood, and with 100 s more
+	}{
+		{"default", lockout.JournalConfig{Queue: 1 << 14}, lockout.DefaultJournalRefusedBurst, lockout.DefaultJournalRefusedBurst + 100},
+		{"set", lockout.JournalConfig{Queue: 1 << 14, RefusedPerSecond: 0.5, RefusedBurst: 10}, 10, 10 + 10}, // 50 s of tokens, at most the burst
+		{"unbounded", lockout.JournalConfig{Queue: 1 << 14, RefusedPerSecond: -1}, 5000, 5100},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				cfg := tc.cfg
+				rule := lockout.ByUsername(1)
+				rule.Schedule = lockout.Fixed(time.Hour)
+				p, _ := journalPolicy(t, lockout.Config{Rules: []lockout.Rule{rule}, Journal: &cfg})
+				ctx := context.Background()
+				alice := lockout.Subject{Username: "alice"}
+				if a, err := p.Allow(ctx, alice); err != nil {
+					t.Fatal(err)
+				} else {
+					a.Failure(ctx) // locks alice for an hour
+				}
+				refuse := func(n int) {
+					for range n {
+						if _, err := p.Allow(ctx, alice); !errors.Is(err, lockout.ErrRefused) {
+							t.Fatalf("Allow(alice) = %v, want a refusal", err)
+						}
+					}
+				}
+				count := func() (refused, failures int) {
+					t.Helper()
+					if err := p.SyncJournal(ctx); err != nil {
+						t.Fatal(err)
+					}
+					for before := ""; ; {
+						recs, next, err := p.Attempts(ctx, lockout.AttemptQuery{Before: before, Limit: 1000})
+						if err != nil {
+							t.Fatal(err)
+						}
+						for _, r := range recs {
+							switch r.Outcome {
+							case "refused":
+								refused++
+							case "failure":
+								failures++
+							}
+						}
+						if next == "" {
+							return refused, failures
+						}
+						before = next
+					}
+				}
+				refuse(5000)
+				bob := lockout.Subject{Username: "bob"}
+				a, err := p.Allow(ctx, bob)
+				if err != nil {
+					t.Fatal(err)
+				}
+				a.Failure(ctx)
+				if refused, failures := count(); refused != tc.first || failures != 2 {
+					t.Errorf("after 5000 refusals: %d refusals and %d failures recorded, want %d and 2", refused, failures, tc.first)
+				}
+				if st := p.JournalStats(); st.Unrecorded != uint64(5000-tc.first) || st.Dropped != 0 {
+					t.Errorf("JournalStats %+v, want %d unrecorded, none dropped", st, 5000-tc.first)
+				}
+				time.Sleep(100 * time.Second)
+				refuse(100)
+				if refused, _ := count(); refused != tc.all {
+					t.Errorf("100 s and 100 refusals later: %d refusals recorded, want %d", refused, tc.all)
+				}
+			})
+		})
+	}
+}
+
+// TestJournalAfterClose reports attempts admitted before Close after it:
+// their records are counted as dropped, none is lost uncounted.
+func TestJournalAfterClose(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p, _ := journalPolicy(t, lockout.Config{})
+		ctx := context.Background()
+		var attempts []*lockout.Attempt
+		for i := range 10 {
+			a, err := p.Allow(ctx, lockout.Subject{Username: fmt.Sprint("u", i)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			attempts = append(attempts, a)
+		}
+		attempts[0].Failure(ctx)
+		p.Close()
+		before := p.JournalStats()
+		if before.Written != 1 || before.Dropped != 0 {
+			t.Fatalf("JournalStats %+v after Close, want 1 written", before)
+		}
+		for _, a := range attempts[1:] {
+			a.Failure(ctx)
+		}
+		if st := p.JournalStats(); st.Written != 1 || st.Dropped != 9 {
+			t.Errorf("JournalStats %+v after 9 failures reported after Close, want 1 written, 9 dropped", st)
+		}
+	})
 }

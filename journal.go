@@ -16,6 +16,7 @@ import (
 
 	"github.com/go-lockout/lockout/backend"
 	"github.com/go-lockout/lockout/internal/reccodec"
+	"golang.org/x/time/rate"
 )
 
 // DefaultJournalQueue is the default JournalConfig.Queue.
@@ -55,6 +56,23 @@ type JournalConfig struct {
 	// may bound records further. At least backend.MinRecordBytes;
 	// negative: no bound. Default DefaultJournalRecordBytes.
 	RecordBytes int
+	// RefusedPerSecond bounds the records of refused attempts: on
+	// average at most this many a second, in bursts of up to
+	// RefusedBurst; the others are counted (JournalStats.Unrecorded), not
+	// recorded. A refusal costs an attacker nothing (no password is
+	// checked, often no store call), so without a bound a flood of them
+	// would push every older record out of a journal bounded by count,
+	// and fill its queue so that records of real guesses are dropped.
+	// Outcomes, lockouts, unlocks and resets are always recorded: the
+	// policy's limits bound the outcomes. At the defaults, refusals alone
+	// take more than a day to fill 100,000 records (the Redis store's
+	// default JournalMax; the memory store's ring), longer than the
+	// stores' default retention. Negative: every refusal is recorded.
+	// Default DefaultJournalRefusedPerSecond.
+	RefusedPerSecond float64
+	// RefusedBurst is the burst of RefusedPerSecond. Default
+	// DefaultJournalRefusedBurst.
+	RefusedBurst int
 	// HashKey, when set, makes the journal keep a keyed hash
 	// (HMAC-SHA256, 128 bits, hex) of each username and IP address instead
 	// of the value, and no rule key (which holds them): records can still
@@ -63,12 +81,23 @@ type JournalConfig struct {
 	HashKey []byte
 }
 
+// DefaultJournalRefusedPerSecond is the default
+// JournalConfig.RefusedPerSecond.
+const DefaultJournalRefusedPerSecond = 1
+
+// DefaultJournalRefusedBurst is the default JournalConfig.RefusedBurst.
+const DefaultJournalRefusedBurst = 1000
+
 // JournalStats counts what happened to the journal's records.
 type JournalStats struct {
 	// Written counts the records the store accepted.
 	Written uint64
-	// Dropped counts the records lost: queue full, or the store failed.
+	// Dropped counts the records lost: queue full, the store failed, or
+	// the policy was closed.
 	Dropped uint64
+	// Unrecorded counts the refused attempts not recorded, over
+	// JournalConfig.RefusedPerSecond.
+	Unrecorded uint64
 }
 
 // journal writes records to a backend.Journal in the background.
@@ -103,6 +132,9 @@ type journal struct {
 	stop     chan struct{}
 	done     chan struct{}
 
+	refused    *rate.Limiter // of refusals' records; nil: no bound
+	unrecorded atomic.Uint64
+
 	written, dropped atomic.Uint64
 	reported         atomic.Uint64 // dropped, when last reported
 	lastReport       atomic.Int64  // unix nanoseconds
@@ -119,24 +151,28 @@ type queueShard struct {
 	mu      sync.Mutex
 	pending reccodec.Batch
 	times   []int64 // each pending record's number in the queue (journal.seq)
-	_       [128 - 64]byte
+	closed  bool    // the writer is stopping: the shard takes no record
+	_       [128 - 72]byte
 }
 
 // add appends the record enc and numbers it from seq, unless the shard
-// holds max records already. n is the number it held before.
-func (sh *queueShard) add(enc []byte, seq *atomic.Int64, max int) (n int, ok bool) {
+// holds max records already, or is closed. n is the number it held before.
+func (sh *queueShard) add(enc []byte, seq *atomic.Int64, max int) (n int, ok, closed bool) {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	n = sh.pending.Len()
+	if sh.closed {
+		return n, false, true
+	}
 	if n >= max {
-		return n, false
+		return n, false, false
 	}
 	sh.pending.AddEncoded(enc)
 	// Numbered under the shard's lock: a shard's records are in order,
 	// and a record numbered before a flush began is in the shard when the
 	// flush takes it.
 	sh.times = append(sh.times, seq.Add(1))
-	return n, true
+	return n, true, false
 }
 
 // newJournal returns the journal cfg describes for p, or nil.
@@ -166,6 +202,19 @@ func newJournal(p *Policy, cfg *JournalConfig) (*journal, error) {
 	case bytes > 0 && bytes < backend.MinRecordBytes:
 		return nil, fmt.Errorf("lockout: Journal: RecordBytes %d: want at least %d, or negative for no bound", bytes, backend.MinRecordBytes)
 	}
+	refusedRate, burst := cfg.RefusedPerSecond, cfg.RefusedBurst
+	switch {
+	case math.IsNaN(refusedRate) || math.IsInf(refusedRate, 0):
+		return nil, fmt.Errorf("lockout: Journal: RefusedPerSecond %v: want a number", refusedRate)
+	case refusedRate == 0:
+		refusedRate = DefaultJournalRefusedPerSecond
+	}
+	switch {
+	case burst < 0:
+		return nil, fmt.Errorf("lockout: Journal: RefusedBurst %d: want >= 0", burst)
+	case burst == 0:
+		burst = DefaultJournalRefusedBurst
+	}
 	if cfg.HashKey != nil && len(cfg.HashKey) < 16 {
 		return nil, fmt.Errorf("lockout: Journal: HashKey of %d bytes: want at least 16", len(cfg.HashKey))
 	}
@@ -186,6 +235,9 @@ func newJournal(p *Policy, cfg *JournalConfig) (*journal, error) {
 		done:     make(chan struct{}),
 		log:      p.log,
 		p:        p,
+	}
+	if refusedRate > 0 {
+		j.refused = rate.NewLimiter(rate.Limit(refusedRate), burst)
 	}
 	ids := make([]int, len(j.shards))
 	for i := range ids {
@@ -240,6 +292,10 @@ func (j *journal) record(ctx context.Context, e *Event) {
 		r.Key = "" // it holds the username and the IP
 	}
 	if e.Kind == EventRefused {
+		if j.refused != nil && !j.refused.AllowN(e.Time, 1) {
+			j.unrecorded.Add(1)
+			return
+		}
 		r.Reason = e.Reason.String()
 	}
 	if e.Kind == EventLockout {
@@ -284,14 +340,18 @@ func (j *journal) add(ctx context.Context, r *backend.Record) {
 	tok := j.tokens.Get().(*int)
 	first := *tok
 	j.tokens.Put(tok)
-	n, ok := j.shards[first].add(enc, &j.seq, j.shardMax)
+	n, ok, closed := j.shards[first].add(enc, &j.seq, j.shardMax)
 	// A full shard (its processor outran the writer): the others may
 	// have room.
-	for i := 1; !ok && i < len(j.shards); i++ {
-		n, ok = j.shards[(first+i)%len(j.shards)].add(enc, &j.seq, j.shardMax)
+	for i := 1; !ok && !closed && i < len(j.shards); i++ {
+		n, ok, closed = j.shards[(first+i)%len(j.shards)].add(enc, &j.seq, j.shardMax)
 	}
 	if !ok {
-		j.drop(ctx, 1, nil)
+		var err error
+		if closed {
+			err = ErrClosed
+		}
+		j.drop(ctx, 1, err)
 		return
 	}
 	if n == 0 || n+1 == j.shardMax || n+1 == journalBatch/len(j.shards) {
@@ -319,10 +379,21 @@ func (j *journal) queued() int {
 // dropReportEvery is how often dropped records are reported, at most.
 const dropReportEvery = 10 * time.Second
 
-// drop counts n lost records and reports them, at most once per
-// dropReportEvery.
+// drop counts n lost records and reports them (report).
 func (j *journal) drop(ctx context.Context, n uint64, err error) {
-	total := j.dropped.Add(n)
+	j.dropped.Add(n)
+	j.report(ctx, err)
+}
+
+// report logs the records dropped since the last report, and tells the
+// observer (EventJournalDropped), unless there are none or the last report
+// is less than dropReportEvery old. The writer calls it every
+// dropReportEvery too, so that the last drops of a burst are reported.
+func (j *journal) report(ctx context.Context, err error) {
+	total := j.dropped.Load()
+	if total == j.reported.Load() {
+		return
+	}
 	now := time.Now().UnixNano()
 	last := j.lastReport.Load()
 	if now-last < int64(dropReportEvery) || !j.lastReport.CompareAndSwap(last, now) {
@@ -426,6 +497,8 @@ func (j *journal) run() {
 	}
 	linger := time.NewTimer(journalLinger)
 	linger.Stop()
+	reports := time.NewTicker(dropReportEvery)
+	defer reports.Stop()
 	for {
 		// Records held back wait no longer than the linger.
 		if len(carry.times) == 0 {
@@ -434,6 +507,9 @@ func (j *journal) run() {
 			case done := <-j.syncs:
 				flush(false)
 				close(done)
+				continue
+			case <-reports.C:
+				j.report(context.Background(), nil)
 				continue
 			case <-j.stop:
 				flush(true)
@@ -481,9 +557,18 @@ func (j *journal) write(b *reccodec.Batch) {
 	j.written.Add(uint64(b.Len()))
 }
 
-// close writes what is queued and stops the writer.
+// close writes what is queued and stops the writer. A record made after
+// it is dropped (an attempt that reports after Close).
 func (j *journal) close() {
 	j.closeOnce.Do(func() {
+		// Every record a shard took before it closed is written by the
+		// last flush; every later one is counted as dropped.
+		for i := range j.shards {
+			sh := &j.shards[i]
+			sh.mu.Lock()
+			sh.closed = true
+			sh.mu.Unlock()
+		}
 		close(j.stop)
 		<-j.done
 	})
@@ -519,7 +604,7 @@ func (p *Policy) JournalStats() JournalStats {
 	if p.journal == nil {
 		return JournalStats{}
 	}
-	return JournalStats{Written: p.journal.written.Load(), Dropped: p.journal.dropped.Load()}
+	return JournalStats{Written: p.journal.written.Load(), Dropped: p.journal.dropped.Load(), Unrecorded: p.journal.unrecorded.Load()}
 }
 
 // ErrNoJournal is returned by Attempts for a policy without a journal.
