@@ -149,6 +149,7 @@ func (o *Operator) lockOrigin(ctx context.Context, username, ip string, s lockou
 	// the lockout's attempt had the same. An IP keyed by prefix (IPv6 /64)
 	// may have been another address of the prefix: match the key only.
 	q := lockout.AttemptQuery{Outcome: "lockout", Limit: lockOriginPage}
+	filtered := true // the filters select the key's records only
 	for part := range strings.SplitSeq(s.Key, ",") {
 		tag, value, _ := strings.Cut(part, "=")
 		switch {
@@ -156,6 +157,8 @@ func (o *Operator) lockOrigin(ctx context.Context, username, ip string, s lockou
 			q.Username = username
 		case tag == "ip" && !strings.Contains(value, "/"):
 			q.IP = ip
+		default:
+			filtered = false
 		}
 	}
 	now := time.Now()
@@ -166,7 +169,13 @@ func (o *Operator) lockOrigin(ctx context.Context, username, ip string, s lockou
 		}
 		for _, r := range recs {
 			// A journal that keeps hashes keeps no key: the filters
-			// stand for it.
+			// stand for it when they select the key's records only;
+			// otherwise (an IPv6 prefix, a user agent, a custom field)
+			// the lockout may be another key's of the rule, and the
+			// origin is unknown.
+			if r.Key == "" && r.Rule == s.Rule && !filtered {
+				return nil
+			}
 			if r.Rule != s.Rule || (r.Key != s.Key && r.Key != "") {
 				continue
 			}

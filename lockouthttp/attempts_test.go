@@ -433,3 +433,47 @@ func TestOperatorAttemptsEscaping(t *testing.T) {
 		t.Errorf("api %+v", list)
 	}
 }
+
+// TestOperatorLockOriginHashed: a journal that keeps hashes keeps no rule
+// key. A lock's origin is found by the username and the address where
+// they make the key; for an IPv6 prefix, whose lockout another address of
+// another key may have made, it is unknown rather than another's.
+func TestOperatorLockOriginHashed(t *testing.T) {
+	e := newOperatorEnvWith(t, nil, &lockout.JournalConfig{HashKey: []byte("0123456789abcdef")}, lockouthttp.OperatorConfig{Authorize: isAdmin})
+	for i := range 10 { // locks the /64
+		attempt(t, e.p, lockout.Subject{Username: fmt.Sprint("v6-", i), IP: "2001:db8:1::5"}, false)
+	}
+	for i := range 10 { // locks 192.0.2.77, later
+		attempt(t, e.p, lockout.Subject{Username: fmt.Sprint("v4-", i), IP: "192.0.2.77"}, false)
+	}
+	attempt(t, e.p, lockout.Subject{Username: "alice", IP: "192.0.2.1"}, false)
+	attempt(t, e.p, lockout.Subject{Username: "alice", IP: "192.0.2.2"}, false) // locks alice
+	waitRecords(t, e.p, lockout.AttemptQuery{Outcome: "lockout"}, 3)
+
+	for _, tc := range []struct {
+		username, ip, rule string
+		wantIP             string // the origin's, hashed; "": unknown
+	}{
+		{"", "2001:db8:1::5", "ip", ""},
+		{"", "192.0.2.77", "ip", "192.0.2.77"},
+		{"alice", "", "username", "192.0.2.2"},
+	} {
+		st := ruleState(t, e.status(tc.username, tc.ip), tc.rule)
+		if !st.Locked {
+			t.Fatalf("%s %s: %+v, want locked", tc.username, tc.ip, st)
+		}
+		switch {
+		case tc.wantIP == "" && st.LockedBy != nil:
+			t.Errorf("%s %s: locked by %+v, want unknown", tc.username, tc.ip, st.LockedBy)
+		case tc.wantIP != "" && st.LockedBy == nil:
+			t.Errorf("%s %s: origin unknown", tc.username, tc.ip)
+		case tc.wantIP != "" && st.LockedBy.IP == tc.wantIP:
+			t.Errorf("%s %s: the origin's IP is %q, in clear, want its hash", tc.username, tc.ip, st.LockedBy.IP)
+		}
+	}
+	// The hashed origin is the lock's own attempt.
+	recs := waitRecords(t, e.p, lockout.AttemptQuery{IP: "192.0.2.77", Outcome: "lockout"}, 1)
+	if by := ruleState(t, e.status("", "192.0.2.77"), "ip").LockedBy; by == nil || by.IP != recs[0].IP {
+		t.Errorf("192.0.2.77 locked by %+v, want the record %+v", by, recs[0])
+	}
+}

@@ -196,7 +196,11 @@ type RuleState struct {
 	// LockedSince and LockedBy describe a lock's start: when, and the
 	// journal's lockout record (the attempt that caused it: its IP, user
 	// agent, and the username for a rule without one). Absent without a
-	// journal, or when its record is gone.
+	// journal; when its record is gone, or too far back to find in four
+	// reads of the journal; and, with JournalConfig.HashKey, whose
+	// records keep no rule key, for a key that the username and the
+	// address do not make alone (an IPv6 prefix, a user agent, a custom
+	// field): another key's lockout could not be told from it.
 	LockedSince *time.Time     `json:"locked_since,omitempty"`
 	LockedBy    *AttemptRecord `json:"locked_by,omitempty"`
 }
@@ -928,7 +932,7 @@ var operatorPage = template.Must(template.New("operator").Funcs(template.FuncMap
 <table>
 <tr><th>Rule</th><th>Key</th><th title="Failed attempts (and attempts in flight) counted in the current window, and the rule's limit: the limit-th failure locks the key">Attempts / limit</th><th title="Time until the count of attempts starts afresh">Window left</th><th title="Time left on the lock, if the key is locked">Locked</th><th title="Lockouts of this key within the history window; each makes the next lock longer">Lockouts in history</th>{{if .Journal}}<th>Locked since (UTC)</th><th>Caused by</th>{{end}}</tr>
 {{range .Status.Rules}}<tr><td>{{.Rule}}</td><td><code>{{.Key}}</code></td><td>{{.Attempts}} / {{.Limit}}</td><td>{{window .WindowRemaining}}</td><td>{{if .Locked}}<b class="locked">{{secs .LockRemaining}}</b>{{else}}no{{end}}</td><td>{{.Lockouts}}</td>
-{{- if $.Journal}}{{if .Locked}}{{with .LockedBy}}<td class="nw">{{when .Time}}<br><span class="dim">{{ago .Time}}</span></td><td>{{with .Username}}<span class="cut" title="{{show .}}">{{show .}}</span> {{end}}from {{with .IP}}{{.}}{{else}}?{{end}}{{with .UserAgent}}<br><span class="dim cut" title="{{show .}}">{{show .}}</span>{{end}}</td>{{else}}<td colspan="2" class="dim">not in the journal</td>{{end}}{{else}}<td></td><td></td>{{end}}{{end}}</tr>
+{{- if $.Journal}}{{if .Locked}}{{with .LockedBy}}<td class="nw">{{when .Time}}<br><span class="dim">{{ago .Time}}</span></td><td>{{with .Username}}<span class="cut" title="{{show .}}">{{show .}}</span> {{end}}from {{with .IP}}{{.}}{{else}}?{{end}}{{with .UserAgent}}<br><span class="dim cut" title="{{show .}}">{{show .}}</span>{{end}}</td>{{else}}<td colspan="2" class="dim">not found in the journal</td>{{end}}{{else}}<td></td><td></td>{{end}}{{end}}</tr>
 {{else}}<tr><td colspan="{{if .Journal}}8{{else}}6{{end}}">No rule is keyed by exactly these fields.</td></tr>
 {{end}}{{range .Status.AlsoLocked}}<tr class="also"><td>{{.Rule}}</td><td><code>{{.Subject}}</code></td><td colspan="2" class="dim">also holds this subject{{with .StatusLink}} (<a href="{{.}}">status</a>){{end}}</td><td><b class="locked">{{secs .Remaining}}</b></td><td></td>{{if $.Journal}}<td></td><td></td>{{end}}</tr>
 {{end}}</table>
