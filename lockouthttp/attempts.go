@@ -111,6 +111,24 @@ func (o *Operator) attempts(ctx context.Context, q lockout.AttemptQuery) (Attemp
 	return list, nil
 }
 
+// pageReads bounds the journal reads of one attempts table of the page.
+const pageReads = 10
+
+// pageOfAttempts is attempts for the page: a read that finds no record
+// but has more to read goes on, up to pageReads reads, so that a table
+// is not empty while matching records lie further back (a store's read
+// scans a bounded number of records: 10,000 in the memory store).
+func (o *Operator) pageOfAttempts(ctx context.Context, q lockout.AttemptQuery) (AttemptList, error) {
+	for range pageReads - 1 {
+		list, err := o.attempts(ctx, q)
+		if err != nil || len(list.Records) > 0 || list.Next == "" {
+			return list, err
+		}
+		q.Before = list.Next
+	}
+	return o.attempts(ctx, q)
+}
+
 func (o *Operator) apiAttempts(w http.ResponseWriter, r *http.Request) {
 	v := r.URL.Query()
 	q, err := parseAttemptQuery(v.Get("username"), v.Get("ip"), v.Get("outcome"), v.Get("before"), v.Get("limit"))
@@ -234,7 +252,7 @@ func (o *Operator) pageAttemptsView(ctx context.Context, v url.Values) (attempts
 	q, err := parseAttemptQuery(av.User, av.IP, av.Outcome, before, strconv.Itoa(pageAttempts))
 	var list AttemptList
 	if err == nil {
-		list, err = o.attempts(ctx, q)
+		list, err = o.pageOfAttempts(ctx, q)
 	}
 	switch {
 	case errors.Is(err, lockout.ErrNoJournal):

@@ -381,7 +381,7 @@ func TestOperatorAttemptsPage(t *testing.T) {
 	}{
 		{"username", "?attempts_username=user07", 1, "192.0.2.8"},
 		{"ip", "?attempts_ip=192.0.2.8", 1, "user07"},
-		{"outcome", "?outcome=lockout", 0, "No attempts recorded."},
+		{"outcome", "?outcome=lockout", 0, "No attempts found."},
 		{"bad outcome", "?outcome=nope", 0, "Unknown outcome."},
 		{"bad ip", "?attempts_ip=nope", 0, "cannot be looked up"},
 		{"bad cursor", "?before=nope", 0, "no longer exists"},
@@ -475,5 +475,37 @@ func TestOperatorLockOriginHashed(t *testing.T) {
 	recs := waitRecords(t, e.p, lockout.AttemptQuery{IP: "192.0.2.77", Outcome: "lockout"}, 1)
 	if by := ruleState(t, e.status("", "192.0.2.77"), "ip").LockedBy; by == nil || by.IP != recs[0].IP {
 		t.Errorf("192.0.2.77 locked by %+v, want the record %+v", by, recs[0])
+	}
+}
+
+// TestOperatorAttemptsFarBack: the memory store's read of the journal
+// scans at most 10,000 records. With 25,000 records of others after
+// alice's, the page still finds hers, and her lock's origin.
+func TestOperatorAttemptsFarBack(t *testing.T) {
+	e := newJournalEnv(t)
+	alice := lockout.Subject{Username: "alice", IP: clientA, UserAgent: "alice's browser"}
+	attempt(t, e.p, alice, false)
+	attempt(t, e.p, alice, false) // locks alice
+	for i := range 25_000 {
+		attempt(t, e.p, lockout.Subject{Username: fmt.Sprint("other", i), IP: fmt.Sprintf("10.0.%d.%d", i>>8, i&255)}, false)
+	}
+	if err := e.p.SyncJournal(bg); err != nil {
+		t.Fatal(err)
+	}
+	// A read of the store alone finds nothing of alice's: the bound this
+	// test is about.
+	if recs, next, err := e.p.Attempts(bg, lockout.AttemptQuery{Username: "alice"}); err != nil || len(recs) != 0 || next == "" {
+		t.Fatalf("one read: %d records, next %q, %v; want none and a cursor (the store's scan bound)", len(recs), next, err)
+	}
+	_, page := e.do("GET", "/admin/lockout/?username=alice", "", "", adminHeader, "yes")
+	if n := strings.Count(page, "alice&#39;s browser"); n < 3 { // her two failures' rows and the lock's origin
+		t.Errorf("the subject view shows alice's browser %d times, want her 2 attempts and the lock's origin:\n%s", n, page)
+	}
+	if strings.Contains(page, "not found in the journal") || strings.Contains(page, "No attempts found.") {
+		t.Errorf("the subject view misses alice's records:\n%s", page)
+	}
+	_, page = e.do("GET", "/admin/lockout/?attempts_username=alice", "", "", adminHeader, "yes")
+	if strings.Contains(page, "No attempts found.") {
+		t.Errorf("the recent attempts section misses alice's records:\n%s", page)
 	}
 }

@@ -822,7 +822,7 @@ func (o *Operator) page(w http.ResponseWriter, r *http.Request, operator string)
 	}
 	d.Attempts, d.Journal = o.pageAttemptsView(ctx, q)
 	if d.Journal && d.Queried && d.StatusErr == "" && (d.Subject.Username != "" || d.Subject.IP != "") {
-		list, err := o.attempts(ctx, lockout.AttemptQuery{Username: d.Subject.Username, IP: d.Subject.IP, Limit: subjectAttempts})
+		list, err := o.pageOfAttempts(ctx, lockout.AttemptQuery{Username: d.Subject.Username, IP: d.Subject.IP, Limit: subjectAttempts})
 		if err != nil {
 			d.SubjectAttemptsErr = "The journal's store failed: " + err.Error()
 		}
@@ -980,7 +980,7 @@ var operatorPage = template.Must(template.New("operator").Funcs(template.FuncMap
 {{define "attempts"}}<table class="attempts">
 <tr><th>Time (UTC)</th><th>Outcome</th><th>Reason</th><th>Rule</th><th>Username</th><th>IP</th><th>User agent</th><th>Fallback</th><th>Operator</th></tr>
 {{range .}}<tr><td class="nw">{{when .Time}}<br><span class="dim">{{ago .Time}}</span></td><td class="o-{{.Outcome}}">{{.Outcome}}</td><td class="nw">{{if eq .Outcome "lockout"}}locked {{if lt .LockoutSeconds 0}}until unlocked{{else}}for {{secs .LockoutSeconds}}{{end}}{{else}}{{.Reason}}{{end}}</td><td>{{.Rule}}{{with .Key}}<br><code class="dim">{{.}}</code>{{end}}</td><td class="cut" title="{{show .Username}}">{{show .Username}}</td><td>{{.IP}}</td><td class="cut" title="{{show .UserAgent}}">{{show .UserAgent}}</td><td>{{if .Fallback}}yes{{end}}</td><td class="nw">{{.Operator}}{{with .Via}} <span class="dim">({{.}})</span>{{end}}</td></tr>
-{{else}}<tr><td colspan="9">No attempts recorded.</td></tr>
+{{else}}<tr><td colspan="9">No attempts found.</td></tr>
 {{end}}</table>{{end}}
 `))
 
