@@ -302,18 +302,25 @@
 //
 //	JournalMax * 1.3 * (JournalRecordBytes + custom field names)
 //
-// (about 260 MB with the defaults: a record cut to 2 KiB of values takes
-// about 2,590 bytes of used_memory, as a stream node then holds one
-// record, in an allocation of 2,560 bytes; a review filled a journal with
-// 100,000 such records in 3.4 s of refused attempts on one locked
-// username, and used_memory grew by 259 MB) and typically JournalMax * 170
-// bytes (17 MB); the engine keeps one journal per policy. Journals share the
-// server's memory with the counters, and with maxmemory-policy noeviction
-// a full server refuses XADD and the counters' increments alike (the
-// store reports both as [backend.ErrFull], and the policy falls back):
-// size maxmemory for the counters plus the worst case of every journal,
-// or keep journals small with JournalMax and JournalRecordBytes. Nothing
-// the attacker sends can grow a journal past that bound.
+// (about 260 to 283 MB with the defaults: a record cut to 2 KiB of
+// values takes about 2,590 to 2,830 bytes of used_memory, as a stream
+// node then holds one record, in an allocation of 2,560 bytes; a review
+// filled a journal with 100,000 such records in 3.4 s of refused attempts
+// on one locked username, and used_memory grew by 259 MB) and typically
+// JournalMax * 170 bytes (17 MB); the engine keeps one journal per policy.
+// Journals share the server's memory with the counters, and with
+// maxmemory-policy noeviction a full server refuses the counters'
+// increments (the store reports [backend.ErrFull], and the policy falls
+// back). So a journal gives way: an append that finds used_memory past
+// 7/8 of maxmemory first trims the journal's oldest records, as many as
+// it adds and a sixteenth of the journal more, and the journal never
+// fills the server (before, a review's journal filled a 64 MB server in
+// 24,493 attempts with 4 KB user agents, and every decision went to the
+// fallback for the 24 h the records were kept). Counters that fill the
+// last eighth take the journal's room: its oldest records go first. Size
+// maxmemory for the counters plus the worst case of every journal to keep
+// JournalRetention's records, or keep journals small with JournalMax and
+// JournalRecordBytes.
 //
 // Costs, measured on a 2-core machine shared with other work against a
 // local redis-server 7.0: an Append of 64 typical records takes about

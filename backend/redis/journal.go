@@ -46,31 +46,63 @@ func (s *Store) journalKey(name string) string {
 	return s.prefix + "{" + name + "}:journal"
 }
 
+// giveWay is the Lua function with which a journal gives way to the
+// counters: when the server's memory (INFO memory's used_memory) is past
+// 7/8 of its maxmemory, it trims the stream KEYS[1] by the adding entries
+// about to be added and a sixteenth of it more, oldest first, so that the
+// journal never fills the server the counters live in: an attacker who
+// decides how many attempts there are would otherwise fill it with the
+// records of his attempts, and every decision would go to the fallback,
+// for as long as the records are kept (JournalRetention). XTRIM is allowed
+// when the server is full; the XADDs after it then fit. Without
+// maxmemory, it does nothing.
+const giveWay = `local function giveway(key, adding)
+	local info = redis.call('INFO', 'memory')
+	local max = tonumber(string.match(info, '\nmaxmemory:(%d+)'))
+	if max == nil or max == 0 then
+		return
+	end
+	local used = tonumber(string.match(info, '\nused_memory:(%d+)'))
+	if used == nil or used <= max / 8 * 7 then
+		return
+	end
+	local len = redis.call('XLEN', key)
+	local keep = len - adding - math.floor(len / 16)
+	if keep < 0 then
+		keep = 0
+	end
+	redis.call('XTRIM', key, 'MAXLEN', '=', keep)
+end
+`
+
 // trimScript trims a journal's stream to the entries of the last ARGV[1]
 // milliseconds by the server's clock (TIME), exactly (MINID =), and
 // returns the oldest millisecond it kept. With ARGV[2] = "1" it also sets
-// the stream to expire ARGV[1] milliseconds from now: an idle journal
-// disappears once its newest record is past the retention. It touches
-// KEYS[1] only, so it runs on a Cluster. Scripts replicate by effects
-// (Redis 5 and later), so TIME is allowed before a write.
-const trimScript = `local t = redis.call('TIME')
+// the stream to expire ARGV[1] milliseconds from now (an idle journal
+// disappears once its newest record is past the retention), and gives way
+// to the counters (giveWay) after Append's XADDs. It touches KEYS[1]
+// only, so it runs on a Cluster. Scripts replicate by effects (Redis 5 and
+// later), so TIME is allowed before a write.
+const trimScript = giveWay + `local t = redis.call('TIME')
 local min = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - tonumber(ARGV[1])
 if min > 0 then
 	redis.call('XTRIM', KEYS[1], 'MINID', '=', string.format('%.0f', min))
 end
 if ARGV[2] == '1' then
+	giveway(KEYS[1], 0)
 	redis.call('PEXPIRE', KEYS[1], ARGV[1])
 end
 return min`
 
-// appendScript appends each of ARGV[3], ARGV[4], ... to the stream
-// KEYS[1] as an entry of one field, "e" (an encoded record), trims the
-// stream to its newest ARGV[1] entries (exactly), and then does what
-// trimScript does with ARGV[2] milliseconds of retention. One call per
-// batch of records: the server parses one command, not one per record.
-// XADD with an ID of '*' is allowed in a script: scripts replicate by
-// effects, with the IDs XADD gave.
-const appendScript = `for i = 3, #ARGV do
+// appendScript gives way to the counters (giveWay), appends each of
+// ARGV[3], ARGV[4], ... to the stream KEYS[1] as an entry of one field,
+// "e" (an encoded record), trims the stream to its newest ARGV[1] entries
+// (exactly), and then does what trimScript does with ARGV[2] milliseconds
+// of retention. One call per batch of records: the server parses one
+// command, not one per record. XADD with an ID of '*' is allowed in a
+// script: scripts replicate by effects, with the IDs XADD gave.
+const appendScript = giveWay + `giveway(KEYS[1], #ARGV - 2)
+for i = 3, #ARGV do
 	redis.call('XADD', KEYS[1], '*', 'e', ARGV[i])
 end
 redis.call('XTRIM', KEYS[1], 'MAXLEN', '=', ARGV[1])

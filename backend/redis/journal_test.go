@@ -7,6 +7,7 @@ import (
 	"maps"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/go-lockout/lockout/backend"
 	redisstore "github.com/go-lockout/lockout/backend/redis"
+	"github.com/go-lockout/lockout/internal/reccodec"
 	"github.com/go-lockout/lockout/internal/testserver"
 )
 
@@ -531,5 +533,60 @@ func TestJournalRoundTrips(t *testing.T) {
 	}
 	if n := trips.n.Swap(0); n != 1 {
 		t.Errorf("Records: %d round trips, want 1", n)
+	}
+}
+
+// TestJournalGivesWay appends records of 2 KiB until they would take
+// twice the server's maxmemory: the journal gives way to the counters
+// (past 7/8 of maxmemory it trims its oldest records), so that every
+// append and, after them, a new counter still fit. Before, the journal
+// filled the server, its appends failed before they could trim it, and
+// every decision went to the fallback until the records aged out.
+func TestJournalGivesWay(t *testing.T) {
+	const maxmemory = 8 << 20
+	for _, batch := range []bool{false, true} {
+		t.Run(fmt.Sprintf("AppendBatch=%v", batch), func(t *testing.T) {
+			srv := testserver.Redis(t, "--maxmemory", fmt.Sprint(maxmemory), "--maxmemory-policy", "noeviction")
+			client := newClient(t, srv.Addr, nil)
+			s := newStore(t, client, nil)
+			ctx := t.Context()
+			const per, batches = 64, 2 * maxmemory / (64 * 2048)
+			for i := range batches {
+				recs := make([]backend.Record, per)
+				var b reccodec.Batch
+				for j := range recs {
+					recs[j] = journalRec(i*per + j)
+					recs[j].UserAgent = strings.Repeat(fmt.Sprint(j%10), 2000)
+					b.Add(&recs[j])
+				}
+				var err error
+				if batch {
+					err = s.AppendBatch(ctx, "j", &b)
+				} else {
+					err = s.Append(ctx, "j", recs)
+				}
+				if err != nil {
+					t.Fatalf("batch %d of %d: %v", i, batches, err)
+				}
+			}
+			info := client.Info(ctx, "memory").Val()
+			var used int
+			for line := range strings.Lines(info) {
+				if v, ok := strings.CutPrefix(strings.TrimSpace(line), "used_memory:"); ok {
+					used, _ = strconv.Atoi(v)
+				}
+			}
+			n := client.XLen(ctx, "{j}:journal").Val()
+			t.Logf("after %d records: %d in the journal, used_memory %d of %d", batches*per, n, used, maxmemory)
+			if used > maxmemory || n == 0 || n >= batches*per {
+				t.Errorf("used_memory %d of %d with %d of %d records in the journal: want it under maxmemory, and the newest records kept", used, maxmemory, n, batches*per)
+			}
+			if _, err := backend.Do1(ctx, s, backend.IncrOp("counter", 1, time.Minute)); err != nil {
+				t.Errorf("a new counter after the journal's appends: %v", err)
+			}
+			if recs, _ := records(t, s, "j", backend.Query{Limit: 1}); len(recs) != 1 || recs[0].Time != journalRec(batches*per-1).Time {
+				t.Errorf("newest record %+v, want the last appended", recs)
+			}
+		})
 	}
 }
