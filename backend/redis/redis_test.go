@@ -192,6 +192,9 @@ func TestCluster(t *testing.T) {
 		do(t, s, ops...)
 		cl.Nodes[0].Stop()
 		const deadline = 200 * time.Millisecond
+		// A call that ignores its deadline is late every time; a busy
+		// machine (CI runs packages in parallel) may make one call late.
+		var late []string
 		for range 5 {
 			ctx, cancel := context.WithTimeout(t.Context(), deadline)
 			start := time.Now()
@@ -202,8 +205,13 @@ func TestCluster(t *testing.T) {
 				t.Error("a batch touching a stopped master succeeded")
 			}
 			if took > deadline+lateSlack {
-				t.Errorf("a batch touching a stopped master took %v (deadline %v): %v", took, deadline, err)
+				late = append(late, fmt.Sprintf("%v (%v)", took, err))
 			}
+		}
+		if len(late) > 1 {
+			t.Errorf("%d of 5 batches touching a stopped master took longer than the deadline (%v) and %v: %v", len(late), deadline, lateSlack, late)
+		} else if len(late) == 1 {
+			t.Logf("one of 5 batches touching a stopped master was late: %v", late[0])
 		}
 		cl.Nodes[0].Start()
 		// The cluster is healthy again; the client may need a moment to
