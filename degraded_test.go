@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"iter"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -583,8 +584,6 @@ func TestProbeRate(t *testing.T) {
 	})
 }
 
-// TestDegradedLatency measures decisions after the breaker opened, in real
-// time: none waits for the store.
 // BenchmarkDegraded measures decisions (Allow, then Failure) while the
 // store hangs and the breaker is open, over 500 usernames and 200 IPs with
 // three rules, and reports their p99 latency (p99-µs): the fallback's cost,
@@ -913,6 +912,61 @@ func TestPolicyClose(t *testing.T) {
 		}
 		if err := p.Unlock(bg, alice); !errors.Is(err, lockout.ErrClosed) {
 			t.Errorf("Unlock after Close: %v", err)
+		}
+	})
+}
+
+// duringWriteBack runs fn once, inside the first store call of the
+// recovery's first write-back pass (a counter of carol's written back),
+// while decisions still go to the fallback.
+type duringWriteBack struct {
+	*switchStore
+	fn   func()
+	done atomic.Bool
+}
+
+func (s *duringWriteBack) Do(ctx context.Context, ops []backend.Op, res []backend.Result) error {
+	if len(ops) > 0 && ops[0].Kind == backend.Incr && ops[0].Delta > 0 && strings.Contains(ops[0].Key, "u=carol") &&
+		s.fn != nil && s.switchStore.mode.Load() == up && s.done.CompareAndSwap(false, true) {
+		s.fn()
+	}
+	return s.switchStore.Do(ctx, ops, res)
+}
+
+// TestRecoverySecondPass: failures the fallback counts while the first
+// write-back pass runs (one store call per 128 keys: long under attack)
+// reach the store too, by the second pass.
+func TestRecoverySecondPass(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sw := &switchStore{Backend: newStore(t)}
+		store := &duringWriteBack{switchStore: sw}
+		rules := []lockout.Rule{lockout.ByUsername(5)}
+		p := newPolicyOn(t, store, lockout.Config{Rules: rules})
+		carol, dave := lockout.Subject{Username: "carol"}, lockout.Subject{Username: "dave"}
+		sw.mode.Store(down)
+		fail(t, p, carol, 1)
+		var errs []error
+		store.fn = func() { // on the probe's goroutine: t.Errorf only
+			for range 3 {
+				a, err := p.Allow(bg, dave)
+				if err != nil {
+					errs = append(errs, err)
+					continue
+				}
+				if !a.Fallback() {
+					t.Errorf("dave during the first pass: not decided by the fallback")
+				}
+				a.Failure(bg)
+			}
+		}
+		sw.mode.Store(up)
+		probeAfterInterval(t, p)
+		if len(errs) > 0 {
+			t.Fatalf("dave during the write-back: %v", errs)
+		}
+		other := newPolicyOn(t, sw, lockout.Config{Rules: rules})
+		if st := status(t, other, dave)["username"]; st.Attempts != 3 {
+			t.Errorf("dave in the store after the recovery: %+v, want the 3 failures made during the first pass", st)
 		}
 	})
 }

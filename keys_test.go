@@ -544,3 +544,30 @@ func (nullBackend) Do(_ context.Context, ops []backend.Op, res []backend.Result)
 }
 
 func (nullBackend) Close() error { return nil }
+
+// FuzzParseNets checks the parser of the allow and deny lists: an entry
+// that parses holds the address it names, as the policy keys that
+// address (ParseIP: IPv4-mapped IPv6 as IPv4, no zone); an entry that
+// does not is an error, never a shared bucket.
+func FuzzParseNets(f *testing.F) {
+	for _, s := range []string{"192.0.2.1", "192.0.2.0/24", "::ffff:192.0.2.1", "::ffff:192.0.2.0/120", "2001:db8::/48", "fe80::1%eth0", "10.0.0.1/33", "", "0.0.0.0/0", "::/0"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		nets, err := parseNets([]string{s})
+		if err != nil {
+			return
+		}
+		if len(nets) != 1 || !nets[0].IsValid() {
+			t.Fatalf("parseNets(%q) = %v", s, nets)
+		}
+		addr, _, _ := strings.Cut(s, "/")
+		ip, err := ParseIP(addr)
+		if err != nil {
+			return // a prefix of a form ParseIP does not take for an address
+		}
+		if !inNets(nets, ip) {
+			t.Fatalf("parseNets(%q) = %v, which does not hold %v, the address the policy keys for %q", s, nets, ip, addr)
+		}
+	})
+}

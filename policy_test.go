@@ -425,8 +425,11 @@ func TestRoundTripBudget(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		rules := []lockout.Rule{lockout.ByUsername(3), lockout.ByIP(10), lockout.ByUsernameAndIP(3)}
 		p, counter := newPolicy(t, lockout.Config{Rules: rules, DenyIPs: []string{"192.0.2.66"}})
-		sliding := rules
+		sliding := slices.Clone(rules)
 		sliding[1].Sliding = true
+		// Without the lock cache, a refusal is the store's: its budget
+		// is measured there (with the cache, a remembered lock answers).
+		pn, counterN := newPolicy(t, lockout.Config{Rules: rules, LockCacheTTL: lockout.NoLockCache})
 		ps, counterS := newPolicy(t, lockout.Config{Rules: sliding})
 		check := func(step string, c *counting.Store, max int64, f func()) {
 			t.Helper()
@@ -446,11 +449,20 @@ func TestRoundTripBudget(t *testing.T) {
 		fail(t, p, alice, 2)
 		a, _ = p.Allow(bg, alice)
 		check("failure that locks", counter, 3, func() { a.Failure(bg) })
-		check("refused (locked)", counter, 2, func() {
+		check("refused by a lock this process remembers", counter, 0, func() {
 			if _, err := p.Allow(bg, alice); !errors.Is(err, lockout.ErrLocked) {
 				t.Fatalf("want locked: %v", err)
 			}
 		})
+		fail(t, pn, alice, 3)
+		check("refused (locked)", counterN, 2, func() {
+			if _, err := pn.Allow(bg, alice); !errors.Is(err, lockout.ErrLocked) {
+				t.Fatalf("want locked: %v", err)
+			}
+		})
+		if n := counterN.Calls(); n != 2 {
+			t.Errorf("a refusal by the store's lock made %d calls, want 2 (the admission, the give-back)", n)
+		}
 		check("refused (denylisted)", counter, 0, func() { p.Allow(bg, lockout.Subject{IP: "192.0.2.66"}) })
 		a, _ = ps.Allow(bg, alice)
 		check("failure that does not lock, sliding window", counterS, 1, func() { a.Failure(bg) })
@@ -553,10 +565,15 @@ func TestOperator(t *testing.T) {
 		}
 		// A store that cannot list says so.
 		pb, _ := lockout.New(brokenStore{}, lockout.Config{Rules: []lockout.Rule{lockout.ByIP(1)}, Logger: discard})
+		n := 0
 		for _, err := range pb.Locks(bg) {
+			n++
 			if !errors.Is(err, errors.ErrUnsupported) || !errors.Is(err, backend.ErrUnsupported) {
 				t.Errorf("Locks on a store that cannot list: %v", err)
 			}
+		}
+		if n != 1 {
+			t.Errorf("Locks on a store that cannot list yielded %d times, want one error", n)
 		}
 	})
 }
@@ -680,4 +697,67 @@ func TestUsernameLength(t *testing.T) {
 	if len(canonicalized) != 0 {
 		t.Errorf("usernames of %v bytes canonicalized, want none", canonicalized)
 	}
+}
+
+// TestPanicLocks: a panic in Check's verify is a failure: with the key's
+// last slot, it locks the key (an abandoned attempt would only leave the
+// counter full, refusing for capacity until the window ends).
+func TestPanicLocks(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p, _ := newPolicy(t, lockout.Config{Rules: []lockout.Rule{lockout.ByUsername(3)}})
+		fail(t, p, alice, 2)
+		func() {
+			defer func() { _ = recover() }()
+			p.Check(bg, alice, func(context.Context) (bool, error) { panic("boom") })
+		}()
+		if _, err := p.Allow(bg, alice); !errors.Is(err, lockout.ErrLocked) {
+			t.Errorf("after two failures and a panic (limit 3): %v, want locked", err)
+		}
+	})
+}
+
+// TestLockerLosesMarker: two attempts each held the last slot of one rule
+// key (an unlock between them), and both fail. Only the first takes the
+// lock marker: one lockout, of the schedule's first length.
+func TestLockerLosesMarker(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p, _ := newPolicy(t, lockout.Config{Rules: []lockout.Rule{lockout.ByUsername(1)}})
+		a, err := p.Allow(bg, alice)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Unlock(bg, alice); err != nil {
+			t.Fatal(err)
+		}
+		b, err := p.Allow(bg, alice)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := a.Failure(bg); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Failure(bg); err != nil {
+			t.Fatal(err)
+		}
+		if st := status(t, p, alice)["username"]; st.Lockouts != 1 || st.LockRemaining != time.Minute {
+			t.Errorf("after two lockers of one key: %+v, want one lockout of a minute", st)
+		}
+	})
+}
+
+// TestStaleLockOnTrip: a lock the policy remembers but last saw longer
+// ago than LockCacheTTL, and a store that fails on this very decision (no
+// earlier one carried the lock into the fallback): refused, not admitted
+// by a fallback that starts the key afresh.
+func TestStaleLockOnTrip(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := &switchStore{Backend: newStore(t)}
+		p := newPolicyOn(t, store, lockout.Config{Rules: []lockout.Rule{lockout.ByUsername(3)}})
+		fail(t, p, alice, 3) // locked for a minute, remembered
+		time.Sleep(2 * lockout.DefaultLockCacheTTL)
+		store.mode.Store(down)
+		if a, err := p.Allow(bg, alice); !errors.Is(err, lockout.ErrLocked) {
+			t.Fatalf("alice, locked, on the decision that trips the breaker: %v, %v; want refused (locked)", a, err)
+		}
+	})
 }

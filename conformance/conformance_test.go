@@ -35,6 +35,7 @@ type refStore struct {
 type faults struct {
 	loseEvery     int  // lose one increment in loseEvery
 	reportExpired bool // Exists reports expired keys
+	liveAtExpiry  bool // a key is live at the instant of its expiry
 	expireEarly   bool // keys expire at 90% of their TTL
 	rejectSpaces  bool // keys with spaces are refused
 	ignoreContext bool // done contexts are ignored
@@ -73,7 +74,7 @@ func (s *refStore) live(key string, now time.Time) *refEntry {
 	if e != nil && !e.death.IsZero() && !now.Before(e.death) {
 		return nil
 	}
-	if e == nil || e.exp.IsZero() || now.Before(e.exp) {
+	if e == nil || e.exp.IsZero() || now.Before(e.exp) || s.faults.liveAtExpiry && now.Equal(e.exp) {
 		return e
 	}
 	return nil
@@ -298,6 +299,7 @@ var broken = []struct {
 }{
 	{"lossy", faults{loseEvery: 1000}, []string{"ConcurrentSharedKey", "ConcurrentDistinctKeys"}},
 	{"reports-expired", faults{reportExpired: true}, []string{"ExpiredKeyNeverExists", "ExpiryNeverEarly"}},
+	{"live-at-expiry", faults{liveAtExpiry: true}, []string{"ExpiryNeverEarly"}},
 	{"expires-early", faults{expireEarly: true}, []string{"ExpiryNeverEarly", "IncrementKeepsTTL", "ExpireSetsTTL"}},
 	{"rejects-spaces", faults{rejectSpaces: true}, []string{"HostileKeys"}},
 	{"ignores-context", faults{ignoreContext: true}, []string{"CancelledContext", "ExpiredContext"}},

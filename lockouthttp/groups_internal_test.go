@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/go-lockout/lockout"
+	"github.com/go-lockout/lockout/backend"
 	"github.com/go-lockout/lockout/backend/memory"
 )
 
@@ -169,4 +170,28 @@ func TestShowValue(t *testing.T) {
 			t.Errorf("showValue(%q) = %s, want %s", tc.in, got, tc.want)
 		}
 	}
+}
+
+// FuzzParseAttemptQuery checks the attempts query's parameters: an
+// outcome of the list or none, a positive limit at most
+// backend.MaxQueryLimit; anything else a badQuery (400), never a panic.
+func FuzzParseAttemptQuery(f *testing.F) {
+	f.Add("alice", "192.0.2.1", "failure", "", "50")
+	f.Add("", "", "nope", "x", "-1")
+	f.Add("", "", "", "", "99999999999999999999")
+	f.Fuzz(func(t *testing.T, username, ip, outcome, before, limit string) {
+		q, err := parseAttemptQuery(username, ip, outcome, before, limit)
+		if err != nil {
+			if _, ok := err.(badQuery); !ok {
+				t.Fatalf("parseAttemptQuery: %T %v, want a badQuery", err, err)
+			}
+			return
+		}
+		if outcome != "" && !slices.Contains(outcomes, outcome) || q.Limit < 0 || q.Limit > backend.MaxQueryLimit || limit != "" && q.Limit == 0 {
+			t.Fatalf("parseAttemptQuery(%q, %q) = %+v", outcome, limit, q)
+		}
+		if q.Username != username || q.IP != ip || q.Outcome != outcome || q.Before != before {
+			t.Fatalf("parseAttemptQuery changed the subject or cursor: %+v", q)
+		}
+	})
 }

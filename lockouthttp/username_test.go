@@ -355,3 +355,36 @@ func BenchmarkFormFieldLarge(b *testing.B) {
 		}
 	})
 }
+
+// FuzzBasicAuth checks BasicAuth against net/http's Request.BasicAuth,
+// which a handler reads the password with: the same username when
+// net/http reads the credentials; an error (ErrInvalidSubject) for any
+// other Authorization header that says Basic, so that no lenient reader
+// behind it checks a password for an uncounted username; no username
+// and no error for another scheme or none.
+func FuzzBasicAuth(f *testing.F) {
+	for _, h := range []string{"Basic YWxpY2U6cHc=", "basic YWxpY2U6cHc=", "Basic YWxpY2U6cHc", "Basic\tYWxpY2U6cHc=", "Basic", "Bearer x", "", "Basic Og==", " Basic YWxpY2U6cHc="} {
+		f.Add(h)
+	}
+	f.Fuzz(func(t *testing.T, h string) {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.Header.Set("Authorization", h)
+		got, err := BasicAuth(r)
+		u, _, ok := r.BasicAuth()
+		basic := len(strings.TrimSpace(h)) >= 5 && strings.EqualFold(strings.TrimSpace(h)[:5], "basic")
+		switch {
+		case ok:
+			if err != nil || got != u {
+				t.Fatalf("BasicAuth(%q) = %q, %v; net/http reads %q", h, got, err, u)
+			}
+		case basic:
+			if !errors.Is(err, lockout.ErrInvalidSubject) {
+				t.Fatalf("BasicAuth(%q) = %q, %v; want ErrInvalidSubject: net/http cannot read it", h, got, err)
+			}
+		default:
+			if got != "" || err != nil {
+				t.Fatalf("BasicAuth(%q) = %q, %v; want nothing for another scheme", h, got, err)
+			}
+		}
+	})
+}

@@ -2,6 +2,8 @@ package memcache
 
 import (
 	"math"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -98,4 +100,25 @@ func TestValues(t *testing.T) {
 			t.Errorf("parseValue(%q): no error", s)
 		}
 	}
+}
+
+// FuzzParseValue checks the reader of stored counters: decimal digits,
+// then only spaces (the padding), clamped to MaxInt64; anything else an
+// error, never a panic nor a wrong count.
+func FuzzParseValue(f *testing.F) {
+	for _, s := range []string{"0", "42   ", "18446744073709551615", "18446744073709551616", "-1", " 1", "1 2", "", "   ", "+1", "0x10"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		v, err := parseValue(b)
+		digits := strings.TrimRight(string(b), " ")
+		want, perr := strconv.ParseUint(digits, 10, 64)
+		ok := perr == nil && !strings.ContainsAny(digits, "+-_")
+		if ok != (err == nil) || ok && v != clampValue(want) {
+			t.Fatalf("parseValue(%q) = %d, %v; want %d, %v", b, v, err, clampValue(want), ok)
+		}
+		if v < 0 {
+			t.Fatalf("parseValue(%q) = %d", b, v)
+		}
+	})
 }

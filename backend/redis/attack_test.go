@@ -50,9 +50,7 @@ func TestAttackOutage(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			srv := testserver.Redis(t, tc.args...)
-			if !srv.Controllable() {
-				t.Skip("the server was given by LOCKOUT_TEST_REDIS")
-			}
+			srv.RequireControl(t)
 			store := newStore(t, newClient(t, srv.Addr, nil), nil)
 			start := time.Now()
 			var mu sync.Mutex

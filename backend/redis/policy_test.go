@@ -274,9 +274,7 @@ func TestPolicyOutage(t *testing.T) {
 
 func testPolicyOutage(t *testing.T, ctxTimeouts bool) {
 	srv := testserver.Redis(t)
-	if !srv.Controllable() {
-		t.Skip("the server was given by LOCKOUT_TEST_REDIS")
-	}
+	srv.RequireControl(t)
 	client := newClient(t, srv.Addr, func(o *goredis.Options) {
 		o.ReadTimeout = time.Second
 		o.WriteTimeout = time.Second

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-lockout/lockout"
 	"github.com/go-lockout/lockout/internal/testserver"
 	"github.com/go-lockout/lockout/lockouthttp"
 )
@@ -642,4 +643,24 @@ func TestRefusedLoginPage(t *testing.T) {
 		t.Errorf("no notice after the unlock:\n%s", r.body)
 	}
 	wantStatus(t, "after the unlock", s.loginForm("alice", "wonderland", "Accept", browser), http.StatusOK)
+}
+
+// FuzzParseSchedule checks the parser of -schedule: a schedule it takes
+// has positive durations, and Forever at most last.
+func FuzzParseSchedule(f *testing.F) {
+	for _, s := range []string{"10s,30s,1m,5m,forever", "forever", "1s", "forever,1s", "0s", "-1s", "", " 1s , 2s "} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		sched, err := parseSchedule(s)
+		if err != nil {
+			return
+		}
+		n := strings.Count(s, ",") + 1
+		for i := 1; i <= n+1; i++ {
+			if d := sched.Lockout(i); d <= 0 && d != lockout.Forever || d == lockout.Forever && i < n {
+				t.Fatalf("parseSchedule(%q): lockout %d lasts %v", s, i, d)
+			}
+		}
+	})
 }

@@ -127,6 +127,15 @@ func (c *Cluster) Controllable() bool {
 	return len(c.Nodes) > 0 && c.Nodes[0].Controllable()
 }
 
+// RequireControl skips t (fails it when CI=true) unless the test controls
+// the cluster's processes.
+func (c *Cluster) RequireControl(t TB) {
+	t.Helper()
+	if !c.Controllable() {
+		skipOrFatal(t, "testserver: the cluster was given by LOCKOUT_TEST_REDIS_CLUSTER: the test cannot stop or restart its nodes")
+	}
+}
+
 // RedisCluster returns a Redis Cluster for t: three masters on free loopback
 // ports, no replicas, all 16384 slots assigned, every node reporting
 // cluster_state:ok and agreeing on who owns which slot. When

@@ -96,6 +96,15 @@ type process struct {
 // then skip the test (fail it when CI=true).
 func (s *Server) Controllable() bool { return s.controllable }
 
+// RequireControl skips t (fails it when CI=true) unless the test controls
+// the server's process: for tests that stop, freeze or restart it.
+func (s *Server) RequireControl(t TB) {
+	t.Helper()
+	if !s.controllable {
+		skipOrFatal(t, "testserver: %s was given by the environment: the test cannot stop or restart it", s.Addr)
+	}
+}
+
 // Stop kills the server process (SIGKILL) and waits for it to exit. The
 // address stays reserved for Start. Stopping a stopped server does nothing.
 func (s *Server) Stop() {
