@@ -288,7 +288,9 @@
 // cursor to continue. A cursor is a stream entry ID; anything else is an
 // error wrapping [backend.ErrInvalid]. Because Records runs the trim
 // script, it needs write access to the stream (an ACL user for the store
-// needs +@stream and +eval on its keys anyway).
+// needs +@stream and +eval on its keys anyway; and +info and +memory for
+// the journal to give way to the counters on a server with maxmemory,
+// see below).
 //
 // What an attacker can do, and what to size. Every attempt may be
 // journaled, and an attacker decides how many attempts there are and how
@@ -311,16 +313,24 @@
 // Journals share the server's memory with the counters, and with
 // maxmemory-policy noeviction a full server refuses the counters'
 // increments (the store reports [backend.ErrFull], and the policy falls
-// back). So a journal gives way: an append that finds used_memory past
-// 7/8 of maxmemory first trims the journal's oldest records, as many as
-// it adds and a sixteenth of the journal more, and the journal never
-// fills the server (before, a review's journal filled a 64 MB server in
-// 24,493 attempts with 4 KB user agents, and every decision went to the
-// fallback for the 24 h the records were kept). Counters that fill the
-// last eighth take the journal's room: its oldest records go first. Size
-// maxmemory for the counters plus the worst case of every journal to keep
-// JournalRetention's records, or keep journals small with JournalMax and
-// JournalRecordBytes.
+// back). So a journal gives way: an AppendBatch (the engine's) that finds
+// used_memory past 7/8 of maxmemory first trims the journal's oldest
+// records, as many as it adds and as many as take the memory past 7/8
+// (MEMORY USAGE tells their size), and on a server still past maxmemory
+// adds nothing and fails with [backend.ErrFull] (the engine counts the
+// batch as dropped). The journal never fills the server: before, a
+// review's journal filled a 64 MB server in 24,493 attempts with 4 KB
+// user agents, and every decision went to the fallback for the 24 h the
+// records were kept. Counters (or any other keys) that go past 7/8 take
+// the journal's room, oldest records first, as much as they take: an
+// attacker who makes counters of the journal's size erases its older
+// records (not the newest, his own). Append (one XADD per record) trims
+// after its XADDs, for the next. The scripts call INFO and MEMORY
+// USAGE with redis.pcall: a user whose ACL refuses them (INFO is in
+// @dangerous) journals without this guard, as on a server without
+// maxmemory. Size maxmemory for the counters plus the worst case of
+// every journal to keep JournalRetention's records, or keep journals
+// small with JournalMax and JournalRecordBytes.
 //
 // Costs, measured on a 2-core machine shared with other work against a
 // local redis-server 7.0: an Append of 64 typical records takes about

@@ -47,31 +47,51 @@ func (s *Store) journalKey(name string) string {
 }
 
 // giveWay is the Lua function with which a journal gives way to the
-// counters: when the server's memory (INFO memory's used_memory) is past
-// 7/8 of its maxmemory, it trims the stream KEYS[1] by the adding entries
-// about to be added and a sixteenth of it more, oldest first, so that the
-// journal never fills the server the counters live in: an attacker who
-// decides how many attempts there are would otherwise fill it with the
-// records of his attempts, and every decision would go to the fallback,
-// for as long as the records are kept (JournalRetention). XTRIM is allowed
-// when the server is full; the XADDs after it then fit. Without
-// maxmemory, it does nothing.
-const giveWay = `local function giveway(key, adding)
-	local info = redis.call('INFO', 'memory')
-	local max = tonumber(string.match(info, '\nmaxmemory:(%d+)'))
-	if max == nil or max == 0 then
-		return
+// counters. When the server's memory (INFO memory's used_memory) is past
+// 7/8 of its maxmemory, giveway(key, adding, each) trims the stream key,
+// oldest first, by the adding entries about to be added and by as many
+// as take the memory past 7/8 (their size: MEMORY USAGE over XLEN, or
+// each bytes when MEMORY is refused): the journal never grows past 7/8,
+// and counters that go past it take its room, and only as much as they
+// take. An attacker who decides how many attempts there are would
+// otherwise fill the server with their records, and every decision would
+// go to the fallback for as long as the records are kept
+// (JournalRetention). It returns false when the memory is still past
+// maxmemory after that (other keys filled the server): the caller then
+// adds nothing (a write after XTRIM would pass the server's own memory
+// check). INFO and MEMORY are called with redis.pcall: a user whose ACL
+// refuses INFO journals without the guard, as without maxmemory.
+const giveWay = `local function memory()
+	local info = redis.pcall('INFO', 'memory')
+	if type(info) ~= 'string' then
+		return nil
 	end
+	local max = tonumber(string.match(info, '\nmaxmemory:(%d+)'))
 	local used = tonumber(string.match(info, '\nused_memory:(%d+)'))
+	if max == nil or max == 0 or used == nil then
+		return nil
+	end
+	return used, max
+end
+local function giveway(key, adding, each)
+	local used, max = memory()
 	if used == nil or used <= max / 8 * 7 then
-		return
+		return true
 	end
 	local len = redis.call('XLEN', key)
-	local keep = len - adding - math.floor(len / 16)
-	if keep < 0 then
-		keep = 0
+	if len > 0 then
+		local usage = redis.pcall('MEMORY', 'USAGE', key, 'SAMPLES', '5')
+		if type(usage) == 'number' and usage > 0 then
+			each = usage / len
+		end
+		local keep = len - adding - math.ceil((used - max / 8 * 7) / each)
+		if keep < 0 then
+			keep = 0
+		end
+		redis.call('XTRIM', key, 'MAXLEN', '=', keep)
+		used = memory()
 	end
-	redis.call('XTRIM', key, 'MAXLEN', '=', keep)
+	return used == nil or used + adding * each <= max
 end
 `
 
@@ -80,7 +100,9 @@ end
 // returns the oldest millisecond it kept. With ARGV[2] = "1" it also sets
 // the stream to expire ARGV[1] milliseconds from now (an idle journal
 // disappears once its newest record is past the retention), and gives way
-// to the counters (giveWay) after Append's XADDs. It touches KEYS[1]
+// to the counters (giveWay) after Append's XADDs (taking an entry for
+// 2,900 bytes, a record cut to 2 KiB, when the server refuses MEMORY
+// USAGE). It touches KEYS[1]
 // only, so it runs on a Cluster. Scripts replicate by effects (Redis 5 and
 // later), so TIME is allowed before a write.
 const trimScript = giveWay + `local t = redis.call('TIME')
@@ -89,19 +111,27 @@ if min > 0 then
 	redis.call('XTRIM', KEYS[1], 'MINID', '=', string.format('%.0f', min))
 end
 if ARGV[2] == '1' then
-	giveway(KEYS[1], 0)
+	giveway(KEYS[1], 0, 2900)
 	redis.call('PEXPIRE', KEYS[1], ARGV[1])
 end
 return min`
 
-// appendScript gives way to the counters (giveWay), appends each of
+// appendScript gives way to the counters (giveWay; with nothing added,
+// an error beginning "OOM", when the server stays past maxmemory),
+// appends each of
 // ARGV[3], ARGV[4], ... to the stream KEYS[1] as an entry of one field,
 // "e" (an encoded record), trims the stream to its newest ARGV[1] entries
 // (exactly), and then does what trimScript does with ARGV[2] milliseconds
 // of retention. One call per batch of records: the server parses one
 // command, not one per record. XADD with an ID of '*' is allowed in a
 // script: scripts replicate by effects, with the IDs XADD gave.
-const appendScript = giveWay + `giveway(KEYS[1], #ARGV - 2)
+const appendScript = giveWay + `local bytes = 0
+for i = 3, #ARGV do
+	bytes = bytes + #ARGV[i] + 100
+end
+if not giveway(KEYS[1], #ARGV - 2, bytes / math.max(#ARGV - 2, 1)) then
+	return redis.error_reply('OOM the server is past maxmemory: the journal gives way to the counters')
+end
 for i = 3, #ARGV do
 	redis.call('XADD', KEYS[1], '*', 'e', ARGV[i])
 end

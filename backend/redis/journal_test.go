@@ -590,3 +590,122 @@ func TestJournalGivesWay(t *testing.T) {
 		})
 	}
 }
+
+// usedMemory returns the server's used_memory.
+func usedMemory(t *testing.T, c *goredis.Client) int {
+	t.Helper()
+	var used int
+	for line := range strings.Lines(c.Info(t.Context(), "memory").Val()) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "used_memory:"); ok {
+			used, _ = strconv.Atoi(v)
+		}
+	}
+	return used
+}
+
+// fillOthers writes keys of 100 bytes that are not the journal's until
+// used_memory is past until, or the server refuses them.
+func fillOthers(t *testing.T, c *goredis.Client, until int) {
+	t.Helper()
+	val := strings.Repeat("x", 100)
+	for i := 0; usedMemory(t, c) <= until; i++ {
+		pipe := c.Pipeline()
+		for k := range 1000 {
+			pipe.Set(t.Context(), fmt.Sprintf("other:{%d.%d}", i, k), val, 0)
+		}
+		if _, err := pipe.Exec(t.Context()); err != nil {
+			return // full
+		}
+	}
+}
+
+// TestJournalGivesWayToOthers: when other keys (counters) take the
+// memory past 7/8 of maxmemory, the journal gives them as much room as
+// they took past it, not all of its records (a review: 2,100 records
+// trimmed to 15 by 100 appends of one record); on a server other keys
+// filled, an append adds nothing (ErrFull) rather than go past
+// maxmemory (a review's went 0.9 MB past it); a user whose ACL refuses INFO journals without the guard.
+func TestJournalGivesWayToOthers(t *testing.T) {
+	const maxmemory = 16 << 20
+	appendN := func(t *testing.T, s *redisstore.Store, from, n int, ua string) error {
+		var b reccodec.Batch
+		for i := range n {
+			r := journalRec(from + i)
+			r.UserAgent = ua
+			b.Add(&r)
+		}
+		return s.AppendBatch(t.Context(), "j", &b)
+	}
+	t.Run("PastSevenEighths", func(t *testing.T) {
+		srv := testserver.Redis(t, "--maxmemory", fmt.Sprint(maxmemory), "--maxmemory-policy", "noeviction")
+		client := newClient(t, srv.Addr, nil)
+		s := newStore(t, client, nil)
+		ua := strings.Repeat("u", 1000)
+		for i := range 40 {
+			if err := appendN(t, s, i*100, 100, ua); err != nil {
+				t.Fatal(err)
+			}
+		}
+		journalBytes := func() int {
+			n, err := client.MemoryUsage(t.Context(), "{j}:journal", 0).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			return int(n)
+		}
+		fillOthers(t, client, maxmemory/8*7+100_000)
+		before, took := journalBytes(), usedMemory(t, client)-maxmemory/8*7
+		for i := range 20 {
+			if err := appendN(t, s, 4000+i, 1, ua); err != nil {
+				t.Fatalf("append %d: %v", i, err)
+			}
+		}
+		n, after, used := client.XLen(t.Context(), "{j}:journal").Val(), journalBytes(), usedMemory(t, client)
+		t.Logf("others took %d bytes past 7/8; the journal went from %d to %d bytes (%d of 4,020 records); used_memory %d, 7/8 of maxmemory %d", took, before, after, n, used, maxmemory/8*7)
+		// It gives about what the others took: used_memory also counts
+		// what moves as the appends run (their query buffers), and XTRIM
+		// frees a stream node's memory once all its entries are gone.
+		// (A sixteenth of the journal per append, as a first version
+		// did, is 250 records: 3,770 left.)
+		const node = 8 << 10
+		if gave := before - after; gave > took*3/2+node || n < 3820 {
+			t.Errorf("the journal gave %d bytes (%d of 4,020 records left) to others that took %d past 7/8", gave, n, took)
+		}
+		if used > maxmemory/8*7+node {
+			t.Errorf("used_memory %d after the appends, past 7/8 of maxmemory (%d)", used, maxmemory/8*7)
+		}
+	})
+	t.Run("Full", func(t *testing.T) {
+		const maxmemory = 8 << 20
+		srv := testserver.Redis(t, "--maxmemory", fmt.Sprint(maxmemory), "--maxmemory-policy", "noeviction")
+		client := newClient(t, srv.Addr, nil)
+		s := newStore(t, client, nil)
+		fillOthers(t, client, 2*maxmemory)
+		for i := range 4 {
+			if err := appendN(t, s, i*256, 256, strings.Repeat("u", 2000)); !errors.Is(err, backend.ErrFull) {
+				t.Errorf("append %d on a server others filled: %v, want ErrFull", i, err)
+			}
+		}
+		if n := client.XLen(t.Context(), "{j}:journal").Val(); n != 0 {
+			t.Errorf("%d records in the journal of a full server", n)
+		}
+	})
+	t.Run("NoINFO", func(t *testing.T) {
+		srv := testserver.Redis(t)
+		admin := newClient(t, srv.Addr, nil)
+		if err := admin.Do(t.Context(), "ACL", "SETUSER", "lk", "on", ">pw", "~*", "+@all", "-@dangerous").Err(); err != nil {
+			t.Fatal(err)
+		}
+		client := newClient(t, srv.Addr, func(o *goredis.Options) { o.Username, o.Password = "lk", "pw" })
+		s := newStore(t, client, &redisstore.Options{AllowEviction: true}) // New's own INFO is refused too
+		if err := appendN(t, s, 0, 1, "curl/8"); err != nil {
+			t.Errorf("AppendBatch as a user without INFO: %v", err)
+		}
+		if err := s.Append(t.Context(), "j", []backend.Record{journalRec(1)}); err != nil {
+			t.Errorf("Append as a user without INFO: %v", err)
+		}
+		if recs, _ := records(t, s, "j", backend.Query{}); len(recs) != 2 {
+			t.Errorf("%d records, want 2", len(recs))
+		}
+	})
+}
