@@ -50,9 +50,12 @@ const (
 	EventDegraded
 	EventRecovered
 	// EventJournalDropped: Count journal records were dropped, because the
-	// journal's queue was full, its store failed (Err), or the policy was
-	// closed (Err is ErrClosed). Reported at most once per 10 s, and at
-	// most 10 s late: Count is the drops since the last report.
+	// journal's queue was full, its store failed, or the policy was
+	// closed. Count is the drops since the last report, reported at most
+	// once per 10 s and, while the policy is open, at most 10 s late (the
+	// drops of records made after Close, at their next drop 10 s on, or
+	// in JournalStats only). Err is the latest drop's error (the store's,
+	// or ErrClosed), nil when only the queue was full.
 	EventJournalDropped
 	// EventStoreCall: a call to the store, of Count operations, started at
 	// Time, took Latency and failed with Err (nil: it succeeded). Only a

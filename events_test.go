@@ -429,6 +429,10 @@ func TestJournalNeverBlocks(t *testing.T) {
 		for _, e := range rec.take() {
 			if e.Kind == lockout.EventJournalDropped {
 				dropped += e.Count
+				// The stuck Append's timeout, 5 s in: the tick names it.
+				if e.Err == nil {
+					t.Errorf("the periodic journal_dropped report has no error, after a store call that timed out")
+				}
 			}
 		}
 		// (The stuck Append has timed out meanwhile: its batch is

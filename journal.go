@@ -64,11 +64,14 @@ type JournalConfig struct {
 	// would push every older record out of a journal bounded by count,
 	// and fill its queue so that records of real guesses are dropped.
 	// Outcomes, lockouts, unlocks and resets are always recorded: the
-	// policy's limits bound the outcomes. At the defaults, refusals alone
-	// take more than a day to fill 100,000 records (the Redis store's
-	// default JournalMax; the memory store's ring), longer than the
-	// stores' default retention. Negative: every refusal is recorded.
-	// Default DefaultJournalRefusedPerSecond.
+	// policy's limits bound the outcomes. At the defaults, one process's
+	// refusals alone take more than a day to fill 100,000 records (the
+	// stores' default JournalMax), longer than the stores' default
+	// retention; the bound is per Policy, so N processes sharing a
+	// journal record up to N a second. The bound is shared by every
+	// refusal: one client's flood of refusals keeps others' refusals out
+	// of the journal too (their outcomes stay). Negative: every refusal
+	// is recorded. Default DefaultJournalRefusedPerSecond.
 	RefusedPerSecond float64
 	// RefusedBurst is the burst of RefusedPerSecond. Default
 	// DefaultJournalRefusedBurst.
@@ -136,8 +139,9 @@ type journal struct {
 	unrecorded atomic.Uint64
 
 	written, dropped atomic.Uint64
-	reported         atomic.Uint64 // dropped, when last reported
-	lastReport       atomic.Int64  // unix nanoseconds
+	reported         atomic.Uint64         // dropped, when last reported
+	lastReport       atomic.Int64          // unix nanoseconds
+	lastErr          atomic.Pointer[error] // of the latest drop with one since the last report
 	p                *Policy
 	closeOnce        sync.Once
 }
@@ -381,6 +385,9 @@ const dropReportEvery = 10 * time.Second
 
 // drop counts n lost records and reports them (report).
 func (j *journal) drop(ctx context.Context, n uint64, err error) {
+	if err != nil {
+		j.lastErr.Store(&err)
+	}
 	j.dropped.Add(n)
 	j.report(ctx, err)
 }
@@ -400,6 +407,11 @@ func (j *journal) report(ctx context.Context, err error) {
 		return
 	}
 	count := total - j.reported.Swap(total)
+	// The periodic report (err nil) names the latest error since the
+	// last report, if any.
+	if last := j.lastErr.Swap(nil); err == nil && last != nil {
+		err = *last
+	}
 	j.log.LogAttrs(ctx, slog.LevelWarn, "lockout: journal records dropped", slog.Uint64("count", count), slog.Any("error", err))
 	if j.p.observer != nil {
 		j.p.observer.Observe(ctx, Event{Kind: EventJournalDropped, Time: time.Unix(0, now), Count: int64(count), Err: err})
