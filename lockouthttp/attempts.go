@@ -111,13 +111,17 @@ func (o *Operator) attempts(ctx context.Context, q lockout.AttemptQuery) (Attemp
 	return list, nil
 }
 
-// pageReads bounds the journal reads of one attempts table of the page.
-const pageReads = 10
+// pageReads bounds the journal reads of one attempts table of the page,
+// as lockOriginPages does a lock's origin: each read scans up to a
+// store's bound (10,000 records on memory and Redis, where a record cut
+// to 2 KiB is up to about 2.8 KB read), so that a page view reads at most
+// a few tens of megabytes of journal per table.
+const pageReads = 4
 
 // pageOfAttempts is attempts for the page: a read that finds no record
 // but has more to read goes on, up to pageReads reads, so that a table
-// is not empty while matching records lie further back (a store's read
-// scans a bounded number of records: 10,000 in the memory store).
+// is not empty while matching records lie a little further back (a
+// store's read scans a bounded number of records).
 func (o *Operator) pageOfAttempts(ctx context.Context, q lockout.AttemptQuery) (AttemptList, error) {
 	for range pageReads - 1 {
 		list, err := o.attempts(ctx, q)
