@@ -491,8 +491,8 @@ func TestQuoteValue(t *testing.T) {
 
 // TestAttemptKeys checks the keys an attempt derives from its counter's
 // key (lock marker, history, subject part) against appendKey, for each
-// rule of a policy with a prefix of its own, and with a device and a
-// password fingerprint's keys after the rules'.
+// rule of a policy with a prefix of its own (holding ':'), for subjects
+// with escaped and hashed values.
 func TestAttemptKeys(t *testing.T) {
 	rules := []Rule{ByUsername(3), ByIP(3), ByUsernameAndIP(3), {Name: "tenant-user", Fields: []Field{"tenant", Username}, Limit: 3}}
 	p, err := New(nullBackend{}, Config{Prefix: "app:v2", Rules: rules})
