@@ -242,11 +242,16 @@ type attemptsView struct {
 	Older, Newest string
 	// Clear links to the unfiltered attempts, when filtered.
 	Clear string
+	// Stats are the journal's counts (lockout.Policy.JournalStats), shown
+	// when records were dropped or refusals not recorded: the table is
+	// then not every attempt.
+	Stats lockout.JournalStats
 }
 
 // pageAttemptsView reads the attempts the page's query asks for.
 func (o *Operator) pageAttemptsView(ctx context.Context, v url.Values) (attemptsView, bool) {
 	av := attemptsView{
+		Stats:    o.p.JournalStats(),
 		User:     v.Get(paramAttemptsUser),
 		IP:       v.Get(paramAttemptsIP),
 		Outcome:  v.Get(paramOutcome),

@@ -1,6 +1,7 @@
 package lockouthttp_test
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -507,5 +508,33 @@ func TestOperatorAttemptsFarBack(t *testing.T) {
 	_, page = e.do("GET", "/admin/lockout/?attempts_username=alice", "", "", adminHeader, "yes")
 	if strings.Contains(page, "No attempts found.") {
 		t.Errorf("the recent attempts section misses alice's records:\n%s", page)
+	}
+}
+
+// TestOperatorJournalIncomplete: when records were dropped or refusals
+// not recorded, the attempts section says the table is not every
+// attempt, with the counts; otherwise it says nothing.
+func TestOperatorJournalIncomplete(t *testing.T) {
+	e := newOperatorEnvWith(t, nil, &lockout.JournalConfig{RefusedPerSecond: 0.001, RefusedBurst: 1}, lockouthttp.OperatorConfig{Authorize: isAdmin})
+	alice := lockout.Subject{Username: "alice", IP: clientA}
+	attempt(t, e.p, alice, false)
+	attempt(t, e.p, alice, false) // locks alice
+	if err := e.p.SyncJournal(bg); err != nil {
+		t.Fatal(err)
+	}
+	if _, page := e.do("GET", "/admin/lockout/", "", "", adminHeader, "yes"); strings.Contains(page, "Not every attempt is here") {
+		t.Errorf("the page says attempts are missing before any is:\n%s", page)
+	}
+	for range 5 {
+		if _, err := e.p.Allow(bg, alice); !errors.Is(err, lockout.ErrLocked) {
+			t.Fatalf("alice: %v, want locked", err)
+		}
+	}
+	if err := e.p.SyncJournal(bg); err != nil {
+		t.Fatal(err)
+	}
+	_, page := e.do("GET", "/admin/lockout/", "", "", adminHeader, "yes")
+	if want := "0 records were dropped (the journal's queue was full, its store failed, or the policy was closed) and 4 refused attempts were not recorded"; !strings.Contains(page, want) {
+		t.Errorf("the page lacks %q:\n%s", want, page)
 	}
 }

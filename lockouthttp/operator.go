@@ -965,7 +965,8 @@ var operatorPage = template.Must(template.New("operator").Funcs(template.FuncMap
 {{end}}
 <h2 id="attempts">Recent attempts</h2>
 {{if not .Journal}}<p class="note">This policy keeps no journal of attempts (lockout.Config.Journal).</p>
-{{else}}{{with .Attempts}}<form method="get" action="./#attempts">
+{{else}}{{with .Attempts}}{{if or .Stats.Dropped .Stats.Unrecorded}}<p class="note">Not every attempt is here: since this process started, {{.Stats.Dropped}} record{{if ne .Stats.Dropped 1}}s were{{else}} was{{end}} dropped (the journal's queue was full, its store failed, or the policy was closed) and {{.Stats.Unrecorded}} refused attempt{{if ne .Stats.Unrecorded 1}}s were{{else}} was{{end}} not recorded (over JournalConfig.RefusedPerSecond). {{.Stats.Written}} written.</p>
+{{end}}<form method="get" action="./#attempts">
 {{range $.SubjectForm}}<input type="hidden" name="{{.Param}}" value="{{.Value}}">{{end}}
 <label>Username <input name="attempts_username" value="{{.User}}"></label>
 <label>IP address <input name="attempts_ip" value="{{.IP}}"></label>
