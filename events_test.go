@@ -633,18 +633,23 @@ func TestJournalRecordBytesLeast(t *testing.T) {
 	}
 }
 
-// TestJournalRefusedBound floods a locked username with refusals: the
-// journal records at most RefusedPerSecond of them a second after a burst
-// of RefusedBurst, counts the others, and still records every outcome.
+// TestJournalRefusedBound floods a locked username with refusals from one
+// address: the journal records at most that address's part of
+// RefusedBurst and RefusedPerSecond (a sixteenth), counts the others,
+// and still records every outcome, and the refusals of a client whose
+// address falls in another part. Refusals from many addresses are
+// bounded by RefusedBurst in all.
 func TestJournalRefusedBound(t *testing.T) {
 	for _, tc := range []struct {
-		name       string
-		cfg        lockout.JournalConfig
-		first, all int // refusals recorded: of the flood, and with 100 s more
+		name  string
+		cfg   lockout.JournalConfig
+		first int // the flood's refusals recorded
+		later int // of 100 more, 100 s later
+		many  int // at most, of 10 refusals from each of 2,000 addresses
 	}{
-		{"default", lockout.JournalConfig{Queue: 1 << 14}, lockout.DefaultJournalRefusedBurst, lockout.DefaultJournalRefusedBurst + 100},
-		{"set", lockout.JournalConfig{Queue: 1 << 14, RefusedPerSecond: 0.5, RefusedBurst: 10}, 10, 10 + 10}, // 50 s of tokens, at most the burst
-		{"unbounded", lockout.JournalConfig{Queue: 1 << 14, RefusedPerSecond: -1}, 5000, 5100},
+		{"default", lockout.JournalConfig{Queue: 1 << 15}, 1000 / 16, 6, 1000},
+		{"set", lockout.JournalConfig{Queue: 1 << 15, RefusedPerSecond: 16, RefusedBurst: 160}, 10, 10, 160},
+		{"unbounded", lockout.JournalConfig{Queue: 1 << 15, RefusedPerSecond: -1}, 5000, 100, 20000},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
@@ -653,26 +658,28 @@ func TestJournalRefusedBound(t *testing.T) {
 				rule.Schedule = lockout.Fixed(time.Hour)
 				p, _ := journalPolicy(t, lockout.Config{Rules: []lockout.Rule{rule}, Journal: &cfg})
 				ctx := context.Background()
-				alice := lockout.Subject{Username: "alice"}
-				if a, err := p.Allow(ctx, alice); err != nil {
+				attacker := lockout.Subject{Username: "alice", IP: "192.0.2.66"}
+				if a, err := p.Allow(ctx, attacker); err != nil {
 					t.Fatal(err)
 				} else {
 					a.Failure(ctx) // locks alice for an hour
 				}
-				refuse := func(n int) {
+				refuse := func(s lockout.Subject, n int) {
+					t.Helper()
 					for range n {
-						if _, err := p.Allow(ctx, alice); !errors.Is(err, lockout.ErrRefused) {
-							t.Fatalf("Allow(alice) = %v, want a refusal", err)
+						if _, err := p.Allow(ctx, s); !errors.Is(err, lockout.ErrRefused) {
+							t.Fatalf("Allow(%v) = %v, want a refusal", s, err)
 						}
 					}
 				}
-				count := func() (refused, failures int) {
+				count := func(q lockout.AttemptQuery) (refused, failures int) {
 					t.Helper()
 					if err := p.SyncJournal(ctx); err != nil {
 						t.Fatal(err)
 					}
-					for before := ""; ; {
-						recs, next, err := p.Attempts(ctx, lockout.AttemptQuery{Before: before, Limit: 1000})
+					q.Limit = 1000
+					for {
+						recs, next, err := p.Attempts(ctx, q)
 						if err != nil {
 							t.Fatal(err)
 						}
@@ -687,26 +694,49 @@ func TestJournalRefusedBound(t *testing.T) {
 						if next == "" {
 							return refused, failures
 						}
-						before = next
+						q.Before = next
 					}
 				}
-				refuse(5000)
+				refuse(attacker, 5000)
 				bob := lockout.Subject{Username: "bob"}
 				a, err := p.Allow(ctx, bob)
 				if err != nil {
 					t.Fatal(err)
 				}
 				a.Failure(ctx)
-				if refused, failures := count(); refused != tc.first || failures != 2 {
+				if refused, failures := count(lockout.AttemptQuery{}); refused != tc.first || failures != 2 {
 					t.Errorf("after 5000 refusals: %d refusals and %d failures recorded, want %d and 2", refused, failures, tc.first)
 				}
 				if st := p.JournalStats(); st.Unrecorded != uint64(5000-tc.first) || st.Dropped != 0 {
 					t.Errorf("JournalStats %+v, want %d unrecorded, none dropped", st, 5000-tc.first)
 				}
+				// alice herself, from an address of another part.
+				victim := lockout.Subject{Username: "alice"}
+				for i := 1; ; i++ {
+					victim.IP = fmt.Sprintf("198.51.100.%d", i)
+					if part := lockout.RefusedPart(p, attacker); part < 0 || lockout.RefusedPart(p, victim) != part {
+						break
+					}
+				}
+				refuse(attacker, 1000)
+				refuse(victim, 10)
+				if refused, _ := count(lockout.AttemptQuery{IP: victim.IP}); refused != 10 {
+					t.Errorf("alice from %s, during the flood from %s: %d of her 10 refusals recorded", victim.IP, attacker.IP, refused)
+				}
 				time.Sleep(100 * time.Second)
-				refuse(100)
-				if refused, _ := count(); refused != tc.all {
-					t.Errorf("100 s and 100 refusals later: %d refusals recorded, want %d", refused, tc.all)
+				before, _ := count(lockout.AttemptQuery{IP: attacker.IP})
+				refuse(attacker, 100)
+				if after, _ := count(lockout.AttemptQuery{IP: attacker.IP}); after-before != tc.later {
+					t.Errorf("100 s later, 100 refusals: %d recorded, want %d", after-before, tc.later)
+				}
+				// Many addresses: at most the whole bound.
+				time.Sleep(time.Hour / 2)
+				before, _ = count(lockout.AttemptQuery{})
+				for i := range 2000 {
+					refuse(lockout.Subject{Username: "alice", IP: fmt.Sprintf("10.0.%d.%d", i>>8, i&255)}, 10)
+				}
+				if after, _ := count(lockout.AttemptQuery{}); after-before > tc.many {
+					t.Errorf("20,000 refusals from 2,000 addresses: %d recorded, want at most %d", after-before, tc.many)
 				}
 			})
 		})

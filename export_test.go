@@ -6,3 +6,18 @@ import "time"
 // by p would: benchmarks use it to measure decisions with the lock cache
 // in use, as it is in a service once any key has been locked.
 func RememberLock(p *Policy, key string, ttl time.Duration) { p.remember(key, ttl, true) }
+
+// RefusedPart returns the part of the journal's bound on refusals' records
+// that s's refusals take (-1 without a bound).
+func RefusedPart(p *Policy, s Subject) int {
+	if p.journal == nil || p.journal.refused == nil {
+		return -1
+	}
+	part := p.journal.refusedPart(&s)
+	for i, l := range p.journal.refused {
+		if l == part {
+			return i
+		}
+	}
+	return -1
+}

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"math"
 	"runtime"
@@ -68,10 +69,13 @@ type JournalConfig struct {
 	// refusals alone take more than a day to fill 100,000 records (the
 	// stores' default JournalMax), longer than the stores' default
 	// retention; the bound is per Policy, so N processes sharing a
-	// journal record up to N a second. The bound is shared by every
-	// refusal: one client's flood of refusals keeps others' refusals out
-	// of the journal too (their outcomes stay). Negative: every refusal
-	// is recorded. Default DefaultJournalRefusedPerSecond.
+	// journal record up to N a second. It is split in 16 parts by the
+	// client's address (the username without one), each a sixteenth of
+	// the rate and burst: a client that floods refusals uses up its part
+	// only, and the refusals of clients in the other parts are still
+	// recorded (those in its part are not, nor, against refusals from
+	// addresses in every part, anyone's; outcomes always are). Negative:
+	// every refusal is recorded. Default DefaultJournalRefusedPerSecond.
 	RefusedPerSecond float64
 	// RefusedBurst is the burst of RefusedPerSecond. Default
 	// DefaultJournalRefusedBurst.
@@ -135,7 +139,10 @@ type journal struct {
 	stop     chan struct{}
 	done     chan struct{}
 
-	refused    *rate.Limiter // of refusals' records; nil: no bound
+	// refused bounds the refusals' records, in refusedParts parts by the
+	// client's address (or the username without one); nil: no bound.
+	refused    []*rate.Limiter
+	partSeed   maphash.Seed
 	unrecorded atomic.Uint64
 
 	written, dropped atomic.Uint64
@@ -241,7 +248,11 @@ func newJournal(p *Policy, cfg *JournalConfig) (*journal, error) {
 		p:        p,
 	}
 	if refusedRate > 0 {
-		j.refused = rate.NewLimiter(rate.Limit(refusedRate), burst)
+		j.refused = make([]*rate.Limiter, refusedParts)
+		j.partSeed = maphash.MakeSeed()
+		for i := range j.refused {
+			j.refused[i] = rate.NewLimiter(rate.Limit(refusedRate/refusedParts), max(burst/refusedParts, 1))
+		}
 	}
 	ids := make([]int, len(j.shards))
 	for i := range ids {
@@ -254,6 +265,21 @@ func newJournal(p *Policy, cfg *JournalConfig) (*journal, error) {
 	}
 	unlabeled(func() { go j.run() })
 	return j, nil
+}
+
+// refusedParts is the number of parts of the bound on refusals' records:
+// a client that floods refusals takes one part, and the clients whose
+// addresses hash to the other parts keep theirs.
+const refusedParts = 16
+
+// refusedPart returns the part of the bound on refusals' records that s's
+// refusals take: by the client's address, or the username without one.
+func (j *journal) refusedPart(s *Subject) *rate.Limiter {
+	v := s.IP
+	if v == "" {
+		v = s.Username
+	}
+	return j.refused[maphash.String(j.partSeed, v)%refusedParts]
 }
 
 // hash returns the keyed hash of v, tagged by what it is, or v itself when
@@ -296,7 +322,7 @@ func (j *journal) record(ctx context.Context, e *Event) {
 		r.Key = "" // it holds the username and the IP
 	}
 	if e.Kind == EventRefused {
-		if j.refused != nil && !j.refused.AllowN(e.Time, 1) {
+		if j.refused != nil && !j.refusedPart(&e.Subject).AllowN(e.Time, 1) {
 			j.unrecorded.Add(1)
 			return
 		}
