@@ -305,6 +305,12 @@ func (j *journal) record(ctx context.Context, e *Event) {
 	default:
 		return
 	}
+	if e.Kind == EventRefused && j.refused != nil && !j.refusedPart(&e.Subject).AllowN(e.Time, 1) {
+		// Before the record is built: an unrecorded refusal costs no
+		// hash nor encoding.
+		j.unrecorded.Add(1)
+		return
+	}
 	r := backend.Record{
 		Time:      e.Time,
 		Outcome:   outcome,
@@ -322,10 +328,6 @@ func (j *journal) record(ctx context.Context, e *Event) {
 		r.Key = "" // it holds the username and the IP
 	}
 	if e.Kind == EventRefused {
-		if j.refused != nil && !j.refusedPart(&e.Subject).AllowN(e.Time, 1) {
-			j.unrecorded.Add(1)
-			return
-		}
 		r.Reason = e.Reason.String()
 	}
 	if e.Kind == EventLockout {
@@ -409,20 +411,22 @@ func (j *journal) queued() int {
 // dropReportEvery is how often dropped records are reported, at most.
 const dropReportEvery = 10 * time.Second
 
-// drop counts n lost records and reports them (report).
+// drop counts n lost records, for err (nil: the queue was full), and
+// reports them (report).
 func (j *journal) drop(ctx context.Context, n uint64, err error) {
 	if err != nil {
 		j.lastErr.Store(&err)
 	}
 	j.dropped.Add(n)
-	j.report(ctx, err)
+	j.report(ctx)
 }
 
-// report logs the records dropped since the last report, and tells the
-// observer (EventJournalDropped), unless there are none or the last report
-// is less than dropReportEvery old. The writer calls it every
-// dropReportEvery too, so that the last drops of a burst are reported.
-func (j *journal) report(ctx context.Context, err error) {
+// report logs the records dropped since the last report, with the latest
+// error among them, and tells the observer (EventJournalDropped), unless
+// there are none or the last report is less than dropReportEvery old. The
+// writer calls it every dropReportEvery too, so that the last drops of a
+// burst are reported.
+func (j *journal) report(ctx context.Context) {
 	total := j.dropped.Load()
 	if total == j.reported.Load() {
 		return
@@ -433,9 +437,8 @@ func (j *journal) report(ctx context.Context, err error) {
 		return
 	}
 	count := total - j.reported.Swap(total)
-	// The periodic report (err nil) names the latest error since the
-	// last report, if any.
-	if last := j.lastErr.Swap(nil); err == nil && last != nil {
+	var err error
+	if last := j.lastErr.Swap(nil); last != nil {
 		err = *last
 	}
 	j.log.LogAttrs(ctx, slog.LevelWarn, "lockout: journal records dropped", slog.Uint64("count", count), slog.Any("error", err))
@@ -547,7 +550,7 @@ func (j *journal) run() {
 				close(done)
 				continue
 			case <-reports.C:
-				j.report(context.Background(), nil)
+				j.report(context.Background())
 				continue
 			case <-j.stop:
 				flush(true)

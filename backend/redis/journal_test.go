@@ -569,13 +569,7 @@ func TestJournalGivesWay(t *testing.T) {
 					t.Fatalf("batch %d of %d: %v", i, batches, err)
 				}
 			}
-			info := client.Info(ctx, "memory").Val()
-			var used int
-			for line := range strings.Lines(info) {
-				if v, ok := strings.CutPrefix(strings.TrimSpace(line), "used_memory:"); ok {
-					used, _ = strconv.Atoi(v)
-				}
-			}
+			used := usedMemory(t, client)
 			n := client.XLen(ctx, "{j}:journal").Val()
 			t.Logf("after %d records: %d in the journal, used_memory %d of %d", batches*per, n, used, maxmemory)
 			if used > maxmemory || n == 0 || n >= batches*per {
