@@ -51,6 +51,10 @@ type ring struct {
 
 	chunks     [][]byte // chunks[0] holds the oldest record
 	firstChunk uint64   // the number of chunks[0]
+	// spare is the last chunk dropped whole, kept for the next: a full
+	// ring turns its chunks over without allocating (and zeroing) a
+	// fresh one each time.
+	spare []byte
 }
 
 // slot describes a record: its ID, when the store appended it, and where
@@ -75,7 +79,12 @@ func (r *ring) bytes(s *slot) []byte {
 func (r *ring) push(enc []byte, id uint64, now int64, limit int) {
 	last := len(r.chunks) - 1
 	if last < 0 || cap(r.chunks[last])-len(r.chunks[last]) < len(enc) {
-		r.chunks = append(r.chunks, make([]byte, 0, max(chunkSize, len(enc))))
+		c := r.spare
+		if len(enc) > cap(c) {
+			c = make([]byte, 0, max(chunkSize, len(enc)))
+		}
+		r.spare = nil
+		r.chunks = append(r.chunks, c)
 		last++
 	}
 	c := r.chunks[last]
@@ -114,15 +123,15 @@ func (r *ring) trim(cutoff int64) {
 
 // dropChunks drops the chunks before the oldest record's.
 func (r *ring) dropChunks() {
-	if r.n == 0 {
-		r.firstChunk += uint64(len(r.chunks))
-		clear(r.chunks)
-		r.chunks = r.chunks[:0]
-		return
+	k := len(r.chunks)
+	if r.n > 0 {
+		k = int(r.at(0).chunk - r.firstChunk)
 	}
-	k := int(r.at(0).chunk - r.firstChunk)
 	if k == 0 {
 		return
+	}
+	if c := r.chunks[k-1]; cap(c) == chunkSize {
+		r.spare = c[:0]
 	}
 	clear(r.chunks[:k])
 	r.chunks = r.chunks[k:]

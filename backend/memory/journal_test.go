@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"reflect"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -84,6 +85,57 @@ func TestJournalRing(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestJournalChunksReused fills a ring many times over with records of a
+// kilobyte, each naming its number in a long user agent: every one read
+// back is whole (a chunk reused while a record still lived in it would
+// show another's bytes), and the ring turns its chunks over without
+// allocating new ones (without the spare, about one 64 KB chunk per 64
+// records).
+func TestJournalChunksReused(t *testing.T) {
+	const max, appends = 150, 20_000
+	s, err := memory.New(&memory.Options{JournalMax: max})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	agent := func(i int) string { return fmt.Sprintf("%06d-%s", i, strings.Repeat(string(rune('a'+i%26)), 1000)) }
+	var (
+		b             reccodec.Batch
+		before, after runtime.MemStats
+	)
+	for i := range appends {
+		if i == max*2 { // the ring is full, and has dropped a chunk
+			runtime.ReadMemStats(&before)
+		}
+		b.Reset()
+		b.Add(&backend.Record{Outcome: "failure", Username: fmt.Sprint(i), UserAgent: agent(i)})
+		if err := s.AppendBatch(ctx, "j", &b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runtime.ReadMemStats(&after)
+	// Sprint and Sprintf allocate some small objects per append: count
+	// the bytes, which 64 KB chunks would dominate.
+	perAppend := (after.TotalAlloc - before.TotalAlloc) / (appends - max*2)
+	if perAppend > 1024*4 {
+		t.Errorf("%d bytes allocated per append: the ring's chunks are not reused", perAppend)
+	}
+	got, _, err := s.Records(ctx, "j", backend.Query{Limit: backend.MaxQueryLimit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != max {
+		t.Fatalf("%d records, want %d", len(got), max)
+	}
+	for k, r := range got {
+		i := appends - 1 - k
+		if r.Username != fmt.Sprint(i) || r.UserAgent != agent(i) {
+			t.Fatalf("record %d: username %q, user agent %.10q…: want %d", k, r.Username, r.UserAgent, i)
+		}
 	}
 }
 
