@@ -61,6 +61,13 @@ const (
 	// Time, took Latency and failed with Err (nil: it succeeded). Only a
 	// DecisionObserver hears it.
 	EventStoreCall
+	// EventJournalUnrecorded: Count refused attempts were not recorded in
+	// the journal, over JournalConfig.RefusedPerSecond: a flood of
+	// refusals, which the journal keeps only a sample of. Count is those
+	// since the last report, reported every 10 s while there are new
+	// ones and the policy is open (JournalStats.Unrecorded counts them
+	// all).
+	EventJournalUnrecorded
 )
 
 var eventNames = [...]string{
@@ -75,11 +82,13 @@ var eventNames = [...]string{
 	EventRecovered:      "recovered",
 	EventJournalDropped: "journal_dropped",
 	EventStoreCall:      "store_call",
+
+	EventJournalUnrecorded: "journal_unrecorded",
 }
 
 // String returns the kind's name: "admitted", "refused", "success",
 // "failure", "lockout", "unlock", "reset", "degraded", "recovered",
-// "journal_dropped", "store_call".
+// "journal_dropped", "store_call", "journal_unrecorded".
 func (k EventKind) String() string {
 	if int(k) < len(eventNames) && eventNames[k] != "" {
 		return eventNames[k]

@@ -182,7 +182,7 @@ func TestEvents(t *testing.T) {
 func TestEventKindString(t *testing.T) {
 	for k := lockout.EventKind(0); k < 20; k++ {
 		name := k.String()
-		known := k >= lockout.EventAdmitted && k <= lockout.EventStoreCall
+		known := k >= lockout.EventAdmitted && k <= lockout.EventJournalUnrecorded
 		if known == (name == "unknown") {
 			t.Errorf("EventKind(%d).String() = %q", k, name)
 		}
@@ -656,7 +656,18 @@ func TestJournalRefusedBound(t *testing.T) {
 				cfg := tc.cfg
 				rule := lockout.ByUsername(1)
 				rule.Schedule = lockout.Fixed(time.Hour)
-				p, _ := journalPolicy(t, lockout.Config{Rules: []lockout.Rule{rule}, Journal: &cfg})
+				rec := &recorder{}
+				p, _ := journalPolicy(t, lockout.Config{Rules: []lockout.Rule{rule}, Journal: &cfg, Observer: rec})
+				// reported sums the journal_unrecorded events so far.
+				var reported int64
+				unreported := func() int64 {
+					for _, e := range rec.take() {
+						if e.Kind == lockout.EventJournalUnrecorded {
+							reported += e.Count
+						}
+					}
+					return int64(p.JournalStats().Unrecorded) - reported
+				}
 				ctx := context.Background()
 				attacker := lockout.Subject{Username: "alice", IP: "192.0.2.66"}
 				if a, err := p.Allow(ctx, attacker); err != nil {
@@ -710,6 +721,15 @@ func TestJournalRefusedBound(t *testing.T) {
 				if st := p.JournalStats(); st.Unrecorded != uint64(5000-tc.first) || st.Dropped != 0 {
 					t.Errorf("JournalStats %+v, want %d unrecorded, none dropped", st, 5000-tc.first)
 				}
+				// Reported at the writer's next tick (10 s), not at once.
+				if n := unreported(); n != int64(5000-tc.first) {
+					t.Errorf("at once: %d refusals not recorded and not reported, want all %d", n, 5000-tc.first)
+				}
+				time.Sleep(10 * time.Second)
+				synctest.Wait()
+				if n := unreported(); n != 0 {
+					t.Errorf("10 s on: %d refusals not recorded and not reported (journal_unrecorded), want 0", n)
+				}
 				// alice herself, from an address of another part.
 				victim := lockout.Subject{Username: "alice"}
 				for i := 1; ; i++ {
@@ -737,6 +757,11 @@ func TestJournalRefusedBound(t *testing.T) {
 				}
 				if after, _ := count(lockout.AttemptQuery{}); after-before > tc.many {
 					t.Errorf("20,000 refusals from 2,000 addresses: %d recorded, want at most %d", after-before, tc.many)
+				}
+				time.Sleep(10 * time.Second)
+				synctest.Wait()
+				if n := unreported(); n != 0 {
+					t.Errorf("at the end: %d refusals not recorded and not reported, want 0", n)
 				}
 			})
 		})

@@ -59,8 +59,9 @@ type JournalConfig struct {
 	RecordBytes int
 	// RefusedPerSecond bounds the records of refused attempts: on
 	// average at most this many a second, in bursts of up to
-	// RefusedBurst; the others are counted (JournalStats.Unrecorded), not
-	// recorded. A refusal costs an attacker nothing (no password is
+	// RefusedBurst; the others are counted (JournalStats.Unrecorded,
+	// EventJournalUnrecorded and a warning in the log every 10 s while
+	// there are new ones), not recorded. A refusal costs an attacker nothing (no password is
 	// checked, often no store call), so without a bound a flood of them
 	// would push every older record out of a journal bounded by count,
 	// and fill its queue so that records of real guesses are dropped.
@@ -141,9 +142,10 @@ type journal struct {
 
 	// refused bounds the refusals' records, in refusedParts parts by the
 	// client's address (or the username without one); nil: no bound.
-	refused    []*rate.Limiter
-	partSeed   maphash.Seed
-	unrecorded atomic.Uint64
+	refused            []*rate.Limiter
+	partSeed           maphash.Seed
+	unrecorded         atomic.Uint64
+	unrecordedReported uint64 // unrecorded, when last reported: the writer's
 
 	written, dropped atomic.Uint64
 	reported         atomic.Uint64         // dropped, when last reported
@@ -447,6 +449,22 @@ func (j *journal) report(ctx context.Context) {
 	}
 }
 
+// reportUnrecorded logs the refusals not recorded since the last call,
+// and tells the observer (EventJournalUnrecorded), unless there are none.
+// The writer calls it every dropReportEvery.
+func (j *journal) reportUnrecorded(ctx context.Context) {
+	total := j.unrecorded.Load()
+	count := total - j.unrecordedReported
+	if count == 0 {
+		return
+	}
+	j.unrecordedReported = total
+	j.log.LogAttrs(ctx, slog.LevelWarn, "lockout: refused attempts not recorded in the journal (over JournalConfig.RefusedPerSecond)", slog.Uint64("count", count))
+	if j.p.observer != nil {
+		j.p.observer.Observe(ctx, Event{Kind: EventJournalUnrecorded, Time: time.Now(), Count: int64(count)})
+	}
+}
+
 // journalLinger is how long the writer waits for more records after the
 // first of a batch: a store pays for each call (a round trip, a
 // transaction), so records go in batches of up to journalBatch, at most
@@ -551,6 +569,7 @@ func (j *journal) run() {
 				continue
 			case <-reports.C:
 				j.report(context.Background())
+				j.reportUnrecorded(context.Background())
 				continue
 			case <-j.stop:
 				flush(true)

@@ -40,6 +40,7 @@
 //	lockout.lockouts           Counter (asynchronous)    {lockout}   lockout.rule, lockout.fallback
 //	lockout.store.errors       Counter (asynchronous)    {error}     error.type (timeout, full, closed, _OTHER)
 //	lockout.journal.dropped    Counter (asynchronous)    {record}    none
+//	lockout.journal.unrecorded Counter (asynchronous)    {attempt}   none: refusals over the journal's bound on them
 //	lockout.operator.actions   Counter (asynchronous)    {action}    lockout.action (unlock, reset)
 //	lockout.degraded           UpDownCounter (async.)    {policy}    none: 1 while the policy's store fails and the
 //	                                                                 in-process fallback decides, 0 otherwise

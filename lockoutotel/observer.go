@@ -147,6 +147,7 @@ type Observer struct {
 	// The common cases, looked up without a map.
 	outcome  [lockout.EventFailure + 1][2]*cell // decisions: [kind][fallback]
 	dropped  *cell
+	unrec    *cell // journal.unrecorded
 	degraded atomic.Int64
 	admitted *series // decision.duration
 	refused  *series
@@ -163,6 +164,7 @@ const (
 	cLockouts
 	cStoreErrors
 	cJournalDropped
+	cJournalUnrecorded
 	cActions
 	nCounters
 	// Keys of Observer.recs: a series of lockout.decision.duration (name:
@@ -178,11 +180,12 @@ type instrument struct{ name, unit, desc string }
 // The instruments, the counters' by index in Observer.counters.
 var (
 	counterInstruments = [nCounters]instrument{
-		cDecisions:      {"lockout.decisions", "{decision}", "Decisions made: attempts admitted or refused, outcomes reported."},
-		cLockouts:       {"lockout.lockouts", "{lockout}", "Rule keys locked out."},
-		cStoreErrors:    {"lockout.store.errors", "{error}", "Store calls that failed (the caller giving up is not counted)."},
-		cJournalDropped: {"lockout.journal.dropped", "{record}", "Journal records dropped: queue full, or the journal's store failed."},
-		cActions:        {"lockout.operator.actions", "{action}", "Operators' unlocks and resets."},
+		cDecisions:         {"lockout.decisions", "{decision}", "Decisions made: attempts admitted or refused, outcomes reported."},
+		cLockouts:          {"lockout.lockouts", "{lockout}", "Rule keys locked out."},
+		cStoreErrors:       {"lockout.store.errors", "{error}", "Store calls that failed (the caller giving up is not counted)."},
+		cJournalDropped:    {"lockout.journal.dropped", "{record}", "Journal records dropped: queue full, or the journal's store failed."},
+		cJournalUnrecorded: {"lockout.journal.unrecorded", "{attempt}", "Refused attempts not recorded in the journal, over its bound on refusals' records."},
+		cActions:           {"lockout.operator.actions", "{action}", "Operators' unlocks and resets."},
 	}
 	degradedInstrument = instrument{"lockout.degraded", "{policy}",
 		"Policies in degraded mode: their store fails and the in-process fallback decides."}
@@ -489,6 +492,7 @@ func New(opts *Options) (*Observer, error) {
 		}
 	}
 	o.dropped = o.cell(key{what: cJournalDropped})
+	o.unrec = o.cell(key{what: cJournalUnrecorded})
 	o.admitted = o.series(key{what: rDecision, name: "admitted"})
 	for _, op := range []lockout.Operation{lockout.OpAllow, lockout.OpSuccess, lockout.OpFailure} {
 		o.spanStart[op] = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindInternal), trace.WithAttributes(o.base...)}
@@ -658,6 +662,8 @@ func (o *Observer) Observe(ctx context.Context, e lockout.Event) {
 		o.degraded.Add(-1)
 	case lockout.EventJournalDropped:
 		o.dropped.add(e.Count)
+	case lockout.EventJournalUnrecorded:
+		o.unrec.add(e.Count)
 	case lockout.EventUnlock, lockout.EventReset:
 		o.cell(key{what: cActions, name: e.Kind.String()}).add(1)
 	}

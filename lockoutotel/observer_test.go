@@ -57,6 +57,7 @@ type harness struct {
 	store  *flakyStore
 	reader *sdkmetric.ManualReader
 	spans  *tracetest.SpanRecorder
+	obs    *lockoutotel.Observer
 }
 
 // newHarness returns a policy with two rules (username: 3 guesses, IP:
@@ -80,6 +81,7 @@ func newHarness(t *testing.T, delay time.Duration, opts lockoutotel.Options) *ha
 	if err != nil {
 		t.Fatal(err)
 	}
+	h.obs = obs
 	if opts.Producer {
 		// The reader collects nothing until a MeterProvider has it.
 		h.reader = sdkmetric.NewManualReader(sdkmetric.WithProducer(obs))
@@ -233,7 +235,7 @@ func testMetrics(t *testing.T, producer bool) {
 				t.Errorf("lockout.decision.duration%v: only Allow is measured", p.attrs)
 			}
 		}
-		for _, name := range []string{"lockout.store.errors", "lockout.journal.dropped", "lockout.operator.actions"} {
+		for _, name := range []string{"lockout.store.errors", "lockout.journal.dropped", "lockout.journal.unrecorded", "lockout.operator.actions"} {
 			if len(got[name]) > 0 {
 				t.Errorf("%s: %+v, want no data point", name, got[name])
 			}
@@ -318,6 +320,29 @@ func testDegradedMetrics(t *testing.T, producer bool) {
 			}
 		}
 	})
+}
+
+// TestJournalMetrics checks the journal's counters: the records dropped and
+// the refusals not recorded, from their events.
+func TestJournalMetrics(t *testing.T) { modes(t, testJournalMetrics) }
+
+func testJournalMetrics(t *testing.T, producer bool) {
+	h := newHarness(t, 0, lockoutotel.Options{TracerProvider: noop.NewTracerProvider(), Producer: producer})
+	ctx := context.Background()
+	for _, e := range []lockout.Event{
+		{Kind: lockout.EventJournalDropped, Count: 3},
+		{Kind: lockout.EventJournalUnrecorded, Count: 5},
+		{Kind: lockout.EventJournalDropped, Count: 4},
+		{Kind: lockout.EventJournalUnrecorded, Count: 6},
+	} {
+		h.obs.Observe(ctx, e)
+	}
+	got := h.collect(t)
+	for name, want := range map[string]float64{"lockout.journal.dropped": 7, "lockout.journal.unrecorded": 11} {
+		if p, _ := find(got, name, map[string]string{}); p.value != want {
+			t.Errorf("%s = %v, want %v", name, p.value, want)
+		}
+	}
 }
 
 // TestSpans checks the spans of an admission and of a failure that locks,
