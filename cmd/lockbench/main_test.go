@@ -547,6 +547,37 @@ func TestCombine(t *testing.T) {
 	}
 }
 
+// TestFailureNote checks the chart's note on overheads below 1.00x: the
+// password checks refusals skip when the failures workload refused many
+// logins, noise when it refused almost none, and the general reason when
+// no failures workload ran.
+func TestFailureNote(t *testing.T) {
+	tests := []struct {
+		name          string
+		refused, ok   int64 // of the failures workload on memory
+		want, notWant string
+	}{
+		{"many refused", 300, 700, "30.0% of the logins were refused (memory)", "noise"},
+		{"almost none", 5, 995, "at most 0.5% in the failures workload), so a median below 1.00x is noise", "skips it"},
+		{"none", 0, 1000, "at most 0.0%", "skips it"},
+		{"no failures workload", -1, 0, "skips it", "noise"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rep := &report{}
+			if tt.refused >= 0 {
+				r := fakeRun(sysMemory, wlFailures, 0, "", tt.ok, time.Second, time.Millisecond)
+				r.s.refused = tt.refused
+				rep.Results = append(rep.Results, r, fakeRun(sysBaseline, wlFailures, 0, "", 1000, time.Second, time.Millisecond))
+			}
+			note := failureNote(rep)
+			if !strings.Contains(note, tt.want) || strings.Contains(note, tt.notWant) {
+				t.Errorf("failureNote = %q, want it to say %q and not %q", note, tt.want, tt.notWant)
+			}
+		})
+	}
+}
+
 // TestWriteSVG draws a chart from made-up results and checks what a reader
 // sees: a bar with its median where the rule allows quoting, a grey mark
 // and no number where it does not, the note on overheads below 1.00x, and
@@ -597,7 +628,8 @@ func TestWriteSVG(t *testing.T) {
 	for _, want := range []string{
 		"1.15",                   // a quoted median
 		"too short", "too noisy", // the unquoted ones
-		"skips it",               // why below 1.00x
+		"almost no login was refused", // why below 1.00x: noise here
+		"too noisy (IQR",
 		"3887", "245", "limit 5", // the attack
 		"interquartile range", "at least 5 pairs",
 	} {

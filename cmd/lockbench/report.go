@@ -273,30 +273,48 @@ func writeMarkdown(w io.Writer, rep *report) error {
 // largest share of refused logins among the configurations in the
 // failures workload of rep.
 func failureNote(rep *report) string {
-	worst, who := 0.0, ""
+	worst, who, seen := 0.0, "", false
 	for _, r := range rep.Results {
-		if r.Workload == wlFailures && r.System != sysBaseline && refusedShare(r) >= worst {
-			worst, who = refusedShare(r), labels[r.System]
+		if r.Workload == wlFailures && r.System != sysBaseline {
+			seen = true
+			if refusedShare(r) >= worst {
+				worst, who = refusedShare(r), labels[r.System]
+			}
 		}
 	}
-	note := "Why an overhead can be below 1.00x: most of a login's cost is its password check, and an attempt the protection refuses " +
-		"skips it, so a workload with refusals (failures, above all) can run faster than the unprotected baseline."
-	if who != "" {
-		note += fmt.Sprintf(" In this run's failures workload at most %.1f%% of the logins were refused", 100*worst)
-		if worst >= 0.0005 {
-			note += " (" + who + ")"
-		}
-		if worst < 0.01 {
-			note += ": too few to matter, so a median below 1.00x there is noise; read it with its interquartile range."
-		} else {
-			note += "."
-		}
+	general := "Why an overhead can be below 1.00x: most of a login's cost is its password check, and an attempt the protection refuses " +
+		"skips it, so a workload with refusals can run faster than the unprotected baseline."
+	switch {
+	case !seen:
+		return general
+	case worst < 0.01:
+		return fmt.Sprintf("Below 1.00x: almost no login was refused in this run (at most %.1f%% in the failures workload), so a median below 1.00x is noise: read it with its interquartile range.", 100*worst)
 	}
-	return note
+	return general + fmt.Sprintf(" In this run's failures workload up to %.1f%% of the logins were refused (%s).", 100*worst, who)
 }
 
-// svgColors are the workloads' bar colours.
-var svgColors = []string{"#4e79a7", "#f28e2b", "#59a14f"}
+// workloadColor is a workload's bar colour: the same in every chart,
+// whichever workloads a run measures.
+func workloadColor(wl string) string {
+	switch wl {
+	case wlSuccess:
+		return "#4e79a7"
+	case wlMixed:
+		return "#f28e2b"
+	case wlFailures:
+		return "#59a14f"
+	}
+	return "#9c755f"
+}
+
+// chartVerdict is the words of an unquoted overhead's mark: "too short",
+// or "too noisy" with the IQR that made it so.
+func chartVerdict(st ratioStats, why string) string {
+	if v := shortVerdict(why); v == "too noisy" {
+		return fmt.Sprintf("too noisy (IQR %.0f%%)", 100*st.Spread())
+	}
+	return shortVerdict(why)
+}
 
 // writeSVG draws the chart: the overheads (throughput, and CPU time per
 // login) of every configuration under every workload but the attack, as
@@ -339,7 +357,10 @@ func writeSVG(w io.Writer, rep *report) error {
 		attackLabelW, attackRow = 190.0, 22.0
 	)
 	groupW := float64(len(workloads))*(barW+barGap) - barGap
+	// At least wide enough for the header's lines; the groups spread
+	// over the width.
 	plotW := max(float64(len(systems))*(groupW+groupGap)+groupGap, 840)
+	spread := (plotW - float64(len(systems))*groupW) / float64(len(systems)+1)
 	panelH := panelTop + plotH + panelGap
 	noteLines := wrap(failureNote(rep), int(plotW/5.6))
 	noteH := 0.0
@@ -400,7 +421,7 @@ func writeSVG(w io.Writer, rep *report) error {
 			rows[[2]string{r.System, r.Workload}] = r
 		}
 		for gi, s := range systems {
-			x0 := left + groupGap + float64(gi)*(groupW+groupGap)
+			x0 := left + spread + float64(gi)*(groupW+spread)
 			for wi, wl := range workloads {
 				r := rows[[2]string{s, wl}]
 				if r == nil {
@@ -419,17 +440,17 @@ func writeSVG(w io.Writer, rep *report) error {
 					fmt.Fprintf(&b, `<rect class="unquoted" x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="#eeeeee"><title>%s</title></rect>`+"\n",
 						x, y0-plotH, barW, plotH, esc(fmt.Sprintf("%s, %s: not quoted, %s", labels[s], wl, why)))
 					// The workload's colour, as a strip on the axis.
-					fmt.Fprintf(&b, `<rect x="%.1f" y="%.1f" width="%.1f" height="4" fill="%s"/>`+"\n", x, y0-4, barW, svgColors[wi%len(svgColors)])
+					fmt.Fprintf(&b, `<rect x="%.1f" y="%.1f" width="%.1f" height="4" fill="%s"/>`+"\n", x, y0-4, barW, workloadColor(wl))
 					fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" transform="rotate(-90 %.1f %.1f)" fill="#888888" font-size="11">%s</text>`+"\n",
-						cx+4, y0-8, cx+4, y0-8, esc(shortVerdict(why)))
+						cx+4, y0-8, cx+4, y0-8, esc(chartVerdict(st, why)))
 					continue
 				}
 				fmt.Fprintf(&b, `<rect class="bar" x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="%s"><title>%s</title></rect>`+"\n",
-					x, y(st.Median), barW, y0-y(st.Median), svgColors[wi%len(svgColors)],
+					x, y(st.Median), barW, y0-y(st.Median), workloadColor(wl),
 					esc(fmt.Sprintf("%s, %s: median %.2fx of %d pairs, IQR %.2f–%.2f, min %.2f, max %.2f", labels[s], wl, st.Median, st.N, st.P25, st.P75, st.Min, st.Max)))
 				fmt.Fprintf(&b, `<path d="M%.1f %.1fH%.1fM%.1f %.1fV%.1fM%.1f %.1fH%.1f" stroke="#222222" fill="none"/>`+"\n",
 					cx-5, y(st.P75), cx+5, cx, y(st.P75), y(st.P25), cx-5, y(st.P25), cx+5)
-				text(cx, min(y(st.P75), y(st.Median))-4, ` text-anchor="middle" font-size="9"`, fmt.Sprintf("%.2f", st.Median))
+				text(cx, min(y(st.P75), y(st.Median))-4, ` text-anchor="middle" font-size="11"`, fmt.Sprintf("%.2f", st.Median))
 			}
 			text(x0+groupW/2, y0+16, ` text-anchor="middle"`, shortLabel(s))
 		}
@@ -439,8 +460,8 @@ func writeSVG(w io.Writer, rep *report) error {
 	yy := head + float64(len(panels))*panelH - panelGap + 44
 	if len(panels) > 0 {
 		lx := left
-		for wi, wl := range workloads {
-			fmt.Fprintf(&b, `<rect x="%.1f" y="%.1f" width="12" height="12" fill="%s"/>`+"\n", lx, yy-10, svgColors[wi%len(svgColors)])
+		for _, wl := range workloads {
+			fmt.Fprintf(&b, `<rect x="%.1f" y="%.1f" width="12" height="12" fill="%s"/>`+"\n", lx, yy-10, workloadColor(wl))
 			text(lx+16, yy, "", wl)
 			lx += 100
 		}
@@ -469,17 +490,18 @@ func writeAttack(b *strings.Builder, attack []*result, left, top, plotW, labelW,
 	}
 	decades := max(1, math.Ceil(math.Log10(hiV*1.5)))
 	x0, w := left+labelW, plotW-labelW-40
+	// log10(1+v): 0 at the axis, and 1 apart from it.
 	x := func(v float64) float64 {
-		if v < 1 {
-			return x0
-		}
-		return x0 + math.Log10(v)/decades*w
+		return x0 + math.Log10(1+max(v, 0))/math.Log10(1+math.Pow(10, decades))*w
 	}
 	fmt.Fprintf(b, `<text x="%.1f" y="%.1f" font-weight="bold">%s</text>`+"\n", left, top+12,
-		esc(fmt.Sprintf("Attack: password checks admitted on one account, %d guessers for %s (limit %d; log scale)", o.guessers, o.attackDuration, limit)))
+		esc(fmt.Sprintf("Attack: password checks admitted on one account, %d guessers for %s (limit %d; logarithmic scale from 0)", o.guessers, o.attackDuration, limit)))
 	y0 := top + 36
-	for d := 0.0; d <= decades; d++ {
-		v := math.Pow(10, d)
+	for d := -1.0; d <= decades; d++ {
+		v := 0.0
+		if d >= 0 {
+			v = math.Pow(10, d)
+		}
 		fmt.Fprintf(b, `<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="#dddddd"/>`+"\n", x(v), y0, x(v), y0+float64(len(attack))*rowH)
 		fmt.Fprintf(b, `<text x="%.1f" y="%.1f" text-anchor="middle">%s</text>`+"\n", x(v), y0+float64(len(attack))*rowH+14, strconv.FormatFloat(v, 'f', 0, 64))
 	}

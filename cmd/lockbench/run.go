@@ -155,7 +155,10 @@ func describeMachine() machine {
 		for line := range strings.Lines(string(b)) {
 			if v, ok := strings.CutPrefix(line, "MemTotal:"); ok {
 				f := strings.Fields(v)
-				if kb, err := strconv.ParseFloat(f[0], 64); err == nil && len(f) > 0 {
+				if len(f) == 0 {
+					break
+				}
+				if kb, err := strconv.ParseFloat(f[0], 64); err == nil {
 					m.Memory = fmt.Sprintf("%.0f GiB", kb/(1<<20))
 				}
 				break
