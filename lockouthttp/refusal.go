@@ -114,19 +114,31 @@ func RefusalMessage(err *lockout.RefusedError) (title, message string) {
 	case err.Reason == lockout.ReasonUnavailable:
 		return "Login unavailable", "Login is temporarily unavailable. Try again later."
 	case err.Forever:
-		return "Too many failed attempts", "Too many failed login attempts: login is locked until an administrator unlocks it."
+		return "Login locked", "Too many failed login attempts: login is locked until an administrator unlocks it."
 	case err.Reason == lockout.ReasonCapacity && secs > 0:
 		return "Too many attempts", fmt.Sprintf("Too many login attempts at once. Try again in %s.", humanSeconds(secs))
 	case err.Reason == lockout.ReasonCapacity:
 		return "Too many attempts", "Too many login attempts at once. Try again later."
 	case secs > 0:
-		return "Too many failed attempts", fmt.Sprintf("Too many failed login attempts: login is temporarily locked. Try again in %s.", humanSeconds(secs))
+		return "Login locked", fmt.Sprintf("Too many failed login attempts. Try again in %s.", humanSeconds(secs))
 	}
-	return "Too many failed attempts", "Too many failed login attempts: login is temporarily locked. Try again later."
+	return "Login locked", "Too many failed login attempts. Try again later."
 }
 
-// retryAt formats when a refused client may try again, in UTC: to the
-// second within two minutes, else to the minute, rounded up.
+// RetryAt returns when the client refused by err may try again, as
+// DefaultRefused's page says it: in UTC, to the second within two
+// minutes, else to the minute, rounded up ("14:05 UTC"); "" when err
+// gives no time (RetryAfterSeconds is 0). A login page of your own shows
+// it beside RefusalMessage.
+func RetryAt(now time.Time, err *lockout.RefusedError) string {
+	secs := RetryAfterSeconds(err)
+	if secs <= 0 {
+		return ""
+	}
+	return retryAt(now, secs)
+}
+
+// retryAt formats when a refused client may try again, secs after now.
 func retryAt(now time.Time, secs int64) string {
 	t := now.UTC().Add(time.Duration(secs) * time.Second)
 	if secs < 120 {

@@ -26,7 +26,7 @@ func TestRefusalPage(t *testing.T) {
 		wantNot  []string
 	}{
 		{"browser, timed lock", lockout.Fixed(4 * time.Minute), "", browser, true,
-			[]string{"<title>Too many failed attempts</title>", "temporarily locked", "Try again in 4 minutes.", "You can try again at <b>", " UTC</b>", `<a href="/login">Back to the login form</a>`},
+			[]string{"<title>Login locked</title>", "Too many failed login attempts. Try again in 4 minutes.", "You can try again at <b>", " UTC</b>", `<a href="/login">Back to the login form</a>`},
 			[]string{"administrator"}},
 		{"browser, form elsewhere", lockout.Fixed(30 * time.Second), "/sign-in?next=%2Fhome", browser, true,
 			[]string{"Try again in 30 seconds.", `<a href="/sign-in?next=%2Fhome">Back to the login form</a>`}, nil},
@@ -78,9 +78,9 @@ func TestRefusalMessage(t *testing.T) {
 		err         lockout.RefusedError
 		title, want string
 	}{
-		{lockout.RefusedError{Reason: lockout.ReasonLocked, RetryAfter: 4 * time.Minute}, "Too many failed attempts", "Too many failed login attempts: login is temporarily locked. Try again in 4 minutes."},
-		{lockout.RefusedError{Reason: lockout.ReasonLocked, RetryAfter: 1500 * time.Millisecond}, "Too many failed attempts", "Try again in 2 seconds."},
-		{lockout.RefusedError{Reason: lockout.ReasonLocked, Forever: true}, "Too many failed attempts", "until an administrator unlocks it."},
+		{lockout.RefusedError{Reason: lockout.ReasonLocked, RetryAfter: 4 * time.Minute}, "Login locked", "Too many failed login attempts. Try again in 4 minutes."},
+		{lockout.RefusedError{Reason: lockout.ReasonLocked, RetryAfter: 1500 * time.Millisecond}, "Login locked", "Try again in 2 seconds."},
+		{lockout.RefusedError{Reason: lockout.ReasonLocked, Forever: true}, "Login locked", "until an administrator unlocks it."},
 		{lockout.RefusedError{Reason: lockout.ReasonCapacity, RetryAfter: time.Minute}, "Too many attempts", "at once. Try again in 60 seconds."},
 		{lockout.RefusedError{Reason: lockout.ReasonDenylisted}, "Login not allowed", "not allowed"},
 		{lockout.RefusedError{Reason: lockout.ReasonUnavailable}, "Login unavailable", "temporarily unavailable"},

@@ -607,10 +607,10 @@ func TestRefusedLoginPage(t *testing.T) {
 		want, wantNot      []string
 	}{
 		{"browser", "alice", browser,
-			[]string{`<form method="post" action="/login">`, "Too many failed attempts", "Try again in 4 minutes.", "You can try again at ", `value="alice"`},
+			[]string{`<form method="post" action="/login">`, "Login locked", "Too many failed login attempts. Try again in 4 minutes.", "You can try again at ", `value="alice"`},
 			[]string{"Wrong username or password"}},
 		{"json", "alice", "application/json", []string{`"error":"login_refused"`, `"reason":"locked"`, `"retry_after":240`}, []string{"<form"}},
-		{"hostile username", hostile, browser, []string{"Too many failed attempts", "&lt;script&gt;"}, []string{"<script>"}},
+		{"hostile username", hostile, browser, []string{"Login locked", "&lt;script&gt;"}, []string{"<script>"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			r := s.loginForm(tt.user, "wonderland", "Accept", tt.accept)

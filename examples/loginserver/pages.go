@@ -66,8 +66,8 @@ func refused(w http.ResponseWriter, r *http.Request, err *lockout.RefusedError) 
 	d.Title, d.Message = lockouthttp.RefusalMessage(err)
 	if secs := lockouthttp.RetryAfterSeconds(err); secs > 0 {
 		w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
-		d.RetryAt = time.Now().Add(time.Duration(secs)*time.Second).UTC().Format("15:04:05") + " UTC"
 	}
+	d.RetryAt = lockouthttp.RetryAt(time.Now(), err)
 	if s, e := formUsername(r); e == nil {
 		d.Username = s
 	}
