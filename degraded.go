@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"runtime/pprof"
 	"strings"
 	"sync/atomic"
@@ -110,7 +111,17 @@ type breaker struct {
 	// copied to the store in this degraded period, through every attempt
 	// to recover: a recovery that fails half way and starts again adds
 	// only what the fallback counted since. Made with the fallback.
-	copied map[string]int64
+	copied map[string]copiedKey
+}
+
+// copiedKey is a fallback counter or history that a write-back copied: its
+// value then, and when it was to expire (Policy.now time; math.MaxInt64:
+// never). A key found past that time, or below that value, is another
+// one, made again since: all of it is copied. (A sliding window's counter,
+// or a history, whose TTL grew since is copied whole again too: counted
+// twice, on the strict side.)
+type copiedKey struct {
+	value, until int64
 }
 
 // route says where an attempt's reservations are: in the store, or in the
@@ -253,7 +264,7 @@ func (p *Policy) trip(ctx context.Context, err error) {
 			return
 		}
 		p.fallback = fb
-		p.breaker.copied = map[string]int64{}
+		p.breaker.copied = map[string]copiedKey{}
 	}
 	p.breaker.nextProbe.Store(p.now() + int64(p.probeInterval))
 	p.breaker.state.Store(degraded)
@@ -336,9 +347,17 @@ func (p *Policy) recover(ctx context.Context) {
 	copied := p.breaker.copied
 	p.mu.RUnlock()
 	if copied == nil { // no fallback (Outage modes other than Fallback)
-		copied = map[string]int64{}
+		copied = map[string]copiedKey{}
 	}
-	if err := p.writeBack(ctx, copied, p.do); err != nil {
+	// The counters the write-back takes to their rule's limit, to
+	// remember once decisions may take the policy's lock again.
+	var full []fullCounter
+	defer func() {
+		for _, f := range full {
+			p.remember(f.key, f.ttl, false)
+		}
+	}()
+	if err := p.writeBack(ctx, copied, &full, p.do); err != nil {
 		p.stillDegraded(ctx, err)
 		return
 	}
@@ -349,7 +368,7 @@ func (p *Policy) recover(ctx context.Context) {
 	}
 	// Decisions wait on mu: nothing reports to hooks from here (a hook may
 	// call the policy), and the store calls are made directly.
-	err := p.writeBackFrom(ctx, p.fallback, copied, p.storeDo)
+	err := p.writeBackFrom(ctx, p.fallback, copied, &full, p.storeDo)
 	var fb backend.Backend
 	cause, since := p.breaker.cause, p.breaker.since
 	if err == nil {
@@ -401,15 +420,29 @@ const writeBackChunk = 128
 // writeBack adds to the store, through do, what the fallback counted
 // beyond copied (the values a previous pass wrote), and records the new
 // values in copied: counters and lockout histories are added to the
-// store's; locks are set, keeping the longer of the two.
-func (p *Policy) writeBack(ctx context.Context, copied map[string]int64, do func(context.Context, []backend.Op, []backend.Result) error) error {
+// store's; locks are set, keeping the longer of the two, every time (the
+// fallback may have made a lock again since it was copied). Counters the
+// store then holds at their rule's limit or past it are added to full.
+func (p *Policy) writeBack(ctx context.Context, copied map[string]copiedKey, full *[]fullCounter, do func(context.Context, []backend.Op, []backend.Result) error) error {
 	p.mu.RLock()
 	fb := p.fallback
 	p.mu.RUnlock()
-	return p.writeBackFrom(ctx, fb, copied, do)
+	return p.writeBackFrom(ctx, fb, copied, full, do)
 }
 
-func (p *Policy) writeBackFrom(ctx context.Context, fb backend.Backend, copied map[string]int64, do func(context.Context, []backend.Op, []backend.Result) error) error {
+// fullCounter is a counter the store holds at its rule's limit or past
+// it, for ttl, after a write-back. The store refuses its key, but an
+// attacker who guesses only while the store fails never meets it: the
+// policy remembers it (as it remembers a counter whose last slot an
+// attempt took), so that the next outage's fallback, which starts afresh,
+// refuses too. Without it, an attacker who can make the store fail and
+// come back got Limit-1 guesses in every outage.
+type fullCounter struct {
+	key string
+	ttl time.Duration
+}
+
+func (p *Policy) writeBackFrom(ctx context.Context, fb backend.Backend, copied map[string]copiedKey, full *[]fullCounter, do func(context.Context, []backend.Op, []backend.Result) error) error {
 	if fb == nil {
 		return nil
 	}
@@ -426,14 +459,14 @@ func (p *Policy) writeBackFrom(ctx context.Context, fb backend.Backend, copied m
 		}
 		chunk := keys[:min(len(keys), writeBackChunk)]
 		keys = keys[len(chunk):]
-		if err := p.copyChunk(ctx, fb, chunk, copied, do); err != nil {
+		if err := p.copyChunk(ctx, fb, chunk, copied, full, do); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (p *Policy) copyChunk(ctx context.Context, fb backend.Backend, chunk []string, copied map[string]int64, do func(context.Context, []backend.Op, []backend.Result) error) error {
+func (p *Policy) copyChunk(ctx context.Context, fb backend.Backend, chunk []string, copied map[string]copiedKey, full *[]fullCounter, do func(context.Context, []backend.Op, []backend.Result) error) error {
 	read := make([]backend.Op, len(chunk))
 	for i, k := range chunk {
 		read[i] = backend.ExistsOp(k)
@@ -444,7 +477,8 @@ func (p *Policy) copyChunk(ctx context.Context, fb backend.Backend, chunk []stri
 	}
 	var put []backend.Op
 	var lengthen []int // indexes in put of lock markers and histories
-	var values []int64
+	var values []copiedKey
+	now := p.now()
 	for i, k := range chunk {
 		r := got[i]
 		if !r.Found || r.Value <= 0 {
@@ -454,9 +488,16 @@ func (p *Policy) copyChunk(ctx context.Context, fb backend.Backend, chunk []stri
 		if !ok {
 			continue
 		}
-		before, done := copied[k]
-		switch {
-		case kind == kindAttempts || kind == kindHistory:
+		v := copiedKey{value: r.Value, until: math.MaxInt64}
+		if r.TTL != backend.NoExpiry {
+			v.until = now + int64(r.TTL)
+		}
+		switch kind {
+		case kindAttempts, kindHistory:
+			var before int64
+			if c, ok := copied[k]; ok && now < c.until && r.Value >= c.value {
+				before = c.value // the same key: what it counted since
+			}
 			if r.Value <= before {
 				continue
 			}
@@ -464,13 +505,13 @@ func (p *Policy) copyChunk(ctx context.Context, fb backend.Backend, chunk []stri
 				lengthen = append(lengthen, len(put))
 			}
 			put = append(put, backend.IncrOp(k, r.Value-before, r.TTL))
-		case kind == kindLock && !done:
+		case kindLock:
 			lengthen = append(lengthen, len(put))
 			put = append(put, backend.IncrOp(k, 1, r.TTL))
 		default:
 			continue
 		}
-		values = append(values, r.Value)
+		values = append(values, v)
 	}
 	if len(put) == 0 {
 		return nil
@@ -481,6 +522,11 @@ func (p *Policy) copyChunk(ctx context.Context, fb backend.Backend, chunk []stri
 	}
 	for i, op := range put {
 		copied[op.Key] = values[i]
+		if kind, _ := keyKind(p.prefix, op.Key); kind == kindAttempts {
+			if r := p.ruleOfKey(op.Key); r != nil && res[i].Value >= int64(r.Limit) && res[i].TTL != 0 {
+				*full = append(*full, fullCounter{op.Key, res[i].TTL})
+			}
+		}
 	}
 	// A lock or a lockout history the store already held keeps its own
 	// TTL: lengthen it where the fallback's lasts longer (a history lasts
@@ -537,6 +583,25 @@ func (p *Policy) wallAt(mono int64) time.Time {
 
 // kindProbe is the kind of the key the probe writes.
 const kindProbe = 'p'
+
+// ruleOfKey returns the rule of the policy that key, one of its keys, is
+// for; nil for none.
+func (p *Policy) ruleOfKey(key string) *rule {
+	rest, ok := strings.CutPrefix(key, p.prefix+":")
+	if !ok || len(rest) < 2 {
+		return nil
+	}
+	name, _, ok := strings.Cut(rest[2:], ":{")
+	if !ok {
+		return nil
+	}
+	for i := range p.rules {
+		if p.rules[i].Name == name {
+			return &p.rules[i]
+		}
+	}
+	return nil
+}
 
 // keyKind returns the kind of a key the policy made. The fallback holds no
 // other policy's keys, so the prefix and kind are enough.

@@ -1,0 +1,150 @@
+package lockout_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/go-lockout/lockout"
+	"github.com/go-lockout/lockout/backend"
+)
+
+// flapGuesser guesses alice's password, each time from a fresh IPv6 /64
+// (free for an attacker), and counts the guesses admitted.
+type flapGuesser struct {
+	p    *lockout.Policy
+	n    atomic.Int64
+	next atomic.Int64
+}
+
+// guess makes one attempt, a wrong password; it reports whether it was
+// admitted.
+func (g *flapGuesser) guess() bool {
+	ip := fmt.Sprintf("2001:db8:%x::1", g.next.Add(1))
+	a, err := g.p.Allow(bg, lockout.Subject{Username: "alice", IP: ip})
+	if err != nil {
+		return false
+	}
+	g.n.Add(1)
+	a.Failure(bg)
+	return true
+}
+
+// TestFlappingStore is an attacker who can make the store fail (flood it
+// past its Timeout, fill it) and let it come back, again and again, and
+// makes Limit-1 guesses in each outage, none while the store answers. Each
+// outage's fallback starts alice afresh, and its count, written back, took
+// the store past the limit without locking: with nothing remembered, the
+// next outage's fallback admitted Limit-1 more (a review measured 200
+// guesses in 50 outages, limit 5). The write-back now remembers a counter
+// it takes to the limit, for the counter's TTL, so that the next outages
+// refuse: at most Limit-1 in the fallback and Limit-1 more per window.
+func TestFlappingStore(t *testing.T) {
+	for _, fault := range []int32{down, hanging} {
+		t.Run(map[int32]string{down: "down", hanging: "hanging"}[fault], func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				store := &switchStore{Backend: newStore(t)}
+				rules := []lockout.Rule{lockout.ByUsername(5), lockout.ByIP(20), lockout.ByUsernameAndIP(5)}
+				p := newPolicyOn(t, store, lockout.Config{Rules: rules})
+				g := &flapGuesser{p: p}
+				const outages = 50
+				for range outages {
+					store.mode.Store(fault)
+					for range 4 { // Limit-1: never locks
+						g.guess()
+					}
+					store.mode.Store(up)
+					probeAfterInterval(t, p) // recovery, write-back
+				}
+				// 50 outages take less than the window (15 min): the first
+				// outage's 4, then 4 in the second (the store at 8).
+				if n := g.n.Load(); n > 8 {
+					t.Errorf("%d guesses admitted over %d outages, want at most 8 (Limit-1 in each of two)", n, outages)
+				}
+			})
+		})
+	}
+}
+
+// rewriteHook runs fn on the first write-back store call that increments a
+// key of alice's, passes the call through, and then fails every call (the
+// store drops again before the recovery's second pass).
+type rewriteHook struct {
+	*switchStore
+	fn    func()
+	armed atomic.Bool
+}
+
+func (s *rewriteHook) Do(ctx context.Context, ops []backend.Op, res []backend.Result) error {
+	if s.switchStore.mode.Load() == up && len(ops) > 0 && ops[0].Kind == backend.Incr && ops[0].Delta > 0 &&
+		!strings.Contains(ops[0].Key, ":p:") {
+		hasAlice := false
+		for _, op := range ops {
+			hasAlice = hasAlice || strings.Contains(op.Key, "u=alice")
+		}
+		if hasAlice && s.armed.CompareAndSwap(true, false) {
+			s.fn()
+			err := s.switchStore.Do(ctx, ops, res)
+			s.switchStore.mode.Store(down)
+			return err
+		}
+	}
+	return s.switchStore.Do(ctx, ops, res)
+}
+
+// TestLockRewrittenAfterHalfRecovery: a recovery whose first pass copies
+// alice's lock from the fallback and whose second pass fails leaves the
+// policy degraded; her lock ends in the fallback, and she is locked again
+// there (a new lock marker, under the same key). The next recovery must
+// write the new lock: the write-back skipped a lock marker it had copied
+// once, and the store admitted 5 guesses during her second, 2-minute,
+// lockout (a review). It also checks that a counter made again in the
+// fallback after its first copy is written back.
+func TestLockRewrittenAfterHalfRecovery(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sw := &switchStore{Backend: newStore(t)}
+		store := &rewriteHook{switchStore: sw}
+		rules := []lockout.Rule{lockout.ByUsername(5)}
+		p := newPolicyOn(t, store, lockout.Config{Rules: rules})
+		g := &flapGuesser{p: p}
+		sw.mode.Store(down)
+		for range 5 {
+			g.guess() // the 5th locks alice in the fallback, for 1 min (lockout 1)
+		}
+		// The store comes back; during the first pass, bob fails once
+		// in the fallback; the store then drops again, so the second
+		// pass fails: still degraded, alice's lock copied once.
+		store.fn = func() { _ = attempt(t, p, bob, false) }
+		store.armed.Store(true)
+		sw.mode.Store(up)
+		probeAfterInterval(t, p)
+		if store.armed.Load() {
+			t.Fatal("the write-back hook did not run")
+		}
+		// The store stays down. Alice's lock ends in the fallback; 5 more
+		// guesses lock her again there, for 2 minutes (lockout 2).
+		time.Sleep(time.Minute + time.Second)
+		for range 5 {
+			g.guess()
+		}
+		// The store comes back for good.
+		sw.mode.Store(up)
+		probeAfterInterval(t, p)
+		time.Sleep(2 * time.Second) // past the lock cache's freshness (1 s)
+		before := g.n.Load()
+		for range 10 {
+			g.guess()
+		}
+		if n := g.n.Load() - before; n > 0 {
+			t.Errorf("%d guesses admitted during alice's 2-minute lockout: the lock the fallback set again was not written back", n)
+		}
+		other := newPolicyOn(t, sw, lockout.Config{Rules: rules})
+		if st := status(t, other, lockout.Subject{Username: "alice"})["username"]; !st.Locked || st.Lockouts != 2 {
+			t.Errorf("the store's view of alice: locked %v, %d lockouts; want locked, 2", st.Locked, st.Lockouts)
+		}
+	})
+}
