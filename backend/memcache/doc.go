@@ -108,9 +108,12 @@
 //     (a cas); an increment that went to a counter expired or deleted
 //     since starts over, and the reads are then read again.
 //
-// A batch with several operations on one key runs them one after another,
-// in batch order. Servers are asked concurrently, so the wall time of a
-// call does not grow with the number of servers nor of rules.
+// A batch with several operations on one key runs in rounds, one after
+// another, each in the three steps above: an operation goes in a later
+// round than every earlier one on its key, and a read in no earlier round
+// than the earlier writes of its hash tag. Servers are asked concurrently,
+// so the wall time of a call does not grow with the number of servers nor
+// of rules.
 //
 // # Requests per decision
 //

@@ -276,37 +276,90 @@ func (b *batch) fail(err error) {
 	b.mu.Unlock()
 }
 
-// run applies the batch, writing b.res and b.err, in three steps:
+// run applies the batch in rounds (one round unless a key repeats), each
+// round in three steps:
 //
-//  1. Writes, all at once. An increment or decrement sends its incr or
-//     decr (an increment that finds its key missing adds it). Expire and
-//     Delete read their keys first, with one multi-get per server, then
-//     send their cas or delete.
-//  2. One read: once the increments and decrements have answered (and, in
-//     a batch with reads, Expire and Delete too), one multi-get per server
-//     of the reads' keys and of the keys of the increments and decrements
-//     that hit, whose TTL (the flags) only a read tells.
-//  3. Settling, rare: a decrement that reached zero removes its key (cas);
-//     an increment that went to a counter expired or deleted since starts
-//     over, after which the reads are read again, so that they still come
-//     after every write.
-//
-// A batch with several ops on one key runs them one after another instead
-// (runInOrder).
+//  1. Writes, all at once (incr/decr; Expire and Delete: one multi-get per
+//     server, then cas or delete).
+//  2. One multi-get per server of the round's reads and of the counters
+//     whose incr/decr hit (their TTL is in the flags).
+//  3. Settling, rare: removal at zero; restart of an increment that went to
+//     a dead counter, then the reads again.
 func (b *batch) run() {
-	n := len(b.ops)
-	b.keys = make([]string, n)
+	b.keys = make([]string, len(b.ops))
 	for i := range b.ops {
 		b.keys[i] = mapKey(b.s.prefix, b.ops[i].Key)
 	}
-	if sharedKey(b.keys) {
-		b.runInOrder()
-		return
+	b.vals, b.hits = make([]uint64, len(b.ops)), make([]bool, len(b.ops))
+	for r, idx := range rounds(b.ops, b.keys) {
+		if r > 0 {
+			if b.failed() {
+				return
+			}
+			if err := b.ctx.Err(); err != nil {
+				b.fail(fmt.Errorf("memcache: %w", err))
+				return
+			}
+		}
+		b.round(idx)
 	}
-	b.vals, b.hits = make([]uint64, n), make([]bool, n)
+}
+
+// rounds splits the ops' indices into rounds applied one after another: an
+// op runs in a later round than every earlier op on its key, and a read in
+// no earlier round than every earlier write of its hash tag (within a
+// round, reads follow writes). A batch without a repeated key is one round.
+func rounds(ops []backend.Op, keys []string) [][]int {
+	all := make([]int, len(ops))
+	for i := range all {
+		all[i] = i
+	}
+	if !sharedKey(keys) {
+		return [][]int{all}
+	}
+	lastKey := map[string]int{}  // key: round of its latest op
+	tagWrite := map[string]int{} // hash tag: latest round of a write
+	var out [][]int
+	for i, op := range ops {
+		r := 0
+		if p, ok := lastKey[keys[i]]; ok {
+			r = p + 1
+		}
+		tag := backend.HashTag(op.Key)
+		if op.IsRead() {
+			if w, ok := tagWrite[tag]; ok {
+				r = max(r, w)
+			}
+		} else if w, ok := tagWrite[tag]; !ok || r > w {
+			tagWrite[tag] = r
+		}
+		lastKey[keys[i]] = r
+		for len(out) <= r {
+			out = append(out, nil)
+		}
+		out[r] = append(out[r], i)
+	}
+	return out
+}
+
+// each calls f on each of idx concurrently, the last on this goroutine.
+func each(idx []int, f func(int)) {
+	var wg sync.WaitGroup
+	for j, i := range idx {
+		if j == len(idx)-1 {
+			f(i)
+		} else {
+			wg.Go(func() { f(i) })
+		}
+	}
+	wg.Wait()
+}
+
+// round applies the ops idx, whose keys are distinct.
+func (b *batch) round(idx []int) {
 	var counters, reads, others []int // increments and decrements, reads, Expire and Delete
-	for i, op := range b.ops {
-		switch {
+	for _, i := range idx {
+		switch op := b.ops[i]; {
 		case op.IsRead():
 			reads = append(reads, i)
 		case op.Kind == backend.Incr:
@@ -319,20 +372,11 @@ func (b *batch) run() {
 	if len(others) > 0 {
 		rest.Go(func() { b.expireDelete(others) })
 	}
-	// The last increment or decrement runs on this goroutine.
-	var wg sync.WaitGroup
-	for j, i := range counters {
-		if j == len(counters)-1 {
-			b.count(i)
-		} else {
-			wg.Go(func() { b.count(i) })
-		}
-	}
-	wg.Wait()
+	each(counters, b.count)
 	if len(reads) > 0 {
 		rest.Wait()
 	}
-	b.readAndSettle(reads)
+	b.readAndSettle(counters, reads)
 	rest.Wait()
 }
 
@@ -344,7 +388,7 @@ func (b *batch) count(i int) {
 	if op.Delta > 0 {
 		var r backend.Result
 		var done bool
-		r, b.vals[i], done, err = b.s.incrStep(b.ctx, k, uint64(op.Delta), op.TTL, false)
+		r, b.vals[i], done, err = b.s.incrStep(b.ctx, k, uint64(op.Delta), op.TTL)
 		b.res[i], b.hits[i] = r, err == nil && !done
 	} else {
 		b.vals[i], b.hits[i], err = b.s.incrDecr(b.ctx, k, uint64(-op.Delta), false)
@@ -366,43 +410,36 @@ func (b *batch) expireDelete(idx []int) {
 		b.fail(err)
 		return
 	}
-	var wg sync.WaitGroup
-	for j, i := range idx {
-		f := func() {
-			op, k := b.ops[i], b.keys[i]
-			var r backend.Result
-			var err error
-			if op.Kind == backend.Expire {
-				r, err = b.s.expire(b.ctx, k, op.TTL, got.get(k))
-			} else {
-				r, err = b.s.del(b.ctx, k, got.get(k))
-			}
-			if err != nil {
-				b.fail(err)
-			}
-			b.res[i] = r
-		}
-		if j == len(idx)-1 {
-			f()
+	each(idx, func(i int) {
+		op, k := b.ops[i], b.keys[i]
+		var r backend.Result
+		var err error
+		if op.Kind == backend.Expire {
+			r, err = b.s.expire(b.ctx, k, op.TTL, got.get(k))
 		} else {
-			wg.Go(f)
+			r, err = b.s.del(b.ctx, k, got.get(k))
 		}
-	}
-	wg.Wait()
+		if err != nil {
+			b.fail(err)
+		}
+		b.res[i] = r
+	})
 }
 
 // readAndSettle makes the batch's one read (reads are indices into ops):
 // one multi-get per server of the reads' keys and of the keys of the
 // increments and decrements that hit, then completes those (settle) and
 // the reads.
-func (b *batch) readAndSettle(reads []int) {
-	keys := make([]string, 0, len(reads)+len(b.hits))
+func (b *batch) readAndSettle(counters, reads []int) {
+	keys := make([]string, 0, len(reads)+len(counters))
 	for _, i := range reads {
 		keys = append(keys, b.keys[i])
 	}
-	for i, hit := range b.hits {
-		if hit {
+	var hit []int
+	for _, i := range counters {
+		if b.hits[i] {
 			keys = append(keys, b.keys[i])
+			hit = append(hit, i)
 		}
 	}
 	if len(keys) == 0 || b.failed() {
@@ -413,7 +450,7 @@ func (b *batch) readAndSettle(reads []int) {
 		b.fail(err)
 		return
 	}
-	if b.settle(got) && len(reads) > 0 {
+	if b.settle(got, hit) && len(reads) > 0 {
 		// An increment made more requests: the reads are made again, so
 		// that they still come after every write of their hash tags.
 		if b.failed() {
@@ -437,13 +474,10 @@ func (b *batch) readAndSettle(reads []int) {
 // settle completes the increments and decrements that hit, given a read
 // of their keys made after them. It reports whether an increment needed
 // more requests, having found its counter deleted or expired since.
-func (b *batch) settle(got itemSet) bool {
+func (b *batch) settle(got itemSet, hit []int) bool {
 	var wg sync.WaitGroup
 	more := false
-	for i, hit := range b.hits {
-		if !hit {
-			continue
-		}
+	for _, i := range hit {
 		op, k, it := b.ops[i], b.keys[i], got.get(b.keys[i])
 		if op.Delta < 0 {
 			b.res[i] = decrSettle(b.vals[i], it)
@@ -503,44 +537,4 @@ func sharedKey(keys []string) bool {
 		seen[k] = struct{}{}
 	}
 	return false
-}
-
-// runInOrder applies the ops one after another, in batch order: the path
-// for a batch with several ops on one key.
-func (b *batch) runInOrder() {
-	for i, op := range b.ops {
-		if i > 0 {
-			if err := b.ctx.Err(); err != nil {
-				b.fail(fmt.Errorf("memcache: %w", err))
-				return
-			}
-		}
-		k := b.keys[i]
-		var r backend.Result
-		var err error
-		var it *gm.Item
-		switch {
-		case op.IsRead():
-			if it, err = b.s.get(b.ctx, k); err == nil {
-				r, err = readResult(it, time.Now())
-			}
-		case op.Kind == backend.Incr && op.Delta > 0:
-			r, err = b.s.incr(b.ctx, k, uint64(op.Delta), op.TTL, false)
-		case op.Kind == backend.Incr:
-			r, err = b.s.decr(b.ctx, k, uint64(-op.Delta))
-		case op.Kind == backend.Expire:
-			if it, err = b.s.get(b.ctx, k); err == nil {
-				r, err = b.s.expire(b.ctx, k, op.TTL, it)
-			}
-		case op.Kind == backend.Delete:
-			if it, err = b.s.get(b.ctx, k); err == nil {
-				r, err = b.s.del(b.ctx, k, it)
-			}
-		}
-		if err != nil {
-			b.fail(err)
-			return
-		}
-		b.res[i] = r
-	}
 }

@@ -229,40 +229,22 @@ func again(ctx context.Context, n int, k string) error {
 	return nil
 }
 
-// incr adds delta > 0 to k, creating it with ttl when missing: incrStep,
-// then a read of the key's flags, then incrSettle. missed says that an
-// increment of k by delta was just sent and found k missing.
-func (s *Store) incr(ctx context.Context, k string, delta uint64, ttl time.Duration, missed bool) (backend.Result, error) {
-	r, v, done, err := s.incrStep(ctx, k, delta, ttl, missed)
-	if err != nil || done {
-		return r, err
-	}
-	it, err := s.get(ctx, k)
-	if err != nil {
-		return backend.Result{}, err
-	}
-	return s.incrSettle(ctx, k, delta, ttl, v, it)
-}
-
 // incrStep increments k by delta and, if k is missing, adds it holding
 // delta with ttl, incrementing again if another caller added it first. done
 // is true when it added the key, with r its result. Otherwise the increment
 // hit, v is the new value, and the caller reads the key's flags (its logical
-// expiry) and calls incrSettle. missed skips the first increment: the
-// caller sent it and found k missing.
-func (s *Store) incrStep(ctx context.Context, k string, delta uint64, ttl time.Duration, missed bool) (r backend.Result, v uint64, done bool, err error) {
+// expiry) and calls incrSettle.
+func (s *Store) incrStep(ctx context.Context, k string, delta uint64, ttl time.Duration) (r backend.Result, v uint64, done bool, err error) {
 	for n := 0; ; n++ {
 		if err := again(ctx, n, k); err != nil {
 			return backend.Result{}, 0, false, err
 		}
-		if n > 0 || !missed {
-			v, hit, err := s.incrDecr(ctx, k, delta, true)
-			if err != nil {
-				return backend.Result{}, 0, false, err
-			}
-			if hit {
-				return backend.Result{}, v, false, nil
-			}
+		v, hit, err := s.incrDecr(ctx, k, delta, true)
+		if err != nil {
+			return backend.Result{}, 0, false, err
+		}
+		if hit {
+			return backend.Result{}, v, false, nil
 		}
 		x, err := newExpiry(time.Now(), ttl)
 		if err != nil {
@@ -310,7 +292,7 @@ func (s *Store) incrSettle(ctx context.Context, k string, delta uint64, ttl time
 				return found(delta, x.ttlOf(time.Now())), nil
 			}
 		}
-		r, v2, done, err := s.incrStep(ctx, k, delta, ttl, false)
+		r, v2, done, err := s.incrStep(ctx, k, delta, ttl)
 		if err != nil || done {
 			return r, err
 		}
@@ -319,26 +301,6 @@ func (s *Store) incrSettle(ctx context.Context, k string, delta uint64, ttl time
 			return backend.Result{}, err
 		}
 	}
-}
-
-// decr subtracts delta > 0 from k, flooring at zero; a missing key stays
-// missing. It reads the key's flags after the decrement, as decrSettle, and
-// removes a counter the decrement brought to zero (dropZero).
-func (s *Store) decr(ctx context.Context, k string, delta uint64) (backend.Result, error) {
-	v, hit, err := s.incrDecr(ctx, k, delta, false)
-	if err != nil || !hit {
-		return backend.Result{}, err
-	}
-	it, err := s.get(ctx, k)
-	if err != nil {
-		return backend.Result{}, err
-	}
-	if v == 0 {
-		if err := s.dropZero(ctx, k, it); err != nil {
-			return backend.Result{}, err
-		}
-	}
-	return decrSettle(v, it), nil
 }
 
 // decrSettle is the result of a decrement that hit with new value v, given
