@@ -209,8 +209,17 @@
 //     (with the fresh counter's TTL). It is never counted twice, and never
 //     lost to a live counter that it reports; but the fresh counter does
 //     not include it. For lockout this is an attempt counted in the window
-//     that just ended. A decrement in the same position changes the dead
-//     counter.
+//     that just ended: an attacker who sends a burst as a fixed window
+//     ends has the attempts whose increment reached the dead counter
+//     admitted (their values are the old counter's, below the limit when
+//     it was not locked) and not counted in the new window, up to about
+//     Limit-1 more guesses per window, and only in the few seconds that
+//     memcached keeps a counter past its logical expiry. memcached's
+//     incr reports no version of the item it changed (only the meta
+//     command ma does, which gomemcache does not speak), so the store
+//     cannot tell such an increment from one whose counter a decrement
+//     lowered since; Redis, bbolt and the memory store have no such race.
+//     A decrement in the same position changes the dead counter.
 //   - Races with the removal at zero. An increment that reaches a counter
 //     after a decrement brought it to zero, but before the cas that removes
 //     it, is kept (the cas then fails): the key holds it with the TTL the

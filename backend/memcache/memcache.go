@@ -71,6 +71,10 @@ type Store struct {
 	prefix string
 	own    bool // Close closes c
 	closed atomic.Bool
+	// running is read-locked by every request while it runs, and
+	// write-locked by Close: Close waits for the requests in flight, and
+	// no request starts after it.
+	running sync.RWMutex
 }
 
 var _ backend.Backend = (*Store)(nil)
@@ -135,12 +139,17 @@ func NewServers(servers []string, opts *Options) (*Store, error) {
 	return s, nil
 }
 
-// Close makes every later call fail with backend.ErrClosed and, for a
-// store made by NewServers, closes the client's idle connections. Requests
-// still running finish in the background. Close may be called more than
-// once.
+// Close makes every later call fail with backend.ErrClosed, waits for the
+// requests in flight (calls abandoned at their deadline finish in the
+// background; each request is bounded by the client's Timeout) and, for a
+// store made by NewServers, then closes the client's connections: none is
+// left open, nor opened after. The requests that an abandoned call had not
+// sent yet are not sent. Close may be called more than once.
 func (s *Store) Close() error {
-	if s.closed.Swap(true) || !s.own {
+	s.running.Lock()
+	closed := s.closed.Swap(true)
+	s.running.Unlock()
+	if closed || !s.own {
 		return nil
 	}
 	if err := s.c.Close(); err != nil {

@@ -527,6 +527,45 @@ func TestOptions(t *testing.T) {
 	}
 }
 
+// TestCloseWaits closes a store made by NewServers while a request is in
+// flight: Close waits for it, and then no connection is left open (one
+// that came back to the client after Close emptied it used to stay open
+// for good, a review found), and the requests a batch had not sent yet
+// are not sent.
+func TestCloseWaits(t *testing.T) {
+	parallel(t)
+	srv := testserver.Memcached(t)
+	p := newDelayProxy(t, srv.Addr, 300*time.Millisecond)
+	s := newStore(t, []string{p.Addr}, nil)
+	done := make(chan error, 1)
+	go func() {
+		_, err := backend.Do1(context.Background(), s, backend.IncrOp("k", 1, time.Minute))
+		done <- err
+	}()
+	for p.open.Load() == 0 {
+		time.Sleep(time.Millisecond) // the request is on its way
+	}
+	start := time.Now()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d < 100*time.Millisecond {
+		t.Errorf("Close returned after %v, before the request in flight (300 ms) ended", d)
+	}
+	// The increment's second request (the read of its flags, or the add
+	// of a missing key) is not sent after Close.
+	if err := <-done; err != nil && !errors.Is(err, backend.ErrClosed) {
+		t.Errorf("the call in flight: %v, want nil or ErrClosed", err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for p.open.Load() != 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := p.open.Load(); n != 0 {
+		t.Errorf("%d connections still open after Close", n)
+	}
+}
+
 // TestDropZeroRace plays the race of a give-back's removal: an increment
 // that lands between the decrement to zero (and its gets) and the cas that
 // removes the key changes the cas token, so nothing is removed and the

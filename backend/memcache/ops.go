@@ -56,7 +56,10 @@ func (s *Store) dropIdle(err error) bool {
 // needed a new item. gomemcache reports both as plain errors that quote the
 // line.
 func isFull(err error) bool {
-	return strings.Contains(err.Error(), "SERVER_ERROR out of memory")
+	// Also as gomemcache may word it one day: ErrServerError with the
+	// server's message (bradfitz/gomemcache#196).
+	return strings.Contains(err.Error(), "SERVER_ERROR out of memory") ||
+		errors.Is(err, gm.ErrServerError) && strings.Contains(err.Error(), "out of memory")
 }
 
 // fail wraps an error of the memcached request verb for key k.
@@ -77,6 +80,14 @@ func (s *Store) call(ctx context.Context, k string, req func() error) error {
 	if err := ctx.Err(); err != nil {
 		// The caller has gone (Do returned): send nothing more.
 		return fmt.Errorf("memcache: %w", err)
+	}
+	// Close waits for the request, and none starts after it: a request
+	// that ended after Close would put its connection back in a client
+	// Close had emptied, open for good.
+	s.running.RLock()
+	defer s.running.RUnlock()
+	if s.closed.Load() {
+		return fmt.Errorf("memcache: %w", backend.ErrClosed)
 	}
 	sem, err := s.lim.acquire(ctx, k)
 	if err != nil {

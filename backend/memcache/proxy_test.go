@@ -4,6 +4,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -21,6 +22,7 @@ type delayProxy struct {
 	mu     sync.Mutex
 	conns  []net.Conn
 	wg     sync.WaitGroup
+	open   atomic.Int64 // client connections not closed by the client
 }
 
 // newDelayProxy starts a proxy to target that delays requests by delay; it
@@ -51,7 +53,11 @@ func (p *delayProxy) accept() {
 		p.mu.Lock()
 		p.conns = append(p.conns, c, s)
 		p.mu.Unlock()
-		p.wg.Go(func() { p.forward(c, s) })
+		p.open.Add(1)
+		p.wg.Go(func() {
+			p.forward(c, s)
+			p.open.Add(-1)
+		})
 		p.wg.Go(func() {
 			io.Copy(c, s)
 			c.Close()
