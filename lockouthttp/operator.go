@@ -855,6 +855,8 @@ button.small{font-size:85%}
 form.danger{margin-top:1em}form.danger button{color:#a00}
 .confirm{max-width:40em}.confirm ul{margin:.5em 0}
 .legend{color:#555;font-size:90%;max-width:60em}
+.scroll{overflow-x:auto;max-width:100%}
+.confirm button{background:#a00;color:#fff;border:1px solid #700;border-radius:3px;padding:.35em .9em;font-weight:bold}
 `
 
 func humanDuration(secs int64) string {
@@ -929,13 +931,13 @@ var operatorPage = template.Must(template.New("operator").Funcs(template.FuncMap
 </form>
 <p class="dim">Any one field is enough. The status lists the rules keyed by the fields given; Unlock lifts every lock whose key holds them (a username's locks from every address, too).</p>
 {{if .Queried}}{{if .StatusErr}}<p class="note problem">{{.StatusErr}}</p>{{else}}
-<table>
+<div class="scroll"><table>
 <tr><th>Rule</th><th>Key</th><th title="Failed attempts (and attempts in flight) counted in the current window, and the rule's limit: the limit-th failure locks the key">Attempts / limit</th><th title="Time until the count of attempts starts afresh">Window left</th><th title="Time left on the lock, if the key is locked">Locked</th><th title="Lockouts of this key within the history window; each makes the next lock longer">Lockouts in history</th>{{if .Journal}}<th>Locked since (UTC)</th><th>Caused by</th>{{end}}</tr>
 {{range .Status.Rules}}<tr><td>{{.Rule}}</td><td><code>{{.Key}}</code></td><td>{{.Attempts}} / {{.Limit}}</td><td>{{window .WindowRemaining}}</td><td>{{if .Locked}}<b class="locked">{{secs .LockRemaining}}</b>{{else}}no{{end}}</td><td>{{.Lockouts}}</td>
 {{- if $.Journal}}{{if .Locked}}{{with .LockedBy}}<td class="nw">{{when .Time}}<br><span class="dim">{{ago .Time}}</span></td><td>{{with .Username}}<span class="cut" title="{{show .}}">{{show .}}</span> {{end}}from {{with .IP}}{{.}}{{else}}?{{end}}{{with .UserAgent}}<br><span class="dim cut" title="{{show .}}">{{show .}}</span>{{end}}</td>{{else}}<td colspan="2" class="dim">not found in the journal</td>{{end}}{{else}}<td></td><td></td>{{end}}{{end}}</tr>
 {{else}}<tr><td colspan="{{if .Journal}}8{{else}}6{{end}}">No rule is keyed by exactly these fields.</td></tr>
 {{end}}{{range .Status.AlsoLocked}}<tr class="also"><td>{{.Rule}}</td><td><code>{{.Subject}}</code></td><td colspan="2" class="dim">also holds this subject{{with .StatusLink}} (<a href="{{.}}">status</a>){{end}}</td><td><b class="locked">{{secs .Remaining}}</b></td><td></td>{{if $.Journal}}<td></td><td></td>{{end}}</tr>
-{{end}}</table>
+{{end}}</table></div>
 {{if .Status.AlsoLockedPartial}}<p class="note">More keys are locked than the page lists: other locks holding this subject may be missing above. Unlock lifts them all the same.</p>{{end}}
 <p class="legend"><b>Attempts / limit</b>: failures (and attempts in progress) counted in the current window, and the rule's limit; the limit-th failure locks the key.
 <b>Window left</b>: until that count starts afresh. <b>Locked</b>: time left on the lock. <b>Lockouts in history</b>: the key's lockouts within the rule's history window (24 h by default); each makes the next lock longer, and only a reset forgets them.</p>
@@ -949,7 +951,7 @@ var operatorPage = template.Must(template.New("operator").Funcs(template.FuncMap
 {{if .LocksUnsupported}}<p class="note">This store cannot list locks. Look a subject up above instead.</p>
 {{else if .LocksErr}}<p class="note problem">{{.LocksErr}}</p>
 {{else}}<p class="dim">One group per user (her username lock and her username+IP locks from every address), then per IP address, then per other field. A group's Unlock lifts every lock of its subject; the lockout history stays, so a repeat offence still locks for longer.</p>
-<table class="locks">
+<div class="scroll"><table class="locks">
 <tr><th>Rule</th><th title="The rule key: the fields the rule counts by, as stored (usernames canonical, IPv6 addresses as their prefix)">Key</th><th title="Time left on the lock; on a group's row, the longest of its locks">Lock left</th><th></th></tr>
 {{range .Groups}}<tbody class="group">
 <tr class="ghead"><th colspan="2">{{if eq .Kind "user"}}User <b>{{.Label}}</b>{{else if eq .Kind "ip"}}IP address <b>{{.Label}}</b>{{else}}<b>{{.Label}}</b>{{end}}
@@ -959,7 +961,7 @@ var operatorPage = template.Must(template.New("operator").Funcs(template.FuncMap
 {{range .Locks}}<tr><td>{{.Rule}}</td><td><code>{{.Subject}}</code></td><td>{{secs .Remaining}}</td><td><form method="post" action="unlock-key"><input type="hidden" name="key" value="{{.Key}}"><button class="small" title="Lift this lock only">Unlock this key</button></form></td></tr>
 {{end}}</tbody>
 {{else}}<tr><td colspan="4">No key is locked.</td></tr>
-{{end}}</table>
+{{end}}</table></div>
 {{if .Locks.Truncated}}<p>Showing the first {{len .Locks.Locks}} locks only.</p>{{end}}
 <form method="post" action="reset-all" class="danger"><button title="Asks to confirm first">Reset all…</button> <span class="dim">clears every counter, lock and lockout history of this policy</span></form>
 {{end}}
@@ -978,11 +980,11 @@ var operatorPage = template.Must(template.New("operator").Funcs(template.FuncMap
 {{end}}{{end}}{{end}}
 </body></html>
 {{define "subject"}}{{range .}}<input type="hidden" name="{{.Param}}" value="{{.Value}}">{{end}}{{end}}
-{{define "attempts"}}<table class="attempts">
+{{define "attempts"}}<div class="scroll"><table class="attempts">
 <tr><th>Time (UTC)</th><th>Outcome</th><th>Reason</th><th>Rule</th><th>Username</th><th>IP</th><th>User agent</th><th>Fallback</th><th>Operator</th></tr>
 {{range .}}<tr><td class="nw">{{when .Time}}<br><span class="dim">{{ago .Time}}</span></td><td class="o-{{.Outcome}}">{{.Outcome}}</td><td class="nw">{{if eq .Outcome "lockout"}}locked {{if lt .LockoutSeconds 0}}until unlocked{{else}}for {{secs .LockoutSeconds}}{{end}}{{else}}{{.Reason}}{{end}}</td><td>{{.Rule}}{{with .Key}}<br><code class="dim">{{.}}</code>{{end}}</td><td class="cut" title="{{show .Username}}">{{show .Username}}</td><td>{{.IP}}</td><td class="cut" title="{{show .UserAgent}}">{{show .UserAgent}}</td><td>{{if .Fallback}}yes{{end}}</td><td class="nw">{{.Operator}}{{with .Via}} <span class="dim">({{.}})</span>{{end}}</td></tr>
 {{else}}<tr><td colspan="9">No attempts found.</td></tr>
-{{end}}</table>{{end}}
+{{end}}</table></div>{{end}}
 `))
 
 var confirmPage = template.Must(template.New("confirm").Parse(`<!doctype html>
