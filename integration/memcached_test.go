@@ -31,7 +31,9 @@ func TestMemcached(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(t.Context(), startTimeout)
 	defer cancel()
-	ctr, err := tcmemcached.Run(ctx, memcachedImage)
+	// -M: the store refuses a server that may evict keys (memcache.ErrEvicting);
+	// the image's entrypoint runs memcached with arguments that start with '-'.
+	ctr, err := tcmemcached.Run(ctx, memcachedImage, testcontainers.WithCmdArgs("-M"))
 	testcontainers.CleanupContainer(t, ctr)
 	if err != nil {
 		t.Fatalf("start memcached container: %v", err)

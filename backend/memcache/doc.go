@@ -17,7 +17,13 @@
 //
 //   - with -M, so that a full server refuses new items ("SERVER_ERROR out of
 //     memory storing object", which the store reports as an error wrapping
-//     backend.ErrFull) instead of evicting old ones;
+//     backend.ErrFull) instead of evicting old ones. A store made by
+//     NewServers asks each server ("stats settings") before its first
+//     request, and again after a broken connection: a server that may
+//     evict fails every call with an error wrapping ErrEvicting, so the
+//     policy decides in its fallback and logs it (Options.AllowEviction
+//     skips the check; New, over a client whose servers it cannot tell,
+//     makes none);
 //   - with enough memory (-m, in megabytes): a key takes 150 to 200 bytes
 //     with lockout's key lengths, so -m 1024 holds some 5 million keys;
 //   - on a dedicated instance, or at least one whose other users cannot fill
@@ -254,6 +260,9 @@
 //     ends. Watch the servers' memory (stats limit_maxbytes and bytes)
 //     and the policy's backend errors: a full server is an incident.
 //   - memcached without -M evicts: lockout state may silently disappear.
+//     NewServers refuses such a server (ErrEvicting); New cannot tell, and
+//     a server restarted without -M is asked again only once a
+//     connection to it broke.
 //   - A request broken after memcached answered it (a connection reset by
 //     the network, not by memcached, which closes connections only when it
 //     exits) is sent again: an increment may then count twice.

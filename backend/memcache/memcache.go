@@ -60,6 +60,18 @@ type Options struct {
 	// connection that the idle pool would then close. Default: MaxIdleConns
 	// for NewServers; no bound for New. Negative: no bound.
 	MaxActive int
+
+	// AllowEviction skips the check a store made by NewServers makes of
+	// each server before its first request (and after a broken
+	// connection): that it runs with -M, which makes a full server refuse
+	// writes (backend.ErrFull) instead of evicting. Without -M, memcached
+	// drops the least recently used items when full, and an attacker who
+	// fills it unlocks himself; a call to a server that may evict fails
+	// with an error wrapping ErrEvicting. Set it only for a server known
+	// not to evict, behind a proxy that does not answer "stats settings".
+	// New, which cannot tell the client's servers, makes no check: run
+	// them with -M.
+	AllowEviction bool
 }
 
 // Store is a backend.Backend over memcached. It does not implement
@@ -69,7 +81,8 @@ type Store struct {
 	c      *gm.Client
 	lim    *limiter // nil: no bound
 	prefix string
-	own    bool // Close closes c
+	own    bool            // Close closes c
+	evict  *evictionChecks // nil: no check (New, Options.AllowEviction)
 	closed atomic.Bool
 	// running is read-locked by every request while it runs, and
 	// write-locked by Close: Close waits for the requests in flight, and
@@ -131,6 +144,9 @@ func NewServers(servers []string, opts *Options) (*Store, error) {
 		return nil, err
 	}
 	s.own = true
+	if opts == nil || !opts.AllowEviction {
+		s.evict = newEvictionChecks(sel, c.Timeout)
+	}
 	active := c.MaxIdleConns
 	if opts != nil && opts.MaxActive != 0 {
 		active = opts.MaxActive

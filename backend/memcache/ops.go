@@ -47,6 +47,9 @@ func (s *Store) dropIdle(err error) bool {
 		return false
 	}
 	s.c.Close() // Closes idle connections only; the client stays usable.
+	if s.evict != nil {
+		s.evict.reset() // a restarted server may run with other settings
+	}
 	return true
 }
 
@@ -88,6 +91,11 @@ func (s *Store) call(ctx context.Context, k string, req func() error) error {
 	defer s.running.RUnlock()
 	if s.closed.Load() {
 		return fmt.Errorf("memcache: %w", backend.ErrClosed)
+	}
+	if s.evict != nil {
+		if err := s.evict.check(ctx, k); err != nil {
+			return err
+		}
 	}
 	sem, err := s.lim.acquire(ctx, k)
 	if err != nil {

@@ -20,14 +20,20 @@ var memcachedKind = &kind{
 			// memcached refuses to run as root without -u.
 			args = append(args, "-u", "root")
 		}
+		if len(extra) == 0 {
+			// A full server refuses writes instead of evicting, as the
+			// memcache store requires (memcache.ErrEvicting).
+			return append(args, "-M")
+		}
 		return append(args, extra...)
 	},
 	ready: memcachedReady,
 }
 
 // Memcached returns a memcached for t, started on a free loopback port with
-// args appended to its command line (e.g. "-M", "-m", "2"), or the next
-// server listed in LOCKOUT_TEST_MEMCACHED when no args are given.
+// args appended to its command line (e.g. "-M", "-m", "2"; with none, -M),
+// or the next server listed in LOCKOUT_TEST_MEMCACHED when no args are
+// given.
 func Memcached(t TB, args ...string) *Server {
 	t.Helper()
 	return get(t, memcachedKind, args)
