@@ -12,6 +12,8 @@ import (
 // slow work, such as sending an email, to another goroutine. A policy with
 // no observer builds no events at all.
 type Observer interface {
+	// Observe is told of e, on the goroutine of the decision or operator
+	// action that made it: it must be quick, and must not block.
 	Observe(ctx context.Context, e Event)
 }
 
@@ -99,6 +101,7 @@ func (k EventKind) String() string {
 // Event is one thing that happened in a policy. Which fields are set
 // depends on Kind.
 type Event struct {
+	// Kind says what happened; the fields below that apply to it are set.
 	Kind EventKind
 	// Time is when it happened: for a decision's events (admitted,
 	// refused, success, failure), during the decision, at its start when

@@ -166,6 +166,8 @@ var (
 
 // RefusedError is the error of a refused attempt.
 type RefusedError struct {
+	// Reason says why: a lock, every slot taken, a deny list, or the
+	// store being unavailable.
 	Reason Reason
 	// Rule is the name of the rule that refused, for ReasonLocked and
 	// ReasonCapacity: the one with the longest wait when several did.

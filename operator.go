@@ -14,6 +14,7 @@ import (
 
 // RuleStatus is the state of one rule key of a subject.
 type RuleStatus struct {
+	// Rule is the rule's name.
 	Rule string
 	// Key is the rule's subject part, e.g. "u=alice,ip=192.0.2.1".
 	Key string

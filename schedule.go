@@ -19,6 +19,8 @@ const Forever time.Duration = -1
 // [Fixed], [List] and [Exponential] cover the common cases; any type with
 // this method can be used.
 type Schedule interface {
+	// Lockout returns the length of a key's n-th lockout within its
+	// history window (n >= 1); Forever: until unlocked.
 	Lockout(n int) time.Duration
 }
 
@@ -64,9 +66,14 @@ func (s listSchedule) validate() error {
 // fraction in [0, j) of itself, but never beyond Max, so that clients locked
 // out together do not all come back at once.
 type ExponentialSchedule struct {
-	Base   time.Duration
+	// Base is the first lockout's length.
+	Base time.Duration
+	// Factor multiplies each lockout's length to give the next one's.
 	Factor float64
-	Max    time.Duration
+	// Max caps every lockout's length.
+	Max time.Duration
+	// Jitter, in [0, 1), stretches each length by a random fraction of
+	// itself below it; 0: none.
 	Jitter float64
 }
 

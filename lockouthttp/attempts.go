@@ -26,7 +26,10 @@ type AttemptList struct {
 // AttemptRecord is one journal record, in JSON: an attempt's outcome, a
 // lockout, or an operator's unlock or reset.
 type AttemptRecord struct {
-	ID   string    `json:"id"`
+	// ID is the record's ID in the journal, opaque: a cursor for the
+	// next page (before=).
+	ID string `json:"id"`
+	// Time is when the attempt, lockout or operator action happened.
 	Time time.Time `json:"time"`
 	// Outcome is "success", "failure", "refused", "lockout", "unlock" or
 	// "reset"; Reason says why an attempt was refused ("locked",

@@ -163,6 +163,8 @@ func NewOperator(p *lockout.Policy, cfg OperatorConfig) *Operator {
 
 // SubjectStatus is the answer of GET api/status.
 type SubjectStatus struct {
+	// Username (canonical), IP, UserAgent and Fields are the subject
+	// looked up, as the policy keys it.
 	Username  string            `json:"username,omitempty"`
 	IP        string            `json:"ip,omitempty"`
 	UserAgent string            `json:"user_agent,omitempty"`
@@ -185,14 +187,21 @@ type SubjectStatus struct {
 // RuleState is the state of one rule key, in JSON. Durations are whole
 // seconds, rounded up; -1 means until unlocked (or, for a window, never).
 type RuleState struct {
-	Rule            string `json:"rule"`
-	Key             string `json:"key"`
-	Attempts        int64  `json:"attempts"`
-	Limit           int    `json:"limit"`
-	WindowRemaining int64  `json:"window_remaining_seconds"`
-	Locked          bool   `json:"locked"`
-	LockRemaining   int64  `json:"lock_remaining_seconds"`
-	Lockouts        int64  `json:"lockouts"`
+	// Rule and Key name the rule key: the rule, and its subject part
+	// ("u=alice").
+	Rule string `json:"rule"`
+	Key  string `json:"key"`
+	// Attempts counts the failures (and attempts in flight) of the
+	// current window, against the rule's Limit.
+	Attempts int64 `json:"attempts"`
+	Limit    int   `json:"limit"`
+	// WindowRemaining is the time until Attempts starts afresh.
+	WindowRemaining int64 `json:"window_remaining_seconds"`
+	// Locked is set while the key is locked, for LockRemaining.
+	Locked        bool  `json:"locked"`
+	LockRemaining int64 `json:"lock_remaining_seconds"`
+	// Lockouts counts the key's lockouts within its history window.
+	Lockouts int64 `json:"lockouts"`
 	// LockedSince and LockedBy describe a lock's start: when, and the
 	// journal's lockout record (the attempt that caused it: its IP, user
 	// agent, and the username for a rule without one). Absent without a
