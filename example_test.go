@@ -228,3 +228,40 @@ func ExampleDisabled() {
 	// ten wrong passwords, never refused
 	// true
 }
+
+// An operator lifts a user's locks: Unlock clears the locks and counters of
+// every key that holds the subject, and keeps the lockout history, so that
+// a repeat offence still locks for longer; Reset forgets that too.
+func ExamplePolicy_Unlock() {
+	store, _ := memory.New(nil)
+	defer store.Close()
+	policy, _ := lockout.New(store, lockout.Config{Rules: []lockout.Rule{lockout.ByUsername(2)}})
+	defer policy.Close()
+	ctx := context.Background()
+	alice := lockout.Subject{Username: "alice"}
+
+	for range 2 {
+		if a, err := policy.Allow(ctx, alice); err == nil {
+			a.Failure(ctx) // the second locks alice
+		}
+	}
+	_, err := policy.Allow(ctx, alice)
+	var refused *lockout.RefusedError
+	if errors.As(err, &refused) {
+		fmt.Println("before:", refused.Reason, "by rule", refused.Rule)
+	}
+
+	ctx = lockout.WithOperator(ctx, "admin", "example") // named in the journal and the log
+	if err := policy.Unlock(ctx, alice); err != nil {
+		log.Fatal(err)
+	}
+	a, err := policy.Allow(ctx, alice)
+	fmt.Println("after:", err)
+	a.Success(ctx)
+	st, _ := policy.Status(ctx, alice)
+	fmt.Println(st[0])
+	// Output:
+	// before: locked by rule username
+	// after: <nil>
+	// username u=alice: 0/2 attempts, 1 lockouts
+}
