@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math"
 	"runtime/pprof"
 	"strings"
@@ -446,6 +447,11 @@ func (p *Policy) writeBackFrom(ctx context.Context, fb backend.Backend, copied m
 	if fb == nil {
 		return nil
 	}
+	// What was copied of keys that have expired since says nothing of
+	// the keys of those names now: forget it, so that copied does not
+	// grow with the outage's length.
+	now := p.now()
+	maps.DeleteFunc(copied, func(_ string, c copiedKey) bool { return now >= c.until })
 	var keys []string
 	for k, err := range fb.(backend.Lister).Keys(ctx, p.prefix+":") {
 		if err != nil {

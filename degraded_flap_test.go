@@ -148,3 +148,39 @@ func TestLockRewrittenAfterHalfRecovery(t *testing.T) {
 		}
 	})
 }
+
+// TestCopiedForgetsExpired is one long outage whose recoveries fail half
+// way (the probe and one write-back call pass, the next fails), while an
+// attacker sprays fresh usernames: what the write-back remembers copying
+// must not grow with the outage's length. It kept every key ever copied
+// (a review counted 1,796 after 2.5 h; here, past 1,800 in an hour); it
+// now forgets the keys that have expired since (about 140 here).
+func TestCopiedForgetsExpired(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := &switchStore{Backend: newStore(t)}
+		rule := lockout.ByUsername(5)
+		rule.Window = 5 * time.Minute
+		p := newPolicyOn(t, store, lockout.Config{Rules: []lockout.Rule{rule}})
+		store.mode.Store(down)
+		most := 0
+		for c := range 120 { // an hour: a recovery every 30 s, each failing after one write-back call
+			for i := range 300 { // more than one write-back call's worth
+				_ = attempt(t, p, lockout.Subject{Username: fmt.Sprintf("spray-%d-%d", c, i)}, false)
+			}
+			time.Sleep(30 * time.Second)
+			store.mode.Store(up)
+			store.failIn.Store(3) // the probe and one write-back call pass
+			_ = attempt(t, p, bob, true)
+			synctest.Wait()
+			store.mode.Store(down)
+			store.failIn.Store(0)
+			most = max(most, lockout.CopiedLen(p))
+		}
+		// Each recovery copies one call's worth of keys (128) before it
+		// fails, some of them copied before; the keys live 5 min, 10
+		// recoveries. Without forgetting, it grew past 1,800 in this hour.
+		if most == 0 || most > 700 {
+			t.Errorf("the write-back remembered up to %d keys copied; want some, and no more than 700", most)
+		}
+	})
+}

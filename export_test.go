@@ -21,3 +21,11 @@ func RefusedPart(p *Policy, s Subject) int {
 	}
 	return -1
 }
+
+// CopiedLen returns the number of keys the current degraded period's
+// write-back remembers copying (breaker.copied).
+func CopiedLen(p *Policy) int {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return len(p.breaker.copied)
+}
