@@ -155,12 +155,14 @@ func run(ctx context.Context, args []string, stdout io.Writer, ready func(addr s
 		}
 		clientIP = res.ClientIP
 	}
+	web := site{limits: fmt.Sprintf("%d wrong passwords lock a username (and a username at one address); %d from one address, whatever the usernames, lock the address for everyone there. Lockouts last %s.",
+		cfg.limit, cfg.ipLimit, describeSchedule(cfg.scheduleText))}
 	guard := lockouthttp.NewMiddleware(policy, lockouthttp.Config{
 		ClientIP: clientIP,
 		Username: loginUsername,
 		// A refused browser sees the login page again, with what happened
 		// and when to try again; other clients get lockouthttp's JSON.
-		Refused: refused,
+		Refused: web.refused,
 	})
 
 	// 4. The operator page and API, behind HTTP Basic auth. The Basic
@@ -184,8 +186,8 @@ func run(ctx context.Context, args []string, stdout io.Writer, ready func(addr s
 	})
 
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /{$}", loginPage)
-	mux.Handle("POST /login", guard.Wrap(loginHandler(users, logger)))
+	mux.HandleFunc("GET /{$}", web.loginPage)
+	mux.Handle("POST /login", guard.Wrap(loginHandler(users, logger, web)))
 	mux.Handle("/admin/", http.StripPrefix("/admin", operator))
 
 	// 5. Serve until ctx is done (SIGINT or SIGTERM in main).
@@ -243,22 +245,22 @@ func isJSON(r *http.Request) bool {
 // loginHandler verifies a password. It runs only for attempts the policy
 // admitted, and answers 200 or 401: the middleware reads the outcome from
 // the status. A real application would start a session on success.
-func loginHandler(users *users, logger *slog.Logger) http.Handler {
+func loginHandler(users *users, logger *slog.Logger, web site) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// Verify exactly the username the middleware counted.
 		subject, _ := lockouthttp.SubjectFromContext(r.Context())
 		password, err := loginPassword(r)
 		if err != nil {
-			reply(w, r, http.StatusBadRequest, "bad_request", "The request body is malformed.", "")
+			web.reply(w, r, http.StatusBadRequest, "bad_request", "The request body is malformed.", "")
 			return
 		}
 		if !users.verify(subject.Username, password) {
 			logger.Info("login failed", "username", subject.Username, "ip", subject.IP)
-			reply(w, r, http.StatusUnauthorized, "invalid_credentials", "Wrong username or password.", subject.Username)
+			web.reply(w, r, http.StatusUnauthorized, "invalid_credentials", "Wrong username or password.", subject.Username)
 			return
 		}
 		logger.Info("login", "username", subject.Username, "ip", subject.IP)
-		reply(w, r, http.StatusOK, "", "Welcome, "+subject.Username+".", subject.Username)
+		web.reply(w, r, http.StatusOK, "", "Welcome, "+subject.Username+".", subject.Username)
 	})
 }
 

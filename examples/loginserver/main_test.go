@@ -607,7 +607,8 @@ func TestRefusedLoginPage(t *testing.T) {
 		want, wantNot      []string
 	}{
 		{"browser", "alice", browser,
-			[]string{`<form method="post" action="/login">`, "Login locked", "Too many failed login attempts. Try again in 4 minutes.", "You can try again at ", `value="alice"`},
+			[]string{`<form method="post" action="/login">`, "Login locked", "Too many failed login attempts. Try again in 4 minutes.", "You can try again at ", `value="alice"`,
+				"3 wrong passwords lock a username", "10 from one address, whatever the usernames, lock the address for everyone there", "Lockouts last 4m, then until unlocked."},
 			[]string{"Wrong username or password"}},
 		{"json", "alice", "application/json", []string{`"error":"login_refused"`, `"reason":"locked"`, `"retry_after":240`}, []string{"<form"}},
 		{"hostile username", hostile, browser, []string{"Login locked", "&lt;script&gt;"}, []string{"<script>"}},

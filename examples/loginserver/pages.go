@@ -11,19 +11,31 @@ import (
 	"github.com/go-lockout/lockout/lockouthttp"
 )
 
+// site is what every page of the example says besides its message: the
+// demo users, and the policy's limits in words, so that a visitor knows
+// what to expect (the address lock above all, which refuses every user
+// from the visitor's address).
+type site struct {
+	limits string
+}
+
+// page returns the data of a page of s.
+func (s site) page() pageData { return pageData{Users: demoUsers, Limits: s.limits} }
+
 // loginPage serves the login form.
-func loginPage(w http.ResponseWriter, r *http.Request) {
-	writePage(w, http.StatusOK, pageData{Users: demoUsers})
+func (s site) loginPage(w http.ResponseWriter, r *http.Request) {
+	writePage(w, http.StatusOK, s.page())
 }
 
 // reply answers a login request: HTML for a browser (an Accept header that
 // prefers text/html, as lockouthttp's refusals do), JSON otherwise. A
 // status below 400 is a welcome; code names the error of any other.
-func reply(w http.ResponseWriter, r *http.Request, status int, code, message, username string) {
+func (s site) reply(w http.ResponseWriter, r *http.Request, status int, code, message, username string) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Add("Vary", "Accept")
 	if lockouthttp.PrefersHTML(r) {
-		d := pageData{Users: demoUsers, Message: message, Username: username}
+		d := s.page()
+		d.Message, d.Username = message, username
 		d.Welcome = status < 400
 		writePage(w, status, d)
 		return
@@ -50,7 +62,7 @@ func reply(w http.ResponseWriter, r *http.Request, status int, code, message, us
 // with lockouthttp.RefusalMessage (what happened, when to try again) and
 // the same status and Retry-After as lockouthttp.DefaultRefused; other
 // clients get DefaultRefused's JSON.
-func refused(w http.ResponseWriter, r *http.Request, err *lockout.RefusedError) {
+func (s site) refused(w http.ResponseWriter, r *http.Request, err *lockout.RefusedError) {
 	if !lockouthttp.PrefersHTML(r) {
 		lockouthttp.DefaultRefused(w, r, err)
 		return
@@ -62,14 +74,15 @@ func refused(w http.ResponseWriter, r *http.Request, err *lockout.RefusedError) 
 	case lockout.ReasonUnavailable:
 		status = http.StatusServiceUnavailable
 	}
-	d := pageData{Users: demoUsers, Refused: true}
+	d := s.page()
+	d.Refused = true
 	d.Title, d.Message = lockouthttp.RefusalMessage(err)
 	if secs := lockouthttp.RetryAfterSeconds(err); secs > 0 {
 		w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
 	}
 	d.RetryAt = lockouthttp.RetryAt(time.Now(), err)
-	if s, e := formUsername(r); e == nil {
-		d.Username = s
+	if u, e := formUsername(r); e == nil {
+		d.Username = u
 	}
 	w.Header().Add("Vary", "Accept")
 	writePage(w, status, d)
@@ -77,6 +90,7 @@ func refused(w http.ResponseWriter, r *http.Request, err *lockout.RefusedError) 
 
 type pageData struct {
 	Users    []account
+	Limits   string // the policy's limits, in words
 	Username string
 	Message  string
 	Welcome  bool
@@ -116,5 +130,6 @@ label{display:block;margin:.6em 0}input{font:inherit;width:100%;box-sizing:borde
 </form>{{end}}
 <p><small>Demo users: {{range $i, $u := .Users}}{{if $i}}, {{end}}{{$u.Name}} / {{$u.Password}}{{end}}.
 Enter a wrong password a few times to see the lockout; the operator page is at <a href="/admin/">/admin/</a>.</small></p>
+{{with .Limits}}<p><small>{{.}}</small></p>{{end}}
 </body></html>
 `))
