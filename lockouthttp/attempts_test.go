@@ -217,7 +217,7 @@ func TestOperatorNoJournal(t *testing.T) {
 		t.Errorf("status without a journal %+v", u)
 	}
 	resp, body := e.do("GET", "/admin/lockout/?username=alice", "", "", adminHeader, "yes")
-	if resp.StatusCode != 200 || !strings.Contains(body, "keeps no journal") || strings.Contains(body, "Caused by") || !strings.Contains(body, "u=alice") {
+	if resp.StatusCode != 200 || !strings.Contains(body, "keeps no journal") || strings.Contains(body, "Locked by the attempt of") || !strings.Contains(body, "u=alice") {
 		t.Errorf("page: %d\n%s", resp.StatusCode, body)
 	}
 	// Actions work, and say who made them in the log only.
@@ -313,7 +313,7 @@ func TestOperatorStatusLockOrigin(t *testing.T) {
 	_, page := e.do("GET", "/admin/lockout/?username=alice", "", "", adminHeader, "yes")
 	// Values a client chose are cut to a width on the page, whole in a
 	// title: a long username or user agent cannot push the table aside.
-	for _, want := range []string{"Caused by", `<span class="cut" title="alice">alice</span> from ` + clientB,
+	for _, want := range []string{"Locked by the attempt of", `<span class="cut" title="alice">alice</span> from ` + clientB,
 		`<span class="dim cut" title="Mozilla/5.0 (second)">Mozilla/5.0 (second)</span>`, "Recent attempts of this subject",
 		`<td class="cut" title="alice">alice</td>`, "<td class=\"o-lockout\">lockout</td>"} {
 		if !strings.Contains(page, want) {
