@@ -115,14 +115,25 @@ type breaker struct {
 	copied map[string]copiedKey
 }
 
-// copiedKey is a fallback counter or history that a write-back copied: its
-// value then, and when it was to expire (Policy.now time; math.MaxInt64:
-// never). A key found past that time, or below that value, is another
-// one, made again since: all of it is copied. (A sliding window's counter,
-// or a history, whose TTL grew since is copied whole again too: counted
-// twice, on the strict side.)
+// copiedKey is a fallback key that a write-back copied: its value then,
+// and when it was to expire (Policy.now time; math.MaxInt64: never).
+// Entries past that time are dropped (writeBackFrom): a key found under
+// the same name later is another one, made again since, and copied whole.
+// A lock is copied again when its end moved (made again, or lengthened,
+// since).
 type copiedKey struct {
 	value, until int64
+}
+
+// lockUntilSlack is how far apart two readings of one lock's end may be
+// (they are read as TTLs, at different times) and still be the same lock.
+const lockUntilSlack = int64(time.Second)
+
+func absDiff(a, b int64) int64 {
+	if a > b {
+		return a - b
+	}
+	return b - a
 }
 
 // route says where an attempt's reservations are: in the store, or in the
@@ -351,9 +362,15 @@ func (p *Policy) recover(ctx context.Context) {
 		copied = map[string]copiedKey{}
 	}
 	// The counters the write-back takes to their rule's limit, to
-	// remember once decisions may take the policy's lock again.
+	// remember once decisions may take the policy's lock again; unless
+	// an operator cleared keys meanwhile (an unlock or a reset, which
+	// forgets what is remembered): what the write-back saw may be gone.
 	var full []fullCounter
+	clears := p.clears.Load()
 	defer func() {
+		if p.clears.Load() != clears {
+			return
+		}
 		for _, f := range full {
 			p.remember(f.key, f.ttl, false)
 		}
@@ -501,8 +518,12 @@ func (p *Policy) copyChunk(ctx context.Context, fb backend.Backend, chunk []stri
 		switch kind {
 		case kindAttempts, kindHistory:
 			var before int64
-			if c, ok := copied[k]; ok && now < c.until && r.Value >= c.value {
-				before = c.value // the same key: what it counted since
+			if c, ok := copied[k]; ok && now < c.until {
+				// The same key (one made again since would be past the
+				// old one's end): what it counted since. Below what was
+				// copied, a reservation given back in the fallback since
+				// stays in the store: on the strict side.
+				before = c.value
 			}
 			if r.Value <= before {
 				continue
@@ -512,6 +533,9 @@ func (p *Policy) copyChunk(ctx context.Context, fb backend.Backend, chunk []stri
 			}
 			put = append(put, backend.IncrOp(k, r.Value-before, r.TTL))
 		case kindLock:
+			if c, ok := copied[k]; ok && now < c.until && absDiff(c.until, v.until) < lockUntilSlack {
+				continue // copied, and not made again nor lengthened since
+			}
 			lengthen = append(lengthen, len(put))
 			put = append(put, backend.IncrOp(k, 1, r.TTL))
 		default:

@@ -240,6 +240,13 @@ func (p *Policy) filterPart(key string) string {
 	return key
 }
 
+// mayRemember reports whether the cache may remember something of the
+// rule key whose lock marker is lockKey (its lock, or its counter full):
+// whether the filter's slot for it is up.
+func (p *Policy) mayRemember(lockKey string) bool {
+	return p.cache.inUse() && p.cache.slot(p.filterPart(lockKey)).Load() > p.now()
+}
+
 // forget drops the remembered locks on keys, and the lockout counts
 // remembered under them (history keys), after an unlock or a reset
 // through this policy.

@@ -343,6 +343,7 @@ func (p *Policy) clearKeys(ctx context.Context, ops []backend.Op) error {
 	if p.closed.Load() {
 		return ErrClosed
 	}
+	p.clears.Add(1)
 	for _, op := range ops {
 		p.forget(op.Key)
 	}

@@ -173,6 +173,7 @@ type Policy struct {
 	observer    Observer
 	decisions   DecisionObserver // observer, when it is one
 	journal     *journal         // nil: no journal
+	clears      atomic.Uint64    // operators' clears (clearKeys) so far
 	log         *slog.Logger
 	devices     *devices      // nil: no known devices
 	fp          *fingerprints // nil: no memory of wrong passwords
@@ -828,8 +829,10 @@ func (a *Attempt) success(ctx context.Context, start int64) error {
 		} else {
 			ops[i] = backend.IncrOp(a.attemptsKey(h), -1, h.r.Window)
 		}
-		if h.value == int64(h.r.Limit) {
-			a.p.forget(a.attemptsKey(h)) // its last slot is free again
+		if h.value == int64(h.r.Limit) || a.p.mayRemember(a.lockKey(h)) {
+			// Its last slot is free again, or a write-back remembered
+			// the counter full (fullCounter), which this empties.
+			a.p.forget(a.attemptsKey(h))
 		}
 	}
 	_, err := a.p.execAt(uncancelled(ctx), a.at, ops, res, false)
@@ -880,7 +883,7 @@ func (a *Attempt) failure(ctx context.Context, start int64) error {
 		case a.Repeat() && h.r.hasUsername:
 			// A remembered wrong password: not a new guess.
 			ops = append(ops, backend.IncrOp(a.attemptsKey(*h), -1, h.r.Window))
-			if h.value == int64(h.r.Limit) {
+			if h.value == int64(h.r.Limit) || a.p.mayRemember(a.lockKey(*h)) {
 				a.p.forget(a.attemptsKey(*h)) // its last slot is free again
 			}
 		case h.value == int64(h.r.Limit):

@@ -1,0 +1,184 @@
+package lockout_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/go-lockout/lockout"
+	"github.com/go-lockout/lockout/backend"
+)
+
+// onWriteBack runs fn once, right after the first write-back store call
+// (an increment, not the probe's) whose ops touch a key containing match.
+// (From a review of the write-back.)
+type onWriteBack struct {
+	*switchStore
+	match string
+	fn    func()
+	armed atomic.Bool
+	inFn  atomic.Bool
+}
+
+func (s *onWriteBack) Do(ctx context.Context, ops []backend.Op, res []backend.Result) error {
+	err := s.switchStore.Do(ctx, ops, res)
+	if err == nil && !s.inFn.Load() && s.switchStore.mode.Load() == up && len(ops) > 0 &&
+		ops[0].Kind == backend.Incr && ops[0].Delta > 0 && !strings.Contains(ops[0].Key, ":p:") {
+		hit := false
+		for _, op := range ops {
+			hit = hit || strings.Contains(op.Key, s.match)
+		}
+		if hit && s.armed.CompareAndSwap(true, false) {
+			s.inFn.Store(true)
+			s.fn()
+			s.inFn.Store(false)
+		}
+	}
+	return err
+}
+
+// TestGiveBackBetweenPasses: a give-back in the fallback between the
+// recovery's two passes (a success on a rule that does not reset, here an
+// IP rule) leaves the fallback's counter below what the first pass copied.
+// The second pass took that for a key made again and copied it whole, a
+// second time: 5 of 5, and the address refused for 15 minutes after 2
+// failures (a review). It now adds nothing: the store keeps the given-back
+// reservation, on the strict side (3 of 5).
+func TestGiveBackBetweenPasses(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sw := &switchStore{Backend: newStore(t)}
+		store := &onWriteBack{switchStore: sw, match: "ip="}
+		p := newPolicyOn(t, store, lockout.Config{Rules: []lockout.Rule{lockout.ByIP(5)}})
+		carol := lockout.Subject{Username: "carol", IP: "198.51.100.7"}
+		sw.mode.Store(down)
+		fail(t, p, alice, 2)                // the IP at 2 in the fallback
+		inflight, err := p.Allow(bg, carol) // the IP at 3, carol's password being checked
+		if err != nil {
+			t.Fatal(err)
+		}
+		store.fn = func() {
+			// pass 1 copied 3; carol's password was right: the fallback
+			// gives back her reservation (3 -> 2)
+			if err := inflight.Success(bg); err != nil {
+				t.Error(err)
+			}
+		}
+		store.armed.Store(true)
+		sw.mode.Store(up)
+		time.Sleep(lockout.DefaultProbeInterval)
+		if err := attempt(t, p, lockout.Subject{Username: "dave", IP: "192.0.2.1"}, true); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		if store.armed.Load() {
+			t.Fatal("hook did not run")
+		}
+		other := newPolicyOn(t, sw, lockout.Config{Rules: []lockout.Rule{lockout.ByIP(5)}})
+		st := status(t, other, alice)["ip"]
+		if st.Attempts != 3 {
+			t.Errorf("the store's IP counter after recovery: %v, want 3 (2 failures, and the reservation given back in the fallback)", st)
+		}
+		// 2 failures and one success on this IP: 2 is right, 3 strict.
+		if err := attempt(t, p, carol, true); err != nil {
+			t.Errorf("a legitimate user on the IP refused after 2 failures (limit 5): %v", err)
+		}
+	})
+}
+
+// TestResetDuringRecovery: an operator's Reset runs while the recovery's
+// first pass has taken alice's counter to the limit. The write-back
+// remembered the full counter after the reset had forgotten it, and the
+// next outage refused alice (a review); a recovery during which an
+// operator cleared keys now remembers nothing.
+func TestResetDuringRecovery(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sw := &switchStore{Backend: newStore(t)}
+		store := &onWriteBack{switchStore: sw, match: "u=alice"}
+		rules := []lockout.Rule{lockout.ByUsername(5)}
+		p := newPolicyOn(t, store, lockout.Config{Rules: rules})
+		fail(t, p, alice, 3) // in the store
+		sw.mode.Store(down)
+		fail(t, p, alice, 2) // in the fallback: 5 once written back
+		store.fn = func() {
+			if err := p.Reset(bg, lockout.Subject{Username: "alice"}); err != nil {
+				t.Error(err)
+			}
+		}
+		store.armed.Store(true)
+		sw.mode.Store(up)
+		probeAfterInterval(t, p)
+		if store.armed.Load() {
+			t.Fatal("hook did not run")
+		}
+		time.Sleep(2 * time.Second)
+		if err := attempt(t, p, alice, true); err != nil {
+			t.Errorf("healthy, after the reset: %v", err)
+		}
+		sw.mode.Store(down) // the next outage
+		if err := attempt(t, p, alice, true); err != nil {
+			var re *lockout.RefusedError
+			errors.As(err, &re)
+			t.Errorf("next outage, after an operator's reset: refused: %v (remembered %v)", err, re != nil && re.Remembered)
+		}
+	})
+}
+
+// TestSuccessAfterWriteBack: alice's own attempt, in flight while the
+// write-back takes her counter to the limit, succeeds: her counter is reset
+// in the store. The full counter the write-back remembered was not
+// forgotten, and the next outage refused her (a review); a success now
+// forgets a counter the cache may remember.
+func TestSuccessAfterWriteBack(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sw := &switchStore{Backend: newStore(t)}
+		rules := []lockout.Rule{lockout.ByUsername(5)}
+		p := newPolicyOn(t, sw, lockout.Config{Rules: rules})
+		fail(t, p, alice, 4) // in the store
+		sw.mode.Store(down)
+		a, err := p.Allow(bg, alice) // in the fallback: 1, in flight
+		if err != nil {
+			t.Fatal(err)
+		}
+		sw.mode.Store(up)
+		probeAfterInterval(t, p)              // the store's counter at 5: remembered full
+		if err := a.Success(bg); err != nil { // to the store: deleted
+			t.Fatal(err)
+		}
+		time.Sleep(2 * time.Second)
+		if err := attempt(t, p, alice, true); err != nil {
+			t.Errorf("healthy, after her success: %v", err)
+		}
+		sw.mode.Store(down) // the next outage, within the window
+		if err := attempt(t, p, alice, true); err != nil {
+			t.Errorf("next outage, after her own success reset her counter: refused: %v", err)
+		}
+	})
+}
+
+// TestRecoveryCalls counts the store calls of a recovery with 2,000 locked
+// users in the fallback: each pass copies 128 keys a call, and the second
+// pass, which decisions wait for, does not copy the locks again (it did,
+// doubling the calls to 65; 33 before).
+func TestRecoveryCalls(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sw := &switchStore{Backend: newStore(t)}
+		p := newPolicyOn(t, sw, lockout.Config{Rules: []lockout.Rule{lockout.ByUsername(5)}})
+		sw.mode.Store(down)
+		for i := range 2000 {
+			for range 5 {
+				_ = attempt(t, p, lockout.Subject{Username: fmt.Sprintf("u%d", i)}, false)
+			}
+		}
+		sw.mode.Store(up)
+		before := sw.calls.Load()
+		probeAfterInterval(t, p)
+		if n := sw.calls.Load() - before; n > 40 {
+			t.Errorf("the recovery made %d store calls, want at most 40", n)
+		}
+	})
+}
