@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -34,12 +33,16 @@ type evictionChecks struct {
 // evictionCheck is the check of one server.
 type evictionCheck struct {
 	addr net.Addr
-	ok   atomic.Bool // evictions are off
-	mu   sync.Mutex  // held while asking
-	// refused is when the server last said it may evict, and err the
-	// error that said so: calls within a second get it without asking.
-	refused time.Time
-	err     error
+	ok   atomic.Bool   // evictions are off
+	turn chan struct{} // held (1 buffered) while asking; waited for within ctx
+	// Guarded by turn: the latest check that failed, its error, and for
+	// how long calls get it without asking again: evictionRecheck for a
+	// server that may evict; as long as asking took for one that did not
+	// answer, so that the calls queued behind a hung server fail at once
+	// instead of each waiting Timeout in turn.
+	failed time.Time
+	hold   time.Duration
+	err    error
 }
 
 // evictionRecheck is how long a server found evicting is not asked again.
@@ -54,7 +57,7 @@ func newEvictionChecks(sel *RendezvousSelector, timeout time.Duration) *eviction
 	for _, nd := range c.nodes {
 		e := byAddr[nd.addr.String()]
 		if e == nil {
-			e = &evictionCheck{addr: nd.addr}
+			e = &evictionCheck{addr: nd.addr, turn: make(chan struct{}, 1)}
 			byAddr[nd.addr.String()] = e
 		}
 		c.checks = append(c.checks, e)
@@ -72,14 +75,19 @@ func (c *evictionChecks) check(ctx context.Context, k string) error {
 	if e.ok.Load() {
 		return nil
 	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
+	select {
+	case e.turn <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("memcache: %w", ctx.Err())
+	}
+	defer func() { <-e.turn }()
 	if e.ok.Load() {
 		return nil
 	}
-	if e.err != nil && time.Since(e.refused) < evictionRecheck {
+	if e.err != nil && time.Since(e.failed) < e.hold {
 		return e.err
 	}
+	asked := time.Now()
 	on, err := evictionsOn(ctx, e.addr, c.timeout)
 	switch {
 	case err != nil && ctx.Err() != nil:
@@ -88,11 +96,17 @@ func (c *evictionChecks) check(ctx context.Context, k string) error {
 		// The connection's deadline was ctx's: the read timed out as
 		// the context's timer was about to fire.
 		return fmt.Errorf("memcache: %w", context.DeadlineExceeded)
-	case err != nil: // not remembered: the request would fail as well
-		return fmt.Errorf("memcache: asking %s whether it may evict keys: %w", e.addr, err)
+	case err != nil:
+		// Held for as long as asking took: the calls that queued behind
+		// a server that hung get its error at once, and a refused
+		// connection is tried again at the next call.
+		e.err = fmt.Errorf("memcache: asking %s whether it may evict keys: %w", e.addr, err)
+		e.failed = time.Now()
+		e.hold = e.failed.Sub(asked)
+		return e.err
 	case on:
 		e.err = fmt.Errorf("memcache: %s: %w: run it with -M (and enough -m), or set Options.AllowEviction", e.addr, ErrEvicting)
-		e.refused = time.Now()
+		e.failed, e.hold = time.Now(), evictionRecheck
 		return e.err
 	}
 	e.ok.Store(true)

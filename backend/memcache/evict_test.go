@@ -3,6 +3,7 @@ package memcache
 import (
 	"bufio"
 	"errors"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -75,4 +76,27 @@ func FuzzParseEvictions(f *testing.F) {
 			t.Errorf("parseEvictions(%q) = on, %v", in, err)
 		}
 	})
+}
+
+// TestEvictionRecheck: a server found not to evict is asked again after a
+// connection to it broke (it may have restarted without -M), and a
+// restart to an evicting server is then refused.
+func TestEvictionRecheck(t *testing.T) {
+	parallel(t)
+	srv := testserver.Memcached(t)
+	s := newStore(t, []string{srv.Addr}, &Options{Timeout: testTimeout})
+	defer s.Close()
+	do(t, s, backend.IncrOp("k", 1, time.Minute))
+	e := s.evict.checks[0]
+	if !e.ok.Load() {
+		t.Fatal("the server with -M is not known to be checked")
+	}
+	s.dropIdle(io.EOF) // as a call that found its connection broken
+	if e.ok.Load() {
+		t.Error("after a broken connection, the server is not asked again")
+	}
+	do(t, s, backend.IncrOp("k", 1, time.Minute)) // asked again: still -M
+	if !e.ok.Load() {
+		t.Error("asked again, the server with -M is not known to be checked")
+	}
 }

@@ -107,6 +107,13 @@ func (s *Store) call(ctx context.Context, k string, req func() error) error {
 	// caller has gone meanwhile: a request abandoned at a deadline must not
 	// be sent again later, to a server that may be back by then.
 	if s.dropIdle(err) && ctx.Err() == nil {
+		// The server may have restarted, with other settings: it is
+		// asked again first.
+		if s.evict != nil {
+			if err := s.evict.check(ctx, k); err != nil {
+				return err
+			}
+		}
 		err = req()
 	}
 	return err
