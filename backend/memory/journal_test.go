@@ -256,3 +256,52 @@ func TestJournalRecordBytesLeast(t *testing.T) {
 		}
 	}
 }
+
+// TestJournalChunksAfterTrim trims all but the newest record of a ring by
+// retention, which keeps one dropped chunk as the spare, then grows it by
+// several chunks at once:
+// each new chunk must be a chunk of its own (a spare handed out twice
+// would make two chunks share their bytes), and every record reads back
+// whole.
+func TestJournalChunksAfterTrim(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s, err := memory.New(&memory.Options{JournalRetention: time.Minute, SweepInterval: 10 * time.Second, JournalMax: 1000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		ctx := context.Background()
+		agent := func(i int) string { return fmt.Sprintf("%06d-%s", i, strings.Repeat(string(rune('a'+i%26)), 1000)) }
+		appendN := func(from, n int) {
+			var b reccodec.Batch
+			for i := from; i < from+n; i++ {
+				b.Reset()
+				b.Add(&backend.Record{Outcome: "failure", Username: fmt.Sprint(i), UserAgent: agent(i)})
+				if err := s.AppendBatch(ctx, "j", &b); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		appendN(0, 300) // about 5 chunks of 64 KB
+		time.Sleep(50 * time.Second)
+		appendN(300, 1) // keeps the ring, in its last chunk
+		time.Sleep(25 * time.Second)
+		if n := s.JournalLen("j"); n != 1 {
+			t.Fatalf("%d records after the first 300's retention, want 1", n)
+		}
+		appendN(301, 200) // about 3 chunks, the first the spare
+		got, _, err := s.Records(ctx, "j", backend.Query{Limit: backend.MaxQueryLimit})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 201 {
+			t.Fatalf("%d records, want 201", len(got))
+		}
+		for k, r := range got {
+			i := 500 - k
+			if r.Username != fmt.Sprint(i) || r.UserAgent != agent(i) {
+				t.Fatalf("record %d: username %q, user agent %.10q…: want %d", k, r.Username, r.UserAgent, i)
+			}
+		}
+	})
+}
