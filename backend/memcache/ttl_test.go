@@ -76,7 +76,7 @@ func TestRemaining(t *testing.T) {
 		if live != tc.live || (live && d != tc.want) {
 			t.Errorf("remaining(%d) = %v, %v; want %v, %v", tc.flags, d, live, tc.want, tc.live)
 		}
-	}	// At the very second of its expiry a key is gone (never early, never
+	} // At the very second of its expiry a key is gone (never early, never
 	// late: the contract's exact instant).
 	if d, live := remaining(1_800_000_000, time.Unix(1_800_000_000, 0)); live {
 		t.Errorf("remaining at the expiry's instant = %v, live; want expired", d)
