@@ -1,16 +1,13 @@
 package lockout_test
 
 import (
-	"context"
 	"fmt"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
 
 	"github.com/go-lockout/lockout"
-	"github.com/go-lockout/lockout/backend"
 )
 
 // flapGuesser guesses alice's password, each time from a fresh IPv6 /64
@@ -70,32 +67,6 @@ func TestFlappingStore(t *testing.T) {
 	}
 }
 
-// rewriteHook runs fn on the first write-back store call that increments a
-// key of alice's, passes the call through, and then fails every call (the
-// store drops again before the recovery's second pass).
-type rewriteHook struct {
-	*switchStore
-	fn    func()
-	armed atomic.Bool
-}
-
-func (s *rewriteHook) Do(ctx context.Context, ops []backend.Op, res []backend.Result) error {
-	if s.switchStore.mode.Load() == up && len(ops) > 0 && ops[0].Kind == backend.Incr && ops[0].Delta > 0 &&
-		!strings.Contains(ops[0].Key, ":p:") {
-		hasAlice := false
-		for _, op := range ops {
-			hasAlice = hasAlice || strings.Contains(op.Key, "u=alice")
-		}
-		if hasAlice && s.armed.CompareAndSwap(true, false) {
-			s.fn()
-			err := s.switchStore.Do(ctx, ops, res)
-			s.switchStore.mode.Store(down)
-			return err
-		}
-	}
-	return s.switchStore.Do(ctx, ops, res)
-}
-
 // TestLockRewrittenAfterHalfRecovery: a recovery whose first pass copies
 // alice's lock from the fallback and whose second pass fails leaves the
 // policy degraded; her lock ends in the fallback, and she is locked again
@@ -107,7 +78,7 @@ func (s *rewriteHook) Do(ctx context.Context, ops []backend.Op, res []backend.Re
 func TestLockRewrittenAfterHalfRecovery(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		sw := &switchStore{Backend: newStore(t)}
-		store := &rewriteHook{switchStore: sw}
+		store := &onWriteBack{switchStore: sw, match: "u=alice"}
 		rules := []lockout.Rule{lockout.ByUsername(5)}
 		p := newPolicyOn(t, store, lockout.Config{Rules: rules})
 		g := &flapGuesser{p: p}
@@ -118,7 +89,10 @@ func TestLockRewrittenAfterHalfRecovery(t *testing.T) {
 		// The store comes back; during the first pass, bob fails once
 		// in the fallback; the store then drops again, so the second
 		// pass fails: still degraded, alice's lock copied once.
-		store.fn = func() { _ = attempt(t, p, bob, false) }
+		store.fn = func() {
+			_ = attempt(t, p, bob, false)
+			sw.mode.Store(down) // before the second pass
+		}
 		store.armed.Store(true)
 		sw.mode.Store(up)
 		probeAfterInterval(t, p)

@@ -916,21 +916,33 @@ func TestPolicyClose(t *testing.T) {
 	})
 }
 
-// duringWriteBack runs fn once, inside the first store call of the
-// recovery's first write-back pass (a counter of carol's written back),
-// while decisions still go to the fallback.
-type duringWriteBack struct {
+// onWriteBack runs fn once, once armed, right after the first write-back
+// store call (an increment, not the probe's) whose ops touch a key
+// containing match: during the recovery's first pass, while decisions
+// still go to the fallback.
+type onWriteBack struct {
 	*switchStore
-	fn   func()
-	done atomic.Bool
+	match string
+	fn    func()
+	armed atomic.Bool
+	inFn  atomic.Bool
 }
 
-func (s *duringWriteBack) Do(ctx context.Context, ops []backend.Op, res []backend.Result) error {
-	if len(ops) > 0 && ops[0].Kind == backend.Incr && ops[0].Delta > 0 && strings.Contains(ops[0].Key, "u=carol") &&
-		s.fn != nil && s.switchStore.mode.Load() == up && s.done.CompareAndSwap(false, true) {
-		s.fn()
+func (s *onWriteBack) Do(ctx context.Context, ops []backend.Op, res []backend.Result) error {
+	err := s.switchStore.Do(ctx, ops, res)
+	if err == nil && !s.inFn.Load() && s.switchStore.mode.Load() == up && len(ops) > 0 &&
+		ops[0].Kind == backend.Incr && ops[0].Delta > 0 && !strings.Contains(ops[0].Key, ":p:") {
+		hit := false
+		for _, op := range ops {
+			hit = hit || strings.Contains(op.Key, s.match)
+		}
+		if hit && s.armed.CompareAndSwap(true, false) {
+			s.inFn.Store(true)
+			s.fn()
+			s.inFn.Store(false)
+		}
 	}
-	return s.switchStore.Do(ctx, ops, res)
+	return err
 }
 
 // TestRecoverySecondPass: failures the fallback counts while the first
@@ -939,7 +951,7 @@ func (s *duringWriteBack) Do(ctx context.Context, ops []backend.Op, res []backen
 func TestRecoverySecondPass(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		sw := &switchStore{Backend: newStore(t)}
-		store := &duringWriteBack{switchStore: sw}
+		store := &onWriteBack{switchStore: sw, match: "u=carol"}
 		rules := []lockout.Rule{lockout.ByUsername(5)}
 		p := newPolicyOn(t, store, lockout.Config{Rules: rules})
 		carol, dave := lockout.Subject{Username: "carol"}, lockout.Subject{Username: "dave"}
@@ -959,8 +971,12 @@ func TestRecoverySecondPass(t *testing.T) {
 				a.Failure(bg)
 			}
 		}
+		store.armed.Store(true)
 		sw.mode.Store(up)
 		probeAfterInterval(t, p)
+		if store.armed.Load() {
+			t.Fatal("the write-back hook did not run")
+		}
 		if len(errs) > 0 {
 			t.Fatalf("dave during the write-back: %v", errs)
 		}

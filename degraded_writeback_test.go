@@ -1,46 +1,14 @@
 package lockout_test
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"strings"
-	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
 
 	"github.com/go-lockout/lockout"
-	"github.com/go-lockout/lockout/backend"
 )
-
-// onWriteBack runs fn once, right after the first write-back store call
-// (an increment, not the probe's) whose ops touch a key containing match.
-// (From a review of the write-back.)
-type onWriteBack struct {
-	*switchStore
-	match string
-	fn    func()
-	armed atomic.Bool
-	inFn  atomic.Bool
-}
-
-func (s *onWriteBack) Do(ctx context.Context, ops []backend.Op, res []backend.Result) error {
-	err := s.switchStore.Do(ctx, ops, res)
-	if err == nil && !s.inFn.Load() && s.switchStore.mode.Load() == up && len(ops) > 0 &&
-		ops[0].Kind == backend.Incr && ops[0].Delta > 0 && !strings.Contains(ops[0].Key, ":p:") {
-		hit := false
-		for _, op := range ops {
-			hit = hit || strings.Contains(op.Key, s.match)
-		}
-		if hit && s.armed.CompareAndSwap(true, false) {
-			s.inFn.Store(true)
-			s.fn()
-			s.inFn.Store(false)
-		}
-	}
-	return err
-}
 
 // TestGiveBackBetweenPasses: a give-back in the fallback between the
 // recovery's two passes (a success on a rule that does not reset, here an

@@ -2,7 +2,6 @@ package memcache
 
 import (
 	"context"
-	"net"
 	"sync"
 	"testing"
 	"time"
@@ -20,33 +19,10 @@ func TestHungServerQueue(t *testing.T) {
 	parallel(t)
 	for _, allow := range []bool{false, true} {
 		t.Run(map[bool]string{false: "check", true: "AllowEviction"}[allow], func(t *testing.T) {
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			var mu sync.Mutex
-			var conns []net.Conn
-			go func() {
-				for {
-					c, err := ln.Accept()
-					if err != nil {
-						return
-					}
-					mu.Lock()
-					conns = append(conns, c)
-					mu.Unlock()
-				}
-			}()
-			defer func() {
-				ln.Close()
-				mu.Lock()
-				for _, c := range conns {
-					c.Close()
-				}
-				mu.Unlock()
-			}()
+			addr, stop := hang(t, "127.0.0.1:0")
+			defer stop()
 			const timeout = 200 * time.Millisecond
-			s := newStore(t, []string{ln.Addr().String()}, &Options{Timeout: timeout, MaxActive: 10, AllowEviction: allow})
+			s := newStore(t, []string{addr}, &Options{Timeout: timeout, MaxActive: 10, AllowEviction: allow})
 			var wg sync.WaitGroup
 			var smu sync.Mutex
 			var slowest time.Duration

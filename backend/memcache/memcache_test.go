@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"strings"
 	"sync"
@@ -209,32 +208,9 @@ func TestServerDown(t *testing.T) {
 // answers costs a call no more than its context allows.
 func TestHungServer(t *testing.T) {
 	parallel(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	var conns []net.Conn
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-	})
-	s := newStore(t, []string{ln.Addr().String()}, &Options{Timeout: 3 * time.Second})
+	addr, stop := hang(t, "127.0.0.1:0")
+	t.Cleanup(stop)
+	s := newStore(t, []string{addr}, &Options{Timeout: 3 * time.Second})
 	defer s.Close()
 	ops := []backend.Op{
 		backend.IncrOp("a", 1, time.Minute), backend.ExistsOp("b"),

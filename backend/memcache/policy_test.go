@@ -256,9 +256,10 @@ func noLeak(t *testing.T, name string, wait time.Duration) {
 	}
 }
 
-// hang listens on addr and accepts connections without ever answering,
-// until the returned function is called.
-func hang(t *testing.T, addr string) (stop func()) {
+// hang listens on addr ("127.0.0.1:0": a free port) and accepts
+// connections without ever answering, until stop is called. It returns
+// the address it listens on.
+func hang(t *testing.T, addr string) (listening string, stop func()) {
 	t.Helper()
 	var ln net.Listener
 	var err error
@@ -286,7 +287,7 @@ func hang(t *testing.T, addr string) (stop func()) {
 			mu.Unlock()
 		}
 	}()
-	return func() {
+	return ln.Addr().String(), func() {
 		ln.Close()
 		<-done
 		mu.Lock()
@@ -386,7 +387,7 @@ func TestPolicyServerDown(t *testing.T) {
 		}
 	})
 
-	stopHang := hang(t, a.Addr)
+	_, stopHang := hang(t, a.Addr)
 	labeled(name, func() {
 		failing("hung", []lockout.Subject{onA[0], onA[1], both[2], both[3]})
 	})
