@@ -158,3 +158,55 @@ func TestCopiedForgetsExpired(t *testing.T) {
 		}
 	})
 }
+
+// TestLockLengthenedAfterHalfRecovery: a lock copied by a recovery that
+// failed half way, then made again in the fallback, longer, before the
+// copy's end (an operator unlocked alice there; 5 more guesses locked her
+// for lockout 2's 2 minutes). The next write-back must send it again, and
+// the store's lock must last as long as the fallback's: it skipped every
+// lock already copied and not yet expired, and the store's copy of the
+// first lock ended a minute early.
+func TestLockLengthenedAfterHalfRecovery(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sw := &switchStore{Backend: newStore(t)}
+		store := &onWriteBack{switchStore: sw, match: "u=alice"}
+		rules := []lockout.Rule{lockout.ByUsername(5)}
+		p := newPolicyOn(t, store, lockout.Config{Rules: rules})
+		g := &flapGuesser{p: p}
+		sw.mode.Store(down)
+		for range 5 {
+			g.guess() // the 5th locks alice in the fallback, for 1 min (lockout 1)
+		}
+		// The store comes back; after the write-back's first call (alice's
+		// lock copied), bob fails once in the fallback, and the store drops
+		// again: the second pass, which has bob's failure to write, fails.
+		store.fn = func() {
+			_ = attempt(t, p, bob, false)
+			sw.mode.Store(down)
+		}
+		store.armed.Store(true)
+		sw.mode.Store(up)
+		probeAfterInterval(t, p)
+		if store.armed.Load() {
+			t.Fatal("the write-back hook did not run")
+		}
+		// Well before the first lock's end: an operator unlocks alice (in
+		// the fallback only: the store fails), and 5 guesses lock her again.
+		time.Sleep(10 * time.Second)
+		if err := p.Unlock(bg, lockout.Subject{Username: "alice"}); err == nil {
+			t.Fatal("Unlock with the store down: no error")
+		}
+		for range 5 {
+			g.guess()
+		}
+		sw.mode.Store(up)
+		probeAfterInterval(t, p)
+		// Past the first lock's end, within the second's.
+		time.Sleep(time.Minute)
+		other := newPolicyOn(t, sw, lockout.Config{Rules: rules})
+		st := status(t, other, lockout.Subject{Username: "alice"})["username"]
+		if !st.Locked || st.LockRemaining < 30*time.Second {
+			t.Errorf("the store's view of alice: locked %v for %v more; want locked, for about 2 min from the second lock", st.Locked, st.LockRemaining)
+		}
+	})
+}
