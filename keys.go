@@ -63,6 +63,14 @@ func safeByte(c byte) bool {
 		c == '.' || c == '_' || c == '-' || c == '@' || c == '+' || c == ':' || c == '/'
 }
 
+// safeBytes is safeByte as a table, for the loops over a value's bytes.
+var safeBytes = func() (t [256]bool) {
+	for c := range t {
+		t[c] = safeByte(byte(c))
+	}
+	return t
+}()
+
 func fieldTag(f Field) string {
 	switch f {
 	case Username:
@@ -96,7 +104,7 @@ func appendSubject(buf []byte, r *rule, c *canonical) ([]byte, bool) {
 			if !c.ip.IsValid() {
 				return buf, false
 			}
-			buf = appendIP(buf, c.ip, r)
+			buf = appendIP(buf, c, r)
 		case UserAgent:
 			if c.userAgent == "" {
 				return buf, false
@@ -118,14 +126,18 @@ func appendSubject(buf []byte, r *rule, c *canonical) ([]byte, bool) {
 	return buf, true
 }
 
-// appendIP appends ip keyed by r's prefix length for its family. The
-// characters of an address or prefix are all safe.
-func appendIP(buf []byte, ip netip.Addr, r *rule) []byte {
+// appendIP appends c's address keyed by r's prefix length for its family.
+// The characters of an address or prefix are all safe.
+func appendIP(buf []byte, c *canonical, r *rule) []byte {
+	ip := c.ip
 	bits := r.IPv4Prefix
 	if ip.Is6() {
 		bits = r.IPv6Prefix
 	}
 	if bits == ip.BitLen() {
+		if c.ipStr != "" {
+			return append(buf, c.ipStr...) // as the subject gave it: canonical
+		}
 		return ip.AppendTo(buf)
 	}
 	p, _ := ip.Prefix(bits) // bits is within range: checked by compile
@@ -136,7 +148,7 @@ func appendIP(buf []byte, ip netip.Addr, r *rule) []byte {
 func appendValue(buf []byte, v string) []byte {
 	n := 0
 	for i := 0; i < len(v); i++ {
-		if safeByte(v[i]) {
+		if safeBytes[v[i]] {
 			n++
 		} else {
 			n += 3
@@ -147,10 +159,13 @@ func appendValue(buf []byte, v string) []byte {
 		buf = append(buf, '~')
 		return base64.RawURLEncoding.AppendEncode(buf, sum[:])[:len(buf)+hashLen] // len(buf) counts the '~'
 	}
+	if n == len(v) {
+		return append(buf, v...) // the usual case: nothing to escape
+	}
 	const hex = "0123456789ABCDEF"
 	for i := 0; i < len(v); i++ {
 		c := v[i]
-		if safeByte(c) {
+		if safeBytes[c] {
 			buf = append(buf, c)
 		} else {
 			buf = append(buf, '%', hex[c>>4], hex[c&15])

@@ -331,7 +331,7 @@ func FuzzKeys(f *testing.F) {
 			case Username:
 				a, b = c1.username, c2.username
 			case IP:
-				a, b = string(appendIP(nil, c1.ip, ra)), string(appendIP(nil, c2.ip, ra))
+				a, b = string(appendIP(nil, &c1, ra)), string(appendIP(nil, &c2, ra))
 			case UserAgent:
 				a, b = c1.userAgent, c2.userAgent
 			default:
@@ -363,9 +363,12 @@ func FuzzCanonicalizeUsername(f *testing.F) {
 }
 
 // FuzzParseIP checks that every accepted address is canonical: unmapped,
-// without a zone, and stable under a second parse.
+// without a zone, and stable under a second parse; and that the address a
+// subject gives is kept as its canonical string (keys and events use it
+// unformatted) only when it is one.
 func FuzzParseIP(f *testing.F) {
-	for _, s := range []string{"192.0.2.1", "::ffff:192.0.2.1", "fe80::1%eth0", "2001:db8::1", "1.2.3.4:80", "1.2.3.4, 5.6.7.8", ""} {
+	for _, s := range []string{"192.0.2.1", "::ffff:192.0.2.1", "fe80::1%eth0", "2001:db8::1", "1.2.3.4:80", "1.2.3.4, 5.6.7.8", "",
+		"010.1.1.1", "1.2.3.4%eth0", "::1.2.3.4", "0.0.0.0", "2001:DB8::1", "2001:db8:0::1"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
@@ -382,6 +385,18 @@ func FuzzParseIP(f *testing.F) {
 		again, err := ParseIP(ip.String())
 		if err != nil || again != ip {
 			t.Fatalf("ParseIP(%q) = %v, which parses again as %v, %v", s, ip, again, err)
+		}
+		p := &Policy{canon: CanonicalizeUsername}
+		c, err := p.canonicalize(Subject{IP: s})
+		if err != nil {
+			t.Fatalf("canonicalize(IP %q): %v", s, err)
+		}
+		if got := c.ipString(); got != ip.String() {
+			t.Fatalf("canonicalize(IP %q).ipString() = %q, want %q", s, got, ip.String())
+		}
+		r := &rule{Rule: Rule{Name: "ip", Fields: []Field{IP}, IPv4Prefix: 32, IPv6Prefix: 128}}
+		if got, want := string(appendIP(nil, &c, r)), ip.String(); got != want {
+			t.Fatalf("the key part of IP %q is %q, want %q", s, got, want)
 		}
 	})
 }

@@ -110,9 +110,13 @@ func (p *Policy) canonicalize(s Subject) (canonical, error) {
 			return c, err
 		}
 		c.ip = ip
+		// Already canonical, the usual case: events and keys need not
+		// format it. An IPv4 address written without a colon parsed as
+		// dotted decimal, which netip accepts only in its canonical form
+		// (four fields, no leading zero).
 		var buf [64]byte
-		if string(ip.AppendTo(buf[:0])) == s.IP {
-			c.ipStr = s.IP // already canonical: events need not format it
+		if ip.Is4() && strings.IndexByte(s.IP, ':') < 0 || string(ip.AppendTo(buf[:0])) == s.IP {
+			c.ipStr = s.IP
 		}
 	}
 	return c, nil
