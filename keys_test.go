@@ -32,10 +32,22 @@ func subjectKey(t testing.TB, prefix string, r *rule, s Subject) (string, bool) 
 		return "", false
 	}
 	subj, ok := appendSubject(nil, r, &c)
+	// A decision builds its keys in place (buildKeys): the same.
+	p.rules = []rule{*r}
+	a := &Attempt{p: p, c: c}
+	a.buildKeys(&a.c)
 	if !ok {
+		if len(a.rules) != 0 {
+			t.Fatalf("rule %s, subject %+v: buildKeys made keys for a subject it cannot key", r.Name, s)
+		}
 		return "", false
 	}
-	return string(appendKey(nil, prefix, kindAttempts, r.Name, subj)), true
+	key := string(appendKey(nil, prefix, kindAttempts, r.Name, subj))
+	lock := string(appendKey(nil, prefix, kindLock, r.Name, subj))
+	if len(a.rules) != 1 || a.attemptsKey(a.rules[0]) != key || a.lockKey(a.rules[0]) != lock {
+		t.Fatalf("rule %s, subject %+v: buildKeys made %q, want %q and %q", r.Name, s, a.keys, key, lock)
+	}
+	return key, true
 }
 
 func TestKeyExamples(t *testing.T) {

@@ -478,20 +478,20 @@ func (p *Policy) allow(ctx context.Context, s Subject, start int64) (*Attempt, e
 	if p.closed.Load() {
 		return nil, ErrClosed
 	}
-	c, err := p.canonicalize(s)
-	if err != nil {
+	a := &Attempt{p: p}
+	c := &a.c
+	if err := p.canonicalizeTo(c, &s); err != nil {
 		return nil, err
 	}
 	c.start = start
 	if inNets(p.denyNets, c.ip) || (c.username != "" && p.denyUsers[c.username]) {
-		return nil, p.refuse(ctx, &c, &RefusedError{Reason: ReasonDenylisted})
+		return nil, p.refuse(ctx, c, &RefusedError{Reason: ReasonDenylisted})
 	}
-	a := &Attempt{p: p, c: c}
 	if inNets(p.allowNets, c.ip) || (c.username != "" && p.allowUsers[c.username]) {
 		a.allowlisted = true
 		return p.admitted(ctx, a)
 	}
-	a.buildKeys(&c)
+	a.buildKeys(c)
 	if len(a.rules) == 0 {
 		return p.admitted(ctx, a)
 	}
@@ -504,7 +504,7 @@ func (p *Policy) allow(ctx context.Context, s Subject, start int64) (*Attempt, e
 			// remembered locks answer every one.
 			p.maybeProbe()
 		}
-		return nil, p.refuse(ctx, &c, refusal)
+		return nil, p.refuse(ctx, c, refusal)
 	}
 
 	n := 2 * len(a.rules)
@@ -522,7 +522,7 @@ func (p *Policy) allow(ctx context.Context, s Subject, start int64) (*Attempt, e
 		var remembered *RefusedError
 		switch {
 		case errors.As(err, &remembered):
-			return nil, p.refuse(ctx, &c, remembered)
+			return nil, p.refuse(ctx, c, remembered)
 		case ctx.Err() != nil, errors.Is(err, ErrClosed):
 			return nil, err // the caller gave up, or the policy is closed
 		case p.outage == AdmitUncounted && !at.fallback:
@@ -530,7 +530,7 @@ func (p *Policy) allow(ctx context.Context, s Subject, start int64) (*Attempt, e
 			a.rules = nil // nothing was reserved that the outcome should touch
 			return p.admitted(ctx, a)
 		}
-		return nil, p.refuse(ctx, &c, &RefusedError{Reason: ReasonUnavailable, Err: err, Fallback: at.fallback})
+		return nil, p.refuse(ctx, c, &RefusedError{Reason: ReasonUnavailable, Err: err, Fallback: at.fallback})
 	}
 	a.at = at
 	a.readFingerprint(res[n:])
@@ -627,7 +627,7 @@ func (p *Policy) allow(ctx context.Context, s Subject, start int64) (*Attempt, e
 	if refusal.RetryAfter == backend.NoExpiry { // a window that never ends
 		refusal.RetryAfter, refusal.Forever = 0, true
 	}
-	return nil, p.refuse(ctx, &c, refusal) // a failed give-back is reported; the refusal stands
+	return nil, p.refuse(ctx, c, refusal) // a failed give-back is reported; the refusal stands
 }
 
 // remembered returns the refusal for the longest lock of the attempt's
@@ -740,21 +740,32 @@ func longer(a, b *RefusedError) bool {
 // string.
 func (a *Attempt) buildKeys(c *canonical) {
 	p := a.p
-	var stack [1024]byte
+	var stack [512]byte // three rules' keys, usually: about 300 bytes
 	buf := stack[:0]
 	a.rules = a.heldBuf[:0]
-	var subj [512]byte
 	for i := range p.rules {
 		r := &p.rules[i]
-		s, ok := appendSubject(subj[:0], r, c)
-		if !ok || (c.device() != "" && r.hasUsername && !r.device) {
+		if c.device() != "" && r.hasUsername && !r.device {
 			continue // a known device counts on its own key instead
 		}
-		h := held{r: r, at: int32(len(buf))}
-		buf = appendKey(buf, p.prefix, kindAttempts, r.Name, s)
-		h.n = int32(len(buf)) - h.at
-		buf = appendKey(buf, p.prefix, kindLock, r.Name, s)
-		a.rules = append(a.rules, h)
+		// The counter's key, as appendKey makes it, with the subject
+		// written in place; then the lock marker's, a copy but for its
+		// kind.
+		at := len(buf)
+		buf = append(buf, p.prefix...)
+		buf = append(buf, ':', kindAttempts, ':')
+		buf = append(buf, r.Name...)
+		buf = append(buf, ':', '{')
+		var ok bool
+		if buf, ok = appendSubject(buf, r, c); !ok {
+			buf = buf[:at]
+			continue
+		}
+		buf = append(buf, '}')
+		n := len(buf) - at
+		buf = append(buf, buf[at:]...)
+		buf[at+n+len(p.prefix)+1] = kindLock
+		a.rules = append(a.rules, held{r: r, at: int32(at), n: int32(n)})
 	}
 	if fp := c.fingerprint(); fp != "" {
 		buf, c.x.fpSeq, c.x.fpKey = appendFingerprintKeys(buf, p.prefix, c.username, fp)
@@ -769,28 +780,26 @@ func getScratch(n int) (*scratch, []backend.Op, []backend.Result) {
 		return nil, make([]backend.Op, n), make([]backend.Result, n)
 	}
 	sc := scratchPool.Get().(*scratch)
-	sc.n = n
 	return sc, sc.ops[:n:n], sc.res[:n:n]
 }
 
 // putScratch releases what getScratch returned.
 func putScratch(sc *scratch) {
 	if sc != nil {
-		// Lets go of the attempt's keys: only the operations handed out
-		// (clearing pointers costs write barriers while the garbage
-		// collector runs).
-		clear(sc.ops[:sc.n])
 		scratchPool.Put(sc)
 	}
 }
 
 // scratch holds the operations and results of a decision's store calls
 // (up to four rules). It is pooled: an Attempt outlives its calls and need
-// not carry them.
+// not carry them. Its operations are not cleared when it is put back: the
+// next decision overwrites them, and meanwhile they keep the keys of the
+// last one reachable, a few hundred bytes per pooled scratch, until the
+// pool drops it at a garbage collection. Clearing them cost every decision
+// a clear of pointers, with write barriers while the collector runs.
 type scratch struct {
 	ops [16]backend.Op
 	res [16]backend.Result
-	n   int // the operations handed out
 }
 
 var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
@@ -874,29 +883,43 @@ func (a *Attempt) failure(ctx context.Context, start int64) error {
 	}
 	var lockBuf [4]lockCall
 	locking := lockBuf[:0]
-	sc, ops, res := getScratch(3*len(a.rules) + 2*a.fpOps())
-	defer putScratch(sc)
-	ops = ops[:0]
+	// The call's operations, in a scratch taken with the first: the
+	// usual failure (fixed windows, no lock) takes none.
+	var (
+		sc    *scratch
+		ops   []backend.Op
+		res   []backend.Result
+		taken bool
+	)
+	defer func() { putScratch(sc) }()
+	add := func(more ...backend.Op) {
+		if !taken {
+			sc, ops, res = getScratch(3*len(a.rules) + 2*a.fpOps())
+			ops, taken = ops[:0], true
+		}
+		ops = append(ops, more...)
+	}
 	for i := range a.rules {
 		h := &a.rules[i]
 		switch {
 		case a.Repeat() && h.r.hasUsername:
 			// A remembered wrong password: not a new guess.
-			ops = append(ops, backend.IncrOp(a.attemptsKey(*h), -1, h.r.Window))
+			add(backend.IncrOp(a.attemptsKey(*h), -1, h.r.Window))
 			if h.value == int64(h.r.Limit) || a.p.mayRemember(a.lockKey(*h)) {
 				a.p.forget(a.attemptsKey(*h)) // its last slot is free again
 			}
 		case h.value == int64(h.r.Limit):
 			locking = append(locking, lockCall{h: h})
 		case h.r.Sliding:
-			ops = append(ops, backend.ExpireOp(a.attemptsKey(*h), h.r.Window))
+			add(backend.ExpireOp(a.attemptsKey(*h), h.r.Window))
 		}
 	}
 	if x := a.memory(); x != nil && !x.repeat && len(ops) == 0 && len(locking) == 0 && a.p.memoryWriter != nil {
 		// The failure makes no call of its own: its memory goes in the
 		// background, with others.
 		a.p.memoryWriter.add(a.memoryWrite())
-	} else {
+	} else if x != nil {
+		add()
 		ops = a.appendFingerprintWrites(ops)
 	}
 	var hist historyKeys
@@ -910,8 +933,7 @@ func (a *Attempt) failure(ctx context.Context, start int64) error {
 			provisional = l.h.r.Window
 		}
 		l.marker, l.history = len(ops), len(ops)+1
-		ops = append(ops,
-			backend.IncrOp(a.lockKey(*l.h), 1, provisional),
+		add(backend.IncrOp(a.lockKey(*l.h), 1, provisional),
 			backend.IncrOp(hist.of(*l.h), 1, l.h.r.HistoryWindow))
 	}
 	if len(ops) == 0 {

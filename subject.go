@@ -93,21 +93,30 @@ func asciiUsername(name string) (string, bool) {
 var ErrInvalidSubject = errors.New("lockout: invalid subject")
 
 func (p *Policy) canonicalize(s Subject) (canonical, error) {
-	c := canonical{userAgent: s.UserAgent, fields: s.Fields}
+	var c canonical
+	err := p.canonicalizeTo(&c, &s)
+	return c, err
+}
+
+// canonicalizeTo is canonicalize into c, which holds nothing yet: Allow
+// fills its Attempt's without a copy (a copy of pointers costs write
+// barriers while the garbage collector runs).
+func (p *Policy) canonicalizeTo(c *canonical, s *Subject) error {
+	c.userAgent, c.fields = s.UserAgent, s.Fields
 	if s.Username != "" {
 		u, err := p.canonUsername(s.Username)
 		if err != nil {
-			return c, err
+			return err
 		}
 		c.username = u
-		if err := p.canonicalizeExtras(&c, &s); err != nil {
-			return c, err
+		if err := p.canonicalizeExtras(c, s); err != nil {
+			return err
 		}
 	}
 	if s.IP != "" {
 		ip, err := ParseIP(s.IP)
 		if err != nil {
-			return c, err
+			return err
 		}
 		c.ip = ip
 		// Already canonical, the usual case: events and keys need not
@@ -119,7 +128,7 @@ func (p *Policy) canonicalize(s Subject) (canonical, error) {
 			c.ipStr = s.IP
 		}
 	}
-	return c, nil
+	return nil
 }
 
 // MaxUsernameBytes bounds the length of a username given to a Policy,
