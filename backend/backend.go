@@ -219,11 +219,28 @@ func ValidateBatch(ops []Op, results []Result) error {
 		return fmt.Errorf("%w: %d results for %d operations", ErrInvalid, len(results), len(ops))
 	}
 	for i := range ops {
-		if err := ops[i].Validate(); err != nil {
-			return fmt.Errorf("op %d: %w", i, err)
+		if !ops[i].valid() {
+			return fmt.Errorf("op %d: %w", i, ops[i].Validate())
 		}
 	}
 	return nil
+}
+
+// valid reports whether Validate returns nil, without building the error:
+// a store validates every operation of every call.
+func (op *Op) valid() bool {
+	if op.Key == "" {
+		return false
+	}
+	switch op.Kind {
+	case Incr:
+		return op.Delta <= 0 || ValidTTL(op.TTL)
+	case Expire:
+		return ValidTTL(op.TTL)
+	case Exists, Delete:
+		return true
+	}
+	return false
 }
 
 // Result is the outcome of one [Op].
