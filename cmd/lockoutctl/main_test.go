@@ -636,3 +636,36 @@ func TestHolds(t *testing.T) {
 		}
 	}
 }
+
+// TestMemcachedMayEvict: a service may run on a memcached that may evict
+// (without -M) when it sets memcache.Options.AllowEviction; the tool, which
+// decides no attempt, still shows and lifts its locks there, as it does
+// on a Redis server that may evict.
+func TestMemcachedMayEvict(t *testing.T) {
+	srv := testserver.Memcached(t, "-m", "64") // no -M: evictions on
+	f := fixture{"memcached-evicting", "memcache://" + srv.Addr, func(t *testing.T) backend.Backend {
+		s, err := memcache.NewServers([]string{srv.Addr}, &memcache.Options{AllowEviction: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}}
+	svc := newService(t, f, "app")
+	svc.lock(t, "alice", "192.0.2.1")
+	common := []string{"-store", f.url, "-prefix", "app"}
+	for _, tc := range []struct {
+		name string
+		args []string
+		msg  string
+	}{
+		{"status", []string{"status", "-username", "alice", "-ip", "192.0.2.1"}, "left"},
+		{"unlock", []string{"unlock", "-username", "alice", "-ip", "192.0.2.1"}, "lifted"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctl(t, "", append(tc.args, common...)...).want(t, exitOK, tc.msg)
+		})
+	}
+	if !svc.admitted(t, "alice", "192.0.2.1") {
+		t.Error("after unlock: alice refused")
+	}
+}

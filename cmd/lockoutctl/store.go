@@ -212,7 +212,13 @@ func openMemcache(rest string) (*opened, error) {
 	if path != "" {
 		return nil, usageErr("-store memcache://%s: want memcache://host:port[,host:port...][?key_prefix=...]", rest)
 	}
-	s, err := memcache.NewServers(hosts, &memcache.Options{Prefix: query.Get("key_prefix")})
+	s, err := memcache.NewServers(hosts, &memcache.Options{
+		Prefix: query.Get("key_prefix"),
+		// As for Redis: the tool makes no decisions, and a server that
+		// may evict is the service's choice (Options.AllowEviction), not
+		// a reason to refuse an unlock.
+		AllowEviction: true,
+	})
 	if err != nil {
 		return nil, err
 	}
