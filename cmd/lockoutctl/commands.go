@@ -523,6 +523,12 @@ func (a *app) clear(ctx context.Context, action string, f func(*lockout.Policy, 
 				reached = append(reached, r.Name)
 			}
 		}
+		if len(reached)+len(unreached) == 0 {
+			// Unlock and Reset would do nothing, and succeed: a typo in
+			// -rules, or a field no rule counts by, must not read as done.
+			return usageErr("%s: no rule is keyed by %s (rules: %s, from -rules and, where the store lists them, its keys under prefix %q): nothing to %s",
+				action, describe(sub), ruleNames(s.rules), a.prefix, action)
+		}
 		err := f(s.policy, ctx, sub)
 		switch {
 		case err == nil:

@@ -510,6 +510,8 @@ func TestUsage(t *testing.T) {
 		{"sentinel without master", []string{"locks", "-store", "redis+sentinel://127.0.0.1:1"}, exitUsage, "name the master"},
 		{"two servers in redis://", []string{"locks", "-store", "redis://127.0.0.1:1,127.0.0.1:2"}, exitUsage, "one server"},
 		{"unreachable", []string{"locks", "-store", "redis://127.0.0.1:1", "-timeout", "2s"}, exitError, "127.0.0.1:1"},
+		{"unlock reaches no rule", []string{"unlock", "-store", f.url, "-prefix", "app", "-user-agent", "curl"}, exitUsage, "no rule"},
+		{"reset reaches no rule", []string{"reset", "-store", f.url, "-prefix", "app", "-field", "tenant=acme"}, exitUsage, "no rule"},
 		{"flags before the command", []string{"-store", f.url, "-prefix", "app", "status", "-username", "alice"}, exitOK, "u=alice"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
