@@ -474,16 +474,74 @@ func (a *app) unlock(ctx context.Context) error {
 			return usageErr("unlock: give -key or a subject, not both")
 		}
 		return a.withSession(ctx, func(ctx context.Context, s *session) error {
+			// Whether the key is locked, so as not to report a lift that
+			// did not happen (a lock that expired, a mistyped key).
+			res, err := backend.Do1(ctx, s.store.Backend, backend.ExistsOp(a.key))
+			if err != nil {
+				return err
+			}
 			if err := s.policy.UnlockKey(ctx, a.key); err != nil {
 				if errors.Is(err, lockout.ErrNotLockKey) {
 					return usageErr("%v", err)
 				}
 				return err
 			}
-			return a.done("unlock", "unlocked "+a.key, map[string]any{"key": a.key})
+			text := "unlocked " + a.key
+			if !res.Found {
+				text = a.key + " was not locked (its lock expired or was lifted): nothing to lift"
+			}
+			return a.done("unlock", text, map[string]any{"key": a.key, "locks_lifted": btoi(res.Found)})
 		})
 	}
 	return a.clear(ctx, "unlock", (*lockout.Policy).Unlock)
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// heldLocks counts the locks that hold sub, as Unlock finds them: those of
+// the rules keyed by the fields given (Status) and, where the store lists
+// its keys, those of the partial rules whose keys hold sub.
+func (a *app) heldLocks(ctx context.Context, s *session, sub lockout.Subject, partial map[string][]string) (int, error) {
+	sts, err := s.policy.Status(ctx, sub)
+	if err != nil {
+		if errors.Is(err, lockout.ErrInvalidSubject) {
+			return 0, usageErr("%v", err)
+		}
+		return 0, err
+	}
+	n := 0
+	for _, st := range sts {
+		if st.Locked {
+			n++
+		}
+	}
+	if _, ok := s.store.Backend.(backend.Lister); !ok || len(partial) == 0 {
+		return n, nil
+	}
+	var canonUser string
+	if sub.Username != "" {
+		if canonUser, err = lockout.CanonicalizeUsername(sub.Username); err != nil {
+			return 0, usageErr("-username %q: %v", sub.Username, err)
+		}
+	}
+	var ip netip.Addr
+	if sub.IP != "" {
+		ip, _ = lockout.ParseIP(sub.IP) // checked by subject()
+	}
+	for lk, err := range s.policy.Locks(ctx) {
+		if err != nil {
+			return 0, err
+		}
+		if _, ok := partial[lk.Rule]; ok && holds(lk.KeyInfo, sub, canonUser, ip) {
+			n++
+		}
+	}
+	return n, nil
 }
 
 func (a *app) reset(ctx context.Context) error {
@@ -529,10 +587,26 @@ func (a *app) clear(ctx context.Context, action string, f func(*lockout.Policy, 
 			return usageErr("%s: no rule is keyed by %s (rules: %s, from -rules and, where the store lists them, its keys under prefix %q): nothing to %s",
 				action, describe(sub), ruleNames(s.rules), a.prefix, action)
 		}
+		fields := map[string]any{"subject": jsonSubject(sub)}
+		if action == "unlock" {
+			// Count the locks first: an unlock of a subject that no lock
+			// holds (a mistyped username) must not read as one that
+			// lifted some.
+			n, err := a.heldLocks(ctx, s, sub, partial)
+			if err != nil {
+				return err
+			}
+			fields["locks_lifted"] = n
+			if n == 0 {
+				what = "no lock held " + describe(sub) + ": nothing to lift (its counters were cleared)"
+			} else {
+				what += fmt.Sprintf(", %d in all", n)
+			}
+		}
 		err := f(s.policy, ctx, sub)
 		switch {
 		case err == nil:
-			return a.done(action, what+" (rules "+strings.Join(append(reached, unreached...), ", ")+")", map[string]any{"subject": jsonSubject(sub)})
+			return a.done(action, what+" (rules "+strings.Join(append(reached, unreached...), ", ")+")", fields)
 		case errors.Is(err, lockout.ErrPartial):
 			var b strings.Builder
 			fmt.Fprintf(&b, "%s: partial: %s cannot list keys, so the keys of the rules keyed by more fields than given were not reached:\n", action, s.store.kind)

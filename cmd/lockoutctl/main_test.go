@@ -671,3 +671,51 @@ func TestMemcachedMayEvict(t *testing.T) {
 		t.Error("after unlock: alice refused")
 	}
 }
+
+// TestUnlockReportsLifted: an unlock says how many locks it lifted, and
+// plainly when it lifted none (a mistyped username, a lock that expired
+// or was lifted already), instead of "lifted every lock". The cases run
+// in order, on one store.
+func TestUnlockReportsLifted(t *testing.T) {
+	f := redisFixture(t)
+	svc := newService(t, f, "app")
+	svc.lock(t, "alice", "192.0.2.1")
+	svc.lock(t, "alice", "192.0.2.2") // her username key is locked too: 3 locks
+	const key = "app:l:username+ip:{u=alice,ip=192.0.2.1}"
+	for _, tc := range []struct {
+		name string
+		args []string
+		// lifted is the JSON's locks_lifted, with -json; text is in the
+		// output without.
+		json   bool
+		lifted int
+		text   string
+	}{
+		{name: "typo", args: []string{"unlock", "-username", "alcie"}, text: "no lock held username alcie: nothing to lift"},
+		{name: "typo json", args: []string{"unlock", "-username", "alcie"}, json: true, lifted: 0},
+		{name: "one key", args: []string{"unlock", "-key", key}, text: "unlocked " + key},
+		{name: "the same key json", args: []string{"unlock", "-key", key}, json: true, lifted: 0},
+		{name: "the same key", args: []string{"unlock", "-key", key}, text: "was not locked"},
+		{name: "every lock json", args: []string{"unlock", "-username", "ALICE"}, json: true, lifted: 2},
+		{name: "again", args: []string{"unlock", "-username", "alice"}, text: "no lock held username alice"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := append(tc.args, "-store", f.url, "-prefix", "app")
+			if !tc.json {
+				ctl(t, "", args...).want(t, exitOK, tc.text)
+				return
+			}
+			r := ctl(t, "", append(args, "-json")...)
+			r.want(t, exitOK)
+			got := decode[struct {
+				Lifted *int `json:"locks_lifted"`
+			}](t, r.stdout)
+			if got.Lifted == nil || *got.Lifted != tc.lifted {
+				t.Errorf("locks_lifted %v, want %d", got.Lifted, tc.lifted)
+			}
+		})
+	}
+	if !svc.admitted(t, "alice", "192.0.2.2") {
+		t.Error("after the unlocks: alice refused")
+	}
+}
