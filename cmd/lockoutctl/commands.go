@@ -731,7 +731,7 @@ func (a *app) attempts(ctx context.Context) error {
 	default:
 		return usageErr("-outcome %q: want success, failure, refused, lockout, unlock or reset", a.outcome)
 	}
-	if a.limit < 0 || a.limit > backend.MaxQueryLimit {
+	if a.limit < 1 || a.limit > backend.MaxQueryLimit {
 		return usageErr("-limit %d: want 1 to %d", a.limit, backend.MaxQueryLimit)
 	}
 	return a.withSession(ctx, func(ctx context.Context, s *session) error {

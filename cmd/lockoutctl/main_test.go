@@ -504,6 +504,8 @@ func TestUsage(t *testing.T) {
 		{"bad ip", []string{"status", "-store", f.url, "-ip", "nope"}, exitUsage, "-ip"},
 		{"bad field", []string{"status", "-store", f.url, "-field", "novalue"}, exitUsage, "name=value"},
 		{"stray argument", []string{"status", "-store", f.url, "alice"}, exitUsage, "unexpected argument"},
+		{"limit 0", []string{"attempts", "-store", f.url, "-limit", "0"}, exitUsage, "-limit 0: want 1 to"},
+		{"limit over the maximum", []string{"attempts", "-store", f.url, "-limit", "1001"}, exitUsage, "-limit 1001: want 1 to"},
 		{"bad outcome", []string{"attempts", "-store", f.url, "-outcome", "win"}, exitUsage, "-outcome"},
 		{"rules disagree with keys", []string{"status", "-store", f.url, "-prefix", "app", "-username", "a", "-rules", "username+ip=username"}, exitUsage, "keyed by"},
 		{"bad rules", []string{"status", "-store", f.url, "-username", "a", "-rules", "username:x"}, exitUsage, "limit"},
