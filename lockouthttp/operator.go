@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"html/template"
+	"io"
 	"mime"
 	"net/http"
 	"net/netip"
@@ -131,7 +132,8 @@ type OperatorConfig struct {
 // record of that rule key in the journal, when it is still there.
 //
 // API statuses: 200; 400 bad_request (no subject, an address or username
-// that cannot be keyed, a malformed body, a limit that is not a positive
+// that cannot be keyed, a malformed body, a POST parameter or JSON member
+// other than those above (a typo such as "ipp" would widen the action), a limit that is not a positive
 // integer, an unknown outcome, a cursor the journal does not know) or
 // confirm_required (a reset-all without confirm=yes); 403 forbidden or
 // cross_origin; 404 not_found; 405 method_not_allowed; 501 unsupported
@@ -401,9 +403,16 @@ func params(w http.ResponseWriter, r *http.Request) (actionParams, error) {
 			Keys      []string          `json:"keys"`
 			Confirm   any               `json:"confirm"`
 		}
+		// A parameter the API does not know is a typo ("ipp"), and one
+		// silently dropped widens the action (alice from every address):
+		// refuse it, and anything after the object.
 		dec := json.NewDecoder(r.Body)
+		dec.DisallowUnknownFields()
 		if err := dec.Decode(&v); err != nil {
 			return actionParams{}, err
+		}
+		if _, err := dec.Token(); err != io.EOF {
+			return actionParams{}, errors.New("want one JSON object, and nothing after it")
 		}
 		p := actionParams{
 			subject: lockout.Subject{Username: v.Username, IP: v.IP, UserAgent: v.UserAgent, Fields: v.Fields},
@@ -417,6 +426,14 @@ func params(w http.ResponseWriter, r *http.Request) (actionParams, error) {
 	}
 	if err := r.ParseForm(); err != nil {
 		return actionParams{}, err
+	}
+	for k := range r.Form {
+		switch {
+		case k == paramUsername, k == paramIP, k == paramUserAgent, k == "key", k == "confirm":
+		case strings.HasPrefix(k, paramField) && len(k) > len(paramField):
+		default:
+			return actionParams{}, fmt.Errorf("unknown parameter %q: want username, ip, user_agent, field.NAME, key or confirm", k)
+		}
 	}
 	var keys []string
 	for _, k := range r.Form["key"] {

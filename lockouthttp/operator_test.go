@@ -500,3 +500,34 @@ func TestOperatorFormTooLarge(t *testing.T) {
 		t.Errorf("%d, Location %q; want 303 to problem=toolarge", resp.StatusCode, loc)
 	}
 }
+
+// TestOperatorRejectsUnknownParams: a POST with a parameter the API does
+// not know (a typo: "usernme", "ipp") or with more than one JSON value is
+// 400 bad_request and touches nothing. Taken silently, a typo widens the
+// action: {"username": "alice", "ipp": "..."} unlocked alice from every
+// address, and "usernme=alice&ip=..." every user's locks from the address.
+func TestOperatorRejectsUnknownParams(t *testing.T) {
+	e := newOperatorEnv(t, nil, lockouthttp.OperatorConfig{Authorize: isAdmin})
+	e.lock("alice", "")
+	for _, tt := range []struct {
+		name, path, ct, body string
+	}{
+		{"json typo", "/admin/lockout/api/unlock", "application/json", `{"username":"alice","ipp":"` + clientB + `"}`},
+		{"json typo reset", "/admin/lockout/api/reset", "application/json", `{"username":"alice","confirm":"yes","usr_agent":"x"}`},
+		{"json two values", "/admin/lockout/api/unlock", "application/json", `{"username":"alice","ip":"` + clientB + `"} {"username":"alice"}`},
+		{"json keys typo", "/admin/lockout/api/unlock", "application/json", `{"username":"alice","kyes":["x"]}`},
+		{"form typo", "/admin/lockout/api/unlock", "application/x-www-form-urlencoded", "username=alice&ipp=" + clientB},
+		{"form empty field name", "/admin/lockout/api/unlock", "application/x-www-form-urlencoded", "username=alice&field.=x"},
+		{"query typo", "/admin/lockout/api/unlock?usernme=bob", "application/x-www-form-urlencoded", "username=alice"},
+	} {
+		resp, body := e.do("POST", tt.path, tt.ct, tt.body, adminHeader, "yes")
+		var apiErr struct{ Error, Message string }
+		if err := json.Unmarshal([]byte(body), &apiErr); resp.StatusCode != http.StatusBadRequest || err != nil || apiErr.Error != "bad_request" {
+			t.Errorf("%s: %d %s, want 400 bad_request", tt.name, resp.StatusCode, body)
+		}
+		if u := ruleState(t, e.status("alice", ""), "username"); !u.Locked {
+			t.Errorf("%s: alice unlocked by a rejected request: %+v", tt.name, u)
+			e.lock("alice", "")
+		}
+	}
+}
