@@ -434,19 +434,33 @@ var ErrNotLockKey = errors.New("lockout: not a lock key of this policy")
 // lock key of this policy is an error wrapping ErrNotLockKey, and nothing
 // is touched.
 func (p *Policy) UnlockKey(ctx context.Context, key string) error {
-	kind, info, err := parseKey(p.prefix, p.rules, key)
-	if err != nil {
-		return fmt.Errorf("%w: %w", ErrNotLockKey, err)
-	}
-	if kind != kindLock {
-		return fmt.Errorf("%w: %q is not a lock key", ErrNotLockKey, key)
+	return p.UnlockKeys(ctx, key)
+}
+
+// UnlockKeys is UnlockKey of each of keys. It checks them all first: when
+// one is not a lock key of this policy, it returns an error wrapping
+// ErrNotLockKey and touches none of them.
+func (p *Policy) UnlockKeys(ctx context.Context, keys ...string) error {
+	infos := make([]KeyInfo, len(keys))
+	for i, key := range keys {
+		kind, info, err := parseKey(p.prefix, p.rules, key)
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrNotLockKey, err)
+		}
+		if kind != kindLock {
+			return fmt.Errorf("%w: %q is not a lock key", ErrNotLockKey, key)
+		}
+		infos[i] = info
 	}
 	n := len(p.prefix) + 1
-	counter := key[:n] + string(kindAttempts) + key[n+1:]
-	if err := p.clearKeys(ctx, []backend.Op{backend.DeleteOp(key), backend.DeleteOp(counter)}); err != nil {
-		return err
+	for i, key := range keys {
+		counter := key[:n] + string(kindAttempts) + key[n+1:]
+		if err := p.clearKeys(ctx, []backend.Op{backend.DeleteOp(key), backend.DeleteOp(counter)}); err != nil {
+			return err
+		}
+		info := infos[i]
+		p.operatorDid(ctx, Event{Kind: EventUnlock, Subject: info.subject(), Rule: info.Rule, Key: info.SubjectString()})
 	}
-	p.operatorDid(ctx, Event{Kind: EventUnlock, Subject: info.subject(), Rule: info.Rule, Key: info.SubjectString()})
 	return nil
 }
 

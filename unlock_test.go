@@ -242,3 +242,58 @@ func TestUnlockListsLeadingFields(t *testing.T) {
 		t.Errorf("listed by\n%q\nwant\n%q", store.prefixes, want)
 	}
 }
+
+// TestUnlockKeys: UnlockKeys lifts every lock it is given, and when one
+// key is not a lock key of the policy (another prefix, a counter, an
+// unknown rule, garbage), none, wherever that key is in the list.
+func TestUnlockKeys(t *testing.T) {
+	ctx := context.Background()
+	rule := lockout.Rule{Fields: []lockout.Field{lockout.Username}, Limit: 1, Window: time.Hour, Schedule: lockout.Fixed(time.Hour)}
+	p := newPolicyOn(t, newStore(t), lockout.Config{Prefix: "p", Rules: []lockout.Rule{rule}, LockCacheTTL: lockout.NoLockCache})
+	lockAll := func() []string {
+		t.Helper()
+		for _, u := range []string{"alice", "bob"} {
+			if a, err := p.Allow(ctx, lockout.Subject{Username: u}); err == nil {
+				a.Failure(ctx)
+			}
+		}
+		var keys []string
+		for l, err := range p.Locks(ctx) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			keys = append(keys, l.Key)
+		}
+		slices.Sort(keys)
+		if len(keys) != 2 {
+			t.Fatalf("locks %q, want alice's and bob's", keys)
+		}
+		return keys
+	}
+	keys := lockAll()
+	for _, tc := range []struct {
+		name string
+		bad  string
+	}{
+		{"another prefix", "q:l:username:{u=carol}"},
+		{"a counter", "p:a:username:{u=carol}"},
+		{"an unknown rule", "p:l:ip:{ip=192.0.2.1}"},
+		{"garbage", "x"},
+	} {
+		for i := range len(keys) + 1 {
+			list := slices.Insert(slices.Clone(keys), i, tc.bad)
+			if err := p.UnlockKeys(ctx, list...); !errors.Is(err, lockout.ErrNotLockKey) {
+				t.Errorf("%s at %d: %v, want ErrNotLockKey", tc.name, i, err)
+			}
+			if got := lockedKeys(t, p); len(got) != 2 {
+				t.Fatalf("%s at %d: locks left %q, want both", tc.name, i, got)
+			}
+		}
+	}
+	if err := p.UnlockKeys(ctx, keys...); err != nil {
+		t.Fatal(err)
+	}
+	if got := lockedKeys(t, p); len(got) != 0 {
+		t.Errorf("after UnlockKeys of both: %q", got)
+	}
+}

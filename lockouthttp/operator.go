@@ -140,7 +140,8 @@ type OperatorConfig struct {
 // (the store cannot list locks, or reset all), partial (an unlock or reset
 // that could not reach every lock, see above) or no_journal (the policy
 // keeps no journal); 503 backend (the store failed). An unlock-key of a key that
-// is not a lock key of the policy is 400 bad_request, and touches nothing:
+// is not a lock key of the policy (any one of several keys) is 400
+// bad_request, and touches nothing, not even the other keys:
 // api/locks and api/unlock-key see only the policy's own keys, never those
 // of another policy sharing the store, even one whose prefix begins with
 // this one's ("p" and "p:l").
@@ -549,12 +550,9 @@ func (o *Operator) do(ctx context.Context, action string, p actionParams) (int, 
 		if len(p.keys) == 0 {
 			return 0, errMissing
 		}
-		for _, k := range p.keys {
-			if err := o.p.UnlockKey(ctx, k); err != nil {
-				return 0, err
-			}
-		}
-		return 0, nil
+		// All or nothing: a key that is not a lock key of the policy
+		// refuses the whole request before any is lifted.
+		return 0, o.p.UnlockKeys(ctx, p.keys...)
 	case "unlock", "reset":
 		if emptySubject(p.subject) {
 			return 0, errMissing

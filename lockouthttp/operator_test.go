@@ -531,3 +531,52 @@ func TestOperatorRejectsUnknownParams(t *testing.T) {
 		}
 	}
 }
+
+// TestOperatorUnlockKeysAllOrNothing: an unlock-key of several keys, one
+// of which is not a lock key of the policy, is refused (400, or the page's
+// "notlock") and lifts none of them, as a single bad key does.
+func TestOperatorUnlockKeysAllOrNothing(t *testing.T) {
+	e := newOperatorEnv(t, nil, lockouthttp.OperatorConfig{Authorize: isAdmin})
+	e.lock("alice", "")
+	e.lock("bob", "")
+	var locks lockouthttp.LockList
+	e.api("GET", "/admin/lockout/api/locks", "", "", 200, &locks)
+	if len(locks.Locks) != 2 {
+		t.Fatalf("locks %+v", locks)
+	}
+	good := []string{locks.Locks[0].Key, locks.Locks[1].Key}
+	const bad = "lockout:l:nosuchrule:{u=x}"
+	form := func(keys ...string) string { return url.Values{"key": keys}.Encode() }
+	jsonKeys := func(keys ...string) string {
+		b, _ := json.Marshal(map[string][]string{"keys": keys})
+		return string(b)
+	}
+	for _, tt := range []struct {
+		name, path, ct, body string
+		status               int
+	}{
+		{"api json, bad key last", "/admin/lockout/api/unlock-key", "application/json", jsonKeys(good[0], good[1], bad), 400},
+		{"api json, bad key first", "/admin/lockout/api/unlock-key", "application/json", jsonKeys(bad, good[0]), 400},
+		{"api form", "/admin/lockout/api/unlock-key", "application/x-www-form-urlencoded", form(good[1], bad), 400},
+		{"page form", "/admin/lockout/unlock-key", "application/x-www-form-urlencoded", form(good[0], bad), 303},
+	} {
+		resp, body := e.do("POST", tt.path, tt.ct, tt.body, adminHeader, "yes")
+		if resp.StatusCode != tt.status {
+			t.Errorf("%s: %d %s, want %d", tt.name, resp.StatusCode, body, tt.status)
+		}
+		if loc := resp.Header.Get("Location"); tt.status == 303 && !strings.Contains(loc, "problem=notlock") {
+			t.Errorf("%s: Location %q, want problem=notlock", tt.name, loc)
+		}
+		for _, u := range []string{"alice", "bob"} {
+			if st := ruleState(t, e.status(u, ""), "username"); !st.Locked {
+				t.Errorf("%s: %s unlocked by a refused unlock-key", tt.name, u)
+				e.lock(u, "")
+			}
+		}
+	}
+	e.api("POST", "/admin/lockout/api/unlock-key", "application/json", jsonKeys(good...), 200, nil)
+	e.api("GET", "/admin/lockout/api/locks", "", "", 200, &locks)
+	if len(locks.Locks) != 0 {
+		t.Errorf("after unlock-key of both: %+v", locks)
+	}
+}
