@@ -468,10 +468,22 @@ func describe(s lockout.Subject) string {
 	return strings.Join(parts, ", ")
 }
 
+// checkOperator refuses an action without an operator's name: the log
+// and the journal of unlocks and resets would not say who acted.
+func (a *app) checkOperator() error {
+	if strings.TrimSpace(a.operator) == "" {
+		return usageErr("-operator: give who acts (the log and the journal name them); $USER when not given")
+	}
+	return nil
+}
+
 func (a *app) unlock(ctx context.Context) error {
 	if a.key != "" {
 		if a.username != "" || a.ip != "" || a.userAgent != "" || len(a.fields) > 0 {
 			return usageErr("unlock: give -key or a subject, not both")
+		}
+		if err := a.checkOperator(); err != nil {
+			return err
 		}
 		return a.withSession(ctx, func(ctx context.Context, s *session) error {
 			// Whether the key is locked, so as not to report a lift that
@@ -563,6 +575,9 @@ func (a *app) done(action, text string, fields map[string]any) error {
 
 // clear runs Unlock or Reset for the subject.
 func (a *app) clear(ctx context.Context, action string, f func(*lockout.Policy, context.Context, lockout.Subject) error) error {
+	if err := a.checkOperator(); err != nil {
+		return err
+	}
 	sub, err := a.subject()
 	if err != nil {
 		return err
@@ -632,6 +647,9 @@ func (a *app) clear(ctx context.Context, action string, f func(*lockout.Policy, 
 }
 
 func (a *app) resetAll(ctx context.Context) error {
+	if err := a.checkOperator(); err != nil {
+		return err
+	}
 	return a.withSession(ctx, func(ctx context.Context, s *session) error {
 		if _, ok := s.store.Backend.(backend.Lister); !ok {
 			return partialErr(fmt.Errorf("reset-all: %s cannot list keys, so the policy's keys cannot be found: unlock or reset subjects one by one (or flush the server if it holds nothing else)", s.store.kind))
