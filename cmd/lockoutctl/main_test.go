@@ -724,3 +724,66 @@ func TestUnlockReportsLifted(t *testing.T) {
 		t.Error("after the unlocks: alice refused")
 	}
 }
+
+// TestJournalKept: the tool keeps the service's journal as the service
+// configured it. A service may keep its records longer than the store's
+// default 24 h (redis Options.JournalRetention); reading or appending to
+// the journal with the tool, whose store trims as it reads and appends,
+// must not remove them.
+func TestJournalKept(t *testing.T) {
+	srv := testserver.Redis(t)
+	testserver.FlushRedis(t, srv.Addr)
+	c := goredis.NewClient(&goredis.Options{Addr: srv.Addr, ContextTimeoutEnabled: true})
+	t.Cleanup(func() { c.Close() })
+	ctx := t.Context()
+	f := fixture{"redis, 72 h journal", "redis://" + srv.Addr, func(t *testing.T) backend.Backend {
+		s, err := redisstore.New(t.Context(), c, &redisstore.Options{JournalRetention: 72 * time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}}
+	// A record of 30 h ago in the journal of prefix app: a copy of one
+	// that a service on prefix src writes now, under an old stream ID.
+	src := newService(t, f, "src")
+	src.lock(t, "old", "192.0.2.9")
+	entries, err := c.XRange(ctx, "{src}:journal", "-", "+").Result()
+	if err != nil || len(entries) == 0 {
+		t.Fatalf("the journal of src: %v, %v", entries, err)
+	}
+	old := time.Now().Add(-30 * time.Hour).UnixMilli()
+	if err := c.XAdd(ctx, &goredis.XAddArgs{Stream: "{app}:journal", ID: strconv.FormatInt(old, 10) + "-0", Values: entries[0].Values}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	svc := newService(t, f, "app")
+	svc.lock(t, "alice", "192.0.2.1")
+	count := func() int {
+		t.Helper()
+		recs, _, err := svc.Attempts(ctx, lockout.AttemptQuery{Username: "old", Limit: 1000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(recs)
+	}
+	if n := count(); n != 1 {
+		t.Fatalf("the service finds %d records of 30 h ago, want 1", n)
+	}
+	common := []string{"-store", f.url, "-prefix", "app"}
+	for _, tc := range []struct {
+		name string
+		args []string
+	}{
+		{"attempts", []string{"attempts"}},
+		{"attempts of the user", []string{"attempts", "-username", "old"}},
+		{"unlock", []string{"unlock", "-username", "alice"}}, // journals the unlock
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctl(t, "", append(tc.args, common...)...).want(t, exitOK)
+			if n := count(); n != 1 {
+				t.Errorf("after lockoutctl %s: the service finds %d records of 30 h ago, want 1", tc.name, n)
+			}
+		})
+	}
+	r := ctl(t, "", append([]string{"attempts", "-username", "old"}, common...)...)
+	r.want(t, exitOK, "old")
+}

@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"net"
 	"net/url"
 	"os"
 	"strings"
+	"time"
 
 	goredis "github.com/redis/go-redis/v9"
 	"go.etcd.io/bbolt"
@@ -37,6 +39,17 @@ func (s *opened) Close() error {
 	}
 	return err
 }
+
+// The journal bounds the tool opens a store with. A store trims its
+// journal to its own bounds as it reads and appends (Redis removes the
+// records older than its JournalRetention on every Records and Append, and
+// keeps JournalMax), so a tool with the store's defaults (24 h, 100,000)
+// would erase the records of a service that keeps more. The tool keeps
+// whatever the store holds, and leaves trimming to the service.
+const (
+	keepJournal    = 10 * 365 * 24 * time.Hour
+	keepJournalMax = math.MaxInt32
+)
 
 // openStore opens the store spec names. The redis and memcache URLs take
 // one query parameter of the tool's own, key_prefix (the store's
@@ -105,7 +118,9 @@ func openRedis(ctx context.Context, scheme, rest string) (*opened, error) {
 		// The tool makes no decisions: a server that may evict keys is
 		// the service's problem (its New refuses it), not a reason to
 		// refuse an unlock.
-		AllowEviction: true,
+		AllowEviction:    true,
+		JournalRetention: keepJournal,
+		JournalMax:       keepJournalMax,
 	}
 	query.Del("key_prefix")
 	base, variant, _ := strings.Cut(scheme, "+")
@@ -256,14 +271,14 @@ func (a *app) openBolt(path, bucket string) (*opened, error) {
 			}
 			return nil, err
 		}
-		s, err := bolt.New(db, bucket, &bolt.Options{SweepInterval: -1})
+		s, err := bolt.New(db, bucket, &bolt.Options{SweepInterval: -1, JournalRetention: keepJournal, JournalMax: keepJournalMax})
 		if err != nil {
 			db.Close()
 			return nil, err
 		}
 		return &opened{Backend: s, about: fmt.Sprintf("bolt file %s, bucket %q", path, bucket), kind: "bolt", closed: []func() error{db.Close}}, nil
 	}
-	s, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: wait, SweepInterval: -1})
+	s, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: wait, SweepInterval: -1, JournalRetention: keepJournal, JournalMax: keepJournalMax})
 	if err != nil {
 		if errors.Is(err, bolt.ErrFileLocked) {
 			return nil, held()
