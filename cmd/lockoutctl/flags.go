@@ -130,6 +130,11 @@ func (f *fieldsFlag) Set(s string) error {
 	if *f == nil {
 		*f = fieldsFlag{}
 	}
+	// A subject has one value per field: a second would silently replace
+	// the first (an unlock of one tenant where two were meant).
+	if old, ok := (*f)[name]; ok && old != value {
+		return fmt.Errorf("-field %s: given twice (%q and %q): a subject has one value per field; run the command once for each", name, old, value)
+	}
 	(*f)[name] = value
 	return nil
 }

@@ -503,6 +503,7 @@ func TestUsage(t *testing.T) {
 		{"bad scheme", []string{"locks", "-store", "mongodb://x:1"}, exitUsage, "unknown scheme"},
 		{"bad ip", []string{"status", "-store", f.url, "-ip", "nope"}, exitUsage, "-ip"},
 		{"bad field", []string{"status", "-store", f.url, "-field", "novalue"}, exitUsage, "name=value"},
+		{"field given twice", []string{"unlock", "-store", f.url, "-prefix", "app", "-rules", "tenant", "-field", "tenant=a", "-field", "tenant=b"}, exitUsage, "-field tenant: given twice"},
 		{"stray argument", []string{"status", "-store", f.url, "alice"}, exitUsage, "unexpected argument"},
 		{"empty operator", []string{"unlock", "-store", f.url, "-prefix", "app", "-username", "nobody", "-operator", ""}, exitUsage, "-operator"},
 		{"empty operator, -key", []string{"unlock", "-store", f.url, "-prefix", "app", "-key", "app:l:username:{u=nobody}", "-operator", ""}, exitUsage, "-operator"},
