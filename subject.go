@@ -138,6 +138,14 @@ func (p *Policy) canonicalizeTo(c *canonical, s *Subject) error {
 // would otherwise pay before refusing, and no login name is this long.
 const MaxUsernameBytes = 1024
 
+// CanonicalUsername returns name as the policy counts it: canonicalized by
+// Config.Canonicalize (PRECIS UsernameCaseMapped by default), the form its
+// keys hold. A username the policy cannot key is an error wrapping
+// ErrInvalidSubject.
+func (p *Policy) CanonicalUsername(name string) (string, error) {
+	return p.canonUsername(name)
+}
+
 // canonUsername canonicalizes the username u, or returns an error wrapping
 // ErrInvalidSubject.
 func (p *Policy) canonUsername(u string) (string, error) {

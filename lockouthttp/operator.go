@@ -451,6 +451,13 @@ func (o *Operator) status(ctx context.Context, s lockout.Subject) (SubjectStatus
 		return SubjectStatus{}, err
 	}
 	out := SubjectStatus{Username: s.Username, IP: s.IP, UserAgent: s.UserAgent, Fields: s.Fields, Rules: make([]RuleState, len(st))}
+	if s.Username != "" {
+		// Canonical, as documented, and as the keys hold it: alsoLocked
+		// matches the locks' keys against it ("ALICE" finds alice's).
+		if out.Username, err = o.p.CanonicalUsername(s.Username); err != nil {
+			return SubjectStatus{}, err
+		}
+	}
 	for i, rs := range st {
 		out.Rules[i] = RuleState{
 			Rule:            rs.Rule,

@@ -323,3 +323,33 @@ func TestOperatorPageEscapesHostileValues(t *testing.T) {
 		})
 	}
 }
+
+// TestStatusAlsoLockedCanonical: a status looked up by another spelling
+// of the username ("ALICE", full width) reports the canonical username and
+// finds her locks, as the unlock of that spelling lifts them, also when no
+// rule is keyed by the username alone (whose key would tell the canonical
+// form).
+func TestStatusAlsoLockedCanonical(t *testing.T) {
+	uip := lockout.ByUsernameAndIP(2)
+	uip.Schedule = lockout.Fixed(time.Hour)
+	p := newPolicy(t, nil, lockout.Config{Rules: []lockout.Rule{uip}})
+	mux := http.NewServeMux()
+	mux.Handle("/admin/lockout/", http.StripPrefix("/admin/lockout", lockouthttp.NewOperator(p, lockouthttp.OperatorConfig{Authorize: isAdmin})))
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	e := &operatorEnv{t, p, srv}
+	lock(t, p, "alice", clientA)
+	for _, name := range []string{"alice", "ALICE", "Ａｌｉｃｅ"} {
+		st := e.status(name, "")
+		if st.Username != "alice" {
+			t.Errorf("status of %q: username %q, want the canonical alice", name, st.Username)
+		}
+		if len(st.AlsoLocked) != 1 || st.AlsoLocked[0].Subject != "u=alice,ip="+clientA {
+			t.Errorf("status of %q: also locked %+v, want alice's lock from %s", name, st.AlsoLocked, clientA)
+		}
+		_, body := e.do("GET", "/admin/lockout/?"+url.Values{"username": {name}}.Encode(), "", "", adminHeader, "yes")
+		if !strings.Contains(body, "also holds this subject") {
+			t.Errorf("page of %q lacks her lock", name)
+		}
+	}
+}
