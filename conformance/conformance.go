@@ -85,6 +85,17 @@ type Harness struct {
 	// declares that it keeps every value whole.
 	JournalRecordBytes int
 
+	// NewCapped, when set, returns a fresh, empty store with a small
+	// capacity (a cap on keys, a maximum file size), one that a few
+	// thousand new keys fill: the Capacity check fills it until a call
+	// fails, which must be with an error wrapping backend.ErrFull, and
+	// holds the store to what a full store keeps (every key it
+	// acknowledged, none it refused). Like New, it is called from the
+	// subtest's goroutine; the suite closes the store. A store whose
+	// capacity cannot be made small for a test leaves it nil, and the
+	// check is skipped.
+	NewCapped func(t testing.TB) backend.Backend
+
 	// CallTimeout bounds how long one call may take when the suite expects a
 	// prompt answer (a cancelled context). Zero means one second.
 	CallTimeout time.Duration
@@ -147,6 +158,7 @@ var storeCases = []testCase{
 	{"CancelledContext", testCancelledContext},
 	{"ExpiredContext", testExpiredContext},
 	{"Close", testClose},
+	{"Capacity", testCapacity},
 	{"ListerAgrees", testListerAgrees},
 	{"ListerHostileKeys", testListerHostile},
 }

@@ -30,6 +30,7 @@ type refStore struct {
 	closed   bool
 	journals map[string][]refRecord
 	seq      uint64 // the last record ID
+	capacity int    // the most keys held; 0: no cap
 }
 
 type faults struct {
@@ -52,6 +53,9 @@ type faults struct {
 	plainClosed      bool          // after Close, errors do not wrap ErrClosed
 	incrResetsTTL    bool          // an Incr of an existing key sets its TTL anew
 	skipValidation   bool          // malformed operations are applied as they come
+	fullUnwrapped    bool          // a full store's error does not wrap ErrFull
+	fullDrops        bool          // a full store acknowledges a new key it does not keep
+	fullEvicts       bool          // a full store evicts a key to make room for a new one
 
 	// The harness's declarations, when they differ from the store.
 	declareAtomic   bool // AtomicTags, even with readsFirst
@@ -176,6 +180,22 @@ func (s *refStore) apply(ops []backend.Op, res []backend.Result, which func(back
 		case backend.Incr:
 			switch {
 			case e == nil && (op.Delta > 0 || op.Delta == 0 && s.faults.zeroCreates):
+				if s.capacity > 0 && len(s.m) >= s.capacity {
+					switch {
+					case s.faults.fullEvicts:
+						for k := range s.m {
+							delete(s.m, k)
+							break
+						}
+					case s.faults.fullDrops:
+						res[i] = backend.Result{Found: true, Value: op.Delta, TTL: op.TTL}
+						continue
+					case s.faults.fullUnwrapped:
+						return errors.New("store is full")
+					default:
+						return fmt.Errorf("%d keys: %w", len(s.m), backend.ErrFull)
+					}
+				}
 				e = &refEntry{}
 				s.setExpiry(e, now, op.TTL)
 				s.m[op.Key] = e
@@ -265,6 +285,11 @@ func harness(f faults) conformance.Harness {
 			}
 			return newRef(f)
 		},
+		NewCapped: func(testing.TB) backend.Backend {
+			s := newRef(f)
+			s.capacity = 300
+			return s
+		},
 		FakeTime:           true,
 		Lister:             !f.declareNoLister,
 		AtomicTags:         !f.readsFirst || f.declareAtomic, // one mutex per batch
@@ -315,6 +340,9 @@ var broken = []struct {
 	{"plain-error-after-close", faults{plainClosed: true}, []string{"Close"}},
 	{"incr-resets-ttl", faults{incrResetsTTL: true}, []string{"IncrementKeepsTTL"}},
 	{"skips-validation", faults{skipValidation: true}, []string{"InvalidOperations"}},
+	{"full-unwrapped", faults{fullUnwrapped: true}, []string{"Capacity"}},
+	{"full-drops", faults{fullDrops: true}, []string{"Capacity"}},
+	{"full-evicts", faults{fullEvicts: true}, []string{"Capacity"}},
 	{"lister-undeclared", faults{declareNoLister: true}, []string{"Capabilities"}},
 	{"lister-declared-not-implemented", faults{hideLister: true}, []string{"Capabilities"}},
 	{"reads-first-declared-atomic", faults{readsFirst: true, declareAtomic: true}, []string{"ReadsAfterWrites"}},

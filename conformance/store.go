@@ -1229,3 +1229,94 @@ func (e *env) checkLongTTL(t *testing.T, what string, r backend.Result, ttl time
 		t.Errorf("%s: remaining TTL %v, want in [%v, %v] (asked for %v)", what, r.TTL, lo, hi, ttl)
 	}
 }
+
+// capacityMaxKeys bounds the keys testCapacity creates before it gives up
+// on the store ever getting full.
+const capacityMaxKeys = 1 << 20
+
+// testCapacity fills a store from Harness.NewCapped with new keys, in
+// batches and then one key at a time, until a call fails. The failure
+// must wrap backend.ErrFull; every call before it must have created its
+// keys (not dropped them quietly), and afterwards every acknowledged key
+// must still hold its value (none evicted) while the refused key does not
+// exist.
+func testCapacity(t *testing.T, e *env) {
+	if e.h.NewCapped == nil {
+		t.Skip("the harness declares no NewCapped")
+	}
+	b := e.h.NewCapped(t)
+	if b == nil {
+		t.Fatal("conformance: Harness.NewCapped returned nil")
+	}
+	t.Cleanup(func() {
+		if err := b.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	ttl := 100 * e.unit
+	key := func(i int) string { return fmt.Sprintf("full/%07d", i) }
+	var (
+		acked []int // the keys created, by number; key i holds i+1
+		full  error
+	)
+	for i, batch := 0, 16; full == nil; {
+		if i >= capacityMaxKeys {
+			t.Fatalf("%d keys created, and the store made by NewCapped is not full yet", i)
+		}
+		ops := make([]backend.Op, batch)
+		for j := range ops {
+			ops[j] = backend.IncrOp(key(i+j), int64(i+j+1), ttl)
+		}
+		res := make([]backend.Result, len(ops))
+		err := b.Do(e.ctx, ops, res)
+		switch {
+		case err != nil && !errors.Is(err, backend.ErrFull):
+			t.Fatalf("creating keys %d to %d: %v, want success or an error wrapping ErrFull", i, i+batch-1, err)
+		case err != nil && batch > 1:
+			// Any subset of a failed batch may have been applied: its
+			// keys may exist or not. The rest is filled one key at a
+			// time, from past them.
+			i, batch = i+batch, 1
+		case err != nil:
+			full = err
+		default:
+			for j, r := range res {
+				if !r.Found || r.Value != int64(i+j+1) {
+					t.Fatalf("creating key %d: %+v and no error, want it created holding %d (a full store fails the call, never drops a key)", i+j, r, i+j+1)
+				}
+				acked = append(acked, i+j)
+			}
+			i += batch
+		}
+	}
+	if len(acked) == 0 {
+		t.Fatalf("not a single key fitted in the store made by NewCapped: %v", full)
+	}
+	t.Logf("full after %d keys: %v", len(acked), full)
+	// One more new key is refused too, and not applied.
+	res := make([]backend.Result, 1)
+	if err := b.Do(e.ctx, []backend.Op{backend.IncrOp("full/one more", 1, ttl)}, res); !errors.Is(err, backend.ErrFull) {
+		t.Errorf("a new key in a full store: err = %v, want one wrapping ErrFull", err)
+	}
+	// Every acknowledged key is still there, holding its value.
+	for start := 0; start < len(acked); start += 256 {
+		part := acked[start:min(start+256, len(acked))]
+		ops := make([]backend.Op, len(part))
+		for j, n := range part {
+			ops[j] = backend.ExistsOp(key(n))
+		}
+		res := make([]backend.Result, len(ops))
+		if err := b.Do(e.ctx, ops, res); err != nil {
+			t.Fatalf("reading the keys of a full store: %v", err)
+		}
+		for j, n := range part {
+			if !res[j].Found || res[j].Value != int64(n+1) {
+				t.Fatalf("key %d of a full store: %+v, want it holding %d (a full store never drops nor evicts a key)", n, res[j], n+1)
+			}
+		}
+	}
+	if err := b.Do(e.ctx, []backend.Op{backend.ExistsOp("full/one more")}, res); err != nil {
+		t.Fatalf("reading a full store: %v", err)
+	}
+	e.checkMissing(t, "the key a full store refused", res[0])
+}

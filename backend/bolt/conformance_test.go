@@ -26,6 +26,15 @@ func harness(fake bool) conformance.Harness {
 			}
 			return s
 		},
+		NewCapped: func(t testing.TB) backend.Backend {
+			o := *opts
+			o.MaxSize = 1 << 20
+			s, err := bolt.Open(filepath.Join(t.TempDir(), "full.db"), 0o600, &o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return s
+		},
 		FakeTime:         fake,
 		Lister:           true,
 		AtomicTags:       true, // a batch is one transaction

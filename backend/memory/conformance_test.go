@@ -19,6 +19,15 @@ func harness(opts *memory.Options) conformance.Harness {
 			}
 			return s
 		},
+		NewCapped: func(t testing.TB) backend.Backend {
+			o := *opts
+			o.MaxKeys = 500
+			s, err := memory.New(&o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return s
+		},
 		FakeTime:         true,
 		Lister:           true,
 		AtomicTags:       true,
