@@ -38,6 +38,9 @@ type faults struct {
 	reportExpired bool // Exists reports expired keys
 	liveAtExpiry  bool // a key is live at the instant of its expiry
 	expireEarly   bool // keys expire at 90% of their TTL
+	nanoEarly     bool // keys expire a nanosecond before their TTL
+	reportsLess   bool // the remaining TTL reported is a millisecond short
+	deleteExpired bool // Delete of an expired key reports it existed
 	rejectSpaces  bool // keys with spaces are refused
 	ignoreContext bool // done contexts are ignored
 	readsFirst    bool // reads run before the batch's writes, in a pass of their own
@@ -91,6 +94,9 @@ func (s *refStore) expiry(now time.Time, ttl time.Duration) time.Time {
 	if s.faults.expireEarly {
 		ttl = ttl * 9 / 10
 	}
+	if s.faults.nanoEarly {
+		ttl--
+	}
 	if s.faults.capTTL > 0 {
 		ttl = min(ttl, s.faults.capTTL)
 	}
@@ -111,6 +117,14 @@ func (s *refStore) errClosed() error {
 		return errors.New("store is closed")
 	}
 	return backend.ErrClosed
+}
+
+func (s *refStore) result(e *refEntry, now time.Time) backend.Result {
+	r := e.result(now)
+	if s.faults.reportsLess && r.TTL > 0 {
+		r.TTL -= time.Millisecond
+	}
+	return r
 }
 
 func (e *refEntry) result(now time.Time) backend.Result {
@@ -215,12 +229,12 @@ func (s *refStore) apply(ops []backend.Op, res []backend.Result, which func(back
 					e = nil
 				}
 			}
-			res[i] = e.result(now)
+			res[i] = s.result(e, now)
 		case backend.Expire:
 			if e != nil {
 				s.setExpiry(e, now, op.TTL)
 			}
-			res[i] = e.result(now)
+			res[i] = s.result(e, now)
 		case backend.Exists:
 			if s.faults.reportExpired && e == nil {
 				if e = s.m[op.Key]; e != nil {
@@ -228,9 +242,9 @@ func (s *refStore) apply(ops []backend.Op, res []backend.Result, which func(back
 					continue
 				}
 			}
-			res[i] = e.result(now)
+			res[i] = s.result(e, now)
 		case backend.Delete:
-			res[i] = backend.Result{Found: e != nil}
+			res[i] = backend.Result{Found: e != nil || s.faults.deleteExpired && s.m[op.Key] != nil}
 			delete(s.m, op.Key)
 		}
 	}
@@ -325,6 +339,9 @@ var broken = []struct {
 	{"lossy", faults{loseEvery: 1000}, []string{"ConcurrentSharedKey", "ConcurrentDistinctKeys"}},
 	{"reports-expired", faults{reportExpired: true}, []string{"ExpiredKeyNeverExists", "ExpiryNeverEarly"}},
 	{"live-at-expiry", faults{liveAtExpiry: true}, []string{"ExpiryNeverEarly"}},
+	{"expires-a-nanosecond-early", faults{nanoEarly: true}, []string{"ExpiryNeverEarly"}},
+	{"reports-ttl-short", faults{reportsLess: true}, []string{"ExpiryNeverEarly"}},
+	{"delete-finds-expired", faults{deleteExpired: true}, []string{"ExpiredKeyNeverExists"}},
 	{"expires-early", faults{expireEarly: true}, []string{"ExpiryNeverEarly", "IncrementKeepsTTL", "ExpireSetsTTL"}},
 	{"rejects-spaces", faults{rejectSpaces: true}, []string{"HostileKeys"}},
 	{"ignores-context", faults{ignoreContext: true}, []string{"CancelledContext", "ExpiredContext"}},
@@ -349,6 +366,7 @@ var broken = []struct {
 	{"journal-oldest-first", faults{journal: journalFaults{oldestFirst: true}}, []string{"JournalRoundTrip", "JournalPaging"}},
 	{"journal-ignores-outcome", faults{journal: journalFaults{ignoresOutcome: true}}, []string{"JournalFilters"}},
 	{"journal-drops-fields", faults{journal: journalFaults{dropsFields: true}}, []string{"JournalRoundTrip"}},
+	{"journal-retention-a-millisecond-short", faults{journal: journalFaults{retention: refRetention - time.Millisecond}}, []string{"JournalRetention"}},
 	{"journal-keeps-forever", faults{journal: journalFaults{keepsForever: true}}, []string{"JournalRetention"}},
 	{"journal-no-cap", faults{journal: journalFaults{noCap: true}}, []string{"JournalCap"}},
 	{"journal-open-after-close", faults{journal: journalFaults{openAfterClose: true}}, []string{"JournalClose"}},

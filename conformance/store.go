@@ -82,6 +82,25 @@ func (e *env) checkMissing(t *testing.T, what string, r backend.Result) {
 	}
 }
 
+// oddTTL is a TTL off the round intervals (seconds, the TTL unit) at which
+// a store's sweeper may run, for the checks of what a store's own
+// operations do with a key that has expired: with fake time, a sweeper
+// ticking at round intervals has not removed the key yet when they look
+// (see goneAt), so they see what the operation itself does with it.
+func (e *env) oddTTL() time.Duration { return e.unit + e.unit/3 }
+
+// goneAt returns when a key given ttl by a call that returned at t1 must be
+// gone: past its TTL, the granularity and the margin; for a store with
+// exact expiry on fake time, at the very instant of its expiry (the key
+// expired no later than that), before any sweep that runs at round
+// intervals can have removed a key given an odd TTL.
+func (e *env) goneAt(t1 time.Time, ttl time.Duration) time.Time {
+	if e.h.FakeTime && e.h.Granularity == 0 {
+		return t1.Add(ttl)
+	}
+	return t1.Add(ttl + e.h.Granularity + e.margin)
+}
+
 func testCapabilities(t *testing.T, e *env) {
 	_, ok := e.b.(backend.Lister)
 	if ok != e.h.Lister {
@@ -380,33 +399,38 @@ func testExpireMissing(t *testing.T, e *env) {
 		e.checkMissing(t, "exists after expire of a missing key", e.do1(t, backend.ExistsOp("missing")))
 	}
 	// Nor does it revive an expired key.
-	t0 := time.Now()
-	e.do1(t, backend.IncrOp("gone", 1, e.unit))
-	sleepUntil(t0.Add(e.unit + e.h.Granularity + e.margin))
+	e.do1(t, backend.IncrOp("gone", 1, e.oddTTL()))
+	sleepUntil(e.goneAt(time.Now(), e.oddTTL()))
 	e.checkMissing(t, "expire of an expired key", e.do1(t, backend.ExpireOp("gone", backend.NoExpiry)))
 	e.checkMissing(t, "exists after expire of an expired key", e.do1(t, backend.ExistsOp("gone")))
 }
 
 func testExpiredNeverExists(t *testing.T, e *env) {
-	t0 := time.Now()
+	ttl := e.oddTTL()
 	e.do(t,
-		backend.IncrOp("a", 5, e.unit),
-		backend.IncrOp("b", 5, e.unit),
-		backend.IncrOp("c", 5, e.unit),
-		backend.IncrOp("d", 5, e.unit),
-		backend.IncrOp("e", 5, e.unit),
+		backend.IncrOp("a", 5, ttl),
+		backend.IncrOp("b", 5, ttl),
+		backend.IncrOp("c", 5, ttl),
+		backend.IncrOp("d", 5, ttl),
+		backend.IncrOp("e", 5, ttl),
+		backend.IncrOp("f", 5, ttl),
 	)
-	e.do1(t, backend.ExpireOp("e", 2*e.unit))
+	e.do1(t, backend.ExpireOp("e", 2*ttl))
 	t1 := time.Now()
-	sleepUntil(t1.Add(e.unit + e.h.Granularity + e.margin))
+	sleepUntil(e.goneAt(t1, ttl))
 	// Every kind of operation sees the expired keys as missing.
 	e.checkMissing(t, "exists", e.do1(t, backend.ExistsOp("a")))
 	e.checkMissing(t, "incr 0", e.do1(t, backend.IncrOp("b", 0, e.unit)))
 	e.checkMissing(t, "decr", e.do1(t, backend.IncrOp("c", -1, e.unit)))
 	e.checkMissing(t, "expire", e.do1(t, backend.ExpireOp("d", 10*e.unit)))
 	e.checkMissing(t, "exists after expire", e.do1(t, backend.ExistsOp("d")))
-	if r := e.do1(t, backend.DeleteOp("a")); r.Found {
+	// Each kind meets its own expired key, not one an earlier operation
+	// found expired (and may have removed).
+	if r := e.do1(t, backend.DeleteOp("f")); r.Found {
 		t.Errorf("delete of an expired key reports it existed")
+	}
+	if r := e.do1(t, backend.DeleteOp("a")); r.Found {
+		t.Errorf("delete of an expired key, read since, reports it existed")
 	}
 	if r := e.do1(t, backend.ExistsOp("e")); !r.Found || r.Value != 5 {
 		t.Errorf("key with a longer TTL: %+v, want it to exist with value 5", r)
@@ -422,7 +446,6 @@ func testExpiredNeverExists(t *testing.T, e *env) {
 	if r := e.do1(t, backend.ExistsOp("a")); !r.Found || r.Value != 1 {
 		t.Errorf("recreated key after the old TTL: %+v, want value 1", r)
 	}
-	_ = t0
 }
 
 func testExpiryNeverEarly(t *testing.T, e *env) {
@@ -444,6 +467,11 @@ func testExpiryNeverEarly(t *testing.T, e *env) {
 		i       int
 		present bool
 	}
+	// Exact expiry, on a clock that stood still while the keys were made:
+	// each is found until the last nanosecond of its TTL, with exactly
+	// the TTL it has left, and gone from the very instant of its expiry
+	// (not found with a TTL of 0).
+	exact := e.h.FakeTime && e.h.Granularity == 0 && t1.Equal(t0)
 	var checks []check
 	for i, ttl := range ttls {
 		e.checkTTL(t, fmt.Sprintf("created with TTL %v", ttl), rs[i], ttl)
@@ -451,11 +479,8 @@ func testExpiryNeverEarly(t *testing.T, e *env) {
 		checks = append(checks, check{t0.Add(ttl - e.margin), i, true})
 		// After TTL plus granularity: gone.
 		checks = append(checks, check{t1.Add(ttl + e.h.Granularity + e.margin), i, false})
-		if e.h.FakeTime && e.h.Granularity == 0 && t1.Equal(t0) {
-			// Exact expiry, on a clock that stood still while the key
-			// was made: gone from the very instant of its expiry (not
-			// found with a TTL of 0).
-			checks = append(checks, check{t0.Add(ttl), i, false})
+		if exact {
+			checks = append(checks, check{t0.Add(ttl - 1), i, true}, check{t0.Add(ttl), i, false})
 		}
 	}
 	slices.SortFunc(checks, func(a, b check) int { return a.at.Compare(b.at) })
@@ -467,6 +492,10 @@ func testExpiryNeverEarly(t *testing.T, e *env) {
 		case c.present && !r.Found:
 			if !e.late(t, t0.Add(ttl)) {
 				t.Errorf("key with TTL %v gone %v after creation, before its TTL", ttl, time.Since(t0))
+			}
+		case c.present && exact:
+			if left := t0.Add(ttl).Sub(time.Now()); r.TTL != left {
+				t.Errorf("key with TTL %v, %v after creation: remaining TTL %v, want exactly %v (the store declares exact expiry)", ttl, time.Since(t0), r.TTL, left)
 			}
 		case c.present:
 			if bound := t1.Sub(t0) + e.h.Granularity + 2*e.margin; r.TTL > bound {
@@ -952,15 +981,15 @@ func testListerAgrees(t *testing.T, e *env) {
 		backend.IncrOp("lockless", 1, long),
 		backend.IncrOp("other/1", 1, backend.NoExpiry),
 		backend.IncrOp("lock/deleted", 1, long),
-		backend.IncrOp("lock/short", 1, e.unit),
+		backend.IncrOp("lock/short", 1, e.oddTTL()),
 		backend.DeleteOp("lock/deleted"),
 	)
-	t0 := time.Now()
 	e.do(t, ops...)
+	t1 := time.Now()
 	// Decrementing to zero removes a key: it is listed no more.
 	e.do1(t, backend.IncrOp("lock/000", -1, long))
 	delete(live, "lock/000")
-	sleepUntil(t0.Add(e.unit + e.h.Granularity + e.margin))
+	sleepUntil(e.goneAt(t1, e.oddTTL()))
 
 	got := collect(t, e.ctx, l, "lock/")
 	for k := range live {
