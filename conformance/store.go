@@ -494,7 +494,7 @@ func testExpiryNeverEarly(t *testing.T, e *env) {
 				t.Errorf("key with TTL %v gone %v after creation, before its TTL", ttl, time.Since(t0))
 			}
 		case c.present && exact:
-			if left := t0.Add(ttl).Sub(time.Now()); r.TTL != left {
+			if left := time.Until(t0.Add(ttl)); r.TTL != left {
 				t.Errorf("key with TTL %v, %v after creation: remaining TTL %v, want exactly %v (the store declares exact expiry)", ttl, time.Since(t0), r.TTL, left)
 			}
 		case c.present:
