@@ -242,20 +242,31 @@ func (s *Store) journals(tx *bbolt.Tx) (*bbolt.Bucket, error) {
 // trimCount drops the oldest records of b until it holds at most keep, or
 // until it has dropped limit records (limit < 0: no limit). The records
 // of a journal are contiguous sequence numbers, so b holds
-// Sequence - first + 1 of them.
+// Sequence - first + 1 of them, and the ones to drop are known by their
+// keys: each is deleted by key. (A cursor's First after each delete would
+// walk every leaf emptied so far in the transaction, which bbolt removes
+// only at the commit: a drop of 25,000 records of 2 KiB took 2.6 s.)
 func trimCount(b *bbolt.Bucket, keep, limit int) (int, error) {
-	c := b.Cursor()
-	n := 0
-	for k, _ := c.First(); k != nil && n != limit; k, _ = c.First() {
-		if len(k) != 8 || b.Sequence()-binary.BigEndian.Uint64(k) < uint64(keep) {
-			break
-		}
-		if err := c.Delete(); err != nil {
-			return n, err
-		}
-		n++
+	k, _ := b.Cursor().First()
+	if len(k) != 8 || keep < 0 {
+		return 0, nil
 	}
-	return n, nil
+	first, seq := binary.BigEndian.Uint64(k), b.Sequence()
+	if seq < first || seq-first < uint64(keep) {
+		return 0, nil
+	}
+	drop := seq - first + 1 - uint64(keep)
+	if limit >= 0 && drop > uint64(limit) {
+		drop = uint64(limit)
+	}
+	var key [8]byte
+	for i := range drop {
+		binary.BigEndian.PutUint64(key[:], first+i)
+		if err := b.Delete(key[:]); err != nil {
+			return int(i), err
+		}
+	}
+	return int(drop), nil
 }
 
 // trimAge drops, oldest first, the records of b appended at cutoff or
