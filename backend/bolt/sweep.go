@@ -4,11 +4,18 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"time"
 
 	bbolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
+
+// sweepRegrow is how many chunks in a row a sweep commits before it
+// doubles a chunk it had to halve for want of space (each failed commit
+// costs bbolt a scan of the file).
+const sweepRegrow = 8
 
 // sweepLoop removes expired keys every SweepInterval until Close.
 func (s *Store) sweepLoop() {
@@ -29,6 +36,9 @@ func (s *Store) sweepLoop() {
 
 // Sweep removes the keys that have expired from the file, in transactions
 // of at most Options.SweepChunk keys each, and returns how many it removed.
+// On a file at MaxSize, where a transaction that deletes keys scattered
+// over many pages may not find the pages to write their new copies, it
+// halves its transactions until they fit, down to one key.
 // It then removes the journal records older than Options.JournalRetention
 // (and any over Options.JournalMax), in transactions of at most SweepChunk
 // records, which it does not count.
@@ -38,6 +48,7 @@ func (s *Store) sweepLoop() {
 // space.
 func (s *Store) Sweep(ctx context.Context) (int, error) {
 	total := 0
+	chunk, fitted := s.opts.SweepChunk, 0
 	for {
 		if err := ctx.Err(); err != nil {
 			return total, fmt.Errorf("lockout/bolt: sweep: %w", err)
@@ -45,11 +56,22 @@ func (s *Store) Sweep(ctx context.Context) (int, error) {
 		if !s.enter() {
 			return total, errClosed
 		}
-		n, more, err := s.sweepChunk(s.opts.SweepChunk)
+		n, more, err := s.sweepChunk(chunk)
 		s.leave()
 		total += n
+		if errors.Is(err, berrors.ErrMaxSizeReached) && chunk > 1 {
+			// The file is at MaxSize: deleting needs new pages too
+			// (bbolt copies every page it changes), and the file has
+			// only the few that its last commits freed. Smaller chunks
+			// fit, and free more pages as the sweep goes on.
+			chunk, fitted = chunk/2, 0
+			continue
+		}
 		if err != nil {
 			return total, fmt.Errorf("lockout/bolt: sweep: %w", mapErr(err))
+		}
+		if fitted++; fitted == sweepRegrow {
+			chunk, fitted = min(chunk*2, s.opts.SweepChunk), 0
 		}
 		if !more {
 			_, err := s.sweepJournals(ctx)

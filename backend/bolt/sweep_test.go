@@ -2,6 +2,7 @@ package bolt
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"path/filepath"
@@ -264,5 +265,55 @@ func TestCommitAfterBurst(t *testing.T) {
 			t.Errorf("one commit allocated %d bytes with %d pages free: the free list is written", written, free)
 		}
 		t.Logf("%d pages free; one commit allocated %d bytes", free, written)
+	})
+}
+
+// TestSweepFullFile fills a file to MaxSize with keys sprayed in random
+// order (an attacker's usernames) that then expire: the sweep must free
+// their space, though deleting needs new pages too (bbolt copies every
+// page it changes) and a full file has only a few free. A sweep of 1000
+// scattered keys failed with ErrFull at every run, so the file stayed full
+// for good: 100 of 100 new keys refused after five sweeps.
+func TestSweepFullFile(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s, _ := open(t, &Options{MaxSize: 1 << 20, SweepInterval: -1})
+		rnd := rand.New(rand.NewPCG(1, 2))
+		sprayed := 0
+		for batch := 100; ; {
+			ops := make([]backend.Op, batch)
+			for i := range ops {
+				ops[i] = backend.IncrOp(fmt.Sprintf("lockout:a:username:{u=%016x}", rnd.Uint64()), 1, time.Minute)
+			}
+			err := s.Do(context.Background(), ops, make([]backend.Result, len(ops)))
+			if errors.Is(err, backend.ErrFull) && batch > 1 {
+				batch = 1
+				continue
+			}
+			if errors.Is(err, backend.ErrFull) {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			sprayed += batch
+			time.Sleep(time.Millisecond) // each batch expires in turn
+		}
+		t.Logf("%d keys sprayed", sprayed)
+		time.Sleep(2 * time.Minute)
+		tx0 := s.txid(t)
+		n, err := s.Sweep(context.Background())
+		t.Logf("swept in %d transactions", s.txid(t)-tx0)
+		if err != nil || n != sprayed {
+			t.Errorf("Sweep of a full file: %d keys of %d removed, err %v", n, sprayed, err)
+		}
+		refused := 0
+		for i := range 100 {
+			if _, err := backend.Do1(context.Background(), s, backend.IncrOp(fmt.Sprint("new/", i), 1, time.Hour)); err != nil {
+				refused++
+			}
+		}
+		if refused > 0 {
+			t.Errorf("after the sweep, %d of 100 new keys refused", refused)
+		}
 	})
 }
