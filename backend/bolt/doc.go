@@ -95,9 +95,11 @@
 //   - Options.JournalRecordBytes (2048): a record's string values are cut,
 //     the longest first, to that many bytes in all.
 //
-// So one journal takes at most about JournalMax * (JournalRecordBytes +
-// 60) bytes of the file (200 MiB by default, for an attacker who sends 2 KiB
-// user agents; 20 MiB for typical records).
+// So one journal takes at most about JournalMax * 2 * (JournalRecordBytes
+// + 60) bytes of the file: bbolt keeps at least two records in a node and
+// writes a node on whole pages, so with 4 KiB pages a record of more than
+// about 2,000 bytes takes a page of its own (400 MiB by default, for an
+// attacker who sends 2 KiB user agents; 20 MiB for typical records).
 //
 // The journal never makes counters fail with ErrFull. An attacker who
 // floods attempts fills the journal, and an attacker who sprays keys fills

@@ -446,6 +446,46 @@ func TestJournalShedTime(t *testing.T) {
 	}
 }
 
+// TestJournalSizeBound checks the package doc's bound on the size of one
+// journal, JournalMax * 2 * (JournalRecordBytes + 60) bytes, with records
+// as large as the default JournalRecordBytes lets them be (an attacker's
+// user agents). bbolt keeps at least two records in a node and writes a
+// node on whole pages, so such a record takes a 4 KiB page of its own:
+// 39 MiB for 10,000 records, where the bound once said 20 MiB.
+func TestJournalSizeBound(t *testing.T) {
+	const n = 10_000
+	s, _ := open(t, &Options{SweepInterval: -1, JournalMax: n})
+	ua := strings.Repeat("a", DefaultJournalRecordBytes)
+	for i := 0; i < n; i += 1000 {
+		recs := make([]backend.Record, 1000)
+		for j := range recs {
+			recs[j] = rec(i + j)
+			recs[j].UserAgent = ua
+		}
+		if err := s.Append(context.Background(), "j", recs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var st bbolt.BucketStats
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		jb, err := s.journals(tx)
+		if err != nil {
+			return err
+		}
+		st = jb.Bucket([]byte("j")).Stats()
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	size := st.BranchAlloc + st.LeafAlloc
+	bound := n * 2 * (DefaultJournalRecordBytes + 60)
+	t.Logf("%d records take %d bytes (%d per record), bound %d", st.KeyN, size, size/st.KeyN, bound)
+	if size > bound {
+		t.Errorf("%d records of %d bytes of values take %d bytes of the file, over the documented %d", st.KeyN, DefaultJournalRecordBytes, size, bound)
+	}
+}
+
 func BenchmarkJournalAppend64(b *testing.B) {
 	s, _ := open(b, &Options{SweepInterval: -1})
 	recs := make([]backend.Record, 64)
