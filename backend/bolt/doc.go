@@ -105,8 +105,9 @@
 // floods attempts fills the journal, and an attacker who sprays keys fills
 // the file: counters come first. When the pages in use pass 7/8 of MaxSize,
 // the journal stops growing (an Append drops as many old records as it
-// adds, and fails with ErrFull, appending nothing, when the journal holds
-// fewer than it adds), which leaves the last eighth to counters. And a
+// adds, and at least as many bytes of them, and fails with ErrFull,
+// appending nothing, when the journal holds fewer), which leaves the last
+// eighth to counters. And a
 // counter write that finds the file full makes every journal drop its
 // oldest quarter (at least 256 records) and is committed again, as long as
 // the journals hold records: counters get ErrFull only once the journals

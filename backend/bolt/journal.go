@@ -44,8 +44,9 @@ func invalidName(name string) error {
 //
 // The journal leaves the file's last eighth to counters: when the pages in
 // use pass 7/8 of MaxSize, an Append drops as many of the journal's oldest
-// records as it adds (and fails with an error wrapping backend.ErrFull,
-// appending nothing, when the journal holds fewer than it adds). An append
+// records as it adds, and at least as many bytes (and fails with an error
+// wrapping backend.ErrFull, appending nothing, when the journal holds
+// fewer). An append
 // that would grow the file beyond MaxSize fails with ErrFull too. A counter
 // write that finds the file full makes the journals drop their oldest
 // records instead (see the package doc, Caveats).
@@ -71,6 +72,7 @@ func (s *Store) Append(ctx context.Context, name string, recs []backend.Record) 
 	// One buffer for every value: bbolt keeps them until the commit.
 	buf := make([]byte, 0, size)
 	keys := make([]byte, 0, 8*len(recs))
+	ends := make([]int, len(recs)) // where each record's encoding ends in buf
 	err := s.db.Update(func(tx *bbolt.Tx) error {
 		jb, err := s.journals(tx)
 		if err != nil {
@@ -81,38 +83,62 @@ func (s *Store) Append(ctx context.Context, name string, recs []backend.Record) 
 			return err
 		}
 		b.FillPercent = 1 // appends only: pack the pages
-		held := uint64(0)
-		if k, _ := b.Cursor().First(); len(k) == 8 {
-			held = b.Sequence() - binary.BigEndian.Uint64(k) + 1
-		}
-		crowded := s.crowded(tx)
-		if crowded && held < uint64(len(recs)) {
-			return fmt.Errorf("%w: the file is over 7/8 of MaxSize and the journal holds too few records to make room for %d", backend.ErrFull, len(recs))
-		}
 		stamp := time.Now().UnixNano()
-		buf, keys := buf[:0], keys[:0]
+		buf := buf[:0]
+		for i := range recs {
+			buf = appendRecord(buf, &recs[i], stamp)
+			ends[i] = len(buf)
+		}
+		if s.crowded(tx) {
+			// Rotate: the journal takes no more room than it had, in
+			// records or in bytes.
+			if err := rotate(b, len(recs), len(buf)); err != nil {
+				return err
+			}
+		}
+		keys, v0 := keys[:0], 0
 		for i := range recs {
 			seq, err := b.NextSequence()
 			if err != nil {
 				return err
 			}
-			k0, v0 := len(keys), len(buf)
+			k0 := len(keys)
 			keys = binary.BigEndian.AppendUint64(keys, seq)
-			buf = appendRecord(buf, &recs[i], stamp)
-			if err := b.Put(keys[k0:len(keys):len(keys)], buf[v0:len(buf):len(buf)]); err != nil {
+			if err := b.Put(keys[k0:len(keys):len(keys)], buf[v0:ends[i]:ends[i]]); err != nil {
 				return err
 			}
+			v0 = ends[i]
 		}
-		keep := s.opts.JournalMax
-		if crowded {
-			// Rotate: the journal takes no more room than it had.
-			keep = min(keep, int(held))
-		}
-		_, err = trimCount(b, keep, -1)
+		_, err = trimCount(b, s.opts.JournalMax, -1)
 		return err
 	})
 	if err != nil {
 		return fmt.Errorf("lockout/bolt: journal append: %w", mapErr(err))
+	}
+	return nil
+}
+
+// rotate drops the oldest records of b, at least n of them and at least
+// size bytes of their encodings, to make room for n records of size bytes
+// in a crowded file. It fails with an error wrapping backend.ErrFull,
+// dropping nothing, when b holds fewer records or bytes.
+func rotate(b *bbolt.Bucket, n, size int) error {
+	var (
+		drop    [][]byte
+		dropped int
+	)
+	c := b.Cursor()
+	for k, v := c.First(); len(drop) < n || dropped < size; k, v = c.Next() {
+		if k == nil {
+			return fmt.Errorf("%w: the file is over 7/8 of MaxSize and the journal holds too little (%d records, %d bytes) to make room for %d records of %d bytes", backend.ErrFull, len(drop), dropped, n, size)
+		}
+		drop = append(drop, bytes.Clone(k))
+		dropped += len(v)
+	}
+	for _, k := range drop {
+		if err := b.Delete(k); err != nil {
+			return err
+		}
 	}
 	return nil
 }

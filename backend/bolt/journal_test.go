@@ -486,6 +486,76 @@ func TestJournalSizeBound(t *testing.T) {
 	}
 }
 
+// TestJournalCrowdedBytes crowds a file past 7/8 of MaxSize with counters
+// beside a journal of small records, then appends records with 2 KiB user
+// agents: the journal rotates, and takes no more room than it had, in
+// records or in bytes. Rotating by records only, the journal kept its 200
+// records while 120 of them became large ones: from 24 KiB of pages to
+// 488 KiB, 95% of the eighth left to counters.
+func TestJournalCrowdedBytes(t *testing.T) {
+	const maxSize = 4 << 20
+	s, _ := open(t, &Options{MaxSize: maxSize, SweepInterval: -1})
+	appendN(t, s, "j", 0, 200)
+	journal := func() (records, bytes int) {
+		t.Helper()
+		err := s.db.View(func(tx *bbolt.Tx) error {
+			jb, err := s.journals(tx)
+			if err != nil {
+				return err
+			}
+			st := jb.Bucket([]byte("j")).Stats()
+			records, bytes = st.KeyN, st.LeafAlloc+st.BranchAlloc
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return records, bytes
+	}
+	crowded := func() (c bool) {
+		_ = s.db.View(func(tx *bbolt.Tx) error { c = s.crowded(tx); return nil })
+		return c
+	}
+	for i := 0; !crowded(); i += 100 {
+		ops := make([]backend.Op, 100)
+		for j := range ops {
+			ops[j] = backend.IncrOp(fmt.Sprintf("k/%08d", i+j), 1, time.Hour)
+		}
+		do(t, s, ops...)
+	}
+	n0, b0 := journal()
+	ua := strings.Repeat("a", DefaultJournalRecordBytes)
+	appended := 0
+	for range 60 {
+		recs := make([]backend.Record, 2)
+		for j := range recs {
+			recs[j] = rec(j)
+			recs[j].UserAgent = ua
+		}
+		err := s.Append(context.Background(), "j", recs)
+		if errors.Is(err, backend.ErrFull) {
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		appended += len(recs)
+	}
+	n1, b1 := journal()
+	t.Logf("crowded file: the journal went from %d records (%d bytes) to %d (%d bytes), %d large records appended", n0, b0, n1, b1, appended)
+	if appended == 0 {
+		t.Error("no large record was appended: the journal did not rotate")
+	}
+	if n1 > n0 {
+		t.Errorf("the journal grew from %d records to %d", n0, n1)
+	}
+	// Pages: a large record takes a page of its own where small ones
+	// share one, so allow twice the bytes (and a page).
+	if b1 > 2*b0+4096 {
+		t.Errorf("the journal grew from %d bytes to %d in a crowded file", b0, b1)
+	}
+}
+
 func BenchmarkJournalAppend64(b *testing.B) {
 	s, _ := open(b, &Options{SweepInterval: -1})
 	recs := make([]backend.Record, 64)
