@@ -251,6 +251,10 @@ func TestJournalRetention(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer s.Close()
+		// The sweeper ticks every 10 s from the Open: appending 5 s on,
+		// no check below falls on a tick (one there would race with the
+		// sweep it starts).
+		time.Sleep(5 * time.Second)
 		appendN(t, s, "j", 0, 40)
 		appendN(t, s, "k", 0, 5)
 		time.Sleep(30 * time.Second)
