@@ -2,6 +2,7 @@ package bolt
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -77,7 +78,15 @@ func Compact(ctx context.Context, srcPath, dstPath string) (err error) {
 		if entries == nil {
 			return fmt.Errorf("%s lacks its entries bucket", srcPath)
 		}
+		expiry := top.Bucket(expiryBucket)
+		if expiry == nil {
+			return fmt.Errorf("%s lacks its expiry bucket", srcPath)
+		}
 		now := time.Now().UnixNano()
+		// Both buckets are copied in key order, into pages filled whole
+		// (FillPercent 1): bbolt's default of half-full pages, meant for
+		// random inserts, left a compacted copy of a file of live keys
+		// larger than the file.
 		c := entries.Cursor()
 		k, v := c.First()
 		for first := true; first || k != nil; first = false {
@@ -96,10 +105,7 @@ func Compact(ctx context.Context, srcPath, dstPath string) (err error) {
 				if err != nil {
 					return err
 				}
-				dexpiry, err := dtop.CreateBucketIfNotExists(expiryBucket)
-				if err != nil {
-					return err
-				}
+				dentries.FillPercent = 1
 				for n := 0; k != nil && n < compactTxKeys; k, v = c.Next() {
 					e, err := decodeEntry(k, v, "")
 					if err != nil {
@@ -114,10 +120,42 @@ func Compact(ctx context.Context, srcPath, dstPath string) (err error) {
 					if err := dentries.Put(k, v); err != nil {
 						return err
 					}
-					if e.exp != 0 {
-						if err := dexpiry.Put(indexKey(e.exp, k), nil); err != nil {
-							return err
-						}
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+		}
+		// The expiry index, from the source's (in expiry order), for
+		// the entries copied: live, with that expiry.
+		c = expiry.Cursor()
+		k, _ = c.First()
+		for first := true; first || k != nil; first = false {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			err := dst.Update(func(dtx *bbolt.Tx) error {
+				dexpiry, err := dtx.Bucket([]byte(DefaultBucket)).CreateBucketIfNotExists(expiryBucket)
+				if err != nil {
+					return err
+				}
+				dexpiry.FillPercent = 1
+				for n := 0; k != nil && n < compactTxKeys; k, _ = c.Next() {
+					if len(k) <= 8 {
+						continue
+					}
+					exp, sk := int64(binary.BigEndian.Uint64(k)), k[8:]
+					v := entries.Get(sk)
+					if v == nil {
+						continue
+					}
+					if e, err := decodeEntry(sk, v, ""); err != nil || e.exp != exp || !e.live(now) {
+						continue
+					}
+					n++
+					if err := dexpiry.Put(k, nil); err != nil {
+						return err
 					}
 				}
 				return nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"testing"
@@ -89,3 +90,82 @@ func TestCompact(t *testing.T) {
 }
 
 func itoa(i int) string { return fmt.Sprint(i) }
+
+// TestCompactLiveFile compacts a file that keys sprayed in random order
+// (an attacker's usernames, still live) filled to MaxSize: the copy must
+// not be larger than the file. With bbolt's default of half-full pages for
+// the copy, written in key order, 4 MiB of live keys took 5.4 MiB, in a
+// file of 8 MiB: twice the MaxSize of the store to reopen it.
+func TestCompactLiveFile(t *testing.T) {
+	const maxSize = 1 << 20
+	dir := t.TempDir()
+	src, dst := filepath.Join(dir, "src.db"), filepath.Join(dir, "dst.db")
+	s, err := Open(src, 0o600, &Options{MaxSize: maxSize, SweepInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rnd := rand.New(rand.NewPCG(1, 2))
+	var keys []string
+	for batch := 100; ; {
+		ops := make([]backend.Op, batch)
+		for i := range ops {
+			ops[i] = backend.IncrOp(fmt.Sprintf("lockout:a:username:{u=%016x}", rnd.Uint64()), 1, time.Hour)
+		}
+		err := s.Do(context.Background(), ops, make([]backend.Result, len(ops)))
+		if errors.Is(err, backend.ErrFull) && batch > 1 {
+			batch = 1
+			continue
+		}
+		if errors.Is(err, backend.ErrFull) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, op := range ops {
+			keys = append(keys, op.Key)
+		}
+	}
+	used := s.txSize(t)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := Compact(context.Background(), src, dst); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.Stat(src)
+	after, _ := os.Stat(dst)
+	s, err = Open(dst, 0o600, &Options{MaxSize: maxSize, SweepInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	t.Logf("%d live keys: %d bytes used in a file of %d; compacted, %d in a file of %d", len(keys), used, before.Size(), s.txSize(t), after.Size())
+	if after.Size() > before.Size() || s.txSize(t) > used {
+		t.Errorf("the compacted copy takes %d bytes in a file of %d, the source %d in a file of %d", s.txSize(t), after.Size(), used, before.Size())
+	}
+	if e, x := s.counts(t); e != len(keys) || x != len(keys) {
+		t.Errorf("compacted store: %d entries, %d index entries; want %d of each", e, x, len(keys))
+	}
+	s.checkIndex(t)
+	ops := make([]backend.Op, len(keys))
+	for i, k := range keys {
+		ops[i] = backend.ExistsOp(k)
+	}
+	for i, r := range do(t, s, ops...) {
+		if !r.Found || r.Value != 1 || r.TTL <= 59*time.Minute || r.TTL > time.Hour {
+			t.Fatalf("%s in the compacted store: %+v", keys[i], r)
+		}
+	}
+}
+
+// txSize returns the size of the file's pages up to the last in use.
+func (s *Store) txSize(t testing.TB) int64 {
+	t.Helper()
+	tx, err := s.db.Begin(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	return tx.Size()
+}
