@@ -9,8 +9,10 @@ import (
 	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"testing"
+	"testing/iotest"
 
 	"github.com/go-lockout/lockout"
 )
@@ -90,6 +92,50 @@ func TestBodyLimit(t *testing.T) {
 	r = httptest.NewRequest("POST", "/login", strings.NewReader(exact))
 	if got, err := JSONField("username")(r); err != nil || got != "alice" {
 		t.Fatalf("a body of exactly MaxBodyBytes: %q, %v", got, err)
+	}
+}
+
+// TestBodyMemoryFollowsBytesRead: the memory a body takes while it is read
+// follows the bytes that arrived, not the Content-Length the client
+// claims. Reserving the claimed length up front let a client hold 1 MiB
+// of the server's memory per connection with a hundred bytes of headers
+// and a body it never sends (500 such connections to the example server:
+// 54 KB sent, its RSS from 12 MB to 540 MB).
+func TestBodyMemoryFollowsBytesRead(t *testing.T) {
+	const sent = "username=alice"
+	tests := []struct {
+		name    string
+		field   UsernameFunc
+		ct      string
+		claimed int64
+	}{
+		{"form, claims the limit", FormField("username"), "application/x-www-form-urlencoded", MaxBodyBytes},
+		{"form, claims half", FormField("username"), "application/x-www-form-urlencoded", MaxBodyBytes / 2},
+		{"JSON, claims the limit", JSONField("username"), "application/json", MaxBodyBytes},
+		{"multipart, claims the limit", FormField("username"), "multipart/form-data; boundary=x", MaxBodyBytes},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var before, after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			const runs = 20
+			for range runs {
+				r := httptest.NewRequest("POST", "/login", nil)
+				r.Header.Set("Content-Type", tt.ct)
+				// The client sent a few bytes, then went quiet: the
+				// server's read fails once its read timeout passes.
+				r.Body = io.NopCloser(io.MultiReader(strings.NewReader(sent), iotest.ErrReader(io.ErrUnexpectedEOF)))
+				r.ContentLength = tt.claimed
+				if _, err := tt.field(r); !errors.Is(err, lockout.ErrInvalidSubject) {
+					t.Fatalf("err = %v, want an ErrInvalidSubject for the body's read error", err)
+				}
+			}
+			runtime.ReadMemStats(&after)
+			if per := (after.TotalAlloc - before.TotalAlloc) / runs; per > 64<<10 {
+				t.Errorf("reading a body of %d bytes that claims %d allocated %d bytes; want at most 64 KiB", len(sent), tt.claimed, per)
+			}
+		})
 	}
 }
 
