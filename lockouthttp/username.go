@@ -304,6 +304,10 @@ type restoredBody struct {
 	io.Closer
 }
 
+// preReadBytes bounds the buffer readBody reserves for a body before its
+// bytes arrive.
+const preReadBytes = 8 << 10
+
 // readBody reads at most MaxBodyBytes of r's body and puts back what it
 // read, so that the handler reads the whole body as sent.
 func readBody(r *http.Request) ([]byte, error) {
@@ -316,7 +320,12 @@ func readBody(r *http.Request) ([]byte, error) {
 	orig := r.Body
 	var buf bytes.Buffer
 	if r.ContentLength > 0 {
-		buf.Grow(int(r.ContentLength) + bytes.MinRead) // one allocation: ReadFrom keeps MinRead free
+		// One allocation for a login's body (ReadFrom keeps MinRead
+		// free), but not more than preReadBytes on the client's word: a
+		// claimed length reserved whole let a client hold 1 MiB per
+		// connection with headers alone and a body it never sends. Past
+		// that, the buffer grows with the bytes that arrive.
+		buf.Grow(int(min(r.ContentLength, preReadBytes)) + bytes.MinRead)
 	}
 	_, err := buf.ReadFrom(io.LimitReader(orig, MaxBodyBytes+1))
 	body := buf.Bytes()
