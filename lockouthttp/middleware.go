@@ -125,9 +125,17 @@ var ErrCrossOrigin = errors.New("lockouthttp: cross-origin request")
 // When the policy fails open on a backend error, the handler runs and
 // nothing is counted.
 //
-// Guard only the handler that verifies passwords: every request it sees
-// counts as an attempt. With Go 1.22 patterns, register the login page and
-// the login action apart ("GET /login", "POST /login").
+// Guard only the handler that verifies passwords, for the method it
+// verifies them with: every request it sees counts as an attempt, and by
+// default a 2xx answer as a successful login, which resets the counters
+// of the username the request names. A handler that also serves the login
+// form (a GET answered with 200) reports a success for every view of it,
+// and FormField reads the query string as well: a client that fetches
+// GET /login?username=alice between two guesses guesses alice's password
+// without end (60 passwords checked against a limit of 3 in a test). A
+// GET is also what CrossOrigin lets a page on another site make its
+// visitors' browsers send. With Go 1.22 patterns, register the login page
+// and the login action apart ("GET /login", "POST /login").
 type Middleware struct {
 	p   *lockout.Policy
 	cfg Config
