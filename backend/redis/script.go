@@ -42,7 +42,10 @@ import (
 // that existed costs a PTTL, unless j. The reads of a call whose keys it
 // does not write are one EXISTS over them all, and a read of a key that
 // exists adds GET and PTTL: on a decision that is admitted (no lock marker
-// exists), three increments and one EXISTS. A decrement is PTTL and INCRBY
+// exists), three increments and one EXISTS. (One EXISTS per 1,000 reads:
+// Lua cannot unpack more than about 8,000 values into one call's
+// arguments, and the reads of one hash tag share a call however many they
+// are.) A decrement is PTTL and INCRBY
 // (a DEL when it reaches zero), an expiry GET and PEXPIRE (or PERSIST), a
 // delete one DEL. The TTL a script sets is the TTL it reports, since Redis
 // freezes a script's clock.
@@ -68,7 +71,15 @@ if #reads > 0 then
   for _, k in ipairs(reads) do
     if written[k] then apart = false break end
   end
-  if apart then absent = redis.call('EXISTS', unpack(reads)) == 0 end
+  if apart then
+    absent = true
+    for j = 1, #reads, 1000 do
+      if redis.call('EXISTS', unpack(reads, j, math.min(j + 999, #reads))) > 0 then
+        absent = false
+        break
+      end
+    end
+  end
 end
 for i = 1, #KEYS do
   local k, op, v, t = KEYS[i], byte(kinds, i)

@@ -108,3 +108,34 @@ func TestScriptModel(t *testing.T) {
 		})
 	}
 }
+
+// TestLongTagBatch reads, in one batch, more keys of one hash tag than Lua
+// can unpack into the arguments of one EXISTS (about 8,000): the operations
+// of one hash tag share a script call whatever their number, and the
+// script read them all with EXISTS(unpack(reads)), so the batch failed with
+// "too many results to unpack".
+func TestLongTagBatch(t *testing.T) {
+	srv := testserver.Redis(t)
+	client := newClient(t, srv.Addr, nil)
+	s := newStore(t, client, nil)
+	const n = 10_000
+	key := func(i int) string { return fmt.Sprintf("{t}/%d", i) }
+	// Only the last key exists: the reads before it find nothing.
+	do(t, s, backend.IncrOp(key(n-1), 5, time.Hour))
+	ops := make([]backend.Op, n)
+	for i := range ops {
+		ops[i] = backend.ExistsOp(key(i))
+	}
+	for i, r := range do(t, s, ops...) {
+		if want := i == n-1; r.Found != want || want && r.Value != 5 {
+			t.Fatalf("exists %s: %+v, want found %v", key(i), r, want)
+		}
+	}
+	// And with none of them existing.
+	do(t, s, backend.DeleteOp(key(n-1)))
+	for i, r := range do(t, s, ops...) {
+		if r.Found {
+			t.Fatalf("exists %s: %+v, want not found", key(i), r)
+		}
+	}
+}
