@@ -351,6 +351,15 @@
 //   - A lost reply (a connection dropped after the server ran a command) is
 //     reported as an error, never retried: the operation was applied once or
 //     not at all.
+//   - While a Redis Cluster slot migrates (a resharding, redis-cli --cluster
+//     reshard or rebalance), Redis refuses a script call with several keys
+//     of that slot (TRYAGAIN) unless all of them exist on the node that
+//     gets it, and a lockout decision always names a lock marker that does
+//     not exist: every decision on a key of a migrating slot fails, from
+//     the first SETSLOT MIGRATING until the last SETSLOT NODE, and the
+//     policy decides it as during a failover (by default with its
+//     in-process fallback). A refused call applies nothing, and one-key
+//     calls are redirected (ASK) and work. Move few slots at a time.
 //   - A Ring spreads hash tags by consistent hashing over shards without
 //     replication: a shard that leaves the ring takes its counters and
 //     locks with it, and keys that hashed to it start afresh on another

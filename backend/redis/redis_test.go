@@ -274,6 +274,57 @@ func TestCluster(t *testing.T) {
 			}
 		}
 	})
+
+	// While a slot migrates (CLUSTER SETSLOT MIGRATING/IMPORTING, as
+	// redis-cli --cluster reshard does it), Redis refuses a script call with
+	// several keys of the slot unless all of them exist on the node asked
+	// (TRYAGAIN), and a decision always names a lock marker that does not
+	// exist. The call fails, nothing of it is applied, and a one-key call
+	// still works.
+	t.Run("Migrating", func(t *testing.T) {
+		s := fresh(t)
+		ctx := t.Context()
+		counter, marker := "lockout:a:r:{u=alice}:n", "lockout:a:r:{u=alice}:lock"
+		do(t, s, backend.IncrOp(counter, 1, time.Minute))
+		slot := redisstore.KeySlot(counter)
+		var src, dst *goredis.Client
+		var srcID, dstID string
+		for _, m := range masters {
+			id, err := m.Do(ctx, "cluster", "myid").Text()
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch n, err := m.ClusterCountKeysInSlot(ctx, slot).Result(); {
+			case err != nil:
+				t.Fatal(err)
+			case n > 0:
+				src, srcID = m, id
+			case dst == nil:
+				dst, dstID = m, id
+			}
+		}
+		if err := dst.Do(ctx, "cluster", "setslot", slot, "importing", srcID).Err(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			for _, m := range []*goredis.Client{src, dst} {
+				if err := m.Do(context.Background(), "cluster", "setslot", slot, "stable").Err(); err != nil {
+					t.Errorf("SETSLOT STABLE: %v", err)
+				}
+			}
+		})
+		if err := src.Do(ctx, "cluster", "setslot", slot, "migrating", dstID).Err(); err != nil {
+			t.Fatal(err)
+		}
+		decision := []backend.Op{backend.IncrOp(counter, 1, time.Minute), backend.ExistsOp(marker)}
+		err := s.Do(ctx, decision, make([]backend.Result, 2))
+		if err == nil || !strings.Contains(err.Error(), "TRYAGAIN") {
+			t.Fatalf("a decision on a migrating slot: %v, want TRYAGAIN", err)
+		}
+		if r := do(t, s, backend.IncrOp(counter, 1, time.Minute))[0]; r.Value != 2 {
+			t.Errorf("one-key incr on a migrating slot: %+v, want value 2 (the refused call applied nothing)", r)
+		}
+	})
 }
 
 func TestPrefix(t *testing.T) {
