@@ -168,6 +168,13 @@
 // data set: every counter and lock is gone. Enable persistence (appendonly)
 // on the master, or do not restart it automatically.
 //
+// A TTL becomes an expiry time on the master's clock, and Redis replicates
+// and persists that time, not the TTL (a replica's PEXPIRETIME equals the
+// master's). A promoted replica, or a server reloading its persistence
+// files, expires keys by its own clock: one that is ahead of the clock
+// that set a lock ends that lock, and every attempt window, early by the
+// difference. Keep the clocks of the data servers synchronized (NTP).
+//
 // The promoted replica may lack the store's script. The store notices
 // (NOSCRIPT), runs the refused commands again once by EVAL, which also loads
 // the script there, and carries on: nothing needs restarting. A refused
