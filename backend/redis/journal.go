@@ -603,5 +603,5 @@ func journalOptions(o *Options) error {
 // retentionMs returns d in whole milliseconds, rounded up so that a record
 // is never removed early.
 func retentionMs(d time.Duration) int64 {
-	return int64((d + time.Millisecond - 1) / time.Millisecond)
+	return ceilMs(d)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -441,8 +442,22 @@ func ttlArg(ttl time.Duration) any {
 	if ttl == backend.NoExpiry {
 		return minusOne
 	}
-	return int64((ttl + time.Millisecond - 1) / time.Millisecond)
+	return ceilMs(ttl)
 }
+
+// ceilMs returns d > 0 in whole milliseconds, rounded up. (Adding 999,999
+// ns before dividing would overflow for the durations within a millisecond
+// of math.MaxInt64, and a negative TTL makes Redis delete the key.)
+func ceilMs(d time.Duration) int64 {
+	ms := int64(d / time.Millisecond)
+	if d%time.Millisecond != 0 {
+		ms++
+	}
+	return ms
+}
+
+// maxMs is the longest TTL, in milliseconds, that a time.Duration holds.
+const maxMs = int64(math.MaxInt64 / time.Millisecond)
 
 // execute sends cmds round by round: the calls of each round (up to
 // rounds[r]; all of them when rounds is nil) in one pipeline, the next round
@@ -612,6 +627,8 @@ func parse(ops []backend.Op, p *plan, start, end int, cmd *goredis.IntSliceCmd, 
 			results[i] = backend.Result{Found: true, Value: v}
 		case pttl == -1:
 			results[i] = backend.Result{Found: true, Value: v, TTL: backend.NoExpiry}
+		case pttl > maxMs: // a TTL of math.MaxInt64 ns, rounded up
+			results[i] = backend.Result{Found: true, Value: v, TTL: math.MaxInt64}
 		default: // 0 while the key lives its last millisecond
 			results[i] = backend.Result{Found: true, Value: v, TTL: time.Duration(max(pttl, 1)) * time.Millisecond}
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"runtime"
 	"strings"
@@ -932,5 +933,43 @@ func TestRing(t *testing.T) {
 		if size := newClient(t, srv.Addr, nil).DBSize(t.Context()).Val(); size == 0 {
 			t.Errorf("shard %s holds no key", srv.Addr)
 		}
+	}
+}
+
+// TestLongTTL sets the longest TTLs a time.Duration holds. Rounding them up
+// to milliseconds overflowed int64 for those within a millisecond of
+// math.MaxInt64: the store sent PEXPIRE a negative TTL, and Redis deleted
+// the key at once (a lock of math.MaxInt64, as an exponential schedule
+// whose maximum is math.MaxInt64 gives, was gone when set), while the
+// Incr reported it found with a TTL of 1 ms.
+func TestLongTTL(t *testing.T) {
+	srv := testserver.Redis(t)
+	client := newClient(t, srv.Addr, nil)
+	s := newStore(t, client, nil)
+	const years = 200 * 365 * 24 * time.Hour
+	for _, ttl := range []time.Duration{math.MaxInt64, math.MaxInt64 - 1, math.MaxInt64 - 999_999, math.MaxInt64 - time.Millisecond} {
+		check := func(what string, r backend.Result) {
+			t.Helper()
+			if !r.Found || r.TTL < years {
+				t.Errorf("%s with TTL %d: %+v, want found with a TTL of centuries", what, ttl, r)
+			}
+		}
+		rs := do(t, s, backend.IncrOp("incr", 1, ttl), backend.IncrOp("expire", 1, time.Hour))
+		check("incr", rs[0])
+		check("expire", do(t, s, backend.ExpireOp("expire", ttl))[0])
+		rs = do(t, s, backend.ExistsOp("incr"), backend.ExistsOp("expire"))
+		check("exists after incr", rs[0])
+		check("exists after expire", rs[1])
+		do(t, s, backend.DeleteOp("incr"), backend.DeleteOp("expire"))
+	}
+	// The journal's retention too: with math.MaxInt64 it removed every
+	// record as it was appended.
+	j := newStore(t, client, &redisstore.Options{JournalRetention: math.MaxInt64})
+	if err := j.Append(t.Context(), "long", []backend.Record{{Outcome: "failure", Username: "alice"}}); err != nil {
+		t.Fatal(err)
+	}
+	recs, _, err := j.Records(t.Context(), "long", backend.Query{})
+	if err != nil || len(recs) != 1 {
+		t.Errorf("Records with a JournalRetention of math.MaxInt64: %d records, %v; want the one appended", len(recs), err)
 	}
 }
