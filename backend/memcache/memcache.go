@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"math"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -198,6 +199,9 @@ func (s *Store) Do(ctx context.Context, ops []backend.Op, results []backend.Resu
 	if ctx.Done() == nil {
 		b.run()
 	} else {
+		// The requests may outlive this call, and the caller may reuse
+		// ops as soon as it returns.
+		b.ops = slices.Clone(ops)
 		done := make(chan struct{})
 		go func() {
 			b.run()

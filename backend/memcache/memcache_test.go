@@ -596,3 +596,31 @@ func TestDropZeroRace(t *testing.T) {
 		t.Errorf("increment after the removal: %+v, want a fresh key holding 2 with a TTL of a minute", r)
 	}
 }
+
+// TestDoDeadlineKeepsNoOps makes a call whose deadline ends while its
+// first request is in flight (a network of 100 ms), then reuses its ops,
+// as the policy reuses its pooled buffers once a call returns. The
+// Expire's multi-get of its key finishes in the background and then reads
+// the op: it must read a copy. Under the race detector (the README's test
+// command) this failed when Do kept the caller's slice.
+func TestDoDeadlineKeepsNoOps(t *testing.T) {
+	parallel(t)
+	srv := testserver.Memcached(t)
+	p := newDelayProxy(t, srv.Addr, 100*time.Millisecond)
+	// AllowEviction: no eviction check goes first.
+	s := newStore(t, []string{p.Addr}, &Options{AllowEviction: true})
+	defer s.Close()
+
+	ops := []backend.Op{backend.ExpireOp("k", time.Minute), backend.ExpireOp("other", time.Minute)}
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Millisecond)
+	defer cancel()
+	if err := s.Do(ctx, ops, make([]backend.Result, len(ops))); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Do past its deadline: %v, want context.DeadlineExceeded", err)
+	}
+	for i := range ops {
+		ops[i] = backend.IncrOp("reused", 5, time.Minute)
+	}
+	// The multi-get's answer comes 100 ms after it was sent; the
+	// background work ends soon after.
+	time.Sleep(300 * time.Millisecond)
+}
