@@ -29,7 +29,7 @@ import (
 // an admitted decision with three rules) compare with
 // BenchmarkDecision/BareIncrement.
 func BenchmarkStore(b *testing.B) {
-	srv := testserver.Memcached(b, "-m", "1024")
+	srv := testserver.Memcached(b, "-m", "1024", "-M") // -M: the store refuses a server that may evict
 	conformance.RunBenchmarks(b, conformance.Harness{
 		New: func(t testing.TB) backend.Backend {
 			testserver.FlushMemcached(t, srv.Addr)
@@ -68,7 +68,7 @@ const benchSubjects = 100_000
 // memcached (server-µs/op): on a shared machine wall time is noisy, CPU
 // time less so.
 func BenchmarkDecision(b *testing.B) {
-	srv := testserver.Memcached(b, "-m", "1024")
+	srv := testserver.Memcached(b, "-m", "1024", "-M") // -M: the store refuses a server that may evict
 	cfg := lockout.Config{
 		Rules:   benchRules(),
 		Timeout: testTimeout,
