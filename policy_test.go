@@ -761,3 +761,63 @@ func TestStaleLockOnTrip(t *testing.T) {
 		}
 	})
 }
+
+// TestManyRules runs decisions through more rules than an Attempt holds
+// inline (four): every rule counts, locks and is reported, whether the
+// attempt was admitted or refused.
+func TestManyRules(t *testing.T) {
+	ctx := context.Background()
+	rules := []lockout.Rule{
+		lockout.ByUsername(2), lockout.ByIP(2), lockout.ByUsernameAndIP(2),
+		lockout.ByFields(2, lockout.UserAgent), lockout.ByFields(2, "tenant"), lockout.ByFields(2, lockout.Username, "tenant"),
+	}
+	p, err := lockout.New(newStore(t), lockout.Config{Rules: rules, Logger: discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	s := lockout.Subject{Username: "alice", IP: "192.0.2.1", UserAgent: "ua", Fields: map[string]string{"tenant": "t1"}}
+	for i := range 2 {
+		a, err := p.Allow(ctx, s)
+		if err != nil {
+			t.Fatalf("attempt %d: %v", i+1, err)
+		}
+		if err := a.Failure(ctx); err != nil {
+			t.Fatalf("attempt %d: Failure: %v", i+1, err)
+		}
+	}
+	st, err := p.Status(ctx, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st) != len(rules) {
+		t.Fatalf("Status has %d rules, want %d", len(st), len(rules))
+	}
+	for _, r := range st {
+		if !r.Locked || r.Lockouts != 1 {
+			t.Errorf("rule %s after 2 failures (limit 2): %+v, want locked once", r.Rule, r)
+		}
+	}
+	var refused *lockout.RefusedError
+	if _, err := p.Allow(ctx, s); !errors.As(err, &refused) || refused.Reason != lockout.ReasonLocked {
+		t.Fatalf("third attempt: %v, want refused as locked", err)
+	}
+	if err := p.Unlock(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	a, err := p.Allow(ctx, s)
+	if err != nil {
+		t.Fatalf("after Unlock: %v", err)
+	}
+	if err := a.Success(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st, err = p.Status(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range st {
+		if r.Locked || r.Attempts != 0 {
+			t.Errorf("rule %s after Unlock and a success: %+v, want no lock and no attempts", r.Rule, r)
+		}
+	}
+}
