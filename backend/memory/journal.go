@@ -172,12 +172,15 @@ func (s *Store) AppendBatch(ctx context.Context, name string, b *reccodec.Batch)
 		return err
 	}
 	j := &s.journal
-	now := s.now()
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if s.closed.Load() {
 		return errClosed
 	}
+	// Read under the lock: the records' times grow with their IDs, which
+	// Records and trim rely on (an append that waited for the lock
+	// would otherwise be older than those appended meanwhile).
+	now := s.now()
 	r := j.byName[name]
 	if r == nil {
 		if b.Len() == 0 {
