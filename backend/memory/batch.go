@@ -149,10 +149,8 @@ func (b *batch) apply(op *backend.Op, sh *shard, p *place) (backend.Result, erro
 		if !ok {
 			return backend.Result{}, nil
 		}
-		e := sh.at(i)
-		e.exp = expiry(b.now, op.TTL)
-		sh.noteExp(e.exp)
-		return e.result(b.now), nil
+		sh.setExp(i, expiry(b.now, op.TTL))
+		return sh.at(i).result(b.now), nil
 	case backend.Delete:
 		i := sh.findFrom(p.hash, op.Key, p.cell)
 		if i < 0 {

@@ -56,7 +56,11 @@
 //     moment may not be reclaimed in time, and the creation is refused.
 //   - Keys of one hash tag share a lock: calls on one tag run one at a time
 //     (they are one subject's keys in the lockout engine). A sweep holds a
-//     shard's lock while it walks the shard's table.
+//     shard's lock while it reads the earliest expiry of each block of 64
+//     cells of the shard's table, and walks the blocks where a key can
+//     have expired: with a million keys of one tag, some 32,768 bounds,
+//     not two million cells, for a creation in a full store that
+//     reclaims one key.
 //   - Memory is some 45 to 85 bytes per key (a cell, in a table from three
 //     eighths to three quarters full), plus the key's bytes in the arena.
 //     A removed key's bytes stay there until the arena is full; it is then

@@ -52,7 +52,9 @@ var maxArena int64 = min(math.MaxUint32, math.MaxInt)
 // any number of keys of one tag (see keyHash), and keys sharing a home
 // would make every probe through them as long as their count. A removal
 // moves back the keys after it that a probe would otherwise not reach (no
-// tombstones). The table doubles when it is
+// tombstones). Each block of 64 cells keeps a bound on the earliest
+// expiry in it, which a sweep reads to skip the blocks where nothing can
+// have expired. The table doubles when it is
 // three quarters full, and a sweep halves it (or more) when it leaves it
 // less than an eighth full: unlike a Go map, a shard gives back the room
 // of a burst of keys once they expire.
@@ -69,12 +71,20 @@ type shard struct {
 	n     int    // keys held
 	keys  []byte // the arena
 	dead  int    // bytes of keys in the arena that were removed
+	// blocks[b] is at most the earliest expiry of the keys in the cells
+	// of block b, cells[b<<blockBits : (b+1)<<blockBits] (never: none): a
+	// sweep looks only at the blocks where a key can have expired, so
+	// that its cost follows the keys it removes, not the table's size.
+	blocks []int64
 	// minExp is at most the earliest expiry in the shard (never: none
 	// expires). Written under mu, read anywhere: the sweeps skip shards
 	// where nothing can have expired.
 	minExp atomic.Int64
-	_      [40]byte // shards on separate cache lines: 128 bytes
+	_      [16]byte // shards on separate cache lines: 128 bytes
 }
+
+// blockBits is the log2 of the cells in a block of shard.blocks.
+const blockBits = 6
 
 // minCells is the smallest table a shard allocates.
 const minCells = 8
@@ -103,7 +113,7 @@ func keyHash(seed maphash.Seed, key string) uint64 {
 
 // drop forgets every key, for Close. The caller holds sh.mu.
 func (sh *shard) drop() {
-	sh.cells, sh.n, sh.keys, sh.dead = nil, 0, nil, 0
+	sh.cells, sh.blocks, sh.n, sh.keys, sh.dead = nil, nil, 0, nil, 0
 	sh.minExp.Store(never)
 }
 
@@ -219,6 +229,22 @@ func (sh *shard) put(c cell) {
 		i = (i + 1) & mask
 	}
 	sh.cells[i] = c
+	sh.noteBlock(i, c.exp)
+}
+
+// noteBlock lowers the earliest expiry of the block of cell i to exp if
+// needed. The caller holds sh.mu.
+func (sh *shard) noteBlock(i int, exp int64) {
+	if b := &sh.blocks[i>>blockBits]; exp < *b {
+		*b = exp
+	}
+}
+
+// setExp sets the expiry of the key in cell i. The caller holds sh.mu.
+func (sh *shard) setExp(i int, exp int64) {
+	sh.cells[i].exp = exp
+	sh.noteBlock(i, exp)
+	sh.noteExp(exp)
 }
 
 // resize moves the keys to a new table of n cells, a power of two. The
@@ -226,6 +252,10 @@ func (sh *shard) put(c cell) {
 func (sh *shard) resize(n int) {
 	old := sh.cells
 	sh.cells = make([]cell, n)
+	sh.blocks = make([]int64, (n+1<<blockBits-1)>>blockBits)
+	for b := range sh.blocks {
+		sh.blocks[b] = never
+	}
 	for i := range old {
 		if old[i].hash != 0 {
 			sh.put(old[i])
@@ -253,6 +283,7 @@ func (sh *shard) remove(i int) {
 		home := int(sh.cells[j].hash) & mask
 		if (j-home)&mask >= (j-hole)&mask {
 			sh.cells[hole] = sh.cells[j]
+			sh.noteBlock(hole, sh.cells[hole].exp)
 			hole = j
 		}
 	}
@@ -265,19 +296,41 @@ func (sh *shard) remove(i int) {
 // table left less than an eighth full shrinks to be at most half full.
 // The caller holds sh.mu.
 func (sh *shard) sweep(now int64) int {
-	n, low := 0, int64(never)
-	for i := 0; i < len(sh.cells); {
-		c := &sh.cells[i]
-		switch {
-		case c.hash == 0:
-		case now >= c.exp:
-			sh.remove(i)
-			n++
-			continue // a key after it may have moved into cell i
-		default:
-			low = min(low, c.exp)
+	n, _ := sh.sweepCost(now)
+	return n
+}
+
+// sweepCost is sweep, and also returns how many cells and blocks it
+// looked at: it walks only the blocks where a key can have expired.
+//
+// A removal moves keys back, from cells after the hole to cells from the
+// hole on: into the block being walked, at or after the cell being
+// looked at, or into a later block (whose bound it lowers), never into an
+// earlier one but across the end of the table, from cells the sweep has
+// found live. So every key expired at now is removed.
+func (sh *shard) sweepCost(now int64) (n, cost int) {
+	for b := range sh.blocks {
+		cost++
+		if sh.blocks[b] > now {
+			continue
 		}
-		i++
+		low := int64(never)
+		end := min((b+1)<<blockBits, len(sh.cells))
+		for i := b << blockBits; i < end; {
+			cost++
+			c := &sh.cells[i]
+			switch {
+			case c.hash == 0:
+			case now >= c.exp:
+				sh.remove(i)
+				n++
+				continue // a key after it may have moved into cell i
+			default:
+				low = min(low, c.exp)
+			}
+			i++
+		}
+		sh.blocks[b] = low
 	}
 	if len(sh.cells) > minCells && sh.n*8 < len(sh.cells) {
 		size := minCells
@@ -289,8 +342,12 @@ func (sh *shard) sweep(now int64) int {
 	if cap(sh.keys) > minArena && (len(sh.keys)-sh.dead)*4 < cap(sh.keys) {
 		sh.compact(0, 0) // cannot fail: a quarter of an arena live at most
 	}
+	low := int64(never)
+	for _, l := range sh.blocks {
+		low = min(low, l)
+	}
 	sh.minExp.Store(low)
-	return n
+	return n, cost
 }
 
 // appendLive appends the keys of sh live at now that begin with prefix.

@@ -52,11 +52,18 @@ func TestShardModel(t *testing.T) {
 							}
 							model[k] = e
 						}
-					case op < 9: // update in place
+					case op < 8: // update in place
 						if i, ok := sh.lookup(k); ok {
 							sh.at(i).value++
 							e := model[k]
 							e.value++
+							model[k] = e
+						}
+					case op < 9: // a new expiry, earlier or later (Expire)
+						if i, ok := sh.lookup(k); ok {
+							e := model[k]
+							e.exp = now + 1 + r.Int64N(100)
+							sh.setExp(i, e.exp)
 							model[k] = e
 						}
 					default: // time passes; sweep
@@ -106,6 +113,12 @@ func checkShard(t *testing.T, sh *shard, model map[string]entry, where string) {
 	for i := range sh.cells {
 		if c := &sh.cells[i]; c.hash != 0 {
 			held++
+			if b := sh.blocks[i>>blockBits]; b > c.exp {
+				t.Errorf("%s: cell %d expires at %d, before its block's bound %d", where, i, c.exp, b)
+			}
+			if m := sh.minExp.Load(); m > c.exp {
+				t.Errorf("%s: cell %d expires at %d, before the shard's bound %d", where, i, c.exp, m)
+			}
 			k := string(sh.key(c))
 			if _, ok := model[k]; !ok {
 				t.Errorf("%s: cell %d holds %q, which was removed", where, i, k)
@@ -240,5 +253,82 @@ func TestArenaKeepsRoom(t *testing.T) {
 	}
 	if copies > 4 {
 		t.Errorf("%d keys added and removed after a burst of %d: the arena was copied %d times, want at most 4", 2*burst, burst, copies)
+	}
+}
+
+// TestSweepCostFollowsExpired sweeps a large shard whose keys expire one
+// at a time, as a full store's creations do (reclaim) when an attacker
+// keeps MaxKeys keys of one hash tag that expire one after another: each
+// sweep removes one key, and must not walk the whole table for it (it did:
+// some 10 ms under the shard's lock per creation, with a million keys).
+func TestSweepCostFollowsExpired(t *testing.T) {
+	const keys, sweeps = 1 << 15, 500
+	var sh shard
+	sh.init(maphash.MakeSeed())
+	for i := range keys {
+		k := fmt.Sprintf("lockout:f:{u=victim}:%016x", i)
+		if err := sh.add(sh.hash(k), k, entry{value: 1, exp: int64(i + 1)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	total := 0
+	for now := int64(1); now <= sweeps; now++ {
+		n, cost := sh.sweepCost(now)
+		if n != 1 {
+			t.Fatalf("sweep at %d removed %d keys, want 1", now, n)
+		}
+		total += cost
+	}
+	if avg, most := total/sweeps, len(sh.cells)/16; avg > most {
+		t.Errorf("a sweep that removes one key of %d looks at %d cells and blocks on average, want at most %d (table of %d cells)", keys, avg, most, len(sh.cells))
+	}
+}
+
+// TestSweepFindsMovedKey moves a key back across a block's boundary (a
+// removal before it, in its probe) and checks that a sweep still finds it
+// once it expires: the block it moved into must not be skipped.
+func TestSweepFindsMovedKey(t *testing.T) {
+	var sh shard
+	sh.init(maphash.MakeSeed())
+	const mask = 127 // the table of 53 keys: 128 cells
+	// keysAt returns n keys whose home is in [lo, hi).
+	next := 0
+	keysAt := func(n, lo, hi int) []string {
+		var ks []string
+		for len(ks) < n {
+			k := fmt.Sprintf("k%d", next)
+			next++
+			if h := int(sh.hash(k)) & mask; h >= lo && h < hi {
+				ks = append(ks, k)
+			}
+		}
+		return ks
+	}
+	add := func(k string, exp int64) {
+		if err := sh.add(sh.hash(k), k, entry{value: 1, exp: exp}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Fillers far from cell 63, so that the table has two blocks.
+	for _, k := range append(keysAt(25, 0, 20), keysAt(25, 100, 110)...) {
+		add(k, 1000)
+	}
+	abc := keysAt(3, 63, 64) // in cells 63 (block 0), 64 and 65 (block 1)
+	add(abc[0], 1000)
+	add(abc[1], 10)
+	add(abc[2], 1000)
+	if len(sh.cells) != mask+1 {
+		t.Fatalf("%d cells, want %d", len(sh.cells), mask+1)
+	}
+	if n := sh.sweep(0); n != 0 {
+		t.Fatalf("sweep at 0 removed %d", n)
+	}
+	i, _ := sh.lookup(abc[0])
+	sh.remove(i) // abc[1] moves back into cell 63, in block 0
+	if i, _ := sh.lookup(abc[1]); i != 63 {
+		t.Fatalf("%q in cell %d, want 63", abc[1], i)
+	}
+	if n := sh.sweep(20); n != 1 {
+		t.Errorf("sweep at 20 removed %d keys, want 1 (the key moved into block 0, expired at 10)", n)
 	}
 }
