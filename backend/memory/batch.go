@@ -19,11 +19,16 @@ import (
 // sweeper and Keys hold one shard at a time and wait for nothing while
 // they do.
 type batch struct {
-	s     *Store
-	held  shardSet
-	top   int   // highest shard held
-	now   int64 // the instant of every operation, read once the shards are held
-	spare int64 // keys reserved for the batch's creations and not made yet
+	s    *Store
+	held shardSet
+	top  int   // highest shard held
+	now  int64 // the instant of every operation, read once the shards are held
+	// spare counts the room the batch holds and has not used: keys
+	// reserved for its creations and not made yet, and keys it removed.
+	// A removal keeps its room for the batch, so that a key deleted and
+	// created again in one batch (the engine replaces a lock so) cannot
+	// find it taken by another call meanwhile; release gives it back.
+	spare int64
 }
 
 // reserveCreations counts the keys the batch creates (an Incr that adds to
@@ -58,10 +63,10 @@ func (b *batch) reserveCreations(ops []backend.Op, places []place) error {
 		}
 		n++
 	}
-	if n == 0 {
+	if n <= b.spare { // the room of the expired keys removed
 		return nil
 	}
-	if err := b.reserve(n); err != nil {
+	if err := b.reserve(n - b.spare); err != nil {
 		return err
 	}
 	b.spare = n
@@ -94,7 +99,7 @@ func (b *batch) earlierIncr(ops []backend.Op, places []place, i int) bool {
 	return false
 }
 
-// release gives back the keys reserved and not made.
+// release gives back the room the batch holds and has not used.
 func (b *batch) release() {
 	if b.spare > 0 {
 		b.s.keys.Add(-b.spare)
@@ -177,10 +182,11 @@ func (b *batch) get(sh *shard, p *place, key string) (int, bool) {
 	return i, true
 }
 
-// remove deletes the key in cell i of sh.
+// remove deletes the key in cell i of sh. Its room stays the batch's
+// until release.
 func (b *batch) remove(sh *shard, i int) {
 	sh.remove(i)
-	b.s.keys.Add(-1)
+	b.spare++
 }
 
 func (b *batch) incr(sh *shard, p *place, key string, delta int64, ttl time.Duration) (backend.Result, error) {
@@ -203,7 +209,7 @@ func (b *batch) incr(sh *shard, p *place, key string, delta int64, ttl time.Dura
 	}
 	// The batch reserved room for its creations (reserveCreations). A key
 	// removed earlier in the batch (Delete, or a give-back to zero) and
-	// created again gave its room back then, and takes it again here.
+	// created again takes the room its removal kept (batch.spare).
 	if b.spare > 0 {
 		b.spare--
 	} else if err := b.reserve(1); err != nil {

@@ -231,7 +231,9 @@ func (m *shardSet) has(i int) bool { return m[i>>6]&(1<<(i&63)) != 0 }
 // operations of one hash tag apply as one atomic step. A call that would
 // create more keys than the store has room for, MaxKeys live keys in all,
 // fails with an error wrapping [backend.ErrFull] before it applies any
-// operation: a refused attempt counts on none of its keys.
+// operation: a refused attempt counts on none of its keys. The room of a
+// key the call removes stays the call's until it returns, so that a key
+// it deletes and creates again always finds room.
 func (s *Store) Do(ctx context.Context, ops []backend.Op, results []backend.Result) error {
 	if s.closed.Load() {
 		return errClosed
@@ -267,10 +269,10 @@ func (s *Store) Do(ctx context.Context, ops []backend.Op, results []backend.Resu
 		p := &places[i]
 		p.cell = s.shards[p.shard].find(p.hash, ops[i].Key)
 	}
+	defer b.release()
 	if err := b.reserveCreations(ops, places); err != nil {
 		return err
 	}
-	defer b.release()
 	for i := range ops {
 		if i&255 == 255 {
 			if err := ctx.Err(); err != nil {
