@@ -111,9 +111,22 @@ type breaker struct {
 	// copied holds, by key, the fallback's value the write-back has
 	// copied to the store in this degraded period, through every attempt
 	// to recover: a recovery that fails half way and starts again adds
-	// only what the fallback counted since. Made with the fallback.
+	// only what the fallback counted since. Made with the fallback. Its
+	// entries are read and written with wb held (and the pointer under
+	// Policy.mu): an operator's clear drops the keys it clears, which the
+	// fallback then counts afresh.
 	copied map[string]copiedKey
+	// wb, a semaphore (a channel, so that a wait on it is a durable block
+	// under testing/synctest), keeps an operator's clear (its deletes in
+	// the fallback and in the store) and a write-back call (its read of
+	// the fallback and its write to the store) apart: a clear between the
+	// two would be undone by the write, which copies what it read before
+	// it. Taken before Policy.mu.
+	wb chan struct{}
 }
+
+func (b *breaker) lockWB()   { b.wb <- struct{}{} }
+func (b *breaker) unlockWB() { <-b.wb }
 
 // copiedKey is a fallback key that a write-back copied: its value then,
 // and when it was to expire (Policy.now time; math.MaxInt64: never).
@@ -379,14 +392,17 @@ func (p *Policy) recover(ctx context.Context) {
 		p.stillDegraded(ctx, err)
 		return
 	}
+	p.breaker.lockWB()
+	defer p.breaker.unlockWB()
 	p.mu.Lock()
 	if p.closed.Load() || p.breaker.state.Load() != degraded {
 		p.mu.Unlock()
 		return
 	}
 	// Decisions wait on mu: nothing reports to hooks from here (a hook may
-	// call the policy), and the store calls are made directly.
-	err := p.writeBackFrom(ctx, p.fallback, copied, &full, p.storeDo)
+	// call the policy), and the store calls are made directly. Operators'
+	// clears wait on wb.
+	err := p.writeBackFrom(ctx, p.fallback, copied, &full, p.storeDo, false)
 	var fb backend.Backend
 	cause, since := p.breaker.cause, p.breaker.since
 	if err == nil {
@@ -445,7 +461,7 @@ func (p *Policy) writeBack(ctx context.Context, copied map[string]copiedKey, ful
 	p.mu.RLock()
 	fb := p.fallback
 	p.mu.RUnlock()
-	return p.writeBackFrom(ctx, fb, copied, full, do)
+	return p.writeBackFrom(ctx, fb, copied, full, do, true)
 }
 
 // fullCounter is a counter the store holds at its rule's limit or past
@@ -460,15 +476,23 @@ type fullCounter struct {
 	ttl time.Duration
 }
 
-func (p *Policy) writeBackFrom(ctx context.Context, fb backend.Backend, copied map[string]copiedKey, full *[]fullCounter, do func(context.Context, []backend.Op, []backend.Result) error) error {
+// writeBackFrom is writeBack from fb. With lock, it takes breaker.wb for
+// each step; else the caller holds it.
+func (p *Policy) writeBackFrom(ctx context.Context, fb backend.Backend, copied map[string]copiedKey, full *[]fullCounter, do func(context.Context, []backend.Op, []backend.Result) error, lock bool) error {
 	if fb == nil {
 		return nil
+	}
+	lockWB, unlockWB := func() {}, func() {}
+	if lock {
+		lockWB, unlockWB = p.breaker.lockWB, p.breaker.unlockWB
 	}
 	// What was copied of keys that have expired since says nothing of
 	// the keys of those names now: forget it, so that copied does not
 	// grow with the outage's length.
 	now := p.now()
+	lockWB()
 	maps.DeleteFunc(copied, func(_ string, c copiedKey) bool { return now >= c.until })
+	unlockWB()
 	var keys []string
 	for k, err := range fb.(backend.Lister).Keys(ctx, p.prefix+":") {
 		if err != nil {
@@ -482,7 +506,10 @@ func (p *Policy) writeBackFrom(ctx context.Context, fb backend.Backend, copied m
 		}
 		chunk := keys[:min(len(keys), writeBackChunk)]
 		keys = keys[len(chunk):]
-		if err := p.copyChunk(ctx, fb, chunk, copied, full, do); err != nil {
+		lockWB()
+		err := p.copyChunk(ctx, fb, chunk, copied, full, do)
+		unlockWB()
+		if err != nil {
 			return err
 		}
 	}

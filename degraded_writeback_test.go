@@ -1,13 +1,18 @@
 package lockout_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
 
 	"github.com/go-lockout/lockout"
+	"github.com/go-lockout/lockout/backend"
 )
 
 // TestGiveBackBetweenPasses: a give-back in the fallback between the
@@ -72,16 +77,21 @@ func TestResetDuringRecovery(t *testing.T) {
 		fail(t, p, alice, 3) // in the store
 		sw.mode.Store(down)
 		fail(t, p, alice, 2) // in the fallback: 5 once written back
+		done := make(chan error, 1)
 		store.fn = func() {
-			if err := p.Reset(bg, lockout.Subject{Username: "alice"}); err != nil {
-				t.Error(err)
-			}
+			// The reset waits for the write-back call to end (an
+			// operator's clear and a write-back call do not interleave).
+			go func() { done <- p.Reset(bg, lockout.Subject{Username: "alice"}) }()
+			time.Sleep(time.Millisecond) // a store call's length
 		}
 		store.armed.Store(true)
 		sw.mode.Store(up)
 		probeAfterInterval(t, p)
 		if store.armed.Load() {
 			t.Fatal("hook did not run")
+		}
+		if err := <-done; err != nil {
+			t.Fatal(err)
 		}
 		time.Sleep(2 * time.Second)
 		if err := attempt(t, p, alice, true); err != nil {
@@ -149,4 +159,132 @@ func TestRecoveryCalls(t *testing.T) {
 			t.Errorf("the recovery made %d store calls, want at most 40", n)
 		}
 	})
+}
+
+// beforeWriteBack runs fn once, once armed, right before the first
+// write-back store call (an increment, not the probe's) whose ops touch a
+// key containing match: after the write-back read the fallback, before the
+// store has what it read.
+type beforeWriteBack struct {
+	*switchStore
+	match string
+	fn    func()
+	armed atomic.Bool
+}
+
+func (s *beforeWriteBack) Do(ctx context.Context, ops []backend.Op, res []backend.Result) error {
+	if s.switchStore.mode.Load() == up && len(ops) > 0 && ops[0].Kind == backend.Incr && ops[0].Delta > 0 &&
+		!strings.Contains(ops[0].Key, ":p:") && slices.ContainsFunc(ops, func(op backend.Op) bool { return strings.Contains(op.Key, s.match) }) &&
+		s.armed.CompareAndSwap(true, false) {
+		s.fn()
+	}
+	return s.switchStore.Do(ctx, ops, res)
+}
+
+// operatorClears are the operator's calls that clear alice's lock and
+// counter.
+var operatorClears = []struct {
+	name string
+	fn   func(*lockout.Policy) error
+}{
+	{"Unlock", func(p *lockout.Policy) error { return p.Unlock(bg, lockout.Subject{Username: "alice"}) }},
+	{"Reset", func(p *lockout.Policy) error { return p.Reset(bg, lockout.Subject{Username: "alice"}) }},
+	{"UnlockKeys", func(p *lockout.Policy) error {
+		return p.UnlockKeys(bg, "lockout:l:username:{u=alice}")
+	}},
+}
+
+// TestUnlockBetweenPasses: a recovery's first pass copies alice's 3
+// failures, its second pass fails (the store flaps), and an operator
+// unlocks alice before the next probe; alice then fails twice in the
+// fallback. The write-back remembered having copied 3, took the
+// fallback's 2 for what it had copied, and wrote nothing: the store held
+// 0, and 5 more guesses were admitted after the recovery, 7 since the
+// unlock against a limit of 5. An operator's clear now makes the
+// write-back copy those keys afresh.
+func TestUnlockBetweenPasses(t *testing.T) {
+	for _, tc := range operatorClears {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				sw := &switchStore{Backend: newStore(t)}
+				store := &onWriteBack{switchStore: sw, match: "u=alice"}
+				rules := []lockout.Rule{lockout.ByUsername(5)}
+				p := newPolicyOn(t, store, lockout.Config{Rules: rules})
+				sw.mode.Store(down)
+				fail(t, p, alice, 3) // in the fallback
+				store.fn = func() {
+					_ = attempt(t, p, bob, false) // something for the second pass
+					sw.mode.Store(down)           // which fails
+				}
+				store.armed.Store(true)
+				sw.mode.Store(up)
+				probeAfterInterval(t, p)
+				if store.armed.Load() {
+					t.Fatal("the write-back hook did not run")
+				}
+				sw.mode.Store(up) // the policy is degraded until the next probe
+				if err := tc.fn(p); err != nil {
+					t.Fatal(err)
+				}
+				fail(t, p, alice, 2) // in the fallback, since the unlock
+				probeAfterInterval(t, p)
+				other := newPolicyOn(t, sw, lockout.Config{Rules: rules})
+				if st := status(t, other, alice)["username"]; st.Attempts != 2 {
+					t.Errorf("alice in the store after the recovery: %d attempts, want the 2 failures since the unlock", st.Attempts)
+				}
+				n := 0
+				for range 10 {
+					if attempt(t, p, alice, false) == nil {
+						n++
+					}
+				}
+				if n != 3 {
+					t.Errorf("%d guesses admitted after the recovery, want 3 (2 made in the fallback since the unlock, limit 5)", n)
+				}
+			})
+		})
+	}
+}
+
+// TestUnlockDuringWriteBack: an operator unlocks alice, locked in the
+// fallback, while the recovery's first pass has read her lock from the
+// fallback and not yet written it to the store. The unlock deleted the
+// lock from the store before the write-back made it there, and alice
+// stayed locked everywhere for the lock's minute after the unlock. An
+// operator's clear and a write-back call no longer interleave.
+func TestUnlockDuringWriteBack(t *testing.T) {
+	for _, tc := range operatorClears {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				sw := &switchStore{Backend: newStore(t)}
+				store := &beforeWriteBack{switchStore: sw, match: "u=alice"}
+				rules := []lockout.Rule{lockout.ByUsername(5)}
+				p := newPolicyOn(t, store, lockout.Config{Rules: rules})
+				sw.mode.Store(down)
+				fail(t, p, alice, 5) // locked in the fallback, for a minute
+				done := make(chan error, 1)
+				store.fn = func() {
+					go func() { done <- tc.fn(p) }()
+					time.Sleep(time.Millisecond) // a store call's length
+				}
+				store.armed.Store(true)
+				sw.mode.Store(up)
+				probeAfterInterval(t, p)
+				if store.armed.Load() {
+					t.Fatal("the write-back hook did not run")
+				}
+				if err := <-done; err != nil {
+					t.Fatal(err)
+				}
+				time.Sleep(2 * time.Second) // past the lock cache's freshness
+				other := newPolicyOn(t, sw, lockout.Config{Rules: rules})
+				if st := status(t, other, alice)["username"]; st.Locked {
+					t.Errorf("alice in the store after the unlock: %+v, want not locked", st)
+				}
+				if err := attempt(t, p, alice, true); err != nil {
+					t.Errorf("alice after the unlock: %v", err)
+				}
+			})
+		})
+	}
 }

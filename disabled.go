@@ -37,6 +37,7 @@ func Disabled() *Policy {
 		probeInterval:   DefaultProbeInterval,
 		cacheTTL:        NoLockCache,
 		cacheSize:       DefaultLockCacheSize,
+		breaker:         breaker{wb: make(chan struct{}, 1)},
 	}
 }
 

@@ -338,7 +338,10 @@ func (p *Policy) operatorDid(ctx context.Context, e Event) {
 // clearKeys applies an operator's deletes everywhere the policy keeps
 // state: the lock cache, the fallback, and the store. The store's error,
 // if any, is returned: while it fails, the unlock holds only in this
-// process.
+// process. It waits for a write-back call in flight (breaker.wb), which
+// would otherwise write to the store what it read of the keys before
+// they were cleared, and makes the write-back copy them afresh: what the
+// fallback counts on them from now on is new.
 func (p *Policy) clearKeys(ctx context.Context, ops []backend.Op) error {
 	if p.closed.Load() {
 		return ErrClosed
@@ -347,11 +350,16 @@ func (p *Policy) clearKeys(ctx context.Context, ops []backend.Op) error {
 	for _, op := range ops {
 		p.forget(op.Key)
 	}
+	p.breaker.lockWB()
+	defer p.breaker.unlockWB()
 	p.mu.RLock()
 	if fb := p.fallback; fb != nil && !p.closed.Load() {
 		if err := fb.Do(ctx, ops, make([]backend.Result, len(ops))); err != nil {
 			p.log.LogAttrs(ctx, slog.LevelError, "lockout: fallback: unlock", slog.Any("error", err))
 		}
+	}
+	for _, op := range ops {
+		delete(p.breaker.copied, op.Key) // wb held: no other user of its entries
 	}
 	p.mu.RUnlock()
 	return p.do(ctx, ops, make([]backend.Result, len(ops)))

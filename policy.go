@@ -224,6 +224,7 @@ func New(store backend.Backend, cfg Config) (*Policy, error) {
 		cacheSize:       cfg.LockCacheSize,
 		started:         time.Now(),
 	}
+	p.breaker.wb = make(chan struct{}, 1)
 	if nb, ok := store.(backend.Nonblocking); ok {
 		p.nonblocking = nb.Nonblocking()
 	}
