@@ -356,8 +356,11 @@ func (p *Policy) probe() {
 
 // recover ends degraded mode once the store answers a probe, writing back
 // what the fallback counted in two passes. The first copies every key of
-// the fallback to the store while decisions still go to the fallback. The
-// second holds decisions for its length (usually one round trip), adds
+// the fallback to the store while decisions still go to the fallback, and
+// runs again (up to maxFirstPasses times) while there was more than one
+// call's worth to copy. The second holds decisions for its length
+// (usually one round trip; more only while an attacker adds keys to the
+// fallback faster than the first pass copies them), adds
 // what the fallback counted since the first, and sends decisions back to
 // the store. No decision ever sees a store without the outage's counts. A
 // pass that fails leaves the policy degraded; the next recovery copies
@@ -388,9 +391,20 @@ func (p *Policy) recover(ctx context.Context) {
 			p.remember(f.key, f.ttl, false)
 		}
 	}()
-	if err := p.writeBack(ctx, copied, &full, p.do); err != nil {
-		p.stillDegraded(ctx, err)
-		return
+	// The first pass runs again, and then again while it copied more
+	// than one call's worth: what the fallback counted while the
+	// previous run was at the store (under attack, many keys), which the
+	// second pass would otherwise copy while it holds every decision.
+	// Again, it reads the fallback, and writes only what changed.
+	for round := 0; ; round++ {
+		n, err := p.writeBack(ctx, copied, &full, p.do)
+		if err != nil {
+			p.stillDegraded(ctx, err)
+			return
+		}
+		if (round > 0 && n <= writeBackChunk) || round == maxFirstPasses-1 {
+			break
+		}
 	}
 	p.breaker.lockWB()
 	defer p.breaker.unlockWB()
@@ -402,7 +416,7 @@ func (p *Policy) recover(ctx context.Context) {
 	// Decisions wait on mu: nothing reports to hooks from here (a hook may
 	// call the policy), and the store calls are made directly. Operators'
 	// clears wait on wb.
-	err := p.writeBackFrom(ctx, p.fallback, copied, &full, p.storeDo, false)
+	_, err := p.writeBackFrom(ctx, p.fallback, copied, &full, p.storeDo, false)
 	var fb backend.Backend
 	cause, since := p.breaker.cause, p.breaker.since
 	if err == nil {
@@ -451,13 +465,19 @@ func (p *Policy) storeDo(ctx context.Context, ops []backend.Op, res []backend.Re
 // writeBackChunk is how many fallback keys one write-back call moves.
 const writeBackChunk = 128
 
+// maxFirstPasses bounds the runs of a recovery's first pass: an attacker
+// who adds keys to the fallback faster than the write-back copies them
+// would keep it from ever ending.
+const maxFirstPasses = 4
+
 // writeBack adds to the store, through do, what the fallback counted
 // beyond copied (the values a previous pass wrote), and records the new
 // values in copied: counters and lockout histories are added to the
 // store's; locks are set, keeping the longer of the two, every time (the
 // fallback may have made a lock again since it was copied). Counters the
 // store then holds at their rule's limit or past it are added to full.
-func (p *Policy) writeBack(ctx context.Context, copied map[string]copiedKey, full *[]fullCounter, do func(context.Context, []backend.Op, []backend.Result) error) error {
+// It returns how many keys it wrote.
+func (p *Policy) writeBack(ctx context.Context, copied map[string]copiedKey, full *[]fullCounter, do func(context.Context, []backend.Op, []backend.Result) error) (int, error) {
 	p.mu.RLock()
 	fb := p.fallback
 	p.mu.RUnlock()
@@ -478,9 +498,9 @@ type fullCounter struct {
 
 // writeBackFrom is writeBack from fb. With lock, it takes breaker.wb for
 // each step; else the caller holds it.
-func (p *Policy) writeBackFrom(ctx context.Context, fb backend.Backend, copied map[string]copiedKey, full *[]fullCounter, do func(context.Context, []backend.Op, []backend.Result) error, lock bool) error {
+func (p *Policy) writeBackFrom(ctx context.Context, fb backend.Backend, copied map[string]copiedKey, full *[]fullCounter, do func(context.Context, []backend.Op, []backend.Result) error, lock bool) (int, error) {
 	if fb == nil {
-		return nil
+		return 0, nil
 	}
 	lockWB, unlockWB := func() {}, func() {}
 	if lock {
@@ -496,34 +516,37 @@ func (p *Policy) writeBackFrom(ctx context.Context, fb backend.Backend, copied m
 	var keys []string
 	for k, err := range fb.(backend.Lister).Keys(ctx, p.prefix+":") {
 		if err != nil {
-			return err
+			return 0, err
 		}
 		keys = append(keys, k)
 	}
+	written := 0
 	for len(keys) > 0 {
 		if p.closed.Load() {
-			return ErrClosed
+			return written, ErrClosed
 		}
 		chunk := keys[:min(len(keys), writeBackChunk)]
 		keys = keys[len(chunk):]
 		lockWB()
-		err := p.copyChunk(ctx, fb, chunk, copied, full, do)
+		n, err := p.copyChunk(ctx, fb, chunk, copied, full, do)
 		unlockWB()
+		written += n
 		if err != nil {
-			return err
+			return written, err
 		}
 	}
-	return nil
+	return written, nil
 }
 
-func (p *Policy) copyChunk(ctx context.Context, fb backend.Backend, chunk []string, copied map[string]copiedKey, full *[]fullCounter, do func(context.Context, []backend.Op, []backend.Result) error) error {
+// copyChunk writes back the keys of chunk, and returns how many it wrote.
+func (p *Policy) copyChunk(ctx context.Context, fb backend.Backend, chunk []string, copied map[string]copiedKey, full *[]fullCounter, do func(context.Context, []backend.Op, []backend.Result) error) (int, error) {
 	read := make([]backend.Op, len(chunk))
 	for i, k := range chunk {
 		read[i] = backend.ExistsOp(k)
 	}
 	got := make([]backend.Result, len(read))
 	if err := fb.Do(ctx, read, got); err != nil {
-		return fmt.Errorf("lockout: fallback: %w", err)
+		return 0, fmt.Errorf("lockout: fallback: %w", err)
 	}
 	var put []backend.Op
 	var lengthen []int // indexes in put of lock markers and histories
@@ -571,11 +594,11 @@ func (p *Policy) copyChunk(ctx context.Context, fb backend.Backend, chunk []stri
 		values = append(values, v)
 	}
 	if len(put) == 0 {
-		return nil
+		return 0, nil
 	}
 	res := make([]backend.Result, len(put))
 	if err := do(ctx, put, res); err != nil {
-		return err
+		return 0, err
 	}
 	for i, op := range put {
 		copied[op.Key] = values[i]
@@ -600,10 +623,10 @@ func (p *Policy) copyChunk(ctx context.Context, fb backend.Backend, chunk []stri
 			for _, op := range longer {
 				delete(copied, op.Key) // copied again, and lengthened
 			}
-			return err
+			return len(put), err
 		}
 	}
-	return nil
+	return len(put), nil
 }
 
 // now is the policy's monotonic clock, in nanoseconds since New.

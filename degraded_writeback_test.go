@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -287,4 +288,66 @@ func TestUnlockDuringWriteBack(t *testing.T) {
 			})
 		})
 	}
+}
+
+// heldWriteBack counts the store calls made while decisions wait on the
+// policy (a recovery's second pass), and delays each write-back call
+// (those that read no lock marker; every decision's reads one) by delay:
+// a store just under the policy's deadline.
+type heldWriteBack struct {
+	backend.Backend
+	p     atomic.Pointer[lockout.Policy]
+	delay time.Duration
+	held  atomic.Int64
+}
+
+func (s *heldWriteBack) Do(ctx context.Context, ops []backend.Op, res []backend.Result) error {
+	if !slices.ContainsFunc(ops, func(op backend.Op) bool { return op.Kind == backend.Exists }) {
+		if p := s.p.Load(); p != nil && lockout.DecisionsHeld(p) {
+			s.held.Add(1)
+		}
+		time.Sleep(s.delay)
+	}
+	return s.Backend.Do(ctx, ops, res)
+}
+
+func (s *heldWriteBack) Keys(ctx context.Context, prefix string) iter.Seq2[string, error] {
+	return s.Backend.(backend.Lister).Keys(ctx, prefix)
+}
+
+// TestSecondPassShort: an attacker sprays 1,000 fresh usernames into the
+// fallback while the recovery's first pass runs, on a store whose calls
+// take 400 ms (under the 500 ms deadline). The second pass, which holds
+// every decision, copied them all: 8 calls, 3.2 s during which no
+// decision was made, while the breaker was open. The first pass now runs
+// again while it copies more than one call's worth: the second pass holds
+// decisions for at most one call here.
+func TestSecondPassShort(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sw := &switchStore{Backend: newStore(t)}
+		hook := &onWriteBack{switchStore: sw, match: "u=carol"}
+		store := &heldWriteBack{Backend: hook, delay: 400 * time.Millisecond}
+		p := newPolicyOn(t, store, lockout.Config{Rules: []lockout.Rule{lockout.ByUsername(5)}})
+		store.p.Store(p)
+		sw.mode.Store(down)
+		fail(t, p, lockout.Subject{Username: "carol"}, 1)
+		hook.fn = func() {
+			for i := range 1000 {
+				_ = attempt(t, p, lockout.Subject{Username: fmt.Sprintf("spray%d", i)}, false)
+			}
+		}
+		hook.armed.Store(true)
+		sw.mode.Store(up)
+		probeAfterInterval(t, p)
+		time.Sleep(time.Minute) // the recovery's calls sleep: synctest.Wait does not wait for them
+		if hook.armed.Load() {
+			t.Fatal("the write-back hook did not run")
+		}
+		if a, err := p.Allow(bg, alice); err != nil || a.Fallback() {
+			t.Fatalf("after the recovery: %v, %v; want admitted by the store", a, err)
+		}
+		if n := store.held.Load(); n > 1 {
+			t.Errorf("the second pass held decisions for %d store calls of 400 ms, want at most 1", n)
+		}
+	})
 }

@@ -29,3 +29,13 @@ func CopiedLen(p *Policy) int {
 	defer p.mu.RUnlock()
 	return len(p.breaker.copied)
 }
+
+// DecisionsHeld reports whether decisions wait on p now: a recovery's
+// second pass holds the policy's lock.
+func DecisionsHeld(p *Policy) bool {
+	if p.mu.TryRLock() {
+		p.mu.RUnlock()
+		return false
+	}
+	return true
+}
