@@ -283,8 +283,10 @@ func field(subject string, j int) (string, bool) {
 // counter, lock and lockout history under its prefix and of its own rules,
 // never a key of another policy (even one whose prefix begins with this
 // one's). It needs a store that can list its keys (backend.Lister), and
-// returns how many keys it removed. The lock cache and the fallback forget
-// them too.
+// returns how many keys it removed there. The lock cache and the fallback
+// forget them too, and, while the policy is degraded, every key of the
+// policy in the fallback (counted during the outage, not yet written back
+// to the store).
 func (p *Policy) ResetAll(ctx context.Context) (int, error) {
 	l, ok := p.store.(backend.Lister)
 	if !ok {
@@ -311,9 +313,47 @@ func (p *Policy) ResetAll(ctx context.Context) (int, error) {
 		n += k
 		ops = ops[k:]
 	}
+	p.clearFallback(ctx)
 	p.forgetCounts()
 	p.operatorDid(ctx, Event{Kind: EventReset, Key: "*", Count: int64(n)})
 	return n, nil
+}
+
+// clearFallback deletes every key of the policy that the fallback holds,
+// for ResetAll: it clears the keys it lists in the store, and the
+// fallback holds some the store does not have yet (counted during the
+// outage, not yet written back), which the write-back would bring back.
+func (p *Policy) clearFallback(ctx context.Context) {
+	p.clears.Add(1)
+	var keys []string
+	p.breaker.lockWB() // no write-back call reads the fallback meanwhile
+	p.mu.RLock()
+	if fb := p.fallback; fb != nil && !p.closed.Load() {
+		for key, err := range fb.(backend.Lister).Keys(ctx, p.prefix+":") {
+			if err != nil {
+				p.log.LogAttrs(ctx, slog.LevelError, "lockout: fallback: reset all", slog.Any("error", err))
+				break
+			}
+			if _, _, err := parseKey(p.prefix, p.rules, key); err == nil || p.memoryKey(key) {
+				keys = append(keys, key)
+				delete(p.breaker.copied, key) // wb held
+			}
+		}
+		for rest := keys; len(rest) > 0; {
+			chunk := rest[:min(len(rest), clearBatch)]
+			rest = rest[len(chunk):]
+			ops := make([]backend.Op, len(chunk))
+			for i, k := range chunk {
+				ops[i] = backend.DeleteOp(k)
+			}
+			if err := fb.Do(ctx, ops, make([]backend.Result, len(ops))); err != nil {
+				p.log.LogAttrs(ctx, slog.LevelError, "lockout: fallback: reset all", slog.Any("error", err))
+			}
+		}
+	}
+	p.mu.RUnlock()
+	p.breaker.unlockWB()
+	p.forget(keys...)
 }
 
 // operatorDid logs an operator's action and reports it to the observer

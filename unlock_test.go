@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/go-lockout/lockout"
@@ -296,4 +297,34 @@ func TestUnlockKeys(t *testing.T) {
 	if got := lockedKeys(t, p); len(got) != 0 {
 		t.Errorf("after UnlockKeys of both: %q", got)
 	}
+}
+
+// TestResetAllDuringOutage: the store is back but the policy is still
+// degraded (until its next probe) when an operator resets everything.
+// ResetAll cleared the keys it listed in the store, and those of the same
+// names in the fallback; alice's lock, made in the fallback during the
+// outage and not yet written back, stayed there, and the write-back made
+// it in the store: alice locked everywhere after the reset. ResetAll now
+// clears the fallback's keys of the policy too.
+func TestResetAllDuringOutage(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sw := &switchStore{Backend: newStore(t)}
+		rules := []lockout.Rule{lockout.ByUsername(5)}
+		p := newPolicyOn(t, sw, lockout.Config{Rules: rules})
+		sw.mode.Store(down)
+		fail(t, p, alice, 5) // locked in the fallback
+		sw.mode.Store(up)    // degraded until the next probe
+		if _, err := p.ResetAll(bg); err != nil {
+			t.Fatal(err)
+		}
+		probeAfterInterval(t, p)
+		time.Sleep(2 * time.Second)
+		other := newPolicyOn(t, sw, lockout.Config{Rules: rules})
+		if st := status(t, other, alice)["username"]; st.Locked || st.Lockouts != 0 {
+			t.Errorf("alice in the store after ResetAll and the recovery: %v, want nothing", st)
+		}
+		if err := attempt(t, p, alice, true); err != nil {
+			t.Errorf("alice after ResetAll: %v", err)
+		}
+	})
 }
