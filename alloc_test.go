@@ -12,8 +12,8 @@ import (
 // TestAllocationBudget holds the decision's hot paths to their allocation
 // budgets: three rules on the memory store, keys already in it (a running
 // service's steady state), no observer. The budget counts the Attempt and
-// the one string that holds its keys; a refusal allocates the string and
-// its RefusedError, and no Attempt (it stays on Allow's stack). Under the race detector sync.Pool drops some of what it is
+// the one string that holds its keys; a refusal also allocates its
+// RefusedError. Under the race detector sync.Pool drops some of what it is
 // given, so pooled objects (the decision's scratch, the lock cache's access
 // buffers) are allocated again now and then: the budget has slack there.
 func TestAllocationBudget(t *testing.T) {
@@ -64,8 +64,8 @@ func TestAllocationBudget(t *testing.T) {
 			return a.Success(ctx)
 		}},
 		// Every subject is locked (limit 1), and the lock cache remembers
-		// it: no store call, two allocations (keys, refusal).
-		{"RefusedRemembered", 1, 2, 4, func(p *lockout.Policy, s lockout.Subject) error {
+		// it: no store call, three allocations (Attempt, keys, refusal).
+		{"RefusedRemembered", 1, 3, 4, func(p *lockout.Policy, s lockout.Subject) error {
 			if _, err := p.Allow(ctx, s); err == nil {
 				return fmt.Errorf("%v admitted, want refused", s)
 			}

@@ -267,7 +267,7 @@ func (p *Policy) LockDevice(ctx context.Context, username, device string, d time
 	if d == Forever {
 		ttl = backend.NoExpiry
 	}
-	for _, h := range a.rules() {
+	for _, h := range a.rules {
 		if !h.r.device {
 			continue
 		}

@@ -37,14 +37,14 @@ func subjectKey(t testing.TB, prefix string, r *rule, s Subject) (string, bool) 
 	a := &Attempt{p: p, c: c}
 	a.buildKeys(&a.c)
 	if !ok {
-		if len(a.rules()) != 0 {
+		if len(a.rules) != 0 {
 			t.Fatalf("rule %s, subject %+v: buildKeys made keys for a subject it cannot key", r.Name, s)
 		}
 		return "", false
 	}
 	key := string(appendKey(nil, prefix, kindAttempts, r.Name, subj))
 	lock := string(appendKey(nil, prefix, kindLock, r.Name, subj))
-	if len(a.rules()) != 1 || a.attemptsKey(a.rules()[0]) != key || a.lockKey(a.rules()[0]) != lock {
+	if len(a.rules) != 1 || a.attemptsKey(a.rules[0]) != key || a.lockKey(a.rules[0]) != lock {
 		t.Fatalf("rule %s, subject %+v: buildKeys made %q, want %q and %q", r.Name, s, a.keys, key, lock)
 	}
 	return key, true
@@ -538,11 +538,11 @@ func TestAttemptKeys(t *testing.T) {
 		}
 		a := &Attempt{p: p}
 		a.buildKeys(&c)
-		if len(a.rules()) == 0 {
+		if len(a.rules) == 0 {
 			t.Fatalf("%+v: no rule applies", s)
 		}
 		hist := a.historyKeys()
-		for _, h := range a.rules() {
+		for _, h := range a.rules {
 			subj, ok := appendSubject(nil, h.r, &c)
 			if !ok {
 				t.Fatalf("%+v: rule %s has no subject", s, h.r.Name)

@@ -51,9 +51,9 @@ func (p *Policy) Status(ctx context.Context, s Subject) ([]RuleStatus, error) {
 	}
 	a := &Attempt{p: p}
 	a.buildKeys(&c)
-	ops := make([]backend.Op, 0, 3*len(a.rules()))
+	ops := make([]backend.Op, 0, 3*len(a.rules))
 	hist := a.historyKeys()
-	for _, h := range a.rules() {
+	for _, h := range a.rules {
 		ops = append(ops, backend.ExistsOp(a.attemptsKey(h)), backend.ExistsOp(a.lockKey(h)), backend.ExistsOp(hist.of(h)))
 	}
 	res := make([]backend.Result, len(ops))
@@ -62,8 +62,8 @@ func (p *Policy) Status(ctx context.Context, s Subject) ([]RuleStatus, error) {
 			return nil, err
 		}
 	}
-	out := make([]RuleStatus, len(a.rules()))
-	for i, h := range a.rules() {
+	out := make([]RuleStatus, len(a.rules))
+	for i, h := range a.rules {
 		cnt, lock, hist := res[3*i], res[3*i+1], res[3*i+2]
 		out[i] = RuleStatus{
 			Rule:            h.r.Name,
@@ -137,7 +137,7 @@ func (p *Policy) clear(ctx context.Context, s Subject, history bool) error {
 	a.buildKeys(&c)
 	hist := a.historyKeys()
 	var ops []backend.Op
-	for _, h := range a.rules() {
+	for _, h := range a.rules {
 		ops = append(ops, backend.DeleteOp(a.lockKey(h)), backend.DeleteOp(a.attemptsKey(h)))
 		if history {
 			ops = append(ops, backend.DeleteOp(hist.of(h)))

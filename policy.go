@@ -377,6 +377,7 @@ type Attempt struct {
 	p           *Policy
 	c           canonical // the subject, for events
 	keys        string    // every key of the attempt, concatenated
+	rules       []held
 	reported    atomic.Bool
 	allowlisted bool // here, with succeeded, in what would be padding
 	succeeded   bool // set by Success, after reported
@@ -387,33 +388,7 @@ type Attempt struct {
 	// fallback of one degraded period.
 	at route
 
-	// The applicable rules (rules): the first nheld of heldBuf, or
-	// heldMore when there are more than fit. Not a slice of heldBuf, so
-	// that an Attempt that Allow refuses stays on its stack.
-	nheld    int32
-	heldBuf  [4]held
-	heldMore []held
-}
-
-// rules returns the attempt's applicable rules.
-func (a *Attempt) rules() []held {
-	if a.heldMore != nil {
-		return a.heldMore
-	}
-	return a.heldBuf[:a.nheld]
-}
-
-// addRule appends h to the attempt's rules.
-func (a *Attempt) addRule(h held) {
-	switch {
-	case a.heldMore != nil:
-		a.heldMore = append(a.heldMore, h)
-	case int(a.nheld) < len(a.heldBuf):
-		a.heldBuf[a.nheld] = h
-	default:
-		a.heldMore = append(append(make([]held, 0, 2*len(a.heldBuf)), a.heldBuf[:]...), h)
-	}
-	a.nheld++
+	heldBuf [4]held
 }
 
 // held is one applicable rule of an attempt: where its keys are, and its
@@ -453,7 +428,7 @@ func (a *Attempt) historyKeys() historyKeys {
 	var b strings.Builder
 	b.Grow(len(a.keys))
 	last := 0
-	for _, h := range a.rules() {
+	for _, h := range a.rules {
 		kind := int(h.at) + len(a.p.prefix) + 1
 		b.WriteString(a.keys[last:kind])
 		b.WriteByte(kindHistory)
@@ -468,12 +443,6 @@ type historyKeys string
 
 // of returns the key of h's lockout history.
 func (k historyKeys) of(h held) string { return string(k[h.at : h.at+h.n]) }
-
-// onHeap returns a copy of a, an Attempt on Allow's stack, on the heap.
-func (a *Attempt) onHeap() *Attempt {
-	return &Attempt{p: a.p, c: a.c, keys: a.keys, allowlisted: a.allowlisted, err: a.err, at: a.at,
-		nheld: a.nheld, heldBuf: a.heldBuf, heldMore: a.heldMore}
-}
 
 // Err returns the backend error the attempt was admitted despite, without
 // being counted (Outage: AdmitUncounted), or nil.
@@ -510,11 +479,7 @@ func (p *Policy) allow(ctx context.Context, s Subject, start int64) (*Attempt, e
 	if p.closed.Load() {
 		return nil, ErrClosed
 	}
-	// On the stack until admitted (onHeap): a refusal allocates no
-	// Attempt.
-	var stack Attempt
-	a := &stack
-	a.p = p
+	a := &Attempt{p: p}
 	c := &a.c
 	if err := p.canonicalizeTo(c, &s); err != nil {
 		return nil, err
@@ -525,11 +490,11 @@ func (p *Policy) allow(ctx context.Context, s Subject, start int64) (*Attempt, e
 	}
 	if inNets(p.allowNets, c.ip) || (c.username != "" && p.allowUsers[c.username]) {
 		a.allowlisted = true
-		return p.admitted(ctx, a.onHeap())
+		return p.admitted(ctx, a)
 	}
 	a.buildKeys(c)
-	if len(a.rules()) == 0 {
-		return p.admitted(ctx, a.onHeap())
+	if len(a.rules) == 0 {
+		return p.admitted(ctx, a)
 	}
 	if refusal, err := a.remembered(false); err != nil || refusal != nil {
 		if err != nil {
@@ -543,11 +508,11 @@ func (p *Policy) allow(ctx context.Context, s Subject, start int64) (*Attempt, e
 		return nil, p.refuse(ctx, c, refusal)
 	}
 
-	n := 2 * len(a.rules())
+	n := 2 * len(a.rules)
 	sc, ops, res := getScratch(n + a.fpOps())
 	defer putScratch(sc)
 	a.appendFingerprintReads(ops[n:])
-	for i, h := range a.rules() {
+	for i, h := range a.rules {
 		// The counter's TTL is needed only to refuse, and then the
 		// give-back reports it.
 		ops[2*i] = backend.Op{Kind: backend.Incr, Key: a.attemptsKey(h), Delta: 1, TTL: h.r.Window, SkipTTL: true}
@@ -563,8 +528,8 @@ func (p *Policy) allow(ctx context.Context, s Subject, start int64) (*Attempt, e
 			return nil, err // the caller gave up, or the policy is closed
 		case p.outage == AdmitUncounted && !at.fallback:
 			a.err = err
-			a.nheld, a.heldMore = 0, nil // nothing was reserved that the outcome should touch
-			return p.admitted(ctx, a.onHeap())
+			a.rules = nil // nothing was reserved that the outcome should touch
+			return p.admitted(ctx, a)
 		}
 		return nil, p.refuse(ctx, c, &RefusedError{Reason: ReasonUnavailable, Err: err, Fallback: at.fallback})
 	}
@@ -574,8 +539,8 @@ func (p *Policy) allow(ctx context.Context, s Subject, start int64) (*Attempt, e
 	var found RefusedError // the longest refusal, built on the stack
 	var lockedBuf [4]int
 	locked := lockedBuf[:0] // the rules whose lock the store holds
-	for i := range a.rules() {
-		h := &a.rules()[i]
+	for i := range a.rules {
+		h := &a.rules[i]
 		cnt, lock := res[2*i], res[2*i+1]
 		h.value = cnt.Value
 		var e RefusedError
@@ -603,8 +568,8 @@ func (p *Policy) allow(ctx context.Context, s Subject, start int64) (*Attempt, e
 		// attempt until it reports: remember that, so that the refusals
 		// cost no store call and still hold if the store fails before the
 		// lock is set (an outage's fallback would start the key afresh).
-		for i := range a.rules() {
-			if h := &a.rules()[i]; h.value == int64(h.r.Limit) {
+		for i := range a.rules {
+			if h := &a.rules[i]; h.value == int64(h.r.Limit) {
 				ttl := res[2*i].TTL
 				if ttl == 0 { // not reported (SkipTTL): at most the window
 					ttl = h.r.Window
@@ -612,14 +577,14 @@ func (p *Policy) allow(ctx context.Context, s Subject, start int64) (*Attempt, e
 				p.remember(a.attemptsKey(*h), ttl, true)
 			}
 		}
-		return p.admitted(ctx, a.onHeap())
+		return p.admitted(ctx, a)
 	}
 	refusal := new(RefusedError) // only now on the heap
 	*refusal = found
 	// Give back every reservation this attempt made. A counter brought
 	// back to zero is removed, so refused traffic leaves no key behind.
-	ops, res = ops[:len(a.rules())], res[:len(a.rules())]
-	for i, h := range a.rules() {
+	ops, res = ops[:len(a.rules)], res[:len(a.rules)]
+	for i, h := range a.rules {
 		ops[i] = backend.IncrOp(a.attemptsKey(h), -1, h.r.Window)
 	}
 	if a.at.fallback || p.cacheTTL == NoLockCache {
@@ -634,26 +599,26 @@ func (p *Policy) allow(ctx context.Context, s Subject, start int64) (*Attempt, e
 		hist = a.historyKeys()
 	}
 	for _, i := range locked {
-		ops = append(ops, backend.ExistsOp(hist.of(a.rules()[i])))
+		ops = append(ops, backend.ExistsOp(hist.of(a.rules[i])))
 	}
 	res = res[:len(ops)]
 	unknown := refusal.Reason == ReasonCapacity && refusal.RetryAfter == 0 && !refusal.Forever
 	if _, err := p.execAt(uncancelled(ctx), a.at, ops, res, false); err == nil {
 		if unknown {
 			// The counter's TTL, which the reservation did not read.
-			for i, h := range a.rules() {
+			for i, h := range a.rules {
 				if a.subjectKey(h) == refusal.Key && h.r.Name == refusal.Rule && res[i].Found {
 					refusal.RetryAfter = res[i].TTL
 				}
 			}
 		}
 		for j, i := range locked {
-			if r := res[len(a.rules())+j]; r.Found && r.Value > 0 {
+			if r := res[len(a.rules)+j]; r.Found && r.Value > 0 {
 				ttl := r.TTL
 				if ttl == backend.NoExpiry {
 					ttl = 0
 				}
-				p.lockoutCount(hist.of(a.rules()[i]), r.Value, route{}, func(int64) time.Duration { return ttl }, false)
+				p.lockoutCount(hist.of(a.rules[i]), r.Value, route{}, func(int64) time.Duration { return ttl }, false)
 			}
 		}
 	}
@@ -682,7 +647,7 @@ func (a *Attempt) remembered(stale bool) (*RefusedError, error) {
 	now := p.now()
 	var endBuf [4]int64
 	ends, maybe := endBuf[:0], false
-	for _, h := range a.rules() {
+	for _, h := range a.rules {
 		end := p.cache.slot(p.filterPart(a.lockKey(h))).Load()
 		ends, maybe = append(ends, end), maybe || end > now
 	}
@@ -699,7 +664,7 @@ func (a *Attempt) remembered(stale bool) (*RefusedError, error) {
 	// The refusals are built on the stack: only the one returned escapes.
 	var refusal RefusedError
 	var carry []backend.Op
-	for i, h := range a.rules() {
+	for i, h := range a.rules {
 		key, end := a.lockKey(h), ends[i]
 		if end <= now {
 			continue // nothing remembered
@@ -736,11 +701,11 @@ func (a *Attempt) remembered(stale bool) (*RefusedError, error) {
 	}
 	// A lock says more than a full counter: the counters only matter
 	// when no lock is remembered.
-	for i := 0; i < len(a.rules()) && refusal.Reason == 0; i++ {
+	for i := 0; i < len(a.rules) && refusal.Reason == 0; i++ {
 		if ends[i] <= now {
 			continue // the counter's slot is its lock marker's
 		}
-		h := &a.rules()[i]
+		h := &a.rules[i]
 		if left, _, ok := p.cache.get(a.attemptsKey(*h), now, staleOK); ok {
 			// Every slot is taken by an attempt of this process that has
 			// not reported yet.
@@ -782,7 +747,7 @@ func (a *Attempt) buildKeys(c *canonical) {
 	p := a.p
 	var stack [512]byte // three rules' keys, usually: about 300 bytes
 	buf := stack[:0]
-	a.nheld, a.heldMore = 0, nil
+	a.rules = a.heldBuf[:0]
 	for i := range p.rules {
 		r := &p.rules[i]
 		if c.device() != "" && r.hasUsername && !r.device {
@@ -805,7 +770,7 @@ func (a *Attempt) buildKeys(c *canonical) {
 		n := len(buf) - at
 		buf = append(buf, buf[at:]...)
 		buf[at+n+len(p.prefix)+1] = kindLock
-		a.addRule(held{r: r, at: int32(at), n: int32(n)})
+		a.rules = append(a.rules, held{r: r, at: int32(at), n: int32(n)})
 	}
 	if fp := c.fingerprint(); fp != "" {
 		buf, c.x.fpSeq, c.x.fpKey = appendFingerprintKeys(buf, p.prefix, c.username, fp)
@@ -867,12 +832,12 @@ func (a *Attempt) success(ctx context.Context, start int64) error {
 	}
 	a.succeeded = true
 	a.p.outcome(ctx, a, EventSuccess, start)
-	if len(a.rules()) == 0 {
+	if len(a.rules) == 0 {
 		return nil
 	}
-	sc, ops, res := getScratch(len(a.rules()))
+	sc, ops, res := getScratch(len(a.rules))
 	defer putScratch(sc)
-	for i, h := range a.rules() {
+	for i, h := range a.rules {
 		if h.r.reset {
 			ops[i] = backend.DeleteOp(a.attemptsKey(h))
 		} else {
@@ -910,7 +875,7 @@ func (a *Attempt) failure(ctx context.Context, start int64) error {
 		return ErrReported
 	}
 	a.p.outcome(ctx, a, EventFailure, start)
-	if len(a.rules()) == 0 {
+	if len(a.rules) == 0 {
 		return nil
 	}
 	// One call refreshes sliding windows and, for each rule whose last
@@ -934,13 +899,13 @@ func (a *Attempt) failure(ctx context.Context, start int64) error {
 	defer func() { putScratch(sc) }()
 	add := func(more ...backend.Op) {
 		if !taken {
-			sc, ops, res = getScratch(3*len(a.rules()) + 2*a.fpOps())
+			sc, ops, res = getScratch(3*len(a.rules) + 2*a.fpOps())
 			ops, taken = ops[:0], true
 		}
 		ops = append(ops, more...)
 	}
-	for i := range a.rules() {
-		h := &a.rules()[i]
+	for i := range a.rules {
+		h := &a.rules[i]
 		switch {
 		case a.Repeat() && h.r.hasUsername:
 			// A remembered wrong password: not a new guess.
