@@ -210,36 +210,3 @@ func TestLockLengthenedAfterHalfRecovery(t *testing.T) {
 		}
 	})
 }
-
-// TestStaleLockNotWrittenBack: alice's lock, which this process remembers,
-// is lifted through another process; more than the lock cache's TTL later
-// the store fails, and alice's attempt is refused by the remembered lock
-// (while the store fails, remembered locks are honoured until they end).
-// The refusal carried that stale lock into the fallback, whose write-back
-// made it again in the store when it recovered: the unlock was undone
-// everywhere, for the rest of the lock's minute. Only locks seen within
-// the cache's TTL are carried now.
-func TestStaleLockNotWrittenBack(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		sw := &switchStore{Backend: newStore(t)}
-		rules := []lockout.Rule{lockout.ByUsername(5)}
-		p := newPolicyOn(t, sw, lockout.Config{Rules: rules})
-		other := newPolicyOn(t, sw, lockout.Config{Rules: rules})
-		fail(t, p, alice, 5) // locked for a minute; p remembers it
-		if err := other.Unlock(bg, lockout.Subject{Username: "alice"}); err != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(2 * time.Second) // past the lock cache's TTL
-		sw.mode.Store(down)
-		_ = attempt(t, p, alice, true) // refused by the stale lock: documented
-		sw.mode.Store(up)
-		probeAfterInterval(t, p)
-		time.Sleep(2 * time.Second)
-		if st := status(t, other, alice)["username"]; st.Locked {
-			t.Errorf("alice in the store after the recovery: %v; want unlocked, as the operator left her", st)
-		}
-		if err := attempt(t, other, alice, true); err != nil {
-			t.Errorf("alice through the other process after the recovery: %v", err)
-		}
-	})
-}

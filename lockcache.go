@@ -77,22 +77,20 @@ func (c *lockCache) slot(part string) *atomic.Int64 {
 
 // get returns how long the lock on key lasts (backend.NoExpiry: until
 // unlocked), if it is remembered and fresh: seen within the cache's TTL,
-// or at any time when staleOK (the store is failing: this process cannot
-// ask it). fresh reports whether it was seen within the cache's TTL. It
-// does not ask the filter.
-func (c *lockCache) get(key string, now int64, staleOK bool) (left time.Duration, fresh, ok bool) {
+// or at any time when staleOK (the store is failing, so an unlock could
+// not have reached it anyway). It does not ask the filter.
+func (c *lockCache) get(key string, now int64, staleOK bool) (time.Duration, bool) {
 	if c.c == nil {
-		return 0, false, false
+		return 0, false
 	}
 	v, ok := c.c.Get(key)
-	fresh = now-v.learned < int64(c.ttl)
-	if !ok || now >= v.until || (!staleOK && !fresh) {
-		return 0, false, false
+	if !ok || now >= v.until || (!staleOK && now-v.learned >= int64(c.ttl)) {
+		return 0, false
 	}
 	if v.until == math.MaxInt64 {
-		return backend.NoExpiry, fresh, true
+		return backend.NoExpiry, true
 	}
-	return time.Duration(v.until - now), fresh, true
+	return time.Duration(v.until - now), true
 }
 
 // close releases the cache. It must not run concurrently with the others.

@@ -681,7 +681,7 @@ func (a *Attempt) remembered(stale bool) (*RefusedError, error) {
 			}
 			continue
 		}
-		left, fresh, ok := p.cache.get(key, now, staleOK)
+		left, ok := p.cache.get(key, now, staleOK)
 		if !ok {
 			continue
 		}
@@ -692,10 +692,7 @@ func (a *Attempt) remembered(stale bool) (*RefusedError, error) {
 		if refusal.Reason == 0 || longer(&e, &refusal) {
 			refusal = e
 		}
-		if isDegraded && p.fallback != nil && fresh {
-			// Only a lock seen within the cache's TTL: a stale one may
-			// have been lifted through another process since, and the
-			// write-back would make it again in the store, for everyone.
+		if isDegraded && p.fallback != nil {
 			carry = append(carry, backend.IncrOp(key, 1, left))
 		}
 	}
@@ -706,7 +703,7 @@ func (a *Attempt) remembered(stale bool) (*RefusedError, error) {
 			continue // the counter's slot is its lock marker's
 		}
 		h := &a.rules[i]
-		if left, _, ok := p.cache.get(a.attemptsKey(*h), now, staleOK); ok {
+		if left, ok := p.cache.get(a.attemptsKey(*h), now, staleOK); ok {
 			// Every slot is taken by an attempt of this process that has
 			// not reported yet.
 			refusal = RefusedError{Reason: ReasonCapacity, Rule: h.r.Name, Key: a.subjectKey(*h), RetryAfter: left, Remembered: true}
@@ -716,10 +713,9 @@ func (a *Attempt) remembered(stale bool) (*RefusedError, error) {
 		}
 	}
 	if len(carry) > 0 {
-		// The fallback learns the fresh locks too, so that the write-back
-		// at the end of the outage restores them in a store that lost them
-		// (one restarted empty). Best effort: the refusal stands either
-		// way.
+		// The fallback learns the lock too, so that the write-back at the
+		// end of the outage restores it in a store that lost it (one
+		// restarted empty). Best effort: the refusal stands either way.
 		_ = p.fallback.Do(context.Background(), carry, make([]backend.Result, len(carry)))
 	}
 	if refusal.Reason == 0 {
