@@ -79,7 +79,9 @@ type Options struct {
 	// SubjectAttributes puts the subject on the decision spans: the
 	// canonical username (user.name), the client address
 	// (client.address), the user agent (user_agent.original), and, on
-	// lockout and refusal, the rule key (lockout.key, which holds them).
+	// lockout and refusal, the rule key (lockout.key, which holds them);
+	// and on a failed store call's span, the store's error message (it
+	// may quote a key).
 	// The username and the user agent are cut to MaxSubjectAttrBytes.
 	// Off by default: they are personal data, and traces are often kept
 	// longer and more widely than a lockout store. Metrics never carry
@@ -117,9 +119,10 @@ type Options struct {
 // lockout.rule and lockout.fallback, an event per lockout, and an error
 // status (with error.type) when the decision returns an error other than
 // a refusal; under it, one lockout.store span (kind client) per store
-// call, with lockout.store.operations, the store's error recorded when it
-// failed. Store-call spans are made when the call has returned, with its
-// start and end times, and only under a recording span.
+// call, with lockout.store.operations and, when it failed, error.type (the
+// store's error message, which may quote a key, only with
+// Options.SubjectAttributes). Store-call spans are made when the call has
+// returned, with its start and end times, and only under a recording span.
 type Observer struct {
 	tracer  trace.Tracer // nil: no tracing
 	subject bool
@@ -688,8 +691,14 @@ func (o *Observer) storeCall(ctx context.Context, e *lockout.Event) {
 		trace.WithTimestamp(e.Time), trace.WithAttributes(attribute.Int64("lockout.store.operations", e.Count)))...)
 	if e.Err != nil {
 		span.SetAttributes(ErrorTypeKey.String(errType))
-		span.RecordError(e.Err)
-		span.SetStatus(codes.Error, e.Err.Error())
+		if o.subject {
+			span.RecordError(e.Err)
+			span.SetStatus(codes.Error, e.Err.Error())
+		} else {
+			// The store's message may quote a key (memcached's do),
+			// and so the username or the IP address.
+			span.SetStatus(codes.Error, errType)
+		}
 	}
 	span.End(trace.WithTimestamp(e.Time.Add(e.Latency)))
 }

@@ -626,3 +626,65 @@ func TestSubjectAttributesCut(t *testing.T) {
 		}
 	})
 }
+
+// keyErrStore fails every call with an error that quotes the first key,
+// as the memcached store's errors do ("memcache: incr \"...u=bob...\": ...").
+type keyErrStore struct{ backend.Backend }
+
+func (keyErrStore) Do(_ context.Context, ops []backend.Op, _ []backend.Result) error {
+	return fmt.Errorf("store: incr %q: connection refused", ops[0].Key)
+}
+
+// TestStoreSpanPrivate: a failed store call's span must not carry the
+// store's error message, which may quote a key and so the username or IP
+// address, unless SubjectAttributes asks for the subject.
+func TestStoreSpanPrivate(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mem, err := memory.New(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer mem.Close()
+		spans := tracetest.NewSpanRecorder()
+		obs, err := lockoutotel.New(&lockoutotel.Options{Producer: true,
+			TracerProvider: sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := lockout.New(keyErrStore{mem}, lockout.Config{Rules: []lockout.Rule{lockout.ByUsername(3), lockout.ByIP(100)},
+			Observer: obs, Logger: discard, Outage: lockout.Fallback})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer p.Close()
+		p.Allow(context.Background(), lockout.Subject{Username: "bob", IP: "192.0.2.2"})
+		private := func(v string) bool { return strings.Contains(v, "bob") || strings.Contains(v, "192.0.2") }
+		var stores int
+		for _, s := range spans.Ended() {
+			if s.Name() == "lockout.store" {
+				stores++
+				if s.Status().Code != codes.Error {
+					t.Errorf("failed store call's span: status %+v, want an error", s.Status())
+				}
+			}
+			if private(s.Status().Description) {
+				t.Errorf("%s: status description %q names the subject", s.Name(), s.Status().Description)
+			}
+			for _, kv := range s.Attributes() {
+				if private(kv.Value.Emit()) {
+					t.Errorf("%s: attribute %s=%q names the subject", s.Name(), kv.Key, kv.Value.Emit())
+				}
+			}
+			for _, ev := range s.Events() {
+				for _, kv := range ev.Attributes {
+					if private(kv.Value.Emit()) {
+						t.Errorf("%s: event %s: attribute %s=%q names the subject", s.Name(), ev.Name, kv.Key, kv.Value.Emit())
+					}
+				}
+			}
+		}
+		if stores == 0 {
+			t.Fatal("no store span")
+		}
+	})
+}
