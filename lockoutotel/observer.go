@@ -313,13 +313,15 @@ func (h *hist) record(bounds []int64, ns int64) {
 		}
 	}
 	w := h.w[stripe()%histStripes*h.stride:]
-	w[lo].Add(1)
 	n := len(bounds) + 1
 	w[n].Add(ns)
 	for v := w[n+1].Load(); ns < v && !w[n+1].CompareAndSwap(v, ns); v = w[n+1].Load() {
 	}
 	for v := w[n+2].Load(); ns > v && !w[n+2].CompareAndSwap(v, ns); v = w[n+2].Load() {
 	}
+	// The count last: point reads it first, so that a measurement it
+	// counts has its sum, minimum and maximum in.
+	w[lo].Add(1)
 }
 
 // point returns the histogram's data point.
