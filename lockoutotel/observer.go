@@ -82,7 +82,8 @@ type Options struct {
 	// lockout and refusal, the rule key (lockout.key, which holds them);
 	// and on a failed store call's span, the store's error message (it
 	// may quote a key).
-	// The username and the user agent are cut to MaxSubjectAttrBytes.
+	// The username and the user agent are cut to MaxSubjectAttrBytes,
+	// and made valid UTF-8.
 	// Off by default: they are personal data, and traces are often kept
 	// longer and more widely than a lockout store. Metrics never carry
 	// them.
@@ -746,9 +747,26 @@ func (o *Observer) annotate(ctx context.Context, e *lockout.Event) {
 // waiting for its exporter holds them.
 const MaxSubjectAttrBytes = 256
 
-// cutAttr returns a copy of s cut to at most MaxSubjectAttrBytes, on a
-// character boundary; s itself when it is short enough.
+// cutAttr returns s made valid UTF-8 (a client's user agent need not be,
+// and an OTLP exporter cannot marshal a span whose strings are not: it
+// drops the whole batch) and cut to at most MaxSubjectAttrBytes, on a
+// character boundary; s itself when it is both already.
 func cutAttr(s string) string {
+	if len(s) <= MaxSubjectAttrBytes && utf8.ValidString(s) {
+		return s
+	}
+	long := len(s) > MaxSubjectAttrBytes
+	s = strings.ToValidUTF8(cut(s), "\uFFFD")
+	s = cut(s) // the replacement characters may have made it longer
+	if long {
+		s = strings.Clone(s) // not a slice of the client's megabyte
+	}
+	return s
+}
+
+// cut returns s cut to at most MaxSubjectAttrBytes, before a byte that
+// starts a character.
+func cut(s string) string {
 	if len(s) <= MaxSubjectAttrBytes {
 		return s
 	}
@@ -756,7 +774,7 @@ func cutAttr(s string) string {
 	for i > 0 && !utf8.RuneStart(s[i]) {
 		i--
 	}
-	return strings.Clone(s[:i]) // not a slice of the client's megabyte
+	return s[:i]
 }
 
 // StartDecision starts the decision's span, unless tracing is off.

@@ -688,3 +688,55 @@ func TestStoreSpanPrivate(t *testing.T) {
 		}
 	})
 }
+
+// TestSubjectAttributesValidUTF8: a client's user agent (or a username,
+// under a Canonicalize that keeps bytes as they are) need not be UTF-8,
+// and an OTLP exporter cannot marshal a span with an invalid string: the
+// whole batch, every request's spans, would be dropped. The span carries
+// them made valid.
+func TestSubjectAttributesValidUTF8(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mem, err := memory.New(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer mem.Close()
+		spans := tracetest.NewSpanRecorder()
+		obs, err := lockoutotel.New(&lockoutotel.Options{Producer: true, SubjectAttributes: true,
+			TracerProvider: sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := lockout.New(mem, lockout.Config{Rules: []lockout.Rule{lockout.ByUsername(3)}, Observer: obs, Logger: discard,
+			Canonicalize: func(s string) (string, error) { return s, nil }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer p.Close()
+		for _, s := range []lockout.Subject{
+			{Username: "bob\xff", IP: "192.0.2.2", UserAgent: "curl/\xff\xfe8"},
+			{Username: strings.Repeat("\xffa", 300), IP: "192.0.2.2", UserAgent: strings.Repeat("a\xe9", 1000)},
+		} {
+			a, err := p.Allow(context.Background(), s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			a.Failure(context.Background())
+		}
+		var checked int
+		for _, s := range spans.Ended() {
+			for _, kv := range s.Attributes() {
+				switch k, v := string(kv.Key), kv.Value.AsString(); k {
+				case "user.name", "user_agent.original":
+					checked++
+					if !utf8.ValidString(v) || len(v) > lockoutotel.MaxSubjectAttrBytes {
+						t.Errorf("%s: %s=%q: %d bytes, valid UTF-8: %v", s.Name(), k, v, len(v), utf8.ValidString(v))
+					}
+				}
+			}
+		}
+		if checked != 8 {
+			t.Errorf("%d subject attributes checked, want 8", checked)
+		}
+	})
+}
