@@ -671,14 +671,14 @@ func TestStoreSpanPrivate(t *testing.T) {
 				t.Errorf("%s: status description %q names the subject", s.Name(), s.Status().Description)
 			}
 			for _, kv := range s.Attributes() {
-				if private(kv.Value.Emit()) {
-					t.Errorf("%s: attribute %s=%q names the subject", s.Name(), kv.Key, kv.Value.Emit())
+				if private(kv.Value.String()) {
+					t.Errorf("%s: attribute %s=%q names the subject", s.Name(), kv.Key, kv.Value.String())
 				}
 			}
 			for _, ev := range s.Events() {
 				for _, kv := range ev.Attributes {
-					if private(kv.Value.Emit()) {
-						t.Errorf("%s: event %s: attribute %s=%q names the subject", s.Name(), ev.Name, kv.Key, kv.Value.Emit())
+					if private(kv.Value.String()) {
+						t.Errorf("%s: event %s: attribute %s=%q names the subject", s.Name(), ev.Name, kv.Key, kv.Value.String())
 					}
 				}
 			}
