@@ -23,7 +23,9 @@
 //     evict fails every call with an error wrapping ErrEvicting, so the
 //     policy decides in its fallback and logs it (Options.AllowEviction
 //     skips the check; New, over a client whose servers it cannot tell,
-//     makes none);
+//     makes none). The same check refuses a server run with -C, without
+//     compare-and-swap, which Expire and the removal of a counter at zero
+//     need;
 //   - with enough memory (-m, in megabytes): a key takes 150 to 200 bytes
 //     with lockout's key lengths, so -m 1024 holds some 5 million keys;
 //   - on a dedicated instance, or at least one whose other users cannot fill

@@ -21,6 +21,12 @@ import (
 // and enough -m, or set Options.AllowEviction.
 var ErrEvicting = errors.New("memcache: the server may evict keys (memcached runs without -M)")
 
+// errNoCAS is wrapped by the errors of a store made by NewServers for the
+// keys of a server run with -C: without compare-and-swap, every cas fails,
+// so Expire (a lock's duration), the removal of a counter at zero and the
+// restart of an expired counter could never succeed.
+var errNoCAS = errors.New("memcache: the server runs without CAS (memcached -C); the store needs it")
+
 // evictionChecks asks each server, before the first request to it and
 // after a broken connection (a restart, maybe with other settings),
 // whether it may evict keys ("stats settings": "STAT evictions on").
@@ -90,6 +96,11 @@ func (c *evictionChecks) check(ctx context.Context, k string) error {
 	asked := time.Now()
 	on, err := evictionsOn(ctx, e.addr, c.timeout)
 	switch {
+	case errors.Is(err, errNoCAS):
+		// Like an evicting server: asked again after evictionRecheck.
+		e.err = fmt.Errorf("memcache: %s: %w: run it without -C, or set Options.AllowEviction", e.addr, err)
+		e.failed, e.hold = time.Now(), evictionRecheck
+		return e.err
 	case err != nil && ctx.Err() != nil:
 		return fmt.Errorf("memcache: %w", ctx.Err())
 	case err != nil && pastDeadline(ctx):
@@ -153,9 +164,10 @@ func evictionsOn(ctx context.Context, addr net.Addr, timeout time.Duration) (boo
 }
 
 // parseEvictions reads the answer to "stats settings" from r, up to its
-// END, and reports whether it says "STAT evictions on".
+// END, and reports whether it says "STAT evictions on". An answer saying
+// "STAT cas_enabled no" (memcached -C) is an error wrapping errNoCAS.
 func parseEvictions(r *bufio.Reader) (bool, error) {
-	on, seen := false, false
+	on, seen, noCAS := false, false, false
 	for {
 		line, err := r.ReadString('\n')
 		if err != nil {
@@ -167,12 +179,18 @@ func parseEvictions(r *bufio.Reader) (bool, error) {
 			if !seen {
 				return false, errors.New("stats settings has no evictions line (a proxy?): set Options.AllowEviction once the servers are known to run with -M")
 			}
+			if noCAS {
+				return false, errNoCAS
+			}
 			return on, nil
 		case line == "ERROR" || strings.HasPrefix(line, "CLIENT_ERROR") || strings.HasPrefix(line, "SERVER_ERROR"):
 			return false, fmt.Errorf("stats settings: %s", line)
 		}
 		if v, ok := strings.CutPrefix(line, "STAT evictions "); ok {
 			on, seen = v != "off", true
+		}
+		if line == "STAT cas_enabled no" {
+			noCAS = true
 		}
 	}
 }

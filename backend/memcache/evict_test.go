@@ -27,6 +27,10 @@ func TestEvictionCheck(t *testing.T) {
 		{"-M", []string{"-M"}, false, nil},
 		{"evicting", []string{"-m", "64"}, false, ErrEvicting},
 		{"evicting, allowed", []string{"-m", "64"}, true, nil},
+		// -C: no CAS, which Expire, the removal at zero and the restart
+		// of an expired counter need (every cas fails: each call spent
+		// 100 rounds of gets and cas, then failed).
+		{"-M -C (no CAS)", []string{"-M", "-C"}, false, errNoCAS},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -53,7 +57,9 @@ func TestParseEvictions(t *testing.T) {
 		{"STAT maxbytes 1\r\nEND\r\n", false, true}, // no evictions line: a proxy
 		{"ERROR\r\n", false, true},
 		{"SERVER_ERROR busy\r\n", false, true},
-		{"STAT evictions off\r\n", false, true}, // cut short
+		{"STAT evictions off\r\n", false, true},                               // cut short
+		{"STAT evictions off\r\nSTAT cas_enabled no\r\nEND\r\n", false, true}, // -C
+		{"STAT evictions off\r\nSTAT cas_enabled yes\r\nEND\r\n", false, false},
 	}
 	for _, tt := range tests {
 		on, err := parseEvictions(bufio.NewReader(strings.NewReader(tt.in)))
