@@ -32,8 +32,9 @@ import (
 
 var discard = slog.New(slog.DiscardHandler)
 
-// flakyStore fails every call while down is set, and makes every call
-// take delay.
+// flakyStore fails every call while down is set, with an error that
+// quotes the first key, as the memcached store's errors do ("memcache:
+// incr \"...u=bob...\": ..."); and makes every call take delay.
 type flakyStore struct {
 	backend.Backend
 	down  atomic.Bool
@@ -45,7 +46,7 @@ var errDown = errors.New("store down")
 func (s *flakyStore) Do(ctx context.Context, ops []backend.Op, res []backend.Result) error {
 	time.Sleep(s.delay)
 	if s.down.Load() {
-		return errDown
+		return fmt.Errorf("incr %q: %w", ops[0].Key, errDown)
 	}
 	return s.Backend.Do(ctx, ops, res)
 }
@@ -627,40 +628,17 @@ func TestSubjectAttributesCut(t *testing.T) {
 	})
 }
 
-// keyErrStore fails every call with an error that quotes the first key,
-// as the memcached store's errors do ("memcache: incr \"...u=bob...\": ...").
-type keyErrStore struct{ backend.Backend }
-
-func (keyErrStore) Do(_ context.Context, ops []backend.Op, _ []backend.Result) error {
-	return fmt.Errorf("store: incr %q: connection refused", ops[0].Key)
-}
-
 // TestStoreSpanPrivate: a failed store call's span must not carry the
 // store's error message, which may quote a key and so the username or IP
 // address, unless SubjectAttributes asks for the subject.
 func TestStoreSpanPrivate(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		mem, err := memory.New(nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer mem.Close()
-		spans := tracetest.NewSpanRecorder()
-		obs, err := lockoutotel.New(&lockoutotel.Options{Producer: true,
-			TracerProvider: sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))})
-		if err != nil {
-			t.Fatal(err)
-		}
-		p, err := lockout.New(keyErrStore{mem}, lockout.Config{Rules: []lockout.Rule{lockout.ByUsername(3), lockout.ByIP(100)},
-			Observer: obs, Logger: discard, Outage: lockout.Fallback})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer p.Close()
-		p.Allow(context.Background(), lockout.Subject{Username: "bob", IP: "192.0.2.2"})
+		h := newHarness(t, 0, lockoutotel.Options{Producer: true})
+		h.store.down.Store(true)
+		h.p.Allow(context.Background(), lockout.Subject{Username: "bob", IP: "192.0.2.2"})
 		private := func(v string) bool { return strings.Contains(v, "bob") || strings.Contains(v, "192.0.2") }
 		var stores int
-		for _, s := range spans.Ended() {
+		for _, s := range h.spans.Ended() {
 			if s.Name() == "lockout.store" {
 				stores++
 				if s.Status().Code != codes.Error {
