@@ -919,30 +919,40 @@ func TestPolicyClose(t *testing.T) {
 // onWriteBack runs fn once, once armed, right after the first write-back
 // store call (an increment, not the probe's) whose ops touch a key
 // containing match: during the recovery's first pass, while decisions
-// still go to the fallback.
+// still go to the fallback. With before, it runs fn right before that
+// call instead: after the write-back read the fallback, before the store
+// has what it read.
 type onWriteBack struct {
 	*switchStore
-	match string
-	fn    func()
-	armed atomic.Bool
-	inFn  atomic.Bool
+	match  string
+	fn     func()
+	before bool
+	armed  atomic.Bool
+	inFn   atomic.Bool
 }
 
 func (s *onWriteBack) Do(ctx context.Context, ops []backend.Op, res []backend.Result) error {
+	if s.before {
+		s.maybeRun(ops)
+	}
 	err := s.switchStore.Do(ctx, ops, res)
-	if err == nil && !s.inFn.Load() && s.switchStore.mode.Load() == up && len(ops) > 0 &&
-		ops[0].Kind == backend.Incr && ops[0].Delta > 0 && !strings.Contains(ops[0].Key, ":p:") {
-		hit := false
-		for _, op := range ops {
-			hit = hit || strings.Contains(op.Key, s.match)
-		}
-		if hit && s.armed.CompareAndSwap(true, false) {
-			s.inFn.Store(true)
-			s.fn()
-			s.inFn.Store(false)
-		}
+	if !s.before && err == nil {
+		s.maybeRun(ops)
 	}
 	return err
+}
+
+// maybeRun runs fn if ops are the write-back call it waits for.
+func (s *onWriteBack) maybeRun(ops []backend.Op) {
+	if s.inFn.Load() || s.switchStore.mode.Load() != up || len(ops) == 0 ||
+		ops[0].Kind != backend.Incr || ops[0].Delta <= 0 || strings.Contains(ops[0].Key, ":p:") ||
+		!slices.ContainsFunc(ops, func(op backend.Op) bool { return strings.Contains(op.Key, s.match) }) ||
+		!s.armed.CompareAndSwap(true, false) {
+		return
+	}
+	s.inFn.Store(true)
+	s.fn()
+	s.inFn.Store(false)
 }
 
 // TestRecoverySecondPass: failures the fallback counts while the first

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"iter"
 	"slices"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -162,26 +161,6 @@ func TestRecoveryCalls(t *testing.T) {
 	})
 }
 
-// beforeWriteBack runs fn once, once armed, right before the first
-// write-back store call (an increment, not the probe's) whose ops touch a
-// key containing match: after the write-back read the fallback, before the
-// store has what it read.
-type beforeWriteBack struct {
-	*switchStore
-	match string
-	fn    func()
-	armed atomic.Bool
-}
-
-func (s *beforeWriteBack) Do(ctx context.Context, ops []backend.Op, res []backend.Result) error {
-	if s.switchStore.mode.Load() == up && len(ops) > 0 && ops[0].Kind == backend.Incr && ops[0].Delta > 0 &&
-		!strings.Contains(ops[0].Key, ":p:") && slices.ContainsFunc(ops, func(op backend.Op) bool { return strings.Contains(op.Key, s.match) }) &&
-		s.armed.CompareAndSwap(true, false) {
-		s.fn()
-	}
-	return s.switchStore.Do(ctx, ops, res)
-}
-
 // operatorClears are the operator's calls that clear alice's lock and
 // counter.
 var operatorClears = []struct {
@@ -258,7 +237,7 @@ func TestUnlockDuringWriteBack(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				sw := &switchStore{Backend: newStore(t)}
-				store := &beforeWriteBack{switchStore: sw, match: "u=alice"}
+				store := &onWriteBack{switchStore: sw, match: "u=alice", before: true}
 				rules := []lockout.Rule{lockout.ByUsername(5)}
 				p := newPolicyOn(t, store, lockout.Config{Rules: rules})
 				sw.mode.Store(down)
