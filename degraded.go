@@ -434,9 +434,14 @@ func (p *Policy) recover(ctx context.Context) {
 	if fb != nil {
 		fb.Close()
 	}
+	p.endDegraded(ctx, cause, since, "lockout: store recovered, degraded mode ends", slog.Int("keys_written_back", len(copied)))
+}
+
+// endDegraded reports the end of the degraded period that started at
+// since, for cause: a log line (msg), EventRecovered and Hooks.Degraded.
+func (p *Policy) endDegraded(ctx context.Context, cause error, since time.Time, msg string, attrs ...slog.Attr) {
 	d := time.Since(since)
-	p.log.LogAttrs(ctx, slog.LevelInfo, "lockout: store recovered, degraded mode ends", slog.Duration("lasted", d),
-		slog.Int("keys_written_back", len(copied)))
+	p.log.LogAttrs(ctx, slog.LevelInfo, msg, append([]slog.Attr{slog.Duration("lasted", d)}, attrs...)...)
 	if p.observer != nil {
 		p.observer.Observe(ctx, Event{Kind: EventRecovered, Time: time.Now(), Err: cause, Duration: d})
 	}

@@ -996,3 +996,56 @@ func TestRecoverySecondPass(t *testing.T) {
 		}
 	})
 }
+
+// TestCloseEndsDegraded: a policy closed while degraded reports the end
+// of degraded mode, to its hook and its observer, so that a count of
+// degraded policies (lockoutotel's lockout.degraded) drops back; one
+// closed while healthy reports nothing.
+func TestCloseEndsDegraded(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		down bool
+	}{{"degraded", true}, {"healthy", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				var ev events
+				rec := &recorder{}
+				store := &switchStore{Backend: newStore(t)}
+				p := newPolicyOn(t, store, lockout.Config{Rules: []lockout.Rule{lockout.ByUsername(5)}, Hooks: ev.hooks(), Observer: rec})
+				if tc.down {
+					store.mode.Store(down)
+				}
+				fail(t, p, alice, 1)
+				time.Sleep(time.Minute)
+				if err := p.Close(); err != nil {
+					t.Fatal(err)
+				}
+				p.Close() // twice: reported once
+				var kinds []lockout.EventKind
+				var end lockout.Event
+				for _, e := range rec.take() {
+					if e.Kind == lockout.EventDegraded || e.Kind == lockout.EventRecovered {
+						kinds = append(kinds, e.Kind)
+						end = e
+					}
+				}
+				hooks, _ := ev.get()
+				if !tc.down {
+					if len(kinds) != 0 || len(hooks) != 0 {
+						t.Fatalf("events %v, hooks %+v, want none", kinds, hooks)
+					}
+					return
+				}
+				if !slices.Equal(kinds, []lockout.EventKind{lockout.EventDegraded, lockout.EventRecovered}) {
+					t.Fatalf("events %v, want degraded then recovered", kinds)
+				}
+				if !errors.Is(end.Err, lockout.ErrClosed) || !errors.Is(end.Err, errBroken) || end.Duration != time.Minute {
+					t.Errorf("end: err %v, duration %v; want ErrClosed and the store's error, after a minute", end.Err, end.Duration)
+				}
+				if len(hooks) != 2 || !hooks[0].Start || hooks[1].Start || !errors.Is(hooks[1].Err, lockout.ErrClosed) || hooks[1].Duration != time.Minute {
+					t.Errorf("hooks %+v, want a start and an end by Close after a minute", hooks)
+				}
+			})
+		})
+	}
+}

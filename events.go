@@ -48,7 +48,9 @@ const (
 	EventUnlock
 	EventReset
 	// EventDegraded: the store failed (Err) and the fallback decides.
-	// EventRecovered: the store answers again, after Duration.
+	// EventRecovered: degraded mode ends after Duration: the store
+	// answers again, or the policy was closed while degraded (Err then
+	// wraps ErrClosed and the error that started degraded mode).
 	EventDegraded
 	EventRecovered
 	// EventJournalDropped: Count journal records were dropped, because the

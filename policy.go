@@ -148,9 +148,12 @@ type LockoutEvent struct {
 
 // DegradedEvent describes a change of degraded mode.
 type DegradedEvent struct {
-	// Start is set when degraded mode starts, and clear when it ends.
+	// Start is set when degraded mode starts, and clear when it ends:
+	// when the store answers again, or when the policy is closed while
+	// degraded.
 	Start bool
-	// Err is the store error that started degraded mode.
+	// Err is the store error that started degraded mode; at an end by
+	// Close, an error that wraps it and ErrClosed.
 	Err error
 	// Duration is, when it ends, how long degraded mode lasted.
 	Duration time.Duration
@@ -358,7 +361,15 @@ func (p *Policy) Close() error {
 		return nil
 	}
 	p.closed.Store(true)
+	// Closed while degraded: degraded mode ends with the policy, and is
+	// reported so, so that whoever counts the periods (an observer's
+	// gauge of degraded policies) sees it end.
+	wasDegraded := p.breaker.state.Load() == degraded
+	cause, since := p.breaker.cause, p.breaker.since
 	p.mu.Unlock()
+	if wasDegraded {
+		p.endDegraded(context.Background(), errors.Join(ErrClosed, cause), since, "lockout: policy closed, degraded mode ends")
+	}
 	p.wg.Wait() // the probe sees closed and stops
 	if p.journal != nil {
 		p.journal.close() // writes what is queued

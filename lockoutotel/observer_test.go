@@ -320,6 +320,18 @@ func testDegradedMetrics(t *testing.T, producer bool) {
 				t.Errorf("lockout.operator.actions{%s} = %v, want 1", action, p.value)
 			}
 		}
+		// A policy closed while degraded is no longer counted.
+		h.store.down.Store(true)
+		decide()
+		if d := degraded(); d != 1 {
+			t.Errorf("down again: lockout.degraded = %v, want 1", d)
+		}
+		if err := h.p.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if d := degraded(); d != 0 {
+			t.Errorf("closed while degraded: lockout.degraded = %v, want 0", d)
+		}
 	})
 }
 
