@@ -1049,3 +1049,29 @@ func TestCloseEndsDegraded(t *testing.T) {
 		})
 	}
 }
+
+// TestUnlockCountDuringOutage: an unlock while the store fails lifts, and
+// counts, the lock the fallback holds.
+func TestUnlockCountDuringOutage(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := &switchStore{Backend: newStore(t)}
+		rule := lockout.ByUsername(3)
+		rule.Schedule = lockout.Fixed(time.Hour)
+		p := newPolicyOn(t, store, lockout.Config{Rules: []lockout.Rule{rule}})
+		store.mode.Store(down)
+		fail(t, p, alice, 3)
+		if _, err := p.Allow(bg, alice); !errors.Is(err, lockout.ErrLocked) {
+			t.Fatalf("alice after 3 failures in the fallback: %v, want locked", err)
+		}
+		lifted, err := p.UnlockCount(bg, alice)
+		if err == nil {
+			t.Error("UnlockCount during the outage: no error, want the store's (the unlock holds in this process only)")
+		}
+		if lifted != 1 {
+			t.Errorf("UnlockCount during the outage = %d, want 1 (the fallback's lock)", lifted)
+		}
+		if _, err := p.Allow(bg, alice); err != nil {
+			t.Errorf("alice after the unlock: %v", err)
+		}
+	})
+}

@@ -124,7 +124,9 @@ type Event struct {
 	// long degraded mode lasted.
 	Duration time.Duration
 	// Count is a lockout's number within the key's history window, the
-	// number of journal records dropped, or a store call's operations.
+	// locks an unlock or a subject's reset lifted, the keys a reset of
+	// everything removed (Key "*"), the number of journal records
+	// dropped, or a store call's operations.
 	Count int64
 	// Latency is how long a store call took.
 	Latency time.Duration

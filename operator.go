@@ -101,13 +101,24 @@ func (p *Policy) Status(ctx context.Context, s Subject) ([]RuleStatus, error) {
 // keys to find them, so an unlock by an IP alone, on a rule whose first
 // field is the username, costs in proportion to every user's keys.
 func (p *Policy) Unlock(ctx context.Context, s Subject) error {
+	_, err := p.clear(ctx, s, false)
+	return err
+}
+
+// UnlockCount is Unlock, and also returns how many locks it lifted: 0
+// when no lock held s (a mistyped username), which an operator's tool
+// should say rather than report the unlock as done. The count is also
+// the Count of the EventUnlock. With an error, it counts the locks lifted
+// before it (while the store fails, those of the in-process fallback).
+func (p *Policy) UnlockCount(ctx context.Context, s Subject) (lifted int, err error) {
 	return p.clear(ctx, s, false)
 }
 
 // Reset clears everything the policy keeps about s, in every key that
 // holds it as Unlock finds them: counters, locks and lockout history.
 func (p *Policy) Reset(ctx context.Context, s Subject) error {
-	return p.clear(ctx, s, true)
+	_, err := p.clear(ctx, s, true)
+	return err
 }
 
 // Rules returns the policy's rules, with their defaults filled in (names,
@@ -128,10 +139,12 @@ var ErrPartial = errors.New("lockout: the store cannot list keys: only the rules
 // clearBatch bounds the deletes of one store call of an operator.
 const clearBatch = 300
 
-func (p *Policy) clear(ctx context.Context, s Subject, history bool) error {
+// clear is Unlock, or Reset with history. It returns how many locks it
+// lifted.
+func (p *Policy) clear(ctx context.Context, s Subject, history bool) (int, error) {
 	c, err := p.canonicalize(s)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	a := &Attempt{p: p}
 	a.buildKeys(&c)
@@ -169,7 +182,7 @@ func (p *Policy) clear(ctx context.Context, s Subject, history bool) error {
 					prefix := p.prefix + ":" + string(kind) + ":" + m.r.Name + ":{" + m.lead()
 					for key, err := range l.Keys(ctx, prefix) {
 						if err != nil {
-							return fmt.Errorf("lockout: listing keys: %w", err)
+							return 0, fmt.Errorf("lockout: listing keys: %w", err)
 						}
 						if m.holds(p, key) {
 							ops = append(ops, backend.DeleteOp(key))
@@ -181,10 +194,13 @@ func (p *Policy) clear(ctx context.Context, s Subject, history bool) error {
 			partial = fmt.Errorf("%w (%T)", ErrPartial, p.store)
 		}
 	}
+	lifted := 0
 	for len(ops) > 0 {
 		n := min(len(ops), clearBatch)
-		if err := p.clearKeys(ctx, ops[:n]); err != nil {
-			return err
+		k, err := p.clearKeys(ctx, ops[:n])
+		lifted += k
+		if err != nil {
+			return lifted, err
 		}
 		ops = ops[n:]
 	}
@@ -192,8 +208,8 @@ func (p *Policy) clear(ctx context.Context, s Subject, history bool) error {
 	if history {
 		kind = EventReset
 	}
-	p.operatorDid(ctx, Event{Kind: kind, Subject: c.subject()})
-	return partial
+	p.operatorDid(ctx, Event{Kind: kind, Subject: c.subject(), Count: int64(lifted)})
+	return lifted, partial
 }
 
 // partialRule is a rule keyed by some of a subject's fields and more: its
@@ -307,7 +323,7 @@ func (p *Policy) ResetAll(ctx context.Context) (int, error) {
 	n := 0
 	for len(ops) > 0 {
 		k := min(len(ops), clearBatch)
-		if err := p.clearKeys(ctx, ops[:k]); err != nil {
+		if _, err := p.clearKeys(ctx, ops[:k]); err != nil {
 			return n, err
 		}
 		n += k
@@ -366,8 +382,11 @@ func (p *Policy) operatorDid(ctx context.Context, e Event) {
 	} else {
 		attrs = append(attrs, slog.String("username", e.Subject.Username), slog.String("ip", e.Subject.IP))
 	}
-	if e.Count > 0 {
+	switch {
+	case e.Key == "*":
 		attrs = append(attrs, slog.Int64("keys", e.Count))
+	default:
+		attrs = append(attrs, slog.Int64("locks_lifted", e.Count))
 	}
 	p.log.LogAttrs(ctx, slog.LevelInfo, "lockout: "+e.Kind.String(), attrs...)
 	if p.watched() {
@@ -382,10 +401,11 @@ func (p *Policy) operatorDid(ctx context.Context, e Event) {
 // would otherwise write to the store what it read of the keys before
 // they were cleared, and makes the write-back copy them afresh: what the
 // fallback counts on them from now on is new.
-func (p *Policy) clearKeys(ctx context.Context, ops []backend.Op) error {
+func (p *Policy) clearKeys(ctx context.Context, ops []backend.Op) (lifted int, err error) {
 	if p.closed.Load() {
-		return ErrClosed
+		return 0, ErrClosed
 	}
+	inFallback := make([]backend.Result, len(ops))
 	p.clears.Add(1)
 	for _, op := range ops {
 		p.forget(op.Key)
@@ -394,7 +414,7 @@ func (p *Policy) clearKeys(ctx context.Context, ops []backend.Op) error {
 	defer p.breaker.unlockWB()
 	p.mu.RLock()
 	if fb := p.fallback; fb != nil && !p.closed.Load() {
-		if err := fb.Do(ctx, ops, make([]backend.Result, len(ops))); err != nil {
+		if err := fb.Do(ctx, ops, inFallback); err != nil {
 			p.log.LogAttrs(ctx, slog.LevelError, "lockout: fallback: unlock", slog.Any("error", err))
 		}
 	}
@@ -402,7 +422,18 @@ func (p *Policy) clearKeys(ctx context.Context, ops []backend.Op) error {
 		delete(p.breaker.copied, op.Key) // wb held: no other user of its entries
 	}
 	p.mu.RUnlock()
-	return p.do(ctx, ops, make([]backend.Result, len(ops)))
+	res := make([]backend.Result, len(ops))
+	err = p.do(ctx, ops, res)
+	if err != nil {
+		clear(res) // what the fallback lifted still counts
+	}
+	// A lock lifted is a lock key found, in the store or the fallback.
+	for i, op := range ops {
+		if (res[i].Found || inFallback[i].Found) && len(op.Key) > len(p.prefix)+1 && op.Key[len(p.prefix)+1] == kindLock {
+			lifted++
+		}
+	}
+	return lifted, err
 }
 
 // Lock is a locked rule key, as Policy.Locks lists it.
@@ -503,11 +534,12 @@ func (p *Policy) UnlockKeys(ctx context.Context, keys ...string) error {
 	n := len(p.prefix) + 1
 	for i, key := range keys {
 		counter := key[:n] + string(kindAttempts) + key[n+1:]
-		if err := p.clearKeys(ctx, []backend.Op{backend.DeleteOp(key), backend.DeleteOp(counter)}); err != nil {
+		lifted, err := p.clearKeys(ctx, []backend.Op{backend.DeleteOp(key), backend.DeleteOp(counter)})
+		if err != nil {
 			return err
 		}
 		info := infos[i]
-		p.operatorDid(ctx, Event{Kind: EventUnlock, Subject: info.subject(), Rule: info.Rule, Key: info.SubjectString()})
+		p.operatorDid(ctx, Event{Kind: EventUnlock, Subject: info.subject(), Rule: info.Rule, Key: info.SubjectString(), Count: int64(lifted)})
 	}
 	return nil
 }

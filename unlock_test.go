@@ -115,11 +115,19 @@ func TestUnlockReachesEveryLock(t *testing.T) {
 					want = append(want, k)
 				}
 			}
-			if err := p.Unlock(ctx, tc.unlock); err != nil {
+			lifted, err := p.UnlockCount(ctx, tc.unlock)
+			if err != nil {
 				t.Fatal(err)
 			}
 			if got := lockedKeys(t, p); !slices.Equal(got, want) {
 				t.Errorf("locks after Unlock(%+v):\n got %q\nwant %q", tc.unlock, got, want)
+			}
+			if lifted != len(before)-len(want) {
+				t.Errorf("UnlockCount(%+v) = %d, want the %d locks lifted", tc.unlock, lifted, len(before)-len(want))
+			}
+			// Again: nothing left to lift.
+			if lifted, err := p.UnlockCount(ctx, tc.unlock); err != nil || lifted != 0 {
+				t.Errorf("UnlockCount(%+v) again = %d, %v; want 0, nil", tc.unlock, lifted, err)
 			}
 		})
 	}

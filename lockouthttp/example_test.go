@@ -217,6 +217,6 @@ func ExampleNewOperator() {
 	get("/admin/lockout/api/locks")
 	// Output:
 	// 200 {"username":"alice","rules":[{"rule":"username","key":"u=alice","attempts":0,"limit":3,"window_remaining_seconds":0,"locked":true,"lock_remaining_seconds":60,"lockouts":1}]}
-	// 200 {"ok":true}
+	// 200 {"ok":true,"locks_lifted":1}
 	// 200 {"locks":[],"truncated":false}
 }

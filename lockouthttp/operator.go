@@ -108,7 +108,9 @@ type OperatorConfig struct {
 // store can list its keys. Where it cannot (memcached), it lifts the locks
 // of the rules keyed by exactly the fields given and answers 501
 // {"error": "partial", ...}: give every field of a rule (the username and
-// the IP) to reach its lock. JSON errors look like {"error":
+// the IP) to reach its lock. An unlock answers {"ok": true,
+// "locks_lifted": N} (Policy.UnlockCount): 0 when no lock held the
+// subject, which the page says too. JSON errors look like {"error":
 // "bad_request", "message": "..."}.
 //
 // The page groups the locked keys by subject: every lock of one username
@@ -550,7 +552,8 @@ func (o *Operator) locks(ctx context.Context, limit int) (LockList, error) {
 }
 
 // do runs an action: "unlock", "reset", "unlock-key" or "reset-all". It
-// returns how many keys reset-all removed.
+// returns how many locks unlock lifted, or how many keys reset-all
+// removed.
 func (o *Operator) do(ctx context.Context, action string, p actionParams) (int, error) {
 	switch action {
 	case "unlock-key":
@@ -567,7 +570,7 @@ func (o *Operator) do(ctx context.Context, action string, p actionParams) (int, 
 		if action == "reset" {
 			return 0, o.p.Reset(ctx, p.subject)
 		}
-		return 0, o.p.Unlock(ctx, p.subject)
+		return o.p.UnlockCount(ctx, p.subject)
 	case "reset-all":
 		if !p.confirm {
 			return 0, errConfirm
@@ -631,10 +634,19 @@ func (o *Operator) apiAction(w http.ResponseWriter, r *http.Request, action stri
 		o.actionError(w, action, err)
 		return
 	}
-	if action == "reset-all" {
+	switch action {
+	case "reset-all":
 		writeJSON(w, http.StatusOK, struct {
 			OK   bool `json:"ok"`
 			Keys int  `json:"keys"`
+		}{true, n})
+		return
+	case "unlock":
+		// 0 when no lock held the subject (a mistyped username): an
+		// unlock that lifted nothing must not read as one that did.
+		writeJSON(w, http.StatusOK, struct {
+			OK          bool `json:"ok"`
+			LocksLifted int  `json:"locks_lifted"`
 		}{true, n})
 		return
 	}
@@ -715,10 +727,11 @@ func (o *Operator) actionError(w http.ResponseWriter, action string, err error) 
 // Notices and problems the page shows after a form action, by code: the
 // page never displays text taken from its URL.
 var notices = map[string]string{
-	"unlock":     "Unlocked: every lock holding the subject lifted, and its counters cleared.",
-	"reset":      "Reset: counters, locks and lockout history of every key holding the subject cleared.",
-	"unlock-key": "Lock lifted.",
-	"reset-all":  "Reset all: every counter, lock and lockout history of this policy cleared.",
+	"unlock":      "Unlocked: every lock holding the subject lifted, and its counters cleared.",
+	"unlock-none": "No lock held the subject: nothing to lift (its counters were cleared). Check the spelling of the username or address.",
+	"reset":       "Reset: counters, locks and lockout history of every key holding the subject cleared.",
+	"unlock-key":  "Lock lifted.",
+	"reset-all":   "Reset all: every counter, lock and lockout history of this policy cleared.",
 }
 
 var problems = map[string]string{
@@ -742,10 +755,13 @@ func (o *Operator) formAction(w http.ResponseWriter, r *http.Request, action str
 		}
 	}
 	q := subjectValues(p.subject)
+	n := 0
 	if err == nil {
-		_, err = o.do(r.Context(), action, p)
+		n, err = o.do(r.Context(), action, p)
 	}
 	switch {
+	case err == nil && action == "unlock" && n == 0:
+		q.Set("done", "unlock-none")
 	case err == nil:
 		q.Set("done", action)
 	case errors.Is(err, errMissing):

@@ -108,6 +108,22 @@ func TestUnlockGroupThenLogin(t *testing.T) {
 			if resp.StatusCode != tt.wantStatus {
 				t.Fatalf("unlock: %d %s", resp.StatusCode, b)
 			}
+			// It says how many locks it lifted; again, that none held her.
+			for _, want := range []struct{ api, page string }{{`{"ok":true,"locks_lifted":3}`, "done=unlock&"}, {`{"ok":true,"locks_lifted":0}`, "done=unlock-none&"}} {
+				if tt.wantStatus == http.StatusSeeOther {
+					if loc := resp.Header.Get("Location"); !strings.Contains(loc+"&", want.page) {
+						t.Errorf("unlock: redirected to %q, want %q", loc, want.page)
+					}
+				} else if strings.TrimSpace(b) != want.api {
+					t.Errorf("unlock: %s, want %s", b, want.api)
+				}
+				resp, b = e.do("POST", tt.path, tt.ct, tt.body, adminHeader, "yes", "Sec-Fetch-Site", "same-origin")
+			}
+			if tt.wantStatus == http.StatusSeeOther {
+				if page := e.page("?done=unlock-none"); !strings.Contains(page, "No lock held the subject") {
+					t.Error("the page after an unlock that lifted nothing does not say so")
+				}
+			}
 			for _, ip := range []string{clientA, clientB, "192.0.2.77"} {
 				if w := post(e.login, ip+":1234", "alice", alicePassword); w.Code != http.StatusOK {
 					t.Errorf("alice's correct login from %s after the unlock: %d %s", ip, w.Code, w.Body)
