@@ -505,7 +505,7 @@ func (a *app) unlock(ctx context.Context) error {
 			return a.done("unlock", text, map[string]any{"key": a.key, "locks_lifted": btoi(res.Found)})
 		})
 	}
-	return a.clear(ctx, "unlock", (*lockout.Policy).Unlock)
+	return a.clear(ctx, "unlock", (*lockout.Policy).UnlockCount)
 }
 
 func btoi(b bool) int {
@@ -515,49 +515,10 @@ func btoi(b bool) int {
 	return 0
 }
 
-// heldLocks counts the locks that hold sub, as Unlock finds them: those of
-// the rules keyed by the fields given (Status) and, where the store lists
-// its keys, those of the partial rules whose keys hold sub.
-func (a *app) heldLocks(ctx context.Context, s *session, sub lockout.Subject, partial map[string][]string) (int, error) {
-	sts, err := s.policy.Status(ctx, sub)
-	if err != nil {
-		if errors.Is(err, lockout.ErrInvalidSubject) {
-			return 0, usageErr("%v", err)
-		}
-		return 0, err
-	}
-	n := 0
-	for _, st := range sts {
-		if st.Locked {
-			n++
-		}
-	}
-	if _, ok := s.store.Backend.(backend.Lister); !ok || len(partial) == 0 {
-		return n, nil
-	}
-	var canonUser string
-	if sub.Username != "" {
-		if canonUser, err = lockout.CanonicalizeUsername(sub.Username); err != nil {
-			return 0, usageErr("-username %q: %v", sub.Username, err)
-		}
-	}
-	var ip netip.Addr
-	if sub.IP != "" {
-		ip, _ = lockout.ParseIP(sub.IP) // checked by subject()
-	}
-	for lk, err := range s.policy.Locks(ctx) {
-		if err != nil {
-			return 0, err
-		}
-		if _, ok := partial[lk.Rule]; ok && holds(lk.KeyInfo, sub, canonUser, ip) {
-			n++
-		}
-	}
-	return n, nil
-}
-
 func (a *app) reset(ctx context.Context) error {
-	return a.clear(ctx, "reset", (*lockout.Policy).Reset)
+	return a.clear(ctx, "reset", func(p *lockout.Policy, ctx context.Context, s lockout.Subject) (int, error) {
+		return 0, p.Reset(ctx, s)
+	})
 }
 
 // done reports a finished action.
@@ -573,8 +534,9 @@ func (a *app) done(action, text string, fields map[string]any) error {
 	return err
 }
 
-// clear runs Unlock or Reset for the subject.
-func (a *app) clear(ctx context.Context, action string, f func(*lockout.Policy, context.Context, lockout.Subject) error) error {
+// clear runs Unlock or Reset for the subject; f returns how many locks it
+// lifted (an unlock's count).
+func (a *app) clear(ctx context.Context, action string, f func(*lockout.Policy, context.Context, lockout.Subject) (int, error)) error {
 	if err := a.checkOperator(); err != nil {
 		return err
 	}
@@ -603,14 +565,10 @@ func (a *app) clear(ctx context.Context, action string, f func(*lockout.Policy, 
 				action, describe(sub), ruleNames(s.rules), a.prefix, action)
 		}
 		fields := map[string]any{"subject": jsonSubject(sub)}
+		n, err := f(s.policy, ctx, sub)
 		if action == "unlock" {
-			// Count the locks first: an unlock of a subject that no lock
-			// holds (a mistyped username) must not read as one that
-			// lifted some.
-			n, err := a.heldLocks(ctx, s, sub, partial)
-			if err != nil {
-				return err
-			}
+			// An unlock of a subject that no lock held (a mistyped
+			// username) must not read as one that lifted some.
 			fields["locks_lifted"] = n
 			if n == 0 {
 				what = "no lock held " + describe(sub) + ": nothing to lift (its counters were cleared)"
@@ -618,7 +576,6 @@ func (a *app) clear(ctx context.Context, action string, f func(*lockout.Policy, 
 				what += fmt.Sprintf(", %d in all", n)
 			}
 		}
-		err := f(s.policy, ctx, sub)
 		switch {
 		case err == nil:
 			return a.done(action, what+" (rules "+strings.Join(append(reached, unreached...), ", ")+")", fields)
