@@ -9,6 +9,7 @@ import (
 	"math"
 	"runtime/pprof"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -116,6 +117,14 @@ type breaker struct {
 	// Policy.mu): an operator's clear drops the keys it clears, which the
 	// fallback then counts afresh.
 	copied map[string]copiedKey
+	// reports are the starts and ends of degraded mode not yet reported,
+	// queued under Policy.mu in the order they happened, so that they are
+	// reported in that order (reportDegraded) whichever goroutines make
+	// them: a Close right after a failing call set degraded mode, but
+	// before that call reported it, must not report the end first.
+	reports []degradedReport
+	// delivering is held by the goroutine reporting them.
+	delivering sync.Mutex
 	// wb, a semaphore (a channel, so that a wait on it is a durable block
 	// under testing/synctest), keeps an operator's clear (its deletes in
 	// the fallback and in the store) and a write-back call (its read of
@@ -293,20 +302,82 @@ func (p *Policy) trip(ctx context.Context, err error) {
 	}
 	p.breaker.nextProbe.Store(p.now() + int64(p.probeInterval))
 	p.breaker.state.Store(degraded)
-	started := state == healthy
-	if started {
+	if state == healthy {
 		p.breaker.cause = err
 		p.breaker.since = time.Now()
+		p.breaker.reports = append(p.breaker.reports, degradedReport{start: true, err: err, at: p.breaker.since,
+			msg: "lockout: store failing, degraded mode starts", level: slog.LevelWarn,
+			attrs: []slog.Attr{slog.Any("error", err), slog.String("outage", p.outage.String()), slog.Duration("probe_interval", p.probeInterval)}})
 	}
 	p.mu.Unlock()
-	if started {
-		p.log.LogAttrs(ctx, slog.LevelWarn, "lockout: store failing, degraded mode starts", slog.Any("error", err),
-			slog.String("outage", p.outage.String()), slog.Duration("probe_interval", p.probeInterval))
-		if p.observer != nil {
-			p.observer.Observe(ctx, Event{Kind: EventDegraded, Time: time.Now(), Err: err})
+	p.reportDegraded(ctx)
+}
+
+// degradedReport is a start or an end of degraded mode, to report: a log
+// line, an event and a call of Hooks.Degraded.
+type degradedReport struct {
+	start bool
+	err   error
+	at    time.Time
+	d     time.Duration // at an end, how long degraded mode lasted
+	msg   string
+	level slog.Level
+	attrs []slog.Attr
+}
+
+// endDegraded queues the report of the end of the degraded period, for
+// reportDegraded. The caller holds p.mu, and has ended the period.
+func (p *Policy) endDegraded(cause error, msg string, attrs ...slog.Attr) {
+	now := time.Now()
+	d := now.Sub(p.breaker.since)
+	p.breaker.reports = append(p.breaker.reports, degradedReport{err: cause, at: now, d: d, msg: msg, level: slog.LevelInfo,
+		attrs: append([]slog.Attr{slog.Duration("lasted", d)}, attrs...)})
+}
+
+// reportDegraded reports the queued starts and ends of degraded mode, in
+// order, unless another goroutine is reporting them, which then reports
+// these too. The caller holds no lock of the policy's: a hook may call the
+// policy (even Close, whose report waits for the hook to return).
+func (p *Policy) reportDegraded(ctx context.Context) {
+	b := &p.breaker
+	for {
+		if !b.delivering.TryLock() {
+			return // its holder reports what was queued, this too
 		}
-		if p.hooks.Degraded != nil {
-			p.hooks.Degraded(ctx, DegradedEvent{Start: true, Err: err})
+		for {
+			p.mu.Lock()
+			if len(b.reports) == 0 {
+				p.mu.Unlock()
+				break
+			}
+			r := b.reports[0]
+			b.reports = b.reports[1:]
+			p.mu.Unlock()
+			p.log.LogAttrs(ctx, r.level, r.msg, r.attrs...)
+			if r.start {
+				if p.observer != nil {
+					p.observer.Observe(ctx, Event{Kind: EventDegraded, Time: r.at, Err: r.err})
+				}
+				if p.hooks.Degraded != nil {
+					p.hooks.Degraded(ctx, DegradedEvent{Start: true, Err: r.err})
+				}
+				continue
+			}
+			if p.observer != nil {
+				p.observer.Observe(ctx, Event{Kind: EventRecovered, Time: r.at, Err: r.err, Duration: r.d})
+			}
+			if p.hooks.Degraded != nil {
+				p.hooks.Degraded(ctx, DegradedEvent{Err: r.err, Duration: r.d})
+			}
+		}
+		b.delivering.Unlock()
+		// A report queued after the last look, whose goroutine found
+		// delivering held, is this one's to make.
+		p.mu.RLock()
+		more := len(b.reports) > 0
+		p.mu.RUnlock()
+		if !more {
+			return
 		}
 	}
 }
@@ -407,10 +478,10 @@ func (p *Policy) recover(ctx context.Context) {
 		}
 	}
 	p.breaker.lockWB()
-	defer p.breaker.unlockWB()
 	p.mu.Lock()
 	if p.closed.Load() || p.breaker.state.Load() != degraded {
 		p.mu.Unlock()
+		p.breaker.unlockWB()
 		return
 	}
 	// Decisions wait on mu: nothing reports to hooks from here (a hook may
@@ -418,14 +489,17 @@ func (p *Policy) recover(ctx context.Context) {
 	// clears wait on wb.
 	_, err := p.writeBackFrom(ctx, p.fallback, copied, &full, p.storeDo, false)
 	var fb backend.Backend
-	cause, since := p.breaker.cause, p.breaker.since
 	if err == nil {
+		p.endDegraded(p.breaker.cause, "lockout: store recovered, degraded mode ends", slog.Int("keys_written_back", len(copied)))
 		fb, p.fallback, p.breaker.copied = p.fallback, nil, nil
 		p.breaker.epoch++
 		p.breaker.cause = nil
 		p.breaker.state.Store(healthy)
 	}
 	p.mu.Unlock()
+	// Before any report: a hook may call an operator's clear, which
+	// waits on wb.
+	p.breaker.unlockWB()
 	if err != nil {
 		p.backendError(ctx, err)
 		p.stillDegraded(ctx, err)
@@ -434,20 +508,7 @@ func (p *Policy) recover(ctx context.Context) {
 	if fb != nil {
 		fb.Close()
 	}
-	p.endDegraded(ctx, cause, since, "lockout: store recovered, degraded mode ends", slog.Int("keys_written_back", len(copied)))
-}
-
-// endDegraded reports the end of the degraded period that started at
-// since, for cause: a log line (msg), EventRecovered and Hooks.Degraded.
-func (p *Policy) endDegraded(ctx context.Context, cause error, since time.Time, msg string, attrs ...slog.Attr) {
-	d := time.Since(since)
-	p.log.LogAttrs(ctx, slog.LevelInfo, msg, append([]slog.Attr{slog.Duration("lasted", d)}, attrs...)...)
-	if p.observer != nil {
-		p.observer.Observe(ctx, Event{Kind: EventRecovered, Time: time.Now(), Err: cause, Duration: d})
-	}
-	if p.hooks.Degraded != nil {
-		p.hooks.Degraded(ctx, DegradedEvent{Err: cause, Duration: d})
-	}
+	p.reportDegraded(ctx)
 }
 
 // stillDegraded records that a write-back failed: the next probe comes a

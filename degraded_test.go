@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -1069,6 +1070,133 @@ func TestUnlockCountDuringOutage(t *testing.T) {
 		}
 		if lifted != 1 {
 			t.Errorf("UnlockCount during the outage = %d, want 1 (the fallback's lock)", lifted)
+		}
+		if _, err := p.Allow(bg, alice); err != nil {
+			t.Errorf("alice after the unlock: %v", err)
+		}
+	})
+}
+
+// blockingHandler is a slog handler that blocks the goroutine logging msg
+// until release is closed, having closed reached.
+type blockingHandler struct {
+	msg              string
+	reached, release chan struct{}
+}
+
+func (h *blockingHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h *blockingHandler) Handle(_ context.Context, r slog.Record) error {
+	if r.Message == h.msg {
+		close(h.reached)
+		<-h.release
+	}
+	return nil
+}
+func (h *blockingHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *blockingHandler) WithGroup(string) slog.Handler      { return h }
+
+// TestCloseRacesTrip: a Close made after a failing call set degraded mode,
+// but before that call reported it, reports the end after the start: the
+// last word of the hooks and events on the closed policy is the end.
+func TestCloseRacesTrip(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := &blockingHandler{msg: "lockout: store failing, degraded mode starts", reached: make(chan struct{}), release: make(chan struct{})}
+		var ev events
+		rec := &recorder{}
+		store := &switchStore{Backend: newStore(t)}
+		store.mode.Store(down)
+		p := newPolicyOn(t, store, lockout.Config{Rules: []lockout.Rule{lockout.ByUsername(5)}, Hooks: ev.hooks(), Observer: rec, Logger: slog.New(h)})
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			p.Allow(bg, alice)
+		}()
+		<-h.reached // degraded mode set, its start not reported yet
+		if err := p.Close(); err != nil {
+			t.Fatal(err)
+		}
+		close(h.release)
+		<-done
+		hooks, _ := ev.get()
+		var kinds []lockout.EventKind
+		for _, e := range rec.take() {
+			if e.Kind == lockout.EventDegraded || e.Kind == lockout.EventRecovered {
+				kinds = append(kinds, e.Kind)
+			}
+		}
+		if len(hooks) != 2 || !hooks[0].Start || hooks[1].Start || !errors.Is(hooks[1].Err, lockout.ErrClosed) {
+			t.Errorf("hooks %+v, want the start, then the end by Close", hooks)
+		}
+		if !slices.Equal(kinds, []lockout.EventKind{lockout.EventDegraded, lockout.EventRecovered}) {
+			t.Errorf("events %v, want degraded then recovered", kinds)
+		}
+	})
+}
+
+// TestDegradedHookCallsPolicy: the hook of the end of degraded mode may
+// call the policy, an operator's unlock included, and so may a hook that
+// closes it.
+func TestDegradedHookCallsPolicy(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := &switchStore{Backend: newStore(t)}
+		var p *lockout.Policy
+		var unlocked []error
+		hooks := lockout.Hooks{Degraded: func(ctx context.Context, e lockout.DegradedEvent) {
+			if e.Start {
+				return
+			}
+			// E.g. clear what the outage locked; in a goroutine, so that
+			// an Unlock that waits for the hook to return fails the test
+			// (after a minute of the bubble's time) instead of hanging.
+			done := make(chan error, 1)
+			go func() { done <- p.Unlock(ctx, alice) }()
+			select {
+			case err := <-done:
+				unlocked = append(unlocked, err)
+			case <-time.After(time.Minute):
+				unlocked = append(unlocked, errors.New("Unlock from the hook blocked"))
+			}
+		}}
+		p = newPolicyOn(t, store, lockout.Config{Rules: []lockout.Rule{lockout.ByUsername(5)}, Hooks: hooks})
+		store.mode.Store(down)
+		fail(t, p, alice, 1)
+		store.mode.Store(up)
+		probeAfterInterval(t, p) // recovers; a deadlock fails the bubble
+		if len(unlocked) != 1 || unlocked[0] != nil {
+			t.Errorf("unlocks from the hook: %v, want one that succeeded", unlocked)
+		}
+	})
+}
+
+// listDown fails listings as well as calls while down, as a store that is
+// down does.
+type listDown struct{ *switchStore }
+
+func (s listDown) Keys(ctx context.Context, prefix string) iter.Seq2[string, error] {
+	if s.mode.Load() == down {
+		return func(yield func(string, error) bool) { yield("", errBroken) }
+	}
+	return s.switchStore.Keys(ctx, prefix)
+}
+
+// TestUnlockListingDown: while the store fails, an unlock whose subject
+// needs a listing (a username, for the username+IP rule) still lifts the
+// lock the fallback holds on the username's own key, counts it, and
+// reports the listing's failure.
+func TestUnlockListingDown(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := listDown{&switchStore{Backend: newStore(t)}}
+		u := lockout.ByUsername(3)
+		u.Schedule = lockout.Fixed(time.Hour)
+		p := newPolicyOn(t, store, lockout.Config{Rules: []lockout.Rule{u, lockout.ByUsernameAndIP(10)}})
+		store.mode.Store(down)
+		fail(t, p, alice, 3)
+		if _, err := p.Allow(bg, alice); !errors.Is(err, lockout.ErrLocked) {
+			t.Fatalf("alice: %v, want locked", err)
+		}
+		lifted, err := p.UnlockCount(bg, lockout.Subject{Username: "alice"})
+		if lifted != 1 || !errors.Is(err, errBroken) || !strings.Contains(fmt.Sprint(err), "listing keys") {
+			t.Errorf("UnlockCount during the outage = %d, %v; want 1 (the fallback's username lock) and the listing's error", lifted, err)
 		}
 		if _, err := p.Allow(bg, alice); err != nil {
 			t.Errorf("alice after the unlock: %v", err)

@@ -108,8 +108,9 @@ func (p *Policy) Unlock(ctx context.Context, s Subject) error {
 // UnlockCount is Unlock, and also returns how many locks it lifted: 0
 // when no lock held s (a mistyped username), which an operator's tool
 // should say rather than report the unlock as done. The count is also
-// the Count of the EventUnlock. With an error, it counts the locks lifted
-// before it (while the store fails, those of the in-process fallback).
+// the Count of the EventUnlock. With an error, it counts the locks it
+// lifted all the same: while the store fails, those the in-process
+// fallback held on the keys of the fields given (its listing fails too).
 func (p *Policy) UnlockCount(ctx context.Context, s Subject) (lifted int, err error) {
 	return p.clear(ctx, s, false)
 }
@@ -168,6 +169,10 @@ func (p *Policy) clear(ctx context.Context, s Subject, history bool) (int, error
 		// afresh, and old fingerprints would match its new numbers).
 		ops = append(ops, backend.IncrOp(p.sequenceKey(&c), p.fp.remember, p.fp.window))
 	}
+	// partial is ErrPartial, or the listing's error: the keys found by
+	// listing are not all reached, the others are cleared all the same
+	// (while the store fails, its listing fails too, and the fallback's
+	// locks on the keys of the fields given are still lifted).
 	var partial error
 	if more := p.partialRules(&c); len(more) > 0 {
 		if l, ok := p.store.(backend.Lister); ok {
@@ -175,6 +180,7 @@ func (p *Policy) clear(ctx context.Context, s Subject, history bool) (int, error
 			if history {
 				kinds = append(kinds, kindHistory)
 			}
+		listing:
 			for _, m := range more {
 				for _, kind := range kinds {
 					// The keys of the subject's leading fields only: on a
@@ -182,7 +188,8 @@ func (p *Policy) clear(ctx context.Context, s Subject, history bool) (int, error
 					prefix := p.prefix + ":" + string(kind) + ":" + m.r.Name + ":{" + m.lead()
 					for key, err := range l.Keys(ctx, prefix) {
 						if err != nil {
-							return 0, fmt.Errorf("lockout: listing keys: %w", err)
+							partial = fmt.Errorf("lockout: listing keys: %w", err)
+							break listing
 						}
 						if m.holds(p, key) {
 							ops = append(ops, backend.DeleteOp(key))
@@ -200,6 +207,9 @@ func (p *Policy) clear(ctx context.Context, s Subject, history bool) (int, error
 		k, err := p.clearKeys(ctx, ops[:n])
 		lifted += k
 		if err != nil {
+			if partial != nil && !errors.Is(partial, ErrPartial) {
+				err = errors.Join(err, partial) // the listing's
+			}
 			return lifted, err
 		}
 		ops = ops[n:]

@@ -113,8 +113,11 @@ type Config struct {
 }
 
 // Hooks are functions the policy calls on events, synchronously, on the
-// goroutine of the decision (or of the background probe, for the end of
-// degraded mode). Nil hooks are skipped.
+// goroutine of the decision; Degraded on that of the call that started or
+// ended degraded mode (a decision, the background probe, or Close), or of
+// one reporting such a change made at the same time, so that its calls
+// come in the order of the changes. The policy holds none of its locks
+// while it calls a hook, which may call the policy. Nil hooks are skipped.
 type Hooks struct {
 	// Lockout is called when a rule key is locked.
 	Lockout func(ctx context.Context, e LockoutEvent)
@@ -126,8 +129,9 @@ type Hooks struct {
 	// the calls that were in flight when it started.
 	BackendError func(ctx context.Context, err error)
 	// Degraded is called once when degraded mode starts (the store failed)
-	// and once when it ends (the store answered again and what the
-	// fallback counted was written back to it).
+	// and once when it ends: the store answered again and what the
+	// fallback counted was written back to it, or the policy was closed
+	// (DegradedEvent.Err then wraps ErrClosed).
 	Degraded func(ctx context.Context, e DegradedEvent)
 }
 
@@ -364,12 +368,11 @@ func (p *Policy) Close() error {
 	// Closed while degraded: degraded mode ends with the policy, and is
 	// reported so, so that whoever counts the periods (an observer's
 	// gauge of degraded policies) sees it end.
-	wasDegraded := p.breaker.state.Load() == degraded
-	cause, since := p.breaker.cause, p.breaker.since
-	p.mu.Unlock()
-	if wasDegraded {
-		p.endDegraded(context.Background(), errors.Join(ErrClosed, cause), since, "lockout: policy closed, degraded mode ends")
+	if p.breaker.state.Load() == degraded {
+		p.endDegraded(errors.Join(ErrClosed, p.breaker.cause), "lockout: policy closed, degraded mode ends")
 	}
+	p.mu.Unlock()
+	p.reportDegraded(context.Background())
 	p.wg.Wait() // the probe sees closed and stops
 	if p.journal != nil {
 		p.journal.close() // writes what is queued

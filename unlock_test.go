@@ -3,6 +3,7 @@ package lockout_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"iter"
 	"slices"
 	"strings"
@@ -333,6 +334,23 @@ func TestResetAllDuringOutage(t *testing.T) {
 		}
 		if err := attempt(t, p, alice, true); err != nil {
 			t.Errorf("alice after ResetAll: %v", err)
+		}
+	})
+}
+
+// TestUnlockCountBatches: an unlock by IP of more username+IP locks than
+// one store call of an operator deletes counts them all.
+func TestUnlockCountBatches(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := lockout.ByUsernameAndIP(1)
+		r.Schedule = lockout.Fixed(time.Hour)
+		p := newPolicyOn(t, newStore(t), lockout.Config{Rules: []lockout.Rule{r}})
+		for i := range 400 {
+			fail(t, p, lockout.Subject{Username: fmt.Sprint("u", i), IP: "198.51.100.7"}, 1)
+		}
+		lifted, err := p.UnlockCount(bg, lockout.Subject{IP: "198.51.100.7"})
+		if err != nil || lifted != 400 {
+			t.Errorf("UnlockCount = %d, %v; want 400", lifted, err)
 		}
 	})
 }
