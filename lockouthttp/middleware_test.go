@@ -1,12 +1,14 @@
 package lockouthttp_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -809,5 +811,34 @@ func TestBasicAuthMalformed(t *testing.T) {
 				t.Errorf("BasicAuth(%q) = %q, %v; want %q, %d", tc.header, u, err, tc.wantUser, tc.want)
 			}
 		})
+	}
+}
+
+// TestFormFieldAfterParseForm: a handler in front of the middleware that
+// calls r.ParseForm (a CSRF check, a method override) leaves a multipart
+// body unread, and r.Form without its fields; FormField still finds the
+// username there, so the username's limit holds: at most 3 passwords
+// checked, from 30 addresses.
+func TestFormFieldAfterParseForm(t *testing.T) {
+	p := newPolicy(t, nil, lockout.Config{Rules: []lockout.Rule{lockout.ByUsername(3)}})
+	l := &login{}
+	guarded := lockouthttp.NewMiddleware(p, lockouthttp.Config{Username: lockouthttp.FormField("username")}).Wrap(l)
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.ParseForm()
+		guarded.ServeHTTP(w, r)
+	})
+	for i := range 30 {
+		var body bytes.Buffer
+		mp := multipart.NewWriter(&body)
+		mp.WriteField("username", "alice")
+		mp.WriteField("password", fmt.Sprintf("guess %d", i))
+		mp.Close()
+		r := httptest.NewRequest("POST", "/login", &body)
+		r.Header.Set("Content-Type", mp.FormDataContentType())
+		r.RemoteAddr = fmt.Sprintf("198.51.100.%d:1234", i)
+		h.ServeHTTP(httptest.NewRecorder(), r)
+	}
+	if n := l.verified.Load(); n != 3 {
+		t.Errorf("%d of alice's passwords checked, want the limit, 3", n)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"net/url"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -37,7 +38,8 @@ type OperatorConfig struct {
 	// events, the log lines and the journal records of every unlock and
 	// reset the request makes (lockout.WithOperator): give one that
 	// identifies a person, such as a user name. A nil Authorize refuses
-	// every request.
+	// every request, and so does one that allows a request without a name
+	// (403).
 	Authorize func(r *http.Request) (operator string, ok bool)
 
 	// Unauthorized answers the requests Authorize refuses. Default: 403
@@ -135,8 +137,10 @@ type OperatorConfig struct {
 //
 // API statuses: 200; 400 bad_request (no subject, an address or username
 // that cannot be keyed, a malformed body, a POST parameter or JSON member
-// other than those above (a typo such as "ipp" would widen the action), a limit that is not a positive
-// integer, an unknown outcome, a cursor the journal does not know) or
+// other than those above, a field.NAME that no rule is keyed by (a typo
+// such as "ipp" or "field.tenat" would widen the action), a limit that is
+// not a positive integer, an unknown outcome, a cursor the journal does
+// not know) or
 // confirm_required (a reset-all without confirm=yes); 403 forbidden or
 // cross_origin; 404 not_found; 405 method_not_allowed; 501 unsupported
 // (the store cannot list locks, or reset all), partial (an unlock or reset
@@ -288,6 +292,12 @@ func (o *Operator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		apiError(w, http.StatusForbidden, "forbidden", "not authorized")
+		return
+	}
+	if operator == "" {
+		// Every unlock and reset names who made it: an authorizer that
+		// names no one is a mistake to fix, not an anonymous operator.
+		apiError(w, http.StatusForbidden, "forbidden", "the authorizer named no operator (OperatorConfig.Authorize must return a name)")
 		return
 	}
 	if err := o.cfg.CrossOrigin.Check(r); err != nil {
@@ -567,6 +577,9 @@ func (o *Operator) do(ctx context.Context, action string, p actionParams) (int, 
 		if emptySubject(p.subject) {
 			return 0, errMissing
 		}
+		if err := o.knownFields(p.subject); err != nil {
+			return 0, err
+		}
 		if action == "reset" {
 			return 0, o.p.Reset(ctx, p.subject)
 		}
@@ -580,9 +593,29 @@ func (o *Operator) do(ctx context.Context, action string, p actionParams) (int, 
 	return 0, errors.New("lockouthttp: unknown action " + action)
 }
 
+// knownFields returns an error wrapping lockout.ErrInvalidSubject for a
+// custom field of s that no rule of the policy is keyed by. The policy
+// ignores such a field, so a typo in its name ("field.tenat", or
+// "field.ip" for "ip") would widen an unlock or a reset to every value of
+// the field the operator meant.
+func (o *Operator) knownFields(s lockout.Subject) error {
+	for name := range s.Fields {
+		known := false
+		for _, r := range o.p.Rules() {
+			known = known || slices.Contains(r.Fields, lockout.Field(name)) &&
+				name != string(lockout.Username) && name != string(lockout.IP) && name != string(lockout.UserAgent)
+		}
+		if !known {
+			return fmt.Errorf("%w: %q", errUnknownField, name)
+		}
+	}
+	return nil
+}
+
 var (
-	errMissing = errors.New("lockouthttp: no subject given")
-	errConfirm = errors.New("lockouthttp: confirm=yes is required")
+	errUnknownField = fmt.Errorf("%w: no rule of the policy is keyed by the field", lockout.ErrInvalidSubject)
+	errMissing      = errors.New("lockouthttp: no subject given")
+	errConfirm      = errors.New("lockouthttp: confirm=yes is required")
 )
 
 func (o *Operator) apiStatus(w http.ResponseWriter, r *http.Request) {
@@ -735,13 +768,14 @@ var notices = map[string]string{
 }
 
 var problems = map[string]string{
-	"missing":     "Give a username, an IP address, or another field.",
-	"invalid":     "That username or IP address cannot be checked.",
-	"failed":      "The action failed (see the server's log); nothing may have changed.",
-	"partial":     "Only partly done: this store cannot list its keys, so only the locks of rules keyed by exactly the fields given were lifted. Give the username and the IP address together to reach a username+IP lock.",
-	"unsupported": "This store cannot list its keys, so it cannot reset everything.",
-	"notlock":     "That key is no longer a lock of this policy.",
-	"toolarge":    "The form was too large: unlock the group's keys one by one.",
+	"missing":      "Give a username, an IP address, or another field.",
+	"invalid":      "That username or IP address cannot be checked.",
+	"unknownfield": "No rule of this policy is keyed by that field: check its name. Nothing was changed.",
+	"failed":       "The action failed (see the server's log); nothing may have changed.",
+	"partial":      "Only partly done: this store cannot list its keys, so only the locks of rules keyed by exactly the fields given were lifted. Give the username and the IP address together to reach a username+IP lock.",
+	"unsupported":  "This store cannot list its keys, so it cannot reset everything.",
+	"notlock":      "That key is no longer a lock of this policy.",
+	"toolarge":     "The form was too large: unlock the group's keys one by one.",
 }
 
 func (o *Operator) formAction(w http.ResponseWriter, r *http.Request, action string) {
@@ -766,6 +800,8 @@ func (o *Operator) formAction(w http.ResponseWriter, r *http.Request, action str
 		q.Set("done", action)
 	case errors.Is(err, errMissing):
 		q.Set("problem", "missing")
+	case errors.Is(err, errUnknownField):
+		q.Set("problem", "unknownfield")
 	case errors.Is(err, lockout.ErrInvalidSubject):
 		q.Set("problem", "invalid")
 	case errors.Is(err, lockout.ErrNotLockKey):

@@ -580,3 +580,77 @@ func TestOperatorUnlockKeysAllOrNothing(t *testing.T) {
 		t.Errorf("after unlock-key of both: %+v", locks)
 	}
 }
+
+// TestOperatorRefusesUnknownField: an unlock or a reset naming a custom
+// field that no rule is keyed by is a 400 that changes nothing: the policy
+// would drop the field, and a typo (field.tenat, or field.ip for ip) would
+// lift alice's locks in every tenant, or from every address.
+func TestOperatorRefusesUnknownField(t *testing.T) {
+	r := lockout.ByFields(2, lockout.Username, lockout.Field("tenant"))
+	r.Schedule = lockout.Fixed(time.Hour)
+	p := newPolicy(t, nil, lockout.Config{Rules: []lockout.Rule{r}})
+	mux := http.NewServeMux()
+	mux.Handle("/admin/lockout/", http.StripPrefix("/admin/lockout", lockouthttp.NewOperator(p, lockouthttp.OperatorConfig{Authorize: isAdmin})))
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	e := &operatorEnv{t, p, srv}
+	in := func(tenant string) lockout.Subject {
+		return lockout.Subject{Username: "alice", Fields: map[string]string{"tenant": tenant}}
+	}
+	for _, tenant := range []string{"acme", "globex"} {
+		for range 2 {
+			a, err := p.Allow(bg, in(tenant))
+			if err != nil {
+				t.Fatal(err)
+			}
+			a.Failure(bg)
+		}
+	}
+	for _, tc := range []struct{ name, path, ct, body string }{
+		{"form typo", "/admin/lockout/api/unlock", "application/x-www-form-urlencoded", "username=alice&field.tenat=acme"},
+		{"json typo", "/admin/lockout/api/unlock", "application/json", `{"username":"alice","fields":{"tenat":"acme"}}`},
+		{"predefined as a field", "/admin/lockout/api/unlock", "application/x-www-form-urlencoded", "username=alice&field.ip=192.0.2.1"},
+		{"reset", "/admin/lockout/api/reset", "application/x-www-form-urlencoded", "username=alice&field.tenat=acme"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, body := e.do("POST", tc.path, tc.ct, tc.body, adminHeader, "yes")
+			if resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, "no rule of the policy is keyed by the field") {
+				t.Errorf("%s: %d %s, want 400 naming the field", tc.body, resp.StatusCode, body)
+			}
+			for _, tenant := range []string{"acme", "globex"} {
+				if _, err := p.Allow(bg, in(tenant)); err == nil {
+					t.Errorf("alice in %s unlocked by a request naming an unknown field", tenant)
+				}
+			}
+		})
+	}
+	// The page says so too, and the right name works.
+	resp, _ := e.do("POST", "/admin/lockout/unlock", "application/x-www-form-urlencoded", "username=alice&field.tenat=acme", adminHeader, "yes")
+	if loc := resp.Header.Get("Location"); !strings.Contains(loc, "problem=unknownfield") {
+		t.Errorf("page unlock with an unknown field: redirected to %q, want problem=unknownfield", loc)
+	}
+	resp, body := e.do("POST", "/admin/lockout/api/unlock", "application/x-www-form-urlencoded", "username=alice&field.tenant=acme", adminHeader, "yes")
+	if resp.StatusCode != 200 || strings.TrimSpace(body) != `{"ok":true,"locks_lifted":1}` {
+		t.Errorf("unlock in acme: %d %s", resp.StatusCode, body)
+	}
+	if _, err := p.Allow(bg, in("globex")); err == nil {
+		t.Error("the unlock in acme unlocked globex")
+	}
+}
+
+// TestOperatorNeedsName: an authorizer that allows a request without
+// naming the operator is refused: every unlock and reset names who made
+// it.
+func TestOperatorNeedsName(t *testing.T) {
+	e := newOperatorEnv(t, nil, lockouthttp.OperatorConfig{
+		Authorize: func(r *http.Request) (string, bool) { return "", r.Header.Get(adminHeader) == "yes" },
+	})
+	e.lock("alice", "")
+	resp, body := e.do("POST", "/admin/lockout/api/unlock", "application/x-www-form-urlencoded", "username=alice", adminHeader, "yes")
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("unlock by an operator with no name: %d %s, want 403", resp.StatusCode, body)
+	}
+	if _, err := e.p.Allow(bg, lockout.Subject{Username: "alice"}); err == nil {
+		t.Error("alice unlocked by an operator with no name")
+	}
+}

@@ -61,7 +61,11 @@ func BasicAuth(r *http.Request) (string, error) {
 // r.FormValue(name) does (an urlencoded body, the query string, a
 // multipart body) without consuming the body: it reads at most
 // MaxBodyBytes of it and puts the bytes back into r.Body for the handler.
-// If the form was parsed already (r.Form is set), it uses r.Form.
+// If the form was parsed already (r.Form is set), it uses r.Form, unless
+// the body is a multipart form that was not parsed with it: r.ParseForm
+// (a handler in front calling it, a CSRF check, ...) leaves a multipart
+// body unread, and r.Form without its fields, which the handler's
+// r.FormValue would add later.
 //
 // A field given different values in different places (the query string
 // and the body, or twice in one) is an error wrapping
@@ -71,7 +75,7 @@ func BasicAuth(r *http.Request) (string, error) {
 // one value are that value.
 func FormField(name string) UsernameFunc {
 	return func(r *http.Request) (string, error) {
-		if r.Form != nil {
+		if r.Form != nil && (r.MultipartForm != nil || !multipartBody(r)) {
 			return oneValue(r.Form, name)
 		}
 		body, err := readBody(r)
@@ -111,6 +115,14 @@ func urlencoded(r *http.Request) bool {
 	}
 	ct, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	return err == nil && ct == "application/x-www-form-urlencoded"
+}
+
+// multipartBody reports whether r.FormValue would read r's body as a
+// multipart form (ParseMultipartForm, whatever the method), which
+// ParseForm leaves unread.
+func multipartBody(r *http.Request) bool {
+	ct, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	return err == nil && ct == "multipart/form-data"
 }
 
 // formValues appends to vs the values of the field name in the
