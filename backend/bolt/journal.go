@@ -50,11 +50,20 @@ func invalidName(name string) error {
 // that would grow the file beyond MaxSize fails with ErrFull too. A counter
 // write that finds the file full makes the journals drop their oldest
 // records instead (see the package doc, Caveats).
+//
+// It returns when ctx ends, even while it waits for another write (a
+// sweep, a shed) to finish: it then appends nothing, unless its
+// transaction had already begun.
 func (s *Store) Append(ctx context.Context, name string, recs []backend.Record) error {
 	if !s.enter() {
 		return errClosed
 	}
-	defer s.leave()
+	left := false
+	defer func() {
+		if !left {
+			s.leave()
+		}
+	}()
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("lockout/bolt: journal: %w", err)
 	}
@@ -73,49 +82,73 @@ func (s *Store) Append(ctx context.Context, name string, recs []backend.Record) 
 	buf := make([]byte, 0, size)
 	keys := make([]byte, 0, 8*len(recs))
 	ends := make([]int, len(recs)) // where each record's encoding ends in buf
-	err := s.db.Update(func(tx *bbolt.Tx) error {
-		jb, err := s.journals(tx)
-		if err != nil {
-			return err
-		}
-		b, err := jb.CreateBucketIfNotExists([]byte(name))
-		if err != nil {
-			return err
-		}
-		b.FillPercent = 1 // appends only: pack the pages
-		stamp := time.Now().UnixNano()
-		buf := buf[:0]
-		for i := range recs {
-			buf = appendRecord(buf, &recs[i], stamp)
-			ends[i] = len(buf)
-		}
-		if s.crowded(tx) {
-			// Rotate: the journal takes no more room than it had, in
-			// records or in bytes.
-			if err := rotate(b, len(recs), len(buf)); err != nil {
+	// bbolt's writer lock cannot be given up on: the transaction waits
+	// for it on a goroutine of its own, and the call returns at ctx's end
+	// (a long sweep or shed may hold the lock). A transaction that gets
+	// the lock after that appends nothing.
+	done := make(chan error, 1)
+	left = true
+	go func() {
+		defer s.leave()
+		done <- s.db.Update(func(tx *bbolt.Tx) error {
+			if err := ctx.Err(); err != nil {
 				return err
 			}
-		}
-		keys, v0 := keys[:0], 0
-		for i := range recs {
-			seq, err := b.NextSequence()
-			if err != nil {
-				return err
-			}
-			k0 := len(keys)
-			keys = binary.BigEndian.AppendUint64(keys, seq)
-			if err := b.Put(keys[k0:len(keys):len(keys)], buf[v0:ends[i]:ends[i]]); err != nil {
-				return err
-			}
-			v0 = ends[i]
-		}
-		_, err = trimCount(b, s.opts.JournalMax, -1)
-		return err
-	})
+			return s.appendIn(tx, name, recs, buf, keys, ends)
+		})
+	}()
+	var err error
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		return fmt.Errorf("lockout/bolt: journal append: %w", ctx.Err())
+	}
 	if err != nil {
 		return fmt.Errorf("lockout/bolt: journal append: %w", mapErr(err))
 	}
 	return nil
+}
+
+// appendIn is Append's transaction: buf, keys and ends have room for the
+// records' encodings, keys and ends.
+func (s *Store) appendIn(tx *bbolt.Tx, name string, recs []backend.Record, buf, keys []byte, ends []int) error {
+	jb, err := s.journals(tx)
+	if err != nil {
+		return err
+	}
+	b, err := jb.CreateBucketIfNotExists([]byte(name))
+	if err != nil {
+		return err
+	}
+	b.FillPercent = 1 // appends only: pack the pages
+	stamp := time.Now().UnixNano()
+	buf = buf[:0]
+	for i := range recs {
+		buf = appendRecord(buf, &recs[i], stamp)
+		ends[i] = len(buf)
+	}
+	if s.crowded(tx) {
+		// Rotate: the journal takes no more room than it had, in
+		// records or in bytes.
+		if err := rotate(b, len(recs), len(buf)); err != nil {
+			return err
+		}
+	}
+	keys, v0 := keys[:0], 0
+	for i := range recs {
+		seq, err := b.NextSequence()
+		if err != nil {
+			return err
+		}
+		k0 := len(keys)
+		keys = binary.BigEndian.AppendUint64(keys, seq)
+		if err := b.Put(keys[k0:len(keys):len(keys)], buf[v0:ends[i]:ends[i]]); err != nil {
+			return err
+		}
+		v0 = ends[i]
+	}
+	_, err = trimCount(b, s.opts.JournalMax, -1)
+	return err
 }
 
 // rotate drops the oldest records of b, at least n of them and at least

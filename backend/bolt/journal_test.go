@@ -683,3 +683,30 @@ func TestJournalRecordBytes(t *testing.T) {
 		})
 	}
 }
+
+// TestAppendHonoursDeadline: an Append that waits for bbolt's writer lock
+// (held here, as a long sweep or shed holds it) returns at its deadline,
+// as Do does, and appends nothing once the lock is free.
+func TestAppendHonoursDeadline(t *testing.T) {
+	s, _ := open(t, &Options{SweepInterval: -1})
+	release := s.holdWriter(t)
+	time.AfterFunc(2*time.Second, release) // an Append that waits for it fails, not hangs
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err := s.Append(ctx, "j", []backend.Record{rec(1)})
+	if took := time.Since(start); took > time.Second || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Append with a 50 ms deadline: %v after %v, want DeadlineExceeded at once", err, took)
+	}
+	release()
+	if err := s.Append(context.Background(), "j", []backend.Record{rec(2)}); err != nil {
+		t.Fatal(err)
+	}
+	recs, _, err := s.Records(context.Background(), "j", backend.Query{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 1 || recs[0].Username != rec(2).Username {
+		t.Errorf("records %+v, want only the second append's", recs)
+	}
+}
