@@ -222,6 +222,11 @@
 // TTLs are sent in milliseconds, rounded up, so a key never expires early;
 // the granularity is one millisecond ([Granularity]). Counter values are
 // exact over the whole int64 range; an increment that would overflow fails.
+// Redis does not roll back a script that fails part way: the operations
+// of its call before the failing one stay applied (no other call sees the
+// call half done, as the script runs alone). Only such an overflow fails a
+// script part way with the engine's keys: a full server (OOM) refuses the
+// first write, and a slot being migrated (TRYAGAIN) the whole call.
 //
 // Keys ([backend.Lister]) uses SCAN with an escaped MATCH pattern on every
 // master in turn, never KEYS. It walks the whole key space of each master
