@@ -406,7 +406,13 @@ type actionParams struct {
 // params reads a subject, keys and confirm from a JSON body or a form.
 func params(w http.ResponseWriter, r *http.Request) (actionParams, error) {
 	r.Body = http.MaxBytesReader(w, r.Body, maxOperatorBody)
-	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt == "application/json" {
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if strings.HasPrefix(mt, "multipart/") {
+		// ParseForm would skip the body, and act on the query string's
+		// fields alone: a wider action than the one sent.
+		return actionParams{}, fmt.Errorf("content type %s: send a form (application/x-www-form-urlencoded) or JSON", mt)
+	}
+	if mt == "application/json" {
 		var v struct {
 			Username  string            `json:"username"`
 			IP        string            `json:"ip"`

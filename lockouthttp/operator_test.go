@@ -519,6 +519,10 @@ func TestOperatorRejectsUnknownParams(t *testing.T) {
 		{"form typo", "/admin/lockout/api/unlock", "application/x-www-form-urlencoded", "username=alice&ipp=" + clientB},
 		{"form empty field name", "/admin/lockout/api/unlock", "application/x-www-form-urlencoded", "username=alice&field.=x"},
 		{"query typo", "/admin/lockout/api/unlock?usernme=bob", "application/x-www-form-urlencoded", "username=alice"},
+		// ParseForm skips a multipart body: the unlock would reach alice
+		// from every address, not from clientB alone.
+		{"multipart", "/admin/lockout/api/unlock?username=alice", "multipart/form-data; boundary=x",
+			"--x\r\nContent-Disposition: form-data; name=\"ip\"\r\n\r\n" + clientB + "\r\n--x--\r\n"},
 	} {
 		resp, body := e.do("POST", tt.path, tt.ct, tt.body, adminHeader, "yes")
 		var apiErr struct{ Error, Message string }
