@@ -1,6 +1,7 @@
 package lockouthttp
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -404,6 +405,35 @@ type actionParams struct {
 }
 
 // params reads a subject, keys and confirm from a JSON body or a form.
+// exactMembers checks that the JSON object in body names each of its
+// members once, spelled exactly as one of names.
+func exactMembers(body []byte, names ...string) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return errors.New("want a JSON object")
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		name, _ := t.(string)
+		if !slices.Contains(names, name) {
+			return fmt.Errorf("unknown member %q: want %s", name, strings.Join(names, ", "))
+		}
+		if seen[name] {
+			return fmt.Errorf("member %q given twice", name)
+		}
+		seen[name] = true
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func params(w http.ResponseWriter, r *http.Request) (actionParams, error) {
 	r.Body = http.MaxBytesReader(w, r.Body, maxOperatorBody)
 	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
@@ -424,8 +454,18 @@ func params(w http.ResponseWriter, r *http.Request) (actionParams, error) {
 		}
 		// A parameter the API does not know is a typo ("ipp"), and one
 		// silently dropped widens the action (alice from every address):
-		// refuse it, and anything after the object.
-		dec := json.NewDecoder(r.Body)
+		// refuse it, and anything after the object. encoding/json
+		// matches names without case and keeps the last of a name given
+		// twice ({"ip": "192.0.2.1", "IP": ""} would be alice from
+		// every address): refuse those too.
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			return actionParams{}, err
+		}
+		if err := exactMembers(body, "username", "ip", "user_agent", "fields", "key", "keys", "confirm"); err != nil {
+			return actionParams{}, err
+		}
+		dec := json.NewDecoder(bytes.NewReader(body))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&v); err != nil {
 			return actionParams{}, err

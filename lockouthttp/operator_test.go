@@ -516,6 +516,10 @@ func TestOperatorRejectsUnknownParams(t *testing.T) {
 		{"json typo reset", "/admin/lockout/api/reset", "application/json", `{"username":"alice","confirm":"yes","usr_agent":"x"}`},
 		{"json two values", "/admin/lockout/api/unlock", "application/json", `{"username":"alice","ip":"` + clientB + `"} {"username":"alice"}`},
 		{"json keys typo", "/admin/lockout/api/unlock", "application/json", `{"username":"alice","kyes":["x"]}`},
+		// encoding/json alone would take "IP" for "ip", and the last of
+		// two: alice from every address.
+		{"json member twice", "/admin/lockout/api/unlock", "application/json", `{"username":"alice","ip":"` + clientB + `","ip":""}`},
+		{"json member case", "/admin/lockout/api/unlock", "application/json", `{"username":"alice","ip":"` + clientB + `","IP":""}`},
 		{"form typo", "/admin/lockout/api/unlock", "application/x-www-form-urlencoded", "username=alice&ipp=" + clientB},
 		{"form empty field name", "/admin/lockout/api/unlock", "application/x-www-form-urlencoded", "username=alice&field.=x"},
 		{"query typo", "/admin/lockout/api/unlock?usernme=bob", "application/x-www-form-urlencoded", "username=alice"},
