@@ -319,7 +319,7 @@ type degradedReport struct {
 	start bool
 	err   error
 	at    time.Time
-	d     time.Duration // at an end, how long degraded mode lasted
+	d     time.Duration // at an end, how long degraded mode lasted; 0 at a start
 	msg   string
 	level slog.Level
 	attrs []slog.Attr
@@ -354,20 +354,15 @@ func (p *Policy) reportDegraded(ctx context.Context) {
 			b.reports = b.reports[1:]
 			p.mu.Unlock()
 			p.log.LogAttrs(ctx, r.level, r.msg, r.attrs...)
-			if r.start {
-				if p.observer != nil {
-					p.observer.Observe(ctx, Event{Kind: EventDegraded, Time: r.at, Err: r.err})
-				}
-				if p.hooks.Degraded != nil {
-					p.hooks.Degraded(ctx, DegradedEvent{Start: true, Err: r.err})
-				}
-				continue
-			}
 			if p.observer != nil {
-				p.observer.Observe(ctx, Event{Kind: EventRecovered, Time: r.at, Err: r.err, Duration: r.d})
+				kind := EventRecovered
+				if r.start {
+					kind = EventDegraded
+				}
+				p.observer.Observe(ctx, Event{Kind: kind, Time: r.at, Err: r.err, Duration: r.d})
 			}
 			if p.hooks.Degraded != nil {
-				p.hooks.Degraded(ctx, DegradedEvent{Err: r.err, Duration: r.d})
+				p.hooks.Degraded(ctx, DegradedEvent{Start: r.start, Err: r.err, Duration: r.d})
 			}
 		}
 		b.delivering.Unlock()

@@ -392,10 +392,9 @@ func (p *Policy) operatorDid(ctx context.Context, e Event) {
 	} else {
 		attrs = append(attrs, slog.String("username", e.Subject.Username), slog.String("ip", e.Subject.IP))
 	}
-	switch {
-	case e.Key == "*":
+	if e.Key == "*" { // ResetAll
 		attrs = append(attrs, slog.Int64("keys", e.Count))
-	default:
+	} else {
 		attrs = append(attrs, slog.Int64("locks_lifted", e.Count))
 	}
 	p.log.LogAttrs(ctx, slog.LevelInfo, "lockout: "+e.Kind.String(), attrs...)
@@ -439,7 +438,7 @@ func (p *Policy) clearKeys(ctx context.Context, ops []backend.Op) (lifted int, e
 	}
 	// A lock lifted is a lock key found, in the store or the fallback.
 	for i, op := range ops {
-		if (res[i].Found || inFallback[i].Found) && len(op.Key) > len(p.prefix)+1 && op.Key[len(p.prefix)+1] == kindLock {
+		if kind, _ := keyKind(p.prefix, op.Key); kind == kindLock && (res[i].Found || inFallback[i].Found) {
 			lifted++
 		}
 	}

@@ -645,12 +645,14 @@ func (o *Operator) do(ctx context.Context, action string, p actionParams) (int, 
 // "field.ip" for "ip") would widen an unlock or a reset to every value of
 // the field the operator meant.
 func (o *Operator) knownFields(s lockout.Subject) error {
+	if len(s.Fields) == 0 {
+		return nil
+	}
+	rules := o.p.Rules()
 	for name := range s.Fields {
-		known := false
-		for _, r := range o.p.Rules() {
-			known = known || slices.Contains(r.Fields, lockout.Field(name)) &&
-				name != string(lockout.Username) && name != string(lockout.IP) && name != string(lockout.UserAgent)
-		}
+		f := lockout.Field(name)
+		known := f != lockout.Username && f != lockout.IP && f != lockout.UserAgent && // not Subject.Fields'
+			slices.ContainsFunc(rules, func(r lockout.Rule) bool { return slices.Contains(r.Fields, f) })
 		if !known {
 			return fmt.Errorf("%w: %q", errUnknownField, name)
 		}

@@ -31,12 +31,8 @@ func newAliceEnv(t *testing.T, store backend.Backend) *aliceEnv {
 	u.Schedule, uip.Schedule = lockout.Fixed(time.Hour), lockout.Fixed(time.Hour)
 	rules := []lockout.Rule{u, uip}
 	p := newPolicy(t, store, lockout.Config{Rules: rules})
-	mux := http.NewServeMux()
-	mux.Handle("/admin/lockout/", http.StripPrefix("/admin/lockout", lockouthttp.NewOperator(p, lockouthttp.OperatorConfig{Authorize: isAdmin})))
-	srv := httptest.NewServer(mux)
-	t.Cleanup(srv.Close)
 	login := lockouthttp.NewMiddleware(p, lockouthttp.Config{Username: lockouthttp.FormField("username")}).Wrap(&login{})
-	return &aliceEnv{&operatorEnv{t, p, srv}, login}
+	return &aliceEnv{serveOperator(t, p, lockouthttp.OperatorConfig{Authorize: isAdmin}), login}
 }
 
 // lockAlice locks alice's username+IP keys from clientA and clientB, and
@@ -250,11 +246,7 @@ func TestResetConfirm(t *testing.T) {
 func TestLookupByAnyField(t *testing.T) {
 	rules := []lockout.Rule{lockout.ByFields(2, lockout.UserAgent), lockout.ByFields(2, "tenant"), lockout.ByUsername(5)}
 	p := newPolicy(t, nil, lockout.Config{Rules: rules})
-	mux := http.NewServeMux()
-	mux.Handle("/admin/lockout/", http.StripPrefix("/admin/lockout", lockouthttp.NewOperator(p, lockouthttp.OperatorConfig{Authorize: isAdmin})))
-	srv := httptest.NewServer(mux)
-	t.Cleanup(srv.Close)
-	e := &operatorEnv{t, p, srv}
+	e := serveOperator(t, p, lockouthttp.OperatorConfig{Authorize: isAdmin})
 	for _, s := range []lockout.Subject{{UserAgent: "EvilBot/1.0"}, {Fields: map[string]string{"tenant": "acme"}}} {
 		for range 2 {
 			a, err := p.Allow(bg, s)
@@ -349,11 +341,7 @@ func TestStatusAlsoLockedCanonical(t *testing.T) {
 	uip := lockout.ByUsernameAndIP(2)
 	uip.Schedule = lockout.Fixed(time.Hour)
 	p := newPolicy(t, nil, lockout.Config{Rules: []lockout.Rule{uip}})
-	mux := http.NewServeMux()
-	mux.Handle("/admin/lockout/", http.StripPrefix("/admin/lockout", lockouthttp.NewOperator(p, lockouthttp.OperatorConfig{Authorize: isAdmin})))
-	srv := httptest.NewServer(mux)
-	t.Cleanup(srv.Close)
-	e := &operatorEnv{t, p, srv}
+	e := serveOperator(t, p, lockouthttp.OperatorConfig{Authorize: isAdmin})
 	lock(t, p, "alice", clientA)
 	for _, name := range []string{"alice", "ALICE", "Ａｌｉｃｅ"} {
 		st := e.status(name, "")

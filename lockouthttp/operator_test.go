@@ -37,6 +37,12 @@ func newOperatorEnvWith(t *testing.T, store backend.Backend, journal *lockout.Jo
 	r := lockout.ByUsername(2)
 	r.Schedule = lockout.Fixed(time.Minute)
 	p := newPolicy(t, store, lockout.Config{Rules: []lockout.Rule{r, lockout.ByIP(10)}, Journal: journal})
+	return serveOperator(t, p, cfg)
+}
+
+// serveOperator serves p's operator handler, under /admin/lockout/.
+func serveOperator(t *testing.T, p *lockout.Policy, cfg lockouthttp.OperatorConfig) *operatorEnv {
+	t.Helper()
 	mux := http.NewServeMux()
 	mux.Handle("/admin/lockout/", http.StripPrefix("/admin/lockout", lockouthttp.NewOperator(p, cfg)))
 	srv := httptest.NewServer(mux)
@@ -597,11 +603,7 @@ func TestOperatorRefusesUnknownField(t *testing.T) {
 	r := lockout.ByFields(2, lockout.Username, lockout.Field("tenant"))
 	r.Schedule = lockout.Fixed(time.Hour)
 	p := newPolicy(t, nil, lockout.Config{Rules: []lockout.Rule{r}})
-	mux := http.NewServeMux()
-	mux.Handle("/admin/lockout/", http.StripPrefix("/admin/lockout", lockouthttp.NewOperator(p, lockouthttp.OperatorConfig{Authorize: isAdmin})))
-	srv := httptest.NewServer(mux)
-	t.Cleanup(srv.Close)
-	e := &operatorEnv{t, p, srv}
+	e := serveOperator(t, p, lockouthttp.OperatorConfig{Authorize: isAdmin})
 	in := func(tenant string) lockout.Subject {
 		return lockout.Subject{Username: "alice", Fields: map[string]string{"tenant": tenant}}
 	}
