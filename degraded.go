@@ -201,7 +201,7 @@ func (p *Policy) admit(ctx context.Context, a *Attempt, ops []backend.Op, res []
 		}
 		p.maybeProbe()
 		if a != nil {
-			if refusal, err := a.remembered(true); err != nil || refusal != nil {
+			if refusal, err := a.remembered(p.now(), true); err != nil || refusal != nil {
 				if err != nil {
 					return route{}, err
 				}

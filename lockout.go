@@ -98,11 +98,18 @@
 //
 // # Caveats
 //
-// A refused attempt's give-back is applied to whatever counter holds the key
-// when it lands. If the key was reset (a success, a lockout) and reserved
-// again within that one round trip, the give-back cancels one reservation of
-// the new counter. Lockouts last far longer than a round trip, so this needs
-// a success on the key in that window.
+// A give-back (of a refused attempt, of a success on a rule without the
+// username, of a wrong password tried again) is a decrement, applied to
+// whatever counter holds the key when it lands. It is not sent when the
+// counter it is for may have ended by then (by the TTL the reservation read,
+// less the call's deadline): it would take a count from the key's next
+// counter, a guess more for an attacker who times attempts at a window's
+// end. The reservation then counts until its counter ends, moments later;
+// with a sliding window, a failure in those moments refreshes the counter,
+// which keeps the count. If the key was reset (a success, a lockout) and
+// reserved again before a give-back lands, the give-back cancels one
+// reservation of the new counter. Lockouts last far longer than a round
+// trip, so this needs a success on the key in that time.
 //
 // Lockout history is a counter that expires HistoryWindow after the latest
 // lockout, not a log of lockout times: a key that keeps offending within the

@@ -415,6 +415,31 @@ type held struct {
 	// (historyKeys).
 	at, n int32
 	value int64 // the counter's value after the reservation
+	// until is when (Policy.now) the counter that holds the reservation
+	// ends at the earliest, by the TTL the reservation read: a give-back
+	// that may land later would take a count from the key's next counter
+	// (givesBack). math.MaxInt64 for a counter that never ends; 0 when
+	// the store did not say.
+	until int64
+}
+
+// givesBack reports whether a give-back of h's reservation, sent at now
+// (Policy.now), surely lands on the counter that holds it. A give-back is
+// a decrement of whatever counter holds the key when it lands: one that
+// lands after the reserved counter ended takes a count from the next one,
+// a guess more for whoever times attempts at a window's end. Skipped, the
+// reservation counts until its counter ends, which is soon: the safe side.
+// The margin is the call's deadline, which bounds when the store applies
+// it (a store that never blocks applies it at once).
+func (a *Attempt) givesBack(h held, now int64) bool {
+	if h.until == 0 {
+		return true // the store did not report the TTL: as before
+	}
+	margin := int64(a.p.timeout)
+	if a.p.nonblocking && !a.at.fallback {
+		margin = 0
+	}
+	return h.until-now > margin
 }
 
 type span struct{ start, end int32 }
@@ -510,7 +535,10 @@ func (p *Policy) allow(ctx context.Context, s Subject, start int64) (*Attempt, e
 	if len(a.rules) == 0 {
 		return p.admitted(ctx, a)
 	}
-	if refusal, err := a.remembered(false); err != nil || refusal != nil {
+	// Before the reservation is sent: the counters it reads end no
+	// earlier than this plus their TTL (held.until).
+	sent := p.now()
+	if refusal, err := a.remembered(sent, false); err != nil || refusal != nil {
 		if err != nil {
 			return nil, err
 		}
@@ -527,9 +555,9 @@ func (p *Policy) allow(ctx context.Context, s Subject, start int64) (*Attempt, e
 	defer putScratch(sc)
 	a.appendFingerprintReads(ops[n:])
 	for i, h := range a.rules {
-		// The counter's TTL is needed only to refuse, and then the
-		// give-back reports it.
-		ops[2*i] = backend.Op{Kind: backend.Incr, Key: a.attemptsKey(h), Delta: 1, TTL: h.r.Window, SkipTTL: true}
+		// The counter's TTL is read too (no SkipTTL): a give-back must
+		// know when the counter it is for ends (givesBack).
+		ops[2*i] = backend.IncrOp(a.attemptsKey(h), 1, h.r.Window)
 		ops[2*i+1] = backend.ExistsOp(a.lockKey(h))
 	}
 	at, err := p.admit(ctx, a, ops, res)
@@ -557,6 +585,12 @@ func (p *Policy) allow(ctx context.Context, s Subject, start int64) (*Attempt, e
 		h := &a.rules[i]
 		cnt, lock := res[2*i], res[2*i+1]
 		h.value = cnt.Value
+		switch {
+		case cnt.TTL == backend.NoExpiry:
+			h.until = math.MaxInt64
+		case cnt.TTL > 0:
+			h.until = sent + int64(cnt.TTL)
+		}
 		var e RefusedError
 		switch {
 		case lock.Found:
@@ -564,7 +598,6 @@ func (p *Policy) allow(ctx context.Context, s Subject, start int64) (*Attempt, e
 			p.remember(a.lockKey(*h), lock.TTL, false)
 			locked = append(locked, i)
 		case cnt.Value > int64(h.r.Limit):
-			// The give-back reports the TTL when the reservation did not.
 			e = RefusedError{Reason: ReasonCapacity, RetryAfter: cnt.TTL, Forever: cnt.TTL == backend.NoExpiry}
 		default:
 			continue
@@ -585,7 +618,7 @@ func (p *Policy) allow(ctx context.Context, s Subject, start int64) (*Attempt, e
 		for i := range a.rules {
 			if h := &a.rules[i]; h.value == int64(h.r.Limit) {
 				ttl := res[2*i].TTL
-				if ttl == 0 { // not reported (SkipTTL): at most the window
+				if ttl == 0 { // not reported: at most the window
 					ttl = h.r.Window
 				}
 				p.remember(a.attemptsKey(*h), ttl, true)
@@ -595,12 +628,17 @@ func (p *Policy) allow(ctx context.Context, s Subject, start int64) (*Attempt, e
 	}
 	refusal := new(RefusedError) // only now on the heap
 	*refusal = found
-	// Give back every reservation this attempt made. A counter brought
+	// Give back every reservation this attempt made, unless its counter
+	// may end before the give-back lands (givesBack). A counter brought
 	// back to zero is removed, so refused traffic leaves no key behind.
-	ops, res = ops[:len(a.rules)], res[:len(a.rules)]
-	for i, h := range a.rules {
-		ops[i] = backend.IncrOp(a.attemptsKey(h), -1, h.r.Window)
+	ops = ops[:0]
+	now := p.now()
+	for _, h := range a.rules {
+		if a.givesBack(h, now) {
+			ops = append(ops, backend.IncrOp(a.attemptsKey(h), -1, h.r.Window))
+		}
 	}
+	gave := len(ops)
 	if a.at.fallback || p.cacheTTL == NoLockCache {
 		locked = locked[:0]
 	}
@@ -616,28 +654,21 @@ func (p *Policy) allow(ctx context.Context, s Subject, start int64) (*Attempt, e
 		ops = append(ops, backend.ExistsOp(hist.of(a.rules[i])))
 	}
 	res = res[:len(ops)]
-	unknown := refusal.Reason == ReasonCapacity && refusal.RetryAfter == 0 && !refusal.Forever
-	if _, err := p.execAt(uncancelled(ctx), a.at, ops, res, false); err == nil {
-		if unknown {
-			// The counter's TTL, which the reservation did not read.
-			for i, h := range a.rules {
-				if a.subjectKey(h) == refusal.Key && h.r.Name == refusal.Rule && res[i].Found {
-					refusal.RetryAfter = res[i].TTL
+	if len(ops) > 0 {
+		if _, err := p.execAt(uncancelled(ctx), a.at, ops, res, false); err == nil {
+			for j, i := range locked {
+				if r := res[gave+j]; r.Found && r.Value > 0 {
+					ttl := r.TTL
+					if ttl == backend.NoExpiry {
+						ttl = 0
+					}
+					p.lockoutCount(hist.of(a.rules[i]), r.Value, route{}, func(int64) time.Duration { return ttl }, false)
 				}
-			}
-		}
-		for j, i := range locked {
-			if r := res[len(a.rules)+j]; r.Found && r.Value > 0 {
-				ttl := r.TTL
-				if ttl == backend.NoExpiry {
-					ttl = 0
-				}
-				p.lockoutCount(hist.of(a.rules[i]), r.Value, route{}, func(int64) time.Duration { return ttl }, false)
 			}
 		}
 	}
-	if unknown && refusal.RetryAfter == 0 {
-		refusal.RetryAfter = p.windowOf(refusal.Rule) // at most the window
+	if refusal.Reason == ReasonCapacity && refusal.RetryAfter == 0 && !refusal.Forever {
+		refusal.RetryAfter = p.windowOf(refusal.Rule) // not reported: at most the window
 	}
 	if refusal.RetryAfter == backend.NoExpiry { // a window that never ends
 		refusal.RetryAfter, refusal.Forever = 0, true
@@ -647,10 +678,10 @@ func (p *Policy) allow(ctx context.Context, s Subject, start int64) (*Attempt, e
 
 // remembered returns the refusal for the longest lock of the attempt's
 // rule keys that the lock cache holds (its RetryAfter at most a
-// millisecond longer than that lock's), or nil. Locks seen longer ago than
-// the cache's TTL count only when stale is set, or the policy is
-// degraded.
-func (a *Attempt) remembered(stale bool) (*RefusedError, error) {
+// millisecond longer than that lock's), or nil, at now (Policy.now).
+// Locks seen longer ago than the cache's TTL count only when stale is set,
+// or the policy is degraded.
+func (a *Attempt) remembered(now int64, stale bool) (*RefusedError, error) {
 	p := a.p
 	if !p.cache.inUse() {
 		return nil, nil
@@ -658,7 +689,6 @@ func (a *Attempt) remembered(stale bool) (*RefusedError, error) {
 	// The filter first, without the policy's lock, whose readers' count
 	// every core would write: most attempts have no key to look up. One
 	// slot per rule, which its counter and lock marker share.
-	now := p.now()
 	var endBuf [4]int64
 	ends, maybe := endBuf[:0], false
 	for _, h := range a.rules {
@@ -847,11 +877,19 @@ func (a *Attempt) success(ctx context.Context, start int64) error {
 	}
 	sc, ops, res := getScratch(len(a.rules))
 	defer putScratch(sc)
-	for i, h := range a.rules {
+	ops = ops[:0]
+	var now int64 // read for the first give-back
+	for _, h := range a.rules {
 		if h.r.reset {
-			ops[i] = backend.DeleteOp(a.attemptsKey(h))
+			ops = append(ops, backend.DeleteOp(a.attemptsKey(h)))
 		} else {
-			ops[i] = backend.IncrOp(a.attemptsKey(h), -1, h.r.Window)
+			if now == 0 {
+				now = a.p.now()
+			}
+			if !a.givesBack(h, now) {
+				continue // its counter ends before the give-back would land
+			}
+			ops = append(ops, backend.IncrOp(a.attemptsKey(h), -1, h.r.Window))
 		}
 		if h.value == int64(h.r.Limit) || a.p.mayRemember(a.lockKey(h)) {
 			// Its last slot is free again, or a write-back remembered
@@ -859,7 +897,10 @@ func (a *Attempt) success(ctx context.Context, start int64) error {
 			a.p.forget(a.attemptsKey(h))
 		}
 	}
-	_, err := a.p.execAt(uncancelled(ctx), a.at, ops, res, false)
+	if len(ops) == 0 {
+		return nil
+	}
+	_, err := a.p.execAt(uncancelled(ctx), a.at, ops, res[:len(ops)], false)
 	return err
 }
 
@@ -918,7 +959,11 @@ func (a *Attempt) failure(ctx context.Context, start int64) error {
 		h := &a.rules[i]
 		switch {
 		case a.Repeat() && h.r.hasUsername:
-			// A remembered wrong password: not a new guess.
+			// A remembered wrong password: not a new guess, unless its
+			// counter ends before the give-back would land (givesBack).
+			if !a.givesBack(*h, a.p.now()) {
+				continue
+			}
 			add(backend.IncrOp(a.attemptsKey(*h), -1, h.r.Window))
 			if h.value == int64(h.r.Limit) || a.p.mayRemember(a.lockKey(*h)) {
 				a.p.forget(a.attemptsKey(*h)) // its last slot is free again

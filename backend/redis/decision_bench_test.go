@@ -151,8 +151,8 @@ func BenchmarkDecision(b *testing.B) {
 		// store alone serving a decision's six operations (its script,
 		// without the engine); "pipeline", the plain commands an exact
 		// decision would need without a script, in one round trip: per
-		// rule key INCRBY, EXPIRE NX (a TTL only for a new counter) and
-		// EXISTS of its lock marker. Neither is atomic per hash tag, as
+		// rule key INCRBY, EXPIRE NX (a TTL only for a new counter), PTTL
+		// and EXISTS of its lock marker. Neither is atomic per hash tag, as
 		// the store's script is; they say how far the bar is from what
 		// the server and the shared cores allow.
 		fc, fl := floorKeys(b, client)
@@ -162,7 +162,7 @@ func BenchmarkDecision(b *testing.B) {
 				var ops [6]backend.Op
 				var res [6]backend.Result
 				for j := range 3 {
-					ops[2*j] = backend.Op{Kind: backend.Incr, Key: fc[i][j], Delta: 1, TTL: time.Hour, SkipTTL: true}
+					ops[2*j] = backend.IncrOp(fc[i][j], 1, time.Hour)
 					ops[2*j+1] = backend.ExistsOp(fl[i][j])
 				}
 				return store.Do(ctx, ops[:], res[:])
@@ -176,6 +176,7 @@ func BenchmarkDecision(b *testing.B) {
 					for j := range 3 {
 						pipe.IncrBy(ctx, fc[i][j], 1)
 						pipe.ExpireNX(ctx, fc[i][j], time.Hour)
+						pipe.PTTL(ctx, fc[i][j])
 						pipe.Exists(ctx, fl[i][j])
 					}
 					return nil

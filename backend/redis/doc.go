@@ -208,11 +208,12 @@
 // The script makes as few Redis calls per operation as it can, since each
 // costs the server far more than the Lua around it: INCRBY for an
 // increment (PEXPIRE too for a new key, PTTL too for an existing one unless
-// the caller set backend.Op.SkipTTL, as the lockout engine does when it
-// reserves), and one EXISTS over the keys a call reads (GET and PTTL more
-// for each that exists). An admitted decision with three rules costs the
-// server four such calls in one EVALSHA: three INCRBY and one EXISTS
-// (TestDecisionCommands counts them). Plain commands in
+// the caller set backend.Op.SkipTTL), and one EXISTS over the keys a call
+// reads (GET and PTTL more for each that exists). An admitted decision with
+// three rules costs the server seven such calls in one EVALSHA: three
+// INCRBY, three PTTL and one EXISTS (TestDecisionCommands counts them).
+// The lockout engine reads each counter's TTL when it reserves, so that a
+// give-back is never sent to a counter that may have ended when it lands. Plain commands in
 // MULTI/EXEC (SET NX PX, INCRBY and PTTL per increment, GET and PTTL per
 // read) cost the server a little less, but the client much more (fifteen
 // commands to encode and answer instead of one), and cannot floor a

@@ -1,0 +1,199 @@
+package lockout_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/go-lockout/lockout"
+	"github.com/go-lockout/lockout/backend"
+	"github.com/go-lockout/lockout/backend/memory"
+)
+
+// latencyStore is a store a round trip away: each call reaches the store
+// half of rtt after it is made, and its answer comes back half of rtt after
+// that (in a synctest bubble: exactly).
+type latencyStore struct {
+	backend.Backend
+	rtt time.Duration
+}
+
+func (s *latencyStore) Do(ctx context.Context, ops []backend.Op, res []backend.Result) error {
+	time.Sleep(s.rtt / 2)
+	err := s.Backend.Do(ctx, ops, res)
+	time.Sleep(s.rtt / 2)
+	return err
+}
+
+// TestGiveBackAtWindowEnd is an attacker who times attempts that another
+// rule refuses (his own address is locked) at the end of alice's window,
+// so that their give-backs land after it ended, while his guesses from
+// fresh addresses reach alice's next counter in between. A give-back that landed then
+// took a count from the next counter, a guess more each: 24 checks of
+// alice's password in the next window against a limit of 5, with 20 such
+// attempts. Give-backs that may land after their counter ends are not
+// sent, so the next window admits at most the limit.
+func TestGiveBackAtWindowEnd(t *testing.T) {
+	const (
+		limit   = 5
+		window  = time.Minute
+		rtt     = 5 * time.Millisecond
+		refused = 20 // attempts in flight at the window's end
+	)
+	tests := []struct {
+		name string
+		// How refused attempts are made: by the attacker's locked
+		// address, or by another rule at capacity (his address holds its
+		// last slot, in flight).
+		lockedIP bool
+	}{
+		{"refused by a lock", true},
+		{"refused at capacity", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				mem, err := memory.New(nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer mem.Close()
+				user := lockout.ByUsername(limit)
+				user.Window = window
+				ip := lockout.ByIP(1)
+				ip.Window = time.Hour
+				ip.Schedule = lockout.Fixed(time.Hour)
+				p, err := lockout.New(&latencyStore{Backend: mem, rtt: rtt}, lockout.Config{
+					Rules:        []lockout.Rule{user, ip},
+					LockCacheTTL: lockout.NoLockCache, // as in another process
+					Timeout:      50 * time.Millisecond,
+					Logger:       discard,
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer p.Close()
+				attacker := lockout.Subject{Username: "alice", IP: "203.0.113.1"}
+
+				if tc.lockedIP {
+					// The attacker's address is locked, by a guess at bob.
+					a, err := p.Allow(bg, lockout.Subject{Username: "bob", IP: attacker.IP})
+					if err != nil {
+						t.Fatal(err)
+					}
+					if err := a.Failure(bg); err != nil {
+						t.Fatal(err)
+					}
+				}
+				// alice's window opens with a guess of his from elsewhere.
+				a, err := p.Allow(bg, lockout.Subject{Username: "alice", IP: "198.51.100.1"})
+				if err != nil {
+					t.Fatal(err)
+				}
+				end := time.Now().Add(window - rtt/2) // when alice's counter ends, as the store sees it
+				if err := a.Failure(bg); err != nil {
+					t.Fatal(err)
+				}
+				time.Sleep(time.Until(end.Add(-3 * rtt)))
+				if !tc.lockedIP {
+					// The attacker's address holds its only slot, on a
+					// guess at bob he keeps in flight past the window's end.
+					a, err := p.Allow(bg, lockout.Subject{Username: "bob", IP: attacker.IP})
+					if err != nil {
+						t.Fatal(err)
+					}
+					defer a.Failure(bg)
+				}
+
+				var wg sync.WaitGroup
+				var badRefusals atomic.Int64
+				// The refused attempts reach the store in the last
+				// round trip of the window, one every rtt/refused: their
+				// give-backs land in the first round trip of the next.
+				time.Sleep(time.Until(end.Add(-rtt - rtt/2)))
+				for i := range refused {
+					wg.Go(func() {
+						time.Sleep(time.Duration(i) * rtt / refused)
+						_, err := p.Allow(bg, attacker)
+						var re *lockout.RefusedError
+						if !errors.As(err, &re) || re.Rule != "ip" {
+							badRefusals.Add(1)
+						}
+					})
+				}
+				// Guesses from fresh addresses, one reaching the store
+				// just after each give-back would, then more until alice
+				// is locked.
+				var checked atomic.Int64
+				var locked atomic.Bool
+				for g := range refused {
+					wg.Go(func() {
+						time.Sleep(time.Until(end.Add(-rtt/2 + time.Duration(g)*rtt/refused + rtt/(2*refused))))
+						for n := 0; !locked.Load() && n < 100; n++ {
+							s := lockout.Subject{Username: "alice", IP: fmt.Sprintf("10.%d.%d.1", n, g)}
+							a, err := p.Allow(bg, s)
+							if errors.Is(err, lockout.ErrLocked) {
+								locked.Store(true)
+								return
+							}
+							if err != nil {
+								time.Sleep(rtt / 10)
+								continue
+							}
+							checked.Add(1)
+							a.Failure(bg)
+						}
+					})
+				}
+				wg.Wait()
+				if n := badRefusals.Load(); n > 0 {
+					t.Fatalf("%d of the attacker's timed attempts were not refused by the ip rule", n)
+				}
+				if !locked.Load() {
+					t.Fatal("alice never locked")
+				}
+				if n := checked.Load(); n > limit {
+					t.Errorf("alice's password checked %d times in her next window, want at most %d", n, limit)
+				}
+			})
+		})
+	}
+}
+
+// TestGiveBackOfEndedCounter: an attempt whose reservation's counter ended
+// while it ran (a slow password check over a window's end) gives nothing
+// back on success, on a store that applies calls at once: its give-back
+// would free a slot of the next counter, held by another attempt.
+func TestGiveBackOfEndedCounter(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := lockout.ByIP(1)
+		r.Window = time.Minute
+		p := newPolicyOn(t, newStore(t), lockout.Config{Rules: []lockout.Rule{r}})
+		old, err := p.Allow(bg, alice)
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Minute) // old's counter ends
+		held, err := p.Allow(bg, alice)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := old.Success(bg); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := p.Allow(bg, alice); !errors.Is(err, lockout.ErrCapacity) {
+			t.Errorf("an attempt while another holds the only slot: %v, want ErrCapacity", err)
+		}
+		if err := held.Success(bg); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := p.Allow(bg, alice); err != nil {
+			t.Errorf("after the holder's success: %v, want admitted", err)
+		}
+	})
+}
