@@ -252,6 +252,14 @@ func (p *Policy) execAt(ctx context.Context, at route, ops []backend.Op, res []b
 	return route{}, err
 }
 
+// writtenBack reports whether the fallback of at, an attempt's route
+// through a fallback, ended: its counts were written back to the store.
+func (p *Policy) writtenBack(at route) bool {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return p.breaker.state.Load() != degraded || p.breaker.epoch != at.epoch
+}
+
 // onFallback applies ops to the fallback if the policy is degraded, and
 // reports whether it was.
 func (p *Policy) onFallback(ctx context.Context, ops []backend.Op, res []backend.Result) (route, error, bool) {

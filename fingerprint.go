@@ -23,7 +23,9 @@ import (
 // them is admitted as any other (it holds its reservation while the
 // password is checked, so the limit on verifications in flight holds), and
 // its failure is not counted on the rules keyed by the username: those
-// reservations are given back, and such a failure never locks them. Rules
+// reservations are given back (but for a counter of a fixed window that
+// ends within Config.Timeout, see Attempt.givesBack), and such a failure
+// never locks them. Rules
 // without the username (IP rules) count it as usual: they bound the work a
 // client can cause, whatever it sends.
 //

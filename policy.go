@@ -424,22 +424,26 @@ type held struct {
 }
 
 // givesBack reports whether a give-back of h's reservation, sent at now
-// (Policy.now), surely lands on the counter that holds it. A give-back is
-// a decrement of whatever counter holds the key when it lands: one that
-// lands after the reserved counter ended takes a count from the next one,
-// a guess more for whoever times attempts at a window's end. Skipped, the
-// reservation counts until its counter ends, which is soon: the safe side.
-// The margin is the call's deadline, which bounds when the store applies
-// it (a store that never blocks applies it at once).
+// (Policy.now), is to be sent. A give-back is a decrement of whatever
+// counter holds the key when it lands: one that lands after the reserved
+// counter ended takes a count from the next one, a guess more for whoever
+// times attempts at a window's end. On a fixed window it is not sent when
+// the counter ends within the call's deadline (Config.Timeout; a store
+// that stalls longer may apply it later still, a rarer case) or when it
+// was reserved in a fallback since written back to the store (the store's
+// counter, which holds the count now, ends when it ends): the reservation
+// then counts until its counter ends, the safe side, and soon. On a
+// sliding window it is always sent, as it was: a failure in those last
+// moments would refresh the counter, and the reservation would count for
+// a whole window, a way to hold a user at capacity without a lockout.
 func (a *Attempt) givesBack(h held, now int64) bool {
-	if h.until == 0 {
-		return true // the store did not report the TTL: as before
+	if h.until == 0 || h.r.Sliding {
+		return true
 	}
-	margin := int64(a.p.timeout)
-	if a.p.nonblocking && !a.at.fallback {
-		margin = 0
+	if a.at.fallback && a.p.writtenBack(a.at) {
+		return false
 	}
-	return h.until-now > margin
+	return h.until-now > int64(a.p.timeout)
 }
 
 type span struct{ start, end int32 }
@@ -589,7 +593,7 @@ func (p *Policy) allow(ctx context.Context, s Subject, start int64) (*Attempt, e
 		case cnt.TTL == backend.NoExpiry:
 			h.until = math.MaxInt64
 		case cnt.TTL > 0:
-			h.until = sent + int64(cnt.TTL)
+			h.until = sent + min(int64(cnt.TTL), math.MaxInt64-sent)
 		}
 		var e RefusedError
 		switch {

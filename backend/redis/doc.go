@@ -212,8 +212,9 @@
 // reads (GET and PTTL more for each that exists). An admitted decision with
 // three rules costs the server seven such calls in one EVALSHA: three
 // INCRBY, three PTTL and one EXISTS (TestDecisionCommands counts them).
-// The lockout engine reads each counter's TTL when it reserves, so that a
-// give-back is never sent to a counter that may have ended when it lands. Plain commands in
+// The lockout engine reads each counter's TTL when it reserves, so that on
+// a fixed window it does not send a give-back that may land after the
+// counter ended (within its call's deadline). Plain commands in
 // MULTI/EXEC (SET NX PX, INCRBY and PTTL per increment, GET and PTTL per
 // read) cost the server a little less, but the client much more (fifteen
 // commands to encode and answer instead of one), and cannot floor a
