@@ -24,7 +24,7 @@ import (
 // password is checked, so the limit on verifications in flight holds), and
 // its failure is not counted on the rules keyed by the username: those
 // reservations are given back (but for a counter of a fixed window that
-// ends within Config.Timeout, see Attempt.givesBack), and such a failure
+// ends before it lands, see Attempt.giveBack), and such a failure
 // never locks them. Rules
 // without the username (IP rules) count it as usual: they bound the work a
 // client can cause, whatever it sends.

@@ -17,11 +17,30 @@ import (
 
 // latencyStore is a store a round trip away: each call reaches the store
 // half of rtt after it is made, and its answer comes back half of rtt after
-// that (in a synctest bubble: exactly).
+// that (in a synctest bubble: exactly). It guards give-backs
+// (backend.ExpiryGuard) when guard is set and the store it wraps does.
 type latencyStore struct {
 	backend.Backend
-	rtt time.Duration
+	rtt   time.Duration
+	guard bool
 }
+
+func (s *latencyStore) GuardsExpiry() bool {
+	g, ok := s.Backend.(backend.ExpiryGuard)
+	return s.guard && ok && g.GuardsExpiry()
+}
+
+// unguarded hides the capabilities of the store it wraps, ExpiryGuard
+// among them, as memcached lacks it.
+type unguarded struct{ backend.Backend }
+
+// guardModes are the two ways the policy makes give-backs: conditional on
+// the counter's expiry (a store that guards them), or skipped near a
+// fixed window's end (one that does not).
+var guardModes = []struct {
+	name  string
+	guard bool
+}{{"guarded", true}, {"unguarded", false}}
 
 func (s *latencyStore) Do(ctx context.Context, ops []backend.Op, res []backend.Result) error {
 	time.Sleep(s.rtt / 2)
@@ -37,7 +56,10 @@ func (s *latencyStore) Do(ctx context.Context, ops []backend.Op, res []backend.R
 // took a count from the next counter, a guess more each: 24 checks of
 // alice's password in the next window against a limit of 5, with 20 such
 // attempts. Give-backs that may land after their counter ends are not
-// sent, so the next window admits at most the limit.
+// sent, or, on a store that guards them, apply only to the counter they
+// reserved on, so the next window admits at most the limit. On a store
+// that does not guard them, a sliding window keeps the defect (see
+// TestGiveBackSlidingNoGhosts), and is not checked here.
 func TestGiveBackAtWindowEnd(t *testing.T) {
 	const (
 		limit   = 5
@@ -51,9 +73,15 @@ func TestGiveBackAtWindowEnd(t *testing.T) {
 		// address, or by another rule at capacity (his address holds its
 		// last slot, in flight).
 		lockedIP bool
+		guard    bool // the store guards give-backs
+		sliding  bool // alice's window is sliding
 	}{
-		{"refused by a lock", true},
-		{"refused at capacity", false},
+		{"refused by a lock/unguarded", true, false, false},
+		{"refused at capacity/unguarded", false, false, false},
+		{"refused by a lock/guarded", true, true, false},
+		{"refused at capacity/guarded", false, true, false},
+		{"refused by a lock/guarded/sliding", true, true, true},
+		{"refused at capacity/guarded/sliding", false, true, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -64,11 +92,11 @@ func TestGiveBackAtWindowEnd(t *testing.T) {
 				}
 				defer mem.Close()
 				user := lockout.ByUsername(limit)
-				user.Window = window
+				user.Window, user.Sliding = window, tc.sliding
 				ip := lockout.ByIP(1)
 				ip.Window = time.Hour
 				ip.Schedule = lockout.Fixed(time.Hour)
-				p, err := lockout.New(&latencyStore{Backend: mem, rtt: rtt}, lockout.Config{
+				p, err := lockout.New(&latencyStore{Backend: mem, rtt: rtt, guard: tc.guard}, lockout.Config{
 					Rules:        []lockout.Rule{user, ip},
 					LockCacheTTL: lockout.NoLockCache, // as in another process
 					Timeout:      50 * time.Millisecond,
@@ -95,7 +123,12 @@ func TestGiveBackAtWindowEnd(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				end := time.Now().Add(window - rtt/2) // when alice's counter ends, as the store sees it
+				// When alice's counter ends, as the store sees it: made
+				// by the Allow's call, or refreshed by the Failure's.
+				end := time.Now().Add(window - rtt/2)
+				if tc.sliding {
+					end = time.Now().Add(window + rtt/2)
+				}
 				if err := a.Failure(bg); err != nil {
 					t.Fatal(err)
 				}
@@ -170,10 +203,20 @@ func TestGiveBackAtWindowEnd(t *testing.T) {
 // back on success, on a store that applies calls at once: its give-back
 // would free a slot of the next counter, held by another attempt.
 func TestGiveBackOfEndedCounter(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
+	for _, m := range guardModes {
+		t.Run(m.name, func(t *testing.T) { synctest.Test(t, func(t *testing.T) { testGiveBackOfEndedCounter(t, m.guard) }) })
+	}
+}
+
+func testGiveBackOfEndedCounter(t *testing.T, guard bool) {
+	{
 		r := lockout.ByIP(1)
 		r.Window = time.Minute
-		p := newPolicyOn(t, newStore(t), lockout.Config{Rules: []lockout.Rule{r}})
+		store := newStore(t)
+		if !guard {
+			store = unguarded{store}
+		}
+		p := newPolicyOn(t, store, lockout.Config{Rules: []lockout.Rule{r}})
 		old, err := p.Allow(bg, alice)
 		if err != nil {
 			t.Fatal(err)
@@ -195,7 +238,7 @@ func TestGiveBackOfEndedCounter(t *testing.T) {
 		if _, err := p.Allow(bg, alice); err != nil {
 			t.Errorf("after the holder's success: %v, want admitted", err)
 		}
-	})
+	}
 }
 
 // TestGiveBackSlidingNoGhosts: on a sliding window, give-backs are sent
@@ -206,7 +249,13 @@ func TestGiveBackOfEndedCounter(t *testing.T) {
 // for the whole next window, having typed nothing wrong, and no lockout
 // told anyone (a review's finding).
 func TestGiveBackSlidingNoGhosts(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
+	for _, m := range guardModes {
+		t.Run(m.name, func(t *testing.T) { synctest.Test(t, func(t *testing.T) { testGiveBackSlidingNoGhosts(t, m.guard) }) })
+	}
+}
+
+func testGiveBackSlidingNoGhosts(t *testing.T, guard bool) {
+	{
 		const rtt = 5 * time.Millisecond
 		user := lockout.ByUsername(5)
 		user.Window = time.Minute
@@ -214,7 +263,7 @@ func TestGiveBackSlidingNoGhosts(t *testing.T) {
 		ip := lockout.ByIP(1)
 		ip.Window = time.Hour
 		ip.Schedule = lockout.Fixed(time.Hour)
-		p := newPolicyOn(t, &latencyStore{Backend: newStore(t), rtt: rtt}, lockout.Config{
+		p := newPolicyOn(t, &latencyStore{Backend: newStore(t), rtt: rtt, guard: guard}, lockout.Config{
 			Rules:        []lockout.Rule{user, ip},
 			LockCacheTTL: lockout.NoLockCache,
 			Timeout:      50 * time.Millisecond,
@@ -254,7 +303,7 @@ func TestGiveBackSlidingNoGhosts(t *testing.T) {
 				t.Errorf("alice, %v into the next window, having typed nothing wrong: %v", after, err)
 			}
 		}
-	})
+	}
 }
 
 // TestGiveBackAfterWriteBack: an attempt reserved in a fallback whose

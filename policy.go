@@ -168,6 +168,7 @@ type DegradedEvent struct {
 type Policy struct {
 	store       backend.Backend
 	nonblocking bool // the store never blocks: its calls need no deadline
+	guards      bool // the store guards give-backs (backend.ExpiryGuard)
 	rules       []rule
 	prefix      string
 	canon       func(string) (string, error)
@@ -234,6 +235,9 @@ func New(store backend.Backend, cfg Config) (*Policy, error) {
 	p.breaker.wb = make(chan struct{}, 1)
 	if nb, ok := store.(backend.Nonblocking); ok {
 		p.nonblocking = nb.Nonblocking()
+	}
+	if g, ok := store.(backend.ExpiryGuard); ok {
+		p.guards = g.GuardsExpiry()
 	}
 	p.decisions, _ = cfg.Observer.(DecisionObserver)
 	if p.prefix == "" {
@@ -415,36 +419,57 @@ type held struct {
 	// (historyKeys).
 	at, n int32
 	value int64 // the counter's value after the reservation
-	// until is when (Policy.now) the counter that holds the reservation
-	// ends at the earliest, by the TTL the reservation read: a give-back
-	// that may land later would take a count from the key's next counter
-	// (givesBack). math.MaxInt64 for a counter that never ends; 0 when
-	// the store did not say.
+	// until is when the counter that holds the reservation ends, as the
+	// reservation read it: its Result.Expires where the store guards
+	// give-backs (Policy.guardsAt), else the earliest it can end on the
+	// policy's clock (Policy.now). 0 when it never ends or the store did
+	// not say. See giveBack.
 	until int64
 }
 
-// givesBack reports whether a give-back of h's reservation, sent at now
-// (Policy.now), is to be sent. A give-back is a decrement of whatever
-// counter holds the key when it lands: one that lands after the reserved
-// counter ended takes a count from the next one, a guess more for whoever
-// times attempts at a window's end. On a fixed window it is not sent when
-// the counter ends within the call's deadline (Config.Timeout; a store
-// that stalls longer may apply it later still, a rarer case) or when it
-// was reserved in a fallback since written back to the store (the store's
-// counter, which holds the count now, ends when it ends): the reservation
-// then counts until its counter ends, the safe side, and soon. On a
-// sliding window it is always sent, as it was: a failure in those last
-// moments would refresh the counter, and the reservation would count for
-// a whole window, a way to hold a user at capacity without a lockout.
-func (a *Attempt) givesBack(h held, now int64) bool {
-	if h.until == 0 || h.r.Sliding {
-		return true
-	}
+// giveBack returns the give-back of h's reservation, to be sent at now
+// (Policy.now), or false when none is to be sent. A give-back is a
+// decrement, and a plain one lands on whatever counter holds the key: one
+// that lands after the reserved counter ended takes a count from the next
+// one, a guess more for whoever times attempts at a window's end.
+//
+// Where the store guards give-backs (backend.ExpiryGuard), the decrement
+// applies only to a counter that expires before the reserved one's expiry
+// plus the window: the reserved counter, however often a sliding window
+// refreshed it, and never one made after it ended. That is exact.
+//
+// Elsewhere (memcached), on a fixed window, it is not sent when the counter
+// ends within the call's deadline (Config.Timeout; a store that stalls
+// longer may apply it later still): the reservation then counts until its
+// counter ends, the safe side, and soon. On a sliding window it is always
+// sent, as it was: a failure in those last moments would refresh the
+// counter, and the reservation would count for a whole window, a way to
+// hold a user at capacity without a lockout.
+//
+// A reservation made in a fallback since written back to the store gives
+// nothing back: what it read of its counter says nothing of the store's,
+// which holds its count now and may end first.
+func (a *Attempt) giveBack(h held, now int64) (backend.Op, bool) {
+	op := backend.IncrOp(a.attemptsKey(h), -1, h.r.Window)
 	if a.at.fallback && a.p.writtenBack(a.at) {
-		return false
+		return op, false
 	}
-	return h.until-now > int64(a.p.timeout)
+	switch {
+	case h.until == 0:
+		return op, true // a counter that never ends, or the store did not say
+	case a.p.guardsAt(a.at):
+		op.IfExpiresBefore = h.until + min(int64(h.r.Window), math.MaxInt64-h.until)
+		return op, true
+	case h.r.Sliding:
+		return op, true
+	}
+	return op, h.until-now > int64(a.p.timeout)
 }
+
+// guardsAt reports whether the store that holds the reservations of at
+// guards give-backs (backend.ExpiryGuard): the fallback, a memory store,
+// does.
+func (p *Policy) guardsAt(at route) bool { return at.fallback || p.guards }
 
 type span struct{ start, end int32 }
 
@@ -560,7 +585,7 @@ func (p *Policy) allow(ctx context.Context, s Subject, start int64) (*Attempt, e
 	a.appendFingerprintReads(ops[n:])
 	for i, h := range a.rules {
 		// The counter's TTL is read too (no SkipTTL): a give-back must
-		// know when the counter it is for ends (givesBack).
+		// know when the counter it is for ends (giveBack).
 		ops[2*i] = backend.IncrOp(a.attemptsKey(h), 1, h.r.Window)
 		ops[2*i+1] = backend.ExistsOp(a.lockKey(h))
 	}
@@ -582,6 +607,7 @@ func (p *Policy) allow(ctx context.Context, s Subject, start int64) (*Attempt, e
 	a.at = at
 	a.readFingerprint(res[n:])
 
+	guards := p.guardsAt(at)
 	var found RefusedError // the longest refusal, built on the stack
 	var lockedBuf [4]int
 	locked := lockedBuf[:0] // the rules whose lock the store holds
@@ -591,7 +617,8 @@ func (p *Policy) allow(ctx context.Context, s Subject, start int64) (*Attempt, e
 		h.value = cnt.Value
 		switch {
 		case cnt.TTL == backend.NoExpiry:
-			h.until = math.MaxInt64
+		case guards:
+			h.until = cnt.Expires
 		case cnt.TTL > 0:
 			h.until = sent + min(int64(cnt.TTL), math.MaxInt64-sent)
 		}
@@ -633,13 +660,13 @@ func (p *Policy) allow(ctx context.Context, s Subject, start int64) (*Attempt, e
 	refusal := new(RefusedError) // only now on the heap
 	*refusal = found
 	// Give back every reservation this attempt made, unless its counter
-	// may end before the give-back lands (givesBack). A counter brought
+	// may end before the give-back lands (giveBack). A counter brought
 	// back to zero is removed, so refused traffic leaves no key behind.
 	ops = ops[:0]
 	now := p.now()
 	for _, h := range a.rules {
-		if a.givesBack(h, now) {
-			ops = append(ops, backend.IncrOp(a.attemptsKey(h), -1, h.r.Window))
+		if op, ok := a.giveBack(h, now); ok {
+			ops = append(ops, op)
 		}
 	}
 	gave := len(ops)
@@ -890,10 +917,11 @@ func (a *Attempt) success(ctx context.Context, start int64) error {
 			if now == 0 {
 				now = a.p.now()
 			}
-			if !a.givesBack(h, now) {
-				continue // its counter ends before the give-back would land
+			op, ok := a.giveBack(h, now)
+			if !ok {
+				continue // its counter may end before the give-back lands
 			}
-			ops = append(ops, backend.IncrOp(a.attemptsKey(h), -1, h.r.Window))
+			ops = append(ops, op)
 		}
 		if h.value == int64(h.r.Limit) || a.p.mayRemember(a.lockKey(h)) {
 			// Its last slot is free again, or a write-back remembered
@@ -964,11 +992,12 @@ func (a *Attempt) failure(ctx context.Context, start int64) error {
 		switch {
 		case a.Repeat() && h.r.hasUsername:
 			// A remembered wrong password: not a new guess, unless its
-			// counter ends before the give-back would land (givesBack).
-			if !a.givesBack(*h, a.p.now()) {
+			// counter may end before the give-back lands (giveBack).
+			op, ok := a.giveBack(*h, a.p.now())
+			if !ok {
 				continue
 			}
-			add(backend.IncrOp(a.attemptsKey(*h), -1, h.r.Window))
+			add(op)
 			if h.value == int64(h.r.Limit) || a.p.mayRemember(a.lockKey(*h)) {
 				a.p.forget(a.attemptsKey(*h)) // its last slot is free again
 			}

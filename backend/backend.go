@@ -69,7 +69,8 @@
 //
 // Capabilities that not every store can offer are separate small interfaces,
 // found by type assertion: [Lister] enumerates keys, [Journal] keeps a journal
-// of attempts, [Nonblocking] says Do never waits. A caller that needs a
+// of attempts, [Nonblocking] says Do never waits, [ExpiryGuard] makes a
+// decrement conditional on the key's expiry. A caller that needs a
 // capability the store lacks reports an error wrapping [ErrUnsupported].
 package backend
 
@@ -162,6 +163,14 @@ type Op struct {
 	// TTL of zero for it, where reading it costs (Redis saves a PTTL). A
 	// store that knows the TTL anyway reports it.
 	SkipTTL bool
+	// IfExpiresBefore, when not zero, makes an Incr with a negative Delta
+	// conditional on a store that implements [ExpiryGuard]: it applies
+	// only to a key that expires before IfExpiresBefore, on the clock of
+	// Result.Expires; any other key is left as it is, and its result
+	// reported. A key without expiry never qualifies. The policy's
+	// give-backs use it to decrement only the counter they reserved on,
+	// never one made after it ended. Other kinds and stores ignore it.
+	IfExpiresBefore int64
 }
 
 // IncrOp returns an Incr operation.
@@ -254,6 +263,11 @@ type Result struct {
 	// TTL is the key's remaining lifetime when Found (for Incr, Expire and
 	// Exists): positive, or NoExpiry. It is zero otherwise.
 	TTL time.Duration
+	// Expires is when the key expires, when Found and its TTL is not
+	// NoExpiry, on a store that implements [ExpiryGuard]: in nanoseconds on
+	// the store's own clock, whose epoch is the store's (compare it only
+	// with other values of the same store). Zero otherwise.
+	Expires int64
 }
 
 // Errors stores return, wrapped, for callers to test with errors.Is.
@@ -290,6 +304,25 @@ func Do1(ctx context.Context, b Backend, op Op) (Result, error) {
 	var r [1]Result
 	err := b.Do(ctx, []Op{op}, r[:])
 	return r[0], err
+}
+
+// ExpiryGuard is an optional capability of a store that reports when keys
+// expire (Result.Expires) and applies a decrement only to a key that
+// expires before a given time (Op.IfExpiresBefore), in one atomic step.
+//
+// The lockout engine gives back a reservation (of a refused attempt, say)
+// with a decrement. Plain, it lands on whatever counter holds the key: one
+// made after the reserved counter ended loses a count, a guess more for an
+// attacker who times attempts at a window's end. A counter made after the
+// reserved one ended expires at least a window after it did, while the
+// reserved one, however often a sliding window refreshed it, expires
+// before that: the engine decrements only a key that expires before the
+// reserved counter's Expires plus the window.
+type ExpiryGuard interface {
+	Backend
+	// GuardsExpiry reports whether the store reports Expires and honours
+	// IfExpiresBefore.
+	GuardsExpiry() bool
 }
 
 // Nonblocking is an optional capability of a store whose Do never waits for

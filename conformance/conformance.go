@@ -59,6 +59,11 @@ type Harness struct {
 	// Lister declares that the store implements backend.Lister.
 	Lister bool
 
+	// ExpiryGuard declares that the store implements backend.ExpiryGuard
+	// (and that its GuardsExpiry reports true): it reports Result.Expires
+	// and honours Op.IfExpiresBefore.
+	ExpiryGuard bool
+
 	// AtomicTags declares that the store applies the operations of one hash
 	// tag in a batch as one atomic step: no other call sees some of them
 	// applied and not the others. The policy then admits exactly a rule's
@@ -154,6 +159,7 @@ var storeCases = []testCase{
 	{"ConcurrentSharedKey", testConcurrentShared},
 	{"ConcurrentDistinctKeys", testConcurrentDistinct},
 	{"ConcurrentGiveBack", testConcurrentGiveBack},
+	{"ExpiryGuard", testExpiryGuard},
 	{"HostileKeys", testHostileKeys},
 	{"CancelledContext", testCancelledContext},
 	{"ExpiredContext", testExpiredContext},

@@ -59,11 +59,15 @@ type faults struct {
 	fullUnwrapped    bool          // a full store's error does not wrap ErrFull
 	fullDrops        bool          // a full store acknowledges a new key it does not keep
 	fullEvicts       bool          // a full store evicts a key to make room for a new one
+	guardIgnored     bool          // IfExpiresBefore is ignored: every decrement applies
+	guardInclusive   bool          // a decrement applies to a key expiring at IfExpiresBefore too
+	guardStale       bool          // Expires is the key's first expiry, not moved by Expire
 
 	// The harness's declarations, when they differ from the store.
 	declareAtomic   bool // AtomicTags, even with readsFirst
 	declareNoLister bool // no Lister, though the store implements it
 	hideLister      bool // Lister declared, but the store does not implement it
+	declareNoGuard  bool // no ExpiryGuard, though the store guards
 
 	journal journalFaults
 }
@@ -71,6 +75,7 @@ type faults struct {
 type refEntry struct {
 	v     int64
 	exp   time.Time // zero: no expiry
+	first time.Time // guardStale: the expiry it was made with
 	death time.Time // capQuietly: when the key really dies
 }
 
@@ -133,9 +138,32 @@ func (e *refEntry) result(now time.Time) backend.Result {
 	}
 	r := backend.Result{Found: true, Value: e.v, TTL: backend.NoExpiry}
 	if !e.exp.IsZero() {
-		r.TTL = e.exp.Sub(now)
+		r.TTL, r.Expires = e.exp.Sub(now), e.expires()
 	}
 	return r
+}
+
+// expires is the key's Result.Expires: its expiry in Unix nanoseconds.
+func (e *refEntry) expires() int64 {
+	if !e.first.IsZero() {
+		return e.first.UnixNano()
+	}
+	return e.exp.UnixNano()
+}
+
+// GuardsExpiry implements backend.ExpiryGuard.
+func (s *refStore) GuardsExpiry() bool { return true }
+
+// guarded reports whether the conditional decrement op leaves e as it is.
+func (s *refStore) guarded(e *refEntry, op backend.Op) bool {
+	if op.Delta >= 0 || op.IfExpiresBefore == 0 || s.faults.guardIgnored {
+		return false
+	}
+	if e.exp.IsZero() {
+		return true // no expiry: never before anything
+	}
+	x := e.expires()
+	return x > op.IfExpiresBefore || x == op.IfExpiresBefore && !s.faults.guardInclusive
 }
 
 func (s *refStore) Do(ctx context.Context, ops []backend.Op, res []backend.Result) error {
@@ -212,9 +240,16 @@ func (s *refStore) apply(ops []backend.Op, res []backend.Result, which func(back
 				}
 				e = &refEntry{}
 				s.setExpiry(e, now, op.TTL)
+				if s.faults.guardStale {
+					e.first = e.exp
+				}
 				s.m[op.Key] = e
 			case e != nil && op.Delta > 0 && s.faults.incrResetsTTL:
 				s.setExpiry(e, now, op.TTL)
+			}
+			if e != nil && s.guarded(e, op) {
+				res[i] = s.result(e, now)
+				continue
 			}
 			if e != nil {
 				s.incrs++
@@ -306,6 +341,7 @@ func harness(f faults) conformance.Harness {
 		},
 		FakeTime:           true,
 		Lister:             !f.declareNoLister,
+		ExpiryGuard:        !f.declareNoGuard,
 		AtomicTags:         !f.readsFirst || f.declareAtomic, // one mutex per batch
 		Journal:            true,
 		JournalRetention:   refRetention,
@@ -361,6 +397,10 @@ var broken = []struct {
 	{"full-drops", faults{fullDrops: true}, []string{"Capacity"}},
 	{"full-evicts", faults{fullEvicts: true}, []string{"Capacity"}},
 	{"lister-undeclared", faults{declareNoLister: true}, []string{"Capabilities"}},
+	{"guard-undeclared", faults{declareNoGuard: true}, []string{"Capabilities", "ExpiryGuard"}},
+	{"guard-ignored", faults{guardIgnored: true}, []string{"ExpiryGuard"}},
+	{"guard-inclusive", faults{guardInclusive: true}, []string{"ExpiryGuard"}},
+	{"guard-stale-after-refresh", faults{guardStale: true}, []string{"ExpiryGuard"}},
 	{"lister-declared-not-implemented", faults{hideLister: true}, []string{"Capabilities"}},
 	{"reads-first-declared-atomic", faults{readsFirst: true, declareAtomic: true}, []string{"ReadsAfterWrites"}},
 	{"journal-oldest-first", faults{journal: journalFaults{oldestFirst: true}}, []string{"JournalRoundTrip", "JournalPaging"}},

@@ -109,6 +109,9 @@ func testCapabilities(t *testing.T, e *env) {
 	if _, ok := e.b.(backend.Journal); ok != e.h.Journal {
 		t.Errorf("store implements backend.Journal: %v; harness declares Journal: %v", ok, e.h.Journal)
 	}
+	if g, ok := e.b.(backend.ExpiryGuard); (ok && g.GuardsExpiry()) != e.h.ExpiryGuard {
+		t.Errorf("store guards expiry (backend.ExpiryGuard): %v; harness declares ExpiryGuard: %v", ok && g.GuardsExpiry(), e.h.ExpiryGuard)
+	}
 }
 
 func testCreateAndIncrement(t *testing.T, e *env) {

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"math/bits"
 	"runtime"
-	"time"
 
 	"github.com/go-lockout/lockout/backend"
 )
@@ -143,7 +142,7 @@ type place struct {
 func (b *batch) apply(op *backend.Op, sh *shard, p *place) (backend.Result, error) {
 	switch op.Kind {
 	case backend.Incr:
-		return b.incr(sh, p, op.Key, op.Delta, op.TTL)
+		return b.incr(sh, p, op)
 	case backend.Exists:
 		if i, ok := b.get(sh, p, op.Key); ok {
 			return sh.at(i).result(b.now), nil
@@ -189,10 +188,13 @@ func (b *batch) remove(sh *shard, i int) {
 	b.spare++
 }
 
-func (b *batch) incr(sh *shard, p *place, key string, delta int64, ttl time.Duration) (backend.Result, error) {
+func (b *batch) incr(sh *shard, p *place, op *backend.Op) (backend.Result, error) {
+	key, delta := op.Key, op.Delta
 	if i, ok := b.get(sh, p, key); ok {
 		e := sh.at(i)
-		if delta == 0 {
+		if delta == 0 || delta < 0 && op.IfExpiresBefore != 0 && e.exp >= op.IfExpiresBefore {
+			// A read, or a conditional decrement of a key that expires
+			// too late (never included: never is the largest).
 			return e.result(b.now), nil
 		}
 		e.value = addClamped(e.value, delta)
@@ -215,7 +217,7 @@ func (b *batch) incr(sh *shard, p *place, key string, delta int64, ttl time.Dura
 	} else if err := b.reserve(1); err != nil {
 		return backend.Result{}, err
 	}
-	e := entry{value: delta, exp: expiry(b.now, ttl)}
+	e := entry{value: delta, exp: expiry(b.now, op.TTL)}
 	if err := sh.add(p.hash, key, e); err != nil {
 		b.s.keys.Add(-1) // the reservation
 		return backend.Result{}, fmt.Errorf("%w: %w", backend.ErrFull, err)

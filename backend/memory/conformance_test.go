@@ -30,6 +30,7 @@ func harness(opts *memory.Options) conformance.Harness {
 		},
 		FakeTime:         true,
 		Lister:           true,
+		ExpiryGuard:      true,
 		AtomicTags:       true,
 		Granularity:      0,
 		Journal:          true,

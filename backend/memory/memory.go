@@ -219,6 +219,11 @@ func (s *Store) Len() int { return int(s.keys.Load()) }
 // engine calls it without a deadline of its own (backend.Nonblocking).
 func (s *Store) Nonblocking() bool { return true }
 
+// GuardsExpiry implements backend.ExpiryGuard: Result.Expires is a key's
+// expiry on the store's monotonic clock, and a conditional decrement is
+// checked under the key's shard lock.
+func (s *Store) GuardsExpiry() bool { return true }
+
 // shardSet is a set of shard indexes.
 type shardSet [numShards / 64]uint64
 

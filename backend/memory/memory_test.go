@@ -427,7 +427,9 @@ func TestExpiredRemovedOnAccess(t *testing.T) {
 				s := newStore(t, &Options{SweepInterval: time.Hour})
 				do(t, s, backend.IncrOp("k", 5, time.Second), backend.IncrOp("other", 1, time.Hour))
 				time.Sleep(time.Second)
-				if r := do1(t, s, tc.op); r != tc.want {
+				r := do1(t, s, tc.op)
+				r.Expires = 0 // on the store's clock: checked by the conformance suite
+				if r != tc.want {
 					t.Errorf("%s of an expired key: %+v, want %+v", tc.op.Kind, r, tc.want)
 				}
 				wantLen(t, s, 1+int(tc.want.Value)/3)

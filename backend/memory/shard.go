@@ -24,7 +24,7 @@ func (e entry) live(now int64) bool { return now < e.exp }
 func (e entry) result(now int64) backend.Result {
 	r := backend.Result{Found: true, Value: e.value, TTL: backend.NoExpiry}
 	if e.exp != never {
-		r.TTL = time.Duration(e.exp - now)
+		r.TTL, r.Expires = time.Duration(e.exp-now), e.exp
 	}
 	return r
 }
