@@ -295,6 +295,11 @@ func (s *Store) leave() { s.inflight.Done() }
 
 var errClosed = fmt.Errorf("lockout/bolt: %w", backend.ErrClosed)
 
+// GuardsExpiry implements backend.ExpiryGuard: Result.Expires is a key's
+// expiry on the wall clock (Unix nanoseconds), and a conditional decrement
+// is checked in the call's transaction.
+func (s *Store) GuardsExpiry() bool { return true }
+
 // Close stops the store: it waits for the calls under way, stops the
 // sweeper and the committer, and closes the file if Open opened it. Calls
 // made after Close return an error wrapping backend.ErrClosed. Close may be

@@ -37,6 +37,7 @@ func harness(fake bool) conformance.Harness {
 		},
 		FakeTime:         fake,
 		Lister:           true,
+		ExpiryGuard:      true,
 		AtomicTags:       true, // a batch is one transaction
 		Journal:          true,
 		JournalRetention: opts.JournalRetention,

@@ -72,6 +72,12 @@ func (e entry) ttl(now int64) time.Duration {
 	return time.Duration(e.exp - now)
 }
 
+// result returns the Result of an operation that leaves e, live, at now:
+// its Expires is its expiry on the wall clock (Unix nanoseconds).
+func (e entry) result(now int64) backend.Result {
+	return backend.Result{Found: true, Value: e.val, TTL: e.ttl(now), Expires: e.exp}
+}
+
 // expiryAt returns the expiry of a key given ttl at now: 0 for NoExpiry,
 // saturated instead of overflowing.
 func expiryAt(now int64, ttl time.Duration) int64 {

@@ -73,11 +73,15 @@ func (t *txn) apply1(op *backend.Op, r *backend.Result) (needWrite bool, err err
 	switch op.Kind {
 	case backend.Exists:
 		if live {
-			*r = backend.Result{Found: true, Value: e.val, TTL: e.ttl(t.now)}
+			*r = e.result(t.now)
 		}
 
 	case backend.Incr:
 		switch {
+		case live && op.Delta < 0 && op.IfExpiresBefore != 0 && (e.exp == 0 || e.exp >= op.IfExpiresBefore):
+			// A conditional decrement of a key that expires too late
+			// (backend.ExpiryGuard): left as it is.
+			*r = e.result(t.now)
 		case live && op.Delta < 0 && addFloor(e.val, op.Delta) == 0:
 			// A decrement that reaches zero removes the key, in this
 			// transaction (so no other call sees the zero).
@@ -87,7 +91,7 @@ func (t *txn) apply1(op *backend.Op, r *backend.Result) (needWrite bool, err err
 			return false, t.remove(sk, e.exp)
 		case live:
 			v := addFloor(e.val, op.Delta)
-			*r = backend.Result{Found: true, Value: v, TTL: e.ttl(t.now)}
+			*r = entry{exp: e.exp, val: v}.result(t.now)
 			if v == e.val {
 				return false, nil
 			}
@@ -106,7 +110,7 @@ func (t *txn) apply1(op *backend.Op, r *backend.Result) (needWrite bool, err err
 			if present {
 				old = e.exp
 			}
-			*r = backend.Result{Found: true, Value: n.val, TTL: n.ttl(t.now)}
+			*r = n.result(t.now)
 			return false, t.put(sk, op.Key, n, old)
 		}
 
@@ -115,7 +119,7 @@ func (t *txn) apply1(op *backend.Op, r *backend.Result) (needWrite bool, err err
 			return false, nil
 		}
 		n := entry{exp: expiryAt(t.now, op.TTL), val: e.val}
-		*r = backend.Result{Found: true, Value: n.val, TTL: n.ttl(t.now)}
+		*r = n.result(t.now)
 		if n.exp == e.exp {
 			return false, nil
 		}
