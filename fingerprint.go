@@ -23,9 +23,9 @@ import (
 // them is admitted as any other (it holds its reservation while the
 // password is checked, so the limit on verifications in flight holds), and
 // its failure is not counted on the rules keyed by the username: those
-// reservations are given back (but for a counter of a fixed window that
-// ends before it lands, see Attempt.giveBack), and such a failure
-// never locks them. Rules
+// reservations are given back (but for a counter that may end before the
+// give-back lands, on a store that does not guard give-backs: see
+// Attempt.giveBack), and such a failure never locks them. Rules
 // without the username (IP rules) count it as usual: they bound the work a
 // client can cause, whatever it sends.
 //

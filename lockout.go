@@ -99,20 +99,21 @@
 // # Caveats
 //
 // A give-back (of a refused attempt, of a success on a rule without the
-// username, of a wrong password tried again) is a decrement, applied to
-// whatever counter holds the key when it lands. On a fixed window it is not
-// sent when the counter it is for may have ended by then (by the TTL the
-// reservation read, less the call's deadline), nor for an attempt reserved
-// in an outage's fallback since written back: it would take a count from
-// the key's next counter, a guess more for an attacker who times attempts
-// at a window's end. The reservation then counts until its counter ends,
-// moments later. On a sliding window give-backs are always sent (skipped,
-// their counts would stay for a whole window once a failure refreshed the
-// counter), so there an attempt in flight when a counter ends can still
-// take a count from the next one. If the key was reset (a success, a
-// lockout) and reserved again before a give-back lands, the give-back
-// cancels one reservation of the new counter. Lockouts last far longer than
-// a round trip, so this needs a success on the key in that time.
+// username, of a wrong password tried again) is a decrement. On a store
+// that guards give-backs (backend.ExpiryGuard: memory, bbolt) it applies
+// only to the counter it reserved on, refreshed or not, never to one made
+// after that counter ended. On the others (Redis, memcached) a plain
+// decrement lands on whatever counter holds the key, so on a fixed window
+// it is not sent when the counter may end before it lands (within the
+// call's deadline): the reservation then counts until its counter ends,
+// moments later. On a sliding window there it is always sent (skipped, its
+// count would stay for a whole window once a failure refreshed the
+// counter), so an attempt in flight when a counter ends can still take a
+// count from the next one. An attempt reserved in an outage's fallback
+// since written back gives nothing back. If the key was reset (a success,
+// a lockout) and reserved again before a give-back lands, the give-back
+// cancels one reservation of the new counter. Lockouts last far longer
+// than a round trip, so this needs a success on the key in that time.
 //
 // Lockout history is a counter that expires HistoryWindow after the latest
 // lockout, not a log of lockout times: a key that keeps offending within the

@@ -1,6 +1,7 @@
 // Package bolt is a lockout store kept in a bbolt file (go.etcd.io/bbolt):
 // an embedded, durable [backend.Backend] for single-binary applications,
-// with the [backend.Lister] and [backend.Journal] capabilities.
+// with the [backend.Lister], [backend.Journal] and [backend.ExpiryGuard]
+// capabilities.
 //
 // [Open] opens (or creates) a file that the store owns; [New] keeps the
 // store in a bucket of a *bbolt.DB the caller owns:

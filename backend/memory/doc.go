@@ -1,7 +1,8 @@
 // Package memory is an in-process lockout store: a [backend.Backend] and
 // [backend.Lister] that keeps expiring counters in memory, for tests,
 // single-process applications and the lockout engine's degraded-mode
-// fallback.
+// fallback. It also keeps a journal ([backend.Journal]), never blocks
+// ([backend.Nonblocking]) and guards give-backs ([backend.ExpiryGuard]).
 //
 //	s, err := memory.New(nil) // nil options: defaults
 //	if err != nil {
