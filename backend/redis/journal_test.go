@@ -699,7 +699,10 @@ func TestJournalGivesWayToOthers(t *testing.T) {
 			t.Fatal(err)
 		}
 		client := newClient(t, srv.Addr, func(o *goredis.Options) { o.Username, o.Password = "lk", "pw" })
-		s := newStore(t, client, &redisstore.Options{AllowEviction: true}) // New's own INFO is refused too
+		s := newStore(t, client, &redisstore.Options{AllowEviction: true, GuardGiveBacks: true}) // New's own INFO is refused too
+		if s.GuardsExpiry() {
+			t.Error("GuardsExpiry() = true for a user refused INFO")
+		}
 		if err := appendN(t, s, 0, 1, "curl/8"); err != nil {
 			t.Errorf("AppendBatch as a user without INFO: %v", err)
 		}

@@ -82,8 +82,11 @@ const (
 	journalMax       = 200
 )
 
+// journalOptions are the options of the stores the conformance suite
+// checks: short journal bounds, and give-backs guarded (the test servers
+// run Redis 7).
 func journalOptions() *redisstore.Options {
-	return &redisstore.Options{JournalRetention: journalRetention, JournalMax: journalMax}
+	return &redisstore.Options{JournalRetention: journalRetention, JournalMax: journalMax, GuardGiveBacks: true}
 }
 
 // harness describes, to the conformance suite, the stores newStore makes
@@ -95,6 +98,7 @@ func harness(fresh func(t testing.TB) backend.Backend) conformance.Harness {
 		New:                fresh,
 		Granularity:        redisstore.Granularity,
 		Lister:             true,
+		ExpiryGuard:        true, // the test servers run Redis 7 (PEXPIRETIME)
 		AtomicTags:         true,
 		Journal:            true,
 		JournalRetention:   journalRetention,

@@ -17,6 +17,9 @@ import (
 //	r delta      add delta < 0 to an existing key, keeping its TTL; a
 //	             result of zero or less deletes the key (reported missing);
 //	             a missing key stays missing
+//	c delta t    r, applied only to a key that expires before t (Unix
+//	             milliseconds), as PEXPIRETIME says; any other key is left
+//	             as it is and read (backend.Op.IfExpiresBefore; only with +)
 //	e ttl        set the TTL of an existing key to ttl milliseconds
 //	             (-1: persist it)
 //	g            read a key
@@ -31,7 +34,17 @@ import (
 //
 // It returns two values per operation: the value and the PTTL of the key
 // after it, with a PTTL of -2 for a missing key and -3 for a TTL not
-// reported (j); for d, 1 or 0 (whether the key existed) and -2. Values are
+// reported (j); for d, 1 or 0 (whether the key existed) and -2.
+//
+// A '+' after the kinds (byte #KEYS+1 of ARGV[1]) asks for expiry times
+// (backend.ExpiryGuard; Redis 7.0 or later): each operation then returns a
+// third value, the key's PEXPIRETIME when it has an expiry (its TTL
+// otherwise: -1, -2 or -3), and its PTTL is not read but reported as -4,
+// for the store to compute from the expiry time and the script's time,
+// which follows the operations' values: TIME, in Unix milliseconds rounded
+// up, at the script's end, so that a TTL so computed is never longer than
+// the key's. A TTL the script set is reported as set. A decision then
+// costs a PEXPIRETIME per key in place of a PTTL, and one TIME. Values are
 // integers, or strings holding integers where Lua cannot hold them exactly:
 // Lua numbers are doubles, so a value beyond 2^53 is read back with GET.
 //
@@ -57,8 +70,13 @@ import (
 // empty refuses every operation of a batch alike (NOSCRIPT) and the retry
 // replays them all, in batch order: a plain DEL would run while the
 // operations before it on the same key did not.
-const opScript = `local kinds, byte, out, p, d, dn, ttl, skip, dr, ttle = ARGV[1], string.byte, {}, 2
+const opScript = `local kinds, byte, out, p, d, dn, ttl, skip, dr, ttle, bf, cond = ARGV[1], string.byte, {}, 2
 local reads, written, absent = {}, {}, false
+local guard = byte(kinds, #KEYS + 1) == 43
+local function pttl(k)
+  if guard then return -4 end
+  return redis.call('PTTL', k)
+end
 for i = 1, #KEYS do
   if byte(kinds, i) == 103 then
     reads[#reads+1] = KEYS[i]
@@ -92,7 +110,11 @@ for i = 1, #KEYS do
   elseif op == 106 or op == 74 then
     skip, op = true, 73
   elseif op == 114 then
-    dr, p, op = ARGV[p], p + 1, 82
+    dr, p, op, cond = ARGV[p], p + 1, 82, false
+  elseif op == 82 then
+    cond = false
+  elseif op == 99 then
+    dr, bf, p, op, cond = ARGV[p], tonumber(ARGV[p+1]), p + 2, 82, true
   elseif op == 101 then
     ttle, p, op = ARGV[p], p + 1, 69
   end
@@ -111,7 +133,7 @@ for i = 1, #KEYS do
     elseif skip then
       t = -3
     else
-      t = redis.call('PTTL', k)
+      t = pttl(k)
     end
   elseif op == 103 then
     if absent then
@@ -119,7 +141,7 @@ for i = 1, #KEYS do
     else
       v = redis.call('GET', k)
       if v then
-        t = redis.call('PTTL', k)
+        t = pttl(k)
       else
         v, t = 0, -2
       end
@@ -127,9 +149,20 @@ for i = 1, #KEYS do
   elseif op == 100 then
     v, t = redis.call('DEL', k), -2
   elseif op == 82 then
-    t = redis.call('PTTL', k)
+    local x
+    if guard then
+      x = redis.call('PEXPIRETIME', k)
+      t = x
+      if x >= 0 then t = -4 end
+    else
+      t = redis.call('PTTL', k)
+    end
     if t == -2 then
       v = 0
+    elseif cond and (x == -1 or x >= bf) then
+      v = redis.call('GET', k)
+      local n = tonumber(v)
+      if n > -9007199254740992 and n < 9007199254740992 then v = n end
     else
       v = redis.call('INCRBY', k, dr)
       if v <= 0 then
@@ -153,7 +186,17 @@ for i = 1, #KEYS do
   else
     return redis.error_reply('ERR lockout: unknown operation ' .. tostring(op))
   end
-  out[2*i-1], out[2*i] = v, t
+  if guard then
+    local x = t
+    if t >= 0 or t == -4 then x = redis.call('PEXPIRETIME', k) end
+    out[3*i-2], out[3*i-1], out[3*i] = v, t, x
+  else
+    out[2*i-1], out[2*i] = v, t
+  end
+end
+if guard then
+  local tm = redis.call('TIME')
+  out[3*#KEYS+1] = tonumber(tm[1]) * 1000 + math.ceil(tonumber(tm[2]) / 1000)
 end
 return out
 `
@@ -167,6 +210,8 @@ const (
 	scriptIncrSkipSame = 'J'
 	scriptReduce       = 'r'
 	scriptReduceSame   = 'R'
+	scriptReduceIf     = 'c'
+	scriptGuard        = '+' // after the kinds: report expiry times
 	scriptExpire       = 'e'
 	scriptExpireSame   = 'E'
 	scriptGet          = 'g'
