@@ -100,9 +100,10 @@
 //
 // A give-back (of a refused attempt, of a success on a rule without the
 // username, of a wrong password tried again) is a decrement. On a store
-// that guards give-backs (backend.ExpiryGuard: memory, bbolt) it applies
-// only to the counter it reserved on, refreshed or not, never to one made
-// after that counter ended. On the others (Redis, memcached) a plain
+// that guards give-backs (backend.ExpiryGuard: memory, bbolt, Redis 7 with
+// its GuardGiveBacks option) it applies only to the counter it reserved
+// on, refreshed or not, never to one made after that counter ended. On the
+// others (memcached, Redis without the option) a plain
 // decrement lands on whatever counter holds the key, so on a fixed window
 // it is not sent when the counter may end before it lands (within the
 // call's deadline): the reservation then counts until its counter ends,
