@@ -102,7 +102,10 @@
 // username, of a wrong password tried again) is a decrement. On a store
 // that guards give-backs (backend.ExpiryGuard: memory, bbolt, Redis 7 with
 // its GuardGiveBacks option) it applies only to the counter it reserved
-// on, refreshed or not, never to one made after that counter ended. On the
+// on: on a fixed window, one that expires exactly when that counter does;
+// on a sliding window, one that expires before that plus the window, which
+// a counter made after it ended never does (one made again after a lockout
+// or a reset cleared it may). On the
 // others (memcached, Redis without the option) a plain
 // decrement lands on whatever counter holds the key, so on a fixed window
 // it is not sent when the counter may end before it lands (within the

@@ -434,9 +434,12 @@ type held struct {
 // one, a guess more for whoever times attempts at a window's end.
 //
 // Where the store guards give-backs (backend.ExpiryGuard), the decrement
-// applies only to a counter that expires before the reserved one's expiry
-// plus the window: the reserved counter, however often a sliding window
-// refreshed it, and never one made after it ended. That is exact.
+// applies, on a fixed window, only to a counter that expires when the
+// reserved one does: that one, never one made again after it ended or was
+// cleared. On a sliding window, only to one that expires before the
+// reserved one's expiry plus the window: the reserved counter, however
+// often refreshed, and never one made after it ended; but one made again
+// after a lockout or a reset cleared it, before it would have ended, may.
 //
 // Elsewhere (memcached), on a fixed window, it is not sent when the counter
 // ends within the call's deadline (Config.Timeout; a store that stalls
@@ -457,6 +460,12 @@ func (a *Attempt) giveBack(h held, now int64) (backend.Op, bool) {
 	switch {
 	case h.until == 0:
 		return op, true // a counter that never ends, or the store did not say
+	case a.p.guardsAt(a.at) && !h.r.Sliding:
+		// A fixed window's counter keeps its expiry: it alone expires at
+		// h.until, where one made again later (after a lockout or a reset
+		// cleared it, or by a write-back) expires later.
+		op.IfExpiresBefore = h.until + 1
+		return op, true
 	case a.p.guardsAt(a.at):
 		op.IfExpiresBefore = h.until + min(int64(h.r.Window), math.MaxInt64-h.until)
 		return op, true
@@ -618,7 +627,9 @@ func (p *Policy) allow(ctx context.Context, s Subject, start int64) (*Attempt, e
 		switch {
 		case cnt.TTL == backend.NoExpiry:
 		case guards:
-			h.until = cnt.Expires
+			if cnt.Expires < math.MaxInt64 { // saturated: as if unknown
+				h.until = cnt.Expires
+			}
 		case cnt.TTL > 0:
 			h.until = sent + min(int64(cnt.TTL), math.MaxInt64-sent)
 		}

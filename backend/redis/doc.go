@@ -209,18 +209,21 @@
 // costs the server far more than the Lua around it: INCRBY for an
 // increment (PEXPIRE too for a new key, PTTL too for an existing one unless
 // the caller set backend.Op.SkipTTL), and one EXISTS over the keys a call
-// reads (GET and PTTL more for each that exists). On Redis 7.0 or later
-// the store guards give-backs ([backend.ExpiryGuard]): it reads each key's
-// PEXPIRETIME in place of its PTTL, and one TIME per call, from which it
-// computes the TTLs; a give-back's decrement applies only to a key that
-// expires before the time the engine gives (the reserved counter's expiry
-// plus its window), checked in the script. An admitted decision with three
-// rules then costs the server eight such calls in one EVALSHA: three
+// reads (GET and PTTL more for each that exists). With
+// Options.GuardGiveBacks, on Redis 7.0 or later, the store guards
+// give-backs ([backend.ExpiryGuard]): it reads each key's PEXPIRETIME in
+// place of its PTTL (a new key's after its PEXPIRE, a decrement's before
+// and after it), and one TIME per call, from which it computes the TTLs;
+// a give-back's decrement applies only to a key that expires before the
+// time the engine gives, checked in the script. An admitted decision with
+// three rules then costs the server eight such calls in one EVALSHA: three
 // INCRBY, three PEXPIRETIME, one TIME and one EXISTS (TestDecisionCommands
-// counts them); seven on an older server (PTTL in place of PEXPIRETIME, no
+// counts them); seven without the option (PTTL in place of PEXPIRETIME, no
 // TIME), where the engine instead skips a give-back on a fixed window that
 // may end before it lands. New learns the version from INFO server on
-// every master: a user refused INFO gets a store that does not guard. Plain commands in
+// every master: a user refused INFO gets a store that does not guard, and
+// every master must stay on Redis 7.0 or later (a failover to an older one
+// fails every call: PEXPIRETIME is unknown there). Plain commands in
 // MULTI/EXEC (SET NX PX, INCRBY and PTTL per increment, GET and PTTL per
 // read) cost the server a little less, but the client much more (fifteen
 // commands to encode and answer instead of one), and cannot floor a
