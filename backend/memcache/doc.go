@@ -243,7 +243,10 @@
 //     in between by a fresh counter may be reported as not having existed.
 //   - Clocks. Logical expiry is judged by the clock of whichever instance
 //     reads the key; instances whose clocks differ by s seconds see keys
-//     expire up to s seconds apart.
+//     expire up to s seconds apart. The store does not guard give-backs
+//     (backend.ExpiryGuard): the engine skips one on a fixed window whose
+//     counter ends within its Config.Timeout, which holds only while the
+//     instances' clocks agree to within that Timeout.
 //   - A server that fails takes its keys with it: calls touching them
 //     return errors until it is back, empty. Adding or removing a server
 //     moves a share of the keys (a third when a third server is added),
