@@ -354,31 +354,18 @@ func TestGiveBackAfterWriteBack(t *testing.T) {
 		time.Sleep(time.Until(start.Add(60100 * time.Millisecond)))
 		// x's counter in the store has ended. Guesses from x in its next
 		// window, with the login's success in between.
-		checked := 0
-		guess := func() bool {
-			g, err := p.Allow(bg, lockout.Subject{Username: "bob", IP: x})
-			if err != nil {
-				return false
-			}
-			checked++
-			g.Failure(bg)
-			return true
-		}
-		guess()
-		guess()
+		g := &guesser{p: p, ip: x}
+		g.guess()
+		g.guess()
 		if err := own.Success(bg); err != nil {
 			t.Fatal(err)
 		}
-		for range 10 {
-			if !guess() {
-				break
-			}
-		}
+		g.upTo(10)
 		if _, err := p.Allow(bg, lockout.Subject{Username: "bob", IP: x}); !errors.Is(err, lockout.ErrLocked) {
 			t.Errorf("after the guesses: %v, want x locked", err)
 		}
-		if checked > limit {
-			t.Errorf("%d guesses from x checked in its next window, limit %d", checked, limit)
+		if g.checked > limit {
+			t.Errorf("%d guesses from x checked in its next window, limit %d", g.checked, limit)
 		}
 	})
 }
@@ -422,19 +409,10 @@ func TestGiveBackWriteBackMadeCounter(t *testing.T) {
 				}
 				time.Sleep(30 * time.Second)
 				sw.mode.Store(down)
-				checked := 0
-				guess := func() bool {
-					g, err := p.Allow(bg, lockout.Subject{Username: "bob", IP: x})
-					if err != nil {
-						return false
-					}
-					checked++
-					g.Failure(bg)
-					return true
-				}
+				g := &guesser{p: p, ip: x}
 				// 30 s: a guess from x, in the fallback (its counter
 				// there ends at 90 s).
-				if !guess() {
+				if !g.guess() {
 					t.Fatal("the guess in the fallback was refused")
 				}
 				time.Sleep(time.Until(start.Add(61 * time.Second)))
@@ -448,17 +426,13 @@ func TestGiveBackWriteBackMadeCounter(t *testing.T) {
 					synctest.Wait()
 					time.Sleep(100 * time.Millisecond)
 				}
-				guess()
+				g.guess()
 				if err := dave.Success(bg); err != nil {
 					t.Fatal(err)
 				}
-				for range 10 {
-					if !guess() {
-						break
-					}
-				}
-				if checked > limit {
-					t.Errorf("%d guesses from x checked in [30 s, 90 s), limit %d", checked, limit)
+				g.upTo(10)
+				if g.checked > limit {
+					t.Errorf("%d guesses from x checked in [30 s, 90 s), limit %d", g.checked, limit)
 				}
 			})
 		})
@@ -483,30 +457,17 @@ func TestGiveBackLockoutRemadeCounter(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		checked := 0
-		guess := func() bool {
-			g, err := p.Allow(bg, lockout.Subject{Username: "bob", IP: x})
-			if err != nil {
-				return false
-			}
-			checked++
-			g.Failure(bg)
-			return true
-		}
-		guess() // the limit-th: locks x for 10 s, clears the counter
+		g := &guesser{p: p, ip: x}
+		g.guess() // the limit-th: locks x for 10 s, clears the counter
 		time.Sleep(11 * time.Second)
-		checked = 0
-		guess()
+		g.checked = 0
+		g.guess()
 		if err := dave.Success(bg); err != nil {
 			t.Fatal(err)
 		}
-		for range 5 {
-			if !guess() {
-				break
-			}
-		}
-		if checked > limit {
-			t.Errorf("%d guesses from x checked in the counter made after the lock, limit %d", checked, limit)
+		g.upTo(5)
+		if g.checked > limit {
+			t.Errorf("%d guesses from x checked in the counter made after the lock, limit %d", g.checked, limit)
 		}
 	})
 }
@@ -539,5 +500,33 @@ func TestGiveBackSaturatedExpiry(t *testing.T) {
 	}
 	if err := attempt(t, p, lockout.Subject{Username: "alice", IP: "198.51.100.7"}, true); err != nil {
 		t.Errorf("alice, having typed nothing wrong, after 3 attempts refused by the attacker's lock: %v", err)
+	}
+}
+
+// guesser makes wrong guesses at bob from one address, and counts those
+// admitted to the password check.
+type guesser struct {
+	p       *lockout.Policy
+	ip      string
+	checked int
+}
+
+// guess makes one, and reports whether it was admitted.
+func (g *guesser) guess() bool {
+	a, err := g.p.Allow(bg, lockout.Subject{Username: "bob", IP: g.ip})
+	if err != nil {
+		return false
+	}
+	g.checked++
+	a.Failure(bg)
+	return true
+}
+
+// upTo makes up to n, until one is refused.
+func (g *guesser) upTo(n int) {
+	for range n {
+		if !g.guess() {
+			return
+		}
 	}
 }

@@ -427,8 +427,8 @@ type held struct {
 	until int64
 }
 
-// giveBack returns the give-back of h's reservation, to be sent at now
-// (Policy.now), or false when none is to be sent. A give-back is a
+// giveBack returns the give-back of h's reservation, to be sent now, or
+// false when none is to be sent. A give-back is a
 // decrement, and a plain one lands on whatever counter holds the key: one
 // that lands after the reserved counter ended takes a count from the next
 // one, a guess more for whoever times attempts at a window's end.
@@ -452,7 +452,7 @@ type held struct {
 // A reservation made in a fallback since written back to the store gives
 // nothing back: what it read of its counter says nothing of the store's,
 // which holds its count now and may end first.
-func (a *Attempt) giveBack(h held, now int64) (backend.Op, bool) {
+func (a *Attempt) giveBack(h held) (backend.Op, bool) {
 	op := backend.IncrOp(a.attemptsKey(h), -1, h.r.Window)
 	if a.at.fallback && a.p.writtenBack(a.at) {
 		return op, false
@@ -472,7 +472,7 @@ func (a *Attempt) giveBack(h held, now int64) (backend.Op, bool) {
 	case h.r.Sliding:
 		return op, true
 	}
-	return op, h.until-now > int64(a.p.timeout)
+	return op, h.until-a.p.now() > int64(a.p.timeout)
 }
 
 // guardsAt reports whether the store that holds the reservations of at
@@ -674,9 +674,8 @@ func (p *Policy) allow(ctx context.Context, s Subject, start int64) (*Attempt, e
 	// may end before the give-back lands (giveBack). A counter brought
 	// back to zero is removed, so refused traffic leaves no key behind.
 	ops = ops[:0]
-	now := p.now()
 	for _, h := range a.rules {
-		if op, ok := a.giveBack(h, now); ok {
+		if op, ok := a.giveBack(h); ok {
 			ops = append(ops, op)
 		}
 	}
@@ -920,15 +919,11 @@ func (a *Attempt) success(ctx context.Context, start int64) error {
 	sc, ops, res := getScratch(len(a.rules))
 	defer putScratch(sc)
 	ops = ops[:0]
-	var now int64 // read for the first give-back
 	for _, h := range a.rules {
 		if h.r.reset {
 			ops = append(ops, backend.DeleteOp(a.attemptsKey(h)))
 		} else {
-			if now == 0 {
-				now = a.p.now()
-			}
-			op, ok := a.giveBack(h, now)
+			op, ok := a.giveBack(h)
 			if !ok {
 				continue // its counter may end before the give-back lands
 			}
@@ -1004,7 +999,7 @@ func (a *Attempt) failure(ctx context.Context, start int64) error {
 		case a.Repeat() && h.r.hasUsername:
 			// A remembered wrong password: not a new guess, unless its
 			// counter may end before the give-back lands (giveBack).
-			op, ok := a.giveBack(*h, a.p.now())
+			op, ok := a.giveBack(*h)
 			if !ok {
 				continue
 			}

@@ -212,10 +212,10 @@
 // reads (GET and PTTL more for each that exists). With
 // Options.GuardGiveBacks, on Redis 7.0 or later, the store guards
 // give-backs ([backend.ExpiryGuard]): it reads each key's PEXPIRETIME in
-// place of its PTTL (a new key's after its PEXPIRE, a decrement's before
-// and after it), and one TIME per call, from which it computes the TTLs;
-// a give-back's decrement applies only to a key that expires before the
-// time the engine gives, checked in the script. An admitted decision with
+// place of its PTTL (a new key's after its PEXPIRE), and one TIME per
+// call, from which it computes the TTLs; a give-back's decrement applies
+// only to a key that expires before the time the engine gives, checked in
+// the script. An admitted decision with
 // three rules then costs the server eight such calls in one EVALSHA: three
 // INCRBY, three PEXPIRETIME, one TIME and one EXISTS (TestDecisionCommands
 // counts them); seven without the option (PTTL in place of PEXPIRETIME, no

@@ -100,7 +100,7 @@ if #reads > 0 then
   end
 end
 for i = 1, #KEYS do
-  local k, op, v, t = KEYS[i], byte(kinds, i)
+  local k, op, v, t, x = KEYS[i], byte(kinds, i)
   if op == 105 or op == 106 then
     d, ttl, p = ARGV[p], ARGV[p+1], p + 2
     dn = tonumber(d)
@@ -149,7 +149,6 @@ for i = 1, #KEYS do
   elseif op == 100 then
     v, t = redis.call('DEL', k), -2
   elseif op == 82 then
-    local x
     if guard then
       x = redis.call('PEXPIRETIME', k)
       t = x
@@ -187,8 +186,11 @@ for i = 1, #KEYS do
     return redis.error_reply('ERR lockout: unknown operation ' .. tostring(op))
   end
   if guard then
-    local x = t
-    if t >= 0 or t == -4 then x = redis.call('PEXPIRETIME', k) end
+    if t < 0 and t ~= -4 then
+      x = t
+    elseif not x then
+      x = redis.call('PEXPIRETIME', k) -- a decrement read it already
+    end
     out[3*i-2], out[3*i-1], out[3*i] = v, t, x
   else
     out[2*i-1], out[2*i] = v, t
