@@ -588,15 +588,20 @@ func (p *Policy) allow(ctx context.Context, s Subject, start int64) (*Attempt, e
 		return nil, p.refuse(ctx, c, refusal)
 	}
 
-	n := 2 * len(a.rules)
+	// The batch: each rule's counter, then each rule's lock marker, then
+	// the fingerprint's reads. The reads come last, after every write: a
+	// store can then read them all at once (Redis: one EXISTS), and the
+	// contract still has each follow the writes of its hash tag.
+	nr := len(a.rules)
+	n := 2 * nr
 	sc, ops, res := getScratch(n + a.fpOps())
 	defer putScratch(sc)
 	a.appendFingerprintReads(ops[n:])
 	for i, h := range a.rules {
 		// The counter's TTL is read too (no SkipTTL): a give-back must
 		// know when the counter it is for ends (giveBack).
-		ops[2*i] = backend.IncrOp(a.attemptsKey(h), 1, h.r.Window)
-		ops[2*i+1] = backend.ExistsOp(a.lockKey(h))
+		ops[i] = backend.IncrOp(a.attemptsKey(h), 1, h.r.Window)
+		ops[nr+i] = backend.ExistsOp(a.lockKey(h))
 	}
 	at, err := p.admit(ctx, a, ops, res)
 	if err != nil {
@@ -622,7 +627,7 @@ func (p *Policy) allow(ctx context.Context, s Subject, start int64) (*Attempt, e
 	locked := lockedBuf[:0] // the rules whose lock the store holds
 	for i := range a.rules {
 		h := &a.rules[i]
-		cnt, lock := res[2*i], res[2*i+1]
+		cnt, lock := res[i], res[nr+i]
 		h.value = cnt.Value
 		switch {
 		case cnt.TTL == backend.NoExpiry:
@@ -659,7 +664,7 @@ func (p *Policy) allow(ctx context.Context, s Subject, start int64) (*Attempt, e
 		// lock is set (an outage's fallback would start the key afresh).
 		for i := range a.rules {
 			if h := &a.rules[i]; h.value == int64(h.r.Limit) {
-				ttl := res[2*i].TTL
+				ttl := res[i].TTL
 				if ttl == 0 { // not reported: at most the window
 					ttl = h.r.Window
 				}

@@ -398,13 +398,17 @@ func (s *Store) Do(ctx context.Context, ops []backend.Op, results []backend.Resu
 	}
 	args := make([]any, 0, nargs)
 	kinds := make([]byte, len(ops)+len(p.ends)) // and a '+' per call, when guarded
+	var apartBuf [4]int
+	apart := apartBuf[:0] // each call's reads marked a (see opScript)
 	start := 0
 	for c, end := range p.ends {
 		k := kinds[start+c : end+c]
 		if s.guards {
 			k = kinds[start+c : end+c+1]
 		}
-		cmds[c], args = s.command(ctx, ops, &p, start, end, args, k)
+		var n int
+		cmds[c], args, n = s.command(ctx, ops, &p, start, end, args, k)
+		apart = append(apart, n)
 		start = end
 	}
 	var rounds []int // nil: one round (no allocation on the common path)
@@ -418,7 +422,7 @@ func (s *Store) Do(ctx context.Context, ops []backend.Op, results []backend.Resu
 	}
 	start = 0
 	for c, end := range p.ends {
-		if err := parse(ops, &p, start, end, cmds[c].IntSliceCmd, execErr, results, s.guards); err != nil {
+		if err := parse(ops, &p, start, end, apart[c], cmds[c].IntSliceCmd, execErr, results, s.guards); err != nil {
 			return err
 		}
 		start = end
@@ -431,8 +435,10 @@ func (s *Store) Do(ctx context.Context, ops []backend.Op, results []backend.Resu
 // kinds, with a '+' after them when kinds has room for it: the store
 // guards give-backs), and the operations' arguments, each given once for a
 // run of operations that share them (see opScript). It appends the
-// command's arguments to buf, and returns the command and buf.
-func (s *Store) command(ctx context.Context, ops []backend.Op, p *plan, start, end int, buf []any, kinds []byte) (opCmd, []any) {
+// command's arguments to buf, and returns the command, buf, and the number
+// of reads it marked a: the reads that end the call, when it writes none
+// of their keys.
+func (s *Store) command(ctx context.Context, ops []backend.Op, p *plan, start, end int, buf []any, kinds []byte) (opCmd, []any, int) {
 	n := end - start
 	base := len(buf)
 	buf = append(buf, "evalsha", opSHAArg, n)
@@ -495,7 +501,54 @@ func (s *Store) command(ctx context.Context, ops []backend.Op, p *plan, start, e
 	if len(kinds) > n {
 		kinds[n] = scriptGuard
 	}
-	return opCmd{goredis.NewIntSliceCmd(ctx, buf[base:len(buf):len(buf)]...)}, buf
+	apart := apartReads(ops, p, start, end)
+	for j := n - apart; j < n; j++ {
+		kinds[j] = scriptGetApart
+	}
+	return opCmd{goredis.NewIntSliceCmd(ctx, buf[base:len(buf):len(buf)]...)}, buf, apart
+}
+
+// isRead reports whether op only reads its key.
+func isRead(op *backend.Op) bool {
+	return op.Kind == backend.Exists || op.Kind == backend.Incr && op.Delta == 0
+}
+
+// apartReads returns the number of reads that end the operations p takes
+// from start to end, when none of their keys is a key that the operations
+// before them write; 0 otherwise.
+func apartReads(ops []backend.Op, p *plan, start, end int) int {
+	r := end
+	for r > start && isRead(&ops[p.op(r-1)]) {
+		r--
+	}
+	if r == end {
+		return 0
+	}
+	var written map[string]struct{}
+	if (end-r)*(r-start) > 64 {
+		// Many keys: a set, rather than comparing each pair.
+		written = make(map[string]struct{}, r-start)
+		for j := start; j < r; j++ {
+			if op := &ops[p.op(j)]; !isRead(op) {
+				written[op.Key] = struct{}{}
+			}
+		}
+	}
+	for j := r; j < end; j++ {
+		key := ops[p.op(j)].Key
+		if written != nil {
+			if _, ok := written[key]; ok {
+				return 0
+			}
+			continue
+		}
+		for i := start; i < r; i++ {
+			if op := &ops[p.op(i)]; op.Key == key && !isRead(op) {
+				return 0
+			}
+		}
+	}
+	return end - r
 }
 
 // ceilDiv returns a / b rounded up, for b > 0, without overflow.
@@ -663,10 +716,11 @@ func pastDeadline(ctx context.Context) bool {
 }
 
 // parse writes the outcomes of the operations p takes from start to end,
-// read from the reply to their command, to results.
-// With guards, the script reported each key's expiry time too (see
-// opScript).
-func parse(ops []backend.Op, p *plan, start, end int, cmd *goredis.IntSliceCmd, execErr error, results []backend.Result, guards bool) error {
+// read from the reply to their command, to results. The last apart of
+// them are reads marked a: when the reply ends before them, none of their
+// keys exists. With guards, the script reported each key's expiry time too
+// (see opScript).
+func parse(ops []backend.Op, p *plan, start, end, apart int, cmd *goredis.IntSliceCmd, execErr error, results []backend.Result, guards bool) error {
 	vals, err := cmd.Result()
 	if err == nil && vals == nil {
 		// No reply was read: the command was never sent.
@@ -679,7 +733,12 @@ func parse(ops []backend.Op, p *plan, start, end int, cmd *goredis.IntSliceCmd, 
 	if guards {
 		per = 3
 	}
+	replied := end // the operations the reply covers
 	want := per * (end - start)
+	if apart > 0 && err == nil && len(vals) < want {
+		replied -= apart
+		want = per * (replied - start)
+	}
 	if guards {
 		want++ // the script's time
 	}
@@ -696,7 +755,10 @@ func parse(ops []backend.Op, p *plan, start, end int, cmd *goredis.IntSliceCmd, 
 		}
 		return fmt.Errorf("lockout/redis: %s: %w", what, err)
 	}
-	for j := start; j < end; j++ {
+	for j := replied; j < end; j++ {
+		results[p.op(j)] = backend.Result{}
+	}
+	for j := start; j < replied; j++ {
 		i := p.op(j)
 		v, pttl := vals[per*(j-start)], vals[per*(j-start)+1]
 		var expires int64 // PEXPIRETIME, in nanoseconds

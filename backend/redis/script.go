@@ -23,6 +23,8 @@ import (
 //	e ttl        set the TTL of an existing key to ttl milliseconds
 //	             (-1: persist it)
 //	g            read a key
+//	a            g, for the reads that end a call and whose keys the
+//	             call does not write (the store marks them so)
 //	d            delete the key
 //
 // The upper-case kinds I, J, R and E are i, j, r and e with the arguments
@@ -34,7 +36,10 @@ import (
 //
 // It returns two values per operation: the value and the PTTL of the key
 // after it, with a PTTL of -2 for a missing key and -3 for a TTL not
-// reported (j); for d, 1 or 0 (whether the key existed) and -2.
+// reported (j); for d, 1 or 0 (whether the key existed) and -2. When none
+// of the keys of the a reads exists, it returns nothing for them: the
+// reply ends with the operation before the first a (and the script's
+// time, with +).
 //
 // A '+' after the kinds (byte #KEYS+1 of ARGV[1]) asks for expiry times
 // (backend.ExpiryGuard; Redis 7.0 or later): each operation then returns a
@@ -52,13 +57,14 @@ import (
 // more than the Lua around it. An increment is INCRBY first: a result equal
 // to its delta means the key was missing (no key holds zero: a decrement
 // that reaches zero deletes it), and only then PEXPIRE sets its TTL; a key
-// that existed costs a PTTL, unless j. The reads of a call whose keys it
-// does not write are one EXISTS over them all, and a read of a key that
-// exists adds GET and PTTL: on a decision that is admitted (no lock marker
-// exists), three increments and one EXISTS. (One EXISTS per 1,000 reads:
-// Lua cannot unpack more than about 8,000 values into one call's
+// that existed costs a PTTL, unless j. The a reads are one EXISTS over
+// them all, first, and only when one of their keys exists a GET and a
+// PTTL each, like any other read: on a decision that is admitted (no lock
+// marker exists), three increments and one EXISTS. (One EXISTS per 1,000
+// reads: Lua cannot unpack more than about 8,000 values into one call's
 // arguments, and the reads of one hash tag share a call however many they
-// are.) A decrement is PTTL and INCRBY
+// are.) The store marks the reads so, and does not reorder a batch: the
+// engine puts the reads of its decisions last. A decrement is PTTL and INCRBY
 // (a DEL when it reaches zero), an expiry GET and PEXPIRE (or PERSIST), a
 // delete one DEL. The TTL a script sets is the TTL it reports, since Redis
 // freezes a script's clock.
@@ -71,35 +77,20 @@ import (
 // replays them all, in batch order: a plain DEL would run while the
 // operations before it on the same key did not.
 const opScript = `local kinds, byte, out, p, d, dn, ttl, skip, dr, ttle, bf, cond = ARGV[1], string.byte, {}, 2
-local reads, written, absent = {}, {}, false
 local guard = byte(kinds, #KEYS + 1) == 43
-local function pttl(k)
-  if guard then return -4 end
-  return redis.call('PTTL', k)
-end
-for i = 1, #KEYS do
-  if byte(kinds, i) == 103 then
-    reads[#reads+1] = KEYS[i]
-  else
-    written[KEYS[i]] = true
-  end
-end
-if #reads > 0 then
-  local apart = true
-  for _, k in ipairs(reads) do
-    if written[k] then apart = false break end
-  end
-  if apart then
-    absent = true
-    for j = 1, #reads, 1000 do
-      if redis.call('EXISTS', unpack(reads, j, math.min(j + 999, #reads))) > 0 then
-        absent = false
-        break
-      end
+local last = #KEYS
+local first = string.find(kinds, 'a', 1, true)
+if first and first <= last then
+  local absent = true
+  for j = first, last, 1000 do
+    if redis.call('EXISTS', unpack(KEYS, j, math.min(j + 999, last))) > 0 then
+      absent = false
+      break
     end
   end
+  if absent then last = first - 1 end
 end
-for i = 1, #KEYS do
+for i = 1, last do
   local k, op, v, t, x = KEYS[i], byte(kinds, i)
   if op == 105 or op == 106 then
     d, ttl, p = ARGV[p], ARGV[p+1], p + 2
@@ -132,19 +123,19 @@ for i = 1, #KEYS do
       if t ~= -1 then redis.call('PEXPIRE', k, ttl) end
     elseif skip then
       t = -3
+    elseif guard then
+      t = -4
     else
-      t = pttl(k)
+      t = redis.call('PTTL', k)
     end
-  elseif op == 103 then
-    if absent then
+  elseif op == 103 or op == 97 then
+    v = redis.call('GET', k)
+    if not v then
       v, t = 0, -2
+    elseif guard then
+      t = -4
     else
-      v = redis.call('GET', k)
-      if v then
-        t = pttl(k)
-      else
-        v, t = 0, -2
-      end
+      t = redis.call('PTTL', k)
     end
   elseif op == 100 then
     v, t = redis.call('DEL', k), -2
@@ -198,7 +189,7 @@ for i = 1, #KEYS do
 end
 if guard then
   local tm = redis.call('TIME')
-  out[3*#KEYS+1] = tonumber(tm[1]) * 1000 + math.ceil(tonumber(tm[2]) / 1000)
+  out[3*last+1] = tonumber(tm[1]) * 1000 + math.ceil(tonumber(tm[2]) / 1000)
 end
 return out
 `
@@ -217,6 +208,7 @@ const (
 	scriptExpire       = 'e'
 	scriptExpireSame   = 'E'
 	scriptGet          = 'g'
+	scriptGetApart     = 'a'
 	scriptDelete       = 'd'
 )
 

@@ -2,8 +2,11 @@ package redis_test
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
+
+	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/go-lockout/lockout/backend"
 	redisstore "github.com/go-lockout/lockout/backend/redis"
@@ -20,6 +23,7 @@ func TestScriptModel(t *testing.T) {
 	stores := map[string]*redisstore.Store{
 		"one call":         newStore(t, client, nil),
 		"one key per call": newStore(t, client, &redisstore.Options{OneKeyPerCall: true, Prefix: "k:"}),
+		"guarded":          newStore(t, client, &redisstore.Options{GuardGiveBacks: true, Prefix: "g:"}),
 	}
 	type entry struct {
 		value int64
@@ -136,6 +140,106 @@ func TestLongTagBatch(t *testing.T) {
 	for i, r := range do(t, s, ops...) {
 		if r.Found {
 			t.Fatalf("exists %s: %+v, want not found", key(i), r)
+		}
+	}
+}
+
+// TestTrailingReads checks the reads that end a script call, which the
+// store reads with one EXISTS when the call writes none of their keys (the
+// shape of every admitted decision: increments, then lock markers), and
+// which the script then leaves out of its reply when none exists.
+func TestTrailingReads(t *testing.T) {
+	srv := testserver.Redis(t)
+	client := newClient(t, srv.Addr, nil)
+	admins := []*goredis.Client{client}
+	incr := func(k string) backend.Op { return backend.IncrOp(k, 1, time.Hour) }
+	many := func(writes, reads []string) []backend.Op {
+		var ops []backend.Op
+		for _, k := range writes {
+			ops = append(ops, incr(k))
+		}
+		for _, k := range reads {
+			ops = append(ops, backend.ExistsOp(k))
+		}
+		return ops
+	}
+	keys := func(prefix string, n int) []string {
+		var ks []string
+		for i := range n {
+			ks = append(ks, fmt.Sprintf("%s%d", prefix, i))
+		}
+		return ks
+	}
+	for _, tc := range []struct {
+		name string
+		// exist are the keys set (to 7, for an hour) before the batch.
+		exist []string
+		ops   []backend.Op
+		// want: each operation's value, or -1 for a key not found.
+		want []int64
+		// gets: the GETs the batch costs on the server; exists: its EXISTS.
+		gets, exists int64
+	}{
+		{"decision, no lock", nil,
+			[]backend.Op{incr("a"), incr("b"), backend.ExistsOp("la"), backend.ExistsOp("lb")},
+			[]int64{1, 1, -1, -1}, 0, 1},
+		{"decision, one lock", []string{"lb"},
+			[]backend.Op{incr("a"), incr("b"), backend.ExistsOp("la"), backend.ExistsOp("lb")},
+			[]int64{1, 1, -1, 7}, 2, 1},
+		{"reads only", []string{"r2"},
+			[]backend.Op{backend.ExistsOp("r1"), backend.ExistsOp("r2"), backend.ExistsOp("r3")},
+			[]int64{-1, 7, -1}, 3, 1},
+		{"a read of a counter the call writes", nil,
+			[]backend.Op{incr("a"), incr("b"), backend.ExistsOp("la"), backend.ExistsOp("a")},
+			[]int64{1, 1, -1, 1}, 2, 0},
+		{"a read of a counter a read only", []string{"a"},
+			[]backend.Op{backend.ExistsOp("b"), incr("c"), backend.ExistsOp("b"), backend.IncrOp("a", 0, time.Hour)},
+			[]int64{-1, 1, -1, 7}, 3, 1},
+		{"a read before a write", nil,
+			[]backend.Op{backend.ExistsOp("la"), incr("a"), backend.ExistsOp("lb")},
+			[]int64{-1, 1, -1}, 1, 1},
+		{"many keys, apart", []string{"r5"},
+			many(keys("w", 10), keys("r", 10)),
+			[]int64{1, 1, 1, 1, 1, 1, 1, 1, 1, 1, -1, -1, -1, -1, -1, 7, -1, -1, -1, -1}, 10, 1},
+		{"many keys, one written", nil,
+			many(keys("w", 10), append(keys("r", 9), "w3")),
+			[]int64{1, 1, 1, 1, 1, 1, 1, 1, 1, 1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 1}, 10, 0},
+	} {
+		for _, guarded := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/guarded=%v", tc.name, guarded), func(t *testing.T) {
+				if err := client.FlushAll(t.Context()).Err(); err != nil {
+					t.Fatal(err)
+				}
+				s := newStore(t, client, &redisstore.Options{GuardGiveBacks: guarded})
+				for _, k := range tc.exist {
+					if err := client.Set(t.Context(), k, 7, time.Hour).Err(); err != nil {
+						t.Fatal(err)
+					}
+				}
+				before := commandCalls(t, admins)
+				got := do(t, s, tc.ops...)
+				after := commandCalls(t, admins)
+				for i, r := range got {
+					want := tc.want[i]
+					ok := r.Found == (want >= 0) && (want < 0 || r.Value == want && r.TTL > 59*time.Minute && r.TTL <= time.Hour)
+					if guarded && r.Found && (r.Expires <= time.Now().UnixNano() || r.Expires > time.Now().Add(time.Hour+time.Minute).UnixNano()) {
+						ok = false
+					}
+					if !ok {
+						t.Errorf("op %d (%v): %+v, want value %d (-1: not found), TTL about an hour", i, tc.ops[i], r, want)
+					}
+				}
+				desc, _ := describeCalls(before, after)
+				if d := after["get"] - before["get"]; d != tc.gets {
+					t.Errorf("%d GET, want %d: %s", d, tc.gets, desc)
+				}
+				if d := after["exists"] - before["exists"]; d != tc.exists {
+					t.Errorf("%d EXISTS, want %d: %s", d, tc.exists, desc)
+				}
+				if strings.Contains(desc, "evalsha") && after["evalsha"]-before["evalsha"] != 1 {
+					t.Errorf("want one script call: %s", desc)
+				}
+			})
 		}
 	}
 }
