@@ -64,7 +64,11 @@ import (
 // reads: Lua cannot unpack more than about 8,000 values into one call's
 // arguments, and the reads of one hash tag share a call however many they
 // are.) The store marks the reads so, and does not reorder a batch: the
-// engine puts the reads of its decisions last. A decrement is PTTL and INCRBY
+// engine puts the reads of its decisions last. (The script used to find
+// such reads itself, building a table of a call's reads and one of the
+// keys it writes: an admitted decision's call cost the server 13.7 us,
+// 11.5 us since, by usec_per_call on a 2-core VM, redis-benchmark sending
+// the decision's arguments on 100,000 subjects.) A decrement is PTTL and INCRBY
 // (a DEL when it reaches zero), an expiry GET and PEXPIRE (or PERSIST), a
 // delete one DEL. The TTL a script sets is the TTL it reports, since Redis
 // freezes a script's clock.
