@@ -208,8 +208,11 @@
 // The script makes as few Redis calls per operation as it can, since each
 // costs the server far more than the Lua around it: INCRBY for an
 // increment (PEXPIRE too for a new key, PTTL too for an existing one unless
-// the caller set backend.Op.SkipTTL), and one EXISTS over the keys a call
-// reads (GET and PTTL more for each that exists). With
+// the caller set backend.Op.SkipTTL), and one EXISTS over the reads that
+// end a call, when the call writes none of their keys (GET and PTTL more
+// for each such key when one exists; a read elsewhere in a call is GET and
+// PTTL). The engine's decisions put their reads after their increments,
+// and the reply leaves out reads that found nothing. With
 // Options.GuardGiveBacks, on Redis 7.0 or later, the store guards
 // give-backs ([backend.ExpiryGuard]): it reads each key's PEXPIRETIME in
 // place of its PTTL (a new key's after its PEXPIRE), and one TIME per
