@@ -723,7 +723,9 @@ func pastDeadline(ctx context.Context) bool {
 func parse(ops []backend.Op, p *plan, start, end, apart int, cmd *goredis.IntSliceCmd, execErr error, results []backend.Result, guards bool) error {
 	vals, err := cmd.Result()
 	if err == nil && vals == nil {
-		// No reply was read: the command was never sent.
+		// No reply was read: the command was never sent. (An empty
+		// reply, a call of absent a reads only, is an empty slice: go-redis
+		// makes one of the reply's length.)
 		err = execErr
 		if err == nil {
 			err = errors.New("no reply")
