@@ -256,10 +256,12 @@
 //     Expire, or the restart of an expired counter, which need a new item.
 //     Existing counters keep counting, and nothing is evicted: no lock is
 //     lost. But a decision that needs a new counter fails, and the policy
-//     fails open or closed as configured. That includes a locked subject
-//     whose lockout cleared its counters and who has not tried since; a
-//     policy failing open still refuses it as locked, since it reads the
-//     lock markers alone before admitting, and reads need no memory. A
+//     goes into degraded mode as for an outage (Config.Outage: its
+//     in-process fallback decides by default). That includes a locked
+//     subject whose lockout cleared its counters and who has not tried
+//     since: the lock cache refuses it while it remembers the lock;
+//     otherwise the fallback counts it from zero (the README's bound for
+//     an outage), and AdmitUncounted admits it. A
 //     failure that reaches a limit cannot create the lock marker; the
 //     counter, at its limit, refuses further attempts until its window
 //     ends. Watch the servers' memory (stats limit_maxbytes and bytes)

@@ -508,17 +508,12 @@ func (s *Store) command(ctx context.Context, ops []backend.Op, p *plan, start, e
 	return opCmd{goredis.NewIntSliceCmd(ctx, buf[base:len(buf):len(buf)]...)}, buf, apart
 }
 
-// isRead reports whether op only reads its key.
-func isRead(op *backend.Op) bool {
-	return op.Kind == backend.Exists || op.Kind == backend.Incr && op.Delta == 0
-}
-
 // apartReads returns the number of reads that end the operations p takes
 // from start to end, when none of their keys is a key that the operations
 // before them write; 0 otherwise.
 func apartReads(ops []backend.Op, p *plan, start, end int) int {
 	r := end
-	for r > start && isRead(&ops[p.op(r-1)]) {
+	for r > start && ops[p.op(r-1)].IsRead() {
 		r--
 	}
 	if r == end {
@@ -529,7 +524,7 @@ func apartReads(ops []backend.Op, p *plan, start, end int) int {
 		// Many keys: a set, rather than comparing each pair.
 		written = make(map[string]struct{}, r-start)
 		for j := start; j < r; j++ {
-			if op := &ops[p.op(j)]; !isRead(op) {
+			if op := &ops[p.op(j)]; !op.IsRead() {
 				written[op.Key] = struct{}{}
 			}
 		}
@@ -543,7 +538,7 @@ func apartReads(ops []backend.Op, p *plan, start, end int) int {
 			continue
 		}
 		for i := start; i < r; i++ {
-			if op := &ops[p.op(i)]; op.Key == key && !isRead(op) {
+			if op := &ops[p.op(i)]; op.Key == key && !op.IsRead() {
 				return 0
 			}
 		}

@@ -63,7 +63,8 @@ import (
 // marker exists), three increments and one EXISTS. (One EXISTS per 1,000
 // reads: Lua cannot unpack more than about 8,000 values into one call's
 // arguments, and the reads of one hash tag share a call however many they
-// are.) The store marks the reads so, and does not reorder a batch: the
+// are.) The store marks the reads so (the script refuses a call with an
+// a before another kind), and does not move reads to a call's end: the
 // engine puts the reads of its decisions last. (The script used to find
 // such reads itself, building a table of a call's reads and one of the
 // keys it writes: an admitted decision's call cost the server 13.7 us,
@@ -85,6 +86,10 @@ local guard = byte(kinds, #KEYS + 1) == 43
 local last = #KEYS
 local first = string.find(kinds, 'a', 1, true)
 if first and first <= last then
+  local other = string.find(kinds, '[^a]', first)
+  if other and other <= last then
+    return redis.error_reply('ERR lockout: a read marked a before another operation')
+  end
   local absent = true
   for j = first, last, 1000 do
     if redis.call('EXISTS', unpack(KEYS, j, math.min(j + 999, last))) > 0 then

@@ -9,6 +9,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/go-lockout/lockout/backend"
+	"github.com/go-lockout/lockout/backend/memory"
 	redisstore "github.com/go-lockout/lockout/backend/redis"
 	"github.com/go-lockout/lockout/internal/testserver"
 )
@@ -243,6 +244,134 @@ func TestTrailingReads(t *testing.T) {
 					t.Errorf("want one script call: %s", desc)
 				}
 			})
+		}
+	}
+}
+
+// TestTrailingReadsModel compares random batches, a run of operations of
+// every kind and then a run of reads (the shape the store marks a when the
+// run writes none of the reads' keys), with the memory store's results,
+// on every way the store groups calls: one server, a prefix, guarded
+// give-backs, one key per call, a Cluster and a Ring. Long batches are
+// split between calls; the scripts are flushed now and then, so that
+// calls are replayed by EVAL (NOSCRIPT).
+func TestTrailingReadsModel(t *testing.T) {
+	srv := testserver.Redis(t)
+	client := newClient(t, srv.Addr, nil)
+	stores := map[string]*redisstore.Store{
+		"plain":                     newStore(t, client, nil),
+		"prefix":                    newStore(t, client, &redisstore.Options{Prefix: "p:"}),
+		"guarded":                   newStore(t, client, &redisstore.Options{GuardGiveBacks: true, Prefix: "g:"}),
+		"one key per call":          newStore(t, client, &redisstore.Options{OneKeyPerCall: true, Prefix: "k:"}),
+		"one key per call, guarded": newStore(t, client, &redisstore.Options{OneKeyPerCall: true, GuardGiveBacks: true, Prefix: "kg:"}),
+	}
+	cl := testserver.RedisCluster(t)
+	cc := goredis.NewClusterClient(&goredis.ClusterOptions{Addrs: cl.Addrs})
+	t.Cleanup(func() { cc.Close() })
+	stores["cluster"] = newStore(t, cc, &redisstore.Options{GuardGiveBacks: true, Prefix: "c:"})
+	srv2 := testserver.Redis(t)
+	client2 := newClient(t, srv2.Addr, nil)
+	ring := goredis.NewRing(&goredis.RingOptions{Addrs: map[string]string{"a": srv.Addr, "b": srv2.Addr}})
+	t.Cleanup(func() { ring.Close() })
+	stores["ring"] = newStore(t, ring, &redisstore.Options{Prefix: "r:"})
+	seed := uint64(11)
+	next := func(n int) int {
+		seed = seed*6364136223846793005 + 1442695040888963407
+		return int(seed>>33) % n
+	}
+	for name, s := range stores {
+		t.Run(name, func(t *testing.T) {
+			ref, err := memory.New(nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ref.Close()
+			for batch := range 300 {
+				ntags := 1 + next(60)
+				nkeys := 1 + next(4)
+				key := func() string { return fmt.Sprintf("%s/{t%d}k%d", name, next(ntags), next(nkeys)) }
+				nw, nr := next(150), next(150)
+				if next(4) == 0 {
+					nw, nr = next(5), next(5)
+				}
+				var ops []backend.Op
+				for range nw {
+					k := key()
+					switch next(7) {
+					case 0, 1, 2:
+						ops = append(ops, backend.IncrOp(k, 1, time.Hour))
+					case 3:
+						ops = append(ops, backend.IncrOp(k, -1, time.Hour))
+					case 4:
+						ops = append(ops, backend.ExpireOp(k, 2*time.Hour))
+					case 5:
+						ops = append(ops, backend.DeleteOp(k))
+					default:
+						ops = append(ops, backend.ExistsOp(k))
+					}
+				}
+				for range nr {
+					if next(3) == 0 {
+						ops = append(ops, backend.IncrOp(key(), 0, time.Hour))
+					} else {
+						ops = append(ops, backend.ExistsOp(key()))
+					}
+				}
+				if len(ops) == 0 {
+					continue
+				}
+				if batch%50 == 0 {
+					for _, c := range []*goredis.Client{client, client2} {
+						if err := c.ScriptFlush(t.Context()).Err(); err != nil {
+							t.Fatal(err)
+						}
+					}
+				}
+				got := do(t, s, ops...)
+				want := do(t, ref, ops...)
+				for i := range ops {
+					g, w := got[i], want[i]
+					ok := g.Found == w.Found && g.Value == w.Value
+					if w.Found && ops[i].Kind != backend.Delete {
+						d := g.TTL - w.TTL
+						ok = ok && d < time.Second && d > -time.Second
+					}
+					if !ok {
+						t.Fatalf("batch %d (%d ops), op %d %v: got %+v, want %+v", batch, len(ops), i, ops[i], g, w)
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestScriptRefusesMisplacedApartReads sends the script a read marked a
+// before another operation, which the store never does: the script takes
+// the first a as the start of the reads that end the call, and would
+// skip every operation after it when the reads find nothing (the
+// increment of a counter, here). It must refuse the call instead.
+func TestScriptRefusesMisplacedApartReads(t *testing.T) {
+	srv := testserver.Redis(t)
+	client := newClient(t, srv.Addr, nil)
+	for _, tc := range []struct {
+		kinds string
+		keys  []string
+		args  []any
+		ok    bool
+	}{
+		{"ia", []string{"c", "l"}, []any{1, 3600000}, true},
+		{"ia+", []string{"c", "l"}, []any{1, 3600000}, true},
+		{"ai", []string{"l", "c"}, []any{1, 3600000}, false},
+		{"aia", []string{"l", "c", "m"}, []any{1, 3600000}, false},
+		{"aga", []string{"l", "m", "n"}, nil, false},
+		{"ai+", []string{"l", "c"}, []any{1, 3600000}, false},
+	} {
+		err := client.Eval(t.Context(), redisstore.OpScript, tc.keys, append([]any{tc.kinds}, tc.args...)...).Err()
+		if ok := err == nil; ok != tc.ok {
+			t.Errorf("kinds %q: error %v, want an error %v", tc.kinds, err, !tc.ok)
+		}
+		if err != nil && !strings.Contains(err.Error(), "marked a before another operation") {
+			t.Errorf("kinds %q: error %v, want the script's refusal", tc.kinds, err)
 		}
 	}
 }
