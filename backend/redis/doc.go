@@ -92,10 +92,15 @@
 //	maxmemory-policy noeviction
 //
 // (or without maxmemory). New refuses a master whose maxmemory is set with
-// another policy, unless [Options].AllowEviction. When such a server is full,
+// another policy, unless [Options].AllowEviction, and the store checks
+// again while in use ([Options].EvictionCheckInterval, a minute by
+// default): a master reconfigured since, or one that took over in a
+// failover with settings of its own, fails every call with an error
+// wrapping [ErrEvicting], and the lockout engine's fallback decides until
+// a check finds it set back. When a noeviction server is full,
 // increments and decrements fail with an error wrapping [backend.ErrFull]
-// and the policy fails open or closed as configured; reads, expiries and
-// deletes still work. Keep lockout
+// and the policy goes into degraded mode, as in an outage; reads, expiries
+// and deletes still work. Keep lockout
 // state in its own Redis, or size maxmemory for it: its keys expire on their
 // own, but a key spray can fill a shared server.
 //

@@ -683,3 +683,92 @@ func TestDecisionCommands(t *testing.T) {
 		})
 	}
 }
+
+// TestEvictionDegrades sets a server to evict keys after New: the store's
+// next check fails its calls, the policy's fallback decides (and holds
+// alice to her limit), and once the server is set back the policy returns
+// to the store, with alice's lock written back to it.
+func TestEvictionDegrades(t *testing.T) {
+	srv := testserver.Redis(t)
+	client := newClient(t, srv.Addr, nil)
+	store := newStore(t, client, &redisstore.Options{EvictionCheckInterval: 20 * time.Millisecond})
+	events := make(chan lockout.DegradedEvent, 8)
+	p, err := lockout.New(store, lockout.Config{
+		Rules:         []lockout.Rule{lockout.ByUsername(3)},
+		ProbeInterval: 50 * time.Millisecond,
+		Logger:        slog.New(slog.DiscardHandler),
+		Hooks:         lockout.Hooks{Degraded: func(_ context.Context, e lockout.DegradedEvent) { events <- e }},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	configure := func(policy string) {
+		t.Helper()
+		for _, kv := range [][2]string{{"maxmemory", "1gb"}, {"maxmemory-policy", policy}} {
+			// Not t.Context(): the cleanup runs after it ends.
+			if err := client.ConfigSet(context.Background(), kv[0], kv[1]).Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	t.Cleanup(func() { configure("noeviction") })
+	configure("allkeys-lru")
+	// Decisions on others until one finds the store failing.
+	var start lockout.DegradedEvent
+	for i := 0; start.Err == nil; i++ {
+		if i == 500 {
+			t.Fatal("no degraded mode 5 s after the server was set to evict keys")
+		}
+		a, err := p.Allow(t.Context(), lockout.Subject{Username: fmt.Sprint("warm", i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.Success(t.Context())
+		select {
+		case start = <-events:
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	if !start.Start || !errors.Is(start.Err, redisstore.ErrEvicting) {
+		t.Fatalf("degraded event %+v, want a start for an error wrapping ErrEvicting", start)
+	}
+	admitted := 0
+	for range 10 {
+		a, err := p.Allow(t.Context(), lockout.Subject{Username: "alice"})
+		if err == nil {
+			admitted++
+			a.Failure(t.Context())
+		}
+	}
+	if admitted != 3 {
+		t.Errorf("%d guesses at alice admitted while the store may evict keys, want the limit, 3", admitted)
+	}
+	configure("noeviction")
+	// Decisions drive the probes of the store.
+	for i := 0; ; i++ {
+		if i == 500 {
+			t.Fatal("degraded mode did not end 5 s after the server was set back to noeviction")
+		}
+		a, err := p.Allow(t.Context(), lockout.Subject{Username: fmt.Sprint("later", i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.Success(t.Context())
+		select {
+		case end := <-events:
+			if end.Start {
+				t.Fatalf("degraded event %+v, want its end", end)
+			}
+		case <-time.After(10 * time.Millisecond):
+			continue
+		}
+		break
+	}
+	if _, err := p.Allow(t.Context(), lockout.Subject{Username: "alice"}); !errors.Is(err, lockout.ErrLocked) {
+		t.Errorf("alice after the store's return: %v, want her lock, written back", err)
+	}
+	if n, err := client.Exists(t.Context(), "lockout:l:username:{u=alice}").Result(); err != nil || n != 1 {
+		t.Errorf("alice's lock marker in Redis: %d, %v; want it written back", n, err)
+	}
+}

@@ -21,6 +21,19 @@ import (
 // Options.ScanCount is zero.
 const DefaultScanCount = 1000
 
+// DefaultEvictionCheckInterval is the default Options.EvictionCheckInterval.
+const DefaultEvictionCheckInterval = time.Minute
+
+// evictionCheckTimeout bounds a check of the masters' eviction settings
+// after New.
+const evictionCheckTimeout = 10 * time.Second
+
+// ErrEvicting is wrapped by the error of New, and of Do, when a master
+// may evict keys (maxmemory set, with a maxmemory-policy other than
+// noeviction): an evicted counter or lock marker would silently unlock an
+// attacker. See Options.AllowEviction and Options.EvictionCheckInterval.
+var ErrEvicting = errors.New("lockout/redis: a server may evict keys")
+
 // Granularity is the store's TTL granularity: TTLs are rounded up to whole
 // milliseconds (PX, PEXPIRE) and remaining TTLs are read with PTTL.
 const Granularity = time.Millisecond
@@ -48,9 +61,23 @@ type Options struct {
 	// AllowEviction skips a check New makes on every master (with INFO
 	// memory): that maxmemory is unset or maxmemory-policy is noeviction.
 	// An evicted counter or lock marker silently unlocks an attacker, so New
-	// refuses any other setting unless AllowEviction is true. Set it only
+	// refuses any other setting unless AllowEviction is true, and the store
+	// checks again while in use (EvictionCheckInterval). Set it only
 	// when the server reports a policy that does not apply. Default: false.
 	AllowEviction bool
+
+	// EvictionCheckInterval is how often, at most, the store checks again
+	// that no master may evict keys, as New did: a server reconfigured
+	// since (CONFIG SET maxmemory-policy), or a master that took over in a
+	// failover with settings of its own. The check runs in the background,
+	// started by a call to Do once the interval has passed since the last
+	// one, so an idle store sends nothing. While the last check found a
+	// master that may evict keys, Do fails with an error wrapping
+	// ErrEvicting, and the lockout engine's fallback decides, as in an
+	// outage; a check that cannot reach a master keeps the last verdict.
+	// Negative: only New checks. Ignored with AllowEviction. Default:
+	// DefaultEvictionCheckInterval.
+	EvictionCheckInterval time.Duration
 
 	// GuardGiveBacks makes the store guard the lockout engine's give-backs
 	// (backend.ExpiryGuard), on Redis 7.0 or later (PEXPIRETIME): a
@@ -117,6 +144,11 @@ type Store struct {
 	journalRetentionMs int64 // Options.JournalRetention, in milliseconds
 	journalMax         int64
 	journalRecordBytes int // <= 0: no bound
+
+	// The checks of eviction after New (Options.EvictionCheckInterval).
+	evictEvery int64                 // nanoseconds; 0: none
+	evictNext  atomic.Int64          // Unix nanoseconds: when the next may start
+	evictErr   atomic.Pointer[error] // the last check's verdict; nil: none may evict
 }
 
 var (
@@ -190,7 +222,62 @@ func New(ctx context.Context, client goredis.UniversalClient, opts *Options) (*S
 	if err := s.prepare(ctx, !o.AllowEviction, o.GuardGiveBacks); err != nil {
 		return nil, err
 	}
+	if !o.AllowEviction && o.EvictionCheckInterval >= 0 {
+		s.evictEvery = int64(o.EvictionCheckInterval)
+		if s.evictEvery == 0 {
+			s.evictEvery = int64(DefaultEvictionCheckInterval)
+		}
+		s.evictNext.Store(time.Now().UnixNano() + s.evictEvery)
+	}
 	return s, nil
+}
+
+// maybeCheckEviction starts a check of the masters' eviction settings in
+// the background when the interval since the last one has passed.
+func (s *Store) maybeCheckEviction() {
+	if s.evictEvery == 0 {
+		return
+	}
+	now := time.Now().UnixNano()
+	next := s.evictNext.Load()
+	if now < next || !s.evictNext.CompareAndSwap(next, now+s.evictEvery) {
+		return
+	}
+	go s.checkEviction()
+}
+
+// checkEviction checks that no master may evict keys, and keeps the
+// verdict for Do: an error wrapping ErrEvicting when one may, nil when
+// every master said none may, and the last verdict when a master could
+// not say.
+func (s *Store) checkEviction() {
+	ctx, cancel := context.WithTimeout(context.Background(), evictionCheckTimeout)
+	defer cancel()
+	var (
+		mu              sync.Mutex
+		evicting, other error
+	)
+	err := s.forEachMaster(ctx, func(ctx context.Context, node goredis.Cmdable) error {
+		err := evictionRisk(ctx, node)
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case errors.Is(err, ErrEvicting):
+			if evicting == nil {
+				evicting = err
+			}
+		case err != nil:
+			other = err
+		}
+		return nil
+	})
+	switch {
+	case evicting != nil:
+		err := fmt.Errorf("lockout/redis: %w (found by a check after New, one every %v)", evicting, time.Duration(s.evictEvery))
+		s.evictErr.Store(&err)
+	case err == nil && other == nil:
+		s.evictErr.Store(nil)
+	}
 }
 
 // validPrefix reports whether prefix keeps the keys of one hash tag
@@ -263,20 +350,33 @@ func prepareNode(ctx context.Context, node goredis.Cmdable, checkEviction, guard
 			}
 		}
 	}
-	if info == nil {
-		return guards, nil
+	if info != nil {
+		if err := evictionVerdict(node, info); err != nil {
+			return false, err
+		}
 	}
+	return guards, nil
+}
+
+// evictionRisk returns an error wrapping ErrEvicting when node may evict
+// keys, as INFO memory says; another error when it cannot tell.
+func evictionRisk(ctx context.Context, node goredis.Cmdable) error {
+	return evictionVerdict(node, node.Info(ctx, "memory"))
+}
+
+// evictionVerdict is evictionRisk for node's answer to INFO memory.
+func evictionVerdict(node goredis.Cmdable, info *goredis.StringCmd) error {
 	text, err := info.Result()
 	if err != nil {
-		return false, fmt.Errorf("INFO memory on %s: %w", nodeName(node), err)
+		return fmt.Errorf("INFO memory on %s: %w", nodeName(node), err)
 	}
 	maxmemory, policy := infoField(text, "maxmemory"), infoField(text, "maxmemory_policy")
 	if maxmemory != "" && maxmemory != "0" && policy != "" && policy != "noeviction" {
-		return false, fmt.Errorf("%s has maxmemory %s with maxmemory-policy %s: Redis may evict lockout state; "+
-			"set maxmemory-policy noeviction (or Options.AllowEviction if eviction is known to be off)",
-			nodeName(node), maxmemory, policy)
+		return fmt.Errorf("%s has maxmemory %s with maxmemory-policy %s: Redis may evict lockout state; "+
+			"set maxmemory-policy noeviction (or Options.AllowEviction if eviction is known to be off): %w",
+			nodeName(node), maxmemory, policy, ErrEvicting)
 	}
-	return guards, nil
+	return nil
 }
 
 // infoField returns the value of field in INFO output, or "".
@@ -374,6 +474,10 @@ func (s *Store) Do(ctx context.Context, ops []backend.Op, results []backend.Resu
 	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("lockout/redis: %w", err)
+	}
+	s.maybeCheckEviction()
+	if err := s.evictErr.Load(); err != nil {
+		return *err
 	}
 	if len(ops) == 0 {
 		return nil

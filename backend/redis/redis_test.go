@@ -836,11 +836,71 @@ func TestEvictionRefused(t *testing.T) {
 	srv := testserver.Redis(t, "--maxmemory", "100mb", "--maxmemory-policy", "volatile-lru")
 	client := newClient(t, srv.Addr, nil)
 	_, err := redisstore.New(t.Context(), client, nil)
-	if err == nil || !strings.Contains(err.Error(), "noeviction") {
-		t.Errorf("New with maxmemory-policy volatile-lru: %v, want an error naming noeviction", err)
+	if err == nil || !strings.Contains(err.Error(), "noeviction") || !errors.Is(err, redisstore.ErrEvicting) {
+		t.Errorf("New with maxmemory-policy volatile-lru: %v, want an error naming noeviction, wrapping ErrEvicting", err)
 	}
 	if _, err := redisstore.New(t.Context(), client, &redisstore.Options{AllowEviction: true}); err != nil {
 		t.Errorf("New with AllowEviction: %v", err)
+	}
+}
+
+// TestEvictionCheckedAgain reconfigures a server that New accepted, so
+// that it may evict keys (as CONFIG SET, or a failover to a master with
+// other settings, would): the store's next check finds it, and Do fails,
+// so that the engine's fallback decides, until the server is set back.
+func TestEvictionCheckedAgain(t *testing.T) {
+	srv := testserver.Redis(t)
+	client := newClient(t, srv.Addr, nil)
+	const every = 20 * time.Millisecond
+	configure := func(policy string) {
+		t.Helper()
+		for _, kv := range [][2]string{{"maxmemory", "1gb"}, {"maxmemory-policy", policy}} {
+			if err := client.ConfigSet(t.Context(), kv[0], kv[1]).Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	incr := []backend.Op{backend.IncrOp("k", 1, time.Hour)}
+	// until calls Do until done says its error will do, or for d.
+	until := func(s *redisstore.Store, d time.Duration, done func(error) bool) error {
+		var err error
+		for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(every / 2) {
+			if err = s.Do(t.Context(), incr, make([]backend.Result, 1)); done(err) {
+				break
+			}
+		}
+		return err
+	}
+	for _, tc := range []struct {
+		name  string
+		opts  redisstore.Options
+		fails bool
+	}{
+		{"checked", redisstore.Options{EvictionCheckInterval: every}, true},
+		{"only New checks", redisstore.Options{EvictionCheckInterval: -1}, false},
+		{"AllowEviction", redisstore.Options{AllowEviction: true, EvictionCheckInterval: every}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			configure("noeviction")
+			s := newStore(t, client, &tc.opts)
+			do(t, s, incr...)
+			configure("allkeys-lru")
+			t.Cleanup(func() { configure("noeviction") })
+			if !tc.fails {
+				if err := until(s, 25*every, func(err error) bool { return err != nil }); err != nil {
+					t.Fatalf("Do: %v, want no error: this store does not check again", err)
+				}
+				return
+			}
+			err := until(s, 5*time.Second, func(err error) bool { return err != nil })
+			if !errors.Is(err, redisstore.ErrEvicting) || !strings.Contains(err.Error(), "allkeys-lru") {
+				t.Fatalf("Do on a server set to allkeys-lru after New: %v, want an error naming allkeys-lru, wrapping ErrEvicting", err)
+			}
+			configure("noeviction")
+			if err := until(s, 5*time.Second, func(err error) bool { return err == nil }); err != nil {
+				t.Fatalf("Do after the server was set back to noeviction: %v", err)
+			}
+		})
 	}
 }
 
