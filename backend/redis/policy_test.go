@@ -713,24 +713,27 @@ func TestEvictionDegrades(t *testing.T) {
 		}
 	}
 	t.Cleanup(func() { configure("noeviction") })
-	configure("allkeys-lru")
-	// Decisions on others until one finds the store failing.
-	var start lockout.DegradedEvent
-	for i := 0; start.Err == nil; i++ {
-		if i == 500 {
-			t.Fatal("no degraded mode 5 s after the server was set to evict keys")
+	// next makes decisions on others (which also drive the probes of the
+	// store in degraded mode) until the policy reports a degraded event.
+	next := func(others string) lockout.DegradedEvent {
+		t.Helper()
+		for i := range 500 {
+			a, err := p.Allow(t.Context(), lockout.Subject{Username: fmt.Sprint(others, i)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			a.Success(t.Context())
+			select {
+			case e := <-events:
+				return e
+			case <-time.After(10 * time.Millisecond):
+			}
 		}
-		a, err := p.Allow(t.Context(), lockout.Subject{Username: fmt.Sprint("warm", i)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		a.Success(t.Context())
-		select {
-		case start = <-events:
-		case <-time.After(10 * time.Millisecond):
-		}
+		t.Fatal("no degraded event in 5 s")
+		return lockout.DegradedEvent{}
 	}
-	if !start.Start || !errors.Is(start.Err, redisstore.ErrEvicting) {
+	configure("allkeys-lru")
+	if start := next("warm"); !start.Start || !errors.Is(start.Err, redisstore.ErrEvicting) {
 		t.Fatalf("degraded event %+v, want a start for an error wrapping ErrEvicting", start)
 	}
 	admitted := 0
@@ -745,25 +748,8 @@ func TestEvictionDegrades(t *testing.T) {
 		t.Errorf("%d guesses at alice admitted while the store may evict keys, want the limit, 3", admitted)
 	}
 	configure("noeviction")
-	// Decisions drive the probes of the store.
-	for i := 0; ; i++ {
-		if i == 500 {
-			t.Fatal("degraded mode did not end 5 s after the server was set back to noeviction")
-		}
-		a, err := p.Allow(t.Context(), lockout.Subject{Username: fmt.Sprint("later", i)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		a.Success(t.Context())
-		select {
-		case end := <-events:
-			if end.Start {
-				t.Fatalf("degraded event %+v, want its end", end)
-			}
-		case <-time.After(10 * time.Millisecond):
-			continue
-		}
-		break
+	if end := next("later"); end.Start {
+		t.Fatalf("degraded event %+v, want its end", end)
 	}
 	if _, err := p.Allow(t.Context(), lockout.Subject{Username: "alice"}); !errors.Is(err, lockout.ErrLocked) {
 		t.Errorf("alice after the store's return: %v, want her lock, written back", err)
