@@ -457,16 +457,17 @@ func (a *Attempt) giveBack(h held) (backend.Op, bool) {
 	if a.at.fallback && a.p.writtenBack(a.at) {
 		return op, false
 	}
+	guards := a.p.guardsAt(a.at)
 	switch {
 	case h.until == 0:
 		return op, true // a counter that never ends, or the store did not say
-	case a.p.guardsAt(a.at) && !h.r.Sliding:
+	case guards && !h.r.Sliding:
 		// A fixed window's counter keeps its expiry: it alone expires at
 		// h.until, where one made again later (after a lockout or a reset
 		// cleared it, or by a write-back) expires later.
 		op.IfExpiresBefore = h.until + 1
 		return op, true
-	case a.p.guardsAt(a.at):
+	case guards:
 		op.IfExpiresBefore = h.until + min(int64(h.r.Window), math.MaxInt64-h.until)
 		return op, true
 	case h.r.Sliding:

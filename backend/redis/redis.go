@@ -492,10 +492,8 @@ func (s *Store) Do(ctx context.Context, ops []backend.Op, results []backend.Resu
 	nargs := 4*len(p.ends) + len(ops) // at most: see command
 	for i := range ops {
 		switch {
-		case ops[i].Kind == backend.Incr && ops[i].Delta > 0:
-			nargs += 2
-		case ops[i].Kind == backend.Incr && ops[i].Delta < 0:
-			nargs += 2
+		case ops[i].Kind == backend.Incr && ops[i].Delta != 0:
+			nargs += 2 // a delta, and a TTL or an expiry bound
 		case ops[i].Kind == backend.Expire:
 			nargs++
 		}

@@ -2,6 +2,7 @@ package redis_test
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
@@ -33,11 +34,7 @@ func TestScriptModel(t *testing.T) {
 	keys := []string{"a", "b", "{t}a", "{t}b", "c{t}"}
 	deltas := []int64{1, 1, 2, 1 << 53, -1, -1, -3, 0}
 	ttls := []time.Duration{time.Hour, time.Hour, 2 * time.Hour, backend.NoExpiry}
-	seed := uint64(7)
-	next := func(n int) int {
-		seed = seed*6364136223846793005 + 1442695040888963407
-		return int(seed>>33) % n
-	}
+	next := rand.New(rand.NewPCG(7, 0)).IntN // a fixed sequence
 	for name, s := range stores {
 		t.Run(name, func(t *testing.T) {
 			model := map[string]entry{}
@@ -274,11 +271,7 @@ func TestTrailingReadsModel(t *testing.T) {
 	ring := goredis.NewRing(&goredis.RingOptions{Addrs: map[string]string{"a": srv.Addr, "b": srv2.Addr}})
 	t.Cleanup(func() { ring.Close() })
 	stores["ring"] = newStore(t, ring, &redisstore.Options{Prefix: "r:"})
-	seed := uint64(11)
-	next := func(n int) int {
-		seed = seed*6364136223846793005 + 1442695040888963407
-		return int(seed>>33) % n
-	}
+	next := rand.New(rand.NewPCG(11, 0)).IntN // a fixed sequence
 	for name, s := range stores {
 		t.Run(name, func(t *testing.T) {
 			ref, err := memory.New(nil)
