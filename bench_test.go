@@ -2,6 +2,7 @@ package lockout_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -181,7 +182,10 @@ func BenchmarkDecision(b *testing.B) {
 		})
 	}
 	// The shape of an attack on one account: every goroutine is refused
-	// on the same locked subject, whose lock the cache holds.
+	// on the same locked subject, whose lock the cache holds. The cache
+	// trusts what it saw for LockCacheTTL (a second by default): then one
+	// refusal asks the store again, and the cache learns the lock anew.
+	// store-refusals/op counts those, which should stay near 0.
 	b.Run("RefusedHotKey", func(b *testing.B) {
 		p, err := lockout.New(newStore(b), lockout.Config{Rules: benchRules(1), Logger: discard})
 		if err != nil {
@@ -192,12 +196,19 @@ func BenchmarkDecision(b *testing.B) {
 		if a, err := p.Allow(ctx, victim); err == nil {
 			a.Failure(ctx) // locks every rule
 		}
+		var fromStore atomic.Int64
 		run(b, func(lockout.Subject) error {
-			if _, err := p.Allow(ctx, victim); !isRemembered(err) {
-				return fmt.Errorf("%v: %v, want a remembered refusal", victim, err)
+			_, err := p.Allow(ctx, victim)
+			switch {
+			case isRemembered(err):
+			case errors.Is(err, lockout.ErrRefused):
+				fromStore.Add(1)
+			default:
+				return fmt.Errorf("%v: %v, want a refusal", victim, err)
 			}
 			return nil
 		})
+		b.ReportMetric(float64(fromStore.Load())/float64(b.N), "store-refusals/op")
 	})
 	// The engine alone: the same decisions on a store that keeps
 	// nothing, answering every Incr with 1 and every Exists with a missing

@@ -1203,3 +1203,52 @@ func TestUnlockListingDown(t *testing.T) {
 		}
 	})
 }
+
+// TestCloseDuringRememberedRefusals: Close while goroutines are refused
+// from the lock cache (without the policy's lock, on a healthy store)
+// waits for the lookups under way before it closes the cache: each
+// refusal is remembered or ErrClosed, and the race detector sees no
+// lookup of a cache being closed.
+func TestCloseDuringRememberedRefusals(t *testing.T) {
+	for round := range 20 {
+		p, err := lockout.New(newStore(t), lockout.Config{Rules: []lockout.Rule{lockout.ByUsername(1)}, Logger: discard})
+		if err != nil {
+			t.Fatal(err)
+		}
+		fail(t, p, alice, 1) // locks alice, and the cache remembers it
+		if _, err := p.Allow(bg, alice); !isRemembered(err) {
+			t.Fatalf("round %d: before Close: %v, want a remembered refusal", round, err)
+		}
+		var (
+			wg      sync.WaitGroup
+			started = make(chan struct{}, 4)
+			errs    = make(chan error, 4)
+		)
+		for range 4 {
+			wg.Go(func() {
+				started <- struct{}{}
+				for {
+					_, err := p.Allow(bg, alice)
+					switch {
+					case errors.Is(err, lockout.ErrClosed):
+						return
+					case !errors.Is(err, lockout.ErrLocked):
+						errs <- err
+						return
+					}
+				}
+			})
+		}
+		for range 4 {
+			<-started
+		}
+		if err := p.Close(); err != nil {
+			t.Fatal(err)
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Errorf("round %d: %v, want refused as locked, then ErrClosed", round, err)
+		}
+	}
+}

@@ -35,7 +35,9 @@ import (
 //
 // The cache is made on the first lock remembered, so that a policy that
 // never sees one runs no goroutines. All its methods but slot are called
-// with Policy.mu held for reading, which keeps them clear of Close.
+// with Policy.mu held for reading, or, on the path of a refusal while the
+// store is healthy, as one of readers (cacheReaders): either keeps them
+// clear of Close.
 type lockCache struct {
 	once sync.Once
 	c    *ristretto.Cache[string, cachedLock]
@@ -47,6 +49,64 @@ type lockCache struct {
 	ttl      time.Duration
 	seed     maphash.Seed
 	ends     []atomic.Int64 // the filter; a power of two long
+}
+
+// cacheReaders counts the lookups of the lock cache made without
+// Policy.mu, one count per processor (P) as the journal's queue picks its
+// shards: a token from a sync.Pool, which hands a goroutine the token its
+// P last put back. A refusal from the cache while the store is healthy is
+// all an attacker's flood of guesses at a locked account costs, and
+// Policy.mu's count of readers is one word that every core would write at
+// each of them. Close waits until no count is up before it closes the
+// cache; a lookup that starts after Close set Policy.closed sees it, and
+// touches nothing.
+type cacheReaders struct {
+	counts []readerCount
+	tokens sync.Pool // of *int: an index in counts
+	next   atomic.Int64
+}
+
+// readerCount is a count of cacheReaders, alone on its cache lines.
+type readerCount struct {
+	n atomic.Int64
+	_ [120]byte
+}
+
+func (r *cacheReaders) init(n int) {
+	r.counts = make([]readerCount, n)
+	ids := make([]int, n)
+	for i := range ids {
+		ids[i] = i
+	}
+	r.tokens.New = func() any {
+		// A pointer into ids: no allocation, even when the pool drops
+		// its tokens. Two goroutines may share one: the counts are
+		// atomic.
+		return &ids[(r.next.Add(1)-1)%int64(n)]
+	}
+}
+
+// enter counts a reader in, and returns the token to leave with.
+func (r *cacheReaders) enter() *int {
+	tok := r.tokens.Get().(*int)
+	r.counts[*tok].n.Add(1)
+	return tok
+}
+
+// leave counts the reader that entered with tok out.
+func (r *cacheReaders) leave(tok *int) {
+	r.counts[*tok].n.Add(-1)
+	r.tokens.Put(tok)
+}
+
+// wait returns when no reader is in. Readers that enter after the caller
+// set Policy.closed see it and touch nothing: wait does not wait for them.
+func (r *cacheReaders) wait() {
+	for i := range r.counts {
+		for r.counts[i].n.Load() != 0 {
+			time.Sleep(10 * time.Microsecond) // a lookup takes about 1
+		}
+	}
 }
 
 // cachedLock is a remembered lock, in Policy.now() time.

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math"
 	"net/netip"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -194,11 +195,14 @@ type Policy struct {
 
 	// mu guards the switch between the store and the fallback (epoch,
 	// state changes into and out of degraded), and Close. Decisions that
-	// use the fallback or the lock cache hold it for reading.
+	// use the fallback or the lock cache hold it for reading, but for a
+	// refusal from the cache while the store is healthy, which counts
+	// itself in readers instead.
 	mu      sync.RWMutex
 	closed  atomic.Bool
 	breaker breaker
 	cache   lockCache
+	readers cacheReaders   // of the cache, without mu
 	wg      sync.WaitGroup // the background probe
 	started time.Time      // the clock's origin for the lock cache
 	anchor  atomic.Pointer[wallAnchor]
@@ -233,6 +237,7 @@ func New(store backend.Backend, cfg Config) (*Policy, error) {
 		started:         time.Now(),
 	}
 	p.breaker.wb = make(chan struct{}, 1)
+	p.readers.init(max(8, runtime.GOMAXPROCS(0)))
 	if nb, ok := store.(backend.Nonblocking); ok {
 		p.nonblocking = nb.Nonblocking()
 	}
@@ -381,6 +386,7 @@ func (p *Policy) Close() error {
 	if p.journal != nil {
 		p.journal.close() // writes what is queued
 	}
+	p.readers.wait() // lookups of the cache that began before closed
 	p.cache.close()
 	if p.fallback != nil {
 		return p.fallback.Close()
@@ -745,12 +751,22 @@ func (a *Attempt) remembered(now int64, stale bool) (*RefusedError, error) {
 	if !maybe {
 		return nil, nil
 	}
-	p.mu.RLock()
-	defer p.mu.RUnlock()
+	// While the store is healthy, the lookups need only be kept clear of
+	// Close (cacheReaders). Policy.mu orders the rest: stale locks and
+	// the carry into the fallback. Should degraded mode start meanwhile,
+	// this refusal is one made before it.
+	isDegraded := p.breaker.state.Load() == degraded
+	if stale || isDegraded {
+		p.mu.RLock()
+		defer p.mu.RUnlock()
+		isDegraded = p.breaker.state.Load() == degraded
+	} else {
+		tok := p.readers.enter()
+		defer p.readers.leave(tok)
+	}
 	if p.closed.Load() {
 		return nil, ErrClosed
 	}
-	isDegraded := p.breaker.state.Load() == degraded
 	staleOK := stale || isDegraded
 	// The refusals are built on the stack: only the one returned escapes.
 	var refusal RefusedError
