@@ -1,7 +1,10 @@
 package lockout
 
 import (
+	"context"
+	"errors"
 	"log/slog"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -9,11 +12,13 @@ import (
 	"github.com/go-lockout/lockout/backend/memory"
 )
 
-// TestCloseWaitsForCacheReaders: Close closes the lock cache only once
-// the lookups made without the policy's lock (cacheReaders) that began
-// before it are done; one that begins after it touches nothing.
-func TestCloseWaitsForCacheReaders(t *testing.T) {
+// TestCloseWaitsForCacheLookups: a lookup of the lock cache made without
+// the policy's lock (a refusal from the cache while the store is healthy)
+// keeps Close from closing the cache until it is done, and ends in its
+// refusal; Close returns then.
+func TestCloseWaitsForCacheLookups(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
 		store, err := memory.New(nil)
 		if err != nil {
 			t.Fatal(err)
@@ -23,8 +28,33 @@ func TestCloseWaitsForCacheReaders(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		p.remember("k", time.Hour, true) // makes the cache
-		tok := p.readers.enter()         // a lookup under way
+		alice := Subject{Username: "alice"}
+		a, err := p.Allow(ctx, alice)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := a.Failure(ctx); err != nil { // locks alice
+			t.Fatal(err)
+		}
+		if _, err := p.Allow(ctx, alice); !remembered(err) {
+			t.Fatalf("alice before Close: %v, want a refusal from the lock cache", err)
+		}
+
+		inside, release := make(chan struct{}), make(chan struct{})
+		releaseOnce := sync.OnceFunc(func() { close(release) })
+		defer releaseOnce() // a failure below must not leave the lookup blocked
+		testHookCacheLookup = func() {
+			testHookCacheLookup = nil // this lookup only
+			close(inside)
+			<-release
+		}
+		defer func() { testHookCacheLookup = nil }()
+		refused := make(chan error, 1)
+		go func() {
+			_, err := p.Allow(ctx, alice)
+			refused <- err
+		}()
+		<-inside
 		closed := make(chan struct{})
 		go func() {
 			p.Close()
@@ -39,13 +69,23 @@ func TestCloseWaitsForCacheReaders(t *testing.T) {
 		if !p.closed.Load() {
 			t.Fatal("Close has not begun")
 		}
-		if _, ok := p.cache.c.Get("k"); !ok {
-			t.Error("the cache was closed under a lookup")
+		releaseOnce()
+		if err := <-refused; !remembered(err) {
+			t.Errorf("the lookup under way: %v, want a refusal from the lock cache", err)
 		}
-		p.readers.leave(tok)
-		<-closed
-		if _, ok := p.cache.c.Get("k"); ok {
-			t.Error("the cache is still open after Close")
+		select {
+		case <-closed:
+		case <-time.After(time.Minute):
+			t.Fatal("Close did not return once the lookup was done")
+		}
+		if _, err := p.Allow(ctx, alice); !errors.Is(err, ErrClosed) {
+			t.Errorf("alice after Close: %v, want ErrClosed", err)
 		}
 	})
+}
+
+// remembered reports whether err is a refusal from the lock cache.
+func remembered(err error) bool {
+	var re *RefusedError
+	return errors.As(err, &re) && re.Remembered
 }

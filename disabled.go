@@ -24,7 +24,7 @@ import (
 //
 // Never use it in production: nothing is counted.
 func Disabled() *Policy {
-	return &Policy{
+	p := &Policy{
 		store:   emptyStore{},
 		prefix:  DefaultPrefix,
 		canon:   CanonicalizeUsername,
@@ -39,6 +39,8 @@ func Disabled() *Policy {
 		cacheSize:       DefaultLockCacheSize,
 		breaker:         breaker{wb: make(chan struct{}, 1)},
 	}
+	p.readers.init(1)
+	return p
 }
 
 // emptyStore is the store of a Disabled policy: it holds nothing, keeps

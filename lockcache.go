@@ -34,10 +34,11 @@ import (
 // which costs the keys that share it a lookup, as before the filter.
 //
 // The cache is made on the first lock remembered, so that a policy that
-// never sees one runs no goroutines. All its methods but slot are called
-// with Policy.mu held for reading, or, on the path of a refusal while the
-// store is healthy, as one of readers (cacheReaders): either keeps them
-// clear of Close.
+// never sees one runs no goroutines. Its methods but slot, inUse and close
+// are called with Policy.mu held for reading, or, for the lookups of
+// Attempt.remembered while the store is healthy, counted in
+// Policy.readers (cacheReaders): either keeps them clear of close, which
+// Policy.Close calls once neither can be under way.
 type lockCache struct {
 	once sync.Once
 	c    *ristretto.Cache[string, cachedLock]
@@ -52,14 +53,16 @@ type lockCache struct {
 }
 
 // cacheReaders counts the lookups of the lock cache made without
-// Policy.mu, one count per processor (P) as the journal's queue picks its
-// shards: a token from a sync.Pool, which hands a goroutine the token its
-// P last put back. A refusal from the cache while the store is healthy is
-// all an attacker's flood of guesses at a locked account costs, and
-// Policy.mu's count of readers is one word that every core would write at
-// each of them. Close waits until no count is up before it closes the
-// cache; a lookup that starts after Close set Policy.closed sees it, and
-// touches nothing.
+// Policy.mu (Attempt.remembered's, while the store is healthy), in
+// several counts, one per token of a sync.Pool, as the journal's queue
+// picks its shards: the pool hands a goroutine the token its processor
+// (P) last put back, so that a count stays in one core's cache. A refusal
+// from the cache is all an attacker's flood of guesses at a locked
+// account costs, and Policy.mu's count of readers is one word that every
+// core would write at each of them. Close waits until no count is up
+// before it closes the cache; a lookup that starts after Close set
+// Policy.closed sees it, and touches nothing. New calls init; a Policy
+// made otherwise must call it before its cache can be used.
 type cacheReaders struct {
 	counts []readerCount
 	tokens sync.Pool // of *int: an index in counts
@@ -93,6 +96,10 @@ func (r *cacheReaders) enter() *int {
 	return tok
 }
 
+// testHookCacheLookup, when set by a test, runs in Attempt.remembered
+// right before it looks in the cache.
+var testHookCacheLookup func()
+
 // leave counts the reader that entered with tok out.
 func (r *cacheReaders) leave(tok *int) {
 	r.counts[*tok].n.Add(-1)
@@ -104,7 +111,7 @@ func (r *cacheReaders) leave(tok *int) {
 func (r *cacheReaders) wait() {
 	for i := range r.counts {
 		for r.counts[i].n.Load() != 0 {
-			time.Sleep(10 * time.Microsecond) // a lookup takes about 1
+			time.Sleep(10 * time.Microsecond) // a lookup takes about 1 µs
 		}
 	}
 }

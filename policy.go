@@ -195,9 +195,9 @@ type Policy struct {
 
 	// mu guards the switch between the store and the fallback (epoch,
 	// state changes into and out of degraded), and Close. Decisions that
-	// use the fallback or the lock cache hold it for reading, but for a
-	// refusal from the cache while the store is healthy, which counts
-	// itself in readers instead.
+	// use the fallback or the lock cache hold it for reading, but for the
+	// lookups of the cache while the store is healthy, which count
+	// themselves in readers instead.
 	mu      sync.RWMutex
 	closed  atomic.Bool
 	breaker breaker
@@ -766,6 +766,9 @@ func (a *Attempt) remembered(now int64, stale bool) (*RefusedError, error) {
 	}
 	if p.closed.Load() {
 		return nil, ErrClosed
+	}
+	if testHookCacheLookup != nil {
+		testHookCacheLookup()
 	}
 	staleOK := stale || isDegraded
 	// The refusals are built on the stack: only the one returned escapes.
