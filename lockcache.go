@@ -75,6 +75,7 @@ type readerCount struct {
 	_ [120]byte
 }
 
+// init makes n counts.
 func (r *cacheReaders) init(n int) {
 	r.counts = make([]readerCount, n)
 	ids := make([]int, n)
@@ -96,10 +97,6 @@ func (r *cacheReaders) enter() *int {
 	return tok
 }
 
-// testHookCacheLookup, when set by a test, runs in Attempt.remembered
-// right before it looks in the cache.
-var testHookCacheLookup func()
-
 // leave counts the reader that entered with tok out.
 func (r *cacheReaders) leave(tok *int) {
 	r.counts[*tok].n.Add(-1)
@@ -115,6 +112,10 @@ func (r *cacheReaders) wait() {
 		}
 	}
 }
+
+// testHookCacheLookup, when set by a test, runs in Attempt.remembered
+// right before it looks in the cache.
+var testHookCacheLookup func()
 
 // cachedLock is a remembered lock, in Policy.now() time.
 type cachedLock struct {
