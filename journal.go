@@ -120,20 +120,18 @@ type journal struct {
 	// makes it, and appended to the pending batch of a shard, which holds
 	// at most shardMax; the writer takes every shard's batch and leaves it
 	// another, and merges them in the order they were queued (seq). A
-	// decision picks its shard through a token from a sync.Pool, which
-	// hands a goroutine the token its processor (P) last put back: the
+	// decision picks its shard by its processor (procTokens): the
 	// shard's lock and the end of its batch stay in that core's cache,
 	// where a shard picked by subject would move them between cores at
-	// almost every record. A token the pool drops (at a collection) is
-	// only a hint lost: the shards keep their records. This costs a
+	// almost every record. A pick is only a hint: the shards keep their
+	// records whoever picks them. This costs a
 	// decision little: no allocation, about a cache line of bytes, a lock
 	// no other core touches but the writer's once per batch, one shared
 	// counter, and no wake-up of the writer but for the first records of a
 	// batch and full shards.
 	shards   []queueShard
 	shardMax int
-	tokens   sync.Pool          // of *int: a shard's index
-	next     atomic.Int64       // the shard of the next token made
+	tokens   procTokens         // pick a shard
 	seq      atomic.Int64       // the records queued so far
 	wake     chan struct{}      // records wait: 1 buffered
 	syncs    chan chan struct{} // Sync's requests
@@ -256,15 +254,7 @@ func newJournal(p *Policy, cfg *JournalConfig) (*journal, error) {
 			j.refused[i] = rate.NewLimiter(rate.Limit(refusedRate/refusedParts), max(burst/refusedParts, 1))
 		}
 	}
-	ids := make([]int, len(j.shards))
-	for i := range ids {
-		ids[i] = i
-	}
-	j.tokens.New = func() any {
-		// A pointer into ids: a token costs no allocation, even when the
-		// pool drops them (as it does at random under the race detector).
-		return &ids[(j.next.Add(1)-1)%int64(len(ids))]
-	}
+	j.tokens.init(len(j.shards))
 	unlabeled(func() { go j.run() })
 	return j, nil
 }
@@ -371,9 +361,7 @@ func (j *journal) add(ctx context.Context, r *backend.Record) {
 	// subject's and all. Times would not do: records made in the same
 	// instant (one clock tick, a synctest bubble) may sit in different
 	// shards.
-	tok := j.tokens.Get().(*int)
-	first := *tok
-	j.tokens.Put(tok)
+	first := j.tokens.pick()
 	n, ok, closed := j.shards[first].add(enc, &j.seq, j.shardMax)
 	// A full shard (its processor outran the writer): the others may
 	// have room.

@@ -54,9 +54,9 @@ type lockCache struct {
 
 // cacheReaders counts the lookups of the lock cache made without
 // Policy.mu (Attempt.remembered's, while the store is healthy), in
-// several counts, one per token of a sync.Pool, as the journal's queue
-// picks its shards: the pool hands a goroutine the token its processor
-// (P) last put back, so that a count stays in one core's cache. A refusal
+// several counts, each picked by the reader's processor (procTokens, as
+// the journal's queue picks its shards), so that a count stays in one
+// core's cache. A refusal
 // from the cache is all an attacker's flood of guesses at a locked
 // account costs, and Policy.mu's count of readers is one word that every
 // core would write at each of them. Close waits until no count is up
@@ -65,8 +65,7 @@ type lockCache struct {
 // made otherwise must call it before its cache can be used.
 type cacheReaders struct {
 	counts []readerCount
-	tokens sync.Pool // of *int: an index in counts
-	next   atomic.Int64
+	tokens procTokens // pick a count
 }
 
 // readerCount is a count of cacheReaders, alone on its cache lines.
@@ -78,30 +77,19 @@ type readerCount struct {
 // init makes n counts.
 func (r *cacheReaders) init(n int) {
 	r.counts = make([]readerCount, n)
-	ids := make([]int, n)
-	for i := range ids {
-		ids[i] = i
-	}
-	r.tokens.New = func() any {
-		// A pointer into ids: no allocation, even when the pool drops
-		// its tokens. Two goroutines may share one: the counts are
-		// atomic.
-		return &ids[(r.next.Add(1)-1)%int64(n)]
-	}
+	r.tokens.init(n)
 }
 
-// enter counts a reader in, and returns the token to leave with.
-func (r *cacheReaders) enter() *int {
-	tok := r.tokens.Get().(*int)
-	r.counts[*tok].n.Add(1)
-	return tok
+// enter counts a reader in, and returns the count to leave with. Two
+// readers may share a count: it is atomic.
+func (r *cacheReaders) enter() *atomic.Int64 {
+	c := &r.counts[r.tokens.pick()].n
+	c.Add(1)
+	return c
 }
 
-// leave counts the reader that entered with tok out.
-func (r *cacheReaders) leave(tok *int) {
-	r.counts[*tok].n.Add(-1)
-	r.tokens.Put(tok)
-}
+// leave counts out the reader that entered with c.
+func (r *cacheReaders) leave(c *atomic.Int64) { c.Add(-1) }
 
 // wait returns when no reader is in. Readers that enter after the caller
 // set Policy.closed see it and touch nothing: wait does not wait for them.

@@ -761,8 +761,8 @@ func (a *Attempt) remembered(now int64, stale bool) (*RefusedError, error) {
 		defer p.mu.RUnlock()
 		isDegraded = p.breaker.state.Load() == degraded
 	} else {
-		tok := p.readers.enter()
-		defer p.readers.leave(tok)
+		c := p.readers.enter()
+		defer p.readers.leave(c)
 	}
 	if p.closed.Load() {
 		return nil, ErrClosed

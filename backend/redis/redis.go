@@ -577,7 +577,7 @@ func (s *Store) command(ctx context.Context, ops []backend.Op, p *plan, start, e
 		case op.Kind == backend.Incr && op.Delta < 0 && op.IfExpiresBefore != 0 && len(kinds) > n:
 			kinds[j] = scriptReduceIf
 			reduce = op.Delta
-			buf = append(buf, op.Delta, ceilDiv(op.IfExpiresBefore, int64(time.Millisecond)))
+			buf = append(buf, op.Delta, ceilMs(time.Duration(op.IfExpiresBefore)))
 		case op.Kind == backend.Incr && op.Delta < 0:
 			if op.Delta == reduce {
 				kinds[j] = scriptReduceSame
@@ -648,15 +648,6 @@ func apartReads(ops []backend.Op, p *plan, start, end int) int {
 	return end - r
 }
 
-// ceilDiv returns a / b rounded up, for b > 0, without overflow.
-func ceilDiv(a, b int64) int64 {
-	q := a / b
-	if a%b > 0 {
-		q++
-	}
-	return q
-}
-
 // ttlArg returns ttl in whole milliseconds, rounded up so that a key never
 // expires early, or -1 for backend.NoExpiry.
 func ttlArg(ttl time.Duration) any {
@@ -666,12 +657,13 @@ func ttlArg(ttl time.Duration) any {
 	return ceilMs(ttl)
 }
 
-// ceilMs returns d > 0 in whole milliseconds, rounded up. (Adding 999,999
-// ns before dividing would overflow for the durations within a millisecond
-// of math.MaxInt64, and a negative TTL makes Redis delete the key.)
+// ceilMs returns d in whole milliseconds, rounded up: a TTL or a time
+// bound in nanoseconds, as Redis takes it. (Adding 999,999 ns before
+// dividing would overflow for the durations within a millisecond of
+// math.MaxInt64, and a negative TTL makes Redis delete the key.)
 func ceilMs(d time.Duration) int64 {
 	ms := int64(d / time.Millisecond)
-	if d%time.Millisecond != 0 {
+	if d%time.Millisecond > 0 {
 		ms++
 	}
 	return ms
