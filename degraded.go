@@ -42,6 +42,14 @@ const (
 	AdmitUncounted
 )
 
+// In every mode, a lock is never lost to an outage: a failure that locks
+// (admitted before the store failed, or in the fallback) whose store call
+// fails, and the lock it sets, go to the fallback, which the policy then
+// starts in FailClosed and AdmitUncounted too, and whose locks are written
+// back to the store when it recovers. An attacker who makes the store fail
+// at the moment an attempt locks gets no shorter lock, nor a lockout
+// missing from the schedule's count.
+
 // String returns the mode's name.
 func (o Outage) String() string {
 	switch o {
@@ -177,9 +185,16 @@ var errOutage = errors.New("lockout: store unavailable (degraded mode)")
 // the locks the policy remembers are checked again, stale ones included
 // (an unlock cannot have reached a failing store), and the refusal for
 // one is returned as the error.
+// exec applies ops, which must not be lost (a lock and what comes with it),
+// to the store, or to the fallback while the store fails, in every Outage
+// mode.
 func (p *Policy) exec(ctx context.Context, ops []backend.Op, res []backend.Result) (route, error) {
 	return p.admit(ctx, nil, ops, res)
 }
+
+// admit applies the ops of a's decision (nil: of exec) to the store, or to
+// the fallback while the store fails and the Outage mode (or exec) asks
+// for it.
 
 func (p *Policy) admit(ctx context.Context, a *Attempt, ops []backend.Op, res []backend.Result) (route, error) {
 	for range 3 {
@@ -192,10 +207,10 @@ func (p *Policy) admit(ctx context.Context, a *Attempt, ops []backend.Op, res []
 				return route{}, err
 			}
 			p.trip(ctx, err)
-			if p.outage != Fallback {
+			if p.outage != Fallback && a != nil {
 				return route{}, err
 			}
-		} else if p.outage != Fallback {
+		} else if p.outage != Fallback && a != nil {
 			p.maybeProbe()
 			return route{}, p.outageErr()
 		}
@@ -295,7 +310,7 @@ func (p *Policy) trip(ctx context.Context, err error) {
 		p.mu.Unlock()
 		return
 	}
-	if p.outage == Fallback && p.fallback == nil {
+	if p.fallback == nil { // in every mode: for the locks (see Outage)
 		var fb *memory.Store
 		var ferr error
 		unlabeled(func() { fb, ferr = memory.New(&memory.Options{MaxKeys: p.fallbackMaxKeys}) })
@@ -448,7 +463,7 @@ func (p *Policy) recover(ctx context.Context) {
 	p.mu.RLock()
 	copied := p.breaker.copied
 	p.mu.RUnlock()
-	if copied == nil { // no fallback (Outage modes other than Fallback)
+	if copied == nil { // the fallback could not start
 		copied = map[string]copiedKey{}
 	}
 	// The counters the write-back takes to their rule's limit, to

@@ -378,34 +378,65 @@ func TestRecoveryCopiesOnce(t *testing.T) {
 	})
 }
 
-// TestLockBetweenCalls: a store that fails between a lockout's two calls
-// (the marker made with a provisional TTL, then its TTL set) leaves the
-// lock its whole length: in the fallback, and in the store once it
-// recovers, not the provisional TTL of the schedule's first step.
+// TestLockBetweenCalls: a store that fails during a lockout's calls, the
+// first (the marker made with a provisional TTL) or the second (its TTL
+// set), leaves the lock its whole length, in every Outage mode: in the
+// fallback, and in the store once it recovers, not the provisional TTL of
+// the schedule's first step, nor no lock at all; and the lockout counts
+// for the schedule (the third is Forever). Before, FailClosed and
+// AdmitUncounted returned the store's error, and the attacker who made
+// the store fail then got a new Limit of guesses when the counter's window
+// ended, however long the schedule said to lock.
 func TestLockBetweenCalls(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		store := &switchStore{Backend: newStore(t)}
-		rule := lockout.ByUsername(3)
-		rule.Schedule = lockout.List(time.Minute, time.Hour)
-		p := newPolicyOn(t, store, lockout.Config{Rules: []lockout.Rule{rule}})
-		fail(t, p, alice, 3) // the first lockout: a minute
-		time.Sleep(time.Minute + time.Second)
-		fail(t, p, alice, 2)
-		// The third failure's Allow and its lockout's first call pass; the
-		// second call fails.
-		store.failIn.Store(3)
-		fail(t, p, alice, 1)
-		if store.failIn.Load() != 0 {
-			t.Fatalf("the lockout made %d calls fewer than expected", store.failIn.Load())
+	for _, mode := range []lockout.Outage{lockout.Fallback, lockout.FailClosed, lockout.AdmitUncounted} {
+		for _, tc := range []struct {
+			name   string
+			failIn int64 // the store call that fails: 2, the lockout's first; 3, its second
+		}{
+			{"first call fails", 2},
+			{"second call fails", 3},
+		} {
+			t.Run(mode.String()+"/"+tc.name, func(t *testing.T) {
+				synctest.Test(t, func(t *testing.T) {
+					store := &switchStore{Backend: newStore(t)}
+					rule := lockout.ByUsername(3)
+					rule.Schedule = lockout.List(time.Minute, time.Hour, lockout.Forever)
+					p := newPolicyOn(t, store, lockout.Config{Rules: []lockout.Rule{rule}, Outage: mode})
+					fail(t, p, alice, 3) // the first lockout: a minute
+					time.Sleep(time.Minute + time.Second)
+					fail(t, p, alice, 2)
+					// The third failure's Allow passes, and then the call
+					// that fails.
+					store.failIn.Store(tc.failIn)
+					fail(t, p, alice, 1)
+					if store.failIn.Load() != 0 {
+						t.Fatalf("the lockout made %d calls fewer than expected", store.failIn.Load())
+					}
+					// The store recovered: the next decision starts the
+					// probe after the interval (FailClosed refuses it).
+					time.Sleep(lockout.DefaultProbeInterval)
+					p.Allow(bg, bob)
+					synctest.Wait()
+					if _, err := p.Allow(bg, bob); err != nil {
+						t.Fatalf("bob once the store recovered: %v", err)
+					}
+					time.Sleep(2 * time.Minute)
+					other := newPolicyOn(t, store, lockout.Config{Rules: []lockout.Rule{rule}})
+					st := status(t, other, alice)["username"]
+					if !st.Locked || st.LockRemaining < 50*time.Minute {
+						t.Fatalf("alice in the store after the outage: %+v, want locked for most of the hour of her second lockout", st)
+					}
+					// The third lockout is Forever: the second counted.
+					time.Sleep(time.Hour)
+					fail(t, p, alice, 3)
+					time.Sleep(24 * time.Hour)
+					if st := status(t, other, alice)["username"]; !st.Locked || st.LockRemaining != lockout.Forever {
+						t.Errorf("alice a day after her third lockout: %+v, want locked until unlocked", st)
+					}
+				})
+			})
 		}
-		probeAfterInterval(t, p)
-		time.Sleep(2 * time.Minute)
-		other := newPolicyOn(t, store, lockout.Config{Rules: []lockout.Rule{rule}})
-		st := status(t, other, alice)["username"]
-		if !st.Locked || st.LockRemaining < 50*time.Minute {
-			t.Errorf("alice in the store after the outage: %+v, want locked for most of the hour of her second lockout", st)
-		}
-	})
+	}
 }
 
 // TestEscalationThroughOutages: a lockout in the fallback counts the
