@@ -8,8 +8,14 @@ import (
 )
 
 // DefaultDeviceCookie is the name of the cookie that carries a device
-// token when Config.DeviceCookie is empty.
-const DefaultDeviceCookie = "lockout_device"
+// token when Config.DeviceCookie is empty. Its __Host- prefix makes
+// browsers accept the cookie only from this host, over HTTPS, with Path
+// "/" and no Domain, as the middleware sets it: a sibling subdomain or a
+// plain-HTTP response cannot plant a cookie of the same name, which the
+// browser would send before the owner's (a longer Path goes first) and
+// which would hide the owner's token (a review). Give a name of your own
+// the prefix too.
+const DefaultDeviceCookie = "__Host-lockout_device"
 
 // deviceWriter sets the device cookie on a successful login's response,
 // just before its status is written: a cookie cannot follow the header.

@@ -55,6 +55,11 @@ func TestDeviceCookie(t *testing.T) {
 	if c.Name != lockouthttp.DefaultDeviceCookie || !c.Secure || !c.HttpOnly || c.SameSite != http.SameSiteLaxMode || c.MaxAge <= 0 {
 		t.Errorf("device cookie %+v: want %s, Secure, HttpOnly, SameSite=Lax, a MaxAge", c, lockouthttp.DefaultDeviceCookie)
 	}
+	// What a browser requires of a __Host- cookie, which no other host
+	// can then set: Secure, Path /, no Domain.
+	if !strings.HasPrefix(c.Name, "__Host-") || c.Path != "/" || c.Domain != "" || !c.Secure {
+		t.Errorf("device cookie %+v: want a __Host- name, Path /, no Domain, Secure", c)
+	}
 	for range 10 {
 		post("guess", nil)
 	}

@@ -78,7 +78,9 @@ type Config struct {
 	// Config.Succeeded of your own says so. The default status rule never
 	// sets it (a device cookie lifts the username rules for its holder,
 	// and a status is only a guess at the outcome: a failure page answered
-	// with 200 would hand every guesser one). Default DefaultDeviceCookie.
+	// with 200 would hand every guesser one). Default DefaultDeviceCookie,
+	// whose __Host- prefix keeps other hosts from planting a cookie that
+	// hides the owner's; keep the prefix in a name of your own.
 	DeviceCookie string
 
 	// CrossOrigin refuses cross-origin requests before they are counted,

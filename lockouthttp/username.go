@@ -43,6 +43,15 @@ var ErrBodyTooLarge = errors.New("lockouthttp: request body too large")
 // lockout.ErrInvalidSubject (400): a handler, or a server behind it, that
 // reads them more leniently would check a password the username rules
 // never counted.
+//
+// The attempt is admitted, and holds its reservation, before the handler
+// runs: a handler that then reads the request's body (a one-time code, a
+// form) waits for a client that may never send it, and a client that
+// stalls its body holds a slot of the username until the server gives up
+// on it, refusing the owner for capacity meanwhile with no failure nor lock
+// on record (a review: 3 stalled requests, limit 3). Bound that with the
+// http.Server's ReadTimeout, or read the body before the middleware (as
+// FormField and JSONField do).
 func BasicAuth(r *http.Request) (string, error) {
 	u, _, ok := r.BasicAuth()
 	if ok {

@@ -198,7 +198,10 @@ func run(ctx context.Context, args []string, stdout io.Writer, ready func(addr s
 	srv := &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		// A client that stalls its body is cut off: a login request is
+		// small, and a stalled one must not hold a slot for long.
+		ReadTimeout: 30 * time.Second,
+		ErrorLog:    slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 	printBanner(stdout, cfg, store.About, journalAbout, baseURL(ln.Addr()), adminPassword)
 
@@ -312,7 +315,10 @@ func parseFlags(args []string, out io.Writer) (config, error) {
 	fs.StringVar(&cfg.dataDir, "data", "", "`directory` of the bolt store's file (default: a new temporary directory, removed at exit)")
 	fs.IntVar(&cfg.limit, "limit", 3, "failed logins before a username (anywhere, or from one address) is locked out")
 	fs.IntVar(&cfg.ipLimit, "ip-limit", 10, "failed logins from one client address, any usernames, before the address is locked out")
-	fs.StringVar(&cfg.scheduleText, "schedule", "10s,30s,1m,5m,forever", "lockout `durations`: the n-th lockout within 24 h lasts the n-th; the last repeats")
+	// No forever step by default: with one, whoever knows a username locks
+	// its owner out until an operator steps in, with a dozen requests over
+	// a few minutes (a review: 15).
+	fs.StringVar(&cfg.scheduleText, "schedule", "10s,30s,1m,5m,15m", "lockout `durations`: the n-th lockout within 24 h lasts the n-th; the last repeats (forever: until an operator unlocks)")
 	fs.StringVar(&cfg.adminUser, "admin-user", defaultAdminUser, "operator page's Basic auth `user`, the operator's name in the journal")
 	fs.StringVar(&cfg.adminPassword, "admin-password", "", "`password` of the operator page's user (default: random, printed at start)")
 	fs.IntVar(&cfg.hashIterations, "hash-iterations", defaultHashIterations, "PBKDF2-SHA256 `iterations` of the demo users' password hashes")
