@@ -547,6 +547,9 @@ func (a *Attempt) Fallback() bool { return a.at.fallback }
 // ErrClosed, or, when ctx ends first, wraps ctx's error; in every case the
 // password must not be verified. A ctx that ends is the caller giving up,
 // not a store failure: it is neither admitted nor reported to the hooks.
+// A store call already sent then runs to its end (within Config.Timeout),
+// and what it reserved is given back: a client that goes away while Allow
+// waits leaves no count behind.
 func (p *Policy) Allow(ctx context.Context, s Subject) (*Attempt, error) {
 	if d := p.decisions; d != nil {
 		start := p.now()
@@ -610,14 +613,27 @@ func (p *Policy) allow(ctx context.Context, s Subject, start int64) (*Attempt, e
 		ops[i] = backend.IncrOp(a.attemptsKey(h), 1, h.r.Window)
 		ops[nr+i] = backend.ExistsOp(a.lockKey(h))
 	}
-	at, err := p.admit(ctx, a, ops, res)
+	// On a store that can block, the call runs to its end (Config.Timeout)
+	// even when the caller gives up meanwhile: a network store may have
+	// applied it, and only its answer says so, for the give-back below. A
+	// caller that gave up before makes no call.
+	actx := ctx
+	if !p.nonblocking {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("lockout: %w", context.Cause(ctx))
+		}
+		actx = uncancelled(ctx)
+	}
+	at, err := p.admit(actx, a, ops, res)
 	if err != nil {
 		var remembered *RefusedError
 		switch {
 		case errors.As(err, &remembered):
 			return nil, p.refuse(ctx, c, remembered)
-		case ctx.Err() != nil, errors.Is(err, ErrClosed):
-			return nil, err // the caller gave up, or the policy is closed
+		case ctx.Err() != nil:
+			return nil, fmt.Errorf("lockout: %w", context.Cause(ctx)) // the caller gave up
+		case errors.Is(err, ErrClosed):
+			return nil, err
 		case p.outage == AdmitUncounted && !at.fallback:
 			a.err = err
 			a.rules = nil // nothing was reserved that the outcome should touch
@@ -664,7 +680,14 @@ func (p *Policy) allow(ctx context.Context, s Subject, start int64) (*Attempt, e
 			found = e
 		}
 	}
-	if found.Reason == 0 {
+	// The caller gave up while the call ran: what it reserved goes back,
+	// as for a refusal, and nothing is reported. (Kept, as an abandoned
+	// attempt's is, it would count for the counter's window with no
+	// password checked, no failure and no lock: a client that disconnects
+	// during Allow, Limit times, refused the owner for a whole window, a
+	// Forever window until an operator stepped in, a review found.)
+	gaveUp := found.Reason == 0 && ctx.Err() != nil
+	if found.Reason == 0 && !gaveUp {
 		// A key whose last slot this attempt took refuses every other
 		// attempt until it reports: remember that, so that the refusals
 		// cost no store call and still hold if the store fails before the
@@ -725,6 +748,9 @@ func (p *Policy) allow(ctx context.Context, s Subject, start int64) (*Attempt, e
 	}
 	if refusal.RetryAfter == backend.NoExpiry { // a window that never ends
 		refusal.RetryAfter, refusal.Forever = 0, true
+	}
+	if gaveUp {
+		return nil, fmt.Errorf("lockout: %w", context.Cause(ctx))
 	}
 	return nil, p.refuse(ctx, c, refusal) // a failed give-back is reported; the refusal stands
 }

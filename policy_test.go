@@ -636,6 +636,11 @@ func TestLogging(t *testing.T) {
 	})
 }
 
+// TestCallerCancels: a caller that gave up before Allow makes no store
+// call and is no store failure. One that gives up during the call gets
+// its context's error once the call ended (TestAllowGivenUp: what it
+// reserved is given back), and a store that hung meanwhile, past the
+// policy's Timeout, did fail.
 func TestCallerCancels(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var hooked int
@@ -647,18 +652,26 @@ func TestCallerCancels(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		defer p.Close()
 		ctx, cancel := context.WithCancel(bg)
 		cancel()
 		if a, err := p.Allow(ctx, alice); a != nil || !errors.Is(err, context.Canceled) || errors.Is(err, lockout.ErrRefused) {
 			t.Errorf("Allow with a cancelled context = %v, %v; want nil and context.Canceled", a, err)
 		}
+		if hooked != 0 {
+			t.Errorf("BackendError hook called %d times for a caller that gave up before", hooked)
+		}
 		ctx, cancel = context.WithTimeout(bg, 10*time.Millisecond) // shorter than the policy's timeout
 		defer cancel()
-		if a, err := p.Allow(ctx, alice); a != nil || !errors.Is(err, context.DeadlineExceeded) {
+		start := time.Now()
+		if a, err := p.Allow(ctx, alice); a != nil || !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, lockout.ErrRefused) {
 			t.Errorf("Allow past the caller's deadline = %v, %v", a, err)
 		}
-		if hooked != 0 {
-			t.Errorf("BackendError hook called %d times for the caller's own cancellations", hooked)
+		if d := time.Since(start); d != lockout.DefaultTimeout {
+			t.Errorf("Allow past the caller's deadline returned after %v, want the policy's timeout, %v", d, lockout.DefaultTimeout)
+		}
+		if hooked != 1 {
+			t.Errorf("BackendError hook called %d times for a store that hung, want 1", hooked)
 		}
 	})
 }
