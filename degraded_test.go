@@ -1234,3 +1234,43 @@ func TestUnlockListingDown(t *testing.T) {
 		}
 	})
 }
+
+// TestNoCarryOutsideFallback: in FailClosed and AdmitUncounted, whose
+// fallback holds only the locks made during the outage, a lock this
+// process remembers is not carried into it: lifted through another
+// process before the outage, it does not come back with the write-back (a
+// review, with a Forever lock; Fallback mode carries it, a documented
+// caveat).
+func TestNoCarryOutsideFallback(t *testing.T) {
+	for _, mode := range []lockout.Outage{lockout.FailClosed, lockout.AdmitUncounted} {
+		t.Run(mode.String(), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				store := &switchStore{Backend: newStore(t)}
+				rule := lockout.ByUsername(3)
+				rule.Schedule = lockout.List(lockout.Forever)
+				cfg := lockout.Config{Rules: []lockout.Rule{rule}, Outage: mode}
+				p1, p2 := newPolicyOn(t, store, cfg), newPolicyOn(t, store, cfg)
+				fail(t, p1, alice, 3) // locked for good; p1 remembers it
+				if err := p2.Unlock(bg, alice); err != nil {
+					t.Fatal(err)
+				}
+				time.Sleep(2 * time.Second) // p1's memory of the lock is stale
+				store.mode.Store(down)
+				p1.Allow(bg, alice) // trips
+				if _, err := p1.Allow(bg, alice); err == nil {
+					t.Error("alice admitted on p1 during the outage, which refuses her by the lock it remembers")
+				}
+				store.mode.Store(up)
+				time.Sleep(lockout.DefaultProbeInterval)
+				p1.Allow(bg, bob) // starts the probe
+				synctest.Wait()
+				if _, err := p1.Allow(bg, bob); err != nil {
+					t.Fatalf("bob once the store recovered: %v", err)
+				}
+				if st := status(t, p2, alice)["username"]; st.Locked {
+					t.Errorf("alice in the store after the outage: %+v; an operator unlocked her before it", st)
+				}
+			})
+		})
+	}
+}

@@ -548,8 +548,9 @@ func (a *Attempt) Fallback() bool { return a.at.fallback }
 // password must not be verified. A ctx that ends is the caller giving up,
 // not a store failure: it is neither admitted nor reported to the hooks.
 // A store call already sent then runs to its end (within Config.Timeout),
-// and what it reserved is given back: a client that goes away while Allow
-// waits leaves no count behind.
+// and what it reserved is given back (a call of its own, within Timeout
+// too; dropped if the policy is closed meanwhile): a client that goes away
+// while Allow waits leaves no count behind.
 func (p *Policy) Allow(ctx context.Context, s Subject) (*Attempt, error) {
 	if d := p.decisions; d != nil {
 		start := p.now()
@@ -828,7 +829,12 @@ func (a *Attempt) remembered(now int64, stale bool) (*RefusedError, error) {
 		if refusal.Reason == 0 || longer(&e, &refusal) {
 			refusal = e
 		}
-		if isDegraded && p.fallback != nil {
+		if isDegraded && p.fallback != nil && p.outage == Fallback {
+			// Not in the other modes, whose fallback holds only the locks
+			// made during the outage: a lock remembered here may have
+			// been lifted through another process since (the cache trusts
+			// a stale lock while degraded), and its write-back would
+			// bring it back (a review, with a Forever lock).
 			carry = append(carry, backend.IncrOp(key, 1, left))
 		}
 	}
