@@ -676,6 +676,34 @@ func TestCallerCancels(t *testing.T) {
 	})
 }
 
+// TestCanonicalizeToEmpty: a Canonicalize of the application's that makes
+// a username empty is an error, not a subject without a username, which
+// every username rule would skip (a review).
+func TestCanonicalizeToEmpty(t *testing.T) {
+	p, err := lockout.New(newStore(t), lockout.Config{
+		Rules:        []lockout.Rule{lockout.ByUsername(1)},
+		Logger:       discard,
+		Canonicalize: func(u string) (string, error) { return strings.TrimPrefix(u, "skip:"), nil },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	for _, tc := range []struct {
+		username string
+		invalid  bool
+	}{
+		{"skip:", true},
+		{"skip:alice", false},
+		{"", false}, // no username: the username rules do not apply
+	} {
+		_, err := p.Allow(bg, lockout.Subject{Username: tc.username, IP: "192.0.2.1"})
+		if got := errors.Is(err, lockout.ErrInvalidSubject); got != tc.invalid {
+			t.Errorf("Allow(%q): %v, want invalid: %v", tc.username, err, tc.invalid)
+		}
+	}
+}
+
 // TestUsernameLength: a username longer than MaxUsernameBytes is invalid
 // before it is canonicalized (which takes time in proportion to its
 // length), in Allow, Status and Attempts alike; one of MaxUsernameBytes

@@ -156,6 +156,10 @@ func (p *Policy) canonUsername(u string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("%w: username %q: %w", ErrInvalidSubject, u, err)
 	}
+	if c == "" && u != "" {
+		// Keyed as no username, it would skip every username rule.
+		return "", fmt.Errorf("%w: username %q: Canonicalize made it empty", ErrInvalidSubject, u)
+	}
 	return c, nil
 }
 
