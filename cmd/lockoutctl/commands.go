@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -13,9 +14,11 @@ import (
 	"net/netip"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"github.com/go-lockout/lockout"
 	"github.com/go-lockout/lockout/backend"
@@ -52,7 +55,14 @@ func (a *app) open(ctx context.Context) (*session, error) {
 		Logger:       slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: level})),
 	}
 	for _, r := range rules {
-		cfg.Rules = append(cfg.Rules, r.Rule)
+		if !r.device {
+			cfg.Rules = append(cfg.Rules, r.Rule)
+			continue
+		}
+		// The tool issues and verifies no device token: any key will do.
+		key := make([]byte, lockout.MinSecretLen)
+		rand.Read(key)
+		cfg.Devices = &lockout.DeviceConfig{Keys: [][]byte{key}, Rule: lockout.Rule{Name: r.Name}}
 	}
 	// Unlocks and resets are journaled, with the operator, where the store
 	// keeps a journal; the attempts command reads it.
@@ -747,18 +757,18 @@ func (a *app) attempts(ctx context.Context) error {
 		for i, r := range rows {
 			var detail []string
 			if r.Reason != "" {
-				detail = append(detail, "reason "+r.Reason)
+				detail = append(detail, "reason "+printable(r.Reason))
 			}
 			if r.Duration != nil {
 				detail = append(detail, "for "+human(recs[i].Duration))
 			}
 			if r.Operator != "" || r.Via != "" {
-				detail = append(detail, "by "+r.Operator+" via "+r.Via)
+				detail = append(detail, "by "+printable(r.Operator)+" via "+printable(r.Via))
 			}
 			if r.Fallback {
 				detail = append(detail, "fallback")
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Time.Local().Format(time.DateTime), r.Outcome, dash(r.Username), dash(r.IP), dash(r.Rule), dash(r.Key), strings.Join(detail, ", "))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Time.Local().Format(time.DateTime), plain(r.Outcome), cell(r.Username), cell(r.IP), dash(plain(r.Rule)), dash(plain(r.Key)), strings.Join(detail, ", "))
 		}
 		if err := tw.Flush(); err != nil {
 			return err
@@ -768,6 +778,42 @@ func (a *app) attempts(ctx context.Context) error {
 		}
 		return nil
 	})
+}
+
+// maxCell is the most runes a table cell shows of a value: one long
+// username must not push every row's other columns off the screen.
+const maxCell = 40
+
+// cell returns a value a client chose (a username, an address) for a
+// table: "-" when empty, else as lockout.QuoteValue shows it (no raw
+// control byte reaches the terminal, a look-alike shows its escapes), cut
+// to maxCell runes. -json prints the values whole.
+func cell(v string) string {
+	if v == "" {
+		return "-"
+	}
+	return cut(lockout.QuoteValue(v))
+}
+
+// plain returns printable(v) cut to maxCell runes.
+func plain(v string) string { return cut(printable(v)) }
+
+// printable returns v as it is, or quoted when it holds a byte that is not
+// printable UTF-8: a newline would forge a row, an escape sequence would
+// drive the terminal.
+func printable(v string) string {
+	if !utf8.ValidString(v) || strings.ContainsFunc(v, func(r rune) bool { return !strconv.IsPrint(r) }) {
+		return strconv.Quote(v)
+	}
+	return v
+}
+
+func cut(v string) string {
+	if utf8.RuneCountInString(v) <= maxCell {
+		return v
+	}
+	r := []rune(v)
+	return string(r[:maxCell-1]) + "…"
 }
 
 func dash(s string) string {

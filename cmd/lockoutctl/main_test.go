@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	goredis "github.com/redis/go-redis/v9"
 
@@ -787,4 +789,119 @@ func TestJournalKept(t *testing.T) {
 	}
 	r := ctl(t, "", append([]string{"attempts", "-username", "old"}, common...)...)
 	r.want(t, exitOK, "old")
+}
+
+// TestAttemptsTable: the attempts table shows the values a client chose
+// so that none can drive the terminal, forge a row or push the other
+// columns off the screen (a review, with a service whose Canonicalize
+// lowercases, which lets control characters through): escapes are quoted,
+// a newline stays in its row, a long username is cut. -json keeps them
+// whole.
+func TestAttemptsTable(t *testing.T) {
+	f := boltFixture(t)
+	store := f.open(t)
+	p, err := lockout.New(store, lockout.Config{
+		Rules:        []lockout.Rule{lockout.ByUsername(6)},
+		Canonicalize: func(u string) (string, error) { return strings.ToLower(u), nil },
+		Journal:      &lockout.JournalConfig{},
+		Logger:       slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	usernames := []string{
+		"mallory\x1b[2J\x1b]0;pwned\x07",
+		"eve\n2026-01-01 00:00:00  unlock   admin",
+		strings.Repeat("a", 1000),
+	}
+	ctx := t.Context()
+	for _, u := range usernames {
+		a, err := p.Allow(ctx, lockout.Subject{Username: u, IP: "192.0.2.1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := a.Failure(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.SyncJournal(ctx); err != nil {
+		t.Fatal(err)
+	}
+	p.Close()
+	store.Close()
+
+	r := ctl(t, "", "attempts", "-store", f.url)
+	r.want(t, 0, `"mallory\x1b[2j\x1b]0;pwned\a"`, `"eve\n2026-01-01`) // lowercased
+	if strings.ContainsAny(r.stdout, "\x1b\x07") {
+		t.Error("a control character reached the output")
+	}
+	lines := strings.Split(strings.TrimSuffix(r.stdout, "\n"), "\n")
+	if len(lines) != 1+len(usernames) {
+		t.Errorf("%d lines, want a header and %d rows", len(lines), len(usernames))
+	}
+	for _, l := range lines {
+		if n := utf8.RuneCountInString(l); n > 200 {
+			t.Errorf("a line of %d characters: %.60q...", n, l)
+		}
+	}
+	r = ctl(t, "", "attempts", "-json", "-store", f.url)
+	r.want(t, 0, strings.Repeat("a", 1000))
+}
+
+// TestStoreURLPasswordHidden: a store URL whose userinfo does not parse
+// is an error that does not repeat the password (a review: url.Parse's
+// error quoted it).
+func TestStoreURLPasswordHidden(t *testing.T) {
+	for _, url := range []string{
+		"redis://user:S3cr%t!pass@127.0.0.1:1/0",
+		"redis+sentinel://:S3cr%t!pass@127.0.0.1:1,127.0.0.1:2/master",
+	} {
+		r := ctl(t, "", "status", "-store", url, "-username", "alice")
+		r.want(t, exitUsage, "xxxxx", "not a valid URL userinfo")
+		if strings.Contains(r.stdout+r.stderr, "S3cr") {
+			t.Errorf("%s: the password is in the output", url)
+		}
+	}
+}
+
+// TestDeviceLocks: the tool reads the known devices' rule off its keys
+// ({u=...,d=...}), so that locks lists a device's lock, an unlock of the
+// username lifts it, and reset-all removes its keys (a review: the tool
+// skipped those keys, and a stolen laptop's lock could not be lifted).
+func TestDeviceLocks(t *testing.T) {
+	f := boltFixture(t)
+	device := base64.RawURLEncoding.EncodeToString(make([]byte, 16))
+	lockDevice := func(t *testing.T) {
+		t.Helper()
+		store := f.open(t)
+		defer store.Close()
+		p, err := lockout.New(store, lockout.Config{
+			Rules:   []lockout.Rule{lockout.ByUsername(3)},
+			Devices: &lockout.DeviceConfig{Keys: [][]byte{bytes.Repeat([]byte("k"), lockout.MinSecretLen)}},
+			Logger:  slog.New(slog.DiscardHandler),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer p.Close()
+		if err := p.LockDevice(t.Context(), "alice", device, lockout.Forever); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lockDevice(t)
+	ctl(t, "", "locks", "-store", f.url).want(t, 0, "device", "d="+device)
+	ctl(t, "", "unlock", "-store", f.url, "-username", "alice").want(t, 0, "device")
+	if r := ctl(t, "", "locks", "-store", f.url); strings.Contains(r.stdout, "d="+device) {
+		t.Error("the device is still locked after the unlock of its username")
+	}
+	lockDevice(t)
+	ctl(t, "", "reset-all", "-yes", "-store", f.url).want(t, 0, "removed")
+	store := f.open(t)
+	defer store.Close()
+	for key, err := range store.(backend.Lister).Keys(t.Context(), "lockout:") {
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Errorf("key %s left after reset-all", key)
+	}
 }

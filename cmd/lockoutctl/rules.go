@@ -42,6 +42,10 @@ type toolRule struct {
 	limitKnown bool
 	// fromKeys is set when the store holds keys of the rule.
 	fromKeys bool
+	// device is set for the rule of known devices, which the policy makes
+	// from its lockout.DeviceConfig: the tool's policy has one, so that
+	// an unlock of the username, reset-all and locks reach its keys.
+	device bool
 }
 
 // parseField maps a field's name in -rules to a lockout.Field.
@@ -102,6 +106,9 @@ func parseRules(spec string, v4, v6 int) ([]toolRule, error) {
 type keyRule struct {
 	fields     []lockout.Field
 	ipv4, ipv6 int // prefix lengths seen; 0: none seen
+	// device is set for the rule of known devices (lockout.DeviceConfig),
+	// keyed by the username and the device: {u=...,d=...}.
+	device bool
 }
 
 // validRuleName reports whether s may name a rule (keys.go: no ':').
@@ -160,11 +167,16 @@ func ruleOfKey(prefix, key string) (string, keyRule, bool) {
 			} else {
 				kr.ipv6 = p.Bits()
 			}
+		case tag == "d" && !kr.device:
+			kr.device = true
 		case strings.HasPrefix(tag, "f.") && len(tag) > 2:
 			kr.fields = append(kr.fields, lockout.Field(tag[2:]))
 		default:
 			return "", keyRule{}, false
 		}
+	}
+	if kr.device && !slices.Equal(kr.fields, []lockout.Field{lockout.Username}) {
+		return "", keyRule{}, false // a device's keys hold its username and itself
 	}
 	return name, kr, true
 }
@@ -186,7 +198,7 @@ func discoverRules(ctx context.Context, l backend.Lister, prefix string) (map[st
 			found[name] = kr
 			continue
 		}
-		if !slices.Equal(old.fields, kr.fields) {
+		if !slices.Equal(old.fields, kr.fields) || old.device != kr.device {
 			continue // not made by one rule: ignore the stray key
 		}
 		if old.ipv4 == 0 {
@@ -225,6 +237,9 @@ func (a *app) resolveRules(ctx context.Context, store backend.Backend) ([]toolRu
 		if !ok {
 			continue
 		}
+		if kr.device {
+			return nil, usageErr("-rules: rule %s: the store's keys of rule %s are a known device's (Config.Devices); leave it out of -rules", r.Name, r.Name)
+		}
 		if !slices.Equal(kr.fields, r.Fields) {
 			return nil, usageErr("-rules: rule %s is keyed by %v, but the store's keys of rule %s are keyed by %v", r.Name, r.Fields, r.Name, kr.fields)
 		}
@@ -244,7 +259,7 @@ func (a *app) resolveRules(ctx context.Context, store backend.Backend) ([]toolRu
 	slices.Sort(names)
 	for _, name := range names {
 		kr := found[name]
-		r := toolRule{Rule: lockout.Rule{Name: name, Fields: kr.fields, IPv4Prefix: a.ipv4Prefix, IPv6Prefix: a.ipv6Prefix}, fromKeys: true}
+		r := toolRule{Rule: lockout.Rule{Name: name, Fields: kr.fields, IPv4Prefix: a.ipv4Prefix, IPv6Prefix: a.ipv6Prefix}, fromKeys: true, device: kr.device}
 		if kr.ipv4 != 0 {
 			r.IPv4Prefix = kr.ipv4
 		}
@@ -253,9 +268,14 @@ func (a *app) resolveRules(ctx context.Context, store backend.Backend) ([]toolRu
 		}
 		rules = append(rules, r)
 	}
-	if len(rules) == 0 {
-		// An empty prefix: nothing to act on, but a policy needs a rule.
-		return parseRules(defaultRules, a.ipv4Prefix, a.ipv6Prefix)
+	if !slices.ContainsFunc(rules, func(r toolRule) bool { return !r.device }) {
+		// An empty prefix, or only known devices' keys: a policy needs a
+		// rule (its keys would have shown; it has none to act on).
+		defaults, err := parseRules(defaultRules, a.ipv4Prefix, a.ipv6Prefix)
+		if err != nil {
+			return nil, err
+		}
+		rules = append(rules, defaults...)
 	}
 	return rules, nil
 }

@@ -94,7 +94,8 @@ func splitURL(rest string) (user *url.Userinfo, hosts []string, path string, que
 		// Let net/url decode the userinfo's escapes.
 		u, err := url.Parse("x://" + authority[:at+1] + "h")
 		if err != nil {
-			return nil, nil, "", nil, err
+			// Not err: it quotes the userinfo, password and all.
+			return nil, nil, "", nil, errors.New("the user and password are not a valid URL userinfo (escape reserved characters with %XX)")
 		}
 		user, authority = u.User, authority[at+1:]
 	}
