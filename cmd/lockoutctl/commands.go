@@ -617,17 +617,27 @@ func (a *app) resetAll(ctx context.Context) error {
 	if err := a.checkOperator(); err != nil {
 		return err
 	}
+	if !a.yes {
+		// Asked before the store is opened: a bbolt file stays free for
+		// its service while the operator thinks, -timeout counts from the
+		// answer, and a signal ends the wait.
+		store := a.store
+		if strings.Contains(store, "://") {
+			store = redact(store)
+		}
+		fmt.Fprintf(a.stderr, "This removes every counter, lock and lockout history of the policy with prefix %q in %s; other prefixes are left alone.\nType yes to go on: ",
+			a.prefix, store)
+		ok, err := a.confirm(ctx)
+		if err != nil {
+			return fmt.Errorf("reset-all: nothing removed: %w", err)
+		}
+		if !ok {
+			return errors.New("reset-all: not confirmed: nothing removed (-yes skips the question)")
+		}
+	}
 	return a.withSession(ctx, func(ctx context.Context, s *session) error {
 		if _, ok := s.store.Backend.(backend.Lister); !ok {
 			return partialErr(fmt.Errorf("reset-all: %s cannot list keys, so the policy's keys cannot be found: unlock or reset subjects one by one (or flush the server if it holds nothing else)", s.store.kind))
-		}
-		if !a.yes {
-			fmt.Fprintf(a.stderr, "This removes every counter, lock and lockout history of the policy with prefix %q (rules: %s) in %s; other prefixes are left alone.\nType yes to go on: ",
-				a.prefix, ruleNames(s.rules), s.store.about)
-			line, _ := bufio.NewReader(a.stdin).ReadString('\n')
-			if ans := strings.ToLower(strings.TrimSpace(line)); ans != "yes" && ans != "y" {
-				return errors.New("reset-all: not confirmed: nothing removed (-yes skips the question)")
-			}
 		}
 		n, err := s.policy.ResetAll(ctx)
 		if err != nil {
@@ -635,6 +645,23 @@ func (a *app) resetAll(ctx context.Context) error {
 		}
 		return a.done("reset-all", fmt.Sprintf("removed %d keys of prefix %q", n, a.prefix), map[string]any{"prefix": a.prefix, "keys": n})
 	})
+}
+
+// confirm reads the operator's answer: whether it is yes. It returns ctx's
+// error when ctx ends first (a signal).
+func (a *app) confirm(ctx context.Context) (bool, error) {
+	answer := make(chan string, 1)
+	go func() {
+		line, _ := bufio.NewReader(a.stdin).ReadString('\n')
+		answer <- line
+	}()
+	select {
+	case line := <-answer:
+		ans := strings.ToLower(strings.TrimSpace(line))
+		return ans == "yes" || ans == "y", nil
+	case <-ctx.Done():
+		return false, ctx.Err()
+	}
 }
 
 // lockRow is one lock, as locks prints it.

@@ -2,14 +2,17 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"net/netip"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -904,4 +907,64 @@ func TestDeviceLocks(t *testing.T) {
 		}
 		t.Errorf("key %s left after reset-all", key)
 	}
+}
+
+// TestResetAllAsksFirst: reset-all asks before it opens the store, so that
+// a bbolt file stays free for its service while the operator thinks, and a
+// signal (the context's end) ends the wait with nothing removed (a review:
+// the file stayed locked at the prompt, and SIGINT did nothing).
+func TestResetAllAsksFirst(t *testing.T) {
+	f := boltFixture(t)
+	svc := newService(t, f, "lockout")
+	svc.lock(t, "alice", "192.0.2.1")
+	svc.Close()
+
+	stdin, w := io.Pipe() // an operator who has not answered yet
+	defer w.Close()
+	ctx, cancel := context.WithCancel(t.Context())
+	var out, errb syncBuffer
+	code := make(chan int, 1)
+	go func() { code <- run(ctx, []string{"reset-all", "-store", f.url}, stdin, &out, &errb) }()
+	// The question is on screen and the file free: the service opens it.
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(errb.String(), "Type yes") && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	s, err := bolt.Open(strings.TrimPrefix(f.url, "bolt://"), 0o600, &bolt.Options{Timeout: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatalf("the service cannot open its file while reset-all asks: %v", err)
+	}
+	s.Close()
+	cancel() // SIGINT
+	select {
+	case c := <-code:
+		if c == 0 {
+			t.Errorf("reset-all cut short: exit 0")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("reset-all did not end with its context")
+	}
+	svc = newService(t, f, "lockout")
+	if svc.admitted(t, "alice", "192.0.2.1") {
+		t.Error("alice's lock is gone: reset-all removed keys without an answer")
+	}
+}
+
+// syncBuffer is a bytes.Buffer that one goroutine writes while another
+// reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }
