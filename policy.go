@@ -38,9 +38,12 @@ type Config struct {
 	// account lookup takes to one account (a lookup through
 	// strings.ToLower, or a database collation that ignores accents, is
 	// looser than PRECIS): each form has its own counters. Mapping a
-	// username to the ID of the account it opens does that. An empty
-	// result for a username that is not empty is an error wrapping
-	// ErrInvalidSubject: the username rules would not apply to it.
+	// username to the ID of the account it opens does that. It must also
+	// take its own results back unchanged (f(f(u)) == f(u)): the operator
+	// page and API list the canonical usernames, and pass them back to
+	// Unlock and Status. An empty result for a username that is not empty
+	// is an error wrapping ErrInvalidSubject: the username rules would not
+	// apply to it.
 	Canonicalize func(string) (string, error)
 
 	// AllowIPs lists addresses and CIDR prefixes ("192.0.2.0/24") that are
