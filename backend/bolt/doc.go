@@ -116,6 +116,18 @@
 // dropped records, when the file is full). With no MaxSize (negative),
 // neither applies.
 //
+// Known defect: that last step can fail. Dropping records writes pages
+// too (bbolt copies every page it changes), and a file at MaxSize whose
+// pages are all in use has none to give: the drop fails, and the counter
+// gets ErrFull while the journal keeps its records (a review: a 4 MiB
+// file, the journal filled to 7/8 by refused attempts with 2 KiB user
+// agents, then new usernames sprayed; all 887 records kept; with 16 and 64
+// MiB, about half of them). The policy then decides in its fallback
+// until counters expire and are swept. Where an attacker can do both, keep
+// the journal in another store (lockout.JournalConfig.Store), or size
+// MaxSize for the counters of an attack's window beside JournalMax
+// records.
+//
 // # Time and tests
 //
 // The store reads the clock only through time.Now, and its goroutines (the
