@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -18,6 +19,7 @@ import (
 	"unicode/utf8"
 
 	goredis "github.com/redis/go-redis/v9"
+	"go.etcd.io/bbolt"
 
 	"github.com/go-lockout/lockout"
 	"github.com/go-lockout/lockout/backend"
@@ -967,4 +969,46 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.String()
+}
+
+// TestBoltBucketMissing: the tool neither creates a bucket nor initialises
+// an empty file: a file whose service keeps its store in a bucket of its
+// own (bolt.New) named without ?bucket= is an error naming the file's
+// buckets, and the file is left as it was (a review: the tool showed an
+// empty store, said "no lock held", and wrote a bucket into the file).
+func TestBoltBucketMissing(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "app.db")
+	db, err := bbolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := bolt.New(db, "app", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	db.Close()
+	ctl(t, "", "locks", "-store", "bolt://"+path).want(t, exitError, `holds no bucket "lockout"`, `"app"`)
+	ctl(t, "", "locks", "-store", "bolt://"+path+"?bucket=app").want(t, 0, "no locks")
+	db, err = bbolt.Open(path, 0o600, &bbolt.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.View(func(tx *bbolt.Tx) error {
+		if tx.Bucket([]byte("lockout")) != nil {
+			t.Error("the tool created a bucket lockout in the service's file")
+		}
+		return nil
+	})
+	db.Close()
+
+	empty := filepath.Join(dir, "empty.db")
+	if err := os.WriteFile(empty, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctl(t, "", "locks", "-store", "bolt://"+empty).want(t, exitError, "is empty")
+	if fi, err := os.Stat(empty); err != nil || fi.Size() != 0 {
+		t.Errorf("the empty file after the tool: %v, %v", fi, err)
+	}
 }

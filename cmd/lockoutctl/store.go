@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,8 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -263,28 +266,44 @@ func (a *app) openBolt(path, bucket string) (*opened, error) {
 	held := func() error {
 		return &exitErr{exitBusy, fmt.Errorf("bolt file %s: %s", path, errHeld)}
 	}
-	if bucket != "" && bucket != bolt.DefaultBucket {
-		// A service that keeps its store in a bucket of its own DB.
-		db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: wait, FreelistType: bbolt.FreelistMapType, NoFreelistSync: true})
-		if err != nil {
-			if errors.Is(err, berrors.ErrTimeout) {
-				return nil, held()
-			}
-			return nil, err
-		}
-		s, err := bolt.New(db, bucket, &bolt.Options{SweepInterval: -1, JournalRetention: keepJournal, JournalMax: keepJournalMax})
-		if err != nil {
-			db.Close()
-			return nil, err
-		}
-		return &opened{Backend: s, about: fmt.Sprintf("bolt file %s, bucket %q", path, bucket), kind: "bolt", closed: []func() error{db.Close}}, nil
+	if fi, err := os.Stat(path); err == nil && fi.Size() == 0 {
+		// bbolt would make it a new database.
+		return nil, fmt.Errorf("bolt file %s is empty: no service's store", path)
 	}
-	s, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: wait, SweepInterval: -1, JournalRetention: keepJournal, JournalMax: keepJournalMax})
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: wait, FreelistType: bbolt.FreelistMapType, NoFreelistSync: true})
 	if err != nil {
-		if errors.Is(err, bolt.ErrFileLocked) {
+		if errors.Is(err, berrors.ErrTimeout) {
 			return nil, held()
 		}
 		return nil, err
 	}
-	return &opened{Backend: s, about: "bolt file " + path, kind: "bolt"}, nil
+	about := "bolt file " + path
+	if bucket == "" {
+		bucket = bolt.DefaultBucket
+	} else if bucket != bolt.DefaultBucket {
+		about = fmt.Sprintf("bolt file %s, bucket %q", path, bucket) // a service's own DB
+	}
+	// Never create the bucket either (bolt.New would): a file whose
+	// service keeps its store in another bucket would show an empty store,
+	// and get one written into it.
+	var buckets []string
+	if err := db.View(func(tx *bbolt.Tx) error {
+		return tx.ForEach(func(name []byte, _ *bbolt.Bucket) error {
+			buckets = append(buckets, strconv.Quote(string(name)))
+			return nil
+		})
+	}); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if !slices.Contains(buckets, strconv.Quote(bucket)) {
+		db.Close()
+		return nil, fmt.Errorf("bolt file %s holds no bucket %q (its buckets: %s): name the service's with bolt:///path?bucket=NAME", path, bucket, cmp.Or(strings.Join(buckets, ", "), "none"))
+	}
+	s, err := bolt.New(db, bucket, &bolt.Options{SweepInterval: -1, JournalRetention: keepJournal, JournalMax: keepJournalMax})
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return &opened{Backend: s, about: about, kind: "bolt", closed: []func() error{db.Close}}, nil
 }
