@@ -29,6 +29,10 @@ type session struct {
 	store  *opened
 	policy *lockout.Policy
 	rules  []toolRule
+	// hashedNoKey is set when the journal keeps keyed hashes of usernames
+	// and addresses (JournalConfig.HashKey) and the tool was not given
+	// the key: the policy then journals under a random key of its own.
+	hashedNoKey bool
 }
 
 // open opens the store, learns the rules and builds the policy. ctx
@@ -81,7 +85,41 @@ func (a *app) open(ctx context.Context) (*session, error) {
 		st.Close()
 		return nil, usageErr("%v", err)
 	}
-	return &session{store: st, policy: p, rules: rules}, nil
+	sess := &session{store: st, policy: p, rules: rules}
+	if cfg.Journal != nil && cfg.Journal.HashKey == nil && journalHashed(ctx, p) {
+		// The service's journal keeps hashes: an unlock journaled here
+		// must not write a username or an address in the clear. A random
+		// key keeps this run's records hashed, matching nothing.
+		p.Close()
+		cfg.Journal.HashKey = make([]byte, 32)
+		rand.Read(cfg.Journal.HashKey)
+		if sess.policy, err = lockout.New(st.Backend, cfg); err != nil {
+			st.Close()
+			return nil, usageErr("%v", err)
+		}
+		sess.hashedNoKey = true
+		fmt.Fprintln(a.stderr, "lockoutctl: the journal keeps keyed hashes of usernames and addresses (JournalConfig.HashKey), and LOCKOUT_JOURNAL_HASH_KEY is not set: this run's records hold hashes that match no one, and attempts cannot filter by -username or -ip")
+	}
+	return sess, nil
+}
+
+// journalHashed reports whether p's journal holds keyed hashes of
+// usernames or addresses (JournalConfig.HashKey): 32 lower-case hex
+// digits, where no address fits, among its newest records.
+func journalHashed(ctx context.Context, p *lockout.Policy) bool {
+	recs, _, err := p.Attempts(ctx, lockout.AttemptQuery{Limit: 100})
+	if err != nil {
+		return false
+	}
+	isHash := func(v string) bool {
+		return len(v) == 32 && !strings.ContainsFunc(v, func(r rune) bool { return (r < '0' || r > '9') && (r < 'a' || r > 'f') })
+	}
+	for _, r := range recs {
+		if isHash(r.IP) || isHash(r.Username) {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *session) Close() error {
@@ -753,6 +791,9 @@ func (a *app) attempts(ctx context.Context) error {
 				why = "memcached keeps no journal of attempts (a service on memcached may journal into another store: read that one)"
 			}
 			return partialErr(fmt.Errorf("attempts: %s: %s", s.store.about, why))
+		}
+		if s.hashedNoKey && (a.username != "" || a.ip != "") {
+			return usageErr("attempts: the journal keeps keyed hashes of usernames and addresses: set LOCKOUT_JOURNAL_HASH_KEY to the service's JournalConfig.HashKey in hex to filter by -username or -ip")
 		}
 		recs, next, err := s.policy.Attempts(ctx, lockout.AttemptQuery{Username: a.username, IP: a.ip, Outcome: a.outcome, Before: a.before, Limit: a.limit})
 		if err != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"io"
@@ -1011,4 +1012,44 @@ func TestBoltBucketMissing(t *testing.T) {
 	if fi, err := os.Stat(empty); err != nil || fi.Size() != 0 {
 		t.Errorf("the empty file after the tool: %v, %v", fi, err)
 	}
+}
+
+// TestHashedJournalNoKey: on a journal that keeps keyed hashes
+// (JournalConfig.HashKey), a run without LOCKOUT_JOURNAL_HASH_KEY says so,
+// refuses to filter by username (which would show nothing), and journals
+// its unlock without the username in the clear (a review: an empty table,
+// and the unlock's record naming alice in a hashed journal).
+func TestHashedJournalNoKey(t *testing.T) {
+	f := boltFixture(t)
+	key := bytes.Repeat([]byte{7}, 32)
+	store := f.open(t)
+	p, err := lockout.New(store, lockout.Config{
+		Rules:   []lockout.Rule{lockout.ByUsername(3)},
+		Journal: &lockout.JournalConfig{HashKey: key},
+		Logger:  slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		a, err := p.Allow(t.Context(), lockout.Subject{Username: "alice", IP: "192.0.2.1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.Failure(t.Context())
+	}
+	p.SyncJournal(t.Context())
+	p.Close()
+	store.Close()
+
+	t.Setenv("LOCKOUT_JOURNAL_HASH_KEY", "")
+	ctl(t, "", "attempts", "-store", f.url, "-username", "alice").want(t, exitUsage, "LOCKOUT_JOURNAL_HASH_KEY")
+	ctl(t, "", "unlock", "-store", f.url, "-username", "alice").want(t, 0, "keyed hashes")
+	r := ctl(t, "", "attempts", "-json", "-store", f.url)
+	r.want(t, 0, `"unlock"`)
+	if strings.Contains(r.stdout, `"alice"`) {
+		t.Error("the journal holds alice in the clear")
+	}
+	t.Setenv("LOCKOUT_JOURNAL_HASH_KEY", hex.EncodeToString(key))
+	ctl(t, "", "attempts", "-store", f.url, "-username", "alice").want(t, 0, "failure")
 }
