@@ -58,10 +58,16 @@ func (a *app) open(ctx context.Context) (*session, error) {
 		LockCacheTTL: lockout.NoLockCache,
 		Logger:       slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: level})),
 	}
+	var devices []string
 	for _, r := range rules {
 		if !r.device {
 			cfg.Rules = append(cfg.Rules, r.Rule)
 			continue
+		}
+		if devices = append(devices, r.Name); len(devices) > 1 {
+			// A policy has one rule of known devices: the service renamed
+			// it (DeviceConfig.Rule.Name). The last found is the one.
+			fmt.Fprintf(a.stderr, "lockoutctl: the store holds keys of several rules of known devices (%s): this run acts on %s only; lift the others' locks with unlock -key\n", strings.Join(devices, ", "), r.Name)
 		}
 		// The tool issues and verifies no device token: any key will do.
 		key := make([]byte, lockout.MinSecretLen)
@@ -103,9 +109,11 @@ func (a *app) open(ctx context.Context) (*session, error) {
 	return sess, nil
 }
 
-// journalHashed reports whether p's journal holds keyed hashes of
-// usernames or addresses (JournalConfig.HashKey): 32 lower-case hex
-// digits, where no address fits, among its newest records.
+// journalHashed reports whether p's journal holds keyed hashes
+// (JournalConfig.HashKey) among its newest records: an address of 32
+// lower-case hex digits, which no address is (IPv4 has dots, IPv6 colons).
+// Usernames are not looked at: a real one may be 32 hex digits (a review),
+// and the records this tool hashes under a random key hold one.
 func journalHashed(ctx context.Context, p *lockout.Policy) bool {
 	recs, _, err := p.Attempts(ctx, lockout.AttemptQuery{Limit: 100})
 	if err != nil {
@@ -115,7 +123,7 @@ func journalHashed(ctx context.Context, p *lockout.Policy) bool {
 		return len(v) == 32 && !strings.ContainsFunc(v, func(r rune) bool { return (r < '0' || r > '9') && (r < 'a' || r > 'f') })
 	}
 	for _, r := range recs {
-		if isHash(r.IP) || isHash(r.Username) {
+		if isHash(r.IP) {
 			return true
 		}
 	}
@@ -656,15 +664,23 @@ func (a *app) resetAll(ctx context.Context) error {
 		return err
 	}
 	if !a.yes {
-		// Asked before the store is opened: a bbolt file stays free for
-		// its service while the operator thinks, -timeout counts from the
-		// answer, and a signal ends the wait.
-		store := a.store
-		if strings.Contains(store, "://") {
-			store = redact(store)
+		// Asked with the store closed: a bbolt file stays free for its
+		// service while the operator thinks, -timeout counts from the
+		// answer, and a signal ends the wait. But what can be refused
+		// without asking is refused first: the store is opened, looked at
+		// and let go.
+		st, err := a.openStore(ctx, a.store)
+		if err != nil {
+			return err
+		}
+		_, canList := st.Backend.(backend.Lister)
+		kind, about := st.kind, st.about
+		st.Close()
+		if !canList {
+			return errCannotList(kind)
 		}
 		fmt.Fprintf(a.stderr, "This removes every counter, lock and lockout history of the policy with prefix %q in %s; other prefixes are left alone.\nType yes to go on: ",
-			a.prefix, store)
+			a.prefix, about)
 		ok, err := a.confirm(ctx)
 		if err != nil {
 			return fmt.Errorf("reset-all: nothing removed: %w", err)
@@ -675,7 +691,7 @@ func (a *app) resetAll(ctx context.Context) error {
 	}
 	return a.withSession(ctx, func(ctx context.Context, s *session) error {
 		if _, ok := s.store.Backend.(backend.Lister); !ok {
-			return partialErr(fmt.Errorf("reset-all: %s cannot list keys, so the policy's keys cannot be found: unlock or reset subjects one by one (or flush the server if it holds nothing else)", s.store.kind))
+			return errCannotList(s.store.kind)
 		}
 		n, err := s.policy.ResetAll(ctx)
 		if err != nil {
@@ -683,6 +699,12 @@ func (a *app) resetAll(ctx context.Context) error {
 		}
 		return a.done("reset-all", fmt.Sprintf("removed %d keys of prefix %q", n, a.prefix), map[string]any{"prefix": a.prefix, "keys": n})
 	})
+}
+
+// errCannotList is reset-all's refusal on a store of kind that cannot
+// list its keys.
+func errCannotList(kind string) error {
+	return partialErr(fmt.Errorf("reset-all: %s cannot list keys, so the policy's keys cannot be found: unlock or reset subjects one by one (or flush the server if it holds nothing else)", kind))
 }
 
 // confirm reads the operator's answer: whether it is yes. It returns ctx's

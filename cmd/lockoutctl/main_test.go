@@ -861,9 +861,11 @@ func TestStoreURLPasswordHidden(t *testing.T) {
 	for _, url := range []string{
 		"redis://user:S3cr%t!pass@127.0.0.1:1/0",
 		"redis+sentinel://:S3cr%t!pass@127.0.0.1:1,127.0.0.1:2/master",
+		"memcache://u:S3cr%t@127.0.0.1:1",
+		"memcache://u:S3cret@127.0.0.1:1/x",
 	} {
 		r := ctl(t, "", "status", "-store", url, "-username", "alice")
-		r.want(t, exitUsage, "xxxxx", "not a valid URL userinfo")
+		r.want(t, exitUsage, "xxxxx")
 		if strings.Contains(r.stdout+r.stderr, "S3cr") {
 			t.Errorf("%s: the password is in the output", url)
 		}
@@ -1052,4 +1054,45 @@ func TestHashedJournalNoKey(t *testing.T) {
 	}
 	t.Setenv("LOCKOUT_JOURNAL_HASH_KEY", hex.EncodeToString(key))
 	ctl(t, "", "attempts", "-store", f.url, "-username", "alice").want(t, 0, "failure")
+}
+
+// TestResetAllRefusesFirst: what reset-all can refuse without asking, it
+// refuses before the question: a store that cannot list its keys, no
+// store, a file that does not exist (a review: the operator typed yes,
+// then was told).
+func TestResetAllRefusesFirst(t *testing.T) {
+	t.Setenv("LOCKOUT_STORE", "")
+	for _, tc := range []struct {
+		name  string
+		store string
+		code  int
+	}{
+		{"memcached", "memcache://127.0.0.1:1", exitPartial},
+		{"no store", "", exitUsage},
+		{"no file", filepath.Join(t.TempDir(), "typo.db"), exitError},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := ctl(t, "yes\n", "reset-all", "-store", tc.store)
+			if r.code != tc.code || strings.Contains(r.stderr, "Type yes") {
+				t.Errorf("exit %d, want %d, and no question; stderr: %s", r.code, tc.code, r.stderr)
+			}
+		})
+	}
+}
+
+// TestPlainJournalHexUsername: a plain journal whose usernames are 32 hex
+// digits (an API client's id) is not taken for a journal of keyed hashes
+// (a review): the tool filters by them, and warns of nothing.
+func TestPlainJournalHexUsername(t *testing.T) {
+	f := boltFixture(t)
+	svc := newService(t, f, "lockout")
+	hexUser := "fbdf63fea81e2b28e89e4a526d0b1070"
+	svc.lock(t, hexUser, "192.0.2.1")
+	svc.Close()
+	t.Setenv("LOCKOUT_JOURNAL_HASH_KEY", "")
+	r := ctl(t, "", "attempts", "-store", f.url, "-username", hexUser)
+	r.want(t, 0, "failure")
+	if strings.Contains(r.stderr, "keyed hashes") {
+		t.Error("a plain journal taken for one of keyed hashes")
+	}
 }

@@ -226,10 +226,10 @@ func redact(spec string) string {
 func openMemcache(rest string) (*opened, error) {
 	_, hosts, path, query, err := splitURL(rest)
 	if err != nil {
-		return nil, usageErr("-store memcache://%s: %v", rest, err)
+		return nil, usageErr("-store %s: %v", redact("memcache://"+rest), err)
 	}
 	if path != "" {
-		return nil, usageErr("-store memcache://%s: want memcache://host:port[,host:port...][?key_prefix=...]", rest)
+		return nil, usageErr("-store %s: want memcache://host:port[,host:port...][?key_prefix=...]", redact("memcache://"+rest))
 	}
 	s, err := memcache.NewServers(hosts, &memcache.Options{
 		Prefix: query.Get("key_prefix"),
