@@ -19,6 +19,14 @@ import (
 
 // Outage says how a Policy decides while its store fails, times out or is
 // full.
+//
+// In every mode, a lock is never lost to an outage: a failure that locks
+// (admitted before the store failed, or in the fallback) whose store call
+// fails, and the lock it sets, go to the fallback, which the policy then
+// starts in FailClosed and AdmitUncounted too, and whose locks are written
+// back to the store when it recovers. An attacker who makes the store fail
+// at the moment an attempt locks gets no shorter lock, nor a lockout
+// missing from the schedule's count.
 type Outage uint8
 
 // The ways to decide during an outage.
@@ -41,14 +49,6 @@ const (
 	// store, or slowing it past the deadline): ask for it only knowingly.
 	AdmitUncounted
 )
-
-// In every mode, a lock is never lost to an outage: a failure that locks
-// (admitted before the store failed, or in the fallback) whose store call
-// fails, and the lock it sets, go to the fallback, which the policy then
-// starts in FailClosed and AdmitUncounted too, and whose locks are written
-// back to the store when it recovers. An attacker who makes the store fail
-// at the moment an attempt locks gets no shorter lock, nor a lockout
-// missing from the schedule's count.
 
 // String returns the mode's name.
 func (o Outage) String() string {
@@ -176,26 +176,20 @@ type route struct {
 // errOutage is returned for calls not made because the store is failing.
 var errOutage = errors.New("lockout: store unavailable (degraded mode)")
 
-// exec applies ops where the policy decides now: on the store, or on the
-// fallback while the store fails. A store call that fails starts degraded
-// mode, and, with the Fallback mode, the ops go to the fallback. It
-// returns where the ops were applied.
-//
-// For an admission, a is the attempt: before its ops go to the fallback,
-// the locks the policy remembers are checked again, stale ones included
-// (an unlock cannot have reached a failing store), and the refusal for
-// one is returned as the error.
-// exec applies ops, which must not be lost (a lock and what comes with it),
-// to the store, or to the fallback while the store fails, in every Outage
-// mode.
+// exec applies ops that must not be lost (a lock, and what comes with it)
+// where the policy decides now: on the store, or on the fallback while the
+// store fails, in every Outage mode (see Outage). A store call that fails
+// starts degraded mode. It returns where the ops were applied.
 func (p *Policy) exec(ctx context.Context, ops []backend.Op, res []backend.Result) (route, error) {
 	return p.admit(ctx, nil, ops, res)
 }
 
-// admit applies the ops of a's decision (nil: of exec) to the store, or to
-// the fallback while the store fails and the Outage mode (or exec) asks
-// for it.
-
+// admit is exec for the ops of a's admission (a nil a: exec's), which go to
+// the fallback only in the Fallback mode; in the others, a failing store's
+// error is returned. Before they go to the fallback, the locks the policy
+// remembers are checked again, stale ones included (an unlock cannot have
+// reached a failing store), and the refusal for one is returned as the
+// error.
 func (p *Policy) admit(ctx context.Context, a *Attempt, ops []backend.Op, res []backend.Result) (route, error) {
 	for range 3 {
 		if p.closed.Load() {

@@ -12,20 +12,17 @@ import (
 	"github.com/go-lockout/lockout/backend"
 )
 
-// remoteStore is a store a round trip away that, as a network client does
-// (go-redis), returns the caller's context error when the context ends
-// while it waits for the answer, although the server applied the call.
+// remoteStore is a latencyStore that, as a network client does (go-redis),
+// returns the caller's context error when the context ends while it waits
+// for the answer, although the server applied the call.
 type remoteStore struct {
-	backend.Backend
-	rtt   time.Duration
+	latencyStore
 	calls atomic.Int64
 }
 
 func (s *remoteStore) Do(ctx context.Context, ops []backend.Op, res []backend.Result) error {
 	s.calls.Add(1)
-	time.Sleep(s.rtt / 2)
-	err := s.Backend.Do(context.WithoutCancel(ctx), ops, res) // the server applies it
-	time.Sleep(s.rtt / 2)
+	err := s.latencyStore.Do(context.WithoutCancel(ctx), ops, res) // the server applies it
 	if ctx.Err() != nil {
 		return ctx.Err() // the client gave up waiting for the answer
 	}
@@ -46,7 +43,7 @@ func TestAllowGivenUp(t *testing.T) {
 				var lockouts atomic.Int64
 				rule := lockout.ByUsername(5)
 				rule.Window = window
-				store := &remoteStore{Backend: newStore(t), rtt: 2 * time.Millisecond}
+				store := &remoteStore{latencyStore: latencyStore{Backend: newStore(t), rtt: 2 * time.Millisecond}}
 				p := newPolicyOn(t, store, lockout.Config{
 					Rules: []lockout.Rule{rule},
 					Hooks: lockout.Hooks{Lockout: func(context.Context, lockout.LockoutEvent) { lockouts.Add(1) }},

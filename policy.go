@@ -626,7 +626,7 @@ func (p *Policy) allow(ctx context.Context, s Subject, start int64) (*Attempt, e
 	actx := ctx
 	if !p.nonblocking {
 		if ctx.Err() != nil {
-			return nil, fmt.Errorf("lockout: %w", context.Cause(ctx))
+			return nil, gaveUpErr(ctx)
 		}
 		actx = uncancelled(ctx)
 	}
@@ -637,7 +637,7 @@ func (p *Policy) allow(ctx context.Context, s Subject, start int64) (*Attempt, e
 		case errors.As(err, &remembered):
 			return nil, p.refuse(ctx, c, remembered)
 		case ctx.Err() != nil:
-			return nil, fmt.Errorf("lockout: %w", context.Cause(ctx)) // the caller gave up
+			return nil, gaveUpErr(ctx)
 		case errors.Is(err, ErrClosed):
 			return nil, err
 		case p.outage == AdmitUncounted && !at.fallback:
@@ -756,7 +756,7 @@ func (p *Policy) allow(ctx context.Context, s Subject, start int64) (*Attempt, e
 		refusal.RetryAfter, refusal.Forever = 0, true
 	}
 	if gaveUp {
-		return nil, fmt.Errorf("lockout: %w", context.Cause(ctx))
+		return nil, gaveUpErr(ctx)
 	}
 	return nil, p.refuse(ctx, c, refusal) // a failed give-back is reported; the refusal stands
 }
@@ -1235,8 +1235,7 @@ func (p *Policy) do(ctx context.Context, ops []backend.Op, res []backend.Result)
 	}
 	if err != nil {
 		if ctx.Err() != nil {
-			// The caller gave up: not the store's fault.
-			err = fmt.Errorf("lockout: %w", context.Cause(ctx))
+			err = gaveUpErr(ctx) // not the store's fault
 		} else {
 			err = fmt.Errorf("lockout: backend: %w", err)
 			p.backendError(ctx, err)
@@ -1248,6 +1247,12 @@ func (p *Policy) do(ctx context.Context, ops []backend.Op, res []backend.Result)
 		p.decisions.Observe(ctx, e)
 	}
 	return err
+}
+
+// gaveUpErr is the error of a call whose caller gave up: it wraps ctx's
+// cause.
+func gaveUpErr(ctx context.Context) error {
+	return fmt.Errorf("lockout: %w", context.Cause(ctx))
 }
 
 func (p *Policy) backendError(ctx context.Context, err error) {

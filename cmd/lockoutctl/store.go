@@ -253,11 +253,16 @@ func (a *app) openBolt(path, bucket string) (*opened, error) {
 		return nil, usageErr("-store: a bolt URL needs a path: bolt:///var/lib/app/lockout.db")
 	}
 	// Never create a file: a mistyped path would show an empty store.
-	if _, err := os.Stat(path); err != nil {
+	fi, err := os.Stat(path)
+	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("bolt file %s does not exist", path)
 		}
 		return nil, err
+	}
+	if fi.Size() == 0 {
+		// Nor initialise an empty one: bbolt would make it a new database.
+		return nil, fmt.Errorf("bolt file %s is empty: no service's store", path)
 	}
 	wait := a.boltWait
 	if wait <= 0 {
@@ -265,10 +270,6 @@ func (a *app) openBolt(path, bucket string) (*opened, error) {
 	}
 	held := func() error {
 		return &exitErr{exitBusy, fmt.Errorf("bolt file %s: %s", path, errHeld)}
-	}
-	if fi, err := os.Stat(path); err == nil && fi.Size() == 0 {
-		// bbolt would make it a new database.
-		return nil, fmt.Errorf("bolt file %s is empty: no service's store", path)
 	}
 	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: wait, FreelistType: bbolt.FreelistMapType, NoFreelistSync: true})
 	if err != nil {
