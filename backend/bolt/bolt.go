@@ -69,7 +69,10 @@ type Options struct {
 	// DefaultMaxSize (1 GiB); a negative value means no limit. bbolt grows
 	// a file in steps (doubling up to 16 MiB, then 16 MiB at a time) and
 	// refuses a step that would pass MaxSize, so the data that fits can be
-	// up to one step less than MaxSize. New ignores MaxSize:
+	// up to one step less than MaxSize: 16 MiB less from 32 MiB on (1,008
+	// MiB of data by default), and below that the largest power of two
+	// that fits (2 MiB of data for 3 MiB, 16 for 20; TestCapacity).
+	// New ignores MaxSize:
 	// the limit of the caller's DB (bbolt.Options.MaxSize) applies, and is
 	// reported as ErrFull too.
 	MaxSize int64
@@ -177,6 +180,7 @@ type Store struct {
 
 		sheds atomic.Int64 // rounds of journal records dropped for counters
 	}
+	journaled atomic.Bool // an Append committed since a shed found the journals empty (makeRoom)
 }
 
 var (
@@ -271,6 +275,7 @@ func newStore(db *bbolt.DB, bucket string, o Options, ownDB bool) (*Store, error
 	if err != nil {
 		return nil, fmt.Errorf("lockout/bolt: preparing bucket %q: %w", bucket, mapErr(err))
 	}
+	s.journaled.Store(true) // the file may hold records: makeRoom finds out
 	s.bg.Add(1)
 	go s.commitLoop()
 	if o.SweepInterval > 0 {

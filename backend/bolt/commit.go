@@ -157,6 +157,7 @@ func (s *Store) commitLoop() {
 		}
 		if len(group) > 0 {
 			s.commitGroup(group)
+			s.makeRoom()
 		}
 		clear(group)
 	}

@@ -104,29 +104,25 @@
 //
 // The journal never makes counters fail with ErrFull. An attacker who
 // floods attempts fills the journal, and an attacker who sprays keys fills
-// the file: counters come first. When the pages in use pass 7/8 of MaxSize,
-// the journal stops growing (an Append drops as many old records as it
-// adds, and at least as many bytes of them, and fails with ErrFull,
-// appending nothing, when the journal holds fewer), which leaves the last
-// eighth to counters. And a
-// counter write that finds the file full makes every journal drop its
-// oldest quarter (at least 256 records) and is committed again, as long as
-// the journals hold records: counters get ErrFull only once the journals
-// are empty (and a journal Append gets ErrFull, which the engine counts as
+// the file: counters come first. The file's capacity is what bbolt lets its
+// data grow to under MaxSize (see Options.MaxSize). When the pages in use
+// pass 7/8 of it, the journal stops growing (an Append drops as many old
+// records as it adds, and at least as many bytes of them, and fails with
+// ErrFull, appending nothing, when the journal holds fewer), which leaves
+// the last eighth to counters. Dropping records writes pages too (bbolt
+// copies every page it changes), so the journals give way while the file
+// still has pages to write with: after every commit, when the room left
+// (free pages, and what the file can still grow by) is under 1/32 of the
+// capacity (at least 64 pages), every journal drops its oldest quarter (at
+// least 256 records). And a counter write that finds the file full all
+// the same makes them drop it too, and is committed again, as long as the
+// journals hold records: counters get ErrFull only once the journals are
+// empty (and a journal Append gets ErrFull, which the engine counts as
 // dropped records, when the file is full). With no MaxSize (negative),
-// neither applies.
-//
-// Known defect: that last step can fail. Dropping records writes pages
-// too (bbolt copies every page it changes), and a file at MaxSize whose
-// pages are all in use has none to give: the drop fails, and the counter
-// gets ErrFull while the journal keeps its records (a review: a 4 MiB
-// file, the journal filled to 7/8 by refused attempts with 2 KiB user
-// agents, then new usernames sprayed; all 887 records kept; with 16 and 64
-// MiB, about half of them). The policy then decides in its fallback
-// until counters expire and are swept. Where an attacker can do both, keep
-// the journal in another store (lockout.JournalConfig.Store), or size
-// MaxSize for the counters of an attack's window beside JournalMax
-// records.
+// none of this applies. (Before the journals gave way early, a file whose
+// pages were all in use had none to drop records with: counters got
+// ErrFull while a journal of 2 KiB records kept all of them, a review
+// found; TestJournalGivesWayLargeRecords.)
 //
 // # Time and tests
 //

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"time"
 
@@ -90,12 +91,17 @@ func (s *Store) Append(ctx context.Context, name string, recs []backend.Record) 
 	left = true
 	go func() {
 		defer s.leave()
-		done <- s.db.Update(func(tx *bbolt.Tx) error {
+		err := s.db.Update(func(tx *bbolt.Tx) error {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
 			return s.appendIn(tx, name, recs, buf, keys, ends)
 		})
+		if err == nil {
+			s.journaled.Store(true)
+		}
+		done <- err
+		s.makeRoom()
 	}()
 	var err error
 	select {
@@ -163,7 +169,7 @@ func rotate(b *bbolt.Bucket, n, size int) error {
 	c := b.Cursor()
 	for k, v := c.First(); len(drop) < n || dropped < size; k, v = c.Next() {
 		if k == nil {
-			return fmt.Errorf("%w: the file is over 7/8 of MaxSize and the journal holds too little (%d records, %d bytes) to make room for %d records of %d bytes", backend.ErrFull, len(drop), dropped, n, size)
+			return fmt.Errorf("%w: the file is over 7/8 of its capacity and the journal holds too little (%d records, %d bytes) to make room for %d records of %d bytes", backend.ErrFull, len(drop), dropped, n, size)
 		}
 		drop = append(drop, bytes.Clone(k))
 		dropped += len(v)
@@ -273,16 +279,85 @@ func (s *Store) Records(ctx context.Context, name string, q backend.Query) ([]ba
 }
 
 // crowded reports whether the file's pages in use (its size, less its free
-// pages) are over 7/8 of its MaxSize: the journal then grows no more, and
+// pages) are over 7/8 of its capacity: the journal then grows no more, and
 // leaves the rest to counters.
 func (s *Store) crowded(tx *bbolt.Tx) bool {
-	limit := int64(s.db.MaxSize)
+	limit := capacity(s.db)
 	if limit <= 0 {
 		return false
 	}
 	st := s.db.Stats()
 	used := tx.Size() - int64(st.FreePageN+st.PendingPageN)*int64(s.db.Info().PageSize)
 	return used > limit/8*7
+}
+
+// cramped reports whether the file has less room left than a shed of the
+// journals needs to be sure of pages to write with: its pages free or
+// pending and those it can still grow by, less than 1/32 of its capacity
+// (at least 64 pages). A shed writes pages too (bbolt copies every page
+// it changes), and a file whose pages are all in use has none for it: the
+// journals give way while there is room, not once there is none.
+func (s *Store) cramped(tx *bbolt.Tx) bool {
+	limit := capacity(s.db)
+	if limit <= 0 {
+		return false
+	}
+	ps := int64(s.db.Info().PageSize)
+	st := s.db.Stats()
+	room := limit - tx.Size() + int64(st.FreePageN+st.PendingPageN)*ps
+	return room < max(limit/32, 64*ps)
+}
+
+// capacity returns the largest size, in bytes, that the data of db (its
+// high-water mark, tx.Size) can reach under db.MaxSize, or 0 with no
+// MaxSize. bbolt grows a file in steps and refuses a page whose step
+// would pass MaxSize, so the data fits in less: a step is the memory
+// map's size (a power of two) while that is at most AllocSize, and the
+// new size plus AllocSize after that (DB.allocate, bbolt v1.4 and v1.5),
+// so a file of 64 MiB holds 48 of data, and one of 3 MiB holds 2. The
+// rule only gets stricter as the size grows: the largest size it allows
+// is found by bisection.
+func capacity(db *bbolt.DB) int64 {
+	if db.MaxSize <= 0 {
+		return 0
+	}
+	ps := int64(db.Info().PageSize)
+	maxSize, alloc := int64(db.MaxSize), int64(db.AllocSize)
+	// allowed reports whether bbolt lets the data grow to end bytes: it
+	// asks for one page more than the data (minsz in DB.allocate).
+	allowed := func(end int64) bool {
+		minsz := end + ps
+		step := mmapSize(minsz)
+		if runtime.GOOS != "windows" && step > alloc {
+			step = minsz + alloc
+		}
+		return step <= maxSize
+	}
+	lo, hi := int64(0), maxSize/ps // in pages: lo allowed, hi not
+	if allowed(hi * ps) {
+		return hi * ps
+	}
+	for hi-lo > 1 {
+		mid := lo + (hi-lo)/2
+		if allowed(mid * ps) {
+			lo = mid
+		} else {
+			hi = mid
+		}
+	}
+	return lo * ps
+}
+
+// mmapSize is bbolt's DB.mmapSize, the size of the memory map for size
+// bytes of data: a power of two from 32 KiB to 1 GiB, then whole GiB.
+func mmapSize(size int64) int64 {
+	for i := uint(15); i <= 30; i++ {
+		if size <= 1<<i {
+			return 1 << i
+		}
+	}
+	const step = 1 << 30
+	return (size + step - 1) / step * step
 }
 
 // journals returns the bucket of the journals in tx.
@@ -409,10 +484,35 @@ func (s *Store) sweepJournalChunk(limit int) (n int, more bool, err error) {
 	return n, more, err
 }
 
+// makeRoom sheds the journals (shedJournals) when the file is cramped and
+// they may hold records. The committer calls it after each commit, and
+// Append after its own: the file then keeps the pages a shed needs, and a
+// counter write that finds it full can always be given the journals'
+// room.
+func (s *Store) makeRoom() {
+	if s.db.MaxSize <= 0 || !s.journaled.Load() {
+		return
+	}
+	var low bool
+	_ = s.db.View(func(tx *bbolt.Tx) error {
+		low = s.cramped(tx)
+		return nil
+	})
+	if !low {
+		return
+	}
+	switch n, err := s.shedJournals(); {
+	case n > 0:
+		s.stats.sheds.Add(1)
+	case err == nil:
+		s.journaled.Store(false) // until the next Append
+	}
+}
+
 // shedJournals gives space back to counters: it drops the oldest quarter
 // (at least 256 records) of every journal, and reports how many records
 // it dropped. The committer calls it when a counter write finds the file
-// full, and then tries the write again.
+// full, and then tries the write again, and makeRoom before that happens.
 func (s *Store) shedJournals() (int, error) {
 	n := 0
 	err := s.db.Update(func(tx *bbolt.Tx) error {

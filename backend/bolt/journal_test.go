@@ -710,3 +710,68 @@ func TestAppendHonoursDeadline(t *testing.T) {
 		t.Errorf("records %+v, want only the second append's", recs)
 	}
 }
+
+// TestJournalGivesWayLargeRecords is TestJournalGivesWay with an
+// attacker's records: 2 KiB user agents, each record on a page of its own,
+// in files of several sizes. Before the committer shed records while free
+// pages remained, a file whose pages were all in use had none to write
+// the shed with either: counters got ErrFull while the journal kept its
+// records (a review: all 887 of them at 4 MiB, about half at 16 and 64).
+func TestJournalGivesWayLargeRecords(t *testing.T) {
+	if testing.Short() {
+		t.Skip("fills files of up to 64 MiB")
+	}
+	for _, size := range []int64{4 << 20, 16 << 20, 64 << 20} {
+		t.Run(fmt.Sprintf("MiB=%d", size>>20), func(t *testing.T) {
+			s, _ := open(t, &Options{MaxSize: size, SweepInterval: -1, JournalMax: 1 << 30})
+			ua := strings.Repeat("a", DefaultJournalRecordBytes)
+			// Records of eight times the file's size, in appends of 64: past 7/8
+			// of MaxSize, an append drops as many records as it adds, or
+			// is refused.
+			refused := 0
+			for i := 0; i < int(size/4096)*8; i += 64 {
+				recs := make([]backend.Record, 64)
+				for j := range recs {
+					recs[j] = rec(i + j)
+					recs[j].UserAgent = ua
+				}
+				switch err := s.Append(context.Background(), "flood", recs); {
+				case errors.Is(err, backend.ErrFull):
+					refused++
+				case err != nil:
+					t.Fatal(err)
+				}
+			}
+			held := s.journalLen(t, "flood")
+			keys := fill(t, s, 0, 100)
+			left := s.journalLen(t, "flood")
+			t.Logf("journal of %d records (%d appends refused); %d counters fitted beside it, which left %d records, in %d sheds", held, refused, len(keys), left, s.stats.sheds.Load())
+			if left != 0 {
+				t.Errorf("counters got ErrFull while the journal kept %d records of %d", left, held)
+			}
+			for _, k := range keys[len(keys)-10:] {
+				if r := do(t, s, backend.ExistsOp(k))[0]; !r.Found {
+					t.Errorf("%s is missing", k)
+				}
+			}
+		})
+	}
+}
+
+// TestCapacity checks capacity against bbolt: a file filled with counters
+// until a write fails has data up to its capacity, and not beyond.
+func TestCapacity(t *testing.T) {
+	for _, size := range []int64{1 << 20, 3 << 20, 4 << 20, 20 << 20, 40 << 20} {
+		t.Run(fmt.Sprintf("MaxSize=%d", size), func(t *testing.T) {
+			s, _ := open(t, &Options{MaxSize: size, SweepInterval: -1})
+			fill(t, s, 0, 100)
+			var end int64
+			_ = s.db.View(func(tx *bbolt.Tx) error { end = tx.Size(); return nil })
+			c := capacity(s.db)
+			t.Logf("MaxSize %d: capacity %d, data at %d when full", size, c, end)
+			if end > c || end < c-64<<10 {
+				t.Errorf("the data ends at %d when full, want at most the capacity %d and within 64 KiB of it", end, c)
+			}
+		})
+	}
+}
