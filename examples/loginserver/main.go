@@ -175,8 +175,10 @@ func run(ctx context.Context, args []string, stdout io.Writer, ready func(addr s
 	operator := lockouthttp.NewOperator(policy, lockouthttp.OperatorConfig{
 		Authorize: func(r *http.Request) (string, bool) {
 			if !checkBasicAuth(r, cfg.adminUser, adminPassword) {
+				lockouthttp.SetOutcome(r, false)
 				return "", false
 			}
+			lockouthttp.SetOutcome(r, true) // whatever the status of the request
 			return cfg.adminUser, true
 		},
 		Unauthorized: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -184,11 +186,41 @@ func run(ctx context.Context, args []string, stdout io.Writer, ready func(addr s
 			http.Error(w, "operator password required", http.StatusUnauthorized)
 		}),
 	})
+	// The operator's password is a password too: guesses at it are
+	// counted and locked like logins, by a policy of their own (its keys
+	// apart, under another prefix), per address and per name at an
+	// address, so that guessing it cannot lock the operator out from
+	// everywhere. A request without credentials (a browser's first, which
+	// gets the challenge) guesses nothing and is not counted.
+	adminRules := []lockout.Rule{lockout.ByUsernameAndIP(cfg.limit), lockout.ByIP(cfg.ipLimit)}
+	for i := range adminRules {
+		adminRules[i].Schedule = cfg.schedule
+	}
+	adminPolicy, err := lockout.New(store.Backend, lockout.Config{
+		Prefix: "lockout-operator",
+		Rules:  adminRules,
+		Logger: logger,
+	})
+	if err != nil {
+		return err
+	}
+	defer adminPolicy.Close()
+	adminGuard := lockouthttp.NewMiddleware(adminPolicy, lockouthttp.Config{
+		ClientIP: clientIP,
+		Username: lockouthttp.BasicAuth,
+	}).Wrap(operator)
+	admin := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, _, ok := r.BasicAuth(); !ok {
+			operator.ServeHTTP(w, r)
+			return
+		}
+		adminGuard.ServeHTTP(w, r)
+	})
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", web.loginPage)
 	mux.Handle("POST /login", guard.Wrap(loginHandler(users, logger, web)))
-	mux.Handle("/admin/", http.StripPrefix("/admin", operator))
+	mux.Handle("/admin/", http.StripPrefix("/admin", admin))
 
 	// 5. Serve until ctx is done (SIGINT or SIGTERM in main).
 	ln, err := net.Listen("tcp", cfg.addr)

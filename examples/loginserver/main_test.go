@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -338,6 +339,33 @@ func TestOperatorAuth(t *testing.T) {
 	}
 	r = s2.request("GET", "/admin/api/locks", "", "", "Authorization", basicAuth("admin", "s3cret-test"))
 	wantStatus(t, "-admin-password", r, 200)
+}
+
+// TestOperatorGuesses: guesses at the operator's password are counted and
+// locked like logins, per address (a review: the operator page took
+// guesses without end), apart from the logins' counters; a request without
+// credentials (a browser's first, which gets the challenge) is not
+// counted.
+func TestOperatorGuesses(t *testing.T) {
+	s := start(t, "-store", "memory", "-limit", "3", "-trusted-proxies", "127.0.0.0/8")
+	right := basicAuth("admin", s.adminPassword)
+	from := func(ip string, header ...string) []string { return append(header, "X-Forwarded-For", ip) }
+	for range 20 {
+		wantStatus(t, "no credentials", s.request("GET", "/admin/", "", "", from("203.0.113.9")...), 401)
+	}
+	wantStatus(t, "right password after 20 challenges", s.request("GET", "/admin/", "", "", from("203.0.113.9", "Authorization", right)...), 200)
+	for i := range 3 {
+		r := s.request("GET", "/admin/api/locks", "", "", from("203.0.113.9", "Authorization", basicAuth("admin", fmt.Sprint("guess", i)))...)
+		wantStatus(t, fmt.Sprintf("guess %d", i+1), r, 401)
+	}
+	wantStatus(t, "right password from the guesser's address", s.request("GET", "/admin/api/locks", "", "", from("203.0.113.9", "Authorization", right)...), 429)
+	wantStatus(t, "right password from another address", s.request("GET", "/admin/api/locks", "", "", from("198.51.100.7", "Authorization", right)...), 200)
+	// The logins' counters are apart: neither admin nor the address is
+	// locked for logins.
+	if st := s.status("admin", "203.0.113.9"); st["username+ip"].Attempts != 0 || st["ip"].Attempts != 0 {
+		t.Errorf("operator guesses counted as logins: %+v", st)
+	}
+	wantStatus(t, "alice's login from the guesser's address", s.loginForm("alice", "wonderland", from("203.0.113.9")...), 200)
 }
 
 // TestStores runs a lockout on each store the -store flag names.
