@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"unicode"
+	"unicode/utf16"
 	"unicode/utf8"
 
 	"github.com/go-lockout/lockout"
@@ -230,10 +232,7 @@ func jsonField(body []byte, name string) (string, error) {
 	var found bool
 	for i = skipSpace(body, i+1); body[i] != '}'; {
 		end := skipString(body, i)
-		match, err := nameIs(body[i:end], name)
-		if err != nil {
-			return bad("reading a name")
-		}
+		match := nameIs(body[i:end], name)
 		i = skipSpace(body, skipSpace(body, end)+1) // past the ':'
 		start := i
 		i = skipValue(body, i)
@@ -308,15 +307,99 @@ func skipValue(b []byte, i int) int {
 	return i
 }
 
-// nameIs reports whether the JSON string q (quotes included) is name, as
-// encoding/json matches names: ignoring case.
-func nameIs(q []byte, name string) (bool, error) {
-	if bytes.IndexByte(q, '\\') < 0 && utf8.Valid(q) {
-		return bytes.EqualFold(q[1:len(q)-1], []byte(name)), nil
+// nameIs reports whether the JSON string q (quotes included, in a body
+// json.Valid accepted) is name, as encoding/json matches names: ignoring
+// case (strings.EqualFold), once decoded. It decodes q a rune at a time as
+// encoding/json does (escapes, UTF-16 surrogate pairs, U+FFFD for a lone
+// surrogate or a byte that is not UTF-8), without allocating: a body of
+// escaped names decoded by json.Unmarshal cost 35 ms per MiB against 9
+// for plain ones (a review).
+func nameIs(q []byte, name string) bool {
+	q = q[1 : len(q)-1]
+	for len(q) > 0 {
+		var r rune
+		n := 1
+		switch c := q[0]; {
+		case c == '\\':
+			r, n = unescape(q)
+		case c < utf8.RuneSelf:
+			r = rune(c)
+		default:
+			r, n = utf8.DecodeRune(q)
+		}
+		q = q[n:]
+		nr, size := utf8.DecodeRuneInString(name)
+		if size == 0 || !foldEqual(r, nr) {
+			return false
+		}
+		name = name[size:]
 	}
-	var s string
-	err := json.Unmarshal(q, &s)
-	return strings.EqualFold(s, name), err
+	return name == ""
+}
+
+// unescape decodes the escape at the start of q (valid JSON), and returns
+// its rune and length.
+func unescape(q []byte) (rune, int) {
+	switch q[1] {
+	case 'b':
+		return '\b', 2
+	case 'f':
+		return '\f', 2
+	case 'n':
+		return '\n', 2
+	case 'r':
+		return '\r', 2
+	case 't':
+		return '\t', 2
+	case 'u':
+		r := hex4(q[2:6])
+		if !utf16.IsSurrogate(r) {
+			return r, 6
+		}
+		if len(q) >= 12 && q[6] == '\\' && q[7] == 'u' {
+			if d := utf16.DecodeRune(r, hex4(q[8:12])); d != unicode.ReplacementChar {
+				return d, 12
+			}
+		}
+		return unicode.ReplacementChar, 6
+	}
+	return rune(q[1]), 2 // '"', '\\' or '/'
+}
+
+// hex4 returns the value of four hex digits (valid JSON).
+func hex4(h []byte) rune {
+	var r rune
+	for _, c := range h {
+		switch {
+		case c <= '9':
+			c -= '0'
+		case c <= 'F':
+			c -= 'A' - 10
+		default:
+			c -= 'a' - 10
+		}
+		r = r<<4 | rune(c)
+	}
+	return r
+}
+
+// foldEqual reports whether a and b are equal under simple Unicode case
+// folding, as strings.EqualFold compares runes.
+func foldEqual(a, b rune) bool {
+	if a == b {
+		return true
+	}
+	if b < a {
+		a, b = b, a
+	}
+	if b < utf8.RuneSelf {
+		return 'A' <= a && a <= 'Z' && b == a+'a'-'A'
+	}
+	r := unicode.SimpleFold(a)
+	for r != a && r < b {
+		r = unicode.SimpleFold(r)
+	}
+	return r == b
 }
 
 // restoredBody is a request body read ahead and put back.
