@@ -50,8 +50,9 @@ type JournalConfig struct {
 	// DefaultJournalQueue.
 	Queue int
 	// RecordBytes bounds the bytes of a record's string values (user
-	// agent, username, custom fields, ...): when they add up to more, the
-	// longest are cut before the record is queued
+	// agent, username, custom fields' names and values, ...): when they
+	// add up to more, the longest values are cut before the record is
+	// queued
 	// (backend.Record.Bounded), so that the queue holds at most about
 	// Queue * (RecordBytes + 100) bytes, whatever clients send. The store
 	// may bound records further. At least backend.MinRecordBytes;

@@ -143,32 +143,49 @@ func ValidJournalName(name string) bool {
 }
 
 // Bounded returns r with its string values cut, if they (the nine strings
-// and the custom fields' values) add up to more than maxBytes, and whether
-// it cut any: the longest are shortened, all to the same length, so that
-// short values (an outcome, an IP) stay whole and an attacker's long user
-// agent or username is what gets cut. A value that is valid UTF-8 is cut
-// at a rune boundary. A cut record has its own Fields map; r's is left
-// alone. It is what a store that bounds its records (see Journal) applies.
+// and the custom fields' names and values) add up to more than maxBytes,
+// and whether it cut any: the longest are shortened, all to the same
+// length, so that short values (an outcome, an IP) stay whole and an
+// attacker's long user agent or username is what gets cut. A value that is
+// valid UTF-8 is cut at a rune boundary. Field names are not cut (a cut
+// name could take another's place): when they add up to more than half of
+// maxBytes, the fields with the longest names are dropped until they do
+// not, so that the names of rules' fields, short, stay. A cut record has
+// its own Fields map; r's is left alone. It is what a store that bounds
+// its records (see Journal) applies.
 func (r Record) Bounded(maxBytes int) (Record, bool) {
 	vals := []*string{&r.Outcome, &r.Reason, &r.Rule, &r.Key, &r.Username, &r.IP, &r.UserAgent, &r.Operator, &r.Via}
-	total := 0
+	total, named := 0, 0
 	for _, p := range vals {
 		total += len(*p)
 	}
-	for _, v := range r.Fields {
-		total += len(v)
+	for n, v := range r.Fields {
+		total += len(n) + len(v)
+		named += len(n)
 	}
 	if total <= maxBytes {
 		return r, false
 	}
 	names := slices.Sorted(maps.Keys(r.Fields))
+	if named > maxBytes/2 {
+		// Keep the shortest names (in name order among equals), then
+		// put the kept ones back in name order.
+		slices.SortStableFunc(names, func(a, b string) int { return len(a) - len(b) })
+		for len(names) > 0 && named > maxBytes/2 {
+			n := names[len(names)-1]
+			named -= len(n)
+			total -= len(n) + len(r.Fields[n])
+			names = names[:len(names)-1]
+		}
+		slices.Sort(names)
+	}
 	custom := make([]string, len(names))
 	for i, n := range names {
 		custom[i] = r.Fields[n]
 		vals = append(vals, &custom[i])
 	}
-	cutLongest(vals, total, maxBytes)
-	if len(names) > 0 {
+	cutLongest(vals, total-named, maxBytes-named)
+	if r.Fields != nil {
 		r.Fields = make(map[string]string, len(names))
 		for i, n := range names {
 			r.Fields[n] = custom[i]

@@ -1,6 +1,7 @@
 package backend
 
 import (
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -33,5 +34,64 @@ func TestCutLongest(t *testing.T) {
 		if !slices.Equal(got, tc.want) {
 			t.Errorf("cut %v to %d: %v, want %v", tc.lens, tc.max, got, tc.want)
 		}
+	}
+}
+
+// TestBoundedFieldNames: field names count toward the bound, and when they
+// alone pass half of it, the fields with the longest names go (a review:
+// names were not counted, so a record of long names was kept whole).
+func TestBoundedFieldNames(t *testing.T) {
+	size := func(r Record) int {
+		n := len(r.Outcome) + len(r.Reason) + len(r.Rule) + len(r.Key) + len(r.Username) + len(r.IP) + len(r.UserAgent) + len(r.Operator) + len(r.Via)
+		for k, v := range r.Fields {
+			n += len(k) + len(v)
+		}
+		return n
+	}
+	long := func(c byte, n int) string { return strings.Repeat(string(c), n) }
+	tests := []struct {
+		name     string
+		fields   map[string]string
+		max      int
+		wantCut  bool
+		wantKept []string // names kept
+	}{
+		{"short names fit", map[string]string{"tenant": "acme"}, 100, false, []string{"tenant"}},
+		{"names count", map[string]string{long('n', 60): "v"}, 64, true, nil},
+		{"long names go first", map[string]string{"tenant": "acme", long('a', 700): "x", long('b', 1400): "y"}, 2048, true, []string{long('a', 700), "tenant"}},
+		{"a thousand long names", func() map[string]string {
+			m := map[string]string{"tenant": "acme"}
+			for i := range 1000 {
+				m[long(byte('A'+i%26), 100+i)] = long('v', 100)
+			}
+			return m
+		}(), 2048, true, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := Record{Outcome: "failure", IP: "192.0.2.1", Username: "alice", Fields: tt.fields}
+			got, cut := r.Bounded(tt.max)
+			if cut != tt.wantCut {
+				t.Fatalf("cut = %v, want %v", cut, tt.wantCut)
+			}
+			if n := size(got); n > tt.max {
+				t.Errorf("%d bytes after Bounded(%d)", n, tt.max)
+			}
+			if got.Outcome != "failure" || got.IP != "192.0.2.1" {
+				t.Errorf("short values cut: %+v", got)
+			}
+			if _, ok := got.Fields["tenant"]; !ok && tt.fields["tenant"] != "" {
+				t.Errorf("the short name went: %d fields kept", len(got.Fields))
+			}
+			if tt.wantKept != nil {
+				kept := slices.Sorted(maps.Keys(got.Fields))
+				if !slices.Equal(kept, tt.wantKept) {
+					t.Errorf("kept %d fields, want %d", len(kept), len(tt.wantKept))
+				}
+			}
+			if len(tt.fields) > 0 && cut && len(r.Fields) != len(tt.fields) {
+				t.Error("the caller's map changed")
+			}
+		})
 	}
 }

@@ -633,8 +633,8 @@ func TestJournalRecordBytes(t *testing.T) {
 		Outcome: "failure", IP: "192.0.2.1", Username: long, UserAgent: strings.Repeat("a", 5000),
 		Fields: map[string]string{"tenant": "t1", "blob": long},
 	}
-	short := 0
-	for _, v := range []string{in.Outcome, in.IP, "t1"} {
+	short := 0 // field names count too
+	for _, v := range []string{in.Outcome, in.IP, "t1", "tenant", "blob"} {
 		short += len(v)
 	}
 	for _, tc := range []struct {
@@ -665,7 +665,7 @@ func TestJournalRecordBytes(t *testing.T) {
 			if g.Outcome != in.Outcome || g.IP != in.IP || g.Fields["tenant"] != "t1" {
 				t.Errorf("short values cut: %q %q %q", g.Outcome, g.IP, g.Fields["tenant"])
 			}
-			total := len(g.Outcome) + len(g.IP) + len(g.Username) + len(g.UserAgent) + len(g.Fields["tenant"]) + len(g.Fields["blob"])
+			total := len(g.Outcome) + len(g.IP) + len(g.Username) + len(g.UserAgent) + len(g.Fields["tenant"]) + len(g.Fields["blob"]) + len("tenant") + len("blob")
 			if tc.limit == 0 {
 				if g.Username != long || g.UserAgent != in.UserAgent || g.Fields["blob"] != long {
 					t.Error("unbounded: long values cut")

@@ -149,7 +149,7 @@ func TestJournalRecordBytes(t *testing.T) {
 		Outcome: "refused", IP: "192.0.2.1", Username: long, UserAgent: strings.Repeat("a", 1<<20),
 		Fields: map[string]string{"tenant": "t1", "blob": long},
 	}
-	short := len(in.Outcome) + len(in.IP) + len("t1")
+	short := len(in.Outcome) + len(in.IP) + len("t1") + len("tenant") + len("blob") // field names count too
 	for _, tc := range []struct {
 		name  string
 		opts  *memory.Options
