@@ -44,6 +44,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -175,10 +176,8 @@ func run(ctx context.Context, args []string, stdout io.Writer, ready func(addr s
 	operator := lockouthttp.NewOperator(policy, lockouthttp.OperatorConfig{
 		Authorize: func(r *http.Request) (string, bool) {
 			if !checkBasicAuth(r, cfg.adminUser, adminPassword) {
-				lockouthttp.SetOutcome(r, false)
 				return "", false
 			}
-			lockouthttp.SetOutcome(r, true) // whatever the status of the request
 			return cfg.adminUser, true
 		},
 		Unauthorized: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -187,34 +186,51 @@ func run(ctx context.Context, args []string, stdout io.Writer, ready func(addr s
 		}),
 	})
 	// The operator's password is a password too: guesses at it are
-	// counted and locked like logins, by a policy of their own (its keys
-	// apart, under another prefix), per address and per name at an
-	// address, so that guessing it cannot lock the operator out from
-	// everywhere. A request without credentials (a browser's first, which
-	// gets the challenge) guesses nothing and is not counted.
-	adminRules := []lockout.Rule{lockout.ByUsernameAndIP(cfg.limit), lockout.ByIP(cfg.ipLimit)}
-	for i := range adminRules {
-		adminRules[i].Schedule = cfg.schedule
-	}
+	// counted and locked out per address, by a policy of its own (its
+	// keys apart, under another prefix, so that a locked login address
+	// does not keep its operator from the page), whose lockouts end by
+	// themselves (within 15 minutes) and are logged. A request without
+	// credentials (a browser's first, which gets the challenge) guesses
+	// nothing and is not counted; the others are decided and reported
+	// before the operator page runs, so that the page's own parallel
+	// requests hold no slot.
 	adminPolicy, err := lockout.New(store.Backend, lockout.Config{
 		Prefix: "lockout-operator",
-		Rules:  adminRules,
+		Rules: []lockout.Rule{{Name: "operator-ip", Fields: []lockout.Field{lockout.IP}, Limit: cfg.limit,
+			Schedule: lockout.Exponential(time.Minute, 2, 15*time.Minute)}},
 		Logger: logger,
 	})
 	if err != nil {
 		return err
 	}
 	defer adminPolicy.Close()
-	adminGuard := lockouthttp.NewMiddleware(adminPolicy, lockouthttp.Config{
-		ClientIP: clientIP,
-		Username: lockouthttp.BasicAuth,
-	}).Wrap(operator)
 	admin := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if _, _, ok := r.BasicAuth(); !ok {
 			operator.ServeHTTP(w, r)
 			return
 		}
-		adminGuard.ServeHTTP(w, r)
+		ip, err := clientIP(r)
+		if err != nil || !ip.IsValid() {
+			http.Error(w, "the client address cannot be checked", http.StatusBadRequest)
+			return
+		}
+		a, err := adminPolicy.Allow(r.Context(), lockout.Subject{IP: ip.String()})
+		if re := (*lockout.RefusedError)(nil); errors.As(err, &re) {
+			secs := lockouthttp.RetryAfterSeconds(re)
+			w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
+			http.Error(w, fmt.Sprintf("Too many wrong operator passwords from your address. Try again in %d seconds.", secs), http.StatusTooManyRequests)
+			return
+		}
+		if err != nil {
+			http.Error(w, "the lockout store is unavailable", http.StatusServiceUnavailable)
+			return
+		}
+		if checkBasicAuth(r, cfg.adminUser, adminPassword) {
+			a.Success(r.Context())
+		} else {
+			a.Failure(r.Context())
+		}
+		operator.ServeHTTP(w, r)
 	})
 
 	mux := http.NewServeMux()
