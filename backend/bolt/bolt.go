@@ -225,7 +225,8 @@ func Open(path string, mode os.FileMode, opts *Options) (*Store, error) {
 // db's own options); writes beyond db's MaxSize fail with ErrFull all the
 // same. Open db with NoFreelistSync, as Open does (see the package's
 // caveats): without it, every commit after a swept burst of keys writes
-// the burst's list of free pages.
+// the burst's list of free pages. A db with a MaxSize must keep its
+// statistics (no NoStatistics): the store reads its free pages there.
 func New(db *bbolt.DB, bucket string, opts *Options) (*Store, error) {
 	if db == nil {
 		return nil, errors.New("lockout/bolt: New with a nil DB")
@@ -236,7 +237,19 @@ func New(db *bbolt.DB, bucket string, opts *Options) (*Store, error) {
 	if db.IsReadOnly() {
 		return nil, errors.New("lockout/bolt: New with a read-only DB")
 	}
+	if db.MaxSize > 0 && !keepsStatistics(db) {
+		// The journal's bounds count the free pages in db.Stats: with
+		// none, a file once near full refused every Append for good.
+		return nil, errors.New("lockout/bolt: New with a DB that has a MaxSize and NoStatistics: the store reads the free pages of a bounded file from its statistics")
+	}
 	return newStore(db, bucket, opts.resolve(), false)
+}
+
+// keepsStatistics reports whether db was opened without NoStatistics: a
+// read transaction then shows in its statistics.
+func keepsStatistics(db *bbolt.DB) bool {
+	_ = db.View(func(*bbolt.Tx) error { return nil })
+	return db.Stats().TxN > 0
 }
 
 func newStore(db *bbolt.DB, bucket string, o Options, ownDB bool) (*Store, error) {

@@ -113,13 +113,16 @@
 // copies every page it changes), so the journals give way while the file
 // still has pages to write with: after every commit, when the room left
 // (free pages, and what the file can still grow by) is under 1/32 of the
-// capacity (at least 64 pages), every journal drops its oldest quarter (at
-// least 256 records). And a counter write that finds the file full all
-// the same makes them drop it too, and is committed again, as long as the
-// journals hold records: counters get ErrFull only once the journals are
-// empty (and a journal Append gets ErrFull, which the engine counts as
-// dropped records, when the file is full). With no MaxSize (negative),
-// none of this applies. (Before the journals gave way early, a file whose
+// capacity (at least 64 pages), every journal in the file (other stores'
+// in a shared DB too) drops its oldest quarter (at least 256 records). And
+// a counter write that finds the file full all the same makes them drop
+// it too, and is committed again, as long as the journals hold records:
+// counters get ErrFull only once the journals are empty (and a journal
+// Append gets ErrFull, which the engine counts as dropped records, when
+// the file is full). With no MaxSize (negative), none of this applies.
+// The room counts the pages freed but still pending: a read transaction
+// that stays open long (a backup of a shared DB) keeps them from use, and
+// a shed may then find too few. (Before the journals gave way early, a file whose
 // pages were all in use had none to drop records with: counters got
 // ErrFull while a journal of 2 KiB records kept all of them, a review
 // found; TestJournalGivesWayLargeRecords.)

@@ -510,39 +510,60 @@ func (s *Store) makeRoom() {
 }
 
 // shedJournals gives space back to counters: it drops the oldest quarter
-// (at least 256 records) of every journal, and reports how many records
+// (at least 256 records) of every journal in the file, this store's and
+// those of other stores that share its DB, and reports how many records
 // it dropped. The committer calls it when a counter write finds the file
 // full, and then tries the write again, and makeRoom before that happens.
 func (s *Store) shedJournals() (int, error) {
 	n := 0
 	err := s.db.Update(func(tx *bbolt.Tx) error {
-		jb, err := s.journals(tx)
-		if err != nil {
+		if _, err := s.journals(tx); err != nil {
 			return err
 		}
-		for _, name := range journalNames(jb) {
-			b := jb.Bucket(name)
-			k, _ := b.Cursor().First()
-			if len(k) != 8 {
-				continue
-			}
-			held := b.Sequence() - binary.BigEndian.Uint64(k) + 1
-			drop := min(max(held/4, 256), held)
-			d, err := trimCount(b, int(held-drop), -1)
-			n += d
-			if err != nil {
-				return err
+		// Every store's journals in the file (bolt.New lets stores share
+		// a DB, each in its bucket): the counters of any of them come
+		// first, and an idle store's journal would keep its pages.
+		for _, jb := range allJournals(tx) {
+			for _, name := range journalNames(jb) {
+				b := jb.Bucket(name)
+				k, _ := b.Cursor().First()
+				if len(k) != 8 {
+					continue
+				}
+				held := b.Sequence() - binary.BigEndian.Uint64(k) + 1
+				drop := min(max(held/4, 256), held)
+				d, err := trimCount(b, int(held-drop), -1)
+				n += d
+				if err != nil {
+					return err
+				}
 			}
 		}
 		if n == 0 {
 			return errNothing
 		}
-		return err
+		return nil
 	})
 	if errors.Is(err, errNothing) {
 		err = nil
 	}
 	return n, err
+}
+
+// allJournals returns the journal buckets of every store in tx's file: the
+// top-level buckets this package made (their format key says so).
+func allJournals(tx *bbolt.Tx) []*bbolt.Bucket {
+	var jbs []*bbolt.Bucket
+	_ = tx.ForEach(func(name []byte, top *bbolt.Bucket) error {
+		if string(top.Get(formatKey)) != formatVersion {
+			return nil
+		}
+		if jb := top.Bucket(journalBucket); jb != nil {
+			jbs = append(jbs, jb)
+		}
+		return nil
+	})
+	return jbs
 }
 
 // journalNames returns the names of the journals in jb, copied: the

@@ -775,3 +775,68 @@ func TestCapacity(t *testing.T) {
 		})
 	}
 }
+
+// TestJournalGivesWayAcrossStores: two stores in one caller's DB (New);
+// one's journal is flooded, then the other's counters fill the file: the
+// first's journal gives way to them too (a review: each store shed only
+// its own journals, so an idle store's journal kept the file).
+func TestJournalGivesWayAcrossStores(t *testing.T) {
+	db, err := bbolt.Open(filepath.Join(t.TempDir(), "app.db"), 0o600, &bbolt.Options{MaxSize: 4 << 20, NoFreelistSync: true, FreelistType: bbolt.FreelistMapType, NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	a, err := New(db, "lockout-a", &Options{SweepInterval: -1, JournalMax: 1 << 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := New(db, "lockout-b", &Options{SweepInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	ua := strings.Repeat("a", DefaultJournalRecordBytes)
+	for i := 0; i < (4<<20)/4096*2; i += 64 {
+		recs := make([]backend.Record, 64)
+		for j := range recs {
+			recs[j] = rec(i + j)
+			recs[j].UserAgent = ua
+		}
+		if err := a.Append(context.Background(), "flood", recs); err != nil && !errors.Is(err, backend.ErrFull) {
+			t.Fatal(err)
+		}
+	}
+	held := a.journalLen(t, "flood")
+	keys := fill(t, b, 0, 100)
+	left := a.journalLen(t, "flood")
+	t.Logf("a's journal: %d records; b fitted %d counters, then ErrFull; a's journal kept %d", held, len(keys), left)
+	if left != 0 {
+		t.Errorf("b's counters got ErrFull while a's journal kept %d records", left)
+	}
+}
+
+// TestNewNoStatistics: New refuses a bounded DB without statistics, where
+// the journal's bounds would see no free page (a review: a file once near
+// full then refused every Append for good); an unbounded one is fine.
+func TestNewNoStatistics(t *testing.T) {
+	for _, tc := range []struct {
+		maxSize int
+		wantErr bool
+	}{{4 << 20, true}, {0, false}} {
+		t.Run(fmt.Sprintf("MaxSize=%d", tc.maxSize), func(t *testing.T) {
+			db, err := bbolt.Open(filepath.Join(t.TempDir(), "app.db"), 0o600, &bbolt.Options{MaxSize: tc.maxSize, NoStatistics: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			s, err := New(db, "lockout", nil)
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("New: %v, want an error: %v", err, tc.wantErr)
+			}
+			if s != nil {
+				s.Close()
+			}
+		})
+	}
+}
