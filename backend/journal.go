@@ -151,9 +151,10 @@ func ValidJournalName(name string) bool {
 // name could take another's place): when they add up to more than half of
 // maxBytes, the fields with the longest names are dropped until they do
 // not, so that the names of rules' fields, short, stay. A cut record has
-// its own Fields map; r's is left alone. It is what a store that bounds
-// its records (see Journal) applies.
+// its own Fields map; r's is left alone. A negative maxBytes is taken as
+// zero. It is what a store that bounds its records (see Journal) applies.
 func (r Record) Bounded(maxBytes int) (Record, bool) {
+	maxBytes = max(maxBytes, 0)
 	vals := []*string{&r.Outcome, &r.Reason, &r.Rule, &r.Key, &r.Username, &r.IP, &r.UserAgent, &r.Operator, &r.Via}
 	total, named := 0, 0
 	for _, p := range vals {

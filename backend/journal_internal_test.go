@@ -95,3 +95,12 @@ func TestBoundedFieldNames(t *testing.T) {
 		})
 	}
 }
+
+// TestBoundedNegative: a negative bound is a bound of zero, not a panic (a
+// review).
+func TestBoundedNegative(t *testing.T) {
+	r, cut := Record{UserAgent: "agent", Fields: map[string]string{"f": "v"}}.Bounded(-20)
+	if !cut || r.UserAgent != "" || len(r.Fields) != 0 {
+		t.Errorf("Bounded(-20) = %+v, %v; want every value cut", r, cut)
+	}
+}

@@ -102,7 +102,7 @@ type Options struct {
 	JournalMax int
 
 	// JournalRecordBytes bounds the bytes of string values (outcome,
-	// username, IP, user agent, custom fields' values, ...) one journal
+	// username, IP, user agent, custom fields' names and values, ...) one journal
 	// record keeps. When a record's values add up to more, the longest
 	// ones are cut, all to the same length (at a rune boundary when valid
 	// UTF-8), so that short values stay whole and an attacker's

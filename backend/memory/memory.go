@@ -53,7 +53,8 @@ type Options struct {
 	// cut, all to the same length, so that short values stay whole and an
 	// attacker's long user agent or username cannot multiply the
 	// journal's memory: a journal holds at most about JournalMax *
-	// (JournalRecordBytes + 100) bytes, plus custom field names. At least
+	// (JournalRecordBytes + 100) bytes (custom fields' names count in
+	// JournalRecordBytes, see backend.Record.Bounded). At least
 	// backend.MinRecordBytes; negative: no bound. Default:
 	// DefaultJournalRecordBytes (2048).
 	JournalRecordBytes int

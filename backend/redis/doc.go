@@ -333,7 +333,7 @@
 // minutes of an attack may hold nothing but the attack. The memory of a
 // journal is at most about
 //
-//	JournalMax * 1.3 * (JournalRecordBytes + custom field names)
+//	JournalMax * 1.3 * JournalRecordBytes
 //
 // (about 260 to 283 MB with the defaults: a record cut to 2 KiB of
 // values takes about 2,590 to 2,830 bytes of used_memory, as a stream

@@ -36,6 +36,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"hash/maphash"
 	"io"
 	"log/slog"
 	"mime"
@@ -46,6 +47,7 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -191,9 +193,12 @@ func run(ctx context.Context, args []string, stdout io.Writer, ready func(addr s
 	// does not keep its operator from the page), whose lockouts end by
 	// themselves (within 15 minutes) and are logged. A request without
 	// credentials (a browser's first, which gets the challenge) guesses
-	// nothing and is not counted; the others are decided and reported
-	// before the operator page runs, so that the page's own parallel
-	// requests hold no slot.
+	// nothing and is not counted. Every other one is admitted before its
+	// password is checked, so that no guess is checked uncounted, and
+	// reported at once, before the operator page runs. The requests of
+	// one address take turns at that (a lock per address, in stripes):
+	// each holds a slot of the address's limit while it is decided, and
+	// a page's parallel requests would otherwise be refused for capacity.
 	adminPolicy, err := lockout.New(store.Backend, lockout.Config{
 		Prefix: "lockout-operator",
 		Rules: []lockout.Rule{{Name: "operator-ip", Fields: []lockout.Field{lockout.IP}, Limit: cfg.limit,
@@ -204,6 +209,8 @@ func run(ctx context.Context, args []string, stdout io.Writer, ready func(addr s
 		return err
 	}
 	defer adminPolicy.Close()
+	var turns [64]sync.Mutex
+	seed := maphash.MakeSeed()
 	admin := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if _, _, ok := r.BasicAuth(); !ok {
 			operator.ServeHTTP(w, r)
@@ -214,21 +221,31 @@ func run(ctx context.Context, args []string, stdout io.Writer, ready func(addr s
 			http.Error(w, "the client address cannot be checked", http.StatusBadRequest)
 			return
 		}
+		turn := &turns[maphash.String(seed, ip.String())%uint64(len(turns))]
+		turn.Lock()
 		a, err := adminPolicy.Allow(r.Context(), lockout.Subject{IP: ip.String()})
-		if re := (*lockout.RefusedError)(nil); errors.As(err, &re) {
+		if err == nil {
+			if checkBasicAuth(r, cfg.adminUser, adminPassword) {
+				a.Success(r.Context())
+			} else {
+				a.Failure(r.Context())
+			}
+		}
+		turn.Unlock()
+		var re *lockout.RefusedError
+		switch {
+		case errors.As(err, &re) && re.Reason == lockout.ReasonLocked:
 			secs := lockouthttp.RetryAfterSeconds(re)
 			w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
 			http.Error(w, fmt.Sprintf("Too many wrong operator passwords from your address. Try again in %d seconds.", secs), http.StatusTooManyRequests)
 			return
-		}
-		if err != nil {
+		case errors.As(err, &re) && re.Reason == lockout.ReasonCapacity:
+			w.Header().Set("Retry-After", "1")
+			http.Error(w, "Too many operator sign-ins at once from your address. Try again in a moment.", http.StatusTooManyRequests)
+			return
+		case err != nil:
 			http.Error(w, "the lockout store is unavailable", http.StatusServiceUnavailable)
 			return
-		}
-		if checkBasicAuth(r, cfg.adminUser, adminPassword) {
-			a.Success(r.Context())
-		} else {
-			a.Failure(r.Context())
 		}
 		operator.ServeHTTP(w, r)
 	})
