@@ -227,6 +227,9 @@ func Open(path string, mode os.FileMode, opts *Options) (*Store, error) {
 // caveats): without it, every commit after a swept burst of keys writes
 // the burst's list of free pages. A db with a MaxSize must keep its
 // statistics (no NoStatistics): the store reads its free pages there.
+// Stores that share a DB share its room: when it runs short, a store drops
+// the oldest records of every store's journals, not only its own (see the
+// package doc).
 func New(db *bbolt.DB, bucket string, opts *Options) (*Store, error) {
 	if db == nil {
 		return nil, errors.New("lockout/bolt: New with a nil DB")
