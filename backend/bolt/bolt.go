@@ -180,7 +180,6 @@ type Store struct {
 
 		sheds atomic.Int64 // rounds of journal records dropped for counters
 	}
-	journaled atomic.Bool // an Append committed since a shed found the journals empty (makeRoom)
 }
 
 var (
@@ -291,7 +290,6 @@ func newStore(db *bbolt.DB, bucket string, o Options, ownDB bool) (*Store, error
 	if err != nil {
 		return nil, fmt.Errorf("lockout/bolt: preparing bucket %q: %w", bucket, mapErr(err))
 	}
-	s.journaled.Store(true) // the file may hold records: makeRoom finds out
 	s.bg.Add(1)
 	go s.commitLoop()
 	if o.SweepInterval > 0 {

@@ -97,9 +97,6 @@ func (s *Store) Append(ctx context.Context, name string, recs []backend.Record) 
 			}
 			return s.appendIn(tx, name, recs, buf, keys, ends)
 		})
-		if err == nil {
-			s.journaled.Store(true)
-		}
 		done <- err
 		s.makeRoom()
 	}()
@@ -485,28 +482,42 @@ func (s *Store) sweepJournalChunk(limit int) (n int, more bool, err error) {
 }
 
 // makeRoom sheds the journals (shedJournals) when the file is cramped and
-// they may hold records. The committer calls it after each commit, and
-// Append after its own: the file then keeps the pages a shed needs, and a
-// counter write that finds it full can always be given the journals'
-// room.
+// they hold records, any store's in the file. The committer calls it after
+// each commit, and Append after its own: the file then keeps the pages a
+// shed needs, and a counter write that finds it full can always be given
+// the journals' room.
 func (s *Store) makeRoom() {
-	if s.db.MaxSize <= 0 || !s.journaled.Load() {
+	if s.db.MaxSize <= 0 {
 		return
 	}
-	var low bool
+	var shed bool
 	_ = s.db.View(func(tx *bbolt.Tx) error {
-		low = s.cramped(tx)
+		shed = s.cramped(tx) && holdRecords(tx)
 		return nil
 	})
-	if !low {
+	if !shed {
 		return
 	}
-	switch n, err := s.shedJournals(); {
-	case n > 0:
+	if n, _ := s.shedJournals(); n > 0 {
 		s.stats.sheds.Add(1)
-	case err == nil:
-		s.journaled.Store(false) // until the next Append
 	}
+}
+
+// holdRecords reports whether any journal in tx's file holds a record.
+func holdRecords(tx *bbolt.Tx) bool {
+	for _, jb := range allJournals(tx) {
+		held := false
+		_ = jb.ForEachBucket(func(name []byte) error {
+			if k, _ := jb.Bucket(name).Cursor().First(); k != nil {
+				held = true
+			}
+			return nil
+		})
+		if held {
+			return true
+		}
+	}
+	return false
 }
 
 // shedJournals gives space back to counters: it drops the oldest quarter
