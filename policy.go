@@ -368,11 +368,13 @@ func inNets(nets []netip.Prefix, ip netip.Addr) bool {
 // they wrote what is queued) and releases its lock cache and fallback
 // store. It does not close the
 // store. Decisions and operator calls made after Close return an error
-// wrapping ErrClosed, and so does the Success of an attempt admitted
-// before (it gives nothing back: the reservation counts as a failure until
-// its window ends). Close does not wait for calls in flight; stop the
-// callers first (http.Server.Shutdown, say). Close may be called more than
-// once.
+// wrapping ErrClosed. So do the reports of attempts admitted before that
+// need a store call: a Success then gives nothing back (the reservation
+// counts as a failure until its window ends), and a Failure on a key's
+// last slot sets no lock (the key is refused for capacity until its window
+// ends, and the lockout is not counted). A Failure that needs no call
+// returns nil. Close does not wait for calls in flight; stop the callers
+// first (http.Server.Shutdown, say). Close may be called more than once.
 func (p *Policy) Close() error {
 	if p.memoryWriter != nil {
 		p.memoryWriter.close() // writes what is queued, while the store may be used

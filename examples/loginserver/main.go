@@ -36,7 +36,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"hash/maphash"
 	"io"
 	"log/slog"
 	"mime"
@@ -196,9 +195,9 @@ func run(ctx context.Context, args []string, stdout io.Writer, ready func(addr s
 	// nothing and is not counted. Every other one is admitted before its
 	// password is checked, so that no guess is checked uncounted, and
 	// reported at once, before the operator page runs. The requests of
-	// one address take turns at that (a lock per address, in stripes):
-	// each holds a slot of the address's limit while it is decided, and
-	// a page's parallel requests would otherwise be refused for capacity.
+	// one address take turns at that, in this process: each holds a slot
+	// of the address's limit while it is decided, and a page's parallel
+	// requests would otherwise be refused for capacity.
 	adminPolicy, err := lockout.New(store.Backend, lockout.Config{
 		Prefix: "lockout-operator",
 		Rules: []lockout.Rule{{Name: "operator-ip", Fields: []lockout.Field{lockout.IP}, Limit: cfg.limit,
@@ -209,8 +208,7 @@ func run(ctx context.Context, args []string, stdout io.Writer, ready func(addr s
 		return err
 	}
 	defer adminPolicy.Close()
-	var turns [64]sync.Mutex
-	seed := maphash.MakeSeed()
+	var turns addressTurns
 	admin := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if _, _, ok := r.BasicAuth(); !ok {
 			operator.ServeHTTP(w, r)
@@ -221,17 +219,18 @@ func run(ctx context.Context, args []string, stdout io.Writer, ready func(addr s
 			http.Error(w, "the client address cannot be checked", http.StatusBadRequest)
 			return
 		}
-		turn := &turns[maphash.String(seed, ip.String())%uint64(len(turns))]
-		turn.Lock()
-		a, err := adminPolicy.Allow(r.Context(), lockout.Subject{IP: ip.String()})
-		if err == nil {
+		err = turns.take(r.Context(), ip.String(), func() error {
+			a, err := adminPolicy.Allow(r.Context(), lockout.Subject{IP: ip.String()})
+			if err != nil {
+				return err
+			}
 			if checkBasicAuth(r, cfg.adminUser, adminPassword) {
 				a.Success(r.Context())
 			} else {
 				a.Failure(r.Context())
 			}
-		}
-		turn.Unlock()
+			return nil
+		})
 		var re *lockout.RefusedError
 		switch {
 		case errors.As(err, &re) && re.Reason == lockout.ReasonLocked:
@@ -240,8 +239,11 @@ func run(ctx context.Context, args []string, stdout io.Writer, ready func(addr s
 			http.Error(w, fmt.Sprintf("Too many wrong operator passwords from your address. Try again in %d seconds.", secs), http.StatusTooManyRequests)
 			return
 		case errors.As(err, &re) && re.Reason == lockout.ReasonCapacity:
-			w.Header().Set("Retry-After", "1")
-			http.Error(w, "Too many operator sign-ins at once from your address. Try again in a moment.", http.StatusTooManyRequests)
+			// Attempts not reported (another process's in flight, or one
+			// whose report the store lost) hold the address's slots.
+			secs := lockouthttp.RetryAfterSeconds(re)
+			w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
+			http.Error(w, fmt.Sprintf("Too many operator sign-ins in progress from your address. Try again in %d seconds.", secs), http.StatusTooManyRequests)
 			return
 		case err != nil:
 			http.Error(w, "the lockout store is unavailable", http.StatusServiceUnavailable)
@@ -350,6 +352,49 @@ func loginPassword(r *http.Request) (string, error) {
 
 // checkBasicAuth reports, in constant time, whether r carries the Basic
 // credentials user:password.
+// addressTurns makes the operator requests of one address take turns, and
+// lets those of other addresses through: a lock per address, made while
+// some request of it waits or runs. The zero value is ready to use.
+type addressTurns struct {
+	mu    sync.Mutex
+	turns map[string]*turn
+}
+
+type turn struct {
+	held    chan struct{} // a token while a request runs
+	waiters int           // requests that hold or wait for it
+}
+
+// take runs f when no other request of addr runs, or returns ctx's error
+// if ctx ends first.
+func (t *addressTurns) take(ctx context.Context, addr string, f func() error) error {
+	t.mu.Lock()
+	if t.turns == nil {
+		t.turns = make(map[string]*turn)
+	}
+	tu := t.turns[addr]
+	if tu == nil {
+		tu = &turn{held: make(chan struct{}, 1)}
+		t.turns[addr] = tu
+	}
+	tu.waiters++
+	t.mu.Unlock()
+	defer func() {
+		t.mu.Lock()
+		if tu.waiters--; tu.waiters == 0 {
+			delete(t.turns, addr)
+		}
+		t.mu.Unlock()
+	}()
+	select {
+	case tu.held <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-tu.held }()
+	return f()
+}
+
 func checkBasicAuth(r *http.Request, user, password string) bool {
 	u, p, ok := r.BasicAuth()
 	got := sha256.Sum256([]byte(u + ":" + p))

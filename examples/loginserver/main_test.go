@@ -765,3 +765,42 @@ func FuzzParseSchedule(f *testing.F) {
 		}
 	})
 }
+
+// TestAddressTurns: the requests of one address take turns, those of
+// another go meanwhile, a waiter whose context ends gives up, and no
+// address is kept once its requests are done.
+func TestAddressTurns(t *testing.T) {
+	var turns addressTurns
+	inside := make(chan struct{})
+	release := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- turns.take(context.Background(), "a", func() error {
+			close(inside)
+			<-release
+			return nil
+		})
+	}()
+	<-inside
+	if err := turns.take(context.Background(), "b", func() error { return nil }); err != nil {
+		t.Fatalf("another address waited: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	ran := false
+	if err := turns.take(ctx, "a", func() error { ran = true; return nil }); !errors.Is(err, context.DeadlineExceeded) || ran {
+		t.Fatalf("a second request of the same address: %v, ran %v; want it to wait, then give up", err, ran)
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if err := turns.take(context.Background(), "a", func() error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	turns.mu.Lock()
+	defer turns.mu.Unlock()
+	if len(turns.turns) != 0 {
+		t.Errorf("%d addresses kept after their requests", len(turns.turns))
+	}
+}
