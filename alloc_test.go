@@ -13,7 +13,8 @@ import (
 // budgets: three rules on the memory store, keys already in it (a running
 // service's steady state), no observer. The budget counts the Attempt and
 // the one string that holds its keys; a refusal also allocates its
-// RefusedError. Under the race detector sync.Pool drops some of what it is
+// RefusedError, and one from the lock cache gives its Attempt back to a
+// pool. Under the race detector sync.Pool drops some of what it is
 // given, so pooled objects (the decision's scratch, the lock cache's access
 // buffers) are allocated again now and then: the budget has slack there.
 func TestAllocationBudget(t *testing.T) {
@@ -64,8 +65,9 @@ func TestAllocationBudget(t *testing.T) {
 			return a.Success(ctx)
 		}},
 		// Every subject is locked (limit 1), and the lock cache remembers
-		// it: no store call, three allocations (Attempt, keys, refusal).
-		{"RefusedRemembered", 1, 3, 4, func(p *lockout.Policy, s lockout.Subject) error {
+		// it: no store call, two allocations (keys, refusal; the Attempt
+		// goes back to a pool, and was a third).
+		{"RefusedRemembered", 1, 2, 5, func(p *lockout.Policy, s lockout.Subject) error {
 			if _, err := p.Allow(ctx, s); err == nil {
 				return fmt.Errorf("%v admitted, want refused", s)
 			}
@@ -100,5 +102,48 @@ func TestAllocationBudget(t *testing.T) {
 			}
 			t.Logf("%v allocations per decision (budget %v)", got, budget)
 		})
+	}
+}
+
+// TestRefusalOutlivesPooledAttempt: a refusal from the lock cache gives its
+// Attempt back to a pool; the RefusedError a caller keeps stays as it was
+// while later refusals reuse the Attempt.
+func TestRefusalOutlivesPooledAttempt(t *testing.T) {
+	ctx := context.Background()
+	p, err := lockout.New(newStore(t), lockout.Config{Rules: benchRules(1), Logger: discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	subjects := make([]lockout.Subject, 32)
+	for i := range subjects {
+		subjects[i] = lockout.Subject{Username: fmt.Sprintf("user%03d", i), IP: fmt.Sprintf("10.0.1.%d", i)}
+		if a, err := p.Allow(ctx, subjects[i]); err == nil {
+			a.Failure(ctx) // locks every rule
+		}
+	}
+	time.Sleep(10 * time.Millisecond) // the lock cache applies its sets in the background
+	kept := make([]*lockout.RefusedError, len(subjects))
+	want := make([]string, len(subjects))
+	for i, s := range subjects {
+		_, err := p.Allow(ctx, s)
+		re, ok := err.(*lockout.RefusedError)
+		if !ok {
+			t.Fatalf("%v: %v, want a refusal", s, err)
+		}
+		if !re.Remembered {
+			t.Fatalf("%v: refused from the store, want from the lock cache", s)
+		}
+		kept[i], want[i] = re, re.Rule+" "+re.Key+" "+re.Reason.String()
+	}
+	for range 10 {
+		for _, s := range subjects {
+			p.Allow(ctx, s)
+		}
+	}
+	for i, re := range kept {
+		if got := re.Rule + " " + re.Key + " " + re.Reason.String(); got != want[i] {
+			t.Errorf("refusal %d changed: %q, was %q", i, got, want[i])
+		}
 	}
 }

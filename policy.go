@@ -573,12 +573,17 @@ func (p *Policy) Allow(ctx context.Context, s Subject) (*Attempt, error) {
 	return p.allow(ctx, s, 0)
 }
 
+// attemptPool holds Attempts that Allow made and dropped, refused from
+// the lock cache.
+var attemptPool = sync.Pool{New: func() any { return new(Attempt) }}
+
 // allow is Allow; start is when it started (Policy.now), 0 when not read.
 func (p *Policy) allow(ctx context.Context, s Subject, start int64) (*Attempt, error) {
 	if p.closed.Load() {
 		return nil, ErrClosed
 	}
-	a := &Attempt{p: p}
+	a := attemptPool.Get().(*Attempt)
+	*a = Attempt{p: p}
 	c := &a.c
 	if err := p.canonicalizeTo(c, &s); err != nil {
 		return nil, err
@@ -607,7 +612,13 @@ func (p *Policy) allow(ctx context.Context, s Subject, start int64) (*Attempt, e
 			// remembered locks answer every one.
 			p.maybeProbe()
 		}
-		return nil, p.refuse(ctx, c, refusal)
+		err := p.refuse(ctx, c, refusal)
+		// Nothing holds a now (the refusal's strings are copies of its
+		// own): the next Allow may take it. A refusal from the cache is
+		// all an attacker's flood at a locked account costs, and the
+		// Attempt was a third of it.
+		attemptPool.Put(a)
+		return nil, err
 	}
 
 	// The batch: each rule's counter, then each rule's lock marker, then
