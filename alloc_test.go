@@ -106,11 +106,13 @@ func TestAllocationBudget(t *testing.T) {
 }
 
 // TestRefusalOutlivesPooledAttempt: a refusal from the lock cache gives its
-// Attempt back to a pool; the RefusedError a caller keeps stays as it was
-// while later refusals reuse the Attempt.
+// Attempt back to a pool; the RefusedError a caller keeps, and the one a
+// hook kept, stay as they were while later refusals reuse the Attempt.
 func TestRefusalOutlivesPooledAttempt(t *testing.T) {
 	ctx := context.Background()
-	p, err := lockout.New(newStore(t), lockout.Config{Rules: benchRules(1), Logger: discard})
+	var hooked []*lockout.RefusedError
+	hooks := lockout.Hooks{Refusal: func(_ context.Context, e *lockout.RefusedError) { hooked = append(hooked, e) }}
+	p, err := lockout.New(newStore(t), lockout.Config{Rules: benchRules(1), Logger: discard, Hooks: hooks})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,6 +146,17 @@ func TestRefusalOutlivesPooledAttempt(t *testing.T) {
 	for i, re := range kept {
 		if got := re.Rule + " " + re.Key + " " + re.Reason.String(); got != want[i] {
 			t.Errorf("refusal %d changed: %q, was %q", i, got, want[i])
+		}
+	}
+	// The hook heard the kept refusals among the first: they are the
+	// ones returned.
+	seen := make(map[*lockout.RefusedError]bool)
+	for _, e := range hooked {
+		seen[e] = true
+	}
+	for i, re := range kept {
+		if !seen[re] {
+			t.Errorf("refusal %d was not given to the hook", i)
 		}
 	}
 }

@@ -613,10 +613,14 @@ func (p *Policy) allow(ctx context.Context, s Subject, start int64) (*Attempt, e
 			p.maybeProbe()
 		}
 		err := p.refuse(ctx, c, refusal)
-		// Nothing holds a now (the refusal's strings are copies of its
-		// own): the next Allow may take it. A refusal from the cache is
-		// all an attacker's flood at a locked account costs, and the
-		// Attempt was a third of it.
+		// Nothing holds a now: the refusal's and the events' strings
+		// share a.keys, a string that buildKeys makes afresh for every
+		// decision (it must never build into a buffer kept in the
+		// Attempt). The next Allow may take it, emptied first, so that
+		// the pool keeps no subject (nor a password's fingerprint). A
+		// refusal from the cache is all an attacker's flood at a locked
+		// account costs, and the Attempt was a third of it.
+		*a = Attempt{}
 		attemptPool.Put(a)
 		return nil, err
 	}
