@@ -280,12 +280,14 @@ func (s *Store) Records(ctx context.Context, name string, q backend.Query) ([]ba
 // leaves the rest to counters.
 func (s *Store) crowded(tx *bbolt.Tx) bool {
 	limit := capacity(s.db)
-	if limit <= 0 {
-		return false
-	}
+	return limit > 0 && s.used(tx) > limit/8*7
+}
+
+// used returns the bytes of the file's pages in use: its data (tx.Size),
+// less its pages free or pending.
+func (s *Store) used(tx *bbolt.Tx) int64 {
 	st := s.db.Stats()
-	used := tx.Size() - int64(st.FreePageN+st.PendingPageN)*int64(s.db.Info().PageSize)
-	return used > limit/8*7
+	return tx.Size() - int64(st.FreePageN+st.PendingPageN)*int64(s.db.Info().PageSize)
 }
 
 // cramped reports whether the file has less room left than a shed of the
@@ -296,13 +298,7 @@ func (s *Store) crowded(tx *bbolt.Tx) bool {
 // journals give way while there is room, not once there is none.
 func (s *Store) cramped(tx *bbolt.Tx) bool {
 	limit := capacity(s.db)
-	if limit <= 0 {
-		return false
-	}
-	ps := int64(s.db.Info().PageSize)
-	st := s.db.Stats()
-	room := limit - tx.Size() + int64(st.FreePageN+st.PendingPageN)*ps
-	return room < max(limit/32, 64*ps)
+	return limit > 0 && limit-s.used(tx) < max(limit/32, 64*int64(s.db.Info().PageSize))
 }
 
 // capacity returns the largest size, in bytes, that the data of db (its

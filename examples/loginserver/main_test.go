@@ -120,6 +120,30 @@ func (s *server) request(method, path, contentType, body string, header ...strin
 	return s.do(req)
 }
 
+// atOnce sends n GET requests of path with header at once, and returns
+// their statuses (0 for one that got no response).
+func (s *server) atOnce(n int, path string, header ...string) []int {
+	var wg sync.WaitGroup
+	codes := make([]int, n)
+	for i := range codes {
+		wg.Go(func() {
+			req, err := http.NewRequest("GET", s.base+path, nil)
+			if err != nil {
+				return
+			}
+			for j := 0; j+1 < len(header); j += 2 {
+				req.Header.Set(header[j], header[j+1])
+			}
+			if resp, err := s.client.Do(req); err == nil {
+				codes[i] = resp.StatusCode
+				resp.Body.Close()
+			}
+		})
+	}
+	wg.Wait()
+	return codes
+}
+
 // loginForm posts the login form, as curl -d does.
 func (s *server) loginForm(username, password string, header ...string) response {
 	s.t.Helper()
@@ -359,24 +383,7 @@ func TestOperatorGuesses(t *testing.T) {
 	wantStatus(t, "right password after 20 challenges", s.request("GET", "/admin/", "", "", from("203.0.113.9", "Authorization", right)...), 200)
 
 	// The operator page's requests at once, more than the limit.
-	var wg sync.WaitGroup
-	codes := make([]int, 16)
-	for i := range codes {
-		wg.Go(func() {
-			req, err := http.NewRequest("GET", s.base+"/admin/api/locks", nil)
-			if err != nil {
-				return
-			}
-			req.Header.Set("Authorization", right)
-			req.Header.Set("X-Forwarded-For", "203.0.113.9")
-			if resp, err := s.client.Do(req); err == nil {
-				codes[i] = resp.StatusCode
-				resp.Body.Close()
-			}
-		})
-	}
-	wg.Wait()
-	for i, c := range codes {
+	for i, c := range s.atOnce(16, "/admin/api/locks", "Authorization", right, "X-Forwarded-For", "203.0.113.9") {
 		if c != 200 {
 			t.Errorf("the operator's request %d of 16 at once: status %d, want 200", i, c)
 		}
@@ -414,24 +421,7 @@ func TestOperatorParallel(t *testing.T) {
 				r := s.request("GET", "/admin/api/locks", "", "", "Authorization", basicAuth(s.adminUser, fmt.Sprint("typo", i)), "X-Forwarded-For", "203.0.113.9")
 				wantStatus(t, "typo", r, 401)
 			}
-			var wg sync.WaitGroup
-			codes := make([]int, 8)
-			for i := range codes {
-				wg.Go(func() {
-					req, err := http.NewRequest("GET", s.base+"/admin/api/locks", nil)
-					if err != nil {
-						return
-					}
-					req.Header.Set("Authorization", right)
-					req.Header.Set("X-Forwarded-For", "203.0.113.9")
-					if resp, err := s.client.Do(req); err == nil {
-						codes[i] = resp.StatusCode
-						resp.Body.Close()
-					}
-				})
-			}
-			wg.Wait()
-			for i, c := range codes {
+			for i, c := range s.atOnce(8, "/admin/api/locks", "Authorization", right, "X-Forwarded-For", "203.0.113.9") {
 				if c != 200 {
 					t.Errorf("the operator's request %d of 8 at once, after 2 typos: status %d, want 200", i, c)
 				}
